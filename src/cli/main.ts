@@ -1,0 +1,97 @@
+/** The `retro` command line. Every failure caused by input prints one line and a stable exit code. */
+import * as fs from "node:fs";
+import { Command, Option } from "commander";
+import { buildDatabase, STAGES, stageQuery, samplesIn, type Stage } from "../db/build.ts";
+import { Database } from "../db/database.ts";
+import { resolveConfig } from "../db/config.ts";
+import { readJson } from "../util/fsx.ts";
+import { RetroError } from "../util/errors.ts";
+import type { DatasetSpec } from "../data/sources.ts";
+import { inspectSample, formatStats } from "../db/inspect.ts";
+
+const program = new Command();
+program.name("retro").description("Retro / InstructRetro: retrieval-augmented language models in TypeScript").showHelpAfterError();
+
+const db = program.command("db").description("step 1: the retrieval database");
+
+function collect(v: string, prev: string[]) {
+  return [...prev, v];
+}
+
+db.command("build")
+  .description("ingest a corpus, tokenize, chunk, embed, build the ANN index and precompute neighbours (resumable)")
+  .requiredOption("--out <dir>", "database folder")
+  .option("--config <file>", "JSON config (see README); flags below override it")
+  .option("--text <path>", "add a plain-text file or folder as a dataset (repeatable)", collect, [])
+  .option("--jsonl <path>", "add a JSONL file as a dataset (repeatable)", collect, [])
+  .option("--field <name>", "JSONL text field", "text")
+  .option("--skip-bad-lines", "skip malformed JSONL lines (counted) instead of failing")
+  .option("--tokenizer <spec>", "gpt2 | bpe:<vocab size>")
+  .option("--chunk-length <n>", "tokens per chunk", (v) => parseInt(v, 10))
+  .option("--seq <n>", "sample length for the neighbour query", (v) => parseInt(v, 10))
+  .option("--index <description>", 'ANN index description, e.g. "HNSW32,SQfp16"')
+  .option("--seed <n>", "seed of the held-out split and samplers", (v) => parseInt(v, 10))
+  .option("--valid-fraction <f>", "share of documents held out per dataset", parseFloat)
+  .addOption(new Option("--until <stage>", "stop after this stage").choices(STAGES))
+  .action(async (o) => {
+    const cfg: Record<string, unknown> = o.config ? readJson<Record<string, unknown>>(o.config, "config") : {};
+    const sets: DatasetSpec[] = [];
+    for (const p of o.text as string[]) sets.push({ name: `text${sets.length}`, source: "text", path: p, weight: 1 });
+    for (const p of o.jsonl as string[]) sets.push({ name: `jsonl${sets.length}`, source: "jsonl", path: p, field: o.field, weight: 1, onBadLine: o.skipBadLines ? "skip" : "fail" });
+    if (sets.length) cfg.datasets = sets;
+    if (o.tokenizer) {
+      const m = /^(gpt2|bpe(?::(\d+))?)$/.exec(o.tokenizer);
+      if (!m) throw new RetroError("usage", `--tokenizer: expected gpt2 or bpe:<size>, got "${o.tokenizer}"`);
+      cfg.tokenizer = m[1] === "gpt2" ? { kind: "gpt2" } : { kind: "bpe", vocabSize: Number(m[2] ?? 8192) };
+    }
+    if (o.chunkLength) cfg.chunkLength = o.chunkLength;
+    if (o.seed !== undefined) cfg.seed = o.seed;
+    if (o.validFraction !== undefined) cfg.validFraction = o.validFraction;
+    if (o.index) cfg.index = { ...((cfg.index as object) ?? {}), description: o.index };
+    if (o.seq) cfg.query = { ...((cfg.query as object) ?? {}), seq: o.seq };
+    const man = await buildDatabase(o.out, cfg, { until: o.until as Stage | undefined });
+    console.log(formatStats(man));
+  });
+
+db.command("query")
+  .description("precompute (or resume) the neighbours of every sample chunk of a split")
+  .requiredOption("--db <dir>", "database folder")
+  .option("--split <name>", "train | valid", "valid")
+  .action(async (o) => {
+    const d = new Database(o.db);
+    const man = d.manifest;
+    await stageQuery(o.db, resolveConfig(d.config), man, d, o.split);
+    fs.writeFileSync(`${o.db}/manifest.json`, JSON.stringify(man, null, 2) + "\n");
+    console.log(`neighbours of ${samplesIn(d, o.split, d.config.query.seq)} ${o.split} samples ready`);
+  });
+
+db.command("inspect")
+  .description("print sample chunks with their retrieved neighbours as text")
+  .requiredOption("--db <dir>", "database folder")
+  .option("--split <name>", "train | valid", "valid")
+  .option("--sample <i>", "sample index", (v) => parseInt(v, 10), 0)
+  .option("--chunks <n>", "chunks of the sample to show", (v) => parseInt(v, 10), 2)
+  .option("--k <n>", "neighbours per chunk", (v) => parseInt(v, 10), 2)
+  .option("--chars <n>", "characters of text per item", (v) => parseInt(v, 10), 300)
+  .action((o) => {
+    const d = new Database(o.db);
+    console.log(inspectSample(d, o.split, o.sample, o.chunks, o.k, o.chars));
+  });
+
+db.command("stats")
+  .description("counts, sizes and settings of a database")
+  .requiredOption("--db <dir>", "database folder")
+  .action((o) => {
+    const d = new Database(o.db);
+    console.log(formatStats(d.manifest, o.db));
+  });
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  if (e instanceof RetroError) {
+    process.stderr.write(`retro: error: ${e.message}\n`);
+    process.exit(e.code);
+  }
+  throw e;
+}

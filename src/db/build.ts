@@ -1,0 +1,287 @@
+/**
+ * `retro db build`: ingest → tokens → chunks → embed → index, then (by default) the neighbour
+ * query for the train and valid splits. Each stage records its result in manifest.json when it is
+ * complete; a re-run skips finished stages and, inside the embed and query stages, recomputes only
+ * the blocks that are missing or fail their checks. Killing the process at any point and running
+ * again gives byte-identical outputs.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { diffKeys, resolveConfig, type DbConfig } from "./config.ts";
+import { CHUNK_COLS, DB_FORMAT, Database, type DatasetInfo, type Manifest } from "./database.ts";
+import { AnnIndex } from "./ann.ts";
+import { openSource, type SourceStats } from "../data/sources.ts";
+import { SplitWriter, dtypeFor } from "../data/tokenstore.ts";
+import { gpt2Tokenizer, loadTokenizer, type Tokenizer } from "../tokenizer/tokenizer.ts";
+import { trainBpe } from "../tokenizer/bpe.ts";
+import { openEmbedder, type Embedder } from "../embed/index.ts";
+import { RetroError } from "../util/errors.ts";
+import { readJson, removeStaleTemps, writeJsonAtomic } from "../util/fsx.ts";
+import { blockIsValid, blockName, blockRanges, readBlock, writeBlock } from "../util/blockfile.ts";
+import { hashUniform, Rng } from "../util/rng.ts";
+import { log, progress } from "../util/progress.ts";
+
+export type Stage = "tokens" | "chunks" | "embed" | "index" | "query";
+export const STAGES: Stage[] = ["tokens", "chunks", "embed", "index", "query"];
+
+function manifestPath(dir: string) {
+  return path.join(dir, "manifest.json");
+}
+function loadManifest(dir: string, c: DbConfig): Manifest {
+  const p = manifestPath(dir);
+  return fs.existsSync(p) ? readJson<Manifest>(p, "database manifest") : { format: DB_FORMAT, chunkLength: c.chunkLength };
+}
+function saveManifest(dir: string, m: Manifest) {
+  writeJsonAtomic(manifestPath(dir), m);
+}
+
+/** Write config.json, or check that an existing one matches (a changed config is refused, keys named). */
+export function prepareDir(dir: string, config: DbConfig): void {
+  fs.mkdirSync(dir, { recursive: true });
+  const p = path.join(dir, "config.json");
+  if (fs.existsSync(p)) {
+    const old = readJson<DbConfig>(p, "database config");
+    const diff = diffKeys(old, config);
+    if (diff.length) throw new RetroError("mismatch", `${dir} was built with another config (differs in: ${diff.join(", ")}); use a new output folder or the same config`);
+  } else writeJsonAtomic(p, config);
+  for (const sub of ["", "tokens", "embed", "index", "neighbours/train", "neighbours/valid"]) removeStaleTemps(path.join(dir, sub));
+}
+
+/** Is this document in the held-out split? Decided per document by (seed, dataset, key) alone. */
+export function isHeldOut(seed: number, dataset: string, key: string, fraction: number): boolean {
+  return hashUniform(seed, `${dataset}\u0000${key}`) < fraction;
+}
+
+async function stageTokens(dir: string, c: DbConfig, man: Manifest): Promise<void> {
+  let tok: Tokenizer;
+  if (c.tokenizer.kind === "gpt2") tok = gpt2Tokenizer();
+  else {
+    const tp = path.join(dir, "tokenizer.json");
+    if (!fs.existsSync(tp)) {
+      log(`training a byte-level BPE of ${c.tokenizer.vocabSize} ids on the training documents...`);
+      const stats: SourceStats = { skippedLines: 0 };
+      const texts = async function* () {
+        for (const ds of c.datasets) for await (const d of openSource(ds, stats)) if (!isHeldOut(c.seed, ds.name, d.key, c.validFraction)) yield d.text;
+      };
+      writeJsonAtomic(tp, await trainBpe(texts(), c.tokenizer.vocabSize));
+    }
+    tok = loadTokenizer(tp);
+  }
+  const dtype = dtypeFor(tok.vocabSize);
+  const tdir = path.join(dir, "tokens");
+  const train = new SplitWriter(tdir, "train", dtype, tok.eod);
+  const valid = new SplitWriter(tdir, "valid", dtype, tok.eod);
+  const datasets: DatasetInfo[] = [];
+  for (let di = 0; di < c.datasets.length; di++) {
+    const ds = c.datasets[di];
+    const stats: SourceStats = { skippedLines: 0 };
+    const info: DatasetInfo = { name: ds.name, weight: ds.weight ?? 1, trainDocs: 0, validDocs: 0, skippedLines: 0 };
+    let ordinal = 0;
+    const t0 = Date.now();
+    for await (const doc of openSource(ds, stats)) {
+      const ids = tok.encode(doc.text);
+      if (ids.length === 0) continue;
+      if (isHeldOut(c.seed, ds.name, doc.key, c.validFraction)) (valid.addDocument(di, ordinal, ids), info.validDocs++);
+      else (train.addDocument(di, ordinal, ids), info.trainDocs++);
+      ordinal++;
+    }
+    info.skippedLines = stats.skippedLines;
+    if (ordinal === 0) throw new RetroError("badInput", `dataset "${ds.name}" (${ds.path}) holds no documents with text`);
+    log(`tokenized ${ds.name}: ${info.trainDocs} train + ${info.validDocs} held-out documents${stats.skippedLines ? `, ${stats.skippedLines} malformed lines skipped` : ""} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+    datasets.push(info);
+  }
+  const splits = { train: train.finish(), valid: valid.finish() };
+  if (splits.train.docs === 0) throw new RetroError("badInput", "the corpus is empty: no training documents");
+  man.tokenizer = { id: tok.id, vocabSize: tok.vocabSize, eod: tok.eod, dtype };
+  man.datasets = datasets;
+  man.splits = splits;
+}
+
+function stageChunks(dir: string, c: DbConfig, man: Manifest): void {
+  const docsBuf = fs.readFileSync(path.join(dir, "tokens", "train.docs"));
+  const docs = new Uint32Array(docsBuf.buffer.slice(docsBuf.byteOffset, docsBuf.byteOffset + docsBuf.length));
+  const m = c.chunkLength;
+  let n = 0;
+  for (let d = 0; d < docs.length / 4; d++) n += Math.ceil(docs[4 * d + 3] / m);
+  const table = new Uint32Array(n * CHUNK_COLS);
+  let i = 0, padded = 0;
+  for (let d = 0; d < docs.length / 4; d++) {
+    const ds = docs[4 * d], start = docs[4 * d + 2], len = docs[4 * d + 3];
+    for (let s = 0; s < len; s += m) {
+      const l = Math.min(m, len - s);
+      if (l < m) padded++;
+      table.set([ds, d, start + s, l], i * CHUNK_COLS);
+      i++;
+    }
+  }
+  writeBlock(path.join(dir, "chunks.blk"), table, n, CHUNK_COLS);
+  man.chunks = { count: n, padded };
+}
+
+async function dbEmbedder(dir: string, c: DbConfig, db: Database): Promise<Embedder> {
+  // the lexical embedder's IDF is fitted on a random sample (not the first chunks) of the database
+  const fit = () => {
+    const ids = new Rng(c.seed).sample(db.nChunks, Math.min(db.nChunks, 50_000));
+    return ids.map((id) => db.chunkText(id));
+  };
+  return openEmbedder(c.embedder, path.join(dir, "embed"), fit);
+}
+
+async function stageEmbed(dir: string, c: DbConfig, man: Manifest, db: Database): Promise<void> {
+  const emb = await dbEmbedder(dir, c, db);
+  const edir = path.join(dir, "embed");
+  const ranges = blockRanges(db.nChunks, c.embedBlockSize);
+  const todo = ranges.filter(([s, e]) => !blockIsValid(blockName(edir, s, e), Float32Array));
+  log(`embedding ${db.nChunks} chunks with ${emb.id} (${ranges.length - todo.length}/${ranges.length} blocks already done)`);
+  const bar = progress("embed", db.nChunks, "chunks");
+  bar.update(db.nChunks - todo.reduce((a, [s, e]) => a + e - s, 0));
+  for (const [s, e] of todo) {
+    const texts: string[] = [];
+    for (let i = s; i < e; i++) texts.push(db.chunkText(i));
+    const vecs = await emb.embed(texts);
+    writeBlock(blockName(edir, s, e), vecs, e - s, emb.dim);
+    bar.increment(e - s);
+  }
+  bar.stop();
+  man.embeddings = { embedderId: emb.id, dim: emb.dim, blocks: ranges.length };
+}
+
+function stageIndex(dir: string, c: DbConfig, man: Manifest, db: Database): void {
+  const emb = man.embeddings!;
+  const idx = new AnnIndex(c.index.description, emb.dim, c.index.efConstruction, c.index.efSearch, c.index.threads);
+  const t0 = Date.now();
+  const bar = progress("index add", db.nChunks, "vectors");
+  // HNSW and SQ encodings need no training; vectors are added in blocks as they were embedded
+  for (const [s, e] of blockRanges(db.nChunks, c.embedBlockSize)) {
+    const b = readBlock(blockName(path.join(dir, "embed"), s, e), Float32Array);
+    if (b.cols !== emb.dim) throw new RetroError("mismatch", `embedding block ${s}-${e} has dimension ${b.cols}, index expects ${emb.dim}`);
+    idx.add(b.data, s);
+    bar.increment(e - s);
+  }
+  bar.stop();
+  fs.mkdirSync(path.join(dir, "index"), { recursive: true });
+  idx.save(path.join(dir, "index", "index.usearch"));
+  man.index = { description: c.index.description, dim: emb.dim, size: idx.size, embedderId: emb.embedderId, buildSeconds: (Date.now() - t0) / 1000 };
+}
+
+/** Text of each chunk of the samples [s, e) of a split: sample i, chunk j = tokens [i·seq + j·m, +m). */
+function sampleChunkTexts(db: Database, split: string, s: number, e: number, seq: number): string[] {
+  const r = db.split(split), m = db.m, out: string[] = [];
+  for (let i = s; i < e; i++) {
+    const toks = r.read(i * seq, (i + 1) * seq);
+    for (let j = 0; j < seq / m; j++) out.push(db.tokenizer.decode(toks.subarray(j * m, (j + 1) * m).filter((t) => t !== db.tokenizer.eod)));
+  }
+  return out;
+}
+
+/** Keys (dataset·2³² + ordinal) of every document that sample i of a split touches (its seq+1 tokens). */
+export function sampleDocKeys(db: Database, split: string, i: number, seq: number): Set<number> {
+  const r = db.split(split);
+  const keys = new Set<number>();
+  const last = Math.min(r.nTokens - 1, (i + 1) * seq);
+  for (let d = r.docAt(i * seq); d < r.nDocs && r.docStart(d) <= last; d++) keys.add(r.docDataset(d) * 2 ** 32 + r.docOrdinal(d));
+  return keys;
+}
+
+export function samplesIn(db: Database, split: string, seq: number): number {
+  return Math.max(0, Math.floor((db.split(split).nTokens - 1) / seq));
+}
+
+/**
+ * Megatron's query step: for every chunk of every sample, search `candidates` neighbours, drop
+ * each DB chunk whose document appears anywhere in the sample, keep the best `keep` (−1 padded).
+ */
+export async function stageQuery(dir: string, c: DbConfig, man: Manifest, db: Database, split: string): Promise<void> {
+  const { seq, candidates, keep, blockSize } = c.query;
+  const m = db.m, l = seq / m;
+  const emb = await dbEmbedder(dir, c, db);
+  if (man.index && emb.id !== man.index.embedderId) throw new RetroError("mismatch", `the index was built with embedder ${man.index.embedderId}, queries would use ${emb.id}`);
+  if (man.index && emb.dim !== man.index.dim) throw new RetroError("mismatch", `embedder dimension ${emb.dim} ≠ index dimension ${man.index.dim}`);
+  const idx = db.index();
+  const qdir = path.join(dir, "neighbours", split);
+  fs.mkdirSync(qdir, { recursive: true });
+  const n = samplesIn(db, split, seq);
+  const ranges = blockRanges(n, blockSize);
+  const todo = ranges.filter(([s, e]) => !blockIsValid(blockName(qdir, s, e), Int32Array));
+  log(`querying neighbours of ${n} ${split} samples × ${l} chunks (${ranges.length - todo.length}/${ranges.length} blocks already done)`);
+  const bar = progress(`query ${split}`, n * l, "chunks");
+  bar.update((n - todo.reduce((a, [s, e]) => a + e - s, 0)) * l);
+  for (const [s, e] of todo) {
+    const vecs = await emb.embed(sampleChunkTexts(db, split, s, e, seq));
+    const res = idx.search(vecs, Math.min(candidates, db.nChunks));
+    const kq = Math.min(candidates, db.nChunks);
+    const out = new Int32Array((e - s) * l * keep).fill(-1);
+    for (let i = s; i < e; i++) {
+      const excluded = sampleDocKeys(db, split, i, seq);
+      for (let j = 0; j < l; j++) {
+        const q = (i - s) * l + j;
+        let kept = 0;
+        for (let t = 0; t < kq && kept < keep; t++) {
+          const id = res.ids[q * kq + t];
+          if (id < 0) break;
+          const doc = db.chunkDoc(id);
+          if (excluded.has(db.train.docDataset(doc) * 2 ** 32 + db.train.docOrdinal(doc))) continue;
+          out[q * keep + kept++] = id;
+        }
+      }
+    }
+    writeBlock(blockName(qdir, s, e), out, (e - s) * l, keep);
+    bar.increment((e - s) * l);
+  }
+  bar.stop();
+  man.neighbours = { ...(man.neighbours ?? {}), [split]: { seq, samples: n, chunksPerSample: l, keep, candidates, blockSize, embedderId: emb.id } };
+}
+
+export interface BuildOptions {
+  /** stop after this stage */
+  until?: Stage;
+  /** splits whose neighbours the query stage computes */
+  splits?: string[];
+}
+
+/** Run (or resume) the whole build. Returns the finished manifest. */
+export async function buildDatabase(dir: string, userConfig: unknown, opts: BuildOptions = {}): Promise<Manifest> {
+  const c = resolveConfig(userConfig);
+  prepareDir(dir, c);
+  const man = loadManifest(dir, c);
+  const stop = STAGES.indexOf(opts.until ?? "query");
+  const t0 = Date.now();
+  if (!man.splits) {
+    await stageTokens(dir, c, man);
+    saveManifest(dir, man);
+  }
+  if (stop < 1) return man;
+  if (!man.chunks) {
+    stageChunks(dir, c, man);
+    saveManifest(dir, man);
+  }
+  const db = new Database(dir);
+  try {
+    if (stop >= 2 && !man.embeddings) {
+      await stageEmbed(dir, c, man, db);
+      saveManifest(dir, man);
+    }
+    if (stop >= 3 && !man.index) {
+      stageIndex(dir, c, man, db);
+      saveManifest(dir, man);
+    }
+    if (stop >= 4) {
+      for (const split of opts.splits ?? ["train", "valid"]) {
+        if (man.neighbours?.[split]) continue;
+        const fresh = new Database(dir); // sees the index written above
+        try {
+          await stageQuery(dir, c, man, fresh, split);
+        } finally {
+          fresh.close();
+        }
+        saveManifest(dir, man);
+      }
+    }
+  } finally {
+    db.close();
+  }
+  log(`database ${dir} ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  return man;
+}
+
+

@@ -1,0 +1,133 @@
+/**
+ * The database build config: typed, validated (unknown keys and wrong types are refused with
+ * their names), and written next to the outputs as `config.json`.
+ */
+import { RetroError } from "../util/errors.ts";
+import { defaultDatasets, type DatasetSpec } from "../data/sources.ts";
+
+export type TokenizerSpec = { kind: "gpt2" } | { kind: "bpe"; vocabSize: number };
+export type EmbedderSpec =
+  | { kind: "lexical"; dim: number }
+  | { kind: "onnx"; model: string; vocab: string; maxLength: number; batchSize: number; lowercase: boolean };
+
+export interface IndexSpec {
+  /** Faiss-style description: "Flat", "HNSW32", "HNSW32,SQfp16", "HNSW32,SQ8", ... */
+  description: string;
+  efConstruction: number;
+  efSearch: number;
+  threads: number;
+}
+
+export interface QuerySpec {
+  /** sample length in tokens (a multiple of the chunk length) */
+  seq: number;
+  /** candidates searched per chunk before the exclusion rule */
+  candidates: number;
+  /** neighbours kept per chunk (padded with -1) */
+  keep: number;
+  /** samples per neighbour block */
+  blockSize: number;
+}
+
+export interface DbConfig {
+  datasets: DatasetSpec[];
+  tokenizer: TokenizerSpec;
+  seed: number;
+  validFraction: number;
+  chunkLength: number;
+  embedder: EmbedderSpec;
+  embedBlockSize: number;
+  index: IndexSpec;
+  query: QuerySpec;
+}
+
+export function defaultConfig(): DbConfig {
+  return {
+    datasets: defaultDatasets(),
+    tokenizer: { kind: "bpe", vocabSize: 8192 },
+    seed: 1234,
+    validFraction: 0.01,
+    chunkLength: 64,
+    embedder: { kind: "lexical", dim: 256 },
+    embedBlockSize: 8192,
+    index: { description: "HNSW32,SQfp16", efConstruction: 128, efSearch: 256, threads: 2 },
+    query: { seq: 512, candidates: 200, keep: 20, blockSize: 256 },
+  };
+}
+
+type Shape = "number" | "string" | "boolean" | "object" | "array";
+function check(obj: unknown, where: string, fields: Record<string, Shape>, required: string[] = []): Record<string, unknown> {
+  if (typeof obj !== "object" || obj === null || Array.isArray(obj)) throw new RetroError("usage", `${where}: expected an object`);
+  const o = obj as Record<string, unknown>;
+  for (const k of Object.keys(o)) {
+    if (!(k in fields)) throw new RetroError("usage", `${where}: unknown key "${k}" (known: ${Object.keys(fields).join(", ")})`);
+    const want = fields[k];
+    const got = Array.isArray(o[k]) ? "array" : typeof o[k];
+    if (got !== want) throw new RetroError("usage", `${where}.${k}: expected ${want}, got ${got}`);
+  }
+  for (const k of required) if (!(k in o)) throw new RetroError("usage", `${where}: missing key "${k}"`);
+  return o;
+}
+
+function positiveInt(v: number, where: string): void {
+  if (!Number.isInteger(v) || v <= 0) throw new RetroError("usage", `${where}: expected a positive integer, got ${v}`);
+}
+
+/** Merge a user config (partial) over the defaults and validate the result. */
+export function resolveConfig(user: unknown): DbConfig {
+  const d = defaultConfig();
+  const u = check(user ?? {}, "config", {
+    datasets: "array", tokenizer: "object", seed: "number", validFraction: "number", chunkLength: "number",
+    embedder: "object", embedBlockSize: "number", index: "object", query: "object",
+  });
+  const c: DbConfig = {
+    ...d,
+    ...(u as Partial<DbConfig>),
+    index: { ...d.index, ...(u.index as object) },
+    query: { ...d.query, ...(u.query as object) },
+  };
+  if (u.tokenizer) {
+    const t = check(u.tokenizer, "config.tokenizer", { kind: "string", vocabSize: "number" }, ["kind"]);
+    if (t.kind === "gpt2") c.tokenizer = { kind: "gpt2" };
+    else if (t.kind === "bpe") c.tokenizer = { kind: "bpe", vocabSize: (t.vocabSize as number) ?? 8192 };
+    else throw new RetroError("usage", `config.tokenizer.kind: "${String(t.kind)}" is not one of gpt2, bpe`);
+  }
+  if (u.embedder) {
+    const e = check(u.embedder, "config.embedder", { kind: "string", dim: "number", model: "string", vocab: "string", maxLength: "number", batchSize: "number", lowercase: "boolean" }, ["kind"]);
+    if (e.kind === "lexical") c.embedder = { kind: "lexical", dim: (e.dim as number) ?? 256 };
+    else if (e.kind === "onnx") {
+      if (typeof e.model !== "string" || typeof e.vocab !== "string") throw new RetroError("usage", `config.embedder: onnx needs "model" (model.onnx) and "vocab" (vocab.txt)`);
+      c.embedder = { kind: "onnx", model: e.model, vocab: e.vocab, maxLength: (e.maxLength as number) ?? 256, batchSize: (e.batchSize as number) ?? 32, lowercase: (e.lowercase as boolean) ?? true };
+    } else throw new RetroError("usage", `config.embedder.kind: "${String(e.kind)}" is not one of lexical, onnx`);
+  }
+  check(c.index, "config.index", { description: "string", efConstruction: "number", efSearch: "number", threads: "number" });
+  check(c.query, "config.query", { seq: "number", candidates: "number", keep: "number", blockSize: "number" });
+  if (!Array.isArray(c.datasets) || c.datasets.length === 0) throw new RetroError("usage", "config.datasets: at least one dataset is needed");
+  const names = new Set<string>();
+  c.datasets.forEach((ds, i) => {
+    check(ds, `config.datasets[${i}]`, { name: "string", source: "string", path: "string", field: "string", weight: "number", onBadLine: "string" }, ["name", "source", "path"]);
+    if (names.has(ds.name)) throw new RetroError("usage", `config.datasets: duplicate name "${ds.name}"`);
+    names.add(ds.name);
+    if (ds.weight !== undefined && !(ds.weight > 0)) throw new RetroError("usage", `config.datasets[${i}].weight must be > 0`);
+    if (ds.onBadLine !== undefined && ds.onBadLine !== "fail" && ds.onBadLine !== "skip") throw new RetroError("usage", `config.datasets[${i}].onBadLine must be "fail" or "skip"`);
+  });
+  positiveInt(c.chunkLength, "config.chunkLength");
+  positiveInt(c.embedBlockSize, "config.embedBlockSize");
+  positiveInt(c.query.seq, "config.query.seq");
+  positiveInt(c.query.candidates, "config.query.candidates");
+  positiveInt(c.query.keep, "config.query.keep");
+  positiveInt(c.query.blockSize, "config.query.blockSize");
+  if (c.query.seq % c.chunkLength !== 0) throw new RetroError("usage", `config.query.seq (${c.query.seq}) must be a multiple of chunkLength (${c.chunkLength})`);
+  if (c.query.keep > c.query.candidates) throw new RetroError("usage", `config.query.keep (${c.query.keep}) exceeds candidates (${c.query.candidates})`);
+  if (!(c.validFraction >= 0 && c.validFraction < 1)) throw new RetroError("usage", `config.validFraction must be in [0, 1), got ${c.validFraction}`);
+  return c;
+}
+
+/** The keys whose values differ between two configs (for "refused: config changed" messages). */
+export function diffKeys(a: unknown, b: unknown, prefix = ""): string[] {
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return JSON.stringify(a) === JSON.stringify(b) ? [] : [prefix || "(root)"];
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+  const out: string[] = [];
+  for (const k of keys) out.push(...diffKeys((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], prefix ? `${prefix}.${k}` : k));
+  return out;
+}

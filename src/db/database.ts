@@ -1,0 +1,145 @@
+/**
+ * A retrieval database on disk and read access to it. Layout of a database folder:
+ *   config.json            the full build config (a re-run with another config is refused)
+ *   manifest.json          what each finished stage produced: tokenizer id, counts, checksums
+ *   tokenizer.json         the learned BPE (absent for gpt2)
+ *   tokens/{train,valid}.{tok,docs}   the token store (see data/tokenstore.ts)
+ *   chunks.blk             uint32 [nChunks, 4]: dataset, train document index, start, length
+ *   embed/                 embedder state and chunk embeddings, float32 blocks
+ *   index/index.usearch    the ANN index
+ *   neighbours/<split>/    int32 blocks [samples·l, keep] of chunk ids, −1 padded
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import type { DbConfig } from "./config.ts";
+import { RetroError } from "../util/errors.ts";
+import { readJson } from "../util/fsx.ts";
+import { readBlock, blockName, blockRanges } from "../util/blockfile.ts";
+import { SplitReader, type SplitInfo, type TokenDtype } from "../data/tokenstore.ts";
+import { loadTokenizer, type Tokenizer } from "../tokenizer/tokenizer.ts";
+import { AnnIndex } from "./ann.ts";
+
+export const DB_FORMAT = "retro-ts-db/1";
+
+export interface DatasetInfo {
+  name: string;
+  weight: number;
+  trainDocs: number;
+  validDocs: number;
+  skippedLines: number;
+}
+
+export interface Manifest {
+  format: string;
+  tokenizer?: { id: string; vocabSize: number; eod: number; dtype: TokenDtype };
+  chunkLength: number;
+  datasets?: DatasetInfo[];
+  splits?: { train: SplitInfo; valid: SplitInfo };
+  chunks?: { count: number; padded: number };
+  embeddings?: { embedderId: string; dim: number; blocks: number };
+  index?: { description: string; dim: number; size: number; embedderId: string; buildSeconds: number };
+  neighbours?: Record<string, { seq: number; samples: number; chunksPerSample: number; keep: number; candidates: number; blockSize: number; embedderId: string }>;
+}
+
+export const CHUNK_COLS = 4;
+
+export class Database {
+  readonly manifest: Manifest;
+  readonly config: DbConfig;
+  readonly tokenizer: Tokenizer;
+  readonly train: SplitReader;
+  readonly valid: SplitReader;
+  readonly chunks: Uint32Array; // [n, 4]
+  readonly nChunks: number;
+  readonly m: number;
+  private indexCache?: AnnIndex;
+
+  constructor(readonly dir: string) {
+    if (!fs.existsSync(dir)) throw new RetroError("notFound", `database not found: ${dir}`);
+    this.manifest = readJson<Manifest>(path.join(dir, "manifest.json"), "database manifest");
+    this.config = readJson<DbConfig>(path.join(dir, "config.json"), "database config");
+    if (this.manifest.format !== DB_FORMAT) throw new RetroError("corrupt", `${dir}: unknown database format "${this.manifest.format}" (expected ${DB_FORMAT})`);
+    const t = this.manifest.tokenizer, s = this.manifest.splits;
+    if (!t || !s || !this.manifest.chunks) throw new RetroError("badInput", `${dir}: database is incomplete (tokens/chunks stage missing); run "retro db build" again`);
+    this.tokenizer = loadTokenizer(t.id === "gpt2" ? "gpt2" : path.join(dir, "tokenizer.json"));
+    if (this.tokenizer.id !== t.id) throw new RetroError("corrupt", `${dir}: tokenizer.json (${this.tokenizer.id}) does not match the manifest (${t.id})`);
+    this.m = this.manifest.chunkLength;
+    this.train = new SplitReader(path.join(dir, "tokens"), "train", t.dtype, s.train);
+    this.valid = new SplitReader(path.join(dir, "tokens"), "valid", t.dtype, s.valid);
+    const c = readBlock(path.join(dir, "chunks.blk"), Uint32Array);
+    this.chunks = c.data;
+    this.nChunks = c.rows;
+    if (c.rows !== this.manifest.chunks.count) throw new RetroError("corrupt", `${dir}: chunks.blk holds ${c.rows} chunks, manifest says ${this.manifest.chunks.count}`);
+  }
+
+  /** Refuse to use this database with a model or run made for another tokenizer or chunk length. */
+  checkCompatible(tokenizerId: string, chunkLength: number): void {
+    const mine = this.manifest.tokenizer!.id;
+    if (mine !== tokenizerId) throw new RetroError("mismatch", `database ${this.dir} was built with tokenizer ${mine}, not ${tokenizerId}`);
+    if (this.m !== chunkLength) throw new RetroError("mismatch", `database ${this.dir} has chunk length ${this.m}, not ${chunkLength}`);
+  }
+
+  chunkDoc(c: number): number {
+    return this.chunks[CHUNK_COLS * c + 1];
+  }
+
+  /** Tokens of DB chunk c, padded with EOD to the chunk length. */
+  chunkTokens(c: number): Uint32Array {
+    const start = this.chunks[CHUNK_COLS * c + 2], len = this.chunks[CHUNK_COLS * c + 3];
+    const out = new Uint32Array(this.m).fill(this.tokenizer.eod);
+    out.set(this.train.read(start, start + len));
+    return out;
+  }
+
+  chunkText(c: number): string {
+    const start = this.chunks[CHUNK_COLS * c + 2], len = this.chunks[CHUNK_COLS * c + 3];
+    return this.tokenizer.decode(this.train.read(start, start + len));
+  }
+
+  /**
+   * Retrieved tokens of neighbour c: the chunk and its continuation (the next chunk of the SAME
+   * document; EOD where the document ends), `r = 2m` tokens. A −1 neighbour gives all EOD.
+   */
+  neighbourTokens(c: number, r = 2 * this.m): Uint32Array {
+    const out = new Uint32Array(r).fill(this.tokenizer.eod);
+    if (c < 0) return out;
+    for (let j = 0, cc = c; j * this.m < r && cc >= 0 && cc < this.nChunks; j++, cc++) {
+      if (j > 0 && this.chunkDoc(cc) !== this.chunkDoc(c)) break;
+      out.set(this.chunkTokens(cc).subarray(0, Math.min(this.m, r - j * this.m)), j * this.m);
+    }
+    return out;
+  }
+
+  split(name: string): SplitReader {
+    if (name === "train") return this.train;
+    if (name === "valid") return this.valid;
+    throw new RetroError("usage", `unknown split "${name}" (train, valid)`);
+  }
+
+  index(efSearch = this.config.index.efSearch, threads = this.config.index.threads): AnnIndex {
+    const info = this.manifest.index;
+    if (!info) throw new RetroError("badInput", `${this.dir}: the index stage has not run`);
+    if (!this.indexCache || efSearch !== this.config.index.efSearch) {
+      const idx = AnnIndex.load(path.join(this.dir, "index", "index.usearch"), info.description, info.dim, info.size, efSearch, threads);
+      if (efSearch !== this.config.index.efSearch) return idx;
+      this.indexCache = idx;
+    }
+    return this.indexCache;
+  }
+
+  /** Precomputed neighbours of one sample of a split: int32 [l, keep]. */
+  sampleNeighbours(split: string, sample: number): Int32Array {
+    const info = this.manifest.neighbours?.[split];
+    if (!info) throw new RetroError("badInput", `${this.dir}: neighbours of split "${split}" have not been computed ("retro db query --split ${split}")`);
+    if (sample < 0 || sample >= info.samples) throw new RetroError("usage", `sample ${sample} out of range [0, ${info.samples})`);
+    const [s, e] = blockRanges(info.samples, info.blockSize)[Math.floor(sample / info.blockSize)];
+    const b = readBlock(blockName(path.join(this.dir, "neighbours", split), s, e), Int32Array);
+    const rowsPer = info.chunksPerSample;
+    return b.data.slice((sample - s) * rowsPer * info.keep, (sample - s + 1) * rowsPer * info.keep);
+  }
+
+  close(): void {
+    this.train.close();
+    this.valid.close();
+  }
+}

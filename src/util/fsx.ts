@@ -1,0 +1,65 @@
+/** Atomic file writes (temp file + fsync + rename), checksums and checked reads. */
+import { createHash } from "node:crypto";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { RetroError } from "./errors.ts";
+
+let tmpCounter = 0;
+/** A temp path beside `target`, unique per process and call; never matched by readers (".tmp" suffix). */
+export function tmpPathFor(target: string): string {
+  return `${target}.${process.pid}.${tmpCounter++}.tmp`;
+}
+
+/** Write `data` to `target` atomically: a reader sees either the old file or the complete new one. */
+export function writeFileAtomic(target: string, data: string | Uint8Array): void {
+  fs.mkdirSync(path.dirname(target), { recursive: true });
+  const tmp = tmpPathFor(target);
+  const fd = fs.openSync(tmp, "w");
+  try {
+    fs.writeSync(fd, typeof data === "string" ? Buffer.from(data, "utf8") : data);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, target);
+}
+
+export function writeJsonAtomic(target: string, value: unknown): void {
+  writeFileAtomic(target, JSON.stringify(value, null, 2) + "\n");
+}
+
+export function readJson<T>(file: string, what: string): T {
+  if (!fs.existsSync(file)) throw new RetroError("notFound", `${what} not found: ${file}`);
+  try {
+    return JSON.parse(fs.readFileSync(file, "utf8")) as T;
+  } catch (e) {
+    throw new RetroError("corrupt", `${what} is not valid JSON: ${file} (${(e as Error).message})`);
+  }
+}
+
+export function sha256(data: Uint8Array): string {
+  return createHash("sha256").update(data).digest("hex");
+}
+
+export function sha256File(file: string): string {
+  const h = createHash("sha256");
+  const fd = fs.openSync(file, "r");
+  try {
+    const buf = Buffer.allocUnsafe(1 << 22);
+    let n: number;
+    while ((n = fs.readSync(fd, buf, 0, buf.length, null)) > 0) h.update(buf.subarray(0, n));
+  } finally {
+    fs.closeSync(fd);
+  }
+  return h.digest("hex");
+}
+
+/** Remove stale temp files left by a killed process (they are never read, this only frees disk). */
+export function removeStaleTemps(dir: string): void {
+  if (!fs.existsSync(dir)) return;
+  for (const f of fs.readdirSync(dir)) if (f.endsWith(".tmp")) fs.rmSync(path.join(dir, f), { force: true });
+}
+
+export function requirePath(p: string, what: string): void {
+  if (!fs.existsSync(p)) throw new RetroError("notFound", `${what} not found: ${p}`);
+}

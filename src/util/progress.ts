@@ -1,0 +1,61 @@
+/** Progress bars with ETA and rate on stderr (cli-progress), silent when not a TTY unless forced. */
+import cliProgress from "cli-progress";
+
+export interface Progress {
+  update(done: number): void;
+  increment(n?: number): void;
+  stop(): void;
+}
+
+export function progress(label: string, total: number, unit = "items"): Progress {
+  const quiet = process.env.RETRO_QUIET === "1";
+  if (quiet || !process.stderr.isTTY) {
+    // non-TTY: one line every ~10 % so that logs stay readable and still show an ETA
+    const t0 = Date.now();
+    let done = 0;
+    let nextReport = total / 10;
+    const report = () => {
+      if (quiet) return;
+      const s = (Date.now() - t0) / 1000;
+      const rate = done / Math.max(s, 1e-9);
+      const eta = rate > 0 ? (total - done) / rate : 0;
+      process.stderr.write(`${label}: ${done}/${total} ${unit} ${rate.toFixed(0)}/s ETA ${eta.toFixed(0)}s\n`);
+    };
+    return {
+      update(d) {
+        done = d;
+        if (done >= nextReport) {
+          report();
+          nextReport = done + total / 10;
+        }
+      },
+      increment(n = 1) {
+        this.update(done + n);
+      },
+      stop() {},
+    };
+  }
+  const bar = new cliProgress.SingleBar(
+    { format: `${label} [{bar}] {percentage}% | {value}/{total} ${unit} | {rate}/s | ETA {eta_formatted}`, hideCursor: true, stream: process.stderr },
+    cliProgress.Presets.shades_classic,
+  );
+  const t0 = Date.now();
+  let done = 0;
+  bar.start(total, 0, { rate: "0" });
+  return {
+    update(d) {
+      done = d;
+      bar.update(d, { rate: (d / Math.max((Date.now() - t0) / 1000, 1e-9)).toFixed(0) });
+    },
+    increment(n = 1) {
+      this.update(done + n);
+    },
+    stop() {
+      bar.stop();
+    },
+  };
+}
+
+export function log(msg: string): void {
+  if (process.env.RETRO_QUIET !== "1") process.stderr.write(msg + "\n");
+}
