@@ -195,8 +195,8 @@ export async function stageQuery(dir: string, c: DbConfig, man: Manifest, db: Da
   const { seq, candidates, keep, blockSize } = c.query;
   const m = db.m, l = seq / m;
   const emb = await dbEmbedder(dir, c, db);
-  if (man.index && emb.id !== man.index.embedderId) throw new RetroError("mismatch", `the index was built with embedder ${man.index.embedderId}, queries would use ${emb.id}`);
   if (man.index && emb.dim !== man.index.dim) throw new RetroError("mismatch", `embedder dimension ${emb.dim} ≠ index dimension ${man.index.dim}`);
+  if (man.index && emb.id !== man.index.embedderId) throw new RetroError("mismatch", `the index was built with embedder ${man.index.embedderId}, queries would use ${emb.id}`);
   const idx = db.index();
   const qdir = path.join(dir, "neighbours", split);
   fs.mkdirSync(qdir, { recursive: true });

@@ -4,6 +4,7 @@
  */
 import { RetroError } from "../util/errors.ts";
 import { defaultDatasets, type DatasetSpec } from "../data/sources.ts";
+import { parseDescription } from "./ann.ts";
 
 export type TokenizerSpec = { kind: "gpt2" } | { kind: "bpe"; vocabSize: number };
 export type EmbedderSpec =
@@ -111,6 +112,7 @@ export function resolveConfig(user: unknown): DbConfig {
     if (ds.weight !== undefined && !(ds.weight > 0)) throw new RetroError("usage", `config.datasets[${i}].weight must be > 0`);
     if (ds.onBadLine !== undefined && ds.onBadLine !== "fail" && ds.onBadLine !== "skip") throw new RetroError("usage", `config.datasets[${i}].onBadLine must be "fail" or "skip"`);
   });
+  parseDescription(c.index.description);
   positiveInt(c.chunkLength, "config.chunkLength");
   positiveInt(c.embedBlockSize, "config.embedBlockSize");
   positiveInt(c.query.seq, "config.query.seq");

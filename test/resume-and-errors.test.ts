@@ -1,0 +1,142 @@
+import { test, describe, before } from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { spawn } from "node:child_process";
+import { buildDatabase } from "../src/db/build.ts";
+import { Database } from "../src/db/database.ts";
+import { resolveConfig } from "../src/db/config.ts";
+import { stageQuery } from "../src/db/build.ts";
+import { RetroError } from "../src/util/errors.ts";
+import { cli, ROOT, smallConfig, tmpDir, treeHashes, writeTextCorpus } from "./helpers.ts";
+
+process.env.RETRO_QUIET = "1";
+
+function runUntilKilled(args: string[], afterMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [path.join(ROOT, "bin", "retro.js"), ...args], { env: { ...process.env, RETRO_QUIET: "1" }, stdio: "ignore" });
+    const t = setTimeout(() => p.kill("SIGKILL"), afterMs);
+    p.on("exit", () => (clearTimeout(t), resolve()));
+  });
+}
+
+describe("kill and resume", () => {
+  test("a build killed at several moments and re-run is byte-identical to an uninterrupted one", async () => {
+    const corpus = writeTextCorpus(path.join(tmpDir(), "corpus"), 60, 2500);
+    const cfgFile = path.join(tmpDir(), "cfg.json");
+    fs.writeFileSync(cfgFile, JSON.stringify(smallConfig(corpus, { embedBlockSize: 40, query: { seq: 64, candidates: 50, keep: 4, blockSize: 4 } })));
+    const ref = path.join(tmpDir(), "ref");
+    assert.equal(cli(["db", "build", "--out", ref, "--config", cfgFile]).code, 0);
+    const dir = path.join(tmpDir(), "killed");
+    for (const ms of [900, 1300, 1700, 2100, 2600]) await runUntilKilled(["db", "build", "--out", dir, "--config", cfgFile], ms);
+    const r = cli(["db", "build", "--out", dir, "--config", cfgFile]);
+    assert.equal(r.code, 0, r.stderr);
+    const a = treeHashes(ref), b = treeHashes(dir);
+    assert.deepEqual(Object.keys(b).sort(), Object.keys(a).sort());
+    // the manifest records the index build time, which differs between runs
+    for (const k of Object.keys(a)) if (k !== "manifest.json") assert.equal(b[k], a[k], k);
+  });
+});
+
+describe("bad input gives a clear error and exit code", () => {
+  let corpus: string;
+  before(() => {
+    corpus = writeTextCorpus(path.join(tmpDir(), "corpus"), 12, 800);
+  });
+
+  test("missing corpus path → exit 3", () => {
+    const r = cli(["db", "build", "--out", path.join(tmpDir(), "x"), "--text", "/no/such/folder"]);
+    assert.equal(r.code, 3);
+    assert.match(r.stderr, /path not found: \/no\/such\/folder/);
+    assert.doesNotMatch(r.stderr, /at .*\.ts:\d+/, "no stack trace");
+  });
+
+  test("empty corpus → exit 4, nothing accepted later", () => {
+    const empty = tmpDir();
+    fs.writeFileSync(path.join(empty, "blank.txt"), "   \n");
+    const out = path.join(tmpDir(), "db");
+    const r = cli(["db", "build", "--out", out, "--text", empty, "--tokenizer", "gpt2"]);
+    assert.equal(r.code, 4);
+    assert.match(r.stderr, /no documents/);
+    assert.ok(!fs.existsSync(path.join(out, "manifest.json")));
+    assert.throws(() => new Database(out), (e: RetroError) => e.code === 3);
+  });
+
+  test("non-UTF-8 bytes → exit 4 naming the file", () => {
+    const d = tmpDir();
+    fs.writeFileSync(path.join(d, "bad.txt"), Buffer.from([0x48, 0x69, 0x20, 0xff, 0xfe, 0x21]));
+    const r = cli(["db", "build", "--out", path.join(tmpDir(), "db"), "--text", d, "--tokenizer", "gpt2"]);
+    assert.equal(r.code, 4);
+    assert.match(r.stderr, /bad\.txt: not valid UTF-8/);
+  });
+
+  test("malformed JSONL line: fails by default (exit 4, line named), skipped and counted on request", async () => {
+    const d = tmpDir();
+    const f = path.join(d, "c.jsonl");
+    const lines = fs.readdirSync(corpus).map((n) => JSON.stringify({ text: fs.readFileSync(path.join(corpus, n), "utf8") }));
+    lines.splice(3, 0, "{not json", JSON.stringify({ body: "no text field" }));
+    fs.writeFileSync(f, lines.join("\n") + "\n");
+    const r = cli(["db", "build", "--out", path.join(tmpDir(), "db"), "--jsonl", f, "--until", "tokens", "--tokenizer", "gpt2"]);
+    assert.equal(r.code, 4);
+    assert.match(r.stderr, /c\.jsonl:4: malformed JSONL line/);
+    const out = path.join(tmpDir(), "db");
+    const ok = cli(["db", "build", "--out", out, "--jsonl", f, "--skip-bad-lines", "--until", "tokens", "--tokenizer", "gpt2"]);
+    assert.equal(ok.code, 0, ok.stderr);
+    const man = JSON.parse(fs.readFileSync(path.join(out, "manifest.json"), "utf8"));
+    assert.equal(man.datasets[0].skippedLines, 2);
+    assert.equal(man.datasets[0].trainDocs + man.datasets[0].validDocs, 12);
+  });
+
+  test("corrupt or truncated index, token and neighbour files → exit 5, and a rebuild repairs blocks", async () => {
+    const dir = path.join(tmpDir(), "db");
+    await buildDatabase(dir, smallConfig(corpus));
+    // truncated token file
+    const tok = path.join(dir, "tokens", "train.tok");
+    const saved = fs.readFileSync(tok);
+    fs.writeFileSync(tok, saved.subarray(0, saved.length - 2));
+    let r = cli(["db", "stats", "--db", dir]);
+    assert.equal(r.code, 5);
+    assert.match(r.stderr, /truncated or replaced/);
+    fs.writeFileSync(tok, saved);
+    // truncated index
+    const idx = path.join(dir, "index", "index.usearch");
+    const idxBuf = fs.readFileSync(idx);
+    fs.writeFileSync(idx, idxBuf.subarray(0, 200));
+    r = cli(["db", "inspect", "--db", dir, "--split", "valid"]);
+    assert.equal(r.code, 0, "inspect reads precomputed neighbours only");
+    r = cli(["db", "query", "--db", dir, "--split", "valid"]);
+    assert.equal(r.code, 5);
+    assert.match(r.stderr, /index/);
+    fs.writeFileSync(idx, idxBuf);
+    // corrupt neighbour block
+    const nd = path.join(dir, "neighbours", "valid");
+    const f = path.join(nd, fs.readdirSync(nd)[0]);
+    const b = fs.readFileSync(f);
+    b[40] ^= 1;
+    fs.writeFileSync(f, b);
+    r = cli(["db", "inspect", "--db", dir, "--split", "valid"]);
+    assert.equal(r.code, 5);
+    assert.match(r.stderr, /checksum mismatch/);
+    r = cli(["db", "query", "--db", dir, "--split", "valid"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(cli(["db", "inspect", "--db", dir, "--split", "valid"]).code, 0);
+  });
+
+  test("an embedder whose dimension differs from the index → exit 6", async () => {
+    const dir = path.join(tmpDir(), "db");
+    await buildDatabase(dir, smallConfig(corpus), { until: "index" });
+    const db = new Database(dir);
+    const cfg = resolveConfig({ ...smallConfig(corpus), embedder: { kind: "lexical", dim: 32 } });
+    await assert.rejects(stageQuery(dir, cfg, db.manifest, db, "valid"), (e: RetroError) => e.code === 6 && /dimension 32 ≠ index dimension 64/.test(e.message));
+  });
+
+  test("unknown config keys and bad values are refused by name", () => {
+    assert.throws(() => resolveConfig({ chunkLen: 64 }), /unknown key "chunkLen"/);
+    assert.throws(() => resolveConfig({ query: { seq: 100 } }), /multiple of chunkLength/);
+    assert.throws(() => resolveConfig({ index: { description: "IVF4096,PQ16" } }), (e: RetroError) => e.code === 2 && /not supported/.test(e.message));
+    assert.throws(() => resolveConfig({ tokenizer: { kind: "wordpiece" } }), /not one of gpt2, bpe/);
+    const r = cli(["db", "build", "--out", path.join(tmpDir(), "db"), "--text", corpus, "--index", "IVF4096,PQ16", "--tokenizer", "gpt2"]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /IVF\/PQ\/OPQ/);
+  });
+});
