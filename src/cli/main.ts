@@ -86,6 +86,15 @@ db.command("stats")
     console.log(formatStats(d.manifest, o.db));
   });
 
+// RETRO_RUSAGE=FILE: write this process's peak RSS and CPU time to FILE at exit (used by bench:db)
+if (process.env.RETRO_RUSAGE) {
+  const file = process.env.RETRO_RUSAGE;
+  process.on("exit", () => {
+    const u = process.resourceUsage();
+    fs.writeFileSync(file, JSON.stringify({ maxRssMiB: u.maxRSS / 1024, userS: u.userCPUTime / 1e6, systemS: u.systemCPUTime / 1e6 }));
+  });
+}
+
 try {
   await program.parseAsync(process.argv);
 } catch (e) {

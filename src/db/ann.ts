@@ -107,22 +107,21 @@ export class AnnIndex {
       }
       return { ids, scores };
     }
-    // exact search, blocked over the stored vectors; keeps a per-query top-k by insertion
+    // exact search (usearch's native brute force) block by block, merged into a running top-k
     let base = 0;
     for (const block of this.flat) {
       const nb = block.length / this.dim;
+      const kk = Math.min(k, nb);
+      const res = usearch.exactSearch(block, queries, this.dim, kk, usearch.MetricKind.IP, this.threads) as unknown as { keys: BigUint64Array; distances: Float32Array };
       for (let q = 0; q < nq; q++) {
-        const qo = q * this.dim, so = q * k;
-        for (let b = 0; b < nb; b++) {
-          let s = 0;
-          const bo = b * this.dim;
-          for (let j = 0; j < this.dim; j++) s += queries[qo + j] * block[bo + j];
-          if (s > scores[so + k - 1]) {
-            let p = k - 1;
-            while (p > 0 && scores[so + p - 1] < s) (scores[so + p] = scores[so + p - 1]), (ids[so + p] = ids[so + p - 1]), p--;
-            scores[so + p] = s;
-            ids[so + p] = base + b;
-          }
+        const so = q * k;
+        for (let j = 0; j < kk; j++) {
+          const sc = 1 - res.distances[q * kk + j];
+          if (!(sc > scores[so + k - 1])) continue;
+          let p = k - 1;
+          while (p > 0 && scores[so + p - 1] < sc) (scores[so + p] = scores[so + p - 1]), (ids[so + p] = ids[so + p - 1]), p--;
+          scores[so + p] = sc;
+          ids[so + p] = base + Number(res.keys[q * kk + j]);
         }
       }
       base += nb;

@@ -1,0 +1,42 @@
+/** Helpers shared by the benchmarks: peer discovery and invocation, timing, table printing. */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { spawnSync } from "node:child_process";
+
+export const PEERS = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..", "..", "shared", "peers");
+const PY = "/usr/bin/python3";
+
+/** Is a Python peer module importable? (prints why not, never throws) */
+export function peerAvailable(module: string, script: string): boolean {
+  if (!fs.existsSync(path.join(PEERS, script))) {
+    console.log(`peer skipped: ${path.join(PEERS, script)} not found`);
+    return false;
+  }
+  const r = spawnSync(PY, ["-c", `import ${module}`], { encoding: "utf8" });
+  if (r.status !== 0) {
+    console.log(`peer skipped: ${module} is not installed for ${PY} (apt-get install -y python3-${module})`);
+    return false;
+  }
+  return true;
+}
+
+export function runPeer<T>(script: string, args: string[]): T {
+  const r = spawnSync(PY, [path.join(PEERS, script), ...args], { encoding: "utf8", maxBuffer: 1 << 26 });
+  if (r.status !== 0) throw new Error(`peer ${script} failed: ${r.stderr}`);
+  const last = r.stdout.trim().split("\n").pop()!;
+  return JSON.parse(last) as T;
+}
+
+export function time<T>(f: () => T): [T, number] {
+  const t0 = process.hrtime.bigint();
+  const v = f();
+  return [v, Number(process.hrtime.bigint() - t0) / 1e9];
+}
+
+export function table(rows: Record<string, string | number>[]): string {
+  if (!rows.length) return "";
+  const cols = Object.keys(rows[0]);
+  const w = cols.map((c) => Math.max(c.length, ...rows.map((r) => String(r[c]).length)));
+  const line = (vals: string[]) => vals.map((v, i) => v.padStart(w[i])).join("  ");
+  return [line(cols), line(w.map((n) => "-".repeat(n))), ...rows.map((r) => line(cols.map((c) => String(r[c]))))].join("\n");
+}

@@ -1,0 +1,48 @@
+/**
+ * npm run bench:db — throughput of the database pipeline on the bundled corpus, and its peak
+ * memory at two corpus sizes. Each stage runs in its own process (`retro db build --until STAGE`,
+ * resuming the previous stages), so that every stage's peak RSS is measured on its own.
+ * Sizes: "half" = sotu + moby-dick (~2.0M words), "full" = all four bundled datasets (~4.9M words).
+ * Flags: --sizes half,full   --keep (keep the databases under runs/bench-db-*)
+ */
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { spawnSync } from "node:child_process";
+import { parseArgs } from "node:util";
+import { defaultDatasets } from "../src/data/sources.ts";
+import { table } from "./common.ts";
+
+const { values: a } = parseArgs({ options: { sizes: { type: "string", default: "half,full" }, keep: { type: "boolean", default: false } } });
+const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
+const stages = ["tokens", "chunks", "embed", "index", "query"] as const;
+const rows: Record<string, string | number>[] = [];
+for (const size of a.sizes!.split(",")) {
+  const datasets = size === "half" ? defaultDatasets().filter((d) => d.name === "sotu" || d.name === "moby-dick") : defaultDatasets();
+  const dir = path.join(ROOT, "runs", `bench-db-${size}`);
+  fs.rmSync(dir, { recursive: true, force: true });
+  const cfgFile = path.join(os.tmpdir(), `bench-db-${size}.json`);
+  fs.writeFileSync(cfgFile, JSON.stringify({ datasets }));
+  for (const st of stages) {
+    const ru = path.join(os.tmpdir(), `bench-db-${size}-${st}.json`);
+    const t0 = Date.now();
+    const r = spawnSync(process.execPath, [path.join(ROOT, "bin", "retro.js"), "db", "build", "--out", dir, "--config", cfgFile, "--until", st], {
+      env: { ...process.env, RETRO_QUIET: "1", RETRO_RUSAGE: ru }, encoding: "utf8",
+    });
+    if (r.status !== 0) throw new Error(`stage ${st} failed: ${r.stderr}`);
+    const wall = (Date.now() - t0) / 1000;
+    const man = JSON.parse(fs.readFileSync(path.join(dir, "manifest.json"), "utf8"));
+    const usage = JSON.parse(fs.readFileSync(ru, "utf8"));
+    const chunks = man.chunks?.count ?? 0;
+    const queried = man.neighbours ? Object.values(man.neighbours as Record<string, { samples: number; chunksPerSample: number }>).reduce((s, n) => s + n.samples * n.chunksPerSample, 0) : 0;
+    const items = st === "tokens" ? man.splits.train.tokens + man.splits.valid.tokens : st === "query" ? queried : chunks;
+    rows.push({
+      corpus: size, stage: st, items, unit: st === "tokens" ? "tokens" : st === "query" ? "query chunks" : "chunks",
+      wall_s: wall.toFixed(1), "items/s": Math.round(items / wall), peak_rss_MiB: Math.round(usage.maxRssMiB),
+    });
+    console.log(table([rows[rows.length - 1]]));
+  }
+  if (!a.keep) fs.rmSync(dir, { recursive: true, force: true });
+}
+console.log("\n" + table(rows));
+console.log("(wall_s includes Node start-up and loading the earlier stages' outputs; the tokens stage includes training the BPE)");
