@@ -11,24 +11,24 @@ import { l2normalizeRows, type Embedder } from "./embedder.ts";
 export const IDF_BUCKETS = 1 << 18;
 const WORD = /[\p{L}\p{N}]+/gu;
 
-function features(text: string): number[] {
+function features(text: string, ngrams: number): number[] {
   const words = text.toLowerCase().match(WORD) ?? [];
   const out: number[] = [];
   for (let i = 0; i < words.length; i++) {
     out.push(hash32(words[i]));
-    if (i + 1 < words.length) out.push(hash32(words[i] + " " + words[i + 1]));
+    if (ngrams > 1 && i + 1 < words.length) out.push(hash32(words[i] + " " + words[i + 1]));
   }
   return out;
 }
 
 /** Document frequencies over hashed features → IDF table (log((1 + N) / (1 + df)) + 1). */
-export function fitIdf(texts: Iterable<string>): Float32Array {
+export function fitIdf(texts: Iterable<string>, ngrams = 2): Float32Array {
   const df = new Uint32Array(IDF_BUCKETS);
   let n = 0;
   for (const t of texts) {
     n++;
     const seen = new Set<number>();
-    for (const f of features(t)) seen.add(f & (IDF_BUCKETS - 1));
+    for (const f of features(t, ngrams)) seen.add(f & (IDF_BUCKETS - 1));
     for (const b of seen) df[b]++;
   }
   const idf = new Float32Array(IDF_BUCKETS);
@@ -38,14 +38,14 @@ export function fitIdf(texts: Iterable<string>): Float32Array {
 
 export class LexicalEmbedder implements Embedder {
   readonly id: string;
-  constructor(readonly dim: number, private idf: Float32Array) {
+  constructor(readonly dim: number, private idf: Float32Array, readonly ngrams = 2) {
     if (idf.length !== IDF_BUCKETS) throw new Error(`lexical embedder: IDF table has ${idf.length} entries, expected ${IDF_BUCKETS}`);
-    this.id = `lexical${dim}-${sha256(new Uint8Array(idf.buffer, idf.byteOffset, idf.byteLength)).slice(0, 12)}`;
+    this.id = `lexical${dim}${ngrams === 2 ? "" : `n${ngrams}`}-${sha256(new Uint8Array(idf.buffer, idf.byteOffset, idf.byteLength)).slice(0, 12)}`;
   }
 
   embedOne(text: string, out: Float32Array, off: number): void {
     const tf = new Map<number, number>();
-    for (const f of features(text)) tf.set(f, (tf.get(f) ?? 0) + 1);
+    for (const f of features(text, this.ngrams)) tf.set(f, (tf.get(f) ?? 0) + 1);
     for (const [f, c] of tf) {
       // bucket, output dimension and sign from independent bits of the 32-bit hash
       const w = (1 + Math.log(c)) * this.idf[f & (IDF_BUCKETS - 1)];
