@@ -13,6 +13,7 @@ import { AnnIndex } from "../src/db/ann.ts";
 import { fitIdf, LexicalEmbedder } from "../src/embed/lexical.ts";
 import type { Embedder } from "../src/embed/embedder.ts";
 import { Rng } from "../src/util/rng.ts";
+import { fitLsa, LsaEmbedder } from "../src/embed/lsa.ts";
 import { table } from "../bench/common.ts";
 
 const { values: a } = parseArgs({ options: { db: { type: "string", default: "runs/default-db" }, queries: { type: "string", default: "1000" } } });
@@ -76,8 +77,15 @@ async function evalEmbedder(name: string, emb: Embedder) {
 const sample = new Rng(db.config.seed).sample(db.nChunks, Math.min(db.nChunks, 50_000)).map((c) => chunkTexts[c]);
 const rows: Record<string, string | number>[] = [];
 rows.push({ embedder: "random chunks", dim: 0, ...score(() => [rng.int(db.nChunks), rng.int(db.nChunks)]), seconds: "0" });
-for (const [dim, ng] of [[256, 2], [256, 1], [1024, 2], [1024, 1]]) {
+for (const [dim, ng] of (process.env.LEX ?? "256:2,256:1,1024:2,1024:1").split(",").filter(Boolean).map((x) => x.split(":").map(Number))) {
   rows.push(await evalEmbedder(`lexical tf-idf ${ng === 2 ? "uni+bigram" : "unigram"}`, new LexicalEmbedder(dim, fitIdf(sample, ng), ng)));
+  console.log(table(rows));
+}
+for (const [dim, nfit, iters] of (process.env.LSA ?? "128:50000:2,256:50000:2,256:20000:1").split(",").filter(Boolean).map((x) => x.split(":").map(Number))) {
+  const t0 = Date.now();
+  const st = fitLsa(sample.slice(0, nfit), dim, { powerIters: iters });
+  console.log(`LSA ${dim} on ${nfit} chunks, ${iters} power iterations: fitted in ${((Date.now() - t0) / 1000).toFixed(1)} s (vocab ${st.vocab.length})`);
+  rows.push(await evalEmbedder(`LSA fit ${nfit}/${iters} it`, new LsaEmbedder(st)));
   console.log(table(rows));
 }
 console.log(`${Q.length} held-out queries, top-2 neighbours (chunk + continuation), exact search`);

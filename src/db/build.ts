@@ -119,9 +119,9 @@ function stageChunks(dir: string, c: DbConfig, man: Manifest): void {
 }
 
 async function dbEmbedder(dir: string, c: DbConfig, db: Database): Promise<Embedder> {
-  // the lexical embedder's IDF is fitted on a random sample (not the first chunks) of the database
-  const fit = () => {
-    const ids = new Rng(c.seed).sample(db.nChunks, Math.min(db.nChunks, 50_000));
+  // embedders with state (lexical IDF, LSA projection) are fitted on a random sample (not the first chunks) of the database
+  const fit = (n: number) => {
+    const ids = new Rng(c.seed).sample(db.nChunks, Math.min(db.nChunks, n));
     return ids.map((id) => db.chunkText(id));
   };
   return openEmbedder(c.embedder, path.join(dir, "embed"), fit);

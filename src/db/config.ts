@@ -9,6 +9,7 @@ import { parseDescription } from "./ann.ts";
 export type TokenizerSpec = { kind: "gpt2" } | { kind: "bpe"; vocabSize: number };
 export type EmbedderSpec =
   | { kind: "lexical"; dim: number }
+  | { kind: "lsa"; dim: number; fitSample: number }
   | { kind: "onnx"; model: string; vocab: string; maxLength: number; batchSize: number; lowercase: boolean };
 
 export interface IndexSpec {
@@ -49,7 +50,7 @@ export function defaultConfig(): DbConfig {
     seed: 1234,
     validFraction: 0.01,
     chunkLength: 64,
-    embedder: { kind: "lexical", dim: 256 },
+    embedder: { kind: "lsa", dim: 256, fitSample: 50_000 },
     embedBlockSize: 8192,
     index: { description: "HNSW32,SQfp16", efConstruction: 128, efSearch: 256, threads: 2 },
     query: { seq: 512, candidates: 200, keep: 20, blockSize: 256 },
@@ -94,12 +95,13 @@ export function resolveConfig(user: unknown): DbConfig {
     else throw new RetroError("usage", `config.tokenizer.kind: "${String(t.kind)}" is not one of gpt2, bpe`);
   }
   if (u.embedder) {
-    const e = check(u.embedder, "config.embedder", { kind: "string", dim: "number", model: "string", vocab: "string", maxLength: "number", batchSize: "number", lowercase: "boolean" }, ["kind"]);
+    const e = check(u.embedder, "config.embedder", { kind: "string", dim: "number", fitSample: "number", model: "string", vocab: "string", maxLength: "number", batchSize: "number", lowercase: "boolean" }, ["kind"]);
     if (e.kind === "lexical") c.embedder = { kind: "lexical", dim: (e.dim as number) ?? 256 };
+    else if (e.kind === "lsa") c.embedder = { kind: "lsa", dim: (e.dim as number) ?? 256, fitSample: (e.fitSample as number) ?? 50_000 };
     else if (e.kind === "onnx") {
       if (typeof e.model !== "string" || typeof e.vocab !== "string") throw new RetroError("usage", `config.embedder: onnx needs "model" (model.onnx) and "vocab" (vocab.txt)`);
       c.embedder = { kind: "onnx", model: e.model, vocab: e.vocab, maxLength: (e.maxLength as number) ?? 256, batchSize: (e.batchSize as number) ?? 32, lowercase: (e.lowercase as boolean) ?? true };
-    } else throw new RetroError("usage", `config.embedder.kind: "${String(e.kind)}" is not one of lexical, onnx`);
+    } else throw new RetroError("usage", `config.embedder.kind: "${String(e.kind)}" is not one of lsa, lexical, onnx`);
   }
   check(c.index, "config.index", { description: "string", efConstruction: "number", efSearch: "number", threads: "number" });
   check(c.query, "config.query", { seq: "number", candidates: "number", keep: "number", blockSize: "number" });
