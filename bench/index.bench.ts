@@ -89,7 +89,7 @@ const rows: Row[] = [];
 const haveFaiss = peerAvailable("faiss", "faiss_index.py");
 const summary: string[] = [];
 for (const desc of a.descriptions!.split(";")) {
-  const idx = new AnnIndex(desc, dim, efc, efs[0], threads);
+  const idx = new AnnIndex(desc, dim, efc, efs[0], threads, threads);
   const [, buildS] = time(() => idx.add(base, 0));
   const file = path.join(tmp, "idx.usearch");
   idx.save(file);

@@ -56,7 +56,7 @@ export class AnnIndex {
   private flatCount = 0;
   readonly spec: ParsedDescription;
 
-  constructor(readonly description: string, readonly dim: number, private efConstruction = 128, private efSearch = 256, private threads = 2) {
+  constructor(readonly description: string, readonly dim: number, efConstruction = 128, efSearch = 256, private threads = 2, private addThreads = 1) {
     this.spec = parseDescription(description);
     if (this.spec.kind === "hnsw") {
       this.index = new usearch.Index({
@@ -82,7 +82,7 @@ export class AnnIndex {
     if (this.index) {
       const keys = new BigUint64Array(n);
       for (let i = 0; i < n; i++) keys[i] = BigInt(firstId + i);
-      this.index.add(keys, vectors, this.threads);
+      this.index.add(keys, vectors, this.addThreads);
     } else {
       if (firstId !== this.flatCount) throw new Error(`Flat index: ids must be added in order (expected ${this.flatCount}, got ${firstId})`);
       this.flat.push(vectors.slice());

@@ -148,7 +148,7 @@ async function stageEmbed(dir: string, c: DbConfig, man: Manifest, db: Database)
 
 function stageIndex(dir: string, c: DbConfig, man: Manifest, db: Database): void {
   const emb = man.embeddings!;
-  const idx = new AnnIndex(c.index.description, emb.dim, c.index.efConstruction, c.index.efSearch, c.index.threads);
+  const idx = new AnnIndex(c.index.description, emb.dim, c.index.efConstruction, c.index.efSearch, c.index.threads, c.index.addThreads);
   const t0 = Date.now();
   const bar = progress("index add", db.nChunks, "vectors");
   // HNSW and SQ encodings need no training; vectors are added in blocks as they were embedded

@@ -17,7 +17,10 @@ export interface IndexSpec {
   description: string;
   efConstruction: number;
   efSearch: number;
+  /** threads for search */
   threads: number;
+  /** threads for adding vectors: 1 (default) builds the same graph every run; more is faster but not reproducible */
+  addThreads: number;
 }
 
 export interface QuerySpec {
@@ -52,7 +55,7 @@ export function defaultConfig(): DbConfig {
     chunkLength: 64,
     embedder: { kind: "lsa", dim: 256, fitSample: 50_000 },
     embedBlockSize: 8192,
-    index: { description: "HNSW32,SQfp16", efConstruction: 128, efSearch: 256, threads: 2 },
+    index: { description: "HNSW32,SQfp16", efConstruction: 128, efSearch: 256, threads: 2, addThreads: 1 },
     query: { seq: 512, candidates: 200, keep: 20, blockSize: 256 },
   };
 }
@@ -103,7 +106,7 @@ export function resolveConfig(user: unknown): DbConfig {
       c.embedder = { kind: "onnx", model: e.model, vocab: e.vocab, maxLength: (e.maxLength as number) ?? 256, batchSize: (e.batchSize as number) ?? 32, lowercase: (e.lowercase as boolean) ?? true };
     } else throw new RetroError("usage", `config.embedder.kind: "${String(e.kind)}" is not one of lsa, lexical, onnx`);
   }
-  check(c.index, "config.index", { description: "string", efConstruction: "number", efSearch: "number", threads: "number" });
+  check(c.index, "config.index", { description: "string", efConstruction: "number", efSearch: "number", threads: "number", addThreads: "number" });
   check(c.query, "config.query", { seq: "number", candidates: "number", keep: "number", blockSize: "number" });
   if (!Array.isArray(c.datasets) || c.datasets.length === 0) throw new RetroError("usage", "config.datasets: at least one dataset is needed");
   const names = new Set<string>();

@@ -3,6 +3,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { EmbedderSpec } from "../db/config.ts";
 import { RetroError } from "../util/errors.ts";
+import { log } from "../util/progress.ts";
 import { readBlock, writeBlock } from "../util/blockfile.ts";
 import type { Embedder } from "./embedder.ts";
 import { fitIdf, LexicalEmbedder } from "./lexical.ts";
@@ -22,7 +23,10 @@ export async function openEmbedder(spec: EmbedderSpec, dir: string, fitTexts?: (
     const vf = path.join(dir, "lsa-vocab.json"), idfF = path.join(dir, "lsa-idf.blk"), projF = path.join(dir, "lsa-proj.blk");
     if (!fs.existsSync(vf)) {
       if (!fitTexts) throw new Error(`LSA embedder state missing: ${vf}`);
+      log(`fitting the LSA embedder (${spec.dim} dims) on a random sample of ${spec.fitSample} chunks...`);
+      const t0 = Date.now();
       const st = fitLsa(fitTexts(spec.fitSample), spec.dim);
+      log(`LSA fitted in ${((Date.now() - t0) / 1000).toFixed(1)} s (vocabulary ${st.vocab.length} words)`);
       writeBlock(idfF, st.idf, 1, st.idf.length);
       writeBlock(projF, st.proj, st.vocab.length, spec.dim);
       writeJsonAtomic(vf, st.vocab);
