@@ -60,8 +60,17 @@ async function stageTokens(dir: string, c: DbConfig, man: Manifest): Promise<voi
     if (!fs.existsSync(tp)) {
       log(`training a byte-level BPE of ${c.tokenizer.vocabSize} ids on the training documents...`);
       const stats: SourceStats = { skippedLines: 0 };
+      const budget = c.tokenizer.trainChars / c.datasets.length;
       const texts = async function* () {
-        for (const ds of c.datasets) for await (const d of openSource(ds, stats)) if (!isHeldOut(c.seed, ds.name, d.key, c.validFraction)) yield d.text;
+        for (const ds of c.datasets) {
+          let used = 0;
+          for await (const d of openSource(ds, stats)) {
+            if (used >= budget) break;
+            if (isHeldOut(c.seed, ds.name, d.key, c.validFraction)) continue;
+            used += d.text.length;
+            yield d.text;
+          }
+        }
       };
       writeJsonAtomic(tp, await trainBpe(texts(), c.tokenizer.vocabSize));
     }
@@ -128,7 +137,9 @@ async function dbEmbedder(dir: string, c: DbConfig, db: Database): Promise<Embed
 }
 
 async function stageEmbed(dir: string, c: DbConfig, man: Manifest, db: Database): Promise<void> {
+  const t0 = Date.now();
   const emb = await dbEmbedder(dir, c, db);
+  const fitSeconds = (Date.now() - t0) / 1000;
   const edir = path.join(dir, "embed");
   const ranges = blockRanges(db.nChunks, c.embedBlockSize);
   const todo = ranges.filter(([s, e]) => !blockIsValid(blockName(edir, s, e), Float32Array));
@@ -143,7 +154,7 @@ async function stageEmbed(dir: string, c: DbConfig, man: Manifest, db: Database)
     bar.increment(e - s);
   }
   bar.stop();
-  man.embeddings = { embedderId: emb.id, dim: emb.dim, blocks: ranges.length };
+  man.embeddings = { embedderId: emb.id, dim: emb.dim, blocks: ranges.length, fitSeconds, embedSeconds: (Date.now() - t0) / 1000 - fitSeconds };
 }
 
 function stageIndex(dir: string, c: DbConfig, man: Manifest, db: Database): void {

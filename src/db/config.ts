@@ -6,7 +6,8 @@ import { RetroError } from "../util/errors.ts";
 import { defaultDatasets, type DatasetSpec } from "../data/sources.ts";
 import { parseDescription } from "./ann.ts";
 
-export type TokenizerSpec = { kind: "gpt2" } | { kind: "bpe"; vocabSize: number };
+/** bpe: `trainChars` caps the text the BPE is learned from (split evenly across datasets), bounding its memory */
+export type TokenizerSpec = { kind: "gpt2" } | { kind: "bpe"; vocabSize: number; trainChars: number };
 export type EmbedderSpec =
   | { kind: "lexical"; dim: number }
   | { kind: "lsa"; dim: number; fitSample: number }
@@ -49,7 +50,7 @@ export interface DbConfig {
 export function defaultConfig(): DbConfig {
   return {
     datasets: defaultDatasets(),
-    tokenizer: { kind: "bpe", vocabSize: 8192 },
+    tokenizer: { kind: "bpe", vocabSize: 8192, trainChars: 100_000_000 },
     seed: 1234,
     validFraction: 0.01,
     chunkLength: 64,
@@ -92,9 +93,9 @@ export function resolveConfig(user: unknown): DbConfig {
     query: { ...d.query, ...(u.query as object) },
   };
   if (u.tokenizer) {
-    const t = check(u.tokenizer, "config.tokenizer", { kind: "string", vocabSize: "number" }, ["kind"]);
+    const t = check(u.tokenizer, "config.tokenizer", { kind: "string", vocabSize: "number", trainChars: "number" }, ["kind"]);
     if (t.kind === "gpt2") c.tokenizer = { kind: "gpt2" };
-    else if (t.kind === "bpe") c.tokenizer = { kind: "bpe", vocabSize: (t.vocabSize as number) ?? 8192 };
+    else if (t.kind === "bpe") c.tokenizer = { kind: "bpe", vocabSize: (t.vocabSize as number) ?? 8192, trainChars: (t.trainChars as number) ?? 100_000_000 };
     else throw new RetroError("usage", `config.tokenizer.kind: "${String(t.kind)}" is not one of gpt2, bpe`);
   }
   if (u.embedder) {

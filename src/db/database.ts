@@ -36,7 +36,8 @@ export interface Manifest {
   datasets?: DatasetInfo[];
   splits?: { train: SplitInfo; valid: SplitInfo };
   chunks?: { count: number; padded: number };
-  embeddings?: { embedderId: string; dim: number; blocks: number };
+  /** fitSeconds: fitting the embedder's state (LSA, IDF); embedSeconds: embedding the blocks this run computed */
+  embeddings?: { embedderId: string; dim: number; blocks: number; fitSeconds?: number; embedSeconds?: number };
   index?: { description: string; dim: number; size: number; embedderId: string; buildSeconds: number };
   neighbours?: Record<string, { seq: number; samples: number; chunksPerSample: number; keep: number; candidates: number; blockSize: number; embedderId: string }>;
 }
