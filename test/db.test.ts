@@ -146,4 +146,12 @@ describe("database build on a small real-text corpus", () => {
     delete before["manifest.json"], delete after["manifest.json"];
     for (const k of Object.keys(before)) if (!k.startsWith("index/")) assert.equal(after[k], before[k], k);
   });
+
+  test("the BPE is learned from at most tokenizer.trainChars characters", async () => {
+    const small = path.join(tmpDir(), "db");
+    // a budget of 1 character lets only the first document in: a BPE fitted to one document compresses the corpus worse
+    const man = await buildDatabase(small, smallConfig(corpus, { tokenizer: { kind: "bpe", vocabSize: 400, trainChars: 1 } }), { until: "tokens" });
+    assert.notEqual(man.tokenizer!.id, db.tokenizer.id);
+    assert.ok(man.splits!.train.tokens > db.train.nTokens * 1.05, `${man.splits!.train.tokens} vs ${db.train.nTokens}`);
+  });
 });

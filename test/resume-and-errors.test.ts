@@ -67,7 +67,7 @@ describe("bad input gives a clear error and exit code", () => {
     fs.writeFileSync(path.join(d, "bad.txt"), Buffer.from([0x48, 0x69, 0x20, 0xff, 0xfe, 0x21]));
     const r = cli(["db", "build", "--out", path.join(tmpDir(), "db"), "--text", d, "--tokenizer", "gpt2"]);
     assert.equal(r.code, 4);
-    assert.match(r.stderr, /bad\.txt: not valid UTF-8/);
+    assert.match(r.stderr, /bad\.txt: not valid UTF-8 \(first bad byte at offset 3\)/);
   });
 
   test("malformed JSONL line: fails by default (exit 4, line named), skipped and counted on request", async () => {

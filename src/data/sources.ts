@@ -39,28 +39,23 @@ export interface SourceStats {
 const require = createRequire(import.meta.url);
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
+/** Offset of the first byte that starts no valid UTF-8 sequence (for the error message; linear time). */
+function firstBadUtf8Byte(b: Uint8Array): number {
+  for (let i = 0; i < b.length; ) {
+    const c = b[i];
+    const n = c < 0x80 ? 0 : c >= 0xc2 && c < 0xe0 ? 1 : c >= 0xe0 && c < 0xf0 ? 2 : c >= 0xf0 && c <= 0xf4 ? 3 : -1;
+    if (n < 0) return i;
+    for (let k = 1; k <= n; k++) if (i + k >= b.length || (b[i + k] & 0xc0) !== 0x80) return i;
+    i += n + 1;
+  }
+  return 0; // overlong or surrogate forms: the fatal decoder is the judge, the offset is approximate
+}
+
 function decodeUtf8(bytes: Uint8Array, where: string): string {
   try {
     return utf8.decode(bytes);
   } catch {
-    let bad = 0;
-    // locate the first invalid byte for the message
-    for (let i = 0; i < bytes.length; i++) {
-      try {
-        utf8.decode(bytes.subarray(0, i + 1));
-      } catch {
-        /* an incomplete multi-byte sequence also throws; keep scanning until a hard error */
-        if (i + 4 < bytes.length) {
-          try {
-            utf8.decode(bytes.subarray(0, i + 4));
-          } catch {
-            bad = i;
-            break;
-          }
-        }
-      }
-    }
-    throw new RetroError("badInput", `${where}: not valid UTF-8 (first bad byte near offset ${bad})`);
+    throw new RetroError("badInput", `${where}: not valid UTF-8 (first bad byte at offset ${firstBadUtf8Byte(bytes)})`);
   }
 }
 

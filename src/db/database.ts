@@ -117,15 +117,13 @@ export class Database {
     throw new RetroError("usage", `unknown split "${name}" (train, valid)`);
   }
 
+  /** The ANN index, memory-mapped; cached for the configured efSearch, loaded afresh for another. */
   index(efSearch = this.config.index.efSearch, threads = this.config.index.threads): AnnIndex {
     const info = this.manifest.index;
     if (!info) throw new RetroError("badInput", `${this.dir}: the index stage has not run`);
-    if (!this.indexCache || efSearch !== this.config.index.efSearch) {
-      const idx = AnnIndex.load(path.join(this.dir, "index", "index.usearch"), info.description, info.dim, info.size, efSearch, threads);
-      if (efSearch !== this.config.index.efSearch) return idx;
-      this.indexCache = idx;
-    }
-    return this.indexCache;
+    const load = () => AnnIndex.load(path.join(this.dir, "index", "index.usearch"), info.description, info.dim, info.size, efSearch, threads);
+    if (efSearch !== this.config.index.efSearch || threads !== this.config.index.threads) return load();
+    return (this.indexCache ??= load());
   }
 
   /** Precomputed neighbours of one sample of a split: int32 [l, keep]. */
