@@ -49,6 +49,11 @@ describe("bad input gives a clear error and exit code", () => {
     assert.equal(r.code, 3);
     assert.match(r.stderr, /path not found: \/no\/such\/folder/);
     assert.doesNotMatch(r.stderr, /at .*\.ts:\d+/, "no stack trace");
+    // the failed attempt does not lock the folder to its config: the corrected command runs
+    const out = path.join(tmpDir(), "y");
+    assert.equal(cli(["db", "build", "--out", out, "--text", "/no/such/folder", "--until", "tokens"]).code, 3);
+    const ok = cli(["db", "build", "--out", out, "--text", corpus, "--until", "tokens", "--tokenizer", "gpt2"]);
+    assert.equal(ok.code, 0, ok.stderr);
   });
 
   test("empty corpus → exit 4, nothing accepted later", () => {

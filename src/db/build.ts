@@ -35,10 +35,15 @@ function saveManifest(dir: string, m: Manifest) {
   writeJsonAtomic(manifestPath(dir), m);
 }
 
-/** Write config.json, or check that an existing one matches (a changed config is refused, keys named). */
+/** Write config.json, or check that an existing one matches once a stage has finished (a changed config is refused, keys named). */
 export function prepareDir(dir: string, config: DbConfig): void {
   fs.mkdirSync(dir, { recursive: true });
   const p = path.join(dir, "config.json");
+  if (!fs.existsSync(manifestPath(dir))) {
+    // no stage has finished: whatever is here came from an attempt that failed (a wrong path, say); start over
+    fs.rmSync(path.join(dir, "tokenizer.json"), { force: true });
+    fs.rmSync(p, { force: true });
+  }
   if (fs.existsSync(p)) {
     const old = readJson<DbConfig>(p, "database config");
     const diff = diffKeys(old, config);
