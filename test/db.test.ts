@@ -95,6 +95,16 @@ describe("database build on a small real-text corpus", () => {
     assert.ok(db.neighbourTokens(-1).every((x) => x === db.tokenizer.eod), "a −1 neighbour is all EOD, never a real chunk");
   });
 
+  test("a sample's retrieved tokens [l, k, r] are its neighbours' chunks and continuations, in order", () => {
+    const k = 2, r = 32, l = 64 / 16;
+    const got = db.sampleRetrieved("valid", 0, k, r);
+    assert.equal(got.length, l * k * r);
+    const nb = db.sampleNeighbours("valid", 0);
+    for (let j = 0; j < l; j++)
+      for (let t = 0; t < k; t++) assert.deepEqual(Array.from(got.subarray((j * k + t) * r, (j * k + t + 1) * r)), Array.from(db.neighbourTokens(nb[j * 4 + t], r)));
+    assert.throws(() => db.sampleRetrieved("valid", 0, 5), /k = 5 neighbours asked, the database kept 4/);
+  });
+
   test("HNSW recall@10 against exact search ≥ 0.9", () => {
     const dim = db.manifest.embeddings!.dim;
     const all: Float32Array[] = [];

@@ -137,6 +137,20 @@ export class Database {
     return b.data.slice((sample - s) * rowsPer * info.keep, (sample - s + 1) * rowsPer * info.keep);
   }
 
+  /**
+   * The retrieved tokens of sample i of a split, as the model reads them: uint32 [l, k, r], neighbour
+   * t of chunk j = chunk + continuation of the j-th chunk's t-th precomputed neighbour (−1 → all EOD).
+   */
+  sampleRetrieved(split: string, sample: number, k: number, r = 2 * this.m): Uint32Array {
+    const keep = this.manifest.neighbours?.[split]?.keep ?? 0;
+    if (k > keep) throw new RetroError("usage", `k = ${k} neighbours asked, the database kept ${keep}`);
+    const nb = this.sampleNeighbours(split, sample);
+    const l = nb.length / keep;
+    const out = new Uint32Array(l * k * r);
+    for (let j = 0; j < l; j++) for (let t = 0; t < k; t++) out.set(this.neighbourTokens(nb[j * keep + t], r), (j * k + t) * r);
+    return out;
+  }
+
   close(): void {
     this.train.close();
     this.valid.close();
