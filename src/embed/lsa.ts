@@ -76,18 +76,24 @@ function mulXtQ(X: Sparse, Q: Float32Array, l: number, V: number): Float32Array 
   return Z;
 }
 
+/** The upper triangle (j ≥ i) of YᵀY for Y [n, l], in float64. */
+function gramUpper(Y: Float32Array, n: number, l: number): Float64Array {
+  const G = new Float64Array(l * l);
+  for (let r = 0; r < n; r++) {
+    const o = r * l;
+    for (let i = 0; i < l; i++) {
+      const yi = Y[o + i];
+      if (yi === 0) continue;
+      for (let j = i; j < l; j++) G[i * l + j] += yi * Y[o + j];
+    }
+  }
+  return G;
+}
+
 /** Orthonormalise the columns of Y [n, l] in place (Cholesky QR, twice for stability). */
 function orthonormalize(Y: Float32Array, n: number, l: number): void {
   for (let pass = 0; pass < 2; pass++) {
-    const G = new Float64Array(l * l);
-    for (let r = 0; r < n; r++) {
-      const o = r * l;
-      for (let i = 0; i < l; i++) {
-        const yi = Y[o + i];
-        if (yi === 0) continue;
-        for (let j = i; j < l; j++) G[i * l + j] += yi * Y[o + j];
-      }
-    }
+    const G = gramUpper(Y, n, l);
     // Cholesky G = L Lᵀ (upper triangle stored), with a tiny ridge against rank deficiency
     const L = new Float64Array(l * l);
     let trace = 0;
@@ -183,15 +189,7 @@ export function fitLsa(texts: string[], dim: number, opts: { maxVocab?: number; 
   }
   // B = Qᵀ X  stored transposed as Bt [V, l]; B Bᵀ = Btᵀ Bt [l, l] = U Σ² Uᵀ; right vectors Vk = Bt U Σ⁻¹
   const Bt = mulXtQ(X, Q, l, V);
-  const BBt = new Float64Array(l * l);
-  for (let v = 0; v < V; v++) {
-    const o = v * l;
-    for (let i = 0; i < l; i++) {
-      const bi = Bt[o + i];
-      if (bi === 0) continue;
-      for (let j = i; j < l; j++) BBt[i * l + j] += bi * Bt[o + j];
-    }
-  }
+  const BBt = gramUpper(Bt, V, l);
   for (let i = 0; i < l; i++) for (let j = 0; j < i; j++) BBt[i * l + j] = BBt[j * l + i];
   const { values, vectors } = symmetricEigen(BBt, l);
   const k = Math.min(dim, l);
