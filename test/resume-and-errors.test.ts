@@ -124,7 +124,11 @@ describe("bad input gives a clear error and exit code", () => {
     assert.match(r.stderr, /checksum mismatch/);
     r = cli(["db", "query", "--db", dir, "--split", "valid"]);
     assert.equal(r.code, 0, r.stderr);
-    assert.equal(cli(["db", "inspect", "--db", dir, "--split", "valid"]).code, 0);
+    r = cli(["db", "inspect", "--db", dir, "--split", "train", "--sample", "0,1"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /== train sample 0 [^]*== train sample 1 /);
+    assert.match(r.stdout, /\[0\] chunk \d+ \(moby, document \d+\): /);
+    assert.equal(cli(["db", "inspect", "--db", dir, "--sample", "x"]).code, 2);
   });
 
   test("an embedder whose dimension differs from the index → exit 6", async () => {

@@ -70,13 +70,18 @@ db.command("inspect")
   .description("print sample chunks with their retrieved neighbours as text")
   .requiredOption("--db <dir>", "database folder")
   .option("--split <name>", "train | valid", "valid")
-  .option("--sample <i>", "sample index", (v) => parseInt(v, 10), 0)
+  .option("--sample <list>", "sample indices, comma-separated (e.g. 0,40,120)", "0")
   .option("--chunks <n>", "chunks of the sample to show", (v) => parseInt(v, 10), 2)
   .option("--k <n>", "neighbours per chunk", (v) => parseInt(v, 10), 2)
   .option("--chars <n>", "characters of text per item", (v) => parseInt(v, 10), 300)
   .action((o) => {
     const d = new Database(o.db);
-    console.log(inspectSample(d, o.split, o.sample, o.chunks, o.k, o.chars));
+    const samples = String(o.sample).split(",").map((x) => {
+      const i = Number(x);
+      if (!Number.isInteger(i) || i < 0) throw new RetroError("usage", `--sample: "${x}" is not a sample index`);
+      return i;
+    });
+    console.log(samples.map((i) => inspectSample(d, o.split, i, o.chunks, o.k, o.chars)).join("\n\n"));
   });
 
 db.command("stats")
