@@ -136,7 +136,7 @@ describe("bad input gives a clear error and exit code", () => {
     await buildDatabase(dir, smallConfig(corpus), { until: "index" });
     const db = new Database(dir);
     const cfg = resolveConfig({ ...smallConfig(corpus), embedder: { kind: "lexical", dim: 32 } });
-    await assert.rejects(stageQuery(dir, cfg, db.manifest, db, "valid"), (e: RetroError) => e.code === 6 && /dimension 32 ≠ index dimension 64/.test(e.message));
+    await assert.rejects(stageQuery(dir, cfg, db, "valid"), (e: RetroError) => e.code === 6 && /dimension 32 ≠ index dimension 64/.test(e.message));
   });
 
   test("unknown config keys and bad values are refused by name", () => {

@@ -1,11 +1,10 @@
 /** The `retro` command line. Every failure caused by input prints one line and a stable exit code. */
 import * as fs from "node:fs";
-import * as path from "node:path";
 import { Command, Option } from "commander";
-import { buildDatabase, STAGES, stageQuery, samplesIn, type Stage } from "../db/build.ts";
+import { buildDatabase, saveManifest, STAGES, stageQuery, samplesIn, type Stage } from "../db/build.ts";
 import { Database } from "../db/database.ts";
 import { resolveConfig } from "../db/config.ts";
-import { readJson, writeJsonAtomic } from "../util/fsx.ts";
+import { readJson } from "../util/fsx.ts";
 import { RetroError } from "../util/errors.ts";
 import type { DatasetSpec } from "../data/sources.ts";
 import { inspectSample, formatStats } from "../db/inspect.ts";
@@ -60,9 +59,8 @@ db.command("query")
   .option("--split <name>", "train | valid", "valid")
   .action(async (o) => {
     const d = new Database(o.db);
-    const man = d.manifest;
-    await stageQuery(o.db, resolveConfig(d.config), man, d, o.split);
-    writeJsonAtomic(path.join(o.db, "manifest.json"), man);
+    await stageQuery(o.db, resolveConfig(d.config), d, o.split);
+    saveManifest(o.db, d.manifest);
     console.log(`neighbours of ${samplesIn(d, o.split, d.config.query.seq)} ${o.split} samples ready`);
   });
 

@@ -31,7 +31,7 @@ function loadManifest(dir: string, c: DbConfig): Manifest {
   const p = manifestPath(dir);
   return fs.existsSync(p) ? readJson<Manifest>(p, "database manifest") : { format: DB_FORMAT, chunkLength: c.chunkLength };
 }
-function saveManifest(dir: string, m: Manifest) {
+export function saveManifest(dir: string, m: Manifest) {
   writeJsonAtomic(manifestPath(dir), m);
 }
 
@@ -207,7 +207,8 @@ export function samplesIn(db: Database, split: string, seq: number): number {
  * Megatron's query step: for every chunk of every sample, search `candidates` neighbours, drop
  * each DB chunk whose document appears anywhere in the sample, keep the best `keep` (−1 padded).
  */
-export async function stageQuery(dir: string, c: DbConfig, man: Manifest, db: Database, split: string): Promise<void> {
+export async function stageQuery(dir: string, c: DbConfig, db: Database, split: string): Promise<void> {
+  const man = db.manifest;
   const { seq, candidates, keep, blockSize } = c.query;
   const m = db.m, l = seq / m;
   const emb = await dbEmbedder(dir, c, db);
@@ -271,7 +272,7 @@ export async function buildDatabase(dir: string, userConfig: unknown, opts: Buil
     stageChunks(dir, c, man);
     saveManifest(dir, man);
   }
-  const db = new Database(dir);
+  const db = new Database(dir, man);
   try {
     if (stop >= 2 && !man.embeddings) {
       await stageEmbed(dir, c, man, db);
@@ -284,12 +285,7 @@ export async function buildDatabase(dir: string, userConfig: unknown, opts: Buil
     if (stop >= 4) {
       for (const split of opts.splits ?? ["train", "valid"]) {
         if (man.neighbours?.[split]) continue;
-        const fresh = new Database(dir); // sees the index written above
-        try {
-          await stageQuery(dir, c, man, fresh, split);
-        } finally {
-          fresh.close();
-        }
+        await stageQuery(dir, c, db, split);
         saveManifest(dir, man);
       }
     }

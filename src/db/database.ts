@@ -55,9 +55,10 @@ export class Database {
   readonly m: number;
   private indexCache?: AnnIndex;
 
-  constructor(readonly dir: string) {
+  /** `manifest`: the build's live manifest object, so that stages finished after opening are seen. */
+  constructor(readonly dir: string, manifest?: Manifest) {
     if (!fs.existsSync(dir)) throw new RetroError("notFound", `database not found: ${dir}`);
-    this.manifest = readJson<Manifest>(path.join(dir, "manifest.json"), "database manifest");
+    this.manifest = manifest ?? readJson<Manifest>(path.join(dir, "manifest.json"), "database manifest");
     this.config = readJson<DbConfig>(path.join(dir, "config.json"), "database config");
     if (this.manifest.format !== DB_FORMAT) throw new RetroError("corrupt", `${dir}: unknown database format "${this.manifest.format}" (expected ${DB_FORMAT})`);
     const t = this.manifest.tokenizer, s = this.manifest.splits;
