@@ -42,7 +42,7 @@ db.command("build")
     if (o.tokenizer) {
       const m = /^(gpt2|bpe(?::(\d+))?)$/.exec(o.tokenizer);
       if (!m) throw new RetroError("usage", `--tokenizer: expected gpt2 or bpe:<size>, got "${o.tokenizer}"`);
-      cfg.tokenizer = m[1] === "gpt2" ? { kind: "gpt2" } : { kind: "bpe", vocabSize: Number(m[2] ?? 8192), trainChars: 100_000_000 };
+      cfg.tokenizer = m[1] === "gpt2" ? { kind: "gpt2" } : m[2] ? { kind: "bpe", vocabSize: Number(m[2]) } : { kind: "bpe" };
     }
     if (o.chunkLength) cfg.chunkLength = o.chunkLength;
     if (o.seed !== undefined) cfg.seed = o.seed;

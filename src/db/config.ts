@@ -47,10 +47,12 @@ export interface DbConfig {
   query: QuerySpec;
 }
 
+const DEFAULT_BPE = { kind: "bpe", vocabSize: 8192, trainChars: 100_000_000 } as const;
+
 export function defaultConfig(): DbConfig {
   return {
     datasets: defaultDatasets(),
-    tokenizer: { kind: "bpe", vocabSize: 8192, trainChars: 100_000_000 },
+    tokenizer: { ...DEFAULT_BPE },
     seed: 1234,
     validFraction: 0.01,
     chunkLength: 64,
@@ -95,7 +97,7 @@ export function resolveConfig(user: unknown): DbConfig {
   if (u.tokenizer) {
     const t = check(u.tokenizer, "config.tokenizer", { kind: "string", vocabSize: "number", trainChars: "number" }, ["kind"]);
     if (t.kind === "gpt2") c.tokenizer = { kind: "gpt2" };
-    else if (t.kind === "bpe") c.tokenizer = { kind: "bpe", vocabSize: (t.vocabSize as number) ?? 8192, trainChars: (t.trainChars as number) ?? 100_000_000 };
+    else if (t.kind === "bpe") c.tokenizer = { ...DEFAULT_BPE, ...(t as { vocabSize?: number; trainChars?: number }), kind: "bpe" };
     else throw new RetroError("usage", `config.tokenizer.kind: "${String(t.kind)}" is not one of gpt2, bpe`);
   }
   if (u.embedder) {
