@@ -1,0 +1,276 @@
+// N-API glue: each kernel takes Float32Array / Int32Array views (no copies) and integers, checks that
+// every buffer is large enough for the dimensions given, and throws a RangeError naming the argument
+// otherwise (a mismatched shape is an error, never a read past a buffer).
+#include <napi.h>
+#include <omp.h>
+
+#include <string>
+
+#include "engine.h"
+
+namespace {
+
+struct Call {
+  const Napi::CallbackInfo& info;
+  const char* fn;
+  Napi::Env env() const { return info.Env(); }
+
+  [[noreturn]] void fail(const std::string& msg) const {
+    throw Napi::RangeError::New(env(), std::string(fn) + ": " + msg);
+  }
+  long num(size_t i, const char* name) const {
+    if (!info[i].IsNumber()) fail(std::string("argument '") + name + "' must be a number");
+    double d = info[i].As<Napi::Number>().DoubleValue();
+    if (d != (double)(long)d) fail(std::string("argument '") + name + "' must be an integer");
+    return (long)d;
+  }
+  double real(size_t i, const char* name) const {
+    if (!info[i].IsNumber()) fail(std::string("argument '") + name + "' must be a number");
+    return info[i].As<Napi::Number>().DoubleValue();
+  }
+  template <typename T, napi_typedarray_type K>
+  T* arr(size_t i, const char* name, size_t need, bool nullable) const {
+    Napi::Value v = info[i];
+    if (nullable && (v.IsNull() || v.IsUndefined())) return nullptr;
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != K)
+      fail(std::string("argument '") + name + "' must be a " + (K == napi_float32_array ? "Float32Array" : "Int32Array"));
+    auto a = v.As<Napi::TypedArrayOf<T>>();
+    if (a.ElementLength() < need)
+      fail(std::string("argument '") + name + "' has " + std::to_string(a.ElementLength()) + " elements, needs " +
+           std::to_string(need));
+    return a.Data();
+  }
+  float* f(size_t i, const char* name, size_t need, bool nullable = false) const {
+    return arr<float, napi_float32_array>(i, name, need, nullable);
+  }
+  int32_t* ids(size_t i, const char* name, size_t need, long below) const {
+    int32_t* p = arr<int32_t, napi_int32_array>(i, name, need, false);
+    for (size_t j = 0; j < need; j++)
+      if (p[j] < 0 || p[j] >= below)
+        fail(std::string("argument '") + name + "' holds id " + std::to_string(p[j]) + " at " + std::to_string(j) +
+             ", outside [0, " + std::to_string(below) + ")");
+    return p;
+  }
+  void positive(long v, const char* name) const {
+    if (v <= 0) fail(std::string("dimension '") + name + "' must be positive");
+  }
+};
+
+using Z = size_t;
+
+Napi::Value EmbeddingForward(const Napi::CallbackInfo& info) {
+  Call c{info, "embeddingForward"};
+  long N = c.num(4, "N"), T = c.num(5, "T"), C = c.num(6, "C"), V = c.num(7, "V");
+  c.positive(N, "N"); c.positive(T, "T"); c.positive(C, "C"); c.positive(V, "V");
+  float* out = c.f(0, "out", (Z)N * C);
+  int32_t* ids = c.ids(1, "ids", N, V);
+  float* wte = c.f(2, "wte", (Z)V * C);
+  float* wpe = c.f(3, "wpe", (Z)std::min(N, T) * C);
+  retro::embedding_forward(out, ids, wte, wpe, N, T, C);
+  return info.Env().Undefined();
+}
+
+Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
+  Call c{info, "embeddingBackward"};
+  long N = c.num(4, "N"), T = c.num(5, "T"), C = c.num(6, "C"), V = c.num(7, "V");
+  c.positive(N, "N"); c.positive(T, "T"); c.positive(C, "C"); c.positive(V, "V");
+  float* dwte = c.f(0, "dwte", (Z)V * C);
+  float* dwpe = c.f(1, "dwpe", (Z)std::min(N, T) * C);
+  float* dout = c.f(2, "dout", (Z)N * C);
+  int32_t* ids = c.ids(3, "ids", N, V);
+  retro::embedding_backward(dwte, dwpe, dout, ids, N, T, C);
+  return info.Env().Undefined();
+}
+
+Napi::Value LayernormForward(const Napi::CallbackInfo& info) {
+  Call c{info, "layernormForward"};
+  long N = c.num(6, "N"), C = c.num(7, "C");
+  c.positive(N, "N"); c.positive(C, "C");
+  retro::layernorm_forward(c.f(0, "out", (Z)N * C), c.f(1, "mean", N), c.f(2, "rstd", N), c.f(3, "inp", (Z)N * C),
+                           c.f(4, "w", C), c.f(5, "b", C), N, C);
+  return info.Env().Undefined();
+}
+
+Napi::Value LayernormBackward(const Napi::CallbackInfo& info) {
+  Call c{info, "layernormBackward"};
+  long N = c.num(8, "N"), C = c.num(9, "C"), acc = c.num(10, "accumulate");
+  c.positive(N, "N"); c.positive(C, "C");
+  retro::layernorm_backward(c.f(0, "dinp", (Z)N * C), c.f(1, "dw", C), c.f(2, "db", C), c.f(3, "dout", (Z)N * C),
+                            c.f(4, "inp", (Z)N * C), c.f(5, "w", C), c.f(6, "mean", N), c.f(7, "rstd", N), N, C, acc);
+  return info.Env().Undefined();
+}
+
+Napi::Value LinearForward(const Napi::CallbackInfo& info) {
+  Call c{info, "linearForward"};
+  long N = c.num(4, "N"), IN = c.num(5, "IN"), OUT = c.num(6, "OUT");
+  c.positive(N, "N"); c.positive(IN, "IN"); c.positive(OUT, "OUT");
+  retro::linear_forward(c.f(0, "out", (Z)N * OUT), c.f(1, "inp", (Z)N * IN), c.f(2, "W", (Z)OUT * IN),
+                        c.f(3, "bias", OUT, true), N, IN, OUT);
+  return info.Env().Undefined();
+}
+
+Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
+  Call c{info, "linearBackward"};
+  long N = c.num(6, "N"), IN = c.num(7, "IN"), OUT = c.num(8, "OUT"), acc = c.num(9, "accumulate");
+  c.positive(N, "N"); c.positive(IN, "IN"); c.positive(OUT, "OUT");
+  retro::linear_backward(c.f(0, "dinp", (Z)N * IN, true), c.f(1, "dW", (Z)OUT * IN, true), c.f(2, "db", OUT, true),
+                         c.f(3, "dout", (Z)N * OUT), c.f(4, "inp", (Z)N * IN), c.f(5, "W", (Z)OUT * IN), N, IN, OUT,
+                         acc);
+  return info.Env().Undefined();
+}
+
+Napi::Value GeluForward(const Napi::CallbackInfo& info) {
+  Call c{info, "geluForward"};
+  long n = c.num(2, "n");
+  c.positive(n, "n");
+  retro::gelu_forward(c.f(0, "out", n), c.f(1, "inp", n), n);
+  return info.Env().Undefined();
+}
+
+Napi::Value GeluBackward(const Napi::CallbackInfo& info) {
+  Call c{info, "geluBackward"};
+  long n = c.num(3, "n");
+  c.positive(n, "n");
+  retro::gelu_backward(c.f(0, "dinp", n), c.f(1, "inp", n), c.f(2, "dout", n), n);
+  return info.Env().Undefined();
+}
+
+// attentionForward(out, probs, q, qOffset, qs, kv, kOffset, vOffset, kvs, B, T, S, H, hd, causal, kvdiv)
+// q / k / v are views at an offset inside a packed projection buffer (e.g. K then V in one [S, 2D] row).
+Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
+  Call c{info, "attentionForward"};
+  long qo = c.num(3, "qOffset"), qs = c.num(4, "qStride"), ko = c.num(6, "kOffset"), vo = c.num(7, "vOffset"),
+       kvs = c.num(8, "kvStride"), B = c.num(9, "B"), T = c.num(10, "T"), S = c.num(11, "S"), H = c.num(12, "H"),
+       hd = c.num(13, "hd"), causal = c.num(14, "causal"), kvdiv = c.num(15, "kvdiv");
+  c.positive(B, "B"); c.positive(T, "T"); c.positive(S, "S"); c.positive(H, "H"); c.positive(hd, "hd");
+  c.positive(kvdiv, "kvdiv");
+  if (B % kvdiv) c.fail("B must be a multiple of kvdiv");
+  long D = H * hd;
+  if (qs < qo + D || kvs < std::max(ko, vo) + D || qo < 0 || ko < 0 || vo < 0) c.fail("offsets / strides do not fit");
+  float* out = c.f(0, "out", (Z)B * T * D);
+  float* probs = c.f(1, "probs", (Z)B * H * T * S);
+  float* q = c.f(2, "q", (Z)B * T * qs);
+  float* kv = c.f(5, "kv", (Z)(B / kvdiv) * S * kvs);
+  retro::attention_forward(out, probs, q + qo, qs, kv + ko, kv + vo, kvs, B, T, S, H, hd, causal, kvdiv);
+  return info.Env().Undefined();
+}
+
+// attentionBackward(dq, dkv, dout, probs, q, qOffset, qs, kv, kOffset, vOffset, kvs, B, T, S, H, hd, kvdiv)
+Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
+  Call c{info, "attentionBackward"};
+  long qo = c.num(5, "qOffset"), qs = c.num(6, "qStride"), ko = c.num(8, "kOffset"), vo = c.num(9, "vOffset"),
+       kvs = c.num(10, "kvStride"), B = c.num(11, "B"), T = c.num(12, "T"), S = c.num(13, "S"), H = c.num(14, "H"),
+       hd = c.num(15, "hd"), kvdiv = c.num(16, "kvdiv");
+  c.positive(B, "B"); c.positive(T, "T"); c.positive(S, "S"); c.positive(H, "H"); c.positive(hd, "hd");
+  c.positive(kvdiv, "kvdiv");
+  if (B % kvdiv) c.fail("B must be a multiple of kvdiv");
+  long D = H * hd;
+  if (qs < qo + D || kvs < std::max(ko, vo) + D || qo < 0 || ko < 0 || vo < 0) c.fail("offsets / strides do not fit");
+  float* dq = c.f(0, "dq", (Z)B * T * qs);
+  float* dkv = c.f(1, "dkv", (Z)(B / kvdiv) * S * kvs);
+  float* dout = c.f(2, "dout", (Z)B * T * D);
+  float* probs = c.f(3, "probs", (Z)B * H * T * S);
+  float* q = c.f(4, "q", (Z)B * T * qs);
+  float* kv = c.f(7, "kv", (Z)(B / kvdiv) * S * kvs);
+  retro::attention_backward(dq + qo, dkv + ko, dkv + vo, dout, probs, q + qo, qs, kv + ko, kv + vo, kvs, B, T, S, H,
+                            hd, kvdiv);
+  return info.Env().Undefined();
+}
+
+// crossentropy(logits -> dlogits in place, losses, targets, mask|null, N, V, dscale) -> sum of masked losses
+Napi::Value Crossentropy(const Napi::CallbackInfo& info) {
+  Call c{info, "crossentropy"};
+  long N = c.num(4, "N"), V = c.num(5, "V");
+  c.positive(N, "N"); c.positive(V, "V");
+  double dscale = c.real(6, "dscale");
+  double total = retro::crossentropy_forward_backward(c.f(0, "logits", (Z)N * V), c.f(1, "losses", N),
+                                                      c.ids(2, "targets", N, V), c.f(3, "mask", N, true), N, V,
+                                                      (float)dscale);
+  return Napi::Number::New(info.Env(), total);
+}
+
+// adamw(p, g, m, v, n, lr, b1, b2, eps, wd, t, gscale)
+Napi::Value Adamw(const Napi::CallbackInfo& info) {
+  Call c{info, "adamw"};
+  long n = c.num(4, "n"), t = c.num(10, "t");
+  c.positive(n, "n"); c.positive(t, "t");
+  retro::adamw(c.f(0, "p", n), c.f(1, "g", n), c.f(2, "m", n), c.f(3, "v", n), n, c.real(5, "lr"), c.real(6, "b1"),
+               c.real(7, "b2"), c.real(8, "eps"), c.real(9, "wd"), t, c.real(11, "gscale"));
+  return info.Env().Undefined();
+}
+
+Napi::Value Add(const Napi::CallbackInfo& info) {
+  Call c{info, "add"};
+  long n = c.num(3, "n");
+  c.positive(n, "n");
+  retro::add(c.f(0, "out", n), c.f(1, "a", n), c.f(2, "b", n), n);
+  return info.Env().Undefined();
+}
+
+Napi::Value Axpy(const Napi::CallbackInfo& info) {
+  Call c{info, "axpy"};
+  long n = c.num(3, "n");
+  c.positive(n, "n");
+  retro::axpy(c.f(0, "y", n), c.f(1, "x", n), c.real(2, "alpha"), n);
+  return info.Env().Undefined();
+}
+
+Napi::Value Sumsq(const Napi::CallbackInfo& info) {
+  Call c{info, "sumsq"};
+  long n = c.num(1, "n");
+  if (n < 0) c.fail("n must be >= 0");
+  return Napi::Number::New(info.Env(), retro::sumsq(c.f(0, "x", n), n));
+}
+
+// gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc): the raw product, for tests and benchmarks
+Napi::Value Gemm(const Napi::CallbackInfo& info) {
+  Call c{info, "gemm"};
+  bool ta = c.num(0, "ta"), tb = c.num(1, "tb");
+  long M = c.num(2, "M"), N = c.num(3, "N"), K = c.num(4, "K"), lda = c.num(7, "lda"), ldb = c.num(9, "ldb"),
+       ldc = c.num(12, "ldc");
+  c.positive(M, "M"); c.positive(N, "N"); c.positive(K, "K");
+  if (lda < (ta ? M : K) || ldb < (tb ? K : N) || ldc < N) c.fail("leading dimension too small");
+  float* A = c.f(6, "A", (Z)(ta ? K : M) * lda);
+  float* B = c.f(8, "B", (Z)(tb ? N : K) * ldb);
+  float* C = c.f(11, "C", (Z)M * ldc);
+  retro::gemm(ta, tb, M, N, K, c.real(5, "alpha"), A, lda, B, ldb, c.real(10, "beta"), C, ldc);
+  return info.Env().Undefined();
+}
+
+Napi::Value SetThreads(const Napi::CallbackInfo& info) {
+  Call c{info, "setThreads"};
+  long n = c.num(0, "n");
+  c.positive(n, "n");
+  omp_set_num_threads(n);
+  return info.Env().Undefined();
+}
+
+Napi::Value GetThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), omp_get_max_threads()); }
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  retro::gemm_init();
+  exports.Set("backend", Napi::String::New(env, retro::gemm_backend()));
+  exports.Set("embeddingForward", Napi::Function::New(env, EmbeddingForward));
+  exports.Set("embeddingBackward", Napi::Function::New(env, EmbeddingBackward));
+  exports.Set("layernormForward", Napi::Function::New(env, LayernormForward));
+  exports.Set("layernormBackward", Napi::Function::New(env, LayernormBackward));
+  exports.Set("linearForward", Napi::Function::New(env, LinearForward));
+  exports.Set("linearBackward", Napi::Function::New(env, LinearBackward));
+  exports.Set("geluForward", Napi::Function::New(env, GeluForward));
+  exports.Set("geluBackward", Napi::Function::New(env, GeluBackward));
+  exports.Set("attentionForward", Napi::Function::New(env, AttentionForward));
+  exports.Set("attentionBackward", Napi::Function::New(env, AttentionBackward));
+  exports.Set("crossentropy", Napi::Function::New(env, Crossentropy));
+  exports.Set("adamw", Napi::Function::New(env, Adamw));
+  exports.Set("add", Napi::Function::New(env, Add));
+  exports.Set("axpy", Napi::Function::New(env, Axpy));
+  exports.Set("sumsq", Napi::Function::New(env, Sumsq));
+  exports.Set("gemm", Napi::Function::New(env, Gemm));
+  exports.Set("setThreads", Napi::Function::New(env, SetThreads));
+  exports.Set("getThreads", Napi::Function::New(env, GetThreads));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(retro_engine, Init)

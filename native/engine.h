@@ -1,0 +1,63 @@
+// The retro-ts kernel engine: one forward and one backward function per layer over flat float32
+// buffers (llm.c style). Row-major everywhere; "N" is the number of rows (tokens), "C" channels.
+// Backward functions ACCUMULATE into parameter gradients (dw, db, dwte...) and, unless noted,
+// OVERWRITE the input gradient.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace retro {
+
+// ---- matrix products (gemm.cc) ----
+const char* gemm_backend();
+void gemm_init();
+// single-threaded product, safe to call from inside a parallel region
+void gemm1(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+           float beta, float* C, int ldc);
+// product split across the engine's threads
+void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+          float beta, float* C, int ldc);
+
+// ---- layers (kernels.cc) ----
+// out[n] = wte[ids[n]] + wpe[n % T]
+void embedding_forward(float* out, const int32_t* ids, const float* wte, const float* wpe, int N, int T, int C);
+void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* ids, int N, int T, int C);
+
+void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* w, const float* b, int N,
+                       int C);
+// dinp is accumulated into when accumulate != 0
+void layernorm_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp, const float* w,
+                        const float* mean, const float* rstd, int N, int C, int accumulate);
+
+// out[N,OUT] = inp[N,IN] W[OUT,IN]^T + bias
+void linear_forward(float* out, const float* inp, const float* W, const float* bias, int N, int IN, int OUT);
+// any of dinp / dW / db may be null (skipped); dinp accumulated into when accumulate != 0
+void linear_backward(float* dinp, float* dW, float* db, const float* dout, const float* inp, const float* W, int N,
+                     int IN, int OUT, int accumulate);
+
+void gelu_forward(float* out, const float* inp, size_t n);
+void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n);
+
+// Multi-head attention of q rows [B,T] (row stride qs) over k/v rows [B/kvdiv, S] (row stride kvs);
+// out [B,T,H*hd] (row stride H*hd), probs [B,H,T,S] saved for backward. causal: key j visible to query i iff j <= i.
+void attention_forward(float* out, float* probs, const float* q, int qs, const float* k, const float* v, int kvs,
+                       int B, int T, int S, int H, int hd, int causal, int kvdiv);
+// overwrites dq (stride qs) and dk/dv (stride kvs)
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* probs, const float* q,
+                        int qs, const float* k, const float* v, int kvs, int B, int T, int S, int H, int hd,
+                        int kvdiv);
+
+// Fused softmax cross-entropy: turns logits[N,V] into dlogits in place, scaled by mask[n] * dscale
+// (mask may be null = all ones). losses[n] gets each row's loss. Returns sum_n mask[n] * losses[n].
+double crossentropy_forward_backward(float* logits, float* losses, const int32_t* targets, const float* mask, int N,
+                                     int V, float dscale);
+
+// PyTorch AdamW on one parameter tensor; g is multiplied by gscale (gradient clipping) first.
+void adamw(float* p, const float* g, float* m, float* v, size_t n, float lr, float b1, float b2, float eps, float wd,
+           int t, float gscale);
+
+void add(float* out, const float* a, const float* b, size_t n);       // out = a + b
+void axpy(float* y, const float* x, float alpha, size_t n);           // y += alpha x
+double sumsq(const float* x, size_t n);
+
+}  // namespace retro

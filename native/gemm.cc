@@ -1,0 +1,151 @@
+// Matrix products for the engine: row-major C[M,N] = alpha * op(A) op(B) + beta * C.
+//
+// Two back ends, chosen at build time:
+//  - RETRO_HAVE_CBLAS: cblas_sgemm from the system BLAS (OpenBLAS from Debian's libopenblas-dev), kept
+//    single-threaded; the engine splits each product across its own OpenMP threads instead, so that
+//    BLAS threads and kernel threads never compete for the two cores.
+//  - otherwise a portable packed kernel (below), so a machine without any BLAS still builds and trains.
+//    It is written by hand because no BLAS is available to link there; it follows the usual
+//    Goto/BLIS structure (pack a KC x NC panel of B and an MC x KC panel of A, 8 x 32 register tile)
+//    with GCC vector extensions, which compile to AVX-512, AVX2 or SSE as the build machine allows.
+#include "engine.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#ifdef RETRO_HAVE_CBLAS
+#include <cblas.h>
+#endif
+
+namespace retro {
+
+#ifndef RETRO_HAVE_CBLAS
+namespace {
+typedef float v16 __attribute__((vector_size(64)));
+constexpr int MR = 8, NR = 32, KC = 256, MC = 128, NC = 1024;
+
+inline v16 load16(const float* p) { v16 v; std::memcpy(&v, p, sizeof v); return v; }
+inline void store16(float* p, v16 v) { std::memcpy(p, &v, sizeof v); }
+
+// acc(MR x NR) = sum_k a[k*MR + i] * b[k*NR + j]; then C += acc on the valid mr x nr part.
+void micro(int kc, const float* a, const float* b, float* C, int ldc, int mr, int nr) {
+  v16 c[MR][2] = {};
+  for (int k = 0; k < kc; k++) {
+    v16 b0 = load16(b + k * NR), b1 = load16(b + k * NR + 16);
+    const float* ak = a + k * MR;
+    for (int i = 0; i < MR; i++) {
+      v16 av = v16{} + ak[i];
+      c[i][0] += av * b0;
+      c[i][1] += av * b1;
+    }
+  }
+  if (mr == MR && nr == NR) {
+    for (int i = 0; i < MR; i++) {
+      float* ci = C + (size_t)i * ldc;
+      store16(ci, load16(ci) + c[i][0]);
+      store16(ci + 16, load16(ci + 16) + c[i][1]);
+    }
+  } else {
+    alignas(64) float t[MR][NR];
+    for (int i = 0; i < MR; i++) { store16(t[i], c[i][0]); store16(t[i] + 16, c[i][1]); }
+    for (int i = 0; i < mr; i++)
+      for (int j = 0; j < nr; j++) C[(size_t)i * ldc + j] += t[i][j];
+  }
+}
+
+void gemm_portable(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
+                   const float* B, int ldb, float beta, float* C, int ldc) {
+  for (int i = 0; i < M; i++) {
+    float* ci = C + (size_t)i * ldc;
+    if (beta == 0.f) std::fill(ci, ci + N, 0.f);
+    else if (beta != 1.f) for (int j = 0; j < N; j++) ci[j] *= beta;
+  }
+  if (K == 0 || alpha == 0.f) return;
+  thread_local std::vector<float> pa, pb;
+  pa.resize((size_t)MC * KC);
+  pb.resize((size_t)KC * NC);
+  for (int jc = 0; jc < N; jc += NC) {
+    int nc = std::min(NC, N - jc);
+    for (int pc = 0; pc < K; pc += KC) {
+      int kc = std::min(KC, K - pc);
+      for (int jr = 0; jr < nc; jr += NR) {  // pack B (alpha folded in), zero-padded to NR
+        float* dst = pb.data() + (size_t)(jr / NR) * kc * NR;
+        for (int k = 0; k < kc; k++)
+          for (int j = 0; j < NR; j++) {
+            int col = jc + jr + j, row = pc + k;
+            dst[k * NR + j] = col < N ? alpha * (tb ? B[(size_t)col * ldb + row] : B[(size_t)row * ldb + col]) : 0.f;
+          }
+      }
+      for (int ic = 0; ic < M; ic += MC) {
+        int mc = std::min(MC, M - ic);
+        for (int ir = 0; ir < mc; ir += MR) {  // pack A, zero-padded to MR
+          float* dst = pa.data() + (size_t)(ir / MR) * kc * MR;
+          for (int k = 0; k < kc; k++)
+            for (int i = 0; i < MR; i++) {
+              int row = ic + ir + i, col = pc + k;
+              dst[k * MR + i] = row < M ? (ta ? A[(size_t)col * lda + row] : A[(size_t)row * lda + col]) : 0.f;
+            }
+        }
+        for (int jr = 0; jr < nc; jr += NR)
+          for (int ir = 0; ir < mc; ir += MR)
+            micro(kc, pa.data() + (size_t)(ir / MR) * kc * MR, pb.data() + (size_t)(jr / NR) * kc * NR,
+                  C + (size_t)(ic + ir) * ldc + jc + jr, ldc, std::min(MR, mc - ir), std::min(NR, nc - jr));
+      }
+    }
+  }
+}
+}  // namespace
+#endif
+
+const char* gemm_backend() {
+#ifdef RETRO_HAVE_CBLAS
+  return "openblas";
+#else
+  return "portable";
+#endif
+}
+
+void gemm_init() {
+#if defined(RETRO_HAVE_CBLAS) && defined(RETRO_HAVE_OPENBLAS)
+  openblas_set_num_threads(1);
+#endif
+}
+
+void gemm1(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+           float beta, float* C, int ldc) {
+  if (M <= 0 || N <= 0) return;
+#ifdef RETRO_HAVE_CBLAS
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda,
+              B, ldb, beta, C, ldc);
+#else
+  gemm_portable(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#endif
+}
+
+void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+          float beta, float* C, int ldc) {
+  int T = omp_get_max_threads();
+  if (T <= 1 || (long)M * N * K < 4L * 1024 * 1024) {
+    gemm1(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  // Split the larger output dimension into T contiguous parts, 32-aligned, one per thread.
+  bool rows = M >= N;
+  int D = rows ? M : N;
+  int part = ((D + T - 1) / T + 31) / 32 * 32;
+#pragma omp parallel for schedule(static, 1)
+  for (int t = 0; t < T; t++) {
+    int s = t * part, e = std::min(D, s + part);
+    if (s >= e) continue;
+    if (rows)
+      gemm1(ta, tb, e - s, N, K, alpha, ta ? A + s : A + (size_t)s * lda, lda, B, ldb, beta, C + (size_t)s * ldc,
+            ldc);
+    else
+      gemm1(ta, tb, M, e - s, K, alpha, A, lda, tb ? B + (size_t)s * ldb : B + s, ldb, beta, C + s, ldc);
+  }
+}
+
+}  // namespace retro

@@ -1,0 +1,315 @@
+// Layer kernels of the engine (declarations and conventions in engine.h).
+// Every parallel reduction keeps one partial per thread and sums them in thread order afterwards, so a
+// given thread count always gives bit-identical results (training resumes must be bit-exact).
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "engine.h"
+
+namespace retro {
+
+namespace {
+// [start, end) of part t of n items split into T parts
+inline void part(size_t n, int T, int t, size_t* s, size_t* e) {
+  size_t p = (n + T - 1) / T;
+  *s = std::min(n, p * t);
+  *e = std::min(n, *s + p);
+}
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------- embedding
+void embedding_forward(float* out, const int32_t* ids, const float* wte, const float* wpe, int N, int T, int C) {
+#pragma omp parallel for
+  for (int n = 0; n < N; n++) {
+    const float* e = wte + (size_t)ids[n] * C;
+    const float* p = wpe + (size_t)(n % T) * C;
+    float* o = out + (size_t)n * C;
+    for (int i = 0; i < C; i++) o[i] = e[i] + p[i];
+  }
+}
+
+void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* ids, int N, int T, int C) {
+  // each thread owns a slice of channels: no two threads touch the same gradient element
+#pragma omp parallel
+  {
+    size_t s, e;
+    part(C, omp_get_num_threads(), omp_get_thread_num(), &s, &e);
+    for (int n = 0; n < N; n++) {
+      const float* d = dout + (size_t)n * C;
+      float* gw = dwte + (size_t)ids[n] * C;
+      float* gp = dwpe + (size_t)(n % T) * C;
+      for (size_t i = s; i < e; i++) {
+        gw[i] += d[i];
+        gp[i] += d[i];
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------- layernorm
+void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* w, const float* b, int N,
+                       int C) {
+  const float eps = 1e-5f;
+#pragma omp parallel for
+  for (int n = 0; n < N; n++) {
+    const float* x = inp + (size_t)n * C;
+    float m = 0.f;
+    for (int i = 0; i < C; i++) m += x[i];
+    m /= C;
+    float v = 0.f;
+    for (int i = 0; i < C; i++) v += (x[i] - m) * (x[i] - m);
+    v /= C;
+    float s = 1.f / std::sqrt(v + eps);
+    float* o = out + (size_t)n * C;
+    for (int i = 0; i < C; i++) o[i] = (x[i] - m) * s * w[i] + b[i];
+    mean[n] = m;
+    rstd[n] = s;
+  }
+}
+
+void layernorm_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp, const float* w,
+                        const float* mean, const float* rstd, int N, int C, int accumulate) {
+  int T = omp_get_max_threads();
+  std::vector<float> partial((size_t)T * 2 * C, 0.f);
+#pragma omp parallel num_threads(T)
+  {
+    int t = omp_get_thread_num();
+    float* pw = partial.data() + (size_t)t * 2 * C;
+    float* pb = pw + C;
+    size_t s, e;
+    part(N, T, t, &s, &e);
+    for (size_t n = s; n < e; n++) {
+      const float* x = inp + n * C;
+      const float* d = dout + n * C;
+      float m = mean[n], r = rstd[n];
+      float dm = 0.f, dnm = 0.f;
+      for (int i = 0; i < C; i++) {
+        float norm = (x[i] - m) * r;
+        float dn = w[i] * d[i];
+        dm += dn;
+        dnm += dn * norm;
+      }
+      dm /= C;
+      dnm /= C;
+      float* di = dinp + n * C;
+      for (int i = 0; i < C; i++) {
+        float norm = (x[i] - m) * r;
+        pb[i] += d[i];
+        pw[i] += norm * d[i];
+        float g = (w[i] * d[i] - dm - norm * dnm) * r;
+        di[i] = accumulate ? di[i] + g : g;
+      }
+    }
+  }
+  for (int t = 0; t < T; t++) {
+    const float* pw = partial.data() + (size_t)t * 2 * C;
+    for (int i = 0; i < C; i++) {
+      dw[i] += pw[i];
+      db[i] += pw[C + i];
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------- linear
+void linear_forward(float* out, const float* inp, const float* W, const float* bias, int N, int IN, int OUT) {
+  if (bias) {
+#pragma omp parallel for
+    for (int n = 0; n < N; n++) std::memcpy(out + (size_t)n * OUT, bias, sizeof(float) * OUT);
+  }
+  gemm(false, true, N, OUT, IN, 1.f, inp, IN, W, IN, bias ? 1.f : 0.f, out, OUT);
+}
+
+void linear_backward(float* dinp, float* dW, float* db, const float* dout, const float* inp, const float* W, int N,
+                     int IN, int OUT, int accumulate) {
+  if (dinp) gemm(false, false, N, IN, OUT, 1.f, dout, OUT, W, IN, accumulate ? 1.f : 0.f, dinp, IN);
+  if (dW) gemm(true, false, OUT, IN, N, 1.f, dout, OUT, inp, IN, 1.f, dW, IN);
+  if (db) {
+#pragma omp parallel
+    {
+      size_t s, e;
+      part(OUT, omp_get_num_threads(), omp_get_thread_num(), &s, &e);
+      for (int n = 0; n < N; n++) {
+        const float* d = dout + (size_t)n * OUT;
+        for (size_t o = s; o < e; o++) db[o] += d[o];
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------- GELU (tanh)
+namespace {
+const float GELU_S = 0.7978845608028654f;  // sqrt(2/pi)
+// tanh through exp, branch-free so that the loops vectorise; saturates correctly for large |u|
+inline float tanh_fast(float u) {
+  float e = std::exp(-2.f * std::fabs(u));
+  float t = (1.f - e) / (1.f + e);
+  return std::copysign(t, u);
+}
+}  // namespace
+
+void gelu_forward(float* out, const float* inp, size_t n) {
+#pragma omp parallel for simd
+  for (size_t i = 0; i < n; i++) {
+    float x = inp[i];
+    float t = tanh_fast(GELU_S * (x + 0.044715f * x * x * x));
+    out[i] = 0.5f * x * (1.f + t);
+  }
+}
+
+void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) {
+#pragma omp parallel for simd
+  for (size_t i = 0; i < n; i++) {
+    float x = inp[i];
+    float t = tanh_fast(GELU_S * (x + 0.044715f * x * x * x));
+    float sech2 = 1.f - t * t;
+    float g = 0.5f * (1.f + t) + 0.5f * x * sech2 * GELU_S * (1.f + 3.f * 0.044715f * x * x);
+    dinp[i] = g * dout[i];
+  }
+}
+
+// ---------------------------------------------------------------------------------------------- attention
+void attention_forward(float* out, float* probs, const float* q, int qs, const float* k, const float* v, int kvs,
+                       int B, int T, int S, int H, int hd, int causal, int kvdiv) {
+  const int D = H * hd;
+  const float scale = 1.f / std::sqrt((float)hd);
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int b = 0; b < B; b++) {
+    for (int h = 0; h < H; h++) {
+      float* P = probs + ((size_t)b * H + h) * T * S;
+      const float* Q = q + (size_t)b * T * qs + h * hd;
+      const float* K = k + (size_t)(b / kvdiv) * S * kvs + h * hd;
+      const float* V = v + (size_t)(b / kvdiv) * S * kvs + h * hd;
+      gemm1(false, true, T, S, hd, scale, Q, qs, K, kvs, 0.f, P, S);
+      for (int i = 0; i < T; i++) {
+        float* row = P + (size_t)i * S;
+        int lim = causal ? std::min(i + 1, S) : S;
+        float mx = -INFINITY;
+        for (int j = 0; j < lim; j++) mx = std::max(mx, row[j]);
+        float sum = 0.f;
+        for (int j = 0; j < lim; j++) {
+          row[j] = std::exp(row[j] - mx);
+          sum += row[j];
+        }
+        float inv = 1.f / sum;
+        for (int j = 0; j < lim; j++) row[j] *= inv;
+        for (int j = lim; j < S; j++) row[j] = 0.f;
+      }
+      gemm1(false, false, T, hd, S, 1.f, P, S, V, kvs, 0.f, out + (size_t)b * T * D + h * hd, D);
+    }
+  }
+}
+
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* probs, const float* q,
+                        int qs, const float* k, const float* v, int kvs, int B, int T, int S, int H, int hd,
+                        int kvdiv) {
+  const int D = H * hd;
+  const float scale = 1.f / std::sqrt((float)hd);
+  const int BK = B / kvdiv;
+  // one task per (key batch, head): the kvdiv query batches sharing those keys run in order inside it,
+  // so their dK / dV contributions are summed without races and in a fixed order
+#pragma omp parallel
+  {
+    std::vector<float> dP((size_t)T * S);
+#pragma omp for collapse(2) schedule(static)
+    for (int bk = 0; bk < BK; bk++) {
+      for (int h = 0; h < H; h++) {
+        const float* K = k + (size_t)bk * S * kvs + h * hd;
+        const float* V = v + (size_t)bk * S * kvs + h * hd;
+        float* dK = dk + (size_t)bk * S * kvs + h * hd;
+        float* dV = dv + (size_t)bk * S * kvs + h * hd;
+        for (int sub = 0; sub < kvdiv; sub++) {
+          int b = bk * kvdiv + sub;
+          const float* P = probs + ((size_t)b * H + h) * T * S;
+          const float* dY = dout + (size_t)b * T * D + h * hd;
+          const float* Q = q + (size_t)b * T * qs + h * hd;
+          float* dQ = dq + (size_t)b * T * qs + h * hd;
+          float beta = sub == 0 ? 0.f : 1.f;
+          gemm1(false, true, T, S, hd, 1.f, dY, D, V, kvs, 0.f, dP.data(), S);  // dP = dY V^T
+          gemm1(true, false, S, hd, T, 1.f, P, S, dY, D, beta, dV, kvs);         // dV = P^T dY
+          for (int i = 0; i < T; i++) {  // dS = P * (dP - rowsum(P * dP)), times the score scale
+            const float* p = P + (size_t)i * S;
+            float* d = dP.data() + (size_t)i * S;
+            float dot = 0.f;
+            for (int j = 0; j < S; j++) dot += p[j] * d[j];
+            for (int j = 0; j < S; j++) d[j] = p[j] * (d[j] - dot) * scale;
+          }
+          gemm1(false, false, T, hd, S, 1.f, dP.data(), S, K, kvs, 0.f, dQ, qs);  // dQ = dS K
+          gemm1(true, false, S, hd, T, 1.f, dP.data(), S, Q, qs, beta, dK, kvs);  // dK = dS^T Q
+        }
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------- loss
+double crossentropy_forward_backward(float* logits, float* losses, const int32_t* targets, const float* mask, int N,
+                                     int V, float dscale) {
+#pragma omp parallel for
+  for (int n = 0; n < N; n++) {
+    float* row = logits + (size_t)n * V;
+    float mx = -INFINITY;
+    for (int i = 0; i < V; i++) mx = std::max(mx, row[i]);
+    float sum = 0.f;
+    for (int i = 0; i < V; i++) sum += std::exp(row[i] - mx);
+    float lse = mx + std::log(sum);
+    int y = targets[n];
+    losses[n] = lse - row[y];
+    float w = (mask ? mask[n] : 1.f) * dscale;
+    float inv = 1.f / sum;
+    for (int i = 0; i < V; i++) row[i] = w * std::exp(row[i] - mx) * inv;
+    row[y] -= w;
+  }
+  double total = 0.0;
+  for (int n = 0; n < N; n++) total += (double)(mask ? mask[n] : 1.f) * losses[n];
+  return total;
+}
+
+// ---------------------------------------------------------------------------------------------- optimiser
+void adamw(float* p, const float* g, float* m, float* v, size_t n, float lr, float b1, float b2, float eps, float wd,
+           int t, float gscale) {
+  const float c1 = 1.f - std::pow(b1, (float)t), c2 = 1.f - std::pow(b2, (float)t);
+#pragma omp parallel for simd
+  for (size_t i = 0; i < n; i++) {
+    float gi = g[i] * gscale;
+    float mi = b1 * m[i] + (1.f - b1) * gi;
+    float vi = b2 * v[i] + (1.f - b2) * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    float pi = p[i] * (1.f - lr * wd);
+    p[i] = pi - lr * (mi / c1) / (std::sqrt(vi / c2) + eps);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------- elementwise
+void add(float* out, const float* a, const float* b, size_t n) {
+#pragma omp parallel for simd
+  for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+void axpy(float* y, const float* x, float alpha, size_t n) {
+#pragma omp parallel for simd
+  for (size_t i = 0; i < n; i++) y[i] += alpha * x[i];
+}
+
+double sumsq(const float* x, size_t n) {
+  int T = omp_get_max_threads();
+  std::vector<double> partial(T, 0.0);
+#pragma omp parallel num_threads(T)
+  {
+    int t = omp_get_thread_num();
+    size_t s, e;
+    part(n, T, t, &s, &e);
+    double acc = 0.0;
+    for (size_t i = s; i < e; i++) acc += (double)x[i] * x[i];
+    partial[t] = acc;
+  }
+  double total = 0.0;
+  for (int t = 0; t < T; t++) total += partial[t];
+  return total;
+}
+
+}  // namespace retro
