@@ -233,9 +233,9 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
           for (int i = 0; i < T; i++) {  // dS = P * (dP - rowsum(P * dP)), times the score scale
             const float* p = P + (size_t)i * S;
             float* d = dP.data() + (size_t)i * S;
-            float dot = 0.f;
-            for (int j = 0; j < S; j++) dot += p[j] * d[j];
-            for (int j = 0; j < S; j++) d[j] = p[j] * (d[j] - dot) * scale;
+            double dot = 0.0;  // double: dS is a small difference of nearly equal terms when attention is flat
+            for (int j = 0; j < S; j++) dot += (double)p[j] * d[j];
+            for (int j = 0; j < S; j++) d[j] = p[j] * (float)((double)d[j] - dot) * scale;
           }
           gemm1(false, false, T, hd, S, 1.f, dP.data(), S, K, kvs, 0.f, dQ, qs);  // dQ = dS K
           gemm1(true, false, S, hd, T, 1.f, dP.data(), S, Q, qs, beta, dK, kvs);  // dK = dS^T Q

@@ -1,0 +1,72 @@
+/**
+ * The native kernel engine (C++ N-API addon in `native/`, built by node-gyp at `npm install`).
+ *
+ * Two builds sit side by side: `retro_engine` (OpenBLAS sgemm when libopenblas-dev was present at build
+ * time, else the portable kernel) and `retro_engine_portable` (always the portable kernel). All buffers are
+ * Float32Array / Int32Array views passed without copies; every kernel checks buffer sizes against the
+ * dimensions it is given and throws a RangeError naming the argument, instead of reading past a buffer.
+ * The op set is small and lives behind this one interface, so another back end (CUDA) can sit beside it.
+ */
+import { createRequire } from "node:module";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { fileURLToPath } from "node:url";
+import { RetroError } from "../util/errors.ts";
+
+type F = Float32Array;
+type I = Int32Array;
+type Nullable<T> = T | null;
+
+export interface Engine {
+  /** "openblas" or "portable" */
+  readonly backend: string;
+  embeddingForward(out: F, ids: I, wte: F, wpe: F, N: number, T: number, C: number, V: number): void;
+  embeddingBackward(dwte: F, dwpe: F, dout: F, ids: I, N: number, T: number, C: number, V: number): void;
+  layernormForward(out: F, mean: F, rstd: F, inp: F, w: F, b: F, N: number, C: number): void;
+  layernormBackward(dinp: F, dw: F, db: F, dout: F, inp: F, w: F, mean: F, rstd: F, N: number, C: number, accumulate: number): void;
+  linearForward(out: F, inp: F, W: F, bias: Nullable<F>, N: number, IN: number, OUT: number): void;
+  linearBackward(dinp: Nullable<F>, dW: Nullable<F>, db: Nullable<F>, dout: F, inp: F, W: F, N: number, IN: number, OUT: number, accumulate: number): void;
+  geluForward(out: F, inp: F, n: number): void;
+  geluBackward(dinp: F, inp: F, dout: F, n: number): void;
+  attentionForward(out: F, probs: F, q: F, qOffset: number, qStride: number, kv: F, kOffset: number, vOffset: number, kvStride: number,
+    B: number, T: number, S: number, H: number, hd: number, causal: number, kvdiv: number): void;
+  attentionBackward(dq: F, dkv: F, dout: F, probs: F, q: F, qOffset: number, qStride: number, kv: F, kOffset: number, vOffset: number,
+    kvStride: number, B: number, T: number, S: number, H: number, hd: number, kvdiv: number): void;
+  /** logits become dlogits (scaled by mask * dscale) in place; returns the sum of masked row losses */
+  crossentropy(logits: F, losses: F, targets: I, mask: Nullable<F>, N: number, V: number, dscale: number): number;
+  adamw(p: F, g: F, m: F, v: F, n: number, lr: number, b1: number, b2: number, eps: number, wd: number, t: number, gscale: number): void;
+  add(out: F, a: F, b: F, n: number): void;
+  axpy(y: F, x: F, alpha: number, n: number): void;
+  sumsq(x: F, n: number): number;
+  gemm(ta: number, tb: number, M: number, N: number, K: number, alpha: number, A: F, lda: number, B: F, ldb: number, beta: number, C: F, ldc: number): void;
+  setThreads(n: number): void;
+  getThreads(): number;
+}
+
+export type EngineKind = "default" | "portable";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+const cache = new Map<EngineKind, Engine>();
+
+/**
+ * Load the engine. `kind` "default" is the OpenBLAS build when it was built with OpenBLAS; "portable" forces
+ * the built-in sgemm. RETRO_ENGINE=portable in the environment switches the default. Threads default to the
+ * machine's cores (RETRO_THREADS overrides).
+ */
+export function loadEngine(kind?: EngineKind): Engine {
+  const k: EngineKind = kind ?? (process.env.RETRO_ENGINE === "portable" ? "portable" : "default");
+  const hit = cache.get(k);
+  if (hit) return hit;
+  // libgomp reads this once, when the addon loads: idle kernel threads sleep instead of spinning,
+  // so they never take a core from the thread that still works (2 cores here).
+  process.env.OMP_WAIT_POLICY ??= "passive";
+  const file = path.join(ROOT, "build", "Release", k === "portable" ? "retro_engine_portable.node" : "retro_engine.node");
+  if (!fs.existsSync(file)) {
+    throw new RetroError("notFound", `native engine not built (${path.relative(ROOT, file)} missing): run \`npm run build:native\` (needs g++ and make; OpenBLAS optional: apt-get install -y libopenblas-dev)`);
+  }
+  const engine = createRequire(import.meta.url)(file) as Engine;
+  const threads = Number(process.env.RETRO_THREADS ?? 0);
+  if (threads > 0) engine.setThreads(threads);
+  cache.set(k, engine);
+  return engine;
+}

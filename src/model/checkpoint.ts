@@ -1,0 +1,81 @@
+/**
+ * Model checkpoints: `model.safetensors` (every parameter under its PyTorch name, F32) with `config.json`
+ * beside it. Loading checks names, shapes and dtypes and names every mismatch. Loading a GPT checkpoint into
+ * a Retro model (retro-fitting) fills the decoder and leaves the encoder and CCA freshly initialised.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { RetroError } from "../util/errors.ts";
+import { readJson, writeJsonAtomic } from "../util/fsx.ts";
+import { readSafetensors, tensorF32, writeSafetensors, type SafetensorsFile, type TensorOut } from "../engine/safetensors.ts";
+import { resolveModelConfig, RUN_KEYS, type ModelConfig } from "./config.ts";
+import type { Model } from "./model.ts";
+import type { ParamGroup } from "./params.ts";
+
+export const WEIGHTS_FILE = "model.safetensors";
+export const CONFIG_FILE = "config.json";
+
+export function saveCheckpoint(dir: string, model: Model, metadata: Record<string, string> = {}): void {
+  fs.mkdirSync(dir, { recursive: true });
+  const tensors = new Map<string, TensorOut>();
+  for (const p of model.store.params) tensors.set(p.name, { dtype: "F32", shape: p.shape, data: p.data });
+  writeSafetensors(path.join(dir, WEIGHTS_FILE), tensors, { format: "retro-ts", config: JSON.stringify(model.config), ...metadata });
+  writeJsonAtomic(path.join(dir, CONFIG_FILE), model.config);
+}
+
+/** The model config of a checkpoint directory (or of a safetensors file's metadata). */
+export function readCheckpointConfig(dirOrFile: string): ModelConfig {
+  const isDir = fs.existsSync(dirOrFile) && fs.statSync(dirOrFile).isDirectory();
+  if (isDir) {
+    const cfg = path.join(dirOrFile, CONFIG_FILE);
+    if (!fs.existsSync(cfg)) throw new RetroError("notFound", `${dirOrFile}: no ${CONFIG_FILE} (not a checkpoint directory)`);
+    return resolveModelConfig(readJson<Record<string, unknown>>(cfg, "model config"));
+  }
+  const f = readSafetensors(dirOrFile);
+  if (!f.metadata.config) throw new RetroError("usage", `${dirOrFile}: no config in the file's metadata; pass --config`);
+  return resolveModelConfig(JSON.parse(f.metadata.config) as Record<string, unknown>, RUN_KEYS);
+}
+
+export interface LoadReport {
+  loaded: string[];
+  /** parameters of the model the file did not have, left as initialised (retro-fitting: encoder and CCA) */
+  fresh: string[];
+  /** tensors of the file the model does not use (e.g. grad.* in a peer dump) */
+  ignored: string[];
+}
+
+/**
+ * Copy a safetensors file's tensors into the model. Every parameter must be present with its exact shape and
+ * dtype F32, except the groups listed in `allowMissing` (retro-fitting passes ["retrieval"]). File tensors the
+ * model does not have are refused unless `ignoreExtra` matches them.
+ */
+export function loadWeights(model: Model, file: string | SafetensorsFile, opts: { allowMissing?: ParamGroup[]; ignoreExtra?: (name: string) => boolean } = {}): LoadReport {
+  const f = typeof file === "string" ? readSafetensors(file) : file;
+  const report: LoadReport = { loaded: [], fresh: [], ignored: [] };
+  const problems: string[] = [];
+  for (const p of model.store.params) {
+    const t = f.tensors.get(p.name);
+    if (!t) {
+      if (opts.allowMissing?.includes(p.group)) report.fresh.push(p.name);
+      else problems.push(`missing ${p.name} [${p.shape}]`);
+      continue;
+    }
+    if (t.dtype !== "F32") problems.push(`${p.name}: dtype ${t.dtype}, expected F32`);
+    else if (t.shape.join(",") !== p.shape.join(",")) problems.push(`${p.name}: shape [${t.shape}] in the file, [${p.shape}] in the model`);
+  }
+  for (const name of f.tensors.keys()) {
+    if (model.store.byName.has(name)) continue;
+    if (opts.ignoreExtra?.(name)) report.ignored.push(name);
+    else problems.push(`unexpected tensor ${name} (not a parameter of this ${model.config.model} model)`);
+  }
+  if (problems.length) {
+    const more = problems.length > 12 ? `\n  ... and ${problems.length - 12} more` : "";
+    throw new RetroError("mismatch", `${f.path} does not fit the model:\n  ${problems.slice(0, 12).join("\n  ")}${more}`);
+  }
+  for (const p of model.store.params) {
+    if (!f.tensors.has(p.name)) continue;
+    p.data.set(tensorF32(f, p.name));
+    report.loaded.push(p.name);
+  }
+  return report;
+}

@@ -1,0 +1,359 @@
+/**
+ * GPT and Retro on the native engine, forward and backward written out by hand (llm.c style), read top to
+ * bottom. The model is exactly the PyTorch peer's (`../shared/peers/torch_retro_step.py`):
+ *
+ *   x = wte[ids] + wpe[:n]
+ *   per decoder layer i:   x += attn(ln1(x), causal)
+ *                          if i+1 in cca_layers:  h = lnc(x)
+ *                              (first CCA layer: enc = encoder(wte[nbr] + wpe[:r], chunk activations h))
+ *                              x += gate * shift_right(pad, xattn(shift_left(pad, h) per chunk of m, enc of that chunk))
+ *                          x += mlp(ln2(x))
+ *   logits = lnf(x) @ wte^T
+ *   encoder layer j:       e += attn(ln1(e)) (bidirectional);  j == 0: e += xattn(lnx(e), h of e's chunk);  e += mlp(ln2(e))
+ *
+ * with pad = (n-1) % m: the token at position t >= pad reads the neighbours of chunk (t-pad)/m, so no token sees
+ * neighbours retrieved for a chunk it has not finished. Shapes: decoder rows N = B*n, encoder rows NE = B*l*k*r.
+ */
+import type { Engine } from "../engine/native.ts";
+import { loadEngine } from "../engine/native.ts";
+import { RetroError } from "../util/errors.ts";
+import type { ModelConfig } from "./config.ts";
+import { ParamStore, paramSpecs, type Param, type ParamGroup } from "./params.ts";
+
+export interface Batch {
+  B: number;
+  /** tokens per sequence (≤ seq; a multiple of chunk for Retro) */
+  n: number;
+  /** [B, n] input tokens */
+  ids: Int32Array;
+  /** [B, n] next tokens */
+  targets: Int32Array;
+  /** [B, n] per-token loss weight (1 = counts); omitted = all tokens count */
+  mask?: Float32Array;
+  /** [B, n/chunk, k, r] neighbour tokens (Retro) */
+  neighbours?: Int32Array;
+}
+
+/** the activations of one transformer layer (decoder or encoder) */
+interface LayerActs {
+  x: Float32Array; // residual input
+  ln1: Float32Array; ln1m: Float32Array; ln1r: Float32Array;
+  q: Float32Array; kv: Float32Array; probs: Float32Array; y: Float32Array;
+  xa: Float32Array; // residual after self-attention
+  // cross-attention (decoder CCA layer / encoder layer 0)
+  lnc?: Float32Array; lncm?: Float32Array; lncr?: Float32Array;
+  hs?: Float32Array; cq?: Float32Array; ckv?: Float32Array; cprobs?: Float32Array; cy?: Float32Array; co?: Float32Array;
+  xc?: Float32Array; // residual after cross-attention
+  ln2: Float32Array; ln2m: Float32Array; ln2r: Float32Array;
+  fc: Float32Array; g: Float32Array;
+}
+
+export class Model {
+  readonly config: ModelConfig;
+  readonly store: ParamStore;
+  readonly engine: Engine;
+  /** CCA output scale (starts at config.gate; 0 = decoder alone) */
+  gate: number;
+  /** groups whose gradients are not needed (their weights are frozen) */
+  readonly frozen = new Set<ParamGroup>();
+
+  private shape = "";
+  private dec: LayerActs[] = [];
+  private enc: LayerActs[] = [];
+  private a: Record<string, Float32Array> = {};
+  private last: Batch | null = null;
+  private lossCount = 0;
+  private logitsKept: Float32Array | null = null;
+
+  constructor(config: ModelConfig, opts: { engine?: Engine; seed?: number } = {}) {
+    this.config = config;
+    this.gate = config.gate;
+    this.engine = opts.engine ?? loadEngine();
+    this.store = new ParamStore(paramSpecs(config));
+    this.store.init(opts.seed ?? 1234);
+  }
+
+  get isRetro(): boolean {
+    return this.config.model === "retro";
+  }
+
+  private p(name: string): Float32Array {
+    return this.store.get(name).data;
+  }
+  /** gradient view, or null when its group is frozen (the kernel then skips that product) */
+  private gOrNull(name: string): Float32Array | null {
+    const p: Param = this.store.get(name);
+    return this.frozen.has(p.group) ? null : p.grad;
+  }
+  private g(name: string): Float32Array {
+    return this.store.get(name).grad;
+  }
+
+  // ------------------------------------------------------------------------------------------ buffers
+  private allocate(B: number, n: number): void {
+    const key = `${B}x${n}`;
+    if (key === this.shape) return;
+    const c = this.config, D = c.d, H = c.heads, f = (k: number) => new Float32Array(k);
+    const N = B * n;
+    const cca = new Set(this.isRetro ? c.cca_layers : []);
+    const l = n / c.chunk, NE = B * l * c.k * c.r, NC = B * l; // NC: chunk sequences
+    const layer = (rows: number, T: number, seqs: number, cross: null | { q: number; kvRows: number; T: number; S: number; seqs: number }): LayerActs => ({
+      x: f(rows * D), ln1: f(rows * D), ln1m: f(rows), ln1r: f(rows),
+      q: f(rows * D), kv: f(rows * 2 * D), probs: f(seqs * H * T * T), y: f(rows * D), xa: f(rows * D),
+      ...(cross ? {
+        lnc: f(rows * D), lncm: f(rows), lncr: f(rows),
+        hs: f(cross.q * D), cq: f(cross.q * D), ckv: f(cross.kvRows * 2 * D), cprobs: f(cross.seqs * H * cross.T * cross.S),
+        cy: f(cross.q * D), co: f(cross.q * D), xc: f(rows * D),
+      } : {}),
+      ln2: f(rows * D), ln2m: f(rows), ln2r: f(rows), fc: f(rows * 4 * D), g: f(rows * 4 * D),
+    });
+    this.dec = [];
+    for (let i = 0; i < c.layers; i++) {
+      this.dec.push(layer(N, n, B, cca.has(i + 1) ? { q: N, kvRows: NE, T: c.chunk, S: c.k * c.r, seqs: NC } : null));
+    }
+    this.enc = [];
+    if (cca.size) {
+      for (let j = 0; j < c.enc_layers; j++) {
+        this.enc.push(layer(NE, c.r, B * l * c.k, j === 0 ? { q: NE, kvRows: N, T: c.r, S: c.chunk, seqs: B * l * c.k } : null));
+      }
+    }
+    const rowsMax = Math.max(N, NE);
+    this.a = {
+      xL: f(N * D), lnf: f(N * D), lnfm: f(N), lnfr: f(N), logits: f(N * c.vocab), losses: f(N),
+      encOut: f(NE * D), tmp: f(rowsMax * D),
+      // backward scratch, shared by decoder and encoder
+      dx: f(N * D), de: f(NE * D), dln: f(rowsMax * D), dq: f(rowsMax * D), dkv: f(rowsMax * 2 * D), dy: f(rowsMax * D),
+      dg: f(rowsMax * 4 * D), dfc: f(rowsMax * 4 * D), dco: f(rowsMax * D), dh: f(N * D), dhs: f(rowsMax * D),
+      dckv: f(rowsMax * 2 * D), dcq: f(rowsMax * D), dcy: f(rowsMax * D),
+    };
+    this.shape = key;
+  }
+
+  // ------------------------------------------------------------------------------------------ forward
+  private checkBatch(b: Batch): void {
+    const c = this.config;
+    const bad = (m: string) => { throw new RetroError("mismatch", `batch: ${m}`); };
+    if (!Number.isInteger(b.B) || b.B <= 0 || !Number.isInteger(b.n) || b.n <= 0) bad(`B and n must be positive integers`);
+    if (b.n > c.seq) bad(`sequence of ${b.n} tokens is longer than the model's seq ${c.seq}`);
+    if (b.ids.length !== b.B * b.n) bad(`ids has ${b.ids.length} tokens, expected B*n = ${b.B * b.n}`);
+    if (b.targets.length !== b.B * b.n) bad(`targets has ${b.targets.length} tokens, expected ${b.B * b.n}`);
+    if (b.mask && b.mask.length !== b.B * b.n) bad(`mask has ${b.mask.length} entries, expected ${b.B * b.n}`);
+    if (this.isRetro) {
+      if (b.n % c.chunk) bad(`Retro needs n (${b.n}) to be a multiple of chunk ${c.chunk}`);
+      const want = b.B * (b.n / c.chunk) * c.k * c.r;
+      if (!b.neighbours) bad(`Retro needs neighbours [B, l, k, r] = ${want} tokens`);
+      else if (b.neighbours.length !== want) bad(`neighbours has ${b.neighbours.length} tokens, expected B*l*k*r = ${b.B}*${b.n / c.chunk}*${c.k}*${c.r} = ${want}`);
+    }
+  }
+
+  private layerForward(L: LayerActs, pre: string, rows: number, seqs: number, T: number, causal: boolean): void {
+    const e = this.engine, D = this.config.d, H = this.config.heads, hd = D / H;
+    e.layernormForward(L.ln1, L.ln1m, L.ln1r, L.x, this.p(`${pre}.ln1.weight`), this.p(`${pre}.ln1.bias`), rows, D);
+    e.linearForward(L.q, L.ln1, this.p(`${pre}.attn.q.weight`), this.p(`${pre}.attn.q.bias`), rows, D, D);
+    e.linearForward(L.kv, L.ln1, this.p(`${pre}.attn.kv.weight`), this.p(`${pre}.attn.kv.bias`), rows, D, 2 * D);
+    e.attentionForward(L.y, L.probs, L.q, 0, D, L.kv, 0, D, 2 * D, seqs, T, T, H, hd, causal ? 1 : 0, 1);
+    e.linearForward(this.a.tmp, L.y, this.p(`${pre}.attn.o.weight`), this.p(`${pre}.attn.o.bias`), rows, D, D);
+    e.add(L.xa, L.x, this.a.tmp, rows * D);
+  }
+
+  private mlpForward(L: LayerActs, pre: string, rows: number, inp: Float32Array, out: Float32Array): void {
+    const e = this.engine, D = this.config.d;
+    e.layernormForward(L.ln2, L.ln2m, L.ln2r, inp, this.p(`${pre}.ln2.weight`), this.p(`${pre}.ln2.bias`), rows, D);
+    e.linearForward(L.fc, L.ln2, this.p(`${pre}.mlp.fc.weight`), this.p(`${pre}.mlp.fc.bias`), rows, D, 4 * D);
+    e.geluForward(L.g, L.fc, rows * 4 * D);
+    e.linearForward(this.a.tmp, L.g, this.p(`${pre}.mlp.proj.weight`), this.p(`${pre}.mlp.proj.bias`), rows, 4 * D, D);
+    e.add(out, inp, this.a.tmp, rows * D);
+  }
+
+  /** Retro encoder over the neighbours, reading the chunk activations h [B*l*m, D]; result in a.encOut */
+  private encode(nbr: Int32Array, h: Float32Array, B: number, l: number): void {
+    const c = this.config, e = this.engine, D = c.d, H = c.heads, hd = D / H;
+    const seqs = B * l * c.k, NE = seqs * c.r;
+    e.embeddingForward(this.enc[0].x, nbr, this.p("wte.weight"), this.p("wpe.weight"), NE, c.r, D, c.vocab);
+    for (let j = 0; j < this.enc.length; j++) {
+      const L = this.enc[j], pre = `encoder.${j}`;
+      const out = j + 1 < this.enc.length ? this.enc[j + 1].x : this.a.encOut;
+      this.layerForward(L, pre, NE, seqs, c.r, false);
+      let cur = L.xa;
+      if (L.xc) {
+        e.layernormForward(L.lnc!, L.lncm!, L.lncr!, L.xa, this.p(`${pre}.lnx.weight`), this.p(`${pre}.lnx.bias`), NE, D);
+        e.linearForward(L.cq!, L.lnc!, this.p(`${pre}.xattn.q.weight`), this.p(`${pre}.xattn.q.bias`), NE, D, D);
+        e.linearForward(L.ckv!, h, this.p(`${pre}.xattn.kv.weight`), this.p(`${pre}.xattn.kv.bias`), B * l * c.chunk, D, 2 * D);
+        // each neighbour sequence (k of them per chunk) attends to its chunk's m activations
+        e.attentionForward(L.cy!, L.cprobs!, L.cq!, 0, D, L.ckv!, 0, D, 2 * D, seqs, c.r, c.chunk, H, hd, 0, c.k);
+        e.linearForward(L.co!, L.cy!, this.p(`${pre}.xattn.o.weight`), this.p(`${pre}.xattn.o.bias`), NE, D, D);
+        e.add(L.xc, L.xa, L.co!, NE * D);
+        cur = L.xc;
+      }
+      this.mlpForward(L, pre, NE, cur, out);
+    }
+  }
+
+  /**
+   * Forward pass and loss (mean cross-entropy over the tokens the mask keeps). Leaves the gradient of the
+   * loss w.r.t. the logits in place for `backward()`; `keepLogits` copies the logits first (see `logits`).
+   */
+  forward(b: Batch, opts: { keepLogits?: boolean } = {}): { loss: number; tokens: number } {
+    this.checkBatch(b);
+    const c = this.config, e = this.engine, D = c.d, H = c.heads, hd = D / H, m = c.chunk;
+    const { B, n } = b;
+    this.allocate(B, n);
+    const N = B * n, l = n / m;
+    e.embeddingForward(this.dec[0].x, b.ids, this.p("wte.weight"), this.p("wpe.weight"), N, n, D, c.vocab);
+    let encoded = false;
+    for (let i = 0; i < c.layers; i++) {
+      const L = this.dec[i], pre = `blocks.${i}`;
+      const out = i + 1 < c.layers ? this.dec[i + 1].x : this.a.xL;
+      this.layerForward(L, pre, N, B, n, true);
+      let cur = L.xa;
+      if (L.xc) {
+        const pad = (n - 1) % m;
+        e.layernormForward(L.lnc!, L.lncm!, L.lncr!, L.xa, this.p(`${pre}.lnc.weight`), this.p(`${pre}.lnc.bias`), N, D);
+        if (!encoded) {
+          this.encode(b.neighbours!, L.lnc!, B, l);
+          encoded = true;
+        }
+        // hs[b, t'] = h[b, pad + t'] for t' < n - pad, zeros after (the m-1 token shift)
+        const hs = L.hs!;
+        hs.fill(0);
+        for (let s = 0; s < B; s++) hs.set(L.lnc!.subarray((s * n + pad) * D, (s + 1) * n * D), s * n * D);
+        const NE = B * l * c.k * c.r;
+        e.linearForward(L.cq!, hs, this.p(`${pre}.xattn.q.weight`), this.p(`${pre}.xattn.q.bias`), N, D, D);
+        e.linearForward(L.ckv!, this.a.encOut, this.p(`${pre}.xattn.kv.weight`), this.p(`${pre}.xattn.kv.bias`), NE, D, 2 * D);
+        e.attentionForward(L.cy!, L.cprobs!, L.cq!, 0, D, L.ckv!, 0, D, 2 * D, B * l, m, c.k * c.r, H, hd, 0, 1);
+        e.linearForward(L.co!, L.cy!, this.p(`${pre}.xattn.o.weight`), this.p(`${pre}.xattn.o.bias`), N, D, D);
+        // x[b, pad + t'] += gate * co[b, t']
+        L.xc.set(L.xa);
+        if (this.gate !== 0) {
+          for (let s = 0; s < B; s++) {
+            e.axpy(L.xc.subarray((s * n + pad) * D, (s + 1) * n * D), L.co!.subarray(s * n * D), this.gate, (n - pad) * D);
+          }
+        }
+        cur = L.xc;
+      }
+      this.mlpForward(L, pre, N, cur, out);
+    }
+    e.layernormForward(this.a.lnf, this.a.lnfm, this.a.lnfr, this.a.xL, this.p("lnf.weight"), this.p("lnf.bias"), N, D);
+    e.linearForward(this.a.logits, this.a.lnf, this.p("wte.weight"), null, N, D, c.vocab);
+    this.logitsKept = opts.keepLogits ? this.a.logits.slice(0, N * c.vocab) : null;
+    let count = N;
+    if (b.mask) {
+      count = 0;
+      for (let i = 0; i < N; i++) count += b.mask[i];
+    }
+    const total = e.crossentropy(this.a.logits, this.a.losses, b.targets, b.mask ?? null, N, c.vocab, count > 0 ? 1 / count : 0);
+    this.last = b;
+    this.lossCount = count;
+    return { loss: count > 0 ? total / count : 0, tokens: count };
+  }
+
+  /** the logits [B*n, vocab] of the last forward with keepLogits */
+  logits(): Float32Array {
+    if (!this.logitsKept) throw new Error("logits(): call forward with { keepLogits: true }");
+    return this.logitsKept;
+  }
+
+  /** per-token losses [B*n] of the last forward (before masking) */
+  tokenLosses(): Float32Array {
+    return this.a.losses;
+  }
+
+  // ------------------------------------------------------------------------------------------ backward
+  zeroGrad(): void {
+    this.store.grad.fill(0);
+  }
+
+  /** self-attention sublayer backward: on entry dres = dL/d(xa); on exit dres = dL/dx */
+  private attnBackward(L: LayerActs, pre: string, rows: number, seqs: number, T: number, dres: Float32Array): void {
+    const e = this.engine, D = this.config.d, H = this.config.heads, hd = D / H, a = this.a;
+    e.linearBackward(a.dy, this.gOrNull(`${pre}.attn.o.weight`), this.gOrNull(`${pre}.attn.o.bias`), dres, L.y, this.p(`${pre}.attn.o.weight`), rows, D, D, 0);
+    e.attentionBackward(a.dq, a.dkv, a.dy, L.probs, L.q, 0, D, L.kv, 0, D, 2 * D, seqs, T, T, H, hd, 1);
+    e.linearBackward(a.dln, this.gOrNull(`${pre}.attn.q.weight`), this.gOrNull(`${pre}.attn.q.bias`), a.dq, L.ln1, this.p(`${pre}.attn.q.weight`), rows, D, D, 0);
+    e.linearBackward(a.dln, this.gOrNull(`${pre}.attn.kv.weight`), this.gOrNull(`${pre}.attn.kv.bias`), a.dkv, L.ln1, this.p(`${pre}.attn.kv.weight`), rows, D, 2 * D, 1);
+    e.layernormBackward(dres, this.g(`${pre}.ln1.weight`), this.g(`${pre}.ln1.bias`), a.dln, L.x, this.p(`${pre}.ln1.weight`), L.ln1m, L.ln1r, rows, D, 1);
+  }
+
+  /** MLP sublayer backward: on entry dres = dL/d(out); on exit dres = dL/d(inp) */
+  private mlpBackward(L: LayerActs, pre: string, rows: number, inp: Float32Array, dres: Float32Array): void {
+    const e = this.engine, D = this.config.d, a = this.a;
+    e.linearBackward(a.dg, this.gOrNull(`${pre}.mlp.proj.weight`), this.gOrNull(`${pre}.mlp.proj.bias`), dres, L.g, this.p(`${pre}.mlp.proj.weight`), rows, 4 * D, D, 0);
+    e.geluBackward(a.dfc, L.fc, a.dg, rows * 4 * D);
+    e.linearBackward(a.dln, this.gOrNull(`${pre}.mlp.fc.weight`), this.gOrNull(`${pre}.mlp.fc.bias`), a.dfc, L.ln2, this.p(`${pre}.mlp.fc.weight`), rows, D, 4 * D, 0);
+    e.layernormBackward(dres, this.g(`${pre}.ln2.weight`), this.g(`${pre}.ln2.bias`), a.dln, inp, this.p(`${pre}.ln2.weight`), L.ln2m, L.ln2r, rows, D, 1);
+  }
+
+  /** encoder backward from a.de = dL/d(encOut); adds dL/d(chunk activations) into dh */
+  private encodeBackward(nbr: Int32Array, h: Float32Array, dh: Float32Array, B: number, l: number): void {
+    const c = this.config, e = this.engine, D = c.d, H = c.heads, hd = D / H, a = this.a;
+    const seqs = B * l * c.k, NE = seqs * c.r;
+    const de = a.de;
+    for (let j = this.enc.length - 1; j >= 0; j--) {
+      const L = this.enc[j], pre = `encoder.${j}`;
+      this.mlpBackward(L, pre, NE, L.xc ?? L.xa, de);
+      if (L.xc) {
+        e.linearBackward(a.dcy, this.gOrNull(`${pre}.xattn.o.weight`), this.gOrNull(`${pre}.xattn.o.bias`), de, L.cy!, this.p(`${pre}.xattn.o.weight`), NE, D, D, 0);
+        e.attentionBackward(a.dcq, a.dckv, a.dcy, L.cprobs!, L.cq!, 0, D, L.ckv!, 0, D, 2 * D, seqs, c.r, c.chunk, H, hd, c.k);
+        e.linearBackward(dh, this.gOrNull(`${pre}.xattn.kv.weight`), this.gOrNull(`${pre}.xattn.kv.bias`), a.dckv, h, this.p(`${pre}.xattn.kv.weight`), B * l * c.chunk, D, 2 * D, 1);
+        e.linearBackward(a.dln, this.gOrNull(`${pre}.xattn.q.weight`), this.gOrNull(`${pre}.xattn.q.bias`), a.dcq, L.lnc!, this.p(`${pre}.xattn.q.weight`), NE, D, D, 0);
+        e.layernormBackward(de, this.g(`${pre}.lnx.weight`), this.g(`${pre}.lnx.bias`), a.dln, L.xa, this.p(`${pre}.lnx.weight`), L.lncm!, L.lncr!, NE, D, 1);
+      }
+      this.attnBackward(L, pre, NE, seqs, c.r, de);
+    }
+    e.embeddingBackward(this.g("wte.weight"), this.g("wpe.weight"), de, nbr, NE, c.r, D, c.vocab);
+  }
+
+  /** Gradients of the last forward's loss, accumulated into store.grad (call zeroGrad() first). */
+  backward(): void {
+    const b = this.last;
+    if (!b) throw new Error("backward() without a forward()");
+    this.last = null; // the dlogits buffer is consumed
+    const c = this.config, e = this.engine, D = c.d, H = c.heads, hd = D / H, m = c.chunk, a = this.a;
+    const { B, n } = b, N = B * n, l = n / m;
+    const dx = a.dx;
+    e.linearBackward(a.dln, this.gOrNull("wte.weight"), null, a.logits, a.lnf, this.p("wte.weight"), N, D, c.vocab, 0);
+    e.layernormBackward(dx, this.g("lnf.weight"), this.g("lnf.bias"), a.dln, a.xL, this.p("lnf.weight"), a.lnfm, a.lnfr, N, D, 0);
+    if (this.isRetro) a.de.fill(0);
+    const first = this.isRetro ? c.cca_layers[0] - 1 : -1;
+    for (let i = c.layers - 1; i >= 0; i--) {
+      const L = this.dec[i], pre = `blocks.${i}`;
+      this.mlpBackward(L, pre, N, L.xc ?? L.xa, dx);
+      if (L.xc) {
+        const pad = (n - 1) % m, NE = B * l * c.k * c.r;
+        // dco[b, t'] = gate * dx[b, pad + t']
+        a.dco.fill(0, 0, N * D);
+        if (this.gate !== 0) {
+          for (let s = 0; s < B; s++) e.axpy(a.dco.subarray(s * n * D), dx.subarray((s * n + pad) * D, (s + 1) * n * D), this.gate, (n - pad) * D);
+        }
+        e.linearBackward(a.dcy, this.gOrNull(`${pre}.xattn.o.weight`), this.gOrNull(`${pre}.xattn.o.bias`), a.dco, L.cy!, this.p(`${pre}.xattn.o.weight`), N, D, D, 0);
+        e.attentionBackward(a.dcq, a.dckv, a.dcy, L.cprobs!, L.cq!, 0, D, L.ckv!, 0, D, 2 * D, B * l, m, c.k * c.r, H, hd, 1);
+        e.linearBackward(a.de, this.gOrNull(`${pre}.xattn.kv.weight`), this.gOrNull(`${pre}.xattn.kv.bias`), a.dckv, a.encOut, this.p(`${pre}.xattn.kv.weight`), NE, D, 2 * D, 1);
+        e.linearBackward(a.dhs, this.gOrNull(`${pre}.xattn.q.weight`), this.gOrNull(`${pre}.xattn.q.bias`), a.dcq, L.hs!, this.p(`${pre}.xattn.q.weight`), N, D, D, 0);
+        // dh[b, pad + t'] = dhs[b, t']
+        const dh = a.dh;
+        dh.fill(0);
+        for (let s = 0; s < B; s++) dh.set(a.dhs.subarray(s * n * D, (s * n + n - pad) * D), (s * n + pad) * D);
+        if (i === first) this.encodeBackward(b.neighbours!, L.lnc!, dh, B, l);
+        e.layernormBackward(dx, this.g(`${pre}.lnc.weight`), this.g(`${pre}.lnc.bias`), dh, L.xa, this.p(`${pre}.lnc.weight`), L.lncm!, L.lncr!, N, D, 1);
+      }
+      this.attnBackward(L, pre, N, B, n, dx);
+    }
+    e.embeddingBackward(this.g("wte.weight"), this.g("wpe.weight"), dx, b.ids, N, n, D, c.vocab);
+  }
+
+  /** Training FLOPs of one forward+backward over B sequences of n tokens (matmuls and attention products). */
+  flops(B: number, n: number): number {
+    const c = this.config, D = c.d, N = B * n;
+    const lin = (rows: number, i: number, o: number) => 6 * rows * i * o; // fwd 2, bwd 4
+    const att = (seqs: number, T: number, S: number) => 3 * 2 * 2 * seqs * T * S * D; // QK^T and PV, fwd + 2x bwd
+    let f = lin(N, D, c.vocab);
+    const layer = (rows: number) => lin(rows, D, D) * 2 + lin(rows, D, 2 * D) + lin(rows, D, 4 * D) * 2;
+    f += c.layers * (layer(N) + att(B, n, n));
+    if (this.isRetro) {
+      const l = n / c.chunk, seqs = B * l * c.k, NE = seqs * c.r;
+      for (let i = 0; i < c.cca_layers.length; i++) f += lin(N, D, D) * 2 + lin(NE, D, 2 * D) + att(B * l, c.chunk, c.k * c.r);
+      f += c.enc_layers * (layer(NE) + att(seqs, c.r, c.r));
+      f += lin(NE, D, D) * 2 + lin(B * l * c.chunk, D, 2 * D) + att(seqs, c.r, c.chunk);
+    }
+    return f;
+  }
+}
