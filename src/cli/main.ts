@@ -8,6 +8,8 @@ import { readJson } from "../util/fsx.ts";
 import { RetroError } from "../util/errors.ts";
 import type { DatasetSpec } from "../data/sources.ts";
 import { inspectSample, formatStats } from "../db/inspect.ts";
+import { runParity } from "../model/parity.ts";
+import { loadEngine } from "../engine/native.ts";
 
 const program = new Command();
 program.name("retro").description("Retro / InstructRetro: retrieval-augmented language models in TypeScript").showHelpAfterError();
@@ -88,6 +90,23 @@ db.command("stats")
   .action((o) => {
     const d = new Database(o.db);
     console.log(formatStats(d.manifest, o.db));
+  });
+
+program.command("parity")
+  .description("check the engine against a PyTorch dump (torch_retro_step.py with \"dump\"): max relative error of loss, logits, gradients")
+  .argument("<dump>", "safetensors file written by the peer")
+  .option("--config <json>", "model config as JSON, when the dump's metadata has none")
+  .option("--engine <kind>", "default | portable (the build without BLAS)", "default")
+  .option("--all", "print every gradient's error")
+  .action((dump: string, o) => {
+    const report = runParity(dump, { config: o.config ? (JSON.parse(o.config) as Record<string, unknown>) : undefined, engine: loadEngine(o.engine === "portable" ? "portable" : "default") });
+    const c = report.config;
+    console.log(`dump      ${dump} (${report.peer}; ${c.model}, vocab ${c.vocab}, d ${c.d}, layers ${c.layers}${c.model === "retro" ? `, cca ${c.cca_layers.join(",")}, gate ${c.gate}` : ""})`);
+    console.log(`loss      ours ${report.loss.ours.toFixed(7)}  theirs ${report.loss.theirs.toFixed(7)}  rel error ${report.loss.rel.toExponential(2)}`);
+    console.log(`logits    max rel error ${report.logitsRel.toExponential(2)}`);
+    const within = report.grads.filter((g) => g.rel <= 1e-4).length;
+    console.log(`gradients ${within}/${report.grads.length} within 1e-4; worst gradient ${report.gradWorst} rel error ${report.gradRel.toExponential(2)}`);
+    for (const g of report.grads) if (o.all || g.rel > 1e-4) console.log(`  ${g.name.padEnd(32)} rel ${g.rel.toExponential(2)}  (max |grad| ${g.maxAbs.toExponential(2)})`);
   });
 
 // RETRO_RUSAGE=FILE: write this process's peak RSS and CPU time to FILE at exit (used by bench:db)
