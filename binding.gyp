@@ -16,7 +16,7 @@
     {
       "target_name": "retro_engine",
       "conditions": [
-        ["have_openblas=='1'", {
+        ["have_openblas=='yes'", {
           "defines": ["RETRO_HAVE_CBLAS", "RETRO_HAVE_OPENBLAS"],
           "include_dirs": ["<(openblas_include)"],
           "libraries": ["-lopenblas"]

@@ -1,5 +1,5 @@
-// Prints the gyp settings for the system BLAS: "1" when a CBLAS with OpenBLAS is installed (Debian's
-// libopenblas-dev), "0" otherwise, or when RETRO_BLAS=none asks for the portable kernel only.
+// Prints the gyp settings for the system BLAS: "yes" when a CBLAS with OpenBLAS is installed (Debian's
+// libopenblas-dev), "no" otherwise, or when RETRO_BLAS=none asks for the portable kernel only.
 const fs = require("node:fs");
 const want = (process.env.RETRO_BLAS || "auto").toLowerCase();
 const dirs = ["/usr/include/x86_64-linux-gnu", "/usr/include/aarch64-linux-gnu", "/usr/include/openblas", "/usr/include"];
@@ -12,5 +12,5 @@ if (want === "openblas" && !found) {
   process.exit(1);
 }
 const what = process.argv[2];
-if (what === "have") console.log(found ? "1" : "0");
+if (what === "have") console.log(found ? "yes" : "no");
 else if (what === "include") console.log(found ? header : "");

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "engine.h"
+#include "fastmath.h"
 
 namespace retro {
 
@@ -18,6 +19,17 @@ inline void part(size_t n, int T, int t, size_t* s, size_t* e) {
   size_t p = (n + T - 1) / T;
   *s = std::min(n, p * t);
   *e = std::min(n, *s + p);
+}
+// run f(start, end) on each thread's contiguous share of n items (plain inner loops vectorise better than
+// `omp parallel for simd` over calls, which GCC 12 left scalar here)
+template <typename F>
+inline void parallel_range(size_t n, F f) {
+#pragma omp parallel
+  {
+    size_t s, e;
+    part(n, omp_get_num_threads(), omp_get_thread_num(), &s, &e);
+    f(s, e);
+  }
 }
 }  // namespace
 
@@ -145,30 +157,37 @@ namespace {
 const float GELU_S = 0.7978845608028654f;  // sqrt(2/pi)
 // tanh through exp, branch-free so that the loops vectorise; saturates correctly for large |u|
 inline float tanh_fast(float u) {
-  float e = std::exp(-2.f * std::fabs(u));
+  float e = exp_fast(-2.f * std::fabs(u));
   float t = (1.f - e) / (1.f + e);
   return std::copysign(t, u);
 }
 }  // namespace
 
 void gelu_forward(float* out, const float* inp, size_t n) {
-#pragma omp parallel for simd
-  for (size_t i = 0; i < n; i++) {
-    float x = inp[i];
-    float t = tanh_fast(GELU_S * (x + 0.044715f * x * x * x));
-    out[i] = 0.5f * x * (1.f + t);
-  }
+  parallel_range(n, [=](size_t s, size_t e) {
+    float* __restrict o = out;
+    const float* __restrict in = inp;
+    for (size_t i = s; i < e; i++) {
+      float x = in[i];
+      float t = tanh_fast(GELU_S * (x + 0.044715f * x * x * x));
+      o[i] = 0.5f * x * (1.f + t);
+    }
+  });
 }
 
 void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) {
-#pragma omp parallel for simd
-  for (size_t i = 0; i < n; i++) {
-    float x = inp[i];
-    float t = tanh_fast(GELU_S * (x + 0.044715f * x * x * x));
-    float sech2 = 1.f - t * t;
-    float g = 0.5f * (1.f + t) + 0.5f * x * sech2 * GELU_S * (1.f + 3.f * 0.044715f * x * x);
-    dinp[i] = g * dout[i];
-  }
+  parallel_range(n, [=](size_t s, size_t e) {
+    float* __restrict di = dinp;
+    const float* __restrict in = inp;
+    const float* __restrict d = dout;
+    for (size_t i = s; i < e; i++) {
+      float x = in[i];
+      float t = tanh_fast(GELU_S * (x + 0.044715f * x * x * x));
+      float sech2 = 1.f - t * t;
+      float g = 0.5f * (1.f + t) + 0.5f * x * sech2 * GELU_S * (1.f + 3.f * 0.044715f * x * x);
+      di[i] = g * d[i];
+    }
+  });
 }
 
 // ---------------------------------------------------------------------------------------------- attention
@@ -190,8 +209,9 @@ void attention_forward(float* out, float* probs, const float* q, int qs, const f
         float mx = -INFINITY;
         for (int j = 0; j < lim; j++) mx = std::max(mx, row[j]);
         float sum = 0.f;
+#pragma omp simd reduction(+ : sum)
         for (int j = 0; j < lim; j++) {
-          row[j] = std::exp(row[j] - mx);
+          row[j] = exp_fast(row[j] - mx);
           sum += row[j];
         }
         float inv = 1.f / sum;
@@ -253,14 +273,19 @@ double crossentropy_forward_backward(float* logits, float* losses, const int32_t
     float* row = logits + (size_t)n * V;
     float mx = -INFINITY;
     for (int i = 0; i < V; i++) mx = std::max(mx, row[i]);
-    float sum = 0.f;
-    for (int i = 0; i < V; i++) sum += std::exp(row[i] - mx);
-    float lse = mx + std::log(sum);
     int y = targets[n];
-    losses[n] = lse - row[y];
+    float zy = row[y] - mx;
+    float sum = 0.f;
+#pragma omp simd reduction(+ : sum)
+    for (int i = 0; i < V; i++) {
+      row[i] = exp_fast(row[i] - mx);
+      sum += row[i];
+    }
+    losses[n] = std::log(sum) - zy;
     float w = (mask ? mask[n] : 1.f) * dscale;
-    float inv = 1.f / sum;
-    for (int i = 0; i < V; i++) row[i] = w * std::exp(row[i] - mx) * inv;
+    float scale = w / sum;
+#pragma omp simd
+    for (int i = 0; i < V; i++) row[i] *= scale;
     row[y] -= w;
   }
   double total = 0.0;
@@ -272,27 +297,34 @@ double crossentropy_forward_backward(float* logits, float* losses, const int32_t
 void adamw(float* p, const float* g, float* m, float* v, size_t n, float lr, float b1, float b2, float eps, float wd,
            int t, float gscale) {
   const float c1 = 1.f - std::pow(b1, (float)t), c2 = 1.f - std::pow(b2, (float)t);
-#pragma omp parallel for simd
-  for (size_t i = 0; i < n; i++) {
-    float gi = g[i] * gscale;
-    float mi = b1 * m[i] + (1.f - b1) * gi;
-    float vi = b2 * v[i] + (1.f - b2) * gi * gi;
-    m[i] = mi;
-    v[i] = vi;
-    float pi = p[i] * (1.f - lr * wd);
-    p[i] = pi - lr * (mi / c1) / (std::sqrt(vi / c2) + eps);
-  }
+  parallel_range(n, [=](size_t s, size_t e) {
+    float* __restrict P = p;
+    float* __restrict M = m;
+    float* __restrict Vv = v;
+    const float* __restrict G = g;
+    for (size_t i = s; i < e; i++) {
+      float gi = G[i] * gscale;
+      float mi = b1 * M[i] + (1.f - b1) * gi;
+      float vi = b2 * Vv[i] + (1.f - b2) * gi * gi;
+      M[i] = mi;
+      Vv[i] = vi;
+      float pi = P[i] * (1.f - lr * wd);
+      P[i] = pi - lr * (mi / c1) / (std::sqrt(vi / c2) + eps);
+    }
+  });
 }
 
 // ---------------------------------------------------------------------------------------------- elementwise
 void add(float* out, const float* a, const float* b, size_t n) {
-#pragma omp parallel for simd
-  for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+  parallel_range(n, [=](size_t s, size_t e) {
+    for (size_t i = s; i < e; i++) out[i] = a[i] + b[i];
+  });
 }
 
 void axpy(float* y, const float* x, float alpha, size_t n) {
-#pragma omp parallel for simd
-  for (size_t i = 0; i < n; i++) y[i] += alpha * x[i];
+  parallel_range(n, [=](size_t s, size_t e) {
+    for (size_t i = s; i < e; i++) y[i] += alpha * x[i];
+  });
 }
 
 double sumsq(const float* x, size_t n) {

@@ -32,7 +32,7 @@ function checkGrad(name: string, x: Float32Array, loss: () => number, analytic: 
 const dot = (a: Float32Array, b: Float32Array) => { let s = 0; for (let i = 0; i < a.length; i++) s += a[i] * b[i]; return s; };
 
 test("gemm matches a naive product for every transpose, in both builds", () => {
-  for (const kind of ["default", "portable"] as const) {
+  for (const kind of ["blas", "portable"] as const) {
     const e: Engine = loadEngine(kind);
     for (const [ta, tb] of [[0, 0], [0, 1], [1, 0], [1, 1]]) {
       const M = 37, N = 45, K = 300; // odd sizes: partial register tiles and a partial K block
@@ -51,7 +51,7 @@ test("gemm matches a naive product for every transpose, in both builds", () => {
   // the split across threads is taken for large products; compare the two builds on one
   const M = 300, N = 700, K = 64;
   const A = rand(M * K), B = rand(N * K), C1 = new Float32Array(M * N), C2 = new Float32Array(M * N);
-  loadEngine("default").gemm(0, 1, M, N, K, 1, A, K, B, K, 0, C1, N);
+  loadEngine("blas").gemm(0, 1, M, N, K, 1, A, K, B, K, 0, C1, N);
   loadEngine("portable").gemm(0, 1, M, N, K, 1, A, K, B, K, 0, C2, N);
   let worst = 0;
   for (let i = 0; i < C1.length; i++) worst = Math.max(worst, Math.abs(C1[i] - C2[i]));

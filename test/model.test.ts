@@ -21,7 +21,7 @@ const FIX = path.join(ROOT, "test", "fixtures", "parity");
 const FLOOR = JSON.parse(fs.readFileSync(path.join(FIX, "conditioning.json"), "utf8")) as Record<string, Record<string, number>>;
 
 for (const dump of ["gpt.safetensors", "retro-gate1.safetensors", "retro-gate0.safetensors"]) {
-  for (const kind of ["default", "portable"] as const) {
+  for (const kind of ["blas", "portable"] as const) {
     test(`parity with PyTorch: ${dump} (${kind} build)`, () => {
       const r = runParity(path.join(FIX, dump), { engine: loadEngine(kind) });
       assert.ok(r.loss.rel <= 1e-5, `loss ${r.loss.ours} vs ${r.loss.theirs}`);

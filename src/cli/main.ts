@@ -9,7 +9,7 @@ import { RetroError } from "../util/errors.ts";
 import type { DatasetSpec } from "../data/sources.ts";
 import { inspectSample, formatStats } from "../db/inspect.ts";
 import { runParity } from "../model/parity.ts";
-import { loadEngine } from "../engine/native.ts";
+import { loadEngine, type EngineKind } from "../engine/native.ts";
 
 const program = new Command();
 program.name("retro").description("Retro / InstructRetro: retrieval-augmented language models in TypeScript").showHelpAfterError();
@@ -96,10 +96,10 @@ program.command("parity")
   .description("check the engine against a PyTorch dump (torch_retro_step.py with \"dump\"): max relative error of loss, logits, gradients")
   .argument("<dump>", "safetensors file written by the peer")
   .option("--config <json>", "model config as JSON, when the dump's metadata has none")
-  .option("--engine <kind>", "default | portable (the build without BLAS)", "default")
+  .addOption(new Option("--engine <kind>", "engine build (default: RETRO_ENGINE or portable)").choices(["blas", "portable"]))
   .option("--all", "print every gradient's error")
   .action((dump: string, o) => {
-    const report = runParity(dump, { config: o.config ? (JSON.parse(o.config) as Record<string, unknown>) : undefined, engine: loadEngine(o.engine === "portable" ? "portable" : "default") });
+    const report = runParity(dump, { config: o.config ? (JSON.parse(o.config) as Record<string, unknown>) : undefined, engine: loadEngine(o.engine as EngineKind | undefined) });
     const c = report.config;
     console.log(`dump      ${dump} (${report.peer}; ${c.model}, vocab ${c.vocab}, d ${c.d}, layers ${c.layers}${c.model === "retro" ? `, cca ${c.cca_layers.join(",")}, gate ${c.gate}` : ""})`);
     console.log(`loss      ours ${report.loss.ours.toFixed(7)}  theirs ${report.loss.theirs.toFixed(7)}  rel error ${report.loss.rel.toExponential(2)}`);
