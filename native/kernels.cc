@@ -233,7 +233,9 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
   // so their dK / dV contributions are summed without races and in a fixed order
 #pragma omp parallel
   {
-    std::vector<float> dP((size_t)T * S);
+    // per-thread scratch kept across calls: a fresh 256 KB vector per call went to mmap/munmap each time
+    thread_local std::vector<float> dP;
+    if (dP.size() < (size_t)T * S) dP.resize((size_t)T * S);
 #pragma omp for collapse(2) schedule(static)
     for (int bk = 0; bk < BK; bk++) {
       for (int h = 0; h < H; h++) {

@@ -62,9 +62,9 @@ export function loadEngine(kind?: EngineKind): Engine {
   const k: EngineKind = kind ?? (env as EngineKind | undefined) ?? "portable";
   const hit = cache.get(k);
   if (hit) return hit;
-  // libgomp reads this once, when the addon loads: idle kernel threads sleep instead of spinning,
-  // so they never take a core from the thread that still works (2 cores here).
-  process.env.OMP_WAIT_POLICY ??= "passive";
+  // libgomp's default wait policy (spin briefly after a parallel region, then sleep) measured best here:
+  // "passive" costs ~10 % in futex wake-ups between the many small kernels of a step, "active" burns a core
+  // while JavaScript runs between steps. OMP_WAIT_POLICY in the environment still applies.
   const file = path.join(ROOT, "build", "Release", k === "portable" ? "retro_engine_portable.node" : "retro_engine.node");
   if (!fs.existsSync(file)) {
     throw new RetroError("notFound", `native engine not built (${path.relative(ROOT, file)} missing): run \`npm run build:native\` (needs g++ and make; OpenBLAS optional: apt-get install -y libopenblas-dev)`);
