@@ -9,6 +9,13 @@ import { RetroError } from "../util/errors.ts";
 import type { DatasetSpec } from "../data/sources.ts";
 import { inspectSample, formatStats } from "../db/inspect.ts";
 import { runParity } from "../model/parity.ts";
+import * as path from "node:path";
+import { train, resolveCheckpointDir } from "../train/trainer.ts";
+import { evaluate } from "../train/evaluate.ts";
+import { checkModelAgainstDb } from "../train/loader.ts";
+import { plotRuns } from "../train/plot.ts";
+import { Model } from "../model/model.ts";
+import { loadWeights, readCheckpointConfig, WEIGHTS_FILE } from "../model/checkpoint.ts";
 import { loadEngine, type EngineKind } from "../engine/native.ts";
 
 const program = new Command();
@@ -107,6 +114,83 @@ program.command("parity")
     const within = report.grads.filter((g) => g.rel <= 1e-4).length;
     console.log(`gradients ${within}/${report.grads.length} within 1e-4; worst gradient ${report.gradWorst} rel error ${report.gradRel.toExponential(2)}`);
     for (const g of report.grads) if (o.all || g.rel > 1e-4) console.log(`  ${g.name.padEnd(32)} rel ${g.rel.toExponential(2)}  (max |grad| ${g.maxAbs.toExponential(2)})`);
+  });
+
+const int = (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n)) throw new RetroError("usage", `not an integer: ${v}`);
+  return n;
+};
+const num = (v: string) => {
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new RetroError("usage", `not a number: ${v}`);
+  return n;
+};
+
+program.command("train")
+  .description("step 2: train GPT or Retro on a database (from scratch, Retro-fitting or GPT-fitting a checkpoint); resumable")
+  .requiredOption("--out <dir>", "run folder (config.json, metrics.jsonl, checkpoints/)")
+  .option("--db <dir>", "database folder (required unless --config names it)")
+  .option("--config <file>", "JSON train config (keys as in the run's config.json); flags override it")
+  .addOption(new Option("--model <kind>", "gpt | retro").choices(["gpt", "retro"]))
+  .option("--init <ckpt>", "start from a checkpoint (run or checkpoint folder): GPT into Retro = Retro-fitting")
+  .option("--freeze-decoder", "Retro-fitting with the decoder frozen (only encoder and CCA train)")
+  .option("--resume", "continue the run in --out from its latest checkpoint")
+  .option("--d <n>", "model width", int).option("--layers <n>", "decoder layers", int).option("--heads <n>", "attention heads", int)
+  .option("--seq <n>", "sequence length", int).option("--k <n>", "neighbours per chunk", int).option("--r <n>", "tokens per neighbour", int)
+  .option("--cca-layers <list>", "1-based CCA layers, e.g. 3,6").option("--enc-layers <n>", "encoder layers", int).option("--gate <g>", "CCA gate", num)
+  .option("--batch <n>", "sequences per micro-batch", int).option("--accum <n>", "micro-batches per step", int).option("--steps <n>", "optimizer steps", int)
+  .option("--lr <f>", "peak learning rate", num).option("--min-lr <f>", "final learning rate", num).option("--warmup <n>", "warmup steps", int)
+  .option("--weight-decay <f>", "AdamW weight decay", num).option("--clip <f>", "gradient-norm clip", num)
+  .option("--eval-every <n>", "steps between evaluations", int).option("--eval-batches <n>", "validation batches per evaluation (0 = all)", int)
+  .option("--save-every <n>", "steps between checkpoints", int).option("--seed <n>", "seed (init and data order)", int).option("--threads <n>", "kernel threads", int)
+  .option("--stop-after <n>", "stop (with a checkpoint) after this step, as if interrupted", int)
+  .action(async (o) => {
+    const file: Record<string, unknown> = o.config ? readJson<Record<string, unknown>>(o.config, "train config") : {};
+    const model: Record<string, unknown> = { ...((file.model as Record<string, unknown>) ?? {}) };
+    const m = { model: o.model, d: o.d, layers: o.layers, heads: o.heads, seq: o.seq, k: o.k, r: o.r, enc_layers: o.encLayers, gate: o.gate,
+      cca_layers: o.ccaLayers ? String(o.ccaLayers).split(",").map(int) : undefined };
+    for (const [k, v] of Object.entries(m)) if (v !== undefined) model[k] = v;
+    const flags: Record<string, unknown> = { db: o.db, init: o.init, freezeDecoder: o.freezeDecoder, batch: o.batch, accum: o.accum, steps: o.steps, lr: o.lr, minLr: o.minLr,
+      warmup: o.warmup, weightDecay: o.weightDecay, clip: o.clip, evalEvery: o.evalEvery, evalBatches: o.evalBatches, saveEvery: o.saveEvery, seed: o.seed, threads: o.threads };
+    const input: Record<string, unknown> = { ...file };
+    for (const [k, v] of Object.entries(flags)) if (v !== undefined) input[k] = v;
+    if (Object.keys(model).length) input.model = model;
+    const r = await train(o.out, input, { resume: Boolean(o.resume), stopAfter: o.stopAfter });
+    console.log(JSON.stringify({ out: r.out, step: r.step, interrupted: r.interrupted, loss: r.lastLoss, eval: r.lastEval }));
+    if (r.interrupted) process.exit(130);
+  });
+
+const evalCmd = program.command("eval").description("step 3: evaluation");
+evalCmd.command("ppl")
+  .description("perplexity on the database's held-out split (Retro: with retrieval, or --gate 0 for the decoder alone)")
+  .requiredOption("--ckpt <dir>", "run folder (its latest checkpoint) or checkpoint folder")
+  .requiredOption("--db <dir>", "database folder")
+  .option("--gate <g>", "CCA gate for this evaluation (Retro)", num)
+  .option("--batch <n>", "sequences per batch", int, 8)
+  .option("--batches <n>", "evaluate only the first N batches (default: the whole split)", int)
+  .option("--json", "print one JSON line")
+  .action((o) => {
+    const dir = resolveCheckpointDir(o.ckpt);
+    const cfg = readCheckpointConfig(dir);
+    const d = new Database(o.db);
+    checkModelAgainstDb(cfg, d);
+    const model = new Model(cfg);
+    loadWeights(model, path.join(dir, WEIGHTS_FILE));
+    const r = evaluate(model, d, { batch: o.batch, batches: o.batches, gate: o.gate, showProgress: !o.json });
+    if (o.json) console.log(JSON.stringify({ ckpt: dir, model: cfg.model, ...r }));
+    else console.log(`${cfg.model}${r.gate !== null ? ` (gate ${r.gate})` : ""}: loss ${r.loss.toFixed(4)} nats/token, perplexity ${r.ppl.toFixed(2)}, ${r.tokens} held-out tokens`);
+  });
+
+program.command("plot")
+  .description("render loss / perplexity curves of one or more runs (metrics.jsonl) as SVG, and PNG")
+  .argument("<runs...>", "run folders; NAME=DIR sets the legend name")
+  .requiredOption("--out <file>", "output .svg (a .png is written beside it)")
+  .option("--title <text>", "chart title", "retro-ts")
+  .option("--no-png", "SVG only")
+  .action(async (runs: string[], o) => {
+    const files = await plotRuns(runs.map((r) => (r.includes("=") ? { name: r.slice(0, r.indexOf("=")), dir: r.slice(r.indexOf("=") + 1) } : { name: path.basename(path.resolve(r)), dir: r })), o.out, { title: o.title, png: o.png });
+    console.log(files.join("\n"));
   });
 
 // RETRO_RUSAGE=FILE: write this process's peak RSS and CPU time to FILE at exit (used by bench:db)

@@ -39,12 +39,15 @@ export class AdamW {
     return Math.sqrt(s);
   }
 
-  /** One update at learning rate `lr`; returns the gradient norm before clipping. */
-  step(lr: number): { gradNorm: number } {
+  /**
+   * One update at learning rate `lr` with gradient `grad · gradScale` (gradient accumulation passes
+   * 1 / micro-batches); returns that gradient's norm before clipping.
+   */
+  step(lr: number, gradScale = 1): { gradNorm: number } {
     const { beta1, beta2, eps, weightDecay, clip } = this.cfg;
     const e = this.model.engine;
-    const norm = this.gradNorm();
-    const scale = clip > 0 && norm > clip ? clip / norm : 1;
+    const norm = this.gradNorm() * gradScale;
+    const scale = (clip > 0 && norm > clip ? clip / norm : 1) * gradScale;
     this.t++;
     for (const p of this.trainable()) {
       const o = p.offset, n = p.size;

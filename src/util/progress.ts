@@ -2,7 +2,8 @@
 import cliProgress from "cli-progress";
 
 export interface Progress {
-  update(done: number): void;
+  /** `status`: a short live note shown after the bar (e.g. loss, tokens/s) */
+  update(done: number, status?: string): void;
   increment(n?: number): void;
   stop(): void;
 }
@@ -14,16 +15,18 @@ export function progress(label: string, total: number, unit = "items"): Progress
     const t0 = Date.now();
     let done = 0;
     let nextReport = total / 10;
+    let note = "";
     const report = () => {
       if (quiet) return;
       const s = (Date.now() - t0) / 1000;
       const rate = done / Math.max(s, 1e-9);
       const eta = rate > 0 ? (total - done) / rate : 0;
-      process.stderr.write(`${label}: ${done}/${total} ${unit} ${rate.toFixed(0)}/s ETA ${eta.toFixed(0)}s\n`);
+      process.stderr.write(`${label}: ${done}/${total} ${unit} ${rate.toFixed(rate < 10 ? 2 : 0)}/s ETA ${eta.toFixed(0)}s${note ? " | " + note : ""}\n`);
     };
     return {
-      update(d) {
+      update(d, status) {
         done = d;
+        if (status !== undefined) note = status;
         if (done >= nextReport) {
           report();
           nextReport = done + total / 10;
@@ -36,16 +39,19 @@ export function progress(label: string, total: number, unit = "items"): Progress
     };
   }
   const bar = new cliProgress.SingleBar(
-    { format: `${label} [{bar}] {percentage}% | {value}/{total} ${unit} | {rate}/s | ETA {eta_formatted}`, hideCursor: true, stream: process.stderr },
+    { format: `${label} [{bar}] {percentage}% | {value}/{total} ${unit} | {rate}/s | ETA {eta_formatted}{status}`, hideCursor: true, stream: process.stderr },
     cliProgress.Presets.shades_classic,
   );
   const t0 = Date.now();
   let done = 0;
-  bar.start(total, 0, { rate: "0" });
+  bar.start(total, 0, { rate: "0", status: "" });
+  let note = "";
   return {
-    update(d) {
+    update(d, status) {
       done = d;
-      bar.update(d, { rate: (d / Math.max((Date.now() - t0) / 1000, 1e-9)).toFixed(0) });
+      if (status !== undefined) note = status;
+      const rate = d / Math.max((Date.now() - t0) / 1000, 1e-9);
+      bar.update(d, { rate: rate.toFixed(rate < 10 ? 2 : 0), status: note ? ` | ${note}` : "" });
     },
     increment(n = 1) {
       this.update(done + n);

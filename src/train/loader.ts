@@ -1,0 +1,173 @@
+/**
+ * The training data loader: samples of `seq` tokens (+1 target) from a database split, in a seeded, shuffled,
+ * epoch-aware order with the datasets' blend weights, and, for Retro, each sample's neighbour tokens [l, k, r]
+ * from the database's precomputed neighbours.
+ *
+ * Items: database sample i covers tokens [i·S, (i+1)·S] of the split (S = the database's query seq); a model
+ * with seq = S / p reads it as p items, item (i, h) = tokens [i·S + h·seq, +seq+1], whose chunks are the
+ * database's chunks h·l … h·l+l−1 of sample i (their neighbours exclude every document of the whole sample).
+ * Each item belongs to the dataset of its first token's document.
+ *
+ * Order (train): Megatron's blending — draw t goes to the dataset whose share of draws lags its weight most;
+ * each dataset walks a permutation of its items seeded by (seed, dataset, epoch), reshuffled every epoch.
+ * The order depends only on (database, seq, seed): a GPT run and a Retro run with the same seed read
+ * identical tokens. The position is one integer (`pos`), so a resumed run continues exactly.
+ * Order (valid): every item once, in order (evaluation).
+ */
+import { RetroError } from "../util/errors.ts";
+import { Rng, hash32 } from "../util/rng.ts";
+import { blockName, blockRanges, readBlock } from "../util/blockfile.ts";
+import type { Database } from "../db/database.ts";
+import type { Batch } from "../model/model.ts";
+import type { ModelConfig } from "../model/config.ts";
+import * as path from "node:path";
+
+export interface LoaderOptions {
+  split: "train" | "valid";
+  seq: number;
+  batch: number;
+  seed: number;
+  /** Retro: neighbours per chunk and tokens per neighbour; omit for GPT */
+  retrieval?: { k: number; r: number };
+}
+
+export class Loader {
+  readonly items: number;
+  readonly parts: number;
+  readonly dbSeq: number;
+  /** dataset of each item */
+  private itemDataset: Uint16Array;
+  private byDataset: Uint32Array[];
+  private weights: number[];
+  private nbr: Int32Array | null = null;
+  private keep = 0;
+  private chunksPerSample = 0;
+  // blending state (replayable from pos)
+  private drawn: number[];
+  private perms = new Map<number, { epoch: number; perm: Uint32Array }>();
+  /** items consumed so far */
+  pos = 0;
+
+  constructor(readonly db: Database, readonly o: LoaderOptions) {
+    const info = db.manifest.neighbours?.[o.split];
+    if (!info) throw new RetroError("badInput", `${db.dir}: the ${o.split} split has no samples/neighbours yet ("retro db query --db ${db.dir} --split ${o.split}")`);
+    this.dbSeq = info.seq;
+    if (info.seq % o.seq) throw new RetroError("mismatch", `model seq ${o.seq} must divide the database's sample length ${info.seq} (config.query.seq)`);
+    if (o.seq % db.m) throw new RetroError("mismatch", `model seq ${o.seq} must be a multiple of the database's chunk length ${db.m}`);
+    this.parts = info.seq / o.seq;
+    this.items = info.samples * this.parts;
+    if (this.items < 1) throw new RetroError("badInput", `${db.dir}: the ${o.split} split holds no complete sample of ${info.seq} tokens`);
+    if (o.retrieval) {
+      if (o.retrieval.k > info.keep) throw new RetroError("mismatch", `k = ${o.retrieval.k} neighbours asked, the database kept ${info.keep}`);
+      this.keep = info.keep;
+      this.chunksPerSample = info.chunksPerSample;
+      this.nbr = new Int32Array(info.samples * info.chunksPerSample * info.keep);
+      // all neighbour blocks of the split in memory (20 ints per chunk: ~10 MB for the bundled corpus)
+      for (const [s, e] of blockRanges(info.samples, info.blockSize)) {
+        const b = readBlock(blockName(path.join(db.dir, "neighbours", o.split), s, e), Int32Array);
+        this.nbr.set(b.data, s * info.chunksPerSample * info.keep);
+      }
+    }
+    const reader = db.split(o.split);
+    const nd = Math.max(1, db.manifest.datasets?.length ?? 1);
+    this.itemDataset = new Uint16Array(this.items);
+    const counts = new Array<number>(nd).fill(0);
+    for (let it = 0; it < this.items; it++) {
+      const ds = Math.min(nd - 1, reader.docDataset(reader.docAt(this.start(it))));
+      this.itemDataset[it] = ds;
+      counts[ds]++;
+    }
+    const fill = counts.map(() => 0);
+    this.byDataset = counts.map((c) => new Uint32Array(c));
+    for (let it = 0; it < this.items; it++) this.byDataset[this.itemDataset[it]][fill[this.itemDataset[it]]++] = it;
+    const w = (db.manifest.datasets ?? [{ weight: 1 }]).map((d) => d.weight);
+    // a dataset without items in this split cannot be drawn
+    this.weights = counts.map((c, i) => (c > 0 ? w[i] ?? 1 : 0));
+    const total = this.weights.reduce((a, b) => a + b, 0);
+    this.weights = this.weights.map((x) => x / total);
+    this.drawn = new Array<number>(nd).fill(0);
+  }
+
+  /** first token of item `it` */
+  start(it: number): number {
+    return Math.floor(it / this.parts) * this.dbSeq + (it % this.parts) * this.o.seq;
+  }
+
+  /** jump to a position (resume): replays the blending decisions */
+  seek(pos: number): void {
+    this.pos = 0;
+    this.drawn.fill(0);
+    this.perms.clear();
+    for (let i = 0; i < pos; i++) this.nextItem();
+  }
+
+  private nextItem(): number {
+    if (this.o.split === "valid") return this.pos++ % this.items;
+    // Megatron's blending: pick the dataset with the largest (weight·(t+1) − drawn)
+    const t = this.pos;
+    let best = 0, bestErr = -Infinity;
+    for (let d = 0; d < this.weights.length; d++) {
+      if (this.weights[d] === 0) continue;
+      const err = this.weights[d] * (t + 1) - this.drawn[d];
+      if (err > bestErr) { bestErr = err; best = d; }
+    }
+    const j = this.drawn[best]++;
+    const list = this.byDataset[best], n = list.length, epoch = Math.floor(j / n);
+    let p = this.perms.get(best);
+    if (!p || p.epoch !== epoch) {
+      const perm = Uint32Array.from(list);
+      const rng = new Rng(hash32(`${this.o.seed}:${best}:${epoch}`));
+      for (let i = n - 1; i > 0; i--) {
+        const k = rng.int(i + 1);
+        const x = perm[i]; perm[i] = perm[k]; perm[k] = x;
+      }
+      p = { epoch, perm };
+      this.perms.set(best, p);
+    }
+    this.pos++;
+    return p.perm[j % n];
+  }
+
+  /** epochs of the split consumed so far (items drawn / items) */
+  get epoch(): number {
+    return this.pos / this.items;
+  }
+
+  /** the next batch of `size` items (default: the configured batch) */
+  next(size = this.o.batch): Batch & { items: number[] } {
+    const B = size, n = this.o.seq;
+    const reader = this.db.split(this.o.split);
+    const ids = new Int32Array(B * n), targets = new Int32Array(B * n);
+    const items: number[] = [];
+    let neighbours: Int32Array | undefined;
+    const rt = this.o.retrieval, l = n / this.db.m;
+    if (rt) neighbours = new Int32Array(B * l * rt.k * rt.r);
+    for (let b = 0; b < B; b++) {
+      const it = this.nextItem();
+      items.push(it);
+      const s = this.start(it);
+      const tok = reader.read(s, s + n + 1);
+      for (let t = 0; t < n; t++) {
+        ids[b * n + t] = tok[t];
+        targets[b * n + t] = tok[t + 1];
+      }
+      if (rt && neighbours) {
+        const sample = Math.floor(it / this.parts), first = (it % this.parts) * l;
+        for (let j = 0; j < l; j++) {
+          const row = (sample * this.chunksPerSample + first + j) * this.keep;
+          for (let q = 0; q < rt.k; q++) {
+            neighbours.set(this.db.neighbourTokens(this.nbr![row + q], rt.r), ((b * l + j) * rt.k + q) * rt.r);
+          }
+        }
+      }
+    }
+    return { B, n, ids, targets, neighbours, items };
+  }
+}
+
+/** Refuse a model that cannot read this database (tokenizer vocabulary, chunk length, neighbours kept). */
+export function checkModelAgainstDb(c: ModelConfig, db: Database): void {
+  const t = db.manifest.tokenizer!;
+  if (c.vocab !== t.vocabSize) throw new RetroError("mismatch", `model vocab ${c.vocab} ≠ database tokenizer ${t.id} with ${t.vocabSize} ids`);
+  if (c.model === "retro" && c.chunk !== db.m) throw new RetroError("mismatch", `model chunk ${c.chunk} ≠ database chunk length ${db.m}`);
+}

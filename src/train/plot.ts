@@ -1,0 +1,91 @@
+/**
+ * `retro plot`: training loss and held-out perplexity of one or several runs (their metrics.jsonl) in one
+ * picture, drawn with Vega-Lite (rendered headless to SVG by Vega) and rasterised to PNG by resvg.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import * as vega from "vega";
+import { compile, type TopLevelSpec } from "vega-lite";
+import { RetroError } from "../util/errors.ts";
+import { writeFileAtomic } from "../util/fsx.ts";
+
+export interface MetricLine {
+  kind: "train" | "eval";
+  step: number;
+  loss: number;
+  ppl?: number;
+  lr?: number;
+  grad_norm?: number;
+  tokens_per_s?: number;
+  tokens?: number;
+}
+
+export function readMetrics(dir: string): MetricLine[] {
+  const file = fs.existsSync(dir) && fs.statSync(dir).isDirectory() ? path.join(dir, "metrics.jsonl") : dir;
+  if (!fs.existsSync(file)) throw new RetroError("notFound", `no metrics: ${file}`);
+  const out: MetricLine[] = [];
+  fs.readFileSync(file, "utf8").split("\n").forEach((l, i) => {
+    if (!l.trim()) return;
+    try {
+      out.push(JSON.parse(l) as MetricLine);
+    } catch {
+      throw new RetroError("corrupt", `${file}:${i + 1}: not a JSON line`);
+    }
+  });
+  return out;
+}
+
+/** Smoothed training loss (moving average over `w` steps) keeps several runs readable in one chart. */
+function smooth(xs: MetricLine[], w: number): { step: number; loss: number }[] {
+  const out: { step: number; loss: number }[] = [];
+  let sum = 0;
+  for (let i = 0; i < xs.length; i++) {
+    sum += xs[i].loss;
+    if (i >= w) sum -= xs[i - w].loss;
+    out.push({ step: xs[i].step, loss: sum / Math.min(i + 1, w) });
+  }
+  return out;
+}
+
+export async function plotRuns(runs: { name: string; dir: string }[], outSvg: string, o: { title?: string; png?: boolean; smooth?: number } = {}): Promise<string[]> {
+  const train: Record<string, unknown>[] = [], evals: Record<string, unknown>[] = [];
+  for (const r of runs) {
+    const m = readMetrics(r.dir);
+    for (const p of smooth(m.filter((x) => x.kind === "train"), o.smooth ?? 20)) train.push({ run: r.name, ...p });
+    for (const e of m.filter((x) => x.kind === "eval")) evals.push({ run: r.name, step: e.step, ppl: e.ppl });
+  }
+  const color = { field: "run", type: "nominal", title: "run" } as const;
+  const spec: TopLevelSpec = {
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    title: o.title ?? "retro-ts",
+    config: { font: "DejaVu Sans" },
+    hconcat: [
+      {
+        title: "training loss (nats/token, moving average)", width: 380, height: 260, data: { values: train }, mark: { type: "line", strokeWidth: 1.5 },
+        encoding: { x: { field: "step", type: "quantitative" }, y: { field: "loss", type: "quantitative", scale: { zero: false } }, color },
+      },
+      {
+        title: "held-out perplexity", width: 380, height: 260, data: { values: evals }, mark: { type: "line", point: true },
+        encoding: { x: { field: "step", type: "quantitative" }, y: { field: "ppl", type: "quantitative", scale: { type: "log" } }, color },
+      },
+    ],
+  };
+  const view = new vega.View(vega.parse(compile(spec).spec), { renderer: "none" });
+  const svg = await view.toSVG();
+  view.finalize();
+  writeFileAtomic(outSvg, svg);
+  const files = [outSvg];
+  if (o.png !== false) {
+    // resvg-js ships a prebuilt binary per platform; without one the SVG is still written
+    try {
+      const { Resvg } = await import("@resvg/resvg-js");
+      const png = new Resvg(svg, { background: "white", fitTo: { mode: "zoom", value: 1.5 }, font: { loadSystemFonts: true, defaultFontFamily: "DejaVu Sans" } }).render().asPng();
+      const outPng = outSvg.replace(/\.svg$/i, "") + ".png";
+      writeFileAtomic(outPng, png);
+      files.push(outPng);
+    } catch (e) {
+      process.stderr.write(`plot: PNG not written (${(e as Error).message}); the SVG is\n`);
+    }
+  }
+  return files;
+}
