@@ -243,6 +243,7 @@ export async function train(out: string, input: Record<string, unknown>, opts: {
   let lastLoss = NaN;
   let lastEval: { loss: number; ppl: number } | null = null;
   const tokensPerStep = cfg.batch * cfg.accum * cfg.model.seq;
+  const runStart = process.hrtime.bigint();
   try {
     while (state.step < cfg.steps && !stop) {
       const t0 = process.hrtime.bigint();
@@ -259,7 +260,7 @@ export async function train(out: string, input: Record<string, unknown>, opts: {
       state = { step, pos: loader.pos, tokens: state.tokens + tokensPerStep, seconds: state.seconds + dt };
       lastLoss = lossSum / cfg.accum;
       if (!Number.isFinite(lastLoss)) throw new RetroError("badInput", `loss became ${lastLoss} at step ${step} (lower the learning rate?)`);
-      appendMetric(metrics, { kind: "train", step, loss: lastLoss, lr, grad_norm: gradNorm, tokens_per_s: tokensPerStep / dt, tokens: state.tokens, epoch: loader.epoch });
+      appendMetric(metrics, { kind: "train", step, loss: lastLoss, lr, grad_norm: gradNorm, tokens_per_s: tokensPerStep / dt, tokens: state.tokens, epoch: loader.epoch, elapsed: Number(process.hrtime.bigint() - runStart) / 1e9 });
       if (step % cfg.evalEvery === 0 || step === cfg.steps) {
         const e = evaluate(model, db, { batch: cfg.batch, batches: cfg.evalBatches });
         lastEval = { loss: e.loss, ppl: e.ppl };
