@@ -211,7 +211,7 @@ void attention_forward(float* out, float* probs, const float* q, int qs, const f
         float sum = 0.f;
 #pragma omp simd reduction(+ : sum)
         for (int j = 0; j < lim; j++) {
-          row[j] = exp_fast(row[j] - mx);
+          row[j] = std::exp(row[j] - mx);
           sum += row[j];
         }
         float inv = 1.f / sum;

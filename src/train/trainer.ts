@@ -174,8 +174,11 @@ export async function train(out: string, input: Record<string, unknown>, opts: {
   let cfg: TrainConfig;
   let state: TrainState = { step: 0, pos: 0, tokens: 0, seconds: 0 };
   const db = new Database(dbDir);
+  if (opts.resume && !fs.existsSync(cfgFile)) {
+    log(`${out}: no run to resume, starting one`);
+    opts = { ...opts, resume: false };
+  }
   if (opts.resume) {
-    if (!fs.existsSync(cfgFile)) throw new RetroError("notFound", `nothing to resume in ${out} (no config.json)`);
     cfg = readJson<TrainConfig>(cfgFile, "run config");
     // settings given again must equal the run's; the others come from its config.json
     const given: Record<string, unknown> = { ...input, db: path.resolve(dbDir) };
