@@ -6,10 +6,11 @@
  *   npm run bench:train                      # both builds, fp32, with the peer when installed
  *   npm run bench:train -- --quick           # fewer steps, no peer
  *   npm run bench:train -- --only gpt        # one config: gpt | gpt6 | retro
+ *   npm run bench:train -- --no-bf16         # fp32 rows only
  */
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { loadEngine, type EngineKind } from "../src/engine/native.ts";
+import { loadEngine, type EngineKind, type Precision } from "../src/engine/native.ts";
 import { resolveModelConfig } from "../src/model/config.ts";
 import { Model, type Batch } from "../src/model/model.ts";
 import { AdamW } from "../src/model/optim.ts";
@@ -23,10 +24,11 @@ const CONFIGS: Record<string, Record<string, unknown>> = {
 };
 const BATCH = 8;
 
-interface One { name: string; engine: string; backend: string; threads: number; tokensPerS: number; stepS: number; gflops: number; flops: number; peakRssMiB: number; losses: number[] }
+interface One { name: string; engine: string; precision: Precision; backend: string; threads: number; tokensPerS: number; stepS: number; gflops: number; flops: number; peakRssMiB: number; losses: number[] }
 
-function runOne(name: string, kind: EngineKind, warmup: number, steps: number): One {
+function runOne(name: string, kind: EngineKind, warmup: number, steps: number, precision: Precision): One {
   const engine = loadEngine(kind);
+  engine.setPrecision(precision);
   const cfg = resolveModelConfig(CONFIGS[name]);
   const model = new Model(cfg, { engine, seed: 1234 });
   const opt = new AdamW(model);
@@ -47,7 +49,7 @@ function runOne(name: string, kind: EngineKind, warmup: number, steps: number): 
   times.sort((a, b) => a - b);
   const med = times[Math.floor(times.length / 2)];
   const flops = model.flops(BATCH, n);
-  return { name, engine: kind, backend: engine.backend, threads: engine.getThreads(), tokensPerS: (BATCH * n) / med, stepS: med, gflops: flops / med / 1e9, flops, peakRssMiB: process.resourceUsage().maxRSS / 1024, losses };
+  return { name, engine: kind, precision, backend: engine.backend, threads: engine.getThreads(), tokensPerS: (BATCH * n) / med, stepS: med, gflops: flops / med / 1e9, flops, peakRssMiB: process.resourceUsage().maxRSS / 1024, losses };
 }
 
 /** best sgemm GFLOP/s of the build on the model's typical shapes */
@@ -73,7 +75,7 @@ function child(args: string[]): unknown {
 
 const argv = process.argv.slice(2);
 if (argv[0] === "--one") {
-  console.log(JSON.stringify(runOne(argv[1], argv[2] as EngineKind, Number(argv[3]), Number(argv[4]))));
+  console.log(JSON.stringify(runOne(argv[1], argv[2] as EngineKind, Number(argv[3]), Number(argv[4]), (argv[5] ?? "fp32") as Precision)));
 } else if (argv[0] === "--peak") {
   console.log(JSON.stringify(sgemmPeak(argv[1] as EngineKind)));
 } else {
@@ -88,12 +90,15 @@ if (argv[0] === "--one") {
   for (const name of only) {
     let peer: { tokens_per_s_median: number; by_threads: Record<string, number>; peak_rss_mb: number; threads: number } | null = null;
     if (withPeer) peer = runPeer("torch_retro_step.py", [JSON.stringify({ ...CONFIGS[name], batch: BATCH, warmup, steps })]);
-    for (const k of kinds) {
-      const o = child(["--one", name, k, String(warmup), String(steps)]) as One;
-      ours[`${name}/${k}`] = o;
+    const modes: [EngineKind, Precision][] = kinds.map((k) => [k, "fp32"]);
+    // bf16 (our AVX512-BF16 kernel; Debian's OpenBLAS has no sbgemm): shown for the default build
+    if (!argv.includes("--no-bf16") && loadEngine(kinds[kinds.length - 1]).bf16) modes.push([kinds[kinds.length - 1], "bf16"]);
+    for (const [k, prec] of modes) {
+      const o = child(["--one", name, k, String(warmup), String(steps), prec]) as One;
+      if (prec === "fp32") ours[`${name}/${k}`] = o;
       rows.push({
-        config: name, engine: `retro-ts ${o.backend}`, threads: o.threads, "tokens/s": o.tokensPerS.toFixed(0), "step s": o.stepS.toFixed(3),
-        "GFLOP/s": o.gflops.toFixed(1), "% sgemm peak": ((100 * o.gflops) / peaks[k]).toFixed(0), "peak RSS MiB": o.peakRssMiB.toFixed(0),
+        config: name, engine: `retro-ts ${o.backend} ${prec}`, threads: o.threads, "tokens/s": o.tokensPerS.toFixed(0), "step s": o.stepS.toFixed(3),
+        "GFLOP/s": o.gflops.toFixed(1), "% sgemm peak": prec === "fp32" ? ((100 * o.gflops) / peaks[k]).toFixed(0) : "-", "peak RSS MiB": o.peakRssMiB.toFixed(0),
         "vs PyTorch": peer ? `${(o.tokensPerS / peer.tokens_per_s_median).toFixed(2)}x` : "-",
       });
     }

@@ -245,6 +245,20 @@ Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// setPrecision("fp32" | "bf16"): the precision of the linear layers' products (attention stays fp32)
+Napi::Value SetPrecision(const Napi::CallbackInfo& info) {
+  Call c{info, "setPrecision"};
+  if (!info[0].IsString()) c.fail("precision must be \"fp32\" or \"bf16\"");
+  std::string p = info[0].As<Napi::String>().Utf8Value();
+  if (p != "fp32" && p != "bf16") c.fail("precision must be \"fp32\" or \"bf16\", got \"" + p + "\"");
+  if (!retro::set_bf16(p == "bf16")) c.fail("bf16 needs a CPU with AVX512-BF16 (this build has none)");
+  return info.Env().Undefined();
+}
+
+Napi::Value GetPrecision(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), retro::get_bf16() ? "bf16" : "fp32");
+}
+
 Napi::Value GetThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), omp_get_max_threads()); }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -268,6 +282,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("gemm", Napi::Function::New(env, Gemm));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("getThreads", Napi::Function::New(env, GetThreads));
+  exports.Set("setPrecision", Napi::Function::New(env, SetPrecision));
+  exports.Set("getPrecision", Napi::Function::New(env, GetPrecision));
+  exports.Set("bf16", Napi::Boolean::New(env, retro::bf16_available()));
   return exports;
 }
 

@@ -14,7 +14,11 @@ void gemm_init();
 // single-threaded product, safe to call from inside a parallel region
 void gemm1(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
            float beta, float* C, int ldc);
-// product split across the engine's threads
+// bf16 products (fp32 in and out, bf16 multiplies, fp32 accumulation) for gemm(); false if the CPU build lacks AVX512-BF16
+bool bf16_available();
+bool set_bf16(bool on);
+bool get_bf16();
+// product split across the engine's threads (in bf16 when set_bf16(true))
 void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
           float beta, float* C, int ldc);
 

@@ -15,6 +15,10 @@
 #include <algorithm>
 #include <cstring>
 #include <vector>
+#include <cstdint>
+#if defined(__AVX512BF16__)
+#include <immintrin.h>
+#endif
 
 #ifdef RETRO_HAVE_CBLAS
 #include <cblas.h>
@@ -125,11 +129,105 @@ void gemm1(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, i
 #endif
 }
 
+
+// ---- bf16 products (AVX512-BF16: VDPBF16PS), with fp32 inputs converted while packing (round to nearest
+// even) and fp32 accumulation. Written here because Debian's OpenBLAS is built without cblas_sbgemm.
+// Packed layouts hold K in pairs: A as [K/2][MR] and B as [K/2][NR] 32-bit words of two bf16 each, so one
+// VDPBF16PS adds a[i][k]·b[k][j] + a[i][k+1]·b[k+1][j] into each fp32 lane.
+#if defined(__AVX512BF16__)
+namespace bf {
+constexpr int MR = 8, NR = 32, KC = 256, MC = 128, NC = 1024;
+static inline uint16_t tobf(float f) { uint32_t b; std::memcpy(&b, &f, 4); b += 0x7fff + ((b >> 16) & 1); return (uint16_t)(b >> 16); }
+// a: [kc2][MR] of uint32 (pairs), b: [kc2][NR] of uint32 pairs
+void micro_bf16(int kc2, const uint32_t* a, const uint32_t* b, float* C, int ldc, int mr, int nr) {
+  __m512 c[MR][2];
+  for (int i = 0; i < MR; i++) { c[i][0] = _mm512_setzero_ps(); c[i][1] = _mm512_setzero_ps(); }
+  for (int k = 0; k < kc2; k++) {
+    __m512bh b0 = (__m512bh)_mm512_loadu_si512(b + k * NR), b1 = (__m512bh)_mm512_loadu_si512(b + k * NR + 16);
+    for (int i = 0; i < MR; i++) {
+      __m512bh av = (__m512bh)_mm512_set1_epi32(a[k * MR + i]);
+      c[i][0] = _mm512_dpbf16_ps(c[i][0], av, b0);
+      c[i][1] = _mm512_dpbf16_ps(c[i][1], av, b1);
+    }
+  }
+  if (mr == MR && nr == NR) {
+    for (int i = 0; i < MR; i++) { float* ci = C + (size_t)i * ldc; _mm512_storeu_ps(ci, _mm512_add_ps(_mm512_loadu_ps(ci), c[i][0])); _mm512_storeu_ps(ci + 16, _mm512_add_ps(_mm512_loadu_ps(ci + 16), c[i][1])); }
+  } else {
+    alignas(64) float t[MR][NR];
+    for (int i = 0; i < MR; i++) { _mm512_store_ps(t[i], c[i][0]); _mm512_store_ps(t[i] + 16, c[i][1]); }
+    for (int i = 0; i < mr; i++) for (int j = 0; j < nr; j++) C[(size_t)i * ldc + j] += t[i][j];
+  }
+}
+void gemm_bf16(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb, float beta, float* C, int ldc) {
+  for (int i = 0; i < M; i++) { float* ci = C + (size_t)i * ldc; if (beta == 0.f) std::fill(ci, ci + N, 0.f); else if (beta != 1.f) for (int j = 0; j < N; j++) ci[j] *= beta; }
+  thread_local std::vector<uint32_t> pa, pb;
+  pa.resize((size_t)MC * KC / 2); pb.resize((size_t)KC / 2 * NC);
+  auto av = [&](int r, int c) { return ta ? A[(size_t)c * lda + r] : A[(size_t)r * lda + c]; };
+  auto bv = [&](int r, int c) { return tb ? B[(size_t)c * ldb + r] : B[(size_t)r * ldb + c]; };
+  for (int jc = 0; jc < N; jc += NC) {
+    int nc = std::min(NC, N - jc);
+    for (int pc = 0; pc < K; pc += KC) {
+      int kc = std::min(KC, K - pc), kc2 = (kc + 1) / 2;
+      for (int jr = 0; jr < nc; jr += NR) {
+        uint32_t* dst = pb.data() + (size_t)(jr / NR) * kc2 * NR;
+        for (int k2 = 0; k2 < kc2; k2++) for (int j = 0; j < NR; j++) {
+          int col = jc + jr + j, r0 = pc + 2 * k2;
+          uint16_t lo = col < N ? tobf(alpha * bv(r0, col)) : 0, hi = (col < N && r0 + 1 < pc + kc) ? tobf(alpha * bv(r0 + 1, col)) : 0;
+          dst[k2 * NR + j] = (uint32_t)lo | ((uint32_t)hi << 16);
+        }
+      }
+      for (int ic = 0; ic < M; ic += MC) {
+        int mc = std::min(MC, M - ic);
+        for (int ir = 0; ir < mc; ir += MR) {
+          uint32_t* dst = pa.data() + (size_t)(ir / MR) * kc2 * MR;
+          for (int k2 = 0; k2 < kc2; k2++) for (int i = 0; i < MR; i++) {
+            int row = ic + ir + i, c0 = pc + 2 * k2;
+            uint16_t lo = row < M ? tobf(av(row, c0)) : 0, hi = (row < M && c0 + 1 < pc + kc) ? tobf(av(row, c0 + 1)) : 0;
+            dst[k2 * MR + i] = (uint32_t)lo | ((uint32_t)hi << 16);
+          }
+        }
+        for (int jr = 0; jr < nc; jr += NR) for (int ir = 0; ir < mc; ir += MR)
+          micro_bf16(kc2, pa.data() + (size_t)(ir / MR) * kc2 * MR, pb.data() + (size_t)(jr / NR) * kc2 * NR, C + (size_t)(ic + ir) * ldc + jc + jr, ldc, std::min(MR, mc - ir), std::min(NR, nc - jr));
+      }
+    }
+  }
+}
+}  // namespace
+#endif
+
+bool bf16_available() {
+#if defined(__AVX512BF16__)
+  return true;
+#else
+  return false;
+#endif
+}
+
+static bool g_bf16 = false;
+bool set_bf16(bool on) {
+  if (on && !bf16_available()) return false;
+  g_bf16 = on;
+  return true;
+}
+bool get_bf16() { return g_bf16; }
+
+// one part of a product split across threads: fp32 (BLAS or portable) or bf16
+static void gemm_part(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B,
+                      int ldb, float beta, float* C, int ldc) {
+#if defined(__AVX512BF16__)
+  if (g_bf16) {
+    bf::gemm_bf16(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+#endif
+  gemm1(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
 void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
           float beta, float* C, int ldc) {
   int T = omp_get_max_threads();
   if (T <= 1 || (long)M * N * K < 4L * 1024 * 1024) {
-    gemm1(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    gemm_part(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
   // Split the larger output dimension into T contiguous parts, 32-aligned, one per thread.
@@ -141,10 +239,10 @@ void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, in
     int s = t * part, e = std::min(D, s + part);
     if (s >= e) continue;
     if (rows)
-      gemm1(ta, tb, e - s, N, K, alpha, ta ? A + s : A + (size_t)s * lda, lda, B, ldb, beta, C + (size_t)s * ldc,
+      gemm_part(ta, tb, e - s, N, K, alpha, ta ? A + s : A + (size_t)s * lda, lda, B, ldb, beta, C + (size_t)s * ldc,
             ldc);
     else
-      gemm1(ta, tb, M, e - s, K, alpha, A, lda, tb ? B + (size_t)s * ldb : B + s, ldb, beta, C + s, ldc);
+      gemm_part(ta, tb, M, e - s, K, alpha, A, lda, tb ? B + (size_t)s * ldb : B + s, ldb, beta, C + s, ldc);
   }
 }
 

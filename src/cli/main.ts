@@ -144,6 +144,7 @@ program.command("train")
   .option("--weight-decay <f>", "AdamW weight decay", num).option("--clip <f>", "gradient-norm clip", num)
   .option("--eval-every <n>", "steps between evaluations", int).option("--eval-batches <n>", "validation batches per evaluation (0 = all)", int)
   .option("--save-every <n>", "steps between checkpoints", int).option("--seed <n>", "seed (init and data order)", int).option("--threads <n>", "kernel threads", int)
+  .addOption(new Option("--precision <p>", "matmul precision of the linear layers").choices(["fp32", "bf16"]))
   .option("--stop-after <n>", "stop (with a checkpoint) after this step, as if interrupted", int)
   .action(async (o) => {
     const file: Record<string, unknown> = o.config ? readJson<Record<string, unknown>>(o.config, "train config") : {};
@@ -152,7 +153,7 @@ program.command("train")
       cca_layers: o.ccaLayers ? String(o.ccaLayers).split(",").map(int) : undefined };
     for (const [k, v] of Object.entries(m)) if (v !== undefined) model[k] = v;
     const flags: Record<string, unknown> = { db: o.db, init: o.init, freezeDecoder: o.freezeDecoder, batch: o.batch, accum: o.accum, steps: o.steps, lr: o.lr, minLr: o.minLr,
-      warmup: o.warmup, weightDecay: o.weightDecay, clip: o.clip, evalEvery: o.evalEvery, evalBatches: o.evalBatches, saveEvery: o.saveEvery, seed: o.seed, threads: o.threads };
+      warmup: o.warmup, weightDecay: o.weightDecay, clip: o.clip, evalEvery: o.evalEvery, evalBatches: o.evalBatches, saveEvery: o.saveEvery, seed: o.seed, threads: o.threads, precision: o.precision };
     const input: Record<string, unknown> = { ...file };
     for (const [k, v] of Object.entries(flags)) if (v !== undefined) input[k] = v;
     if (Object.keys(model).length) input.model = model;

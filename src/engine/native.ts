@@ -41,7 +41,14 @@ export interface Engine {
   gemm(ta: number, tb: number, M: number, N: number, K: number, alpha: number, A: F, lda: number, B: F, ldb: number, beta: number, C: F, ldc: number): void;
   setThreads(n: number): void;
   getThreads(): number;
+  /** whether this build can multiply in bf16 (compiled for a CPU with AVX512-BF16) */
+  readonly bf16: boolean;
+  /** precision of the linear layers' products: "bf16" multiplies in bf16 with fp32 inputs, accumulation and master weights */
+  setPrecision(p: Precision): void;
+  getPrecision(): Precision;
 }
+
+export type Precision = "fp32" | "bf16";
 
 /** "blas": the build linked to OpenBLAS (or, where none was installed, the same portable kernel); "portable": the built-in sgemm */
 export type EngineKind = "blas" | "portable";

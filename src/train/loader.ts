@@ -29,6 +29,11 @@ export interface LoaderOptions {
   seed: number;
   /** Retro: neighbours per chunk and tokens per neighbour; omit for GPT */
   retrieval?: { k: number; r: number };
+  /**
+   * A control for evaluation: read each item's neighbours from the item `shiftNeighbours` places further on
+   * (mod items) instead of its own, i.e. real retrieved text that belongs to another sample.
+   */
+  shiftNeighbours?: number;
 }
 
 export class Loader {
@@ -152,7 +157,8 @@ export class Loader {
         targets[b * n + t] = tok[t + 1];
       }
       if (rt && neighbours) {
-        const sample = Math.floor(it / this.parts), first = (it % this.parts) * l;
+        const src = this.o.shiftNeighbours ? (it + this.o.shiftNeighbours) % this.items : it;
+        const sample = Math.floor(src / this.parts), first = (src % this.parts) * l;
         for (let j = 0; j < l; j++) {
           const row = (sample * this.chunksPerSample + first + j) * this.keep;
           for (let q = 0; q < rt.k; q++) {
