@@ -66,7 +66,7 @@ export async function plotRuns(runs: { name: string; dir: string }[], outSvg: st
       },
       {
         title: "held-out perplexity", width: 380, height: 260, data: { values: evals }, mark: { type: "line", point: true },
-        encoding: { x: { field: "step", type: "quantitative" }, y: { field: "ppl", type: "quantitative", scale: { type: "log" } }, color },
+        encoding: { x: { field: "step", type: "quantitative" }, y: { field: "ppl", type: "quantitative", scale: { zero: false } }, color },
       },
     ],
   };
