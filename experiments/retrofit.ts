@@ -3,7 +3,7 @@
  * the same tokens — GPT-fitting (no retrieval), Retro-fitting with the decoder unfrozen, and (optionally) with
  * the decoder frozen — and compare held-out perplexity (documents never in the database).
  *
- *   node --import tsx experiments/retrofit.ts [--db runs/default-db] [--out runs/retrofit] [--pretrain 2000] [--fit 600] [--no-frozen]
+ *   node --import tsx experiments/retrofit.ts [--db runs/default-db] [--out runs/retrofit] [--pretrain 2000] [--fit 600] [--fit-lr 3e-4] [--no-frozen]
  *
  * Every stage is a `retro train` run folder under --out; an interrupted experiment re-run resumes each stage
  * where it stopped. Results: <out>/results.json and <out>/curves.{svg,png}.
@@ -26,6 +26,7 @@ const out = arg("--out", "runs/retrofit");
 const preSteps = Number(arg("--pretrain", "2000"));
 const fitSteps = Number(arg("--fit", "600"));
 const withFrozen = !argv.includes("--no-frozen");
+const fitLr = Number(arg("--fit-lr", "3e-4"));
 
 const GPT = { model: "gpt", d: 256, heads: 4, layers: 4, seq: 256 };
 // CCA in layers 2 and 4 of the 4-layer decoder (Megatron's rule would put one CCA in the last layer only)
@@ -63,7 +64,7 @@ if (!fs.existsSync(path.join(dbDir, "manifest.json"))) {
 fs.mkdirSync(out, { recursive: true });
 const pre = await stage("gpt-pretrain", { ...common, model: GPT, steps: preSteps, lr: 1e-3, minLr: 1e-4, warmup: 100, evalEvery: 250, saveEvery: 250, seed: 1 });
 // both continuations: the same seed, hence the same tokens in the same order, and the same schedule
-const fit = { ...common, init: pre, steps: fitSteps, lr: 3e-4, minLr: 3e-5, warmup: 50, evalEvery: 100, saveEvery: 100, seed: 2 };
+const fit = { ...common, init: pre, steps: fitSteps, lr: fitLr, minLr: fitLr / 10, warmup: 50, evalEvery: 100, saveEvery: 100, seed: 2 };
 const runs: Record<string, string> = { "gpt-pretrain": pre };
 runs["gpt-fitting"] = await stage("gpt-fitting", fit);
 runs["retro-fitting"] = await stage("retro-fitting", { ...fit, model: RETRO });
@@ -82,7 +83,7 @@ for (const [name, dir] of Object.entries(runs)) {
   results.push(row);
 }
 db.close();
-writeJsonAtomic(path.join(out, "results.json"), { db: dbDir, pretrainSteps: preSteps, fitSteps, gpt: GPT, retro: RETRO, results });
+writeJsonAtomic(path.join(out, "results.json"), { db: dbDir, pretrainSteps: preSteps, fitSteps, fitLr, gpt: GPT, retro: RETRO, results });
 console.log("\nheld-out perplexity (every held-out token):");
 for (const r of results) {
   console.log(`  ${String(r.run).padEnd(22)} ${String(r.model).padEnd(6)} steps ${String(r.steps).padStart(5)}  loss ${(r.loss as number).toFixed(4)}  ppl ${(r.ppl as number).toFixed(2)}${r.ppl_gate0 ? `  (gate 0: ${(r.ppl_gate0 as number).toFixed(2)})` : ""}  tokens ${r.tokens}`);
