@@ -65,7 +65,7 @@ export const DEFAULT_TRAIN: Omit<TrainConfig, "db" | "tokenizer" | "model" | "in
   evalEvery: 200, evalBatches: 20, saveEvery: 200, seed: 1234, threads: 2, precision: "fp32",
 };
 
-const TRAIN_KEYS = new Set([...Object.keys(DEFAULT_TRAIN), "db", "model", "init"]);
+const TRAIN_KEYS = new Set([...Object.keys(DEFAULT_TRAIN), "db", "model", "init", "tokenizer"]);
 
 /** Linear warmup to `lr`, then cosine decay to `minLr` at the last step. */
 export function lrAt(c: Pick<TrainConfig, "lr" | "minLr" | "warmup" | "steps">, step: number): number {
@@ -92,7 +92,10 @@ export function resolveTrainConfig(input: Record<string, unknown>, db: Database)
   const unknown = Object.keys(input).filter((k) => !TRAIN_KEYS.has(k));
   if (unknown.length) throw new RetroError("usage", `unknown train config key(s): ${unknown.join(", ")}`);
   const c = { ...DEFAULT_TRAIN } as Record<string, unknown>;
-  for (const [k, v] of Object.entries(input)) if (v !== undefined && k !== "model") c[k] = v;
+  for (const [k, v] of Object.entries(input)) if (v !== undefined && k !== "model" && k !== "tokenizer" && k !== "db" && k !== "init") c[k] = v;
+  if (input.tokenizer !== undefined && input.tokenizer !== db.manifest.tokenizer!.id) {
+    throw new RetroError("mismatch", `the config was made for tokenizer ${String(input.tokenizer)}, database ${db.dir} has ${db.manifest.tokenizer!.id}`);
+  }
   for (const k of Object.keys(DEFAULT_TRAIN)) {
     const want = typeof (DEFAULT_TRAIN as Record<string, unknown>)[k];
     if (typeof c[k] !== want) throw new RetroError("usage", `train config: ${k} must be a ${want}, got ${JSON.stringify(c[k])}`);
@@ -202,6 +205,7 @@ export async function train(out: string, input: Record<string, unknown>, opts: {
 
   const engine = loadEngine();
   engine.setThreads(cfg.threads);
+  const precisionBefore = engine.getPrecision();
   engine.setPrecision(cfg.precision ?? "fp32");
   const model = new Model(cfg.model, { engine, seed: cfg.seed });
   const opt = new AdamW(model, { beta1: cfg.beta1, beta2: cfg.beta2, eps: cfg.eps, weightDecay: cfg.weightDecay, clip: cfg.clip });
@@ -279,6 +283,7 @@ export async function train(out: string, input: Record<string, unknown>, opts: {
       await new Promise((r) => setImmediate(r)); // let a Ctrl-C in
     }
   } finally {
+    engine.setPrecision(precisionBefore);
     bar.stop();
     process.off("SIGINT", onSigint);
     db.close();
