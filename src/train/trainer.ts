@@ -174,9 +174,10 @@ function writeJsonLines(file: string, lines: string[]): void {
 }
 
 export async function train(out: string, input: Record<string, unknown>, opts: { resume?: boolean; stopAfter?: number } = {}): Promise<TrainResult> {
-  const dbDir = input.db as string | undefined;
-  if (!dbDir) throw new RetroError("usage", "train: a database is required (--db DIR)");
   const cfgFile = path.join(out, "config.json");
+  // a resumed run may name its database again or take it from its config.json
+  const dbDir = (input.db as string | undefined) ?? (opts.resume && fs.existsSync(cfgFile) ? readJson<TrainConfig>(cfgFile, "run config").db : undefined);
+  if (!dbDir) throw new RetroError("usage", "train: a database is required (--db DIR)");
   let cfg: TrainConfig;
   let state: TrainState = { step: 0, pos: 0, tokens: 0, seconds: 0 };
   const db = new Database(dbDir);
@@ -249,7 +250,7 @@ export async function train(out: string, input: Record<string, unknown>, opts: {
     log("\ninterrupted: saving a checkpoint after this step (Ctrl-C again to quit now)");
   };
   process.on("SIGINT", onSigint);
-  const bar = progress(`train ${cfg.model.model}`, cfg.steps, "steps");
+  const bar = progress(`train ${cfg.model.model}`, cfg.steps, "steps", state.step);
   bar.update(state.step);
   let lastLoss = NaN;
   let lastEval: { loss: number; ppl: number } | null = null;

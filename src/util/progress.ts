@@ -8,7 +8,8 @@ export interface Progress {
   stop(): void;
 }
 
-export function progress(label: string, total: number, unit = "items"): Progress {
+/** `start`: items already done before this process (a resumed job), left out of the rate */
+export function progress(label: string, total: number, unit = "items", start = 0): Progress {
   const quiet = process.env.RETRO_QUIET === "1";
   if (quiet || !process.stderr.isTTY) {
     // non-TTY: one line every ~10 % so that logs stay readable and still show an ETA
@@ -19,7 +20,7 @@ export function progress(label: string, total: number, unit = "items"): Progress
     const report = () => {
       if (quiet) return;
       const s = (Date.now() - t0) / 1000;
-      const rate = done / Math.max(s, 1e-9);
+      const rate = (done - start) / Math.max(s, 1e-9);
       const eta = rate > 0 ? (total - done) / rate : 0;
       process.stderr.write(`${label}: ${done}/${total} ${unit} ${rate.toFixed(rate < 10 ? 2 : 0)}/s ETA ${eta.toFixed(0)}s${note ? " | " + note : ""}\n`);
     };
@@ -44,13 +45,13 @@ export function progress(label: string, total: number, unit = "items"): Progress
   );
   const t0 = Date.now();
   let done = 0;
-  bar.start(total, 0, { rate: "0", status: "" });
+  bar.start(total, start, { rate: "0", status: "" });
   let note = "";
   return {
     update(d, status) {
       done = d;
       if (status !== undefined) note = status;
-      const rate = d / Math.max((Date.now() - t0) / 1000, 1e-9);
+      const rate = (d - start) / Math.max((Date.now() - t0) / 1000, 1e-9);
       bar.update(d, { rate: rate.toFixed(rate < 10 ? 2 : 0), status: note ? ` | ${note}` : "" });
     },
     increment(n = 1) {
