@@ -135,45 +135,52 @@ Napi::Value GeluBackward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// attentionForward(out, probs, q, qOffset, qs, kv, kOffset, vOffset, kvs, B, T, S, H, hd, causal, kvdiv)
+// The q / kv arguments shared by both attention functions, starting at argument `qi`:
+// q, qOffset, qStride, kv, kOffset, vOffset, kvStride, B, T, S, H, hd; kvdiv at argument `kdi`.
 // q / k / v are views at an offset inside a packed projection buffer (e.g. K then V in one [S, 2D] row).
+struct AttnArgs {
+  long qo, qs, ko, vo, kvs, B, T, S, H, hd, kvdiv, D;
+  float* q;
+  float* kv;
+};
+
+AttnArgs attnArgs(const Call& c, size_t qi, size_t kdi) {
+  AttnArgs a;
+  a.qo = c.num(qi + 1, "qOffset"); a.qs = c.num(qi + 2, "qStride"); a.ko = c.num(qi + 4, "kOffset");
+  a.vo = c.num(qi + 5, "vOffset"); a.kvs = c.num(qi + 6, "kvStride"); a.B = c.num(qi + 7, "B"); a.T = c.num(qi + 8, "T");
+  a.S = c.num(qi + 9, "S"); a.H = c.num(qi + 10, "H"); a.hd = c.num(qi + 11, "hd"); a.kvdiv = c.num(kdi, "kvdiv");
+  c.positive(a.B, "B"); c.positive(a.T, "T"); c.positive(a.S, "S"); c.positive(a.H, "H"); c.positive(a.hd, "hd");
+  c.positive(a.kvdiv, "kvdiv");
+  if (a.B % a.kvdiv) c.fail("B must be a multiple of kvdiv");
+  a.D = a.H * a.hd;
+  if (a.qs < a.qo + a.D || a.kvs < std::max(a.ko, a.vo) + a.D || a.qo < 0 || a.ko < 0 || a.vo < 0) c.fail("offsets / strides do not fit");
+  a.q = c.f(qi, "q", (Z)a.B * a.T * a.qs);
+  a.kv = c.f(qi + 3, "kv", (Z)(a.B / a.kvdiv) * a.S * a.kvs);
+  return a;
+}
+
+// attentionForward(out, probs, q, qOffset, qs, kv, kOffset, vOffset, kvs, B, T, S, H, hd, causal, kvdiv)
 Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   Call c{info, "attentionForward"};
-  long qo = c.num(3, "qOffset"), qs = c.num(4, "qStride"), ko = c.num(6, "kOffset"), vo = c.num(7, "vOffset"),
-       kvs = c.num(8, "kvStride"), B = c.num(9, "B"), T = c.num(10, "T"), S = c.num(11, "S"), H = c.num(12, "H"),
-       hd = c.num(13, "hd"), causal = c.num(14, "causal"), kvdiv = c.num(15, "kvdiv");
-  c.positive(B, "B"); c.positive(T, "T"); c.positive(S, "S"); c.positive(H, "H"); c.positive(hd, "hd");
-  c.positive(kvdiv, "kvdiv");
-  if (B % kvdiv) c.fail("B must be a multiple of kvdiv");
-  long D = H * hd;
-  if (qs < qo + D || kvs < std::max(ko, vo) + D || qo < 0 || ko < 0 || vo < 0) c.fail("offsets / strides do not fit");
-  float* out = c.f(0, "out", (Z)B * T * D);
-  float* probs = c.f(1, "probs", (Z)B * H * T * S);
-  float* q = c.f(2, "q", (Z)B * T * qs);
-  float* kv = c.f(5, "kv", (Z)(B / kvdiv) * S * kvs);
-  retro::attention_forward(out, probs, q + qo, qs, kv + ko, kv + vo, kvs, B, T, S, H, hd, causal, kvdiv);
+  AttnArgs a = attnArgs(c, 2, 15);
+  long causal = c.num(14, "causal");
+  float* out = c.f(0, "out", (Z)a.B * a.T * a.D);
+  float* probs = c.f(1, "probs", (Z)a.B * a.H * a.T * a.S);
+  retro::attention_forward(out, probs, a.q + a.qo, a.qs, a.kv + a.ko, a.kv + a.vo, a.kvs, a.B, a.T, a.S, a.H, a.hd, causal,
+                           a.kvdiv);
   return info.Env().Undefined();
 }
 
 // attentionBackward(dq, dkv, dout, probs, q, qOffset, qs, kv, kOffset, vOffset, kvs, B, T, S, H, hd, kvdiv)
 Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   Call c{info, "attentionBackward"};
-  long qo = c.num(5, "qOffset"), qs = c.num(6, "qStride"), ko = c.num(8, "kOffset"), vo = c.num(9, "vOffset"),
-       kvs = c.num(10, "kvStride"), B = c.num(11, "B"), T = c.num(12, "T"), S = c.num(13, "S"), H = c.num(14, "H"),
-       hd = c.num(15, "hd"), kvdiv = c.num(16, "kvdiv");
-  c.positive(B, "B"); c.positive(T, "T"); c.positive(S, "S"); c.positive(H, "H"); c.positive(hd, "hd");
-  c.positive(kvdiv, "kvdiv");
-  if (B % kvdiv) c.fail("B must be a multiple of kvdiv");
-  long D = H * hd;
-  if (qs < qo + D || kvs < std::max(ko, vo) + D || qo < 0 || ko < 0 || vo < 0) c.fail("offsets / strides do not fit");
-  float* dq = c.f(0, "dq", (Z)B * T * qs);
-  float* dkv = c.f(1, "dkv", (Z)(B / kvdiv) * S * kvs);
-  float* dout = c.f(2, "dout", (Z)B * T * D);
-  float* probs = c.f(3, "probs", (Z)B * H * T * S);
-  float* q = c.f(4, "q", (Z)B * T * qs);
-  float* kv = c.f(7, "kv", (Z)(B / kvdiv) * S * kvs);
-  retro::attention_backward(dq + qo, dkv + ko, dkv + vo, dout, probs, q + qo, qs, kv + ko, kv + vo, kvs, B, T, S, H,
-                            hd, kvdiv);
+  AttnArgs a = attnArgs(c, 4, 16);
+  float* dq = c.f(0, "dq", (Z)a.B * a.T * a.qs);
+  float* dkv = c.f(1, "dkv", (Z)(a.B / a.kvdiv) * a.S * a.kvs);
+  float* dout = c.f(2, "dout", (Z)a.B * a.T * a.D);
+  float* probs = c.f(3, "probs", (Z)a.B * a.H * a.T * a.S);
+  retro::attention_backward(dq + a.qo, dkv + a.ko, dkv + a.vo, dout, probs, a.q + a.qo, a.qs, a.kv + a.ko, a.kv + a.vo,
+                            a.kvs, a.B, a.T, a.S, a.H, a.hd, a.kvdiv);
   return info.Env().Undefined();
 }
 
