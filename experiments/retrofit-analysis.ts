@@ -9,9 +9,8 @@
 import * as path from "node:path";
 import { Database } from "../src/db/database.ts";
 import { Loader } from "../src/train/loader.ts";
-import { resolveCheckpointDir } from "../src/train/trainer.ts";
-import { Model } from "../src/model/model.ts";
-import { loadWeights, readCheckpointConfig, WEIGHTS_FILE } from "../src/model/checkpoint.ts";
+import type { Model } from "../src/model/model.ts";
+import { loadModel, resolveCheckpointDir } from "../src/model/checkpoint.ts";
 import { writeJsonAtomic } from "../src/util/fsx.ts";
 
 const argv = process.argv.slice(2);
@@ -64,10 +63,9 @@ function retrievalOverlap(k: number, r: number, shift?: number): number {
 const report: Record<string, unknown> = {};
 for (const run of ["gpt-pretrain", "gpt-fitting", "retro-fitting", "retro-fitting-frozen"]) {
   let dir: string;
-  try { dir = resolveCheckpointDir(path.join(out, run)); } catch { continue; }
-  const cfg = readCheckpointConfig(dir);
-  const model = new Model(cfg);
-  loadWeights(model, path.join(dir, WEIGHTS_FILE));
+  try { dir = resolveCheckpointDir(path.join(out, run)); } catch { continue; } // stage not run
+  const model: Model = loadModel(dir).model;
+  const cfg = model.config;
   const row: Record<string, unknown> = { own: perDataset(model, {}) };
   if (cfg.model === "retro") {
     row.gate0 = perDataset(model, { gate: 0 });

@@ -12,11 +12,10 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { buildDatabase } from "../src/db/build.ts";
 import { Database } from "../src/db/database.ts";
-import { train, resolveCheckpointDir } from "../src/train/trainer.ts";
+import { train } from "../src/train/trainer.ts";
 import { evaluate, type EvalResult } from "../src/train/evaluate.ts";
 import { plotRuns } from "../src/train/plot.ts";
-import { Model } from "../src/model/model.ts";
-import { loadWeights, readCheckpointConfig, WEIGHTS_FILE } from "../src/model/checkpoint.ts";
+import { loadModel, readCheckpointConfig, resolveCheckpointDir } from "../src/model/checkpoint.ts";
 import { writeJsonAtomic, readJson } from "../src/util/fsx.ts";
 
 const argv = process.argv.slice(2);
@@ -51,10 +50,7 @@ async function stage(name: string, input: Record<string, unknown>): Promise<stri
 }
 
 function fullEval(dir: string, db: Database, gate?: number): EvalResult {
-  const ck = resolveCheckpointDir(dir);
-  const model = new Model(readCheckpointConfig(ck));
-  loadWeights(model, path.join(ck, WEIGHTS_FILE));
-  return evaluate(model, db, { batch: 8, gate });
+  return evaluate(loadModel(dir).model, db, { batch: 8, gate });
 }
 
 if (!fs.existsSync(path.join(dbDir, "manifest.json"))) {

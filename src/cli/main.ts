@@ -10,12 +10,11 @@ import type { DatasetSpec } from "../data/sources.ts";
 import { inspectSample, formatStats } from "../db/inspect.ts";
 import { runParity } from "../model/parity.ts";
 import * as path from "node:path";
-import { train, resolveCheckpointDir } from "../train/trainer.ts";
+import { train } from "../train/trainer.ts";
 import { evaluate } from "../train/evaluate.ts";
 import { checkModelAgainstDb } from "../train/loader.ts";
 import { plotRuns } from "../train/plot.ts";
-import { Model } from "../model/model.ts";
-import { loadWeights, readCheckpointConfig, WEIGHTS_FILE } from "../model/checkpoint.ts";
+import { loadModel } from "../model/checkpoint.ts";
 import { loadEngine, type EngineKind } from "../engine/native.ts";
 
 const program = new Command();
@@ -172,12 +171,10 @@ evalCmd.command("ppl")
   .option("--batches <n>", "evaluate only the first N batches (default: the whole split)", int)
   .option("--json", "print one JSON line")
   .action((o) => {
-    const dir = resolveCheckpointDir(o.ckpt);
-    const cfg = readCheckpointConfig(dir);
     const d = new Database(o.db);
+    const { model, dir } = loadModel(o.ckpt);
+    const cfg = model.config;
     checkModelAgainstDb(cfg, d);
-    const model = new Model(cfg);
-    loadWeights(model, path.join(dir, WEIGHTS_FILE));
     const r = evaluate(model, d, { batch: o.batch, batches: o.batches, gate: o.gate, showProgress: !o.json });
     if (o.json) console.log(JSON.stringify({ ckpt: dir, model: cfg.model, ...r }));
     else console.log(`${cfg.model}${r.gate !== null ? ` (gate ${r.gate})` : ""}: loss ${r.loss.toFixed(4)} nats/token, perplexity ${r.ppl.toFixed(2)}, ${r.tokens} held-out tokens`);

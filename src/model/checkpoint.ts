@@ -9,7 +9,8 @@ import { RetroError } from "../util/errors.ts";
 import { readJson, writeJsonAtomic } from "../util/fsx.ts";
 import { readSafetensors, tensorF32, writeSafetensors, type SafetensorsFile, type TensorOut } from "../engine/safetensors.ts";
 import { resolveModelConfig, RUN_KEYS, type ModelConfig } from "./config.ts";
-import type { Model } from "./model.ts";
+import { Model } from "./model.ts";
+import type { Engine } from "../engine/native.ts";
 import type { ParamGroup } from "./params.ts";
 
 export const WEIGHTS_FILE = "model.safetensors";
@@ -78,4 +79,21 @@ export function loadWeights(model: Model, file: string | SafetensorsFile, opts: 
     report.loaded.push(p.name);
   }
   return report;
+}
+
+/** A checkpoint folder from a run folder (its latest checkpoint) or a checkpoint folder itself. */
+export function resolveCheckpointDir(p: string): string {
+  if (!fs.existsSync(p)) throw new RetroError("notFound", `checkpoint not found: ${p}`);
+  const latest = path.join(p, "latest.json");
+  if (fs.existsSync(latest)) return path.join(p, readJson<{ dir: string }>(latest, "latest checkpoint").dir);
+  if (fs.existsSync(path.join(p, WEIGHTS_FILE))) return p;
+  throw new RetroError("notFound", `${p} is neither a run folder (latest.json) nor a checkpoint folder (${WEIGHTS_FILE})`);
+}
+
+/** The model of a checkpoint (run folder or checkpoint folder), weights loaded; `dir` is the checkpoint folder. */
+export function loadModel(dirOrRun: string, opts: { engine?: Engine } = {}): { model: Model; dir: string } {
+  const dir = resolveCheckpointDir(dirOrRun);
+  const model = new Model(readCheckpointConfig(dir), { engine: opts.engine });
+  loadWeights(model, path.join(dir, WEIGHTS_FILE));
+  return { model, dir };
 }

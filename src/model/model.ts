@@ -97,24 +97,25 @@ export class Model {
     const N = B * n;
     const cca = new Set(this.isRetro ? c.cca_layers : []);
     const l = n / c.chunk, NE = B * l * c.k * c.r, NC = B * l; // NC: chunk sequences
-    const layer = (rows: number, T: number, seqs: number, cross: null | { q: number; kvRows: number; T: number; S: number; seqs: number }): LayerActs => ({
+    // cross.shift: the decoder's CCA reads a shifted copy of its input (hs); the encoder's cross-attention does not
+    const layer = (rows: number, T: number, seqs: number, cross: null | { q: number; kvRows: number; T: number; S: number; seqs: number; shift: boolean }): LayerActs => ({
       x: f(rows * D), ln1: f(rows * D), ln1m: f(rows), ln1r: f(rows),
       q: f(rows * D), kv: f(rows * 2 * D), probs: f(seqs * H * T * T), y: f(rows * D), xa: f(rows * D),
       ...(cross ? {
         lnc: f(rows * D), lncm: f(rows), lncr: f(rows),
-        hs: f(cross.q * D), cq: f(cross.q * D), ckv: f(cross.kvRows * 2 * D), cprobs: f(cross.seqs * H * cross.T * cross.S),
+        hs: cross.shift ? f(cross.q * D) : undefined, cq: f(cross.q * D), ckv: f(cross.kvRows * 2 * D), cprobs: f(cross.seqs * H * cross.T * cross.S),
         cy: f(cross.q * D), co: f(cross.q * D), xc: f(rows * D),
       } : {}),
       ln2: f(rows * D), ln2m: f(rows), ln2r: f(rows), fc: f(rows * 4 * D), g: f(rows * 4 * D),
     });
     this.dec = [];
     for (let i = 0; i < c.layers; i++) {
-      this.dec.push(layer(N, n, B, cca.has(i + 1) ? { q: N, kvRows: NE, T: c.chunk, S: c.k * c.r, seqs: NC } : null));
+      this.dec.push(layer(N, n, B, cca.has(i + 1) ? { q: N, kvRows: NE, T: c.chunk, S: c.k * c.r, seqs: NC, shift: true } : null));
     }
     this.enc = [];
     if (cca.size) {
       for (let j = 0; j < c.enc_layers; j++) {
-        this.enc.push(layer(NE, c.r, B * l * c.k, j === 0 ? { q: NE, kvRows: N, T: c.r, S: c.chunk, seqs: B * l * c.k } : null));
+        this.enc.push(layer(NE, c.r, B * l * c.k, j === 0 ? { q: NE, kvRows: N, T: c.r, S: c.chunk, seqs: B * l * c.k, shift: false } : null));
       }
     }
     const rowsMax = Math.max(N, NE);

@@ -5,7 +5,8 @@
  */
 import type { Database } from "../db/database.ts";
 import type { Model } from "../model/model.ts";
-import { Loader } from "./loader.ts";
+import { Loader, type LoaderOptions } from "./loader.ts";
+import type { ModelConfig } from "../model/config.ts";
 import { progress } from "../util/progress.ts";
 
 export interface EvalResult {
@@ -16,9 +17,16 @@ export interface EvalResult {
   gate: number | null;
 }
 
-export function evaluate(model: Model, db: Database, o: { batch: number; batches?: number; gate?: number; showProgress?: boolean }): EvalResult {
+/** the held-out split in order, as `model` reads it */
+export function validLoaderOptions(c: ModelConfig, batch: number): LoaderOptions {
+  return { split: "valid", seq: c.seq, batch, seed: 0, retrieval: c.model === "retro" ? { k: c.k, r: c.r } : undefined };
+}
+
+/** `loader`: a loader made with validLoaderOptions for this model, reused across evaluations (it is rewound) */
+export function evaluate(model: Model, db: Database, o: { batch: number; batches?: number; gate?: number; showProgress?: boolean; loader?: Loader }): EvalResult {
   const c = model.config;
-  const loader = new Loader(db, { split: "valid", seq: c.seq, batch: o.batch, seed: 0, retrieval: c.model === "retro" ? { k: c.k, r: c.r } : undefined });
+  const loader = o.loader ?? new Loader(db, validLoaderOptions(c, o.batch));
+  loader.pos = 0;
   const full = Math.floor(loader.items / o.batch), rest = loader.items % o.batch;
   // a limited evaluation (during training) uses whole batches only; a full one also covers the remainder
   const sizes: number[] = o.batches && o.batches > 0 ? new Array(Math.min(o.batches, Math.max(1, full))).fill(o.batch) : [...new Array(full).fill(o.batch), ...(rest ? [rest] : [])];

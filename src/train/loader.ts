@@ -40,8 +40,6 @@ export class Loader {
   readonly items: number;
   readonly parts: number;
   readonly dbSeq: number;
-  /** dataset of each item */
-  private itemDataset: Uint16Array;
   private byDataset: Uint32Array[];
   private weights: number[];
   private nbr: Int32Array | null = null;
@@ -75,16 +73,16 @@ export class Loader {
     }
     const reader = db.split(o.split);
     const nd = Math.max(1, db.manifest.datasets?.length ?? 1);
-    this.itemDataset = new Uint16Array(this.items);
+    const itemDataset = new Uint16Array(this.items);
     const counts = new Array<number>(nd).fill(0);
     for (let it = 0; it < this.items; it++) {
       const ds = Math.min(nd - 1, reader.docDataset(reader.docAt(this.start(it))));
-      this.itemDataset[it] = ds;
+      itemDataset[it] = ds;
       counts[ds]++;
     }
     const fill = counts.map(() => 0);
     this.byDataset = counts.map((c) => new Uint32Array(c));
-    for (let it = 0; it < this.items; it++) this.byDataset[this.itemDataset[it]][fill[this.itemDataset[it]]++] = it;
+    for (let it = 0; it < this.items; it++) this.byDataset[itemDataset[it]][fill[itemDataset[it]]++] = it;
     const w = (db.manifest.datasets ?? [{ weight: 1 }]).map((d) => d.weight);
     // a dataset without items in this split cannot be drawn
     this.weights = counts.map((c, i) => (c > 0 ? w[i] ?? 1 : 0));

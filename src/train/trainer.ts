@@ -13,7 +13,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { RetroError } from "../util/errors.ts";
-import { readJson, writeJsonAtomic } from "../util/fsx.ts";
+import { readJson, tmpPathFor, writeFileAtomic, writeJsonAtomic } from "../util/fsx.ts";
 import { log, progress } from "../util/progress.ts";
 import { Database } from "../db/database.ts";
 import { loadEngine, type Precision } from "../engine/native.ts";
@@ -21,9 +21,9 @@ import { readSafetensors, tensorF32, writeSafetensors, type TensorOut } from "..
 import { resolveModelConfig, type ModelConfig } from "../model/config.ts";
 import { Model } from "../model/model.ts";
 import { AdamW } from "../model/optim.ts";
-import { loadWeights, readCheckpointConfig, saveCheckpoint, WEIGHTS_FILE, type LoadReport } from "../model/checkpoint.ts";
+import { loadWeights, readCheckpointConfig, resolveCheckpointDir, saveCheckpoint, WEIGHTS_FILE, type LoadReport } from "../model/checkpoint.ts";
 import { Loader, checkModelAgainstDb } from "./loader.ts";
-import { evaluate } from "./evaluate.ts";
+import { evaluate, validLoaderOptions } from "./evaluate.ts";
 
 export interface TrainConfig {
   /** database folder (absolute) */
@@ -73,15 +73,6 @@ export function lrAt(c: Pick<TrainConfig, "lr" | "minLr" | "warmup" | "steps">, 
   const span = Math.max(1, c.steps - c.warmup);
   const progress = Math.min(1, (step - c.warmup) / span);
   return c.minLr + 0.5 * (c.lr - c.minLr) * (1 + Math.cos(Math.PI * progress));
-}
-
-/** A checkpoint folder from a run folder (its latest checkpoint) or a checkpoint folder itself. */
-export function resolveCheckpointDir(p: string): string {
-  if (!fs.existsSync(p)) throw new RetroError("notFound", `checkpoint not found: ${p}`);
-  const latest = path.join(p, "latest.json");
-  if (fs.existsSync(latest)) return path.join(p, readJson<{ dir: string }>(latest, "latest checkpoint").dir);
-  if (fs.existsSync(path.join(p, WEIGHTS_FILE))) return p;
-  throw new RetroError("notFound", `${p} is neither a run folder (latest.json) nor a checkpoint folder (${WEIGHTS_FILE})`);
 }
 
 /**
@@ -135,8 +126,7 @@ export interface TrainResult {
 function saveTrainCheckpoint(out: string, model: Model, opt: AdamW, state: TrainState): void {
   const name = `step-${String(state.step).padStart(6, "0")}`;
   const dir = path.join(out, "checkpoints", name);
-  const tmp = `${dir}.${process.pid}.tmp`;
-  fs.rmSync(tmp, { recursive: true, force: true });
+  const tmp = tmpPathFor(dir);
   saveCheckpoint(tmp, model, { step: String(state.step) });
   const tensors = new Map<string, TensorOut>([["m", { dtype: "F32", shape: [opt.m.length], data: opt.m }], ["v", { dtype: "F32", shape: [opt.v.length], data: opt.v }]]);
   writeSafetensors(path.join(tmp, "optim.safetensors"), tensors, { t: String(opt.t) });
@@ -165,12 +155,7 @@ function truncateMetrics(file: string, step: number): void {
       return false; // a line cut by a kill
     }
   });
-  writeJsonLines(file, keep);
-}
-function writeJsonLines(file: string, lines: string[]): void {
-  const tmp = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, lines.map((l) => l + "\n").join(""));
-  fs.renameSync(tmp, file);
+  writeFileAtomic(file, keep.map((l) => l + "\n").join(""));
 }
 
 export async function train(out: string, input: Record<string, unknown>, opts: { resume?: boolean; stopAfter?: number } = {}): Promise<TrainResult> {
@@ -205,9 +190,6 @@ export async function train(out: string, input: Record<string, unknown>, opts: {
   if (db.manifest.tokenizer!.id !== cfg.tokenizer) throw new RetroError("mismatch", `database ${db.dir} now has tokenizer ${db.manifest.tokenizer!.id}, the run was made with ${cfg.tokenizer}`);
 
   const engine = loadEngine();
-  engine.setThreads(cfg.threads);
-  const precisionBefore = engine.getPrecision();
-  engine.setPrecision(cfg.precision ?? "fp32");
   const model = new Model(cfg.model, { engine, seed: cfg.seed });
   const opt = new AdamW(model, { beta1: cfg.beta1, beta2: cfg.beta2, eps: cfg.eps, weightDecay: cfg.weightDecay, clip: cfg.clip });
   if (cfg.freezeDecoder) {
@@ -242,6 +224,7 @@ export async function train(out: string, input: Record<string, unknown>, opts: {
 
   const loader = new Loader(db, { split: "train", seq: cfg.model.seq, batch: cfg.batch, seed: cfg.seed, retrieval: cfg.model.model === "retro" ? { k: cfg.model.k, r: cfg.model.r } : undefined });
   loader.seek(state.pos);
+  const validLoader = new Loader(db, validLoaderOptions(cfg.model, cfg.batch));
 
   let stop = false;
   const onSigint = () => {
@@ -256,6 +239,10 @@ export async function train(out: string, input: Record<string, unknown>, opts: {
   let lastEval: { loss: number; ppl: number } | null = null;
   const tokensPerStep = cfg.batch * cfg.accum * cfg.model.seq;
   const runStart = process.hrtime.bigint();
+  // the engine is shared by the process: this run's threads and precision hold until it ends
+  const before = { threads: engine.getThreads(), precision: engine.getPrecision() };
+  engine.setThreads(cfg.threads);
+  engine.setPrecision(cfg.precision ?? "fp32");
   try {
     while (state.step < cfg.steps && !stop) {
       const t0 = process.hrtime.bigint();
@@ -274,7 +261,7 @@ export async function train(out: string, input: Record<string, unknown>, opts: {
       if (!Number.isFinite(lastLoss)) throw new RetroError("badInput", `loss became ${lastLoss} at step ${step} (lower the learning rate?)`);
       appendMetric(metrics, { kind: "train", step, loss: lastLoss, lr, grad_norm: gradNorm, tokens_per_s: tokensPerStep / dt, tokens: state.tokens, epoch: loader.epoch, elapsed: Number(process.hrtime.bigint() - runStart) / 1e9 });
       if (step % cfg.evalEvery === 0 || step === cfg.steps) {
-        const e = evaluate(model, db, { batch: cfg.batch, batches: cfg.evalBatches });
+        const e = evaluate(model, db, { batch: cfg.batch, batches: cfg.evalBatches, loader: validLoader });
         lastEval = { loss: e.loss, ppl: e.ppl };
         appendMetric(metrics, { kind: "eval", step, loss: e.loss, ppl: e.ppl, tokens: e.tokens });
       }
@@ -284,7 +271,8 @@ export async function train(out: string, input: Record<string, unknown>, opts: {
       await new Promise((r) => setImmediate(r)); // let a Ctrl-C in
     }
   } finally {
-    engine.setPrecision(precisionBefore);
+    engine.setThreads(before.threads);
+    engine.setPrecision(before.precision);
     bar.stop();
     process.off("SIGINT", onSigint);
     db.close();
