@@ -206,6 +206,23 @@ Napi::Value Adamw(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// rope(x, offset, stride, N, H, hd, pos, P, base, sign): rotates x[n * stride + offset ...] in place
+Napi::Value Rope(const Napi::CallbackInfo& info) {
+  Call c{info, "rope"};
+  long off = c.num(1, "offset"), xs = c.num(2, "stride"), N = c.num(3, "N"), H = c.num(4, "H"), hd = c.num(5, "hd");
+  long P = c.num(7, "P"), sign = c.num(9, "sign");
+  c.positive(N, "N"); c.positive(H, "H"); c.positive(hd, "hd"); c.positive(P, "P");
+  if (hd % 2) c.fail("hd must be even");
+  if (off < 0 || xs < off + H * hd) c.fail("offset / stride do not fit");
+  if (sign != 1 && sign != -1) c.fail("sign must be 1 or -1");
+  double base = c.real(8, "base");
+  if (!(base > 1)) c.fail("base must be > 1");
+  float* x = c.f(0, "x", (Z)(N - 1) * xs + off + H * hd);
+  int32_t* pos = c.arr<int32_t, napi_int32_array>(6, "pos", P, false);
+  retro::rope(x + off, xs, N, H, hd, pos, P, (float)base, sign);
+  return info.Env().Undefined();
+}
+
 Napi::Value Add(const Napi::CallbackInfo& info) {
   Call c{info, "add"};
   long n = c.num(3, "n");
@@ -283,6 +300,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("attentionBackward", Napi::Function::New(env, AttentionBackward));
   exports.Set("crossentropy", Napi::Function::New(env, Crossentropy));
   exports.Set("adamw", Napi::Function::New(env, Adamw));
+  exports.Set("rope", Napi::Function::New(env, Rope));
   exports.Set("add", Napi::Function::New(env, Add));
   exports.Set("axpy", Napi::Function::New(env, Axpy));
   exports.Set("sumsq", Napi::Function::New(env, Sumsq));

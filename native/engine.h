@@ -60,6 +60,10 @@ double crossentropy_forward_backward(float* logits, float* losses, const int32_t
 void adamw(float* p, const float* g, float* m, float* v, size_t n, float lr, float b1, float b2, float eps, float wd,
            int t, float gscale);
 
+// Rotary positions in place over rows [N] (row stride xs) of H heads of hd channels (hd even): row n at position
+// pos[n % P]; sign +1 forward, -1 backward (rotates a gradient back).
+void rope(float* x, int xs, int N, int H, int hd, const int32_t* pos, int P, float base, int sign);
+
 void add(float* out, const float* a, const float* b, size_t n);       // out = a + b
 void axpy(float* y, const float* x, float alpha, size_t n);           // y += alpha x
 double sumsq(const float* x, size_t n);

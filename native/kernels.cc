@@ -317,6 +317,37 @@ void adamw(float* p, const float* g, float* m, float* v, size_t n, float lr, flo
 }
 
 // ---------------------------------------------------------------------------------------------- elementwise
+// Rotary positions, GPT-NeoX's "half" layout (RoFormer; RETRO-pytorch uses the same): in each head of hd
+// channels, the pair (x[j], x[j + hd/2]) of row n is rotated by the angle pos[n % P] * base^(-j / (hd/2)).
+// sign -1 rotates back, which is the backward (the rotation is orthogonal: the gradient of y = R x is R^T dy).
+// The cos / sin table is computed in double once per call ([P, hd/2] entries), then applied row by row.
+void rope(float* x, int xs, int N, int H, int hd, const int32_t* pos, int P, float base, int sign) {
+  const int half = hd / 2;
+  std::vector<float> cs((size_t)P * half), sn((size_t)P * half);
+  for (int p = 0; p < P; p++)
+    for (int j = 0; j < half; j++) {
+      double a = (double)pos[p] * std::pow((double)base, -(double)j / half);
+      cs[(size_t)p * half + j] = (float)std::cos(a);
+      sn[(size_t)p * half + j] = (float)(sign < 0 ? -std::sin(a) : std::sin(a));
+    }
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < N; n++) {
+    const float* c = cs.data() + (size_t)(n % P) * half;
+    const float* s = sn.data() + (size_t)(n % P) * half;
+    float* row = x + (size_t)n * xs;
+    for (int h = 0; h < H; h++) {
+      float* x1 = row + (size_t)h * hd;
+      float* x2 = x1 + half;
+#pragma omp simd
+      for (int j = 0; j < half; j++) {
+        float a = x1[j], b = x2[j];
+        x1[j] = a * c[j] - b * s[j];
+        x2[j] = a * s[j] + b * c[j];
+      }
+    }
+  }
+}
+
 void add(float* out, const float* a, const float* b, size_t n) {
   parallel_range(n, [=](size_t s, size_t e) {
     for (size_t i = s; i < e; i++) out[i] = a[i] + b[i];

@@ -207,3 +207,36 @@ test("bf16 products stay within bf16 rounding of fp32, and precision switches ba
   assert.deepEqual(again, C32);
   assert.throws(() => E.setPrecision("fp16" as "bf16"), /precision must be "fp32" or "bf16"/);
 });
+
+test("rope: rotation by hand at an offset and stride, backward = finite differences, round trip, bad arguments", () => {
+  const N = 5, H = 2, hd = 6, stride = 17, off = 3, half = hd / 2, base = 10000;
+  const pos = Int32Array.from([3, 0, 7]);
+  const x = rand(N * stride);
+  const y = x.slice();
+  E.rope(y, off, stride, N, H, hd, pos, pos.length, base, 1);
+  let worst = 0;
+  for (let n = 0; n < N; n++) {
+    for (let c = 0; c < stride; c++) {
+      const i = n * stride + c, j = c - off;
+      if (j < 0 || j >= H * hd) { assert.equal(y[i], x[i], "channels outside the heads are untouched"); continue; }
+      const h = Math.floor(j / hd), q = j % hd, fr = q % half, a = pos[n % pos.length] * Math.pow(base, -fr / half);
+      const x1 = x[n * stride + off + h * hd + fr], x2 = x[n * stride + off + h * hd + fr + half];
+      const want = q < half ? x1 * Math.cos(a) - x2 * Math.sin(a) : x1 * Math.sin(a) + x2 * Math.cos(a);
+      worst = Math.max(worst, Math.abs(y[i] - want));
+    }
+  }
+  assert.ok(worst < 1e-5, `rotation by hand: ${worst}`);
+  const back = y.slice();
+  E.rope(back, off, stride, N, H, hd, pos, pos.length, base, -1);
+  for (let i = 0; i < x.length; i++) assert.ok(Math.abs(back[i] - x[i]) < 1e-5, "sign -1 undoes sign 1");
+  // backward: dL/dx of L = sum(rope(x) * R) is rope(R, sign -1)
+  const R = rand(N * stride);
+  const g = R.slice();
+  E.rope(g, off, stride, N, H, hd, pos, pos.length, base, -1);
+  const loss = () => { const t = x.slice(); E.rope(t, off, stride, N, H, hd, pos, pos.length, base, 1); return dot(t, R); };
+  checkGrad("rope", x, loss, g, 20, 1e-2);
+  assert.throws(() => E.rope(x, off, stride, N, H, 5, pos, 3, base, 1), /hd must be even/);
+  assert.throws(() => E.rope(x, 8, 16, N, H, hd, pos, 3, base, 1), /offset \/ stride/);
+  assert.throws(() => E.rope(new Float32Array(10), off, stride, N, H, hd, pos, 3, base, 1), /elements, needs/);
+  assert.throws(() => E.rope(x, off, stride, N, H, hd, pos, 4, base, 1), /'pos'/);
+});

@@ -35,6 +35,8 @@ export interface Engine {
   /** logits become dlogits (scaled by mask * dscale) in place; returns the sum of masked row losses */
   crossentropy(logits: F, losses: F, targets: I, mask: Nullable<F>, N: number, V: number, dscale: number): number;
   adamw(p: F, g: F, m: F, v: F, n: number, lr: number, b1: number, b2: number, eps: number, wd: number, t: number, gscale: number): void;
+  /** rotary positions in place: row n of x (at offset, stride) is at position pos[n % P]; sign 1 forward, -1 backward */
+  rope(x: F, offset: number, stride: number, N: number, H: number, hd: number, pos: I, P: number, base: number, sign: number): void;
   add(out: F, a: F, b: F, n: number): void;
   axpy(y: F, x: F, alpha: number, n: number): void;
   sumsq(x: F, n: number): number;

@@ -26,12 +26,24 @@ export interface ModelConfig {
   cca_layers: number[];
   /** CCA output scale: 1 in pretraining, 0 bypasses retrieval */
   gate: number;
+  /**
+   * Rotary positions inside the retrieval path (RETRO §B.1.2's relative encoding, as RETRO-pytorch does it):
+   * in CCA the queries of the shifted window sit at positions m−1 … 2m−2 and each neighbour's keys at 0 … r−1,
+   * i.e. a neighbour is taken to start where its chunk starts, so "the token after mine in the neighbour" is
+   * always at relative offset +1; the encoder's self-attention rotates its queries and keys at 0 … r−1. The
+   * learned absolute positions stay. false (a config without the key: older checkpoints, the peer's dumps)
+   * is the model without them.
+   */
+  retrieval_rope: boolean;
 }
 
 export const DEFAULT_MODEL: ModelConfig = {
   model: "gpt", vocab: 8192, d: 256, heads: 4, layers: 4, seq: 256, chunk: 64, k: 2, r: 128,
-  enc_layers: 2, cca_layers: [], gate: 1,
+  enc_layers: 2, cca_layers: [], gate: 1, retrieval_rope: false,
 };
+
+/** base of the rotary angles (RoFormer's) */
+export const ROPE_BASE = 10000;
 
 /** Megatron's rule: first CCA layer 6 (≤ 15 layers) or 9, then every third layer to the end. */
 export function defaultCcaLayers(layers: number): number[] {
@@ -60,6 +72,7 @@ export function resolveModelConfig(input: Record<string, unknown>, ignore: reado
     if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) throw new RetroError("usage", `model config: ${k} must be a positive integer, got ${JSON.stringify(v)}`);
   }
   if (typeof c.gate !== "number" || !Number.isFinite(c.gate)) throw new RetroError("usage", `model config: gate must be a number`);
+  if (typeof c.retrieval_rope !== "boolean") throw new RetroError("usage", `model config: retrieval_rope must be true or false, got ${JSON.stringify(c.retrieval_rope)}`);
   const cfg = c as unknown as ModelConfig;
   if (cfg.d % cfg.heads) throw new RetroError("usage", `model config: d (${cfg.d}) must be a multiple of heads (${cfg.heads})`);
   if (cfg.model === "gpt") cfg.cca_layers = [];
@@ -70,10 +83,12 @@ export function resolveModelConfig(input: Record<string, unknown>, ignore: reado
       throw new RetroError("usage", `model config: cca_layers must be a non-empty list of layers in 1..${cfg.layers}, got ${JSON.stringify(L)}`);
     }
     cfg.cca_layers = [...new Set(L)].sort((a, b) => a - b);
+    if (cfg.retrieval_rope && (cfg.d / cfg.heads) % 2) throw new RetroError("usage", `model config: retrieval_rope needs an even head width, d/heads = ${cfg.d / cfg.heads}`);
     if (cfg.seq % cfg.chunk) throw new RetroError("usage", `model config: seq (${cfg.seq}) must be a multiple of chunk (${cfg.chunk}) for Retro`);
   }
   return { model: cfg.model, vocab: cfg.vocab, d: cfg.d, heads: cfg.heads, layers: cfg.layers, seq: cfg.seq, chunk: cfg.chunk,
-    k: cfg.k, r: cfg.r, enc_layers: cfg.enc_layers, cca_layers: cfg.cca_layers, gate: cfg.gate };
+    k: cfg.k, r: cfg.r, enc_layers: cfg.enc_layers, cca_layers: cfg.cca_layers, gate: cfg.gate,
+    retrieval_rope: cfg.model === "retro" && cfg.retrieval_rope };
 }
 
 /** Number of learned positions (the peer's rule, so that GPT and Retro checkpoints share the table). */

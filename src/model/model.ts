@@ -13,11 +13,16 @@
  *
  * with pad = (n-1) % m: the token at position t >= pad reads the neighbours of chunk (t-pad)/m, so no token sees
  * neighbours retrieved for a chunk it has not finished. Shapes: decoder rows N = B*n, encoder rows NE = B*l*k*r.
+ *
+ * With `retrieval_rope`, queries and keys inside the retrieval path are rotated (rope) after their projections:
+ * CCA queries at m-1+i (i = place in the shifted window), CCA keys and the encoder's self-attention at 0..r-1.
+ * The rotated q / kv are what the activations keep (attention backward needs them); their gradients are
+ * rotated back before the projections' backward.
  */
 import type { Engine } from "../engine/native.ts";
 import { loadEngine } from "../engine/native.ts";
 import { RetroError } from "../util/errors.ts";
-import type { ModelConfig } from "./config.ts";
+import { ROPE_BASE, type ModelConfig } from "./config.ts";
 import { ParamStore, paramSpecs, type Param, type ParamGroup } from "./params.ts";
 
 export interface Batch {
@@ -64,6 +69,9 @@ export class Model {
   private last: Batch | null = null;
   private lossCount = 0;
   private logitsKept: Float32Array | null = null;
+  /** rotary positions (retrieval_rope): CCA queries m-1 … 2m-2, neighbour tokens 0 … r-1; null without rope */
+  private readonly ropeQ: Int32Array | null = null;
+  private readonly ropeK: Int32Array | null = null;
 
   constructor(config: ModelConfig, opts: { engine?: Engine; seed?: number } = {}) {
     this.config = config;
@@ -71,6 +79,16 @@ export class Model {
     this.engine = opts.engine ?? loadEngine();
     this.store = new ParamStore(paramSpecs(config));
     this.store.init(opts.seed ?? 1234);
+    if (config.model === "retro" && config.retrieval_rope) {
+      this.ropeQ = Int32Array.from({ length: config.chunk }, (_, i) => config.chunk - 1 + i);
+      this.ropeK = Int32Array.from({ length: config.r }, (_, i) => i);
+    }
+  }
+
+  /** rotate (sign 1) or rotate back (sign -1) the rows of x at `offset` in rows of `stride`, row i at pos[i % pos.length] */
+  private rope(x: Float32Array, offset: number, stride: number, rows: number, pos: Int32Array, sign: 1 | -1): void {
+    const H = this.config.heads;
+    this.engine.rope(x, offset, stride, rows, H, this.config.d / H, pos, pos.length, ROPE_BASE, sign);
   }
 
   get isRetro(): boolean {
@@ -147,11 +165,16 @@ export class Model {
     }
   }
 
-  private layerForward(L: LayerActs, pre: string, rows: number, seqs: number, T: number, causal: boolean): void {
+  /** `rope`: positions of the rows (period = its length) for rotary queries and keys, or null */
+  private layerForward(L: LayerActs, pre: string, rows: number, seqs: number, T: number, causal: boolean, rope: Int32Array | null = null): void {
     const e = this.engine, D = this.config.d, H = this.config.heads, hd = D / H;
     e.layernormForward(L.ln1, L.ln1m, L.ln1r, L.x, this.p(`${pre}.ln1.weight`), this.p(`${pre}.ln1.bias`), rows, D);
     e.linearForward(L.q, L.ln1, this.p(`${pre}.attn.q.weight`), this.p(`${pre}.attn.q.bias`), rows, D, D);
     e.linearForward(L.kv, L.ln1, this.p(`${pre}.attn.kv.weight`), this.p(`${pre}.attn.kv.bias`), rows, D, 2 * D);
+    if (rope) {
+      this.rope(L.q, 0, D, rows, rope, 1);
+      this.rope(L.kv, 0, 2 * D, rows, rope, 1);
+    }
     e.attentionForward(L.y, L.probs, L.q, 0, D, L.kv, 0, D, 2 * D, seqs, T, T, H, hd, causal ? 1 : 0, 1);
     e.linearForward(this.a.tmp, L.y, this.p(`${pre}.attn.o.weight`), this.p(`${pre}.attn.o.bias`), rows, D, D);
     e.add(L.xa, L.x, this.a.tmp, rows * D);
@@ -174,7 +197,7 @@ export class Model {
     for (let j = 0; j < this.enc.length; j++) {
       const L = this.enc[j], pre = `encoder.${j}`;
       const out = j + 1 < this.enc.length ? this.enc[j + 1].x : this.a.encOut;
-      this.layerForward(L, pre, NE, seqs, c.r, false);
+      this.layerForward(L, pre, NE, seqs, c.r, false, this.ropeK);
       let cur = L.xa;
       if (L.xc) {
         e.layernormForward(L.lnc!, L.lncm!, L.lncr!, L.xa, this.p(`${pre}.lnx.weight`), this.p(`${pre}.lnx.bias`), NE, D);
@@ -221,6 +244,10 @@ export class Model {
         const NE = B * l * c.k * c.r;
         e.linearForward(L.cq!, hs, this.p(`${pre}.xattn.q.weight`), this.p(`${pre}.xattn.q.bias`), N, D, D);
         e.linearForward(L.ckv!, this.a.encOut, this.p(`${pre}.xattn.kv.weight`), this.p(`${pre}.xattn.kv.bias`), NE, D, 2 * D);
+        if (this.ropeQ && this.ropeK) {
+          this.rope(L.cq!, 0, D, N, this.ropeQ, 1);
+          this.rope(L.ckv!, 0, 2 * D, NE, this.ropeK, 1);
+        }
         e.attentionForward(L.cy!, L.cprobs!, L.cq!, 0, D, L.ckv!, 0, D, 2 * D, B * l, m, c.k * c.r, H, hd, 0, 1);
         e.linearForward(L.co!, L.cy!, this.p(`${pre}.xattn.o.weight`), this.p(`${pre}.xattn.o.bias`), N, D, D);
         // x[b, pad + t'] += gate * co[b, t']
@@ -265,10 +292,14 @@ export class Model {
   }
 
   /** self-attention sublayer backward: on entry dres = dL/d(xa); on exit dres = dL/dx */
-  private attnBackward(L: LayerActs, pre: string, rows: number, seqs: number, T: number, dres: Float32Array): void {
+  private attnBackward(L: LayerActs, pre: string, rows: number, seqs: number, T: number, dres: Float32Array, rope: Int32Array | null = null): void {
     const e = this.engine, D = this.config.d, H = this.config.heads, hd = D / H, a = this.a;
     e.linearBackward(a.dy, this.gOrNull(`${pre}.attn.o.weight`), this.gOrNull(`${pre}.attn.o.bias`), dres, L.y, this.p(`${pre}.attn.o.weight`), rows, D, D, 0);
     e.attentionBackward(a.dq, a.dkv, a.dy, L.probs, L.q, 0, D, L.kv, 0, D, 2 * D, seqs, T, T, H, hd, 1);
+    if (rope) {
+      this.rope(a.dq, 0, D, rows, rope, -1);
+      this.rope(a.dkv, 0, 2 * D, rows, rope, -1);
+    }
     e.linearBackward(a.dln, this.gOrNull(`${pre}.attn.q.weight`), this.gOrNull(`${pre}.attn.q.bias`), a.dq, L.ln1, this.p(`${pre}.attn.q.weight`), rows, D, D, 0);
     e.linearBackward(a.dln, this.gOrNull(`${pre}.attn.kv.weight`), this.gOrNull(`${pre}.attn.kv.bias`), a.dkv, L.ln1, this.p(`${pre}.attn.kv.weight`), rows, D, 2 * D, 1);
     e.layernormBackward(dres, this.g(`${pre}.ln1.weight`), this.g(`${pre}.ln1.bias`), a.dln, L.x, this.p(`${pre}.ln1.weight`), L.ln1m, L.ln1r, rows, D, 1);
@@ -298,7 +329,7 @@ export class Model {
         e.linearBackward(a.dln, this.gOrNull(`${pre}.xattn.q.weight`), this.gOrNull(`${pre}.xattn.q.bias`), a.dcq, L.lnc!, this.p(`${pre}.xattn.q.weight`), NE, D, D, 0);
         e.layernormBackward(de, this.g(`${pre}.lnx.weight`), this.g(`${pre}.lnx.bias`), a.dln, L.xa, this.p(`${pre}.lnx.weight`), L.lncm!, L.lncr!, NE, D, 1);
       }
-      this.attnBackward(L, pre, NE, seqs, c.r, de);
+      this.attnBackward(L, pre, NE, seqs, c.r, de, this.ropeK);
     }
     e.embeddingBackward(this.g("wte.weight"), this.g("wpe.weight"), de, nbr, NE, c.r, D, c.vocab);
   }
@@ -327,6 +358,10 @@ export class Model {
         }
         e.linearBackward(a.dcy, this.gOrNull(`${pre}.xattn.o.weight`), this.gOrNull(`${pre}.xattn.o.bias`), a.dco, L.cy!, this.p(`${pre}.xattn.o.weight`), N, D, D, 0);
         e.attentionBackward(a.dcq, a.dckv, a.dcy, L.cprobs!, L.cq!, 0, D, L.ckv!, 0, D, 2 * D, B * l, m, c.k * c.r, H, hd, 1);
+        if (this.ropeQ && this.ropeK) {
+          this.rope(a.dcq, 0, D, N, this.ropeQ, -1);
+          this.rope(a.dckv, 0, 2 * D, NE, this.ropeK, -1);
+        }
         e.linearBackward(a.de, this.gOrNull(`${pre}.xattn.kv.weight`), this.gOrNull(`${pre}.xattn.kv.bias`), a.dckv, a.encOut, this.p(`${pre}.xattn.kv.weight`), NE, D, 2 * D, 1);
         e.linearBackward(a.dhs, this.gOrNull(`${pre}.xattn.q.weight`), this.gOrNull(`${pre}.xattn.q.bias`), a.dcq, L.hs!, this.p(`${pre}.xattn.q.weight`), N, D, D, 0);
         // dh[b, pad + t'] = dhs[b, t']
