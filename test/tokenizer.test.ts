@@ -54,3 +54,15 @@ test("GPT-2 BPE: known ids, end-of-document 50256, '<|endoftext|>' in text stays
 test("Brown corpus: POS tags are stripped", () => {
   assert.equal(stripBrownTags("\n\n\tThe/at Fulton/np-tl County/nn-tl said/vbd ``/`` no/at evidence/nn ''/'' ./.\n"), 'The Fulton County said " no evidence ".');
 });
+
+test("BPE learns every pseudo-word of the twin corpus as one token (its documents then align with chunks)", async () => {
+  // four-letter pseudo-words sharing syllables: merging " b"+"a" lowers the count of "a"+"k" without touching
+  // it; the trainer must keep such pairs as candidates (re-pushed at their new count) to finish every word
+  const { writeTwinCorpus } = await import("../src/data/synthetic.ts");
+  const files = writeTwinCorpus(tmpDir("bpe-words-"), { docs: 800, docTokens: 64, words: 200, seed: 1 });
+  const texts = fs.readFileSync(files.docs, "utf8").trim().split("\n").map((l) => (JSON.parse(l) as { text: string }).text);
+  const m = await trainBpe(texts, 256 + 4 * 200 + 16);
+  const tok = new BpeTokenizer(m);
+  const long = texts.filter((t) => tok.encode(t).length !== 63).length;
+  assert.equal(long, 0, `${long} of ${texts.length} documents are not 63 tokens (doc + 62 words)`);
+});

@@ -134,6 +134,12 @@ program.command("train")
   .addOption(new Option("--model <kind>", "gpt | retro").choices(["gpt", "retro"]))
   .option("--init <ckpt>", "start from a checkpoint (run or checkpoint folder): GPT into Retro = Retro-fitting")
   .option("--freeze-decoder", "Retro-fitting with the decoder frozen (only encoder and CCA train)")
+  .option("--freeze-decoder-steps <n>", "Retro: decoder frozen for the first N steps, then unfrozen", int)
+  .option("--retrieval-lr <x>", "Retro: learning-rate multiplier of the encoder and CCA", num)
+  .option("--zero-cca-out", "Retro, fresh retrieval weights: CCA output projections start at 0 (a Retro-fit starts at its GPT)")
+  .option("--no-zero-cca-out", "CCA output projections start N(0, 0.02) like the other weights")
+  .option("--retrieval-rope", "Retro: rotary positions in CCA and the encoder (model config retrieval_rope)")
+  .option("--no-retrieval-rope", "Retro: no rotary positions in the retrieval path")
   .option("--resume", "continue the run in --out from its latest checkpoint (starts it when there is none)")
   .option("--d <n>", "model width", int).option("--layers <n>", "decoder layers", int).option("--heads <n>", "attention heads", int)
   .option("--seq <n>", "sequence length", int).option("--k <n>", "neighbours per chunk", int).option("--r <n>", "tokens per neighbour", int)
@@ -148,10 +154,11 @@ program.command("train")
   .action(async (o) => {
     const file: Record<string, unknown> = o.config ? readJson<Record<string, unknown>>(o.config, "train config") : {};
     const model: Record<string, unknown> = { ...((file.model as Record<string, unknown>) ?? {}) };
-    const m = { model: o.model, d: o.d, layers: o.layers, heads: o.heads, seq: o.seq, k: o.k, r: o.r, enc_layers: o.encLayers, gate: o.gate,
+    const m = { model: o.model, retrieval_rope: o.retrievalRope, d: o.d, layers: o.layers, heads: o.heads, seq: o.seq, k: o.k, r: o.r, enc_layers: o.encLayers, gate: o.gate,
       cca_layers: o.ccaLayers ? String(o.ccaLayers).split(",").map(int) : undefined };
     for (const [k, v] of Object.entries(m)) if (v !== undefined) model[k] = v;
-    const flags: Record<string, unknown> = { db: o.db, init: o.init, freezeDecoder: o.freezeDecoder, batch: o.batch, accum: o.accum, steps: o.steps, lr: o.lr, minLr: o.minLr,
+    const flags: Record<string, unknown> = { db: o.db, init: o.init, freezeDecoder: o.freezeDecoder, freezeDecoderSteps: o.freezeDecoderSteps,
+      retrievalLr: o.retrievalLr, zeroCcaOut: o.zeroCcaOut, batch: o.batch, accum: o.accum, steps: o.steps, lr: o.lr, minLr: o.minLr,
       warmup: o.warmup, weightDecay: o.weightDecay, clip: o.clip, evalEvery: o.evalEvery, evalBatches: o.evalBatches, saveEvery: o.saveEvery, seed: o.seed, threads: o.threads, precision: o.precision };
     const input: Record<string, unknown> = { ...file };
     for (const [k, v] of Object.entries(flags)) if (v !== undefined) input[k] = v;

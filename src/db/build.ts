@@ -52,6 +52,14 @@ export function prepareDir(dir: string, config: DbConfig): void {
   for (const sub of ["", "tokens", "embed", "index", "neighbours/train", "neighbours/valid"]) removeStaleTemps(path.join(dir, sub));
 }
 
+/**
+ * A dataset of weight 0 is retrieval-only: all its documents go into the database (chunked, embedded, indexed)
+ * and none is held out or drawn for training, so the database can be larger than the training set.
+ */
+export function isRetrievalOnly(ds: { weight?: number }): boolean {
+  return ds.weight === 0;
+}
+
 /** Is this document in the held-out split? Decided per document by (seed, dataset, key) alone. */
 export function isHeldOut(seed: number, dataset: string, key: string, fraction: number): boolean {
   return hashUniform(seed, `${dataset}\u0000${key}`) < fraction;
@@ -71,7 +79,7 @@ async function stageTokens(dir: string, c: DbConfig, man: Manifest): Promise<voi
           let used = 0;
           for await (const d of openSource(ds, stats)) {
             if (used >= budget) break;
-            if (isHeldOut(c.seed, ds.name, d.key, c.validFraction)) continue;
+            if (!isRetrievalOnly(ds) && isHeldOut(c.seed, ds.name, d.key, c.validFraction)) continue;
             used += d.text.length;
             yield d.text;
           }
@@ -95,13 +103,13 @@ async function stageTokens(dir: string, c: DbConfig, man: Manifest): Promise<voi
     for await (const doc of openSource(ds, stats)) {
       const ids = tok.encode(doc.text);
       if (ids.length === 0) continue;
-      if (isHeldOut(c.seed, ds.name, doc.key, c.validFraction)) (valid.addDocument(di, ordinal, ids), info.validDocs++);
+      if (!isRetrievalOnly(ds) && isHeldOut(c.seed, ds.name, doc.key, c.validFraction)) (valid.addDocument(di, ordinal, ids), info.validDocs++);
       else (train.addDocument(di, ordinal, ids), info.trainDocs++);
       ordinal++;
     }
     info.skippedLines = stats.skippedLines;
     if (ordinal === 0) throw new RetroError("badInput", `dataset "${ds.name}" (${ds.path}) holds no documents with text`);
-    log(`tokenized ${ds.name}: ${info.trainDocs} train + ${info.validDocs} held-out documents${stats.skippedLines ? `, ${stats.skippedLines} malformed lines skipped` : ""} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+    log(`tokenized ${ds.name}: ${isRetrievalOnly(ds) ? `${info.trainDocs} retrieval-only` : `${info.trainDocs} train + ${info.validDocs} held-out`} documents${stats.skippedLines ? `, ${stats.skippedLines} malformed lines skipped` : ""} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
     datasets.push(info);
   }
   const splits = { train: train.finish(), valid: valid.finish() };
@@ -215,6 +223,7 @@ export async function stageQuery(dir: string, c: DbConfig, db: Database, split: 
   if (man.index && emb.dim !== man.index.dim) throw new RetroError("mismatch", `embedder dimension ${emb.dim} ≠ index dimension ${man.index.dim}`);
   if (man.index && emb.id !== man.index.embedderId) throw new RetroError("mismatch", `the index was built with embedder ${man.index.embedderId}, queries would use ${emb.id}`);
   const idx = db.index();
+  const retrievalOnly = new Set((man.datasets ?? []).flatMap((d, i) => (d.weight === 0 ? [i] : [])));
   const qdir = path.join(dir, "neighbours", split);
   fs.mkdirSync(qdir, { recursive: true });
   const n = samplesIn(db, split, seq);
@@ -224,24 +233,29 @@ export async function stageQuery(dir: string, c: DbConfig, db: Database, split: 
   const bar = progress(`query ${split}`, n * l, "chunks");
   bar.update((n - todo.reduce((a, [s, e]) => a + e - s, 0)) * l);
   for (const [s, e] of todo) {
-    const vecs = await emb.embed(sampleChunkTexts(db, split, s, e, seq));
-    const res = idx.search(vecs, Math.min(candidates, db.nChunks));
-    const kq = Math.min(candidates, db.nChunks);
-    const out = new Int32Array((e - s) * l * keep).fill(-1);
+    // a sample made only of retrieval-only documents is never trained on: it is not searched (neighbours −1)
+    const wanted: { i: number; excluded: Set<number> }[] = [];
     for (let i = s; i < e; i++) {
       const excluded = sampleDocKeys(db, split, i, seq);
+      if (!retrievalOnly.size || ![...excluded].every((key) => retrievalOnly.has(Math.floor(key / 2 ** 32)))) wanted.push({ i, excluded });
+    }
+    const texts = wanted.flatMap(({ i }) => sampleChunkTexts(db, split, i, i + 1, seq));
+    const kq = Math.min(candidates, db.nChunks);
+    const res = texts.length ? idx.search(await emb.embed(texts), kq) : { ids: new Int32Array(0) };
+    const out = new Int32Array((e - s) * l * keep).fill(-1);
+    wanted.forEach(({ i, excluded }, w) => {
       for (let j = 0; j < l; j++) {
-        const q = (i - s) * l + j;
+        const q = w * l + j, row = (i - s) * l + j;
         let kept = 0;
         for (let t = 0; t < kq && kept < keep; t++) {
           const id = res.ids[q * kq + t];
           if (id < 0) break;
           const doc = db.chunkDoc(id);
           if (excluded.has(db.train.docDataset(doc) * 2 ** 32 + db.train.docOrdinal(doc))) continue;
-          out[q * keep + kept++] = id;
+          out[row * keep + kept++] = id;
         }
       }
-    }
+    });
     writeBlock(blockName(qdir, s, e), out, (e - s) * l, keep);
     bar.increment((e - s) * l);
   }

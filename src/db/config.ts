@@ -117,9 +117,12 @@ export function resolveConfig(user: unknown): DbConfig {
     check(ds, `config.datasets[${i}]`, { name: "string", source: "string", path: "string", field: "string", weight: "number", onBadLine: "string" }, ["name", "source", "path"]);
     if (names.has(ds.name)) throw new RetroError("usage", `config.datasets: duplicate name "${ds.name}"`);
     names.add(ds.name);
-    if (ds.weight !== undefined && !(ds.weight > 0)) throw new RetroError("usage", `config.datasets[${i}].weight must be > 0`);
+    if (ds.weight !== undefined && !(ds.weight >= 0 && Number.isFinite(ds.weight))) throw new RetroError("usage", `config.datasets[${i}].weight must be a number ≥ 0 (0 = retrieval-only), got ${ds.weight}`);
     if (ds.onBadLine !== undefined && ds.onBadLine !== "fail" && ds.onBadLine !== "skip") throw new RetroError("usage", `config.datasets[${i}].onBadLine must be "fail" or "skip"`);
   });
+  if (c.datasets.every((ds) => ds.weight === 0)) {
+    throw new RetroError("usage", `config.datasets: every dataset has weight 0 (retrieval-only); at least one needs a weight > 0 to train on`);
+  }
   parseDescription(c.index.description);
   positiveInt(c.chunkLength, "config.chunkLength");
   positiveInt(c.embedBlockSize, "config.embedBlockSize");

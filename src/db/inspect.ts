@@ -16,7 +16,7 @@ export function formatStats(man: Manifest, dir?: string): string {
   const t = man.tokenizer;
   if (t) lines.push(`tokenizer      ${t.id} (vocab ${t.vocabSize}, eod ${t.eod}, ${t.dtype})`);
   lines.push(`chunk length   ${man.chunkLength}`);
-  for (const d of man.datasets ?? []) lines.push(`dataset        ${d.name.padEnd(12)} weight ${d.weight}  train docs ${d.trainDocs}  held-out docs ${d.validDocs}${d.skippedLines ? `  skipped lines ${d.skippedLines}` : ""}`);
+  for (const d of man.datasets ?? []) lines.push(`dataset        ${d.name.padEnd(12)} weight ${d.weight}${d.weight === 0 ? " (retrieval-only)" : ""}  train docs ${d.trainDocs}  held-out docs ${d.validDocs}${d.skippedLines ? `  skipped lines ${d.skippedLines}` : ""}`);
   if (man.splits) lines.push(`tokens         train ${man.splits.train.tokens} (${man.splits.train.docs} docs), valid ${man.splits.valid.tokens} (${man.splits.valid.docs} docs)`);
   if (man.chunks) lines.push(`chunks         ${man.chunks.count} (${man.chunks.padded} short, EOD-padded)`);
   if (man.embeddings) lines.push(`embeddings     ${man.embeddings.embedderId}, dim ${man.embeddings.dim}, ${man.embeddings.blocks} blocks`);

@@ -4,6 +4,7 @@
  * Weight decay applies to matrices and embeddings only (ParamSpec.decay), as in nanoGPT.
  */
 import type { Model } from "./model.ts";
+import type { ParamGroup } from "./params.ts";
 
 export interface AdamWConfig {
   beta1: number;
@@ -21,6 +22,9 @@ export class AdamW {
   readonly v: Float32Array;
   /** optimizer steps taken */
   t = 0;
+
+  /** learning-rate multiplier per parameter group (absent = 1): e.g. the fresh retrieval part of a Retro-fit */
+  readonly lrScale = new Map<ParamGroup, number>();
 
   constructor(readonly model: Model, readonly cfg: AdamWConfig = DEFAULT_ADAMW) {
     this.m = new Float32Array(model.store.size);
@@ -51,7 +55,7 @@ export class AdamW {
     this.t++;
     for (const p of this.trainable()) {
       const o = p.offset, n = p.size;
-      e.adamw(p.data, p.grad, this.m.subarray(o, o + n), this.v.subarray(o, o + n), n, lr, beta1, beta2, eps, p.decay ? weightDecay : 0, this.t, scale);
+      e.adamw(p.data, p.grad, this.m.subarray(o, o + n), this.v.subarray(o, o + n), n, lr * (this.lrScale.get(p.group) ?? 1), beta1, beta2, eps, p.decay ? weightDecay : 0, this.t, scale);
     }
     return { gradNorm: norm };
   }

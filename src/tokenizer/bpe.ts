@@ -165,7 +165,14 @@ export async function trainBpe(texts: AsyncIterable<string> | Iterable<string>, 
     const top = heap.pop();
     if (!top) break;
     const [c, k] = top;
-    if (pairCount.get(k) !== c) continue; // stale
+    const now = pairCount.get(k) ?? 0;
+    if (now !== c) {
+      // stale: the count changed since this entry was pushed. A pair whose count only fell (a merge took some of
+      // its occurrences) is not among the touched pairs of that merge: push it again at its current count, or it
+      // would be lost from the heap while it still occurs
+      if (now > 0) heap.push(now, k);
+      continue;
+    }
     if (c < minCount) break;
     const a = Math.floor(k / 65536), b = k % 65536;
     const id = 256 + merges.length;

@@ -34,6 +34,8 @@ export interface LoaderOptions {
    * (mod items) instead of its own, i.e. real retrieved text that belongs to another sample.
    */
   shiftNeighbours?: number;
+  /** A control for evaluation: every neighbour a chunk of the database drawn at random (seeded by this value, item, chunk, slot). */
+  randomNeighbours?: number;
 }
 
 export class Loader {
@@ -160,7 +162,8 @@ export class Loader {
         for (let j = 0; j < l; j++) {
           const row = (sample * this.chunksPerSample + first + j) * this.keep;
           for (let q = 0; q < rt.k; q++) {
-            neighbours.set(this.db.neighbourTokens(this.nbr![row + q], rt.r), ((b * l + j) * rt.k + q) * rt.r);
+            const id = this.o.randomNeighbours !== undefined ? hash32(`${this.o.randomNeighbours}:${it}:${j}:${q}`) % this.db.nChunks : this.nbr![row + q];
+            neighbours.set(this.db.neighbourTokens(id, rt.r), ((b * l + j) * rt.k + q) * rt.r);
           }
         }
       }

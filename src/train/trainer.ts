@@ -34,6 +34,12 @@ export interface TrainConfig {
   /** checkpoint (run folder or checkpoint folder) to start from; null = from scratch */
   init: string | null;
   freezeDecoder: boolean;
+  /** Retro: the decoder is frozen for the first N steps, then trains too (0 = off; freezeDecoder = always) */
+  freezeDecoderSteps: number;
+  /** Retro: learning-rate multiplier of the retrieval part (encoder + CCA) */
+  retrievalLr: number;
+  /** Retro, fresh retrieval weights: CCA output projections start at 0, so a Retro-fit starts exactly at its GPT */
+  zeroCcaOut: boolean;
   /** sequences per micro-batch */
   batch: number;
   /** micro-batches per optimizer step (gradient accumulation) */
@@ -60,12 +66,15 @@ export interface TrainConfig {
 
 /** Sized for the bundled corpus on 2 cores: a 5.3M-parameter GPT, ~0.4 s per step. */
 export const DEFAULT_TRAIN: Omit<TrainConfig, "db" | "tokenizer" | "model" | "init"> = {
-  freezeDecoder: false, batch: 8, accum: 1, steps: 1000, lr: 1e-3, minLr: 1e-4, warmup: 100,
+  freezeDecoder: false, freezeDecoderSteps: 0, retrievalLr: 1, zeroCcaOut: false, batch: 8, accum: 1, steps: 1000, lr: 1e-3, minLr: 1e-4, warmup: 100,
   beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, clip: 1.0,
   evalEvery: 200, evalBatches: 20, saveEvery: 200, seed: 1234, threads: 2, precision: "fp32",
 };
 
 const TRAIN_KEYS = new Set([...Object.keys(DEFAULT_TRAIN), "db", "model", "init", "tokenizer"]);
+
+/** what a run config written before a key existed meant by its absence */
+const LEGACY_TRAIN: Partial<TrainConfig> = { freezeDecoderSteps: 0, retrievalLr: 1, zeroCcaOut: false };
 
 /** Linear warmup to `lr`, then cosine decay to `minLr` at the last step. */
 export function lrAt(c: Pick<TrainConfig, "lr" | "minLr" | "warmup" | "steps">, step: number): number {
@@ -91,6 +100,8 @@ export function resolveTrainConfig(input: Record<string, unknown>, db: Database)
     const want = typeof (DEFAULT_TRAIN as Record<string, unknown>)[k];
     if (typeof c[k] !== want) throw new RetroError("usage", `train config: ${k} must be a ${want}, got ${JSON.stringify(c[k])}`);
   }
+  if (!Number.isInteger(c.freezeDecoderSteps) || (c.freezeDecoderSteps as number) < 0) throw new RetroError("usage", "train config: freezeDecoderSteps must be an integer ≥ 0");
+  if (!((c.retrievalLr as number) > 0)) throw new RetroError("usage", "train config: retrievalLr must be > 0");
   for (const k of ["batch", "accum", "steps", "evalEvery", "saveEvery", "threads"]) {
     if (!Number.isInteger(c[k]) || (c[k] as number) <= 0) throw new RetroError("usage", `train config: ${k} must be a positive integer`);
   }
@@ -100,8 +111,11 @@ export function resolveTrainConfig(input: Record<string, unknown>, db: Database)
   const base: Record<string, unknown> = init ? { ...readCheckpointConfig(resolveCheckpointDir(init)) } : {};
   const over = (input.model ?? {}) as Record<string, unknown>;
   if (init && over.model === "retro" && base.model === "gpt") delete base.cca_layers; // Megatron's default placement
+  // new Retro models read their neighbours with rotary positions (experiments/copy-task.ts: without them a
+  // Retro-fit does not learn to copy even an exact twin); a Retro checkpoint keeps what it was trained with
+  const recipe = base.model === "retro" ? {} : { retrieval_rope: true };
   const t = db.manifest.tokenizer!;
-  const model = resolveModelConfig({ vocab: t.vocabSize, chunk: db.m, ...base, ...over });
+  const model = resolveModelConfig({ vocab: t.vocabSize, chunk: db.m, ...recipe, ...base, ...over });
   checkModelAgainstDb(model, db);
   return { ...(c as typeof DEFAULT_TRAIN), db: path.resolve(db.dir), tokenizer: t.id, model, init: init ? path.resolve(init) : null };
 }
@@ -171,7 +185,7 @@ export async function train(out: string, input: Record<string, unknown>, opts: {
     opts = { ...opts, resume: false };
   }
   if (opts.resume) {
-    cfg = readJson<TrainConfig>(cfgFile, "run config");
+    cfg = { ...LEGACY_TRAIN, ...readJson<TrainConfig>(cfgFile, "run config") };
     // settings given again must equal the run's; the others come from its config.json
     const given: Record<string, unknown> = { ...input, db: path.resolve(dbDir) };
     if (given.init !== undefined && given.init !== null) given.init = path.resolve(given.init as string);
@@ -192,11 +206,13 @@ export async function train(out: string, input: Record<string, unknown>, opts: {
   const engine = loadEngine();
   const model = new Model(cfg.model, { engine, seed: cfg.seed });
   const opt = new AdamW(model, { beta1: cfg.beta1, beta2: cfg.beta2, eps: cfg.eps, weightDecay: cfg.weightDecay, clip: cfg.clip });
-  if (cfg.freezeDecoder) {
+  if (cfg.freezeDecoder || cfg.freezeDecoderSteps > 0) {
     if (cfg.model.model !== "retro") throw new RetroError("usage", "freezeDecoder: only a Retro model has a part left to train");
     model.frozen.add("decoder");
   }
+  if (cfg.retrievalLr !== 1) opt.lrScale.set("retrieval", cfg.retrievalLr);
   let load: LoadReport | null = null;
+  if (!opts.resume && !cfg.init && cfg.zeroCcaOut && cfg.model.model === "retro") zeroCcaOut(model);
   const latest = path.join(out, "latest.json");
   if (opts.resume && fs.existsSync(latest)) {
     const dir = resolveCheckpointDir(out);
@@ -212,6 +228,7 @@ export async function train(out: string, input: Record<string, unknown>, opts: {
     const fromCfg = readCheckpointConfig(from);
     const retrofit = cfg.model.model === "retro" && fromCfg.model === "gpt";
     load = loadWeights(model, path.join(from, WEIGHTS_FILE), { allowMissing: retrofit ? ["retrieval"] : [] });
+    if (retrofit && cfg.zeroCcaOut) zeroCcaOut(model);
     log(`${retrofit ? "retro-fitting" : "continuing"} from ${from}: ${load.loaded.length} tensors loaded${load.fresh.length ? `, ${load.fresh.length} initialised fresh (${summarise(load.fresh)})` : ""}`);
   }
   fs.mkdirSync(out, { recursive: true });
@@ -248,6 +265,10 @@ export async function train(out: string, input: Record<string, unknown>, opts: {
       const t0 = process.hrtime.bigint();
       const step = state.step + 1;
       const lr = lrAt(cfg, step);
+      if (cfg.freezeDecoderSteps > 0 && !cfg.freezeDecoder) {
+        if (step <= cfg.freezeDecoderSteps) model.frozen.add("decoder");
+        else model.frozen.delete("decoder");
+      }
       model.zeroGrad();
       let lossSum = 0;
       for (let a = 0; a < cfg.accum; a++) {
@@ -278,6 +299,14 @@ export async function train(out: string, input: Record<string, unknown>, opts: {
     db.close();
   }
   return { out, step: state.step, interrupted: stop, lastLoss, lastEval, load };
+}
+
+/** the decoder's CCA output projections (weights and biases) set to 0: CCA adds nothing until they learn */
+export function zeroCcaOut(model: Model): void {
+  for (const i of model.config.cca_layers) {
+    model.store.get(`blocks.${i - 1}.xattn.o.weight`).data.fill(0);
+    model.store.get(`blocks.${i - 1}.xattn.o.bias`).data.fill(0);
+  }
 }
 
 function summarise(names: string[]): string {

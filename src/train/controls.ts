@@ -1,0 +1,126 @@
+/**
+ * Does a model read its neighbours? Held-out loss under controls (`retro eval ppl --controls`):
+ *
+ * - neighbours: `own` (the sample's retrieved neighbours), `another` (real neighbours of another held-out sample),
+ *   `random` (random database chunks), `none` (gate 0: the decoder alone). A model that reads its neighbours is
+ *   best with its own; if `own` = `another` = `random`, retrieval carries nothing.
+ * - RETRO §2.6's overlap buckets: per evaluated chunk, the longest run of tokens it shares with the neighbours
+ *   its tokens read, as a share of the chunk; loss of the chunks with overlap ≤ 12.5 %, 25 %, 50 %, 100 %
+ *   (cumulative, as RETRO filters). The evaluated chunk u+1 is what positions u·m+m−1 … u·m+2m−2 predict, the
+ *   positions that read chunk u's neighbours; the first m−1 positions read nothing and are reported apart, and
+ *   the last window (the sequence's final position only) is not a whole chunk and is left out of the buckets.
+ * - loss split by whether the target token occurs anywhere in the neighbours its position reads.
+ * A GPT is bucketed by the same neighbours (it does not read them), so the two compare chunk for chunk.
+ */
+import type { Database } from "../db/database.ts";
+import type { Model } from "../model/model.ts";
+import { Loader } from "./loader.ts";
+
+export const OVERLAP_BUCKETS = [0.125, 0.25, 0.5, 1] as const;
+
+export interface LossCell {
+  loss: number;
+  tokens: number;
+}
+
+export interface ControlReport {
+  model: "gpt" | "retro";
+  /** held-out loss (mean over tokens) with each neighbour source; a GPT has only `own` (its plain loss) */
+  loss: { own: number; another?: number; random?: number; none?: number };
+  ppl: { own: number; another?: number; random?: number; none?: number };
+  tokens: number;
+  /** own neighbours: loss of the positions that read no neighbours (the first m−1 of a sequence) */
+  noNeighboursRead: LossCell;
+  /** own neighbours: loss over chunks with overlap ≤ each bucket */
+  overlap: { upTo: number; loss: number; tokens: number; chunks: number }[];
+  /** own neighbours: loss where the target token occurs in the neighbours read, and where it does not */
+  targetInNeighbours: { yes: LossCell; no: LossCell };
+}
+
+/** longest common run of tokens between a and any of the neighbour rows (each r tokens) */
+export function longestCommonRun(a: ArrayLike<number>, nbr: ArrayLike<number>, rows: number, r: number): number {
+  let best = 0;
+  const prev = new Int32Array(r + 1), cur = new Int32Array(r + 1);
+  for (let q = 0; q < rows; q++) {
+    prev.fill(0);
+    for (let i = 0; i < a.length; i++) {
+      cur[0] = 0;
+      for (let j = 0; j < r; j++) {
+        cur[j + 1] = a[i] === nbr[q * r + j] ? prev[j] + 1 : 0;
+        if (cur[j + 1] > best) best = cur[j + 1];
+      }
+      prev.set(cur);
+    }
+  }
+  return best;
+}
+
+interface Pass {
+  sum: number;
+  tokens: number;
+}
+
+function pass(model: Model, db: Database, batch: number, o: { shift?: number; random?: number; gate?: number }, detail?: (b: ReturnType<Loader["next"]>, losses: Float32Array) => void): Pass {
+  const c = model.config;
+  const k = c.model === "retro" ? c.k : Math.max(1, c.k), r = c.r;
+  const loader = new Loader(db, { split: "valid", seq: c.seq, batch, seed: 0, retrieval: { k, r }, shiftNeighbours: o.shift, randomNeighbours: o.random });
+  const keep = model.gate;
+  if (o.gate !== undefined) model.gate = o.gate;
+  let sum = 0, tokens = 0;
+  try {
+    for (let done = 0; done < loader.items; ) {
+      const size = Math.min(batch, loader.items - done);
+      const b = loader.next(size);
+      done += size;
+      const res = model.forward(model.isRetro ? b : { ...b, neighbours: undefined });
+      sum += res.loss * res.tokens;
+      tokens += res.tokens;
+      detail?.(b, model.tokenLosses());
+    }
+  } finally {
+    model.gate = keep;
+  }
+  return { sum, tokens };
+}
+
+/** Held-out loss under the controls above (every held-out token; `seed` picks the random neighbours). */
+export function evalControls(model: Model, db: Database, o: { batch: number; seed?: number }): ControlReport {
+  const c = model.config, m = db.m, n = c.seq;
+  const k = c.model === "retro" ? c.k : Math.max(1, c.k), r = c.r, l = n / m;
+  const buckets = OVERLAP_BUCKETS.map((upTo) => ({ upTo, sum: 0, tokens: 0, chunks: 0 }));
+  const first: Pass = { sum: 0, tokens: 0 }, yes: Pass = { sum: 0, tokens: 0 }, no: Pass = { sum: 0, tokens: 0 };
+  const own = pass(model, db, o.batch, {}, (b, losses) => {
+    for (let s = 0; s < b.B; s++) {
+      for (let t = 0; t < m - 1; t++) (first.sum += losses[s * n + t], first.tokens++);
+      for (let u = 0; u < l; u++) {
+        const nb = b.neighbours!.subarray((s * l + u) * k * r, (s * l + u + 1) * k * r);
+        const lo = u * m + m - 1, hi = Math.min(n, lo + m);
+        const present = new Set<number>(nb);
+        let sum = 0;
+        for (let t = lo; t < hi; t++) {
+          sum += losses[s * n + t];
+          const cell = present.has(b.targets[s * n + t]) ? yes : no;
+          cell.sum += losses[s * n + t];
+          cell.tokens++;
+        }
+        if (hi - lo < m) continue; // the last window holds only the sequence's final position: not a whole chunk
+        const share = longestCommonRun(b.targets.subarray(s * n + lo, s * n + hi), nb, k, r) / m;
+        for (const bk of buckets) if (share <= bk.upTo) (bk.sum += sum, bk.tokens += m, bk.chunks++);
+      }
+    }
+  });
+  const mean = (p: Pass) => (p.tokens ? p.sum / p.tokens : NaN);
+  const loss: ControlReport["loss"] = { own: mean(own) };
+  if (model.isRetro) {
+    loss.another = mean(pass(model, db, o.batch, { shift: Math.max(1, Math.floor(new Loader(db, { split: "valid", seq: n, batch: 1, seed: 0 }).items / 2)) }));
+    loss.random = mean(pass(model, db, o.batch, { random: o.seed ?? 1 }));
+    loss.none = mean(pass(model, db, o.batch, { gate: 0 }));
+  }
+  const ppl = Object.fromEntries(Object.entries(loss).map(([key, v]) => [key, Math.exp(v as number)])) as ControlReport["ppl"];
+  return {
+    model: c.model, loss, ppl, tokens: own.tokens,
+    noNeighboursRead: { loss: mean(first), tokens: first.tokens },
+    overlap: buckets.map((bk) => ({ upTo: bk.upTo, loss: bk.tokens ? bk.sum / bk.tokens : NaN, tokens: bk.tokens, chunks: bk.chunks })),
+    targetInNeighbours: { yes: { loss: mean(yes), tokens: yes.tokens }, no: { loss: mean(no), tokens: no.tokens } },
+  };
+}
