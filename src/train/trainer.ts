@@ -110,7 +110,10 @@ export function resolveTrainConfig(input: Record<string, unknown>, db: Database)
   const init = (input.init as string | null | undefined) ?? null;
   const base: Record<string, unknown> = init ? { ...readCheckpointConfig(resolveCheckpointDir(init)) } : {};
   const over = (input.model ?? {}) as Record<string, unknown>;
-  if (init && over.model === "retro" && base.model === "gpt") delete base.cca_layers; // Megatron's default placement
+  if (init && over.model === "retro" && base.model === "gpt") {
+    delete base.cca_layers; // Megatron's default placement
+    delete base.retrieval_rope; // a GPT's "false" says nothing about retrieval: the recipe below applies
+  }
   // new Retro models read their neighbours with rotary positions (experiments/copy-task.ts: without them a
   // Retro-fit does not learn to copy even an exact twin); a Retro checkpoint keeps what it was trained with
   const recipe = base.model === "retro" ? {} : { retrieval_rope: true };
