@@ -223,7 +223,7 @@ export async function stageQuery(dir: string, c: DbConfig, db: Database, split: 
   if (man.index && emb.dim !== man.index.dim) throw new RetroError("mismatch", `embedder dimension ${emb.dim} ≠ index dimension ${man.index.dim}`);
   if (man.index && emb.id !== man.index.embedderId) throw new RetroError("mismatch", `the index was built with embedder ${man.index.embedderId}, queries would use ${emb.id}`);
   const idx = db.index();
-  const retrievalOnly = new Set((man.datasets ?? []).flatMap((d, i) => (d.weight === 0 ? [i] : [])));
+  const retrievalOnly = new Set((man.datasets ?? []).flatMap((d, i) => (isRetrievalOnly(d) ? [i] : [])));
   const qdir = path.join(dir, "neighbours", split);
   fs.mkdirSync(qdir, { recursive: true });
   const n = samplesIn(db, split, seq);

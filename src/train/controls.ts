@@ -60,10 +60,12 @@ interface Pass {
   tokens: number;
 }
 
-function pass(model: Model, db: Database, batch: number, o: { shift?: number; random?: number; gate?: number }, detail?: (b: ReturnType<Loader["next"]>, losses: Float32Array) => void): Pass {
+/** neighbours per chunk the controls read: the model's k (a GPT's config keeps one too, for bucketing) */
+const kOf = (model: Model) => Math.max(1, model.config.k);
+
+function pass(model: Model, db: Database, batch: number, o: { shift?: number; random?: number; gate?: number }, detail?: (b: ReturnType<Loader["next"]>, losses: Float32Array) => void): Pass & { items: number } {
   const c = model.config;
-  const k = c.model === "retro" ? c.k : Math.max(1, c.k), r = c.r;
-  const loader = new Loader(db, { split: "valid", seq: c.seq, batch, seed: 0, retrieval: { k, r }, shiftNeighbours: o.shift, randomNeighbours: o.random });
+  const loader = new Loader(db, { split: "valid", seq: c.seq, batch, seed: 0, retrieval: { k: kOf(model), r: c.r }, shiftNeighbours: o.shift, randomNeighbours: o.random });
   const keep = model.gate;
   if (o.gate !== undefined) model.gate = o.gate;
   let sum = 0, tokens = 0;
@@ -80,13 +82,13 @@ function pass(model: Model, db: Database, batch: number, o: { shift?: number; ra
   } finally {
     model.gate = keep;
   }
-  return { sum, tokens };
+  return { sum, tokens, items: loader.items };
 }
 
 /** Held-out loss under the controls above (every held-out token; `seed` picks the random neighbours). */
 export function evalControls(model: Model, db: Database, o: { batch: number; seed?: number }): ControlReport {
   const c = model.config, m = db.m, n = c.seq;
-  const k = c.model === "retro" ? c.k : Math.max(1, c.k), r = c.r, l = n / m;
+  const k = kOf(model), r = c.r, l = n / m;
   const buckets = OVERLAP_BUCKETS.map((upTo) => ({ upTo, sum: 0, tokens: 0, chunks: 0 }));
   const first: Pass = { sum: 0, tokens: 0 }, yes: Pass = { sum: 0, tokens: 0 }, no: Pass = { sum: 0, tokens: 0 };
   const own = pass(model, db, o.batch, {}, (b, losses) => {
@@ -112,7 +114,7 @@ export function evalControls(model: Model, db: Database, o: { batch: number; see
   const mean = (p: Pass) => (p.tokens ? p.sum / p.tokens : NaN);
   const loss: ControlReport["loss"] = { own: mean(own) };
   if (model.isRetro) {
-    loss.another = mean(pass(model, db, o.batch, { shift: Math.max(1, Math.floor(new Loader(db, { split: "valid", seq: n, batch: 1, seed: 0 }).items / 2)) }));
+    loss.another = mean(pass(model, db, o.batch, { shift: Math.max(1, Math.floor(own.items / 2)) }));
     loss.random = mean(pass(model, db, o.batch, { random: o.seed ?? 1 }));
     loss.none = mean(pass(model, db, o.batch, { gate: 0 }));
   }
