@@ -7,7 +7,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { diffKeys, resolveConfig, type DbConfig } from "./config.ts";
+import { diffKeys, isRetrievalOnly, resolveConfig, type DbConfig } from "./config.ts";
 import { CHUNK_COLS, DB_FORMAT, Database, type DatasetInfo, type Manifest } from "./database.ts";
 import { AnnIndex } from "./ann.ts";
 import { openSource, type SourceStats } from "../data/sources.ts";
@@ -52,17 +52,9 @@ export function prepareDir(dir: string, config: DbConfig): void {
   for (const sub of ["", "tokens", "embed", "index", "neighbours/train", "neighbours/valid"]) removeStaleTemps(path.join(dir, sub));
 }
 
-/**
- * A dataset of weight 0 is retrieval-only: all its documents go into the database (chunked, embedded, indexed)
- * and none is held out or drawn for training, so the database can be larger than the training set.
- */
-export function isRetrievalOnly(ds: { weight?: number }): boolean {
-  return ds.weight === 0;
-}
-
-/** Is this document in the held-out split? Decided per document by (seed, dataset, key) alone. */
-export function isHeldOut(seed: number, dataset: string, key: string, fraction: number): boolean {
-  return hashUniform(seed, `${dataset}\u0000${key}`) < fraction;
+/** Is this document in the held-out split? Decided per document by (seed, dataset, key) alone; never for a retrieval-only dataset. */
+export function isHeldOut(seed: number, ds: { name: string; weight?: number }, key: string, fraction: number): boolean {
+  return !isRetrievalOnly(ds) && hashUniform(seed, `${ds.name}\u0000${key}`) < fraction;
 }
 
 async function stageTokens(dir: string, c: DbConfig, man: Manifest): Promise<void> {
@@ -79,7 +71,7 @@ async function stageTokens(dir: string, c: DbConfig, man: Manifest): Promise<voi
           let used = 0;
           for await (const d of openSource(ds, stats)) {
             if (used >= budget) break;
-            if (!isRetrievalOnly(ds) && isHeldOut(c.seed, ds.name, d.key, c.validFraction)) continue;
+            if (isHeldOut(c.seed, ds, d.key, c.validFraction)) continue;
             used += d.text.length;
             yield d.text;
           }
@@ -103,7 +95,7 @@ async function stageTokens(dir: string, c: DbConfig, man: Manifest): Promise<voi
     for await (const doc of openSource(ds, stats)) {
       const ids = tok.encode(doc.text);
       if (ids.length === 0) continue;
-      if (!isRetrievalOnly(ds) && isHeldOut(c.seed, ds.name, doc.key, c.validFraction)) (valid.addDocument(di, ordinal, ids), info.validDocs++);
+      if (isHeldOut(c.seed, ds, doc.key, c.validFraction)) (valid.addDocument(di, ordinal, ids), info.validDocs++);
       else (train.addDocument(di, ordinal, ids), info.trainDocs++);
       ordinal++;
     }

@@ -81,6 +81,14 @@ function positiveInt(v: number, where: string): void {
   if (!Number.isInteger(v) || v <= 0) throw new RetroError("usage", `${where}: expected a positive integer, got ${v}`);
 }
 
+/**
+ * A dataset of weight 0 is retrieval-only: all its documents go into the database (chunked, embedded, indexed)
+ * and none is held out or drawn for training, so the database can be larger than the training set.
+ */
+export function isRetrievalOnly(ds: { weight?: number }): boolean {
+  return ds.weight === 0;
+}
+
 /** Merge a user config (partial) over the defaults and validate the result. */
 export function resolveConfig(user: unknown): DbConfig {
   const d = defaultConfig();
@@ -120,7 +128,7 @@ export function resolveConfig(user: unknown): DbConfig {
     if (ds.weight !== undefined && !(ds.weight >= 0 && Number.isFinite(ds.weight))) throw new RetroError("usage", `config.datasets[${i}].weight must be a number ≥ 0 (0 = retrieval-only), got ${ds.weight}`);
     if (ds.onBadLine !== undefined && ds.onBadLine !== "fail" && ds.onBadLine !== "skip") throw new RetroError("usage", `config.datasets[${i}].onBadLine must be "fail" or "skip"`);
   });
-  if (c.datasets.every((ds) => ds.weight === 0)) {
+  if (c.datasets.every(isRetrievalOnly)) {
     throw new RetroError("usage", `config.datasets: every dataset has weight 0 (retrieval-only); at least one needs a weight > 0 to train on`);
   }
   parseDescription(c.index.description);
