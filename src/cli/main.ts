@@ -7,6 +7,7 @@ import { resolveConfig } from "../db/config.ts";
 import { readJson } from "../util/fsx.ts";
 import { RetroError } from "../util/errors.ts";
 import type { DatasetSpec } from "../data/sources.ts";
+import { CORPORA, corpusDataset, installCorpora, isInstalled } from "../data/catalogue.ts";
 import { inspectSample, formatStats } from "../db/inspect.ts";
 import { runParity } from "../model/parity.ts";
 import * as path from "node:path";
@@ -27,12 +28,24 @@ function collect(v: string, prev: string[]) {
   return [...prev, v];
 }
 
+const corpus = program.command("corpus").description("larger offline corpora (Debian packages) usable as datasets");
+corpus.command("list").description("the installable corpora, their licences and whether they are installed").action(() => {
+  for (const c of CORPORA) {
+    process.stdout.write(`${c.name.padEnd(8)} ${(isInstalled(c) ? "installed" : "-").padEnd(10)} ${c.debian.padEnd(15)} ${c.licence.padEnd(14)} ${c.description}\n`);
+  }
+  process.stdout.write(`\nuse one in a database: retro db build --corpus kjv --corpus web:0 ...  (NAME[:WEIGHT]; weight 0 = retrieval-only)\n`);
+});
+corpus.command("install").description("install corpora with apt-get (as root)").argument("<names...>").action((names: string[]) => {
+  installCorpora(names);
+});
+
 db.command("build")
   .description("ingest a corpus, tokenize, chunk, embed, build the ANN index and precompute neighbours (resumable)")
   .requiredOption("--out <dir>", "database folder")
   .option("--config <file>", "JSON config (see README); flags below override it")
   .option("--text <path>", "add a plain-text file or folder as a dataset (repeatable)", collect, [])
   .option("--jsonl <path>", "add a JSONL file as a dataset (repeatable)", collect, [])
+  .option("--corpus <name[:weight]>", "add an installed offline corpus (retro corpus list) as a dataset (repeatable)", collect, [])
   .option("--field <name>", "JSONL text field", "text")
   .option("--skip-bad-lines", "skip malformed JSONL lines (counted) instead of failing")
   .option("--tokenizer <spec>", "gpt2 | bpe:<vocab size>")
@@ -47,6 +60,12 @@ db.command("build")
     const sets: DatasetSpec[] = [];
     for (const p of o.text as string[]) sets.push({ name: `text${sets.length}`, source: "text", path: p, weight: 1 });
     for (const p of o.jsonl as string[]) sets.push({ name: `jsonl${sets.length}`, source: "jsonl", path: p, field: o.field, weight: 1, onBadLine: o.skipBadLines ? "skip" : "fail" });
+    for (const c of o.corpus as string[]) {
+      const [name, w] = c.split(":");
+      const weight = w === undefined ? 1 : Number(w);
+      if (!(weight >= 0)) throw new RetroError("usage", `--corpus ${c}: the weight must be a number ≥ 0`);
+      sets.push(corpusDataset(name, weight));
+    }
     if (sets.length) cfg.datasets = sets;
     if (o.tokenizer) {
       const m = /^(gpt2|bpe(?::(\d+))?)$/.exec(o.tokenizer);

@@ -7,6 +7,9 @@ import * as path from "node:path";
 import * as readline from "node:readline";
 import { createRequire } from "node:module";
 import { RetroError } from "../util/errors.ts";
+import { findSwordModule, swordDocs } from "./sword.ts";
+import { dictdDocs } from "./dictd.ts";
+import { installHint } from "./catalogue.ts";
 
 export interface Document {
   /** stable id of the document inside its dataset (file path, line number, ...) */
@@ -14,7 +17,7 @@ export interface Document {
   text: string;
 }
 
-export type SourceKind = "bundled" | "text" | "jsonl";
+export type SourceKind = "bundled" | "text" | "jsonl" | "sword" | "dictd";
 export const BUNDLED = ["sotu", "moby-dick", "brown", "wordnet"] as const;
 export type BundledName = (typeof BUNDLED)[number];
 
@@ -22,7 +25,8 @@ export interface DatasetSpec {
   /** dataset name, unique in a corpus (used in the chunk table and in reports) */
   name: string;
   source: SourceKind;
-  /** file or folder (text, jsonl); the bundled dataset name (bundled) */
+  /** file or folder (text, jsonl); the bundled dataset name (bundled); a SWORD module id, .conf or folder
+   * (sword); a dictd database path without .index (dictd). `retro corpus list` names the installable ones. */
   path: string;
   /** JSONL field holding the text */
   field?: string;
@@ -206,8 +210,12 @@ export function openSource(spec: DatasetSpec, stats: SourceStats): AsyncGenerato
       return textDocs(spec);
     case "jsonl":
       return jsonlDocs(spec, stats);
+    case "sword":
+      return swordDocs(findSwordModule(spec.path, installHint("sword", spec.path)));
+    case "dictd":
+      return dictdDocs(spec.path, 25, installHint("dictd", spec.path));
     default:
-      throw new RetroError("usage", `dataset "${spec.name}": unknown source "${String(spec.source)}" (bundled, text, jsonl)`);
+      throw new RetroError("usage", `dataset "${spec.name}": unknown source "${String(spec.source)}" (bundled, text, jsonl, sword, dictd)`);
   }
 }
 
