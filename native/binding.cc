@@ -159,15 +159,18 @@ AttnArgs attnArgs(const Call& c, size_t qi, size_t kdi) {
   return a;
 }
 
-// attentionForward(out, probs, q, qOffset, qs, kv, kOffset, vOffset, kvs, B, T, S, H, hd, causal, kvdiv)
+// attentionForward(out, probs, q, qOffset, qs, kv, kOffset, vOffset, kvs, B, T, S, H, hd, causal, kvdiv[, qpos0])
 Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   Call c{info, "attentionForward"};
   AttnArgs a = attnArgs(c, 2, 15);
   long causal = c.num(14, "causal");
+  long qpos0 = info.Length() > 16 && !info[16].IsUndefined() ? c.num(16, "qpos0") : 0;
+  if (qpos0 < 0) c.fail("qpos0 must be >= 0");
+  if (causal && qpos0 + a.T > a.S) c.fail("causal attention: qpos0 + T exceeds S (a query would see keys that are not there)");
   float* out = c.f(0, "out", (Z)a.B * a.T * a.D);
   float* probs = c.f(1, "probs", (Z)a.B * a.H * a.T * a.S);
   retro::attention_forward(out, probs, a.q + a.qo, a.qs, a.kv + a.ko, a.kv + a.vo, a.kvs, a.B, a.T, a.S, a.H, a.hd, causal,
-                           a.kvdiv);
+                           a.kvdiv, (int)qpos0);
   return info.Env().Undefined();
 }
 

@@ -43,9 +43,10 @@ void gelu_forward(float* out, const float* inp, size_t n);
 void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n);
 
 // Multi-head attention of q rows [B,T] (row stride qs) over k/v rows [B/kvdiv, S] (row stride kvs);
-// out [B,T,H*hd] (row stride H*hd), probs [B,H,T,S] saved for backward. causal: key j visible to query i iff j <= i.
+// out [B,T,H*hd] (row stride H*hd), probs [B,H,T,S] saved for backward. causal: key j visible to query i iff
+// j <= qpos0 + i (queries start at position qpos0 of the keys: 0 in training, the cache length when decoding).
 void attention_forward(float* out, float* probs, const float* q, int qs, const float* k, const float* v, int kvs,
-                       int B, int T, int S, int H, int hd, int causal, int kvdiv);
+                       int B, int T, int S, int H, int hd, int causal, int kvdiv, int qpos0 = 0);
 // overwrites dq (stride qs) and dk/dv (stride kvs)
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* probs, const float* q,
                         int qs, const float* k, const float* v, int kvs, int B, int T, int S, int H, int hd,

@@ -192,7 +192,7 @@ void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) {
 
 // ---------------------------------------------------------------------------------------------- attention
 void attention_forward(float* out, float* probs, const float* q, int qs, const float* k, const float* v, int kvs,
-                       int B, int T, int S, int H, int hd, int causal, int kvdiv) {
+                       int B, int T, int S, int H, int hd, int causal, int kvdiv, int qpos0) {
   const int D = H * hd;
   const float scale = 1.f / std::sqrt((float)hd);
 #pragma omp parallel for collapse(2) schedule(static)
@@ -205,7 +205,7 @@ void attention_forward(float* out, float* probs, const float* q, int qs, const f
       gemm1(false, true, T, S, hd, scale, Q, qs, K, kvs, 0.f, P, S);
       for (int i = 0; i < T; i++) {
         float* row = P + (size_t)i * S;
-        int lim = causal ? std::min(i + 1, S) : S;
+        int lim = causal ? std::min(qpos0 + i + 1, S) : S;
         float mx = -INFINITY;
         for (int j = 0; j < lim; j++) mx = std::max(mx, row[j]);
         float sum = 0.f;

@@ -28,8 +28,9 @@ export interface Engine {
   linearBackward(dinp: Nullable<F>, dW: Nullable<F>, db: Nullable<F>, dout: F, inp: F, W: F, N: number, IN: number, OUT: number, accumulate: number): void;
   geluForward(out: F, inp: F, n: number): void;
   geluBackward(dinp: F, inp: F, dout: F, n: number): void;
+  /** causal: key j visible to query i iff j ≤ qpos0 + i (qpos0 defaults to 0; decoding passes the cache length) */
   attentionForward(out: F, probs: F, q: F, qOffset: number, qStride: number, kv: F, kOffset: number, vOffset: number, kvStride: number,
-    B: number, T: number, S: number, H: number, hd: number, causal: number, kvdiv: number): void;
+    B: number, T: number, S: number, H: number, hd: number, causal: number, kvdiv: number, qpos0?: number): void;
   attentionBackward(dq: F, dkv: F, dout: F, probs: F, q: F, qOffset: number, qStride: number, kv: F, kOffset: number, vOffset: number,
     kvStride: number, B: number, T: number, S: number, H: number, hd: number, kvdiv: number): void;
   /** logits become dlogits (scaled by mask * dscale) in place; returns the sum of masked row losses */

@@ -1,0 +1,298 @@
+/**
+ * Incremental inference for GPT and Retro: a key/value cache per decoder layer, prefill of a prompt in one
+ * pass, then a token per step for several sequences at once, with exactly the training forward's semantics
+ * (`src/model/model.ts`; checked position by position against it in test/generate.test.ts).
+ *
+ * Retro, incrementally. With n a multiple of the chunk length m, the training forward lets the token at
+ * position t read the neighbours of chunk u = ⌊(t+1)/m⌋ − 1 (none for t < m−1): the position that completes a
+ * chunk is the first to read that chunk's neighbours. So when a feed of tokens completes chunk u, its
+ * neighbours (given by the caller, who retrieved them from the chunk's tokens) are encoded — the encoder's
+ * cross-attention reading chunk u's activations at the first CCA layer, as in training — and each CCA layer
+ * keeps the encoded neighbours' keys and values; positions u·m+m−1 … u·m+2m−2 then attend to them.
+ *
+ * Rows of one feed (any mix of sequences, any number of new tokens each) go through every linear layer
+ * together; attention runs per sequence over its own cache (`qpos0` = the cache length).
+ */
+import type { Engine } from "../engine/native.ts";
+import type { Model } from "../model/model.ts";
+import { ROPE_BASE } from "../model/config.ts";
+import { RetroError } from "../util/errors.ts";
+
+/** One sequence's cached state. */
+export interface Slot {
+  /** tokens processed (the next token's position) */
+  pos: number;
+  /** [seq, 2D] per decoder layer: keys then values of every processed position */
+  kv: Float32Array[];
+  /** Retro: [seq, D] the first CCA layer's normalised activations (what the encoder reads) */
+  h: Float32Array | null;
+  /** Retro: per CCA layer, per completed chunk, the encoded neighbours' keys and values [k·r, 2D] (rotated) */
+  ckv: Map<number, Float32Array>[];
+  /** the tokens processed, in order (for retrieval and for rebuilding the cache after a window slide) */
+  ids: number[];
+  /** Retro: the neighbour tokens [k·r] each completed chunk read */
+  neighbours: Map<number, Int32Array>;
+}
+
+export interface Feed {
+  slot: Slot;
+  /** new tokens, at positions slot.pos … slot.pos + ids.length − 1 */
+  ids: ArrayLike<number>;
+  /** Retro: neighbour tokens [k·r] for each chunk u these tokens complete (chunk u ends at position u·m+m−1) */
+  neighbours?: Map<number, Int32Array>;
+}
+
+/** Named scratch buffers that grow to the largest size asked and are reused (no allocation per step). */
+class Scratch {
+  private bufs = new Map<string, Float32Array>();
+  get(name: string, n: number): Float32Array {
+    let b = this.bufs.get(name);
+    if (!b || b.length < n) this.bufs.set(name, (b = new Float32Array(Math.max(n, Math.ceil((b?.length ?? 0) * 1.5)))));
+    return b.subarray(0, n);
+  }
+}
+
+export class Decoder {
+  readonly model: Model;
+  private readonly e: Engine;
+  private readonly s = new Scratch();
+  private readonly cca: number[]; // 0-based decoder layers with CCA
+  private readonly ropeK: Int32Array | null;
+  private readonly D: number;
+
+  constructor(model: Model) {
+    this.model = model;
+    this.e = model.engine;
+    const c = model.config;
+    this.D = c.d;
+    this.cca = model.isRetro ? c.cca_layers.map((i) => i - 1) : [];
+    this.ropeK = model.isRetro && c.retrieval_rope ? Int32Array.from({ length: c.r }, (_, i) => i) : null;
+  }
+
+  /** Whether this model's CCA reads anything (Retro with a non-zero gate). */
+  get readsNeighbours(): boolean {
+    return this.cca.length > 0 && this.model.gate !== 0;
+  }
+
+  newSlot(): Slot {
+    const c = this.model.config, D = this.D;
+    return {
+      pos: 0,
+      kv: Array.from({ length: c.layers }, () => new Float32Array(c.seq * 2 * D)),
+      h: this.cca.length ? new Float32Array(c.seq * D) : null,
+      ckv: this.cca.map(() => new Map()),
+      ids: [],
+      neighbours: new Map(),
+    };
+  }
+
+  /** Forget a slot's tokens (its buffers are kept for the next sequence). */
+  reset(slot: Slot): void {
+    slot.pos = 0;
+    slot.ids = [];
+    slot.ckv.forEach((m) => m.clear());
+    slot.neighbours.clear();
+  }
+
+  private p(name: string): Float32Array {
+    return this.model.store.get(name).data;
+  }
+
+  /** The chunks whose last token is among positions [from, to): chunk u ends at u·m + m − 1. */
+  chunksCompleted(from: number, to: number): number[] {
+    const m = this.model.config.chunk, out: number[] = [];
+    for (let u = Math.floor(from / m); (u + 1) * m - 1 < to; u++) if ((u + 1) * m - 1 >= from) out.push(u);
+    return out;
+  }
+
+  /**
+   * Run the new tokens of each feed through the model, extending its slot's cache. Returns the logits
+   * [feeds, vocab] of each feed's last new token, or with `allLogits` [Σ new tokens, vocab] in feed order.
+   */
+  forward(feeds: Feed[], opts: { allLogits?: boolean } = {}): Float32Array {
+    const model = this.model, c = model.config, e = this.e, D = this.D, H = c.heads, hd = D / H, m = c.chunk;
+    if (feeds.length === 0) throw new RetroError("usage", "forward: no feeds");
+    const starts: number[] = [];
+    let N = 0;
+    for (const f of feeds) {
+      if (f.ids.length === 0) throw new RetroError("usage", "forward: a feed without tokens");
+      if (f.slot.pos + f.ids.length > c.seq) throw new RetroError("usage", `forward: ${f.slot.pos} + ${f.ids.length} tokens exceed the model's ${c.seq} positions`);
+      for (let i = 0; i < f.ids.length; i++) {
+        const t = f.ids[i];
+        if (!Number.isInteger(t) || t < 0 || t >= c.vocab) throw new RetroError("usage", `forward: token ${t} is not in the vocabulary [0, ${c.vocab})`);
+      }
+      starts.push(N);
+      N += f.ids.length;
+    }
+    const s = this.s;
+    let x = s.get("x", N * D);
+    const ln = s.get("ln", N * D), mean = s.get("mean", N), rstd = s.get("rstd", N);
+    const q = s.get("q", N * D), kvNew = s.get("kvNew", N * 2 * D), y = s.get("y", N * D), tmp = s.get("tmp", N * D);
+    const fc = s.get("fc", N * 4 * D), g = s.get("g", N * 4 * D);
+    const wte = this.p("wte.weight"), wpe = this.p("wpe.weight");
+    const ids = new Int32Array(N);
+    feeds.forEach((f, fi) => {
+      for (let i = 0; i < f.ids.length; i++) ids[starts[fi] + i] = f.ids[i];
+      const T = f.ids.length;
+      // row i at position pos + i: the position table from row pos, with period T (no wrap inside T rows)
+      e.embeddingForward(x.subarray(starts[fi] * D), ids.subarray(starts[fi], starts[fi] + T), wte, wpe.subarray(f.slot.pos * D), T, T, D, c.vocab);
+    });
+
+    for (let li = 0; li < c.layers; li++) {
+      const pre = `blocks.${li}`;
+      // ---- causal self-attention over the cache
+      e.layernormForward(ln, mean, rstd, x, this.p(`${pre}.ln1.weight`), this.p(`${pre}.ln1.bias`), N, D);
+      e.linearForward(q, ln, this.p(`${pre}.attn.q.weight`), this.p(`${pre}.attn.q.bias`), N, D, D);
+      e.linearForward(kvNew, ln, this.p(`${pre}.attn.kv.weight`), this.p(`${pre}.attn.kv.bias`), N, D, 2 * D);
+      feeds.forEach((f, fi) => {
+        const T = f.ids.length, p0 = f.slot.pos, S = p0 + T, cache = f.slot.kv[li];
+        cache.set(kvNew.subarray(starts[fi] * 2 * D, (starts[fi] + T) * 2 * D), p0 * 2 * D);
+        const probs = s.get("probs", H * T * S);
+        e.attentionForward(y.subarray(starts[fi] * D), probs, q.subarray(starts[fi] * D), 0, D, cache, 0, D, 2 * D, 1, T, S, H, hd, 1, 1, p0);
+      });
+      e.linearForward(tmp, y, this.p(`${pre}.attn.o.weight`), this.p(`${pre}.attn.o.bias`), N, D, D);
+      const xa = s.get(li % 2 ? "xa1" : "xa0", N * D);
+      e.add(xa, x, tmp, N * D);
+      x = xa;
+      // ---- chunked cross-attention
+      const ci = this.cca.indexOf(li);
+      if (ci >= 0) this.cca_(li, ci, feeds, starts, x, N);
+      // ---- MLP
+      e.layernormForward(ln, mean, rstd, x, this.p(`${pre}.ln2.weight`), this.p(`${pre}.ln2.bias`), N, D);
+      e.linearForward(fc, ln, this.p(`${pre}.mlp.fc.weight`), this.p(`${pre}.mlp.fc.bias`), N, D, 4 * D);
+      e.geluForward(g, fc, N * 4 * D);
+      e.linearForward(tmp, g, this.p(`${pre}.mlp.proj.weight`), this.p(`${pre}.mlp.proj.bias`), N, 4 * D, D);
+      const xo = s.get(li % 2 ? "xo1" : "xo0", N * D);
+      e.add(xo, x, tmp, N * D);
+      x = xo;
+    }
+    for (const f of feeds) {
+      for (let i = 0; i < f.ids.length; i++) f.slot.ids.push(f.ids[i]);
+      f.slot.pos += f.ids.length;
+    }
+    // ---- logits
+    const V = c.vocab;
+    let rows = x, R = N;
+    if (!opts.allLogits) {
+      R = feeds.length;
+      rows = s.get("lastRows", R * D);
+      feeds.forEach((f, fi) => rows.set(x.subarray((starts[fi] + f.ids.length - 1) * D, (starts[fi] + f.ids.length) * D), fi * D));
+    }
+    const lnf = s.get("lnf", R * D);
+    e.layernormForward(lnf, mean, rstd, rows, this.p("lnf.weight"), this.p("lnf.bias"), R, D);
+    const logits = new Float32Array(R * V);
+    e.linearForward(logits, lnf, wte, null, R, D, V);
+    return logits;
+  }
+
+  /** CCA layer li (the ci-th CCA layer): x += gate · xattn(lnc(x), encoded neighbours of the chunk each row reads) */
+  private cca_(li: number, ci: number, feeds: Feed[], starts: number[], x: Float32Array, N: number): void {
+    const model = this.model, c = model.config, e = this.e, D = this.D, H = c.heads, hd = D / H, m = c.chunk;
+    const pre = `blocks.${li}`, s = this.s, kr = c.k * c.r;
+    const lnc = s.get("lnc", N * D), mean = s.get("cmean", N), rstd = s.get("crstd", N);
+    e.layernormForward(lnc, mean, rstd, x, this.p(`${pre}.lnc.weight`), this.p(`${pre}.lnc.bias`), N, D);
+    if (ci === 0) {
+      // the first CCA layer's activations are what the encoder reads: keep them, then encode completed chunks
+      feeds.forEach((f, fi) => {
+        f.slot.h!.set(lnc.subarray(starts[fi] * D, (starts[fi] + f.ids.length) * D), f.slot.pos * D);
+        for (const u of this.chunksCompleted(f.slot.pos, f.slot.pos + f.ids.length)) {
+          const nb = f.neighbours?.get(u);
+          if (!nb) throw new RetroError("usage", `forward: the feed completes chunk ${u} but brings no neighbours for it`);
+          if (nb.length !== kr) throw new RetroError("mismatch", `forward: neighbours of chunk ${u} have ${nb.length} tokens, expected k·r = ${kr}`);
+          f.slot.neighbours.set(u, nb);
+          this.encodeChunk(f.slot, u, nb);
+        }
+      });
+    }
+    if (model.gate === 0) return;
+    // rows that read a chunk: position t reads chunk u = ⌊(t+1)/m⌋ − 1; group consecutive rows by (feed, chunk)
+    const groups: { fi: number; u: number; row0: number; T: number; qpos0: number }[] = [];
+    feeds.forEach((f, fi) => {
+      for (let i = 0; i < f.ids.length; i++) {
+        const t = f.slot.pos + i, u = Math.floor((t + 1) / m) - 1;
+        if (u < 0) continue;
+        const last = groups[groups.length - 1];
+        if (last && last.fi === fi && last.u === u) last.T++;
+        else groups.push({ fi, u, row0: starts[fi] + i, T: 1, qpos0: t - u * m });
+      }
+    });
+    if (!groups.length) return;
+    const R = groups.reduce((a, gq) => a + gq.T, 0);
+    const hq = s.get("hq", R * D);
+    let r = 0;
+    for (const gq of groups) (hq.set(lnc.subarray(gq.row0 * D, (gq.row0 + gq.T) * D), r * D), (r += gq.T));
+    const cq = s.get("cq", R * D), cy = s.get("cy", R * D), co = s.get("co", R * D);
+    e.linearForward(cq, hq, this.p(`${pre}.xattn.q.weight`), this.p(`${pre}.xattn.q.bias`), R, D, D);
+    r = 0;
+    for (const gq of groups) {
+      const ckv = feeds[gq.fi].slot.ckv[ci].get(gq.u);
+      if (!ckv) throw new Error(`internal: chunk ${gq.u} was never encoded`);
+      if (this.ropeK) {
+        // queries of the shifted window at m−1+i, i.e. at t − u·m
+        const pos = Int32Array.from({ length: gq.T }, (_, i) => gq.qpos0 + i);
+        e.rope(cq.subarray(r * D), 0, D, gq.T, H, hd, pos, gq.T, ROPE_BASE, 1);
+      }
+      const probs = s.get("cprobs", H * gq.T * kr);
+      e.attentionForward(cy.subarray(r * D), probs, cq.subarray(r * D), 0, D, ckv, 0, D, 2 * D, 1, gq.T, kr, H, hd, 0, 1);
+      r += gq.T;
+    }
+    e.linearForward(co, cy, this.p(`${pre}.xattn.o.weight`), this.p(`${pre}.xattn.o.bias`), R, D, D);
+    r = 0;
+    for (const gq of groups) {
+      e.axpy(x.subarray(gq.row0 * D, (gq.row0 + gq.T) * D), co.subarray(r * D), model.gate, gq.T * D);
+      r += gq.T;
+    }
+  }
+
+  /** Encode chunk u's neighbours [k·r] reading the chunk's activations; keep each CCA layer's keys/values. */
+  private encodeChunk(slot: Slot, u: number, nb: Int32Array): void {
+    const c = this.model.config, e = this.e, D = this.D, H = c.heads, hd = D / H, m = c.chunk, s = this.s;
+    const k = c.k, r = c.r, NE = k * r;
+    let x = s.get("ex", NE * D);
+    const ln = s.get("eln", NE * D), mean = s.get("emean", NE), rstd = s.get("erstd", NE);
+    const q = s.get("eq", NE * D), kv = s.get("ekv", NE * 2 * D), y = s.get("ey", NE * D), tmp = s.get("etmp", NE * D);
+    const fc = s.get("efc", NE * 4 * D), g = s.get("eg", NE * 4 * D);
+    e.embeddingForward(x, nb, this.p("wte.weight"), this.p("wpe.weight"), NE, r, D, c.vocab);
+    const h = slot.h!.subarray(u * m * D, (u + 1) * m * D);
+    for (let j = 0; j < c.enc_layers; j++) {
+      const pre = `encoder.${j}`;
+      e.layernormForward(ln, mean, rstd, x, this.p(`${pre}.ln1.weight`), this.p(`${pre}.ln1.bias`), NE, D);
+      e.linearForward(q, ln, this.p(`${pre}.attn.q.weight`), this.p(`${pre}.attn.q.bias`), NE, D, D);
+      e.linearForward(kv, ln, this.p(`${pre}.attn.kv.weight`), this.p(`${pre}.attn.kv.bias`), NE, D, 2 * D);
+      if (this.ropeK) {
+        e.rope(q, 0, D, NE, H, hd, this.ropeK, r, ROPE_BASE, 1);
+        e.rope(kv, 0, 2 * D, NE, H, hd, this.ropeK, r, ROPE_BASE, 1);
+      }
+      e.attentionForward(y, s.get("eprobs", k * H * r * r), q, 0, D, kv, 0, D, 2 * D, k, r, r, H, hd, 0, 1);
+      e.linearForward(tmp, y, this.p(`${pre}.attn.o.weight`), this.p(`${pre}.attn.o.bias`), NE, D, D);
+      const xa = s.get("exa", NE * D);
+      e.add(xa, x, tmp, NE * D);
+      x = xa;
+      if (j === 0) {
+        e.layernormForward(ln, mean, rstd, x, this.p(`${pre}.lnx.weight`), this.p(`${pre}.lnx.bias`), NE, D);
+        e.linearForward(q, ln, this.p(`${pre}.xattn.q.weight`), this.p(`${pre}.xattn.q.bias`), NE, D, D);
+        const hkv = s.get("ehkv", m * 2 * D);
+        e.linearForward(hkv, h, this.p(`${pre}.xattn.kv.weight`), this.p(`${pre}.xattn.kv.bias`), m, D, 2 * D);
+        // each of the k neighbour sequences attends to the chunk's m activations
+        e.attentionForward(y, s.get("exprobs", k * H * r * m), q, 0, D, hkv, 0, D, 2 * D, k, r, m, H, hd, 0, k);
+        e.linearForward(tmp, y, this.p(`${pre}.xattn.o.weight`), this.p(`${pre}.xattn.o.bias`), NE, D, D);
+        const xc = s.get("exc", NE * D);
+        e.add(xc, x, tmp, NE * D);
+        x = xc;
+      }
+      e.layernormForward(ln, mean, rstd, x, this.p(`${pre}.ln2.weight`), this.p(`${pre}.ln2.bias`), NE, D);
+      e.linearForward(fc, ln, this.p(`${pre}.mlp.fc.weight`), this.p(`${pre}.mlp.fc.bias`), NE, D, 4 * D);
+      e.geluForward(g, fc, NE * 4 * D);
+      e.linearForward(tmp, g, this.p(`${pre}.mlp.proj.weight`), this.p(`${pre}.mlp.proj.bias`), NE, 4 * D, D);
+      const xo = s.get(j % 2 ? "exo1" : "exo0", NE * D);
+      e.add(xo, x, tmp, NE * D);
+      x = xo;
+    }
+    this.cca.forEach((li, ci) => {
+      const ckv = new Float32Array(NE * 2 * D);
+      e.linearForward(ckv, x, this.p(`blocks.${li}.xattn.kv.weight`), this.p(`blocks.${li}.xattn.kv.bias`), NE, D, 2 * D);
+      if (this.ropeK) e.rope(ckv, 0, 2 * D, NE, H, hd, this.ropeK, r, ROPE_BASE, 1);
+      slot.ckv[ci].set(u, ckv);
+    });
+  }
+}
