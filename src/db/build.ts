@@ -9,16 +9,16 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { diffKeys, isRetrievalOnly, resolveConfig, type DbConfig } from "./config.ts";
 import { CHUNK_COLS, DB_FORMAT, Database, type DatasetInfo, type Manifest } from "./database.ts";
+import { Retriever, openDbEmbedder } from "./retriever.ts";
 import { AnnIndex } from "./ann.ts";
 import { openSource, type SourceStats } from "../data/sources.ts";
 import { SplitWriter, dtypeFor } from "../data/tokenstore.ts";
 import { gpt2Tokenizer, loadTokenizer, type Tokenizer } from "../tokenizer/tokenizer.ts";
 import { trainBpe } from "../tokenizer/bpe.ts";
-import { openEmbedder, type Embedder } from "../embed/index.ts";
 import { RetroError } from "../util/errors.ts";
 import { readJson, removeStaleTemps, writeJsonAtomic } from "../util/fsx.ts";
 import { blockIsValid, blockName, blockRanges, readBlock, writeBlock } from "../util/blockfile.ts";
-import { hashUniform, Rng } from "../util/rng.ts";
+import { hashUniform } from "../util/rng.ts";
 import { log, progress } from "../util/progress.ts";
 
 export type Stage = "tokens" | "chunks" | "embed" | "index" | "query";
@@ -132,18 +132,9 @@ function stageChunks(dir: string, c: DbConfig, man: Manifest): void {
   man.chunks = { count: n, padded };
 }
 
-async function dbEmbedder(dir: string, c: DbConfig, db: Database): Promise<Embedder> {
-  // embedders with state (lexical IDF, LSA projection) are fitted on a random sample (not the first chunks) of the database
-  const fit = (n: number) => {
-    const ids = new Rng(c.seed).sample(db.nChunks, Math.min(db.nChunks, n));
-    return ids.map((id) => db.chunkText(id));
-  };
-  return openEmbedder(c.embedder, path.join(dir, "embed"), fit);
-}
-
 async function stageEmbed(dir: string, c: DbConfig, man: Manifest, db: Database): Promise<void> {
   const t0 = Date.now();
-  const emb = await dbEmbedder(dir, c, db);
+  const emb = await openDbEmbedder(db);
   const fitSeconds = (Date.now() - t0) / 1000;
   const edir = path.join(dir, "embed");
   const ranges = blockRanges(db.nChunks, c.embedBlockSize);
@@ -211,10 +202,7 @@ export async function stageQuery(dir: string, c: DbConfig, db: Database, split: 
   const man = db.manifest;
   const { seq, candidates, keep, blockSize } = c.query;
   const m = db.m, l = seq / m;
-  const emb = await dbEmbedder(dir, c, db);
-  if (man.index && emb.dim !== man.index.dim) throw new RetroError("mismatch", `embedder dimension ${emb.dim} ≠ index dimension ${man.index.dim}`);
-  if (man.index && emb.id !== man.index.embedderId) throw new RetroError("mismatch", `the index was built with embedder ${man.index.embedderId}, queries would use ${emb.id}`);
-  const idx = db.index();
+  const retriever = await Retriever.open(db);
   const retrievalOnly = new Set((man.datasets ?? []).flatMap((d, i) => (isRetrievalOnly(d) ? [i] : [])));
   const qdir = path.join(dir, "neighbours", split);
   fs.mkdirSync(qdir, { recursive: true });
@@ -231,28 +219,17 @@ export async function stageQuery(dir: string, c: DbConfig, db: Database, split: 
       const excluded = sampleDocKeys(db, split, i, seq);
       if (!retrievalOnly.size || ![...excluded].every((key) => retrievalOnly.has(Math.floor(key / 2 ** 32)))) wanted.push({ i, excluded });
     }
-    const texts = wanted.flatMap(({ i }) => sampleChunkTexts(db, split, i, i + 1, seq));
-    const kq = Math.min(candidates, db.nChunks);
-    const res = texts.length ? idx.search(await emb.embed(texts), kq) : { ids: new Int32Array(0) };
-    const out = new Int32Array((e - s) * l * keep).fill(-1);
-    wanted.forEach(({ i, excluded }, w) => {
-      for (let j = 0; j < l; j++) {
-        const q = w * l + j, row = (i - s) * l + j;
-        let kept = 0;
-        for (let t = 0; t < kq && kept < keep; t++) {
-          const id = res.ids[q * kq + t];
-          if (id < 0) break;
-          const doc = db.chunkDoc(id);
-          if (excluded.has(db.train.docDataset(doc) * 2 ** 32 + db.train.docOrdinal(doc))) continue;
-          out[row * keep + kept++] = id;
-        }
-      }
+    // every chunk of a sample excludes the documents the whole sample touches
+    const res = await retriever.search(wanted.flatMap(({ i }) => sampleChunkTexts(db, split, i, i + 1, seq)), {
+      keep, candidates, exclude: wanted.flatMap(({ excluded }) => Array.from({ length: l }, () => excluded)),
     });
+    const out = new Int32Array((e - s) * l * keep).fill(-1);
+    wanted.forEach(({ i }, w) => out.set(res.ids.subarray(w * l * keep, (w + 1) * l * keep), (i - s) * l * keep));
     writeBlock(blockName(qdir, s, e), out, (e - s) * l, keep);
     bar.increment((e - s) * l);
   }
   bar.stop();
-  man.neighbours = { ...(man.neighbours ?? {}), [split]: { seq, samples: n, chunksPerSample: l, keep, candidates, blockSize, embedderId: emb.id } };
+  man.neighbours = { ...(man.neighbours ?? {}), [split]: { seq, samples: n, chunksPerSample: l, keep, candidates, blockSize, embedderId: retriever.embedder.id } };
 }
 
 export interface BuildOptions {

@@ -139,6 +139,19 @@ export class Database {
   }
 
   /**
+   * Neighbour tokens [rows, k, r] for neighbour ids [rows, stride] (the first k ids of each row; −1 gives all
+   * EOD): the one place where the model's neighbour tensors are assembled (training loader, evaluation,
+   * generation).
+   */
+  neighbourBlock(ids: ArrayLike<number>, rows: number, stride: number, k: number, r = 2 * this.m): Int32Array {
+    if (k > stride) throw new RetroError("usage", `k = ${k} neighbours asked, rows hold ${stride}`);
+    if (ids.length < rows * stride) throw new RetroError("mismatch", `neighbour ids: ${ids.length} entries, expected ${rows}×${stride}`);
+    const out = new Int32Array(rows * k * r);
+    for (let j = 0; j < rows; j++) for (let t = 0; t < k; t++) out.set(this.neighbourTokens(ids[j * stride + t], r), (j * k + t) * r);
+    return out;
+  }
+
+  /**
    * The retrieved tokens of sample i of a split, as the model reads them: uint32 [l, k, r], neighbour
    * t of chunk j = chunk + continuation of the j-th chunk's t-th precomputed neighbour (−1 → all EOD).
    */
@@ -146,10 +159,7 @@ export class Database {
     const keep = this.manifest.neighbours?.[split]?.keep ?? 0;
     if (k > keep) throw new RetroError("usage", `k = ${k} neighbours asked, the database kept ${keep}`);
     const nb = this.sampleNeighbours(split, sample);
-    const l = nb.length / keep;
-    const out = new Uint32Array(l * k * r);
-    for (let j = 0; j < l; j++) for (let t = 0; t < k; t++) out.set(this.neighbourTokens(nb[j * keep + t], r), (j * k + t) * r);
-    return out;
+    return new Uint32Array(this.neighbourBlock(nb, nb.length / keep, keep, k, r).buffer);
   }
 
   close(): void {

@@ -144,9 +144,9 @@ export class Loader {
     const reader = this.db.split(this.o.split);
     const ids = new Int32Array(B * n), targets = new Int32Array(B * n);
     const items: number[] = [];
-    let neighbours: Int32Array | undefined;
     const rt = this.o.retrieval, l = n / this.db.m;
-    if (rt) neighbours = new Int32Array(B * l * rt.k * rt.r);
+    // neighbour ids [B, l, k], turned into tokens [B, l, k, r] by the database at the end
+    const nbrIds = rt ? new Int32Array(B * l * rt.k) : null;
     for (let b = 0; b < B; b++) {
       const it = this.nextItem();
       items.push(it);
@@ -156,18 +156,18 @@ export class Loader {
         ids[b * n + t] = tok[t];
         targets[b * n + t] = tok[t + 1];
       }
-      if (rt && neighbours) {
+      if (rt && nbrIds) {
         const src = this.o.shiftNeighbours ? (it + this.o.shiftNeighbours) % this.items : it;
         const sample = Math.floor(src / this.parts), first = (src % this.parts) * l;
         for (let j = 0; j < l; j++) {
           const row = (sample * this.chunksPerSample + first + j) * this.keep;
           for (let q = 0; q < rt.k; q++) {
-            const id = this.o.randomNeighbours !== undefined ? hash32(`${this.o.randomNeighbours}:${it}:${j}:${q}`) % this.db.nChunks : this.nbr![row + q];
-            neighbours.set(this.db.neighbourTokens(id, rt.r), ((b * l + j) * rt.k + q) * rt.r);
+            nbrIds[(b * l + j) * rt.k + q] = this.o.randomNeighbours !== undefined ? hash32(`${this.o.randomNeighbours}:${it}:${j}:${q}`) % this.db.nChunks : this.nbr![row + q];
           }
         }
       }
     }
+    const neighbours = rt && nbrIds ? this.db.neighbourBlock(nbrIds, B * l, rt.k, rt.k, rt.r) : undefined;
     return { B, n, ids, targets, neighbours, items };
   }
 }

@@ -1,0 +1,103 @@
+/**
+ * The Retriever: texts or token chunks → the database's embedder → ANN search → exclusion rule → neighbour
+ * ids and scores, and neighbour tokens [k, r] (chunk + continuation). One unit, used by the build's query
+ * stage, generation and `retro db query`-like callers; the tensors are assembled by `Database.neighbourBlock`.
+ */
+import * as path from "node:path";
+import type { Database } from "./database.ts";
+import type { AnnIndex } from "./ann.ts";
+import { openEmbedder, type Embedder } from "../embed/index.ts";
+import { Rng } from "../util/rng.ts";
+import { RetroError } from "../util/errors.ts";
+
+export interface SearchOptions {
+  /** neighbours kept per query (padded with −1) */
+  keep: number;
+  /** candidates searched before the exclusion rule (default: the database's query.candidates, at least keep) */
+  candidates?: number;
+  /** per query: document keys (dataset·2³² + ordinal) whose chunks are excluded, or null */
+  exclude?: (Set<number> | null)[];
+}
+
+export interface SearchResult {
+  /** [queries, keep] chunk ids, −1 where fewer were found */
+  ids: Int32Array;
+  /** [queries, keep] cosine similarity of each kept neighbour (−∞ for −1) */
+  scores: Float32Array;
+}
+
+/** A retrieved chunk, for citations: where it comes from and what it says. */
+export interface Citation {
+  chunk: number;
+  dataset: string;
+  document: number;
+  score: number;
+  text: string;
+}
+
+/**
+ * The database's embedder. Embedders with state (lexical IDF, LSA projection) are fitted once, at build time,
+ * on a random sample (not the first chunks) of the database; opening again reads the fitted state from embed/.
+ */
+export function openDbEmbedder(db: Database): Promise<Embedder> {
+  const c = db.config;
+  const fit = (n: number) => new Rng(c.seed).sample(db.nChunks, Math.min(db.nChunks, n)).map((id) => db.chunkText(id));
+  return openEmbedder(c.embedder, path.join(db.dir, "embed"), fit);
+}
+
+export class Retriever {
+  private constructor(readonly db: Database, readonly embedder: Embedder, private readonly index: AnnIndex) {}
+
+  /** The database's fitted embedder and index; refuses an index built with another embedder. */
+  static async open(db: Database): Promise<Retriever> {
+    const man = db.manifest;
+    if (!man.index) throw new RetroError("badInput", `${db.dir}: the index stage has not run ("retro db build --out ${db.dir}")`);
+    const emb = await openDbEmbedder(db);
+    if (emb.dim !== man.index.dim) throw new RetroError("mismatch", `embedder dimension ${emb.dim} ≠ index dimension ${man.index.dim}`);
+    if (emb.id !== man.index.embedderId) throw new RetroError("mismatch", `the index was built with embedder ${man.index.embedderId}, queries would use ${emb.id}`);
+    return new Retriever(db, emb, db.index());
+  }
+
+  /** Nearest chunks of each text, the excluded documents' chunks skipped. */
+  async search(texts: string[], o: SearchOptions): Promise<SearchResult> {
+    const db = this.db, keep = o.keep;
+    const kq = Math.min(Math.max(o.candidates ?? db.config.query.candidates, keep), db.nChunks);
+    const ids = new Int32Array(texts.length * keep).fill(-1);
+    const scores = new Float32Array(texts.length * keep).fill(-Infinity);
+    if (texts.length === 0) return { ids, scores };
+    const res = this.index.search(await this.embedder.embed(texts), kq);
+    for (let q = 0; q < texts.length; q++) {
+      const excluded = o.exclude?.[q] ?? null;
+      let kept = 0;
+      for (let t = 0; t < kq && kept < keep; t++) {
+        const id = res.ids[q * kq + t];
+        if (id < 0) break;
+        if (excluded) {
+          const doc = db.chunkDoc(id);
+          if (excluded.has(db.train.docDataset(doc) * 2 ** 32 + db.train.docOrdinal(doc))) continue;
+        }
+        ids[q * keep + kept] = id;
+        scores[q * keep + kept++] = res.scores[q * kq + t];
+      }
+    }
+    return { ids, scores };
+  }
+
+  /** The text a token chunk is searched by (end-of-document tokens removed). */
+  chunkQueryText(tokens: ArrayLike<number>): string {
+    return this.db.tokenizer.decode(tokens); // decode drops end-of-document tokens
+  }
+
+  /** Neighbours of token chunks: ids, scores and tokens [chunks, k, r]. */
+  async retrieveChunks(chunks: ArrayLike<number>[], k: number, r: number, exclude?: (Set<number> | null)[]): Promise<SearchResult & { tokens: Int32Array }> {
+    const res = await this.search(chunks.map((c) => this.chunkQueryText(c)), { keep: k, exclude });
+    return { ...res, tokens: this.db.neighbourBlock(res.ids, chunks.length, k, k, r) };
+  }
+
+  /** What a neighbour id refers to, for citations (chunk + continuation text). */
+  citation(id: number, score: number, r = 2 * this.db.m): Citation {
+    const db = this.db, doc = db.chunkDoc(id);
+    const ds = db.manifest.datasets?.[db.train.docDataset(doc)]?.name ?? String(db.train.docDataset(doc));
+    return { chunk: id, dataset: ds, document: db.train.docOrdinal(doc), score, text: db.tokenizer.decode(db.neighbourTokens(id, r)) };
+  }
+}
