@@ -93,3 +93,142 @@ test("decoder: a chunk's neighbours reach no position before the one that comple
   const dec = new Decoder(model);
   assert.throws(() => dec.forward([{ slot: dec.newSlot(), ids }]), /completes chunk 0 but brings no neighbours/);
 });
+
+// ------------------------------------------------------------------------------------------ text generation
+import * as path from "node:path";
+import { buildDatabase } from "../src/db/build.ts";
+import { Database } from "../src/db/database.ts";
+import { Retriever } from "../src/db/retriever.ts";
+import { Generator, type GenerateEvent } from "../src/generate/generate.ts";
+import { Sampler, argmax } from "../src/generate/sampling.ts";
+import { tmpDir, writeTextCorpus, smallConfig } from "./helpers.ts";
+
+async function smallDb(): Promise<Database> {
+  const root = tmpDir("gen-");
+  await buildDatabase(path.join(root, "db"), smallConfig(writeTextCorpus(path.join(root, "corpus"), 30, 1200)));
+  return new Database(path.join(root, "db"));
+}
+
+function modelFor(db: Database, kind: "gpt" | "retro", seed: number): Model {
+  const cfg = resolveModelConfig({ model: kind, vocab: db.tokenizer.vocabSize, d: 32, heads: 4, layers: 4, seq: 64, chunk: db.m, k: 2, r: 2 * db.m, enc_layers: 2, ...(kind === "retro" ? { cca_layers: [2, 4], retrieval_rope: true } : {}) });
+  const model = new Model(cfg, { seed });
+  const w = model.store.data, rng = new Rng(seed);
+  for (let i = 0; i < w.length; i++) w[i] += 0.05 * rng.normal();
+  return model;
+}
+
+process.env.RETRO_QUIET = "1";
+const dbReady = smallDb();
+
+test("generate: Retro greedy text with re-retrieval every chunk and a sliding window equals recomputing the whole window each token", async () => {
+  const db = await dbReady;
+  const retriever = await Retriever.open(db);
+  const model = modelFor(db, "retro", 3);
+  const c = model.config, m = c.chunk, kr = c.k * c.r;
+  const prompt = "Call me Ishmael. Some years ago, never mind how long precisely, having little or no money in my purse";
+  const gen = new Generator(model, db.tokenizer, retriever);
+  const events: GenerateEvent[] = [];
+  for await (const ev of gen.stream([prompt], { maxTokens: 90, ignoreEod: true })) events.push(ev);
+  const done = events.find((e) => e.type === "done")!;
+  assert.ok(done.type === "done");
+  const res = done.result;
+  assert.equal(res.tokens.length, 90);
+  assert.equal(res.finish, "length");
+  // the streamed text is the result's text
+  assert.equal(events.filter((e) => e.type === "text").map((e) => (e as { text: string }).text).join(""), res.text);
+  // reference: the training forward over the current window for every new token, neighbours retrieved afresh
+  let window = db.tokenizer.encode(prompt);
+  const out: number[] = [];
+  let total = window.length;
+  while (out.length < 90) {
+    const l = Math.ceil(window.length / m), n = l * m;
+    const ids = new Int32Array(n);
+    ids.set(window);
+    const full = Math.floor(window.length / m);
+    const nb = new Int32Array(l * kr);
+    if (full > 0) {
+      const r = await retriever.retrieveChunks(Array.from({ length: full }, (_, u) => window.slice(u * m, (u + 1) * m)), c.k, c.r);
+      nb.set(r.tokens);
+    }
+    model.forward({ B: 1, n, ids, targets: new Int32Array(n), neighbours: nb }, { keepLogits: true });
+    const tok = argmax(model.logits(), (window.length - 1) * c.vocab, window.length * c.vocab);
+    out.push(tok);
+    if (window.length + 1 > c.seq) window = window.slice(Math.floor(c.seq / 2 / m) * m);
+    window = [...window, tok];
+    total++;
+  }
+  assert.deepEqual(res.tokens, out);
+  // one retrieval per chunk completed, counted from the sequence's start; each with its citations
+  const retr = events.filter((e) => e.type === "retrieval");
+  assert.equal(retr.length, Math.floor((total - 1) / m));
+  assert.equal(res.retrievals, retr.length);
+  assert.deepEqual(retr.map((e) => (e as { chunk: number }).chunk), retr.map((_, i) => i));
+  const first = retr[0] as Extract<GenerateEvent, { type: "retrieval" }>;
+  assert.equal(first.neighbours.length, 2);
+  assert.ok(first.neighbours[0].text.length > 0 && first.neighbours[0].dataset === "moby" && first.neighbours[0].score <= 1.0001);
+});
+
+test("generate: batch of prompts equals each alone; retrieve none = gate 0; prompt mode retrieves once", async () => {
+  const db = await dbReady;
+  const retriever = await Retriever.open(db);
+  const model = modelFor(db, "retro", 5);
+  const gen = new Generator(model, db.tokenizer, retriever);
+  const prompts = ["The whale", "Queequeg was a native of Rokovoko, an island far away to the West and South."];
+  const both = await gen.generate(prompts, { maxTokens: 30, ignoreEod: true });
+  for (let i = 0; i < 2; i++) assert.deepEqual(both[i].tokens, (await gen.generate([prompts[i]], { maxTokens: 30, ignoreEod: true }))[0].tokens);
+  const none = await gen.generate([prompts[1]], { maxTokens: 20, ignoreEod: true, retrieve: "none" });
+  model.gate = 0;
+  const plain = await new Generator(model, db.tokenizer, null).generate([prompts[1]], { maxTokens: 20, ignoreEod: true });
+  model.gate = 1;
+  assert.deepEqual(none[0].tokens, plain[0].tokens);
+  assert.equal(none[0].retrievals, 0);
+  assert.equal(model.gate, 1, "the gate is restored after a generation");
+  const once = await gen.generate([prompts[1]], { maxTokens: 20, ignoreEod: true, retrieve: "prompt" });
+  assert.equal(once[0].retrievals, 1);
+  await assert.rejects(new Generator(model, db.tokenizer, null).generate(["x"], { retrieve: "chunk" }), /needs a database/);
+});
+
+test("generate: GPT stop strings, token budget, end of document, seeded sampling", async () => {
+  const db = await dbReady;
+  const model = modelFor(db, "gpt", 9);
+  const gen = new Generator(model, db.tokenizer);
+  const greedy = (await gen.generate(["It was"], { maxTokens: 40, ignoreEod: true }))[0];
+  assert.equal(greedy.tokens.length, 40);
+  // a stop string taken from the middle of the greedy text cuts it there
+  const stop = greedy.text.slice(10, 13);
+  const cut = (await gen.generate(["It was"], { maxTokens: 40, ignoreEod: true, stop: [stop] }))[0];
+  assert.equal(cut.finish, "stop");
+  assert.equal(cut.text, greedy.text.slice(0, greedy.text.indexOf(stop)));
+  // sampling: the same seed gives the same tokens, another seed others; top-k 1 is greedy
+  const s1 = (await gen.generate(["It was"], { maxTokens: 30, temperature: 1, seed: 1, ignoreEod: true }))[0];
+  const s1b = (await gen.generate(["It was"], { maxTokens: 30, temperature: 1, seed: 1, ignoreEod: true }))[0];
+  const s2 = (await gen.generate(["It was"], { maxTokens: 30, temperature: 1, seed: 2, ignoreEod: true }))[0];
+  assert.deepEqual(s1.tokens, s1b.tokens);
+  assert.notDeepEqual(s1.tokens, s2.tokens);
+  const k1 = (await gen.generate(["It was"], { maxTokens: 40, temperature: 0.7, topK: 1, ignoreEod: true }))[0];
+  assert.deepEqual(k1.tokens, greedy.tokens);
+  // the end-of-document token ends a generation (make it the most likely token)
+  const eod = db.tokenizer.eod;
+  const wte = model.store.get("wte.weight").data, D = model.config.d;
+  const lnf = model.store.get("lnf.weight").data, lnb = model.store.get("lnf.bias").data;
+  lnb.set(lnf.map(() => 1));
+  for (let j = 0; j < D; j++) wte[eod * D + j] = 5;
+  const e = (await gen.generate(["It was"], { maxTokens: 10 }))[0];
+  assert.equal(e.finish, "eod");
+  assert.deepEqual(e.tokens, []);
+});
+
+test("sampling: top-p keeps the smallest set reaching p; temperature draws follow the softmax", () => {
+  const logits = Float32Array.from([Math.log(0.5), Math.log(0.3), Math.log(0.15), Math.log(0.05)]);
+  const counts = [0, 0, 0, 0];
+  const s = new Sampler({ temperature: 1, topP: 0.8, seed: 3 });
+  for (let i = 0; i < 4000; i++) counts[s.pick(logits)]++;
+  assert.equal(counts[2] + counts[3], 0, "top-p 0.8 keeps tokens 0 and 1 only");
+  assert.ok(Math.abs(counts[0] / 4000 - 0.625) < 0.03, `token 0: ${counts[0] / 4000} (0.5 / 0.8)`);
+  const all = [0, 0, 0, 0];
+  const t = new Sampler({ temperature: 1, seed: 4 });
+  for (let i = 0; i < 8000; i++) all[t.pick(logits)]++;
+  [0.5, 0.3, 0.15, 0.05].forEach((p, i) => assert.ok(Math.abs(all[i] / 8000 - p) < 0.02, `token ${i}: ${all[i] / 8000} vs ${p}`));
+  assert.throws(() => new Sampler({ topP: 0 }), /top-p/);
+  assert.equal(argmax([1, 3, 3, 2]), 1);
+});

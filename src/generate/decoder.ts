@@ -38,7 +38,8 @@ export interface Feed {
   slot: Slot;
   /** new tokens, at positions slot.pos … slot.pos + ids.length − 1 */
   ids: ArrayLike<number>;
-  /** Retro: neighbour tokens [k·r] for each chunk u these tokens complete (chunk u ends at position u·m+m−1) */
+  /** Retro: neighbour tokens [k·r] for each chunk u these tokens complete (chunk u ends at position u·m+m−1);
+   * not needed when the gate is 0 */
   neighbours?: Map<number, Int32Array>;
 }
 
@@ -195,6 +196,7 @@ export class Decoder {
       // the first CCA layer's activations are what the encoder reads: keep them, then encode completed chunks
       feeds.forEach((f, fi) => {
         f.slot.h!.set(lnc.subarray(starts[fi] * D, (starts[fi] + f.ids.length) * D), f.slot.pos * D);
+        if (model.gate === 0) return; // nothing reads the neighbours: none needed, none encoded
         for (const u of this.chunksCompleted(f.slot.pos, f.slot.pos + f.ids.length)) {
           const nb = f.neighbours?.get(u);
           if (!nb) throw new RetroError("usage", `forward: the feed completes chunk ${u} but brings no neighbours for it`);

@@ -1,0 +1,217 @@
+/**
+ * Text generation for GPT and Retro on the incremental decoder: several prompts decoded together, text
+ * streamed as it is produced, Retro retrieving again from the database each time a chunk completes.
+ *
+ * Retrieval modes (Retro):
+ *   - "chunk" (default with a database): every chunk of the context, prompt and generated alike, is searched by
+ *     its own text when it completes, as in training — RETRO's behaviour at inference;
+ *   - "prompt": one search by the whole prompt; every chunk reads those neighbours;
+ *   - "none": the CCA gate is 0 for this generation (the decoder alone).
+ * When the context reaches the model's positions it slides: the oldest half is dropped (whole chunks for
+ * Retro, so chunk boundaries and the neighbours already retrieved stay valid) and the rest is prefilled again.
+ */
+import type { Model } from "../model/model.ts";
+import type { Tokenizer } from "../tokenizer/tokenizer.ts";
+import type { Citation, Retriever } from "../db/retriever.ts";
+import { Decoder, type Feed, type Slot } from "./decoder.ts";
+import { Sampler, checkSampling, type SamplingOptions } from "./sampling.ts";
+import { RetroError } from "../util/errors.ts";
+
+export type RetrieveMode = "chunk" | "prompt" | "none";
+
+export interface GenerateOptions extends SamplingOptions {
+  /** new tokens at most (default 64) */
+  maxTokens?: number;
+  /** stop before the first occurrence of any of these strings (not included in the text) */
+  stop?: string[];
+  /** Retro's retrieval (default: "chunk" with a retriever, else "none") */
+  retrieve?: RetrieveMode;
+  /** keep going past the end-of-document token (default: stop there) */
+  ignoreEod?: boolean;
+}
+
+export type FinishReason = "eod" | "stop" | "length";
+
+export type GenerateEvent =
+  /** a retrieval: the neighbours chunk `chunk` (counted from the sequence's start) of sequence `seq` reads
+   * (in "prompt" mode, one retrieval by the whole prompt: chunk −1) */
+  | { type: "retrieval"; seq: number; chunk: number; query: string; neighbours: Citation[] }
+  /** new text of sequence `seq` */
+  | { type: "text"; seq: number; text: string }
+  | { type: "done"; seq: number; result: GenerateResult };
+
+export interface GenerateResult {
+  text: string;
+  tokens: number[];
+  promptTokens: number;
+  finish: FinishReason;
+  /** retrievals made for this sequence */
+  retrievals: number;
+}
+
+interface SeqState {
+  /** index of the prompt */
+  index: number;
+  slot: Slot;
+  /** tokens dropped from the front by window slides (chunk numbers in events count from the sequence start) */
+  dropped: number;
+  /** tokens to feed before the next one: the prompt, or the kept context after a slide, with its known neighbours */
+  replay: { ids: number[]; nb: Map<number, Int32Array> } | null;
+  sampler: Sampler;
+  promptTokens: number;
+  gen: number[];
+  emitted: number;
+  text: string;
+  next: number;
+  done: FinishReason | null;
+  retrievals: number;
+  /** "prompt" mode: the prompt's neighbours [k·r] */
+  promptNbr: Int32Array | null;
+}
+
+export class Generator {
+  readonly decoder: Decoder;
+  constructor(readonly model: Model, readonly tokenizer: Tokenizer, readonly retriever: Retriever | null = null) {
+    if (model.config.vocab !== tokenizer.vocabSize) throw new RetroError("mismatch", `model vocab ${model.config.vocab} ≠ tokenizer ${tokenizer.id} with ${tokenizer.vocabSize} ids`);
+    if (retriever && model.isRetro && retriever.db.m !== model.config.chunk) throw new RetroError("mismatch", `model chunk ${model.config.chunk} ≠ database chunk length ${retriever.db.m}`);
+    this.decoder = new Decoder(model);
+  }
+
+  private mode(o: GenerateOptions): RetrieveMode {
+    if (!this.model.isRetro) return "none";
+    const mode = o.retrieve ?? (this.retriever ? "chunk" : "none");
+    if (mode !== "none" && !this.retriever) throw new RetroError("usage", `retrieval "${mode}" needs a database (--db)`);
+    return mode;
+  }
+
+  /** Generate for each prompt; events in the order they happen. */
+  async *stream(prompts: string[], o: GenerateOptions = {}): AsyncGenerator<GenerateEvent> {
+    checkSampling(o);
+    const c = this.model.config, m = c.chunk, kr = c.k * c.r;
+    const maxTokens = o.maxTokens ?? 64;
+    if (!(Number.isInteger(maxTokens) && maxTokens >= 1)) throw new RetroError("usage", `max tokens must be a positive integer, got ${maxTokens}`);
+    const mode = this.mode(o);
+    const stops = (o.stop ?? []).filter((s) => s.length > 0);
+    const hold = stops.reduce((a, s) => Math.max(a, s.length - 1), 0);
+    const keepGate = this.model.gate;
+    if (this.model.isRetro && mode === "none") this.model.gate = 0;
+    const pending: GenerateEvent[] = [];
+    try {
+      const seqs: SeqState[] = [];
+      for (let i = 0; i < prompts.length; i++) {
+        let ids = this.tokenizer.encode(prompts[i]);
+        if (ids.length === 0) ids = [this.tokenizer.eod]; // an empty prompt starts a document
+        const room = c.seq - 1;
+        if (ids.length > room) ids = ids.slice(ids.length - (this.model.isRetro ? Math.floor(room / m) * m || room : room));
+        const st: SeqState = {
+          index: i, slot: this.decoder.newSlot(), dropped: 0, replay: { ids, nb: new Map() }, sampler: new Sampler({ ...o, seed: (o.seed ?? 1234) + i }), promptTokens: ids.length,
+          gen: [], emitted: 0, text: "", next: -1, done: null, retrievals: 0, promptNbr: null,
+        };
+        if (mode === "prompt") {
+          const r = await this.retriever!.search([prompts[i]], { keep: c.k });
+          st.promptNbr = this.retriever!.db.neighbourBlock(r.ids, 1, c.k, c.k, c.r);
+          st.retrievals++;
+          pending.push({ type: "retrieval", seq: i, chunk: -1, query: prompts[i], neighbours: this.citations(r.ids, r.scores, 0) });
+        }
+        seqs.push(st);
+      }
+      // prefill every prompt in one pass
+      const first = await this.feeds(seqs.map((st) => ({ st, ids: [] })), mode, pending);
+      let logits = this.decoder.forward(first);
+      yield* pending.splice(0);
+      let active = seqs.slice();
+      while (active.length) {
+        active.forEach((st, j) => {
+          const tok = st.sampler.pick(logits.subarray(j * c.vocab, (j + 1) * c.vocab));
+          st.next = tok;
+          if (tok === this.tokenizer.eod && !o.ignoreEod) return void (st.done = "eod");
+          st.gen.push(tok);
+          st.text = this.tokenizer.decode(st.gen);
+          for (const s of stops) {
+            const at = st.text.indexOf(s);
+            if (at >= 0) {
+              st.text = st.text.slice(0, at);
+              st.done = "stop";
+            }
+          }
+          if (!st.done && st.gen.length >= maxTokens) st.done = "length";
+        });
+        for (const st of active) {
+          const i = st.index;
+          // hold back a tail that may be the start of a stop string or of a multi-byte character
+          let upto = st.done ? st.text.length : Math.max(st.emitted, st.text.length - hold);
+          while (!st.done && upto > st.emitted && st.text.charCodeAt(upto - 1) === 0xfffd) upto--;
+          if (upto > st.emitted) yield { type: "text", seq: i, text: st.text.slice(st.emitted, upto) };
+          st.emitted = Math.max(st.emitted, upto);
+          if (st.done) yield { type: "done", seq: i, result: { text: st.text, tokens: st.gen.slice(), promptTokens: st.promptTokens, finish: st.done, retrievals: st.retrievals } };
+        }
+        active = active.filter((st) => !st.done);
+        if (!active.length) break;
+        for (const st of active) if (st.slot.pos + 1 > c.seq) this.slide(st);
+        const feeds = await this.feeds(active.map((st) => ({ st, ids: [st.next] })), mode, pending);
+        // a slid sequence is prefilled again: its feed holds the kept context and the new token
+        logits = this.decoder.forward(feeds);
+        yield* pending.splice(0);
+      }
+    } finally {
+      this.model.gate = keepGate;
+    }
+  }
+
+  /** Generate for each prompt and return the results (no streaming). */
+  async generate(prompts: string[], o: GenerateOptions = {}): Promise<GenerateResult[]> {
+    const out: GenerateResult[] = new Array(prompts.length);
+    for await (const ev of this.stream(prompts, o)) if (ev.type === "done") out[ev.seq] = ev.result;
+    return out;
+  }
+
+  private citations(ids: Int32Array, scores: Float32Array, row: number): Citation[] {
+    const k = this.model.config.k, out: Citation[] = [];
+    for (let t = 0; t < k; t++) {
+      const id = ids[row * k + t];
+      if (id >= 0) out.push(this.retriever!.citation(id, scores[row * k + t], this.model.config.r));
+    }
+    return out;
+  }
+
+  /** Drop the oldest half of the context (whole chunks for Retro) and queue the rest to be prefilled again. */
+  private slide(st: SeqState): void {
+    const c = this.model.config, m = this.model.isRetro ? c.chunk : 1;
+    const drop = Math.max(m, Math.floor(c.seq / 2 / m) * m);
+    const kept = st.slot.ids.slice(drop);
+    const nb = new Map<number, Int32Array>();
+    for (const [u, v] of st.slot.neighbours) if (u >= drop / m) nb.set(u - drop / m, v);
+    this.decoder.reset(st.slot);
+    st.dropped += drop;
+    st.replay = { ids: kept, nb };
+  }
+
+  /** Feeds for the new tokens, with the neighbours of every chunk they complete (retrieved in one search). */
+  private async feeds(items: { st: SeqState; ids: number[] }[], mode: RetrieveMode, events: GenerateEvent[]): Promise<Feed[]> {
+    const c = this.model.config, m = c.chunk, kr = c.k * c.r;
+    const feeds: Feed[] = [];
+    const wanted: { feed: Feed; u: number; tokens: number[]; st: SeqState }[] = [];
+    for (const { st, ids: fresh } of items) {
+      const ids = st.replay ? [...st.replay.ids, ...fresh] : fresh;
+      const feed: Feed = { slot: st.slot, ids, neighbours: new Map(st.replay?.nb ?? []) };
+      st.replay = null;
+      feeds.push(feed);
+      if (!this.model.isRetro || mode === "none") continue;
+      const all = [...st.slot.ids, ...ids];
+      for (const u of this.decoder.chunksCompleted(st.slot.pos, st.slot.pos + ids.length)) {
+        if (feed.neighbours!.has(u)) continue;
+        if (mode === "prompt") feed.neighbours!.set(u, st.promptNbr!);
+        else wanted.push({ feed, u, tokens: all.slice(u * m, (u + 1) * m), st });
+      }
+    }
+    if (wanted.length) {
+      const r = await this.retriever!.retrieveChunks(wanted.map((w) => w.tokens), c.k, c.r);
+      wanted.forEach((w, q) => {
+        w.feed.neighbours!.set(w.u, r.tokens.slice(q * kr, (q + 1) * kr));
+        w.st.retrievals++;
+        events.push({ type: "retrieval", seq: w.st.index, chunk: w.u + w.st.dropped / m, query: this.tokenizer.decode(w.tokens), neighbours: this.citations(r.ids, r.scores, q) });
+      });
+    }
+    return feeds;
+  }
+}
