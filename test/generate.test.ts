@@ -232,3 +232,30 @@ test("sampling: top-p keeps the smallest set reaching p; temperature draws follo
   assert.throws(() => new Sampler({ topP: 0 }), /top-p/);
   assert.equal(argmax([1, 3, 3, 2]), 1);
 });
+
+test("retro generate: streams the continuation, JSONL for a prompts file, one-line errors", async () => {
+  const db = await dbReady;
+  const { train } = await import("../src/train/trainer.ts");
+  const { cli } = await import("./helpers.ts");
+  const fs = await import("node:fs");
+  const run = path.join(tmpDir("genrun-"), "run");
+  await train(run, { db: db.dir, model: { model: "retro", d: 32, heads: 4, layers: 2, seq: 64, k: 2, r: 32, cca_layers: [2] }, steps: 2, batch: 2, evalEvery: 1e9, saveEvery: 1e9, evalBatches: 0, threads: 1 });
+  const one = cli(["generate", "--ckpt", run, "--prompt", "Call me Ishmael.", "--max-tokens", "40", "--ignore-eod", "--show-neighbours", "--threads", "1"]);
+  assert.equal(one.code, 0, one.stderr);
+  assert.ok(one.stdout.startsWith("Call me Ishmael."));
+  assert.match(one.stderr, /\[retrieved for chunk 0: "/);
+  assert.match(one.stderr, /\[0\] moby document \d+, chunk \d+, score/);
+  assert.match(one.stderr, /\[40 tokens, finish: length, \d+ retrievals\]/);
+  const file = path.join(path.dirname(run), "prompts.jsonl");
+  fs.writeFileSync(file, '{"prompt": "The whale"}\n\n{"prompt": "Queequeg"}\n');
+  const many = cli(["generate", "--ckpt", run, "--prompts", file, "--max-tokens", "20", "--ignore-eod", "--retrieve", "prompt"]);
+  assert.equal(many.code, 0, many.stderr);
+  const lines = many.stdout.trim().split("\n").map((l) => JSON.parse(l) as { prompt: string; tokens: number; retrievals: number });
+  assert.deepEqual(lines.map((l) => [l.prompt, l.tokens, l.retrievals]), [["The whale", 20, 1], ["Queequeg", 20, 1]]);
+  fs.appendFileSync(file, "{not json\n");
+  const bad = cli(["generate", "--ckpt", run, "--prompts", file]);
+  assert.equal(bad.code, 4);
+  assert.match(bad.stderr, /prompts\.jsonl:4: malformed JSONL line/);
+  assert.equal(cli(["generate", "--ckpt", run, "--prompt", "x", "--top-p", "2"]).code, 2);
+  assert.equal(cli(["generate", "--ckpt", run]).code, 2);
+});

@@ -1,0 +1,107 @@
+/** `retro db …` (step 1: the retrieval database) and `retro corpus …` (the offline corpora). */
+import * as fs from "node:fs";
+import { Option, type Command } from "commander";
+import { buildDatabase, saveManifest, STAGES, stageQuery, samplesIn, type Stage } from "../db/build.ts";
+import { Database } from "../db/database.ts";
+import { resolveConfig } from "../db/config.ts";
+import { inspectSample, formatStats } from "../db/inspect.ts";
+import { readJson } from "../util/fsx.ts";
+import { RetroError } from "../util/errors.ts";
+import type { DatasetSpec } from "../data/sources.ts";
+import { CORPORA, corpusDataset, installCorpora, isInstalled } from "../data/catalogue.ts";
+import { collect } from "./args.ts";
+
+export function registerCorpus(program: Command): void {
+  const corpus = program.command("corpus").description("larger offline corpora (Debian packages) usable as datasets");
+  corpus.command("list").description("the installable corpora, their licences and whether they are installed").action(() => {
+    for (const c of CORPORA) {
+      process.stdout.write(`${c.name.padEnd(8)} ${(isInstalled(c) ? "installed" : "-").padEnd(10)} ${c.debian.padEnd(15)} ${c.licence.padEnd(14)} ${c.description}\n`);
+    }
+    process.stdout.write(`\nuse one in a database: retro db build --corpus kjv --corpus web:0 ...  (NAME[:WEIGHT]; weight 0 = retrieval-only)\n`);
+  });
+  corpus.command("install").description("install corpora with apt-get (as root)").argument("<names...>").action((names: string[]) => {
+    installCorpora(names);
+  });
+}
+
+export function registerDb(program: Command): void {
+  const db = program.command("db").description("step 1: the retrieval database");
+  db.command("build")
+    .description("ingest a corpus, tokenize, chunk, embed, build the ANN index and precompute neighbours (resumable)")
+    .requiredOption("--out <dir>", "database folder")
+    .option("--config <file>", "JSON config (see README); flags below override it")
+    .option("--text <path>", "add a plain-text file or folder as a dataset (repeatable)", collect, [])
+    .option("--jsonl <path>", "add a JSONL file as a dataset (repeatable)", collect, [])
+    .option("--corpus <name[:weight]>", "add an installed offline corpus (retro corpus list) as a dataset (repeatable)", collect, [])
+    .option("--field <name>", "JSONL text field", "text")
+    .option("--skip-bad-lines", "skip malformed JSONL lines (counted) instead of failing")
+    .option("--tokenizer <spec>", "gpt2 | bpe:<vocab size>")
+    .option("--chunk-length <n>", "tokens per chunk", (v) => parseInt(v, 10))
+    .option("--seq <n>", "sample length for the neighbour query", (v) => parseInt(v, 10))
+    .option("--index <description>", 'ANN index description, e.g. "HNSW32,SQfp16"')
+    .option("--seed <n>", "seed of the held-out split and samplers", (v) => parseInt(v, 10))
+    .option("--valid-fraction <f>", "share of documents held out per dataset", parseFloat)
+    .addOption(new Option("--until <stage>", "stop after this stage").choices(STAGES))
+    .action(async (o) => {
+      const cfg: Record<string, unknown> = o.config ? readJson<Record<string, unknown>>(o.config, "config") : {};
+      const sets: DatasetSpec[] = [];
+      for (const p of o.text as string[]) sets.push({ name: `text${sets.length}`, source: "text", path: p, weight: 1 });
+      for (const p of o.jsonl as string[]) sets.push({ name: `jsonl${sets.length}`, source: "jsonl", path: p, field: o.field, weight: 1, onBadLine: o.skipBadLines ? "skip" : "fail" });
+      for (const c of o.corpus as string[]) {
+        const [name, w] = c.split(":");
+        const weight = w === undefined ? 1 : Number(w);
+        if (!(weight >= 0)) throw new RetroError("usage", `--corpus ${c}: the weight must be a number ≥ 0`);
+        sets.push(corpusDataset(name, weight));
+      }
+      if (sets.length) cfg.datasets = sets;
+      if (o.tokenizer) {
+        const m = /^(gpt2|bpe(?::(\d+))?)$/.exec(o.tokenizer);
+        if (!m) throw new RetroError("usage", `--tokenizer: expected gpt2 or bpe:<size>, got "${o.tokenizer}"`);
+        cfg.tokenizer = m[1] === "gpt2" ? { kind: "gpt2" } : m[2] ? { kind: "bpe", vocabSize: Number(m[2]) } : { kind: "bpe" };
+      }
+      if (o.chunkLength) cfg.chunkLength = o.chunkLength;
+      if (o.seed !== undefined) cfg.seed = o.seed;
+      if (o.validFraction !== undefined) cfg.validFraction = o.validFraction;
+      if (o.index) cfg.index = { ...((cfg.index as object) ?? {}), description: o.index };
+      if (o.seq) cfg.query = { ...((cfg.query as object) ?? {}), seq: o.seq };
+      const man = await buildDatabase(o.out, cfg, { until: o.until as Stage | undefined });
+      console.log(formatStats(man));
+    });
+
+  db.command("query")
+    .description("precompute (or resume) the neighbours of every sample chunk of a split")
+    .requiredOption("--db <dir>", "database folder")
+    .option("--split <name>", "train | valid", "valid")
+    .action(async (o) => {
+      const d = new Database(o.db);
+      await stageQuery(o.db, resolveConfig(d.config), d, o.split);
+      saveManifest(o.db, d.manifest);
+      console.log(`neighbours of ${samplesIn(d, o.split, d.config.query.seq)} ${o.split} samples ready`);
+    });
+
+  db.command("inspect")
+    .description("print sample chunks with their retrieved neighbours as text")
+    .requiredOption("--db <dir>", "database folder")
+    .option("--split <name>", "train | valid", "valid")
+    .option("--sample <list>", "sample indices, comma-separated (e.g. 0,40,120)", "0")
+    .option("--chunks <n>", "chunks of the sample to show", (v) => parseInt(v, 10), 2)
+    .option("--k <n>", "neighbours per chunk", (v) => parseInt(v, 10), 2)
+    .option("--chars <n>", "characters of text per item", (v) => parseInt(v, 10), 300)
+    .action((o) => {
+      const d = new Database(o.db);
+      const samples = String(o.sample).split(",").map((x) => {
+        const i = Number(x);
+        if (!Number.isInteger(i) || i < 0) throw new RetroError("usage", `--sample: "${x}" is not a sample index`);
+        return i;
+      });
+      console.log(samples.map((i) => inspectSample(d, o.split, i, o.chunks, o.k, o.chars)).join("\n\n"));
+    });
+
+  db.command("stats")
+    .description("counts, sizes and settings of a database")
+    .requiredOption("--db <dir>", "database folder")
+    .action((o) => {
+      const d = new Database(o.db);
+      console.log(formatStats(d.manifest, o.db));
+    });
+}

@@ -1,0 +1,47 @@
+/** `retro eval …` (step 3): perplexity on the held-out split, with the retrieval controls. */
+import type { Command } from "commander";
+import { Database } from "../db/database.ts";
+import { evalControls, type ControlReport } from "../train/controls.ts";
+import { evaluate } from "../train/evaluate.ts";
+import { checkModelAgainstDb } from "../train/loader.ts";
+import { loadModel } from "../model/checkpoint.ts";
+import { int, num } from "./args.ts";
+
+export function registerEval(program: Command): void {
+  const evalCmd = program.command("eval").description("step 3: evaluation");
+  evalCmd.command("ppl")
+    .description("perplexity on the database's held-out split (Retro: with retrieval, or --gate 0 for the decoder alone)")
+    .requiredOption("--ckpt <dir>", "run folder (its latest checkpoint) or checkpoint folder")
+    .requiredOption("--db <dir>", "database folder")
+    .option("--gate <g>", "CCA gate for this evaluation (Retro)", num)
+    .option("--batch <n>", "sequences per batch", int, 8)
+    .option("--batches <n>", "evaluate only the first N batches (default: the whole split)", int)
+    .option("--json", "print one JSON line")
+    .option("--controls", "does the model read its neighbours? loss with own / another sample's / random / no neighbours, RETRO's overlap buckets, target-in-neighbours split")
+    .option("--seed <n>", "seed of the random neighbours (--controls)", int, 1)
+    .action((o) => {
+      const d = new Database(o.db);
+      const { model, dir } = loadModel(o.ckpt);
+      const cfg = model.config;
+      checkModelAgainstDb(cfg, d);
+      if (o.controls) {
+        const c = evalControls(model, d, { batch: o.batch, seed: o.seed });
+        if (o.json) console.log(JSON.stringify({ ckpt: dir, ...c }));
+        else console.log(formatControls(c));
+        return;
+      }
+      const r = evaluate(model, d, { batch: o.batch, batches: o.batches, gate: o.gate, showProgress: !o.json });
+      if (o.json) console.log(JSON.stringify({ ckpt: dir, model: cfg.model, ...r }));
+      else console.log(`${cfg.model}${r.gate !== null ? ` (gate ${r.gate})` : ""}: loss ${r.loss.toFixed(4)} nats/token, perplexity ${r.ppl.toFixed(2)}, ${r.tokens} held-out tokens`);
+    });
+}
+
+function formatControls(c: ControlReport): string {
+  const f = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? "–" : x.toFixed(4));
+  const lines = [`${c.model}: held-out loss over ${c.tokens} tokens (perplexity in brackets)`];
+  for (const [k, v] of Object.entries(c.loss)) lines.push(`  neighbours ${k.padEnd(8)} ${f(v)}  (${Math.exp(v).toFixed(2)})`);
+  lines.push(`  positions that read no neighbours (first m-1): ${f(c.noNeighboursRead.loss)} over ${c.noNeighboursRead.tokens} tokens`);
+  for (const b of c.overlap) lines.push(`  chunks with overlap <= ${(100 * b.upTo).toFixed(1).padStart(5)} %: ${f(b.loss)} over ${b.chunks} chunks`);
+  lines.push(`  target in the neighbours read: ${f(c.targetInNeighbours.yes.loss)} (${c.targetInNeighbours.yes.tokens} tokens); not in them: ${f(c.targetInNeighbours.no.loss)} (${c.targetInNeighbours.no.tokens})`);
+  return lines.join("\n");
+}

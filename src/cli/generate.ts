@@ -1,0 +1,112 @@
+/** `retro generate`: text from a GPT or Retro checkpoint, streamed; Retro retrieves from its database as it goes. */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import * as readline from "node:readline";
+import { Option, type Command } from "commander";
+import { Database } from "../db/database.ts";
+import { Retriever } from "../db/retriever.ts";
+import { loadModel } from "../model/checkpoint.ts";
+import { checkSampling } from "../generate/sampling.ts";
+import { Generator, type GenerateEvent, type GenerateOptions, type RetrieveMode } from "../generate/generate.ts";
+import { readJson } from "../util/fsx.ts";
+import { RetroError } from "../util/errors.ts";
+import { collect, int, num } from "./args.ts";
+
+/** The run config (db, tokenizer) of a checkpoint: the run folder's config.json, or the one above a checkpoint folder. */
+export function runConfigOf(ckptDir: string): { db?: string; tokenizer?: string } {
+  for (const d of [ckptDir, path.dirname(ckptDir), path.dirname(path.dirname(ckptDir))]) {
+    const f = path.join(d, "config.json");
+    if (!fs.existsSync(f)) continue;
+    const c = readJson<Record<string, unknown>>(f, "run config");
+    if (typeof c.db === "string" && typeof c.tokenizer === "string") return { db: c.db, tokenizer: c.tokenizer };
+  }
+  return {};
+}
+
+async function readPrompts(file: string): Promise<string[]> {
+  if (!fs.existsSync(file)) throw new RetroError("notFound", `prompts file not found: ${file}`);
+  const out: string[] = [];
+  let n = 0;
+  for await (const line of readline.createInterface({ input: fs.createReadStream(file, "utf8"), crlfDelay: Infinity })) {
+    n++;
+    if (!line.trim()) continue;
+    let p: unknown;
+    try {
+      p = (JSON.parse(line) as Record<string, unknown>).prompt;
+    } catch (e) {
+      throw new RetroError("badInput", `${file}:${n}: malformed JSONL line (${(e as Error).message})`);
+    }
+    if (typeof p !== "string") throw new RetroError("badInput", `${file}:${n}: expected {"prompt": "..."}`);
+    out.push(p);
+  }
+  return out;
+}
+
+function formatRetrieval(ev: Extract<GenerateEvent, { type: "retrieval" }>, chars = 160): string {
+  const clip = (s: string) => (s.length > chars ? s.slice(0, chars) + "…" : s).replace(/\s+/g, " ");
+  const head = ev.chunk < 0 ? `retrieved by the prompt` : `retrieved for chunk ${ev.chunk}: "${clip(ev.query)}"`;
+  return [`[${head}]`, ...ev.neighbours.map((n, i) => `  [${i}] ${n.dataset} document ${n.document}, chunk ${n.chunk}, score ${n.score.toFixed(3)}: ${clip(n.text)}`)].join("\n");
+}
+
+export function registerGenerate(program: Command): void {
+  program.command("generate")
+    .description("generate text from a checkpoint (greedy by default); Retro retrieves from the database every completed chunk")
+    .requiredOption("--ckpt <dir>", "run folder (its latest checkpoint) or checkpoint folder")
+    .option("--db <dir>", "database folder (default: the run's database)")
+    .option("--prompt <text>", "the prompt; its continuation streams to stdout")
+    .option("--prompts <file>", 'JSONL of {"prompt": ...}: one JSON result per line on stdout')
+    .option("--max-tokens <n>", "new tokens at most", int, 64)
+    .option("--temperature <t>", "0 = greedy; > 0 samples", num, 0)
+    .option("--top-k <n>", "sample among the k most likely tokens", int)
+    .option("--top-p <p>", "sample among the most likely tokens up to probability p", num)
+    .option("--seed <n>", "sampling seed", int, 1234)
+    .option("--stop <text>", "stop before this string (repeatable)", collect, [])
+    .option("--ignore-eod", "keep going past the end-of-document token")
+    .addOption(new Option("--retrieve <mode>", "Retro: chunk (every completed chunk) | prompt (once, by the prompt) | none (gate 0)").choices(["chunk", "prompt", "none"]))
+    .option("--show-neighbours", "print each retrieval's chunks (dataset, document, text) to stderr (--prompt) or into the JSON (--prompts)")
+    .option("--batch <n>", "prompts decoded together (--prompts)", int, 8)
+    .option("--threads <n>", "kernel threads", int)
+    .action(async (o) => {
+      if (!o.prompt === !o.prompts) throw new RetroError("usage", "give one of --prompt TEXT or --prompts FILE.jsonl");
+      if (!(o.maxTokens >= 1)) throw new RetroError("usage", `--max-tokens must be ≥ 1, got ${o.maxTokens}`);
+      const { model, dir } = loadModel(o.ckpt);
+      if (o.threads) model.engine.setThreads(o.threads);
+      const run = runConfigOf(dir);
+      const dbDir = o.db ?? run.db;
+      if (!dbDir) throw new RetroError("usage", `${o.ckpt}: no run config names a database; pass --db (its tokenizer is needed)`);
+      const db = new Database(dbDir);
+      if (run.tokenizer && run.tokenizer !== db.manifest.tokenizer!.id) {
+        throw new RetroError("mismatch", `the checkpoint was trained with tokenizer ${run.tokenizer}, database ${dbDir} has ${db.manifest.tokenizer!.id}`);
+      }
+      const mode: RetrieveMode | undefined = o.retrieve;
+      const retriever = model.isRetro && mode !== "none" ? await Retriever.open(db) : null;
+      const gen = new Generator(model, db.tokenizer, retriever);
+      const opts: GenerateOptions = { maxTokens: o.maxTokens, temperature: o.temperature, topK: o.topK, topP: o.topP, seed: o.seed, stop: o.stop, retrieve: mode, ignoreEod: Boolean(o.ignoreEod) };
+      checkSampling(opts);
+      if (o.prompt !== undefined) {
+        process.stdout.write(o.prompt);
+        for await (const ev of gen.stream([o.prompt], opts)) {
+          if (ev.type === "text") process.stdout.write(ev.text);
+          else if (ev.type === "retrieval" && o.showNeighbours) process.stderr.write(`\n${formatRetrieval(ev)}\n`);
+          else if (ev.type === "done") process.stderr.write(`\n[${ev.result.tokens.length} tokens, finish: ${ev.result.finish}${model.isRetro ? `, ${ev.result.retrievals} retrievals` : ""}]\n`);
+        }
+        process.stdout.write("\n");
+        return;
+      }
+      const prompts = await readPrompts(o.prompts);
+      for (let s = 0; s < prompts.length; s += o.batch) {
+        const part = prompts.slice(s, s + o.batch);
+        const cites: Extract<GenerateEvent, { type: "retrieval" }>[][] = part.map(() => []);
+        const results: unknown[] = new Array(part.length);
+        for await (const ev of gen.stream(part, opts)) {
+          if (ev.type === "retrieval") cites[ev.seq].push(ev);
+          if (ev.type === "done") {
+            const r = ev.result;
+            results[ev.seq] = { prompt: part[ev.seq], text: r.text, finish: r.finish, tokens: r.tokens.length, promptTokens: r.promptTokens, retrievals: r.retrievals,
+              ...(o.showNeighbours ? { neighbours: cites[ev.seq].map((c) => ({ chunk: c.chunk, query: c.query, neighbours: c.neighbours })) } : {}) };
+          }
+        }
+        for (const r of results) process.stdout.write(JSON.stringify(r) + "\n");
+      }
+    });
+}
