@@ -15,6 +15,8 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
+import { spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { loadEngine } from "../src/engine/native.ts";
 import { resolveModelConfig, type ModelConfig } from "../src/model/config.ts";
 import { Model } from "../src/model/model.ts";
@@ -27,6 +29,7 @@ import { peerAvailable, runPeer, table } from "./common.ts";
 
 const { values: a } = parseArgs({ options: {
   quick: { type: "boolean", default: false }, db: { type: "string", default: "runs/default-db" }, "no-peer": { type: "boolean", default: false },
+  one: { type: "string" },
 } });
 process.env.RETRO_QUIET ??= "1";
 const PROMPT = 64, NEW = a.quick ? 64 : 192, REPS = a.quick ? 1 : 3;
@@ -34,21 +37,24 @@ const GPT = { model: "gpt", vocab: 8192, d: 256, heads: 4, layers: 4, seq: 256 }
 const GPT6 = { ...GPT, layers: 6 };
 const RETRO = { ...GPT, layers: 6, model: "retro", chunk: 64, k: 2, r: 128, cca_layers: [6], retrieval_rope: true };
 
-let retriever: Retriever | null = null;
-if (fs.existsSync(path.join(a.db!, "manifest.json"))) {
+/** the database's Retriever when it fits the reference Retro (8192 ids, chunk 64), else null and why */
+async function openRetriever(): Promise<{ retriever: Retriever | null; why: string }> {
+  if (!fs.existsSync(path.join(a.db!, "manifest.json"))) return { retriever: null, why: `no database at ${a.db} (build one: retro db build --out ${a.db})` };
   const db = new Database(a.db!);
-  if (db.tokenizer.vocabSize === 8192 && db.m === 64 && db.manifest.index) retriever = await Retriever.open(db);
-  else console.log(`${a.db}: not an 8192-id, chunk-64 database with an index; Retro rows use random neighbours`);
-} else console.log(`no database at ${a.db}: Retro rows use random neighbour tokens (retrieval not timed); build one with  retro db build --out ${a.db}`);
+  if (db.tokenizer.vocabSize !== 8192 || db.m !== 64 || !db.manifest.index) return { retriever: null, why: `${a.db} is not an 8192-id, chunk-64 database with an index` };
+  return { retriever: await Retriever.open(db), why: "" };
+}
+let retriever: Retriever | null = null;
 
-interface Run { tokensPerS: number; prefillS: number; retrievals: number; retrievalS: number; checksum: number }
+interface Run { tokensPerS: number; prefillS: number; retrievals: number; embedMs: number; searchMs: number; encodeMs: number; checksum: number }
 
 async function decode(cfg: ModelConfig, model: Model, batch: number): Promise<Run> {
   const dec = new Decoder(model);
   const rng = new Rng(1234), kr = cfg.k * cfg.r, m = cfg.chunk;
   const slots = Array.from({ length: batch }, () => dec.newSlot());
   const prompts = slots.map(() => Array.from({ length: PROMPT }, () => rng.int(cfg.vocab)));
-  let retrievals = 0, retrievalS = 0;
+  let retrievals = 0;
+  const t = retriever?.timing, e0 = { embed: t?.embedS ?? 0, search: t?.searchS ?? 0, encode: dec.timing.encodeS };
   const neighboursFor = async (feeds: Feed[]) => {
     if (!model.isRetro) return;
     const want: { f: Feed; u: number; toks: number[] }[] = [];
@@ -57,9 +63,7 @@ async function decode(cfg: ModelConfig, model: Model, batch: number): Promise<Ru
       for (const u of dec.chunksCompleted(f.slot.pos, f.slot.pos + f.ids.length)) want.push({ f, u, toks: all.slice(u * m, (u + 1) * m) });
     }
     if (!want.length) return;
-    const t0 = performance.now();
     const nb = retriever ? (await retriever.retrieveChunks(want.map((w) => w.toks), cfg.k, cfg.r)).tokens : Int32Array.from({ length: want.length * kr }, () => rng.int(cfg.vocab));
-    retrievalS += (performance.now() - t0) / 1000;
     retrievals += want.length;
     want.forEach((w, q) => (w.f.neighbours ??= new Map()).set(w.u, nb.slice(q * kr, (q + 1) * kr)));
   };
@@ -79,7 +83,11 @@ async function decode(cfg: ModelConfig, model: Model, batch: number): Promise<Ru
     logits = dec.forward(feeds);
   }
   const t2 = performance.now();
-  return { tokensPerS: (batch * (NEW - 1)) / ((t2 - t1) / 1000), prefillS: (t1 - t0) / 1000, retrievals, retrievalS, checksum };
+  const per = (x: number) => (1000 * x) / Math.max(1, retrievals);
+  return {
+    tokensPerS: (batch * (NEW - 1)) / ((t2 - t1) / 1000), prefillS: (t1 - t0) / 1000, retrievals, checksum,
+    embedMs: per((t?.embedS ?? 0) - e0.embed), searchMs: per((t?.searchS ?? 0) - e0.search), encodeMs: per(dec.timing.encodeS - e0.encode),
+  };
 }
 
 async function ours(spec: Record<string, unknown>, batch: number): Promise<Run & { threads: number }> {
@@ -97,7 +105,26 @@ async function ours(spec: Record<string, unknown>, batch: number): Promise<Run &
   return best!;
 }
 
-type Peer = { decode_tokens_per_s: number; prefill_s: number; threads: number; peer: string };
+const SPECS: Record<string, Record<string, unknown>> = { gpt: GPT, gpt6: GPT6, retro: RETRO };
+
+// child process: one measurement, one JSON line (its own peak RSS)
+if (a.one) {
+  const { name, batch } = JSON.parse(a.one) as { name: string; batch: number };
+  let why = "";
+  if (name === "retro") ({ retriever, why } = await openRetriever());
+  const o = await ours(SPECS[name], batch);
+  console.log(JSON.stringify({ ...o, live: Boolean(retriever), why, peakRssMiB: process.resourceUsage().maxRSS / 1024 }));
+  process.exit(0);
+}
+
+type Ours = Run & { threads: number; live: boolean; why: string; peakRssMiB: number };
+function runOurs(name: string, batch: number): Ours {
+  const r = spawnSync(process.execPath, ["--import", "tsx", fileURLToPath(import.meta.url), "--one", JSON.stringify({ name, batch }), "--db", a.db!, ...(a.quick ? ["--quick"] : [])], { encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`bench child ${name} failed: ${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split("\n").pop()!) as Ours;
+}
+
+type Peer = { decode_tokens_per_s: number; prefill_s: number; threads: number; peer: string; peak_rss_mb: number };
 const peerOk = !a["no-peer"] && peerAvailable("torch", "torch_generate.py");
 const peer = (spec: Record<string, unknown>, mode: string, batch: number): Peer | null =>
   peerOk ? runPeer<Peer>("torch_generate.py", [JSON.stringify({ ...spec, mode, batch, prompt: PROMPT, new: NEW, reps: REPS })]) : null;
@@ -110,21 +137,25 @@ const check = (what: string, ratio: number, target: number) => {
     console.log(`MISSED: ${what}: ${ratio.toFixed(2)}× < ${target}×`);
   }
 };
-const gptRuns: Record<number, number> = {};
+const row = (model: string, batch: number, o: Ours, p: Peer | null, how: string) => ({
+  model, batch, "ours tok/s": o.tokensPerS.toFixed(0), threads: o.threads, "prefill s": o.prefillS.toFixed(3), "ours RSS MiB": o.peakRssMiB.toFixed(0),
+  [`peer tok/s`]: p ? `${p.decode_tokens_per_s.toFixed(0)} (${how})` : "–", "peer RSS MiB": p ? p.peak_rss_mb.toFixed(0) : "–", ratio: p ? (o.tokensPerS / p.decode_tokens_per_s).toFixed(2) : "–",
+});
+console.log(`prompt ${PROMPT} tokens, ${NEW} new, greedy, random weights; ours: best of ${REPS} at 1 and 2 threads, each config in its own process`);
 for (const batch of [1, 8]) {
-  const o = await ours(GPT, batch);
+  const o = runOurs("gpt", batch);
   const p = peer(GPT, "cache", batch);
-  gptRuns[batch] = o.tokensPerS;
-  rows.push({ model: "gpt 4L", batch, "ours tok/s": o.tokensPerS.toFixed(0), threads: o.threads, "ours prefill s": o.prefillS.toFixed(3), "peer (KV cache) tok/s": p ? p.decode_tokens_per_s.toFixed(0) : "–", ratio: p ? (o.tokensPerS / p.decode_tokens_per_s).toFixed(2) : "–" });
+  rows.push(row("gpt 4L", batch, o, p, "KV cache"));
   if (p) check(`GPT batch ${batch} vs PyTorch KV cache`, o.tokensPerS / p.decode_tokens_per_s, 2);
 }
-const g6 = await ours(GPT6, 1);
-rows.push({ model: "gpt 6L", batch: 1, "ours tok/s": g6.tokensPerS.toFixed(0), threads: g6.threads, "ours prefill s": g6.prefillS.toFixed(3), "peer (KV cache) tok/s": "–", ratio: "–" });
-const rt = await ours(RETRO, 1);
+const g6 = runOurs("gpt6", 1);
+rows.push(row("gpt 6L", 1, g6, null, ""));
+const rt = runOurs("retro", 1);
 const pr = peer(RETRO, "recompute", 1);
-rows.push({ model: `retro 6L (${retriever ? "live retrieval" : "random neighbours"})`, batch: 1, "ours tok/s": rt.tokensPerS.toFixed(0), threads: rt.threads, "ours prefill s": rt.prefillS.toFixed(3), "peer (KV cache) tok/s": pr ? `${pr.decode_tokens_per_s.toFixed(0)} (recompute)` : "–", ratio: pr ? (rt.tokensPerS / pr.decode_tokens_per_s).toFixed(2) : "–" });
+rows.push(row(`retro 6L (${rt.live ? "live retrieval" : "random neighbours"})`, 1, rt, pr, "recompute"));
 console.log(table(rows));
-console.log(`retro: ${rt.retrievals} retrievals in ${rt.retrievalS.toFixed(3)} s (${((1000 * rt.retrievalS) / Math.max(1, rt.retrievals)).toFixed(1)} ms each); vs our 6-layer GPT ${(rt.tokensPerS / g6.tokensPerS).toFixed(2)}×`);
+if (!rt.live) console.log(`retro: random neighbour tokens, retrieval not timed: ${rt.why}`);
+console.log(`retro: ${rt.retrievals} retrievals, each ${rt.live ? `embed ${rt.embedMs.toFixed(2)} ms + search ${rt.searchMs.toFixed(2)} ms + ` : ""}encode ${rt.encodeMs.toFixed(2)} ms; ${(rt.tokensPerS / g6.tokensPerS).toFixed(2)}× our 6-layer GPT`);
 if (pr) check("Retro vs PyTorch recompute", rt.tokensPerS / pr.decode_tokens_per_s, 10);
 check("Retro vs our 6-layer GPT", rt.tokensPerS / g6.tokensPerS, 0.5);
 if (!peerOk) console.log("(no peer: ratios against PyTorch not measured)");

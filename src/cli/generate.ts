@@ -67,7 +67,8 @@ export function registerGenerate(program: Command): void {
     .option("--batch <n>", "prompts decoded together (--prompts)", int, 8)
     .option("--threads <n>", "kernel threads", int)
     .action(async (o) => {
-      if (!o.prompt === !o.prompts) throw new RetroError("usage", "give one of --prompt TEXT or --prompts FILE.jsonl");
+      if ((o.prompt === undefined) === (o.prompts === undefined)) throw new RetroError("usage", "give one of --prompt TEXT or --prompts FILE.jsonl");
+      if (o.prompt === "") throw new RetroError("usage", "--prompt: empty (nothing to continue)");
       if (!(o.maxTokens >= 1)) throw new RetroError("usage", `--max-tokens must be ≥ 1, got ${o.maxTokens}`);
       const { model, dir } = loadModel(o.ckpt);
       if (o.threads) model.engine.setThreads(o.threads);
@@ -88,7 +89,10 @@ export function registerGenerate(program: Command): void {
         for await (const ev of gen.stream([o.prompt], opts)) {
           if (ev.type === "text") process.stdout.write(ev.text);
           else if (ev.type === "retrieval" && o.showNeighbours) process.stderr.write(`\n${formatRetrieval(ev)}\n`);
-          else if (ev.type === "done") process.stderr.write(`\n[${ev.result.tokens.length} tokens, finish: ${ev.result.finish}${model.isRetro ? `, ${ev.result.retrievals} retrievals` : ""}]\n`);
+          else if (ev.type === "done") {
+            const r = ev.result;
+            process.stderr.write(`\n[${r.tokens.length} tokens, finish: ${r.finish}${model.isRetro ? `, ${r.retrievals} retrievals` : ""}${r.truncated ? `; the prompt was longer than the model's ${model.config.seq} positions: its first ${r.truncated} tokens were dropped` : ""}]\n`);
+          }
         }
         process.stdout.write("\n");
         return;
@@ -102,7 +106,7 @@ export function registerGenerate(program: Command): void {
           if (ev.type === "retrieval") cites[ev.seq].push(ev);
           if (ev.type === "done") {
             const r = ev.result;
-            results[ev.seq] = { prompt: part[ev.seq], text: r.text, finish: r.finish, tokens: r.tokens.length, promptTokens: r.promptTokens, retrievals: r.retrievals,
+            results[ev.seq] = { prompt: part[ev.seq], text: r.text, finish: r.finish, tokens: r.tokens.length, promptTokens: r.promptTokens, truncated: r.truncated, retrievals: r.retrievals,
               ...(o.showNeighbours ? { neighbours: cites[ev.seq].map((c) => ({ chunk: c.chunk, query: c.query, neighbours: c.neighbours })) } : {}) };
           }
         }

@@ -46,6 +46,8 @@ export function openDbEmbedder(db: Database): Promise<Embedder> {
 }
 
 export class Retriever {
+  /** time spent embedding queries and searching the index, and queries answered (for benchmarks) */
+  readonly timing = { embedS: 0, searchS: 0, queries: 0 };
   private constructor(readonly db: Database, readonly embedder: Embedder, private readonly index: AnnIndex) {}
 
   /** The database's fitted embedder and index; refuses an index built with another embedder. */
@@ -65,7 +67,13 @@ export class Retriever {
     const ids = new Int32Array(texts.length * keep).fill(-1);
     const scores = new Float32Array(texts.length * keep).fill(-Infinity);
     if (texts.length === 0) return { ids, scores };
-    const res = this.index.search(await this.embedder.embed(texts), kq);
+    const t0 = performance.now();
+    const vecs = await this.embedder.embed(texts);
+    const t1 = performance.now();
+    const res = this.index.search(vecs, kq);
+    this.timing.embedS += (t1 - t0) / 1000;
+    this.timing.searchS += (performance.now() - t1) / 1000;
+    this.timing.queries += texts.length;
     for (let q = 0; q < texts.length; q++) {
       const excluded = o.exclude?.[q] ?? null;
       let kept = 0;

@@ -55,6 +55,8 @@ class Scratch {
 
 export class Decoder {
   readonly model: Model;
+  /** time spent encoding neighbours (and the CCA keys/values made from them), chunks encoded */
+  readonly timing = { encodeS: 0, chunks: 0 };
   private readonly e: Engine;
   private readonly s = new Scratch();
   private readonly cca: number[]; // 0-based decoder layers with CCA
@@ -202,7 +204,10 @@ export class Decoder {
           if (!nb) throw new RetroError("usage", `forward: the feed completes chunk ${u} but brings no neighbours for it`);
           if (nb.length !== kr) throw new RetroError("mismatch", `forward: neighbours of chunk ${u} have ${nb.length} tokens, expected k·r = ${kr}`);
           f.slot.neighbours.set(u, nb);
+          const t0 = performance.now();
           this.encodeChunk(f.slot, u, nb);
+          this.timing.encodeS += (performance.now() - t0) / 1000;
+          this.timing.chunks++;
         }
       });
     }

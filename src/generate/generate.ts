@@ -43,7 +43,10 @@ export type GenerateEvent =
 export interface GenerateResult {
   text: string;
   tokens: number[];
+  /** prompt tokens read */
   promptTokens: number;
+  /** prompt tokens dropped from the left because the prompt was longer than the model's positions */
+  truncated: number;
   finish: FinishReason;
   /** retrievals made for this sequence */
   retrievals: number;
@@ -67,6 +70,7 @@ interface SeqState {
   retrievals: number;
   /** "prompt" mode: the prompt's neighbours [k·r] */
   promptNbr: Int32Array | null;
+  truncated: number;
 }
 
 export class Generator {
@@ -100,12 +104,19 @@ export class Generator {
       const seqs: SeqState[] = [];
       for (let i = 0; i < prompts.length; i++) {
         let ids = this.tokenizer.encode(prompts[i]);
-        if (ids.length === 0) ids = [this.tokenizer.eod]; // an empty prompt starts a document
+        if (ids.length === 0) throw new RetroError("usage", `prompt ${i}: empty (nothing to continue)`);
+        // a prompt longer than the model's positions keeps its end (truncated from the left; `promptTokens` says how
+        // many were read, `truncated` how many were dropped), leaving room for one new token
         const room = c.seq - 1;
-        if (ids.length > room) ids = ids.slice(ids.length - (this.model.isRetro ? Math.floor(room / m) * m || room : room));
+        let truncated = 0;
+        if (ids.length > room) {
+          const keep = this.model.isRetro ? Math.floor(room / m) * m || room : room;
+          truncated = ids.length - keep;
+          ids = ids.slice(truncated);
+        }
         const st: SeqState = {
           index: i, slot: this.decoder.newSlot(), dropped: 0, replay: { ids, nb: new Map() }, sampler: new Sampler({ ...o, seed: (o.seed ?? 1234) + i }), promptTokens: ids.length,
-          gen: [], emitted: 0, text: "", next: -1, done: null, retrievals: 0, promptNbr: null,
+          gen: [], emitted: 0, text: "", next: -1, done: null, retrievals: 0, promptNbr: null, truncated,
         };
         if (mode === "prompt") {
           const r = await this.retriever!.search([prompts[i]], { keep: c.k });
@@ -143,7 +154,7 @@ export class Generator {
           while (!st.done && upto > st.emitted && st.text.charCodeAt(upto - 1) === 0xfffd) upto--;
           if (upto > st.emitted) yield { type: "text", seq: i, text: st.text.slice(st.emitted, upto) };
           st.emitted = Math.max(st.emitted, upto);
-          if (st.done) yield { type: "done", seq: i, result: { text: st.text, tokens: st.gen.slice(), promptTokens: st.promptTokens, finish: st.done, retrievals: st.retrievals } };
+          if (st.done) yield { type: "done", seq: i, result: { text: st.text, tokens: st.gen.slice(), promptTokens: st.promptTokens, truncated: st.truncated, finish: st.done, retrievals: st.retrievals } };
         }
         active = active.filter((st) => !st.done);
         if (!active.length) break;
