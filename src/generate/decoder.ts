@@ -14,6 +14,7 @@
  * together; attention runs per sequence over its own cache (`qpos0` = the cache length).
  */
 import type { Engine } from "../engine/native.ts";
+import { attention, rotate } from "../engine/ops.ts";
 import type { Model } from "../model/model.ts";
 import { ROPE_BASE } from "../model/config.ts";
 import { RetroError } from "../util/errors.ts";
@@ -151,7 +152,7 @@ export class Decoder {
         const T = f.ids.length, p0 = f.slot.pos, S = p0 + T, cache = f.slot.kv[li];
         cache.set(kvNew.subarray(starts[fi] * 2 * D, (starts[fi] + T) * 2 * D), p0 * 2 * D);
         const probs = s.get("probs", H * T * S);
-        e.attentionForward(y.subarray(starts[fi] * D), probs, q.subarray(starts[fi] * D), 0, D, cache, 0, D, 2 * D, 1, T, S, H, hd, 1, 1, p0);
+        attention(e, { out: y.subarray(starts[fi] * D), probs, q: q.subarray(starts[fi] * D), kv: cache }, { seqs: 1, T, S, heads: H, headDim: hd, causal: true, qpos0: p0 });
       });
       e.linearForward(tmp, y, this.p(`${pre}.attn.o.weight`), this.p(`${pre}.attn.o.bias`), N, D, D);
       const xa = s.get(li % 2 ? "xa1" : "xa0", N * D);
@@ -237,10 +238,10 @@ export class Decoder {
       if (this.ropeK) {
         // queries of the shifted window at m−1+i, i.e. at t − u·m
         const pos = Int32Array.from({ length: gq.T }, (_, i) => gq.qpos0 + i);
-        e.rope(cq.subarray(r * D), 0, D, gq.T, H, hd, pos, gq.T, ROPE_BASE, 1);
+        rotate(e, cq.subarray(r * D), { rows: gq.T, stride: D, heads: H, headDim: hd, pos, base: ROPE_BASE });
       }
       const probs = s.get("cprobs", H * gq.T * kr);
-      e.attentionForward(cy.subarray(r * D), probs, cq.subarray(r * D), 0, D, ckv, 0, D, 2 * D, 1, gq.T, kr, H, hd, 0, 1);
+      attention(e, { out: cy.subarray(r * D), probs, q: cq.subarray(r * D), kv: ckv }, { seqs: 1, T: gq.T, S: kr, heads: H, headDim: hd });
       r += gq.T;
     }
     e.linearForward(co, cy, this.p(`${pre}.xattn.o.weight`), this.p(`${pre}.xattn.o.bias`), R, D, D);
@@ -267,10 +268,10 @@ export class Decoder {
       e.linearForward(q, ln, this.p(`${pre}.attn.q.weight`), this.p(`${pre}.attn.q.bias`), NE, D, D);
       e.linearForward(kv, ln, this.p(`${pre}.attn.kv.weight`), this.p(`${pre}.attn.kv.bias`), NE, D, 2 * D);
       if (this.ropeK) {
-        e.rope(q, 0, D, NE, H, hd, this.ropeK, r, ROPE_BASE, 1);
-        e.rope(kv, 0, 2 * D, NE, H, hd, this.ropeK, r, ROPE_BASE, 1);
+        rotate(e, q, { rows: NE, stride: D, heads: H, headDim: hd, pos: this.ropeK, base: ROPE_BASE });
+        rotate(e, kv, { rows: NE, stride: 2 * D, heads: H, headDim: hd, pos: this.ropeK, base: ROPE_BASE });
       }
-      e.attentionForward(y, s.get("eprobs", k * H * r * r), q, 0, D, kv, 0, D, 2 * D, k, r, r, H, hd, 0, 1);
+      attention(e, { out: y, probs: s.get("eprobs", k * H * r * r), q, kv }, { seqs: k, T: r, S: r, heads: H, headDim: hd });
       e.linearForward(tmp, y, this.p(`${pre}.attn.o.weight`), this.p(`${pre}.attn.o.bias`), NE, D, D);
       const xa = s.get("exa", NE * D);
       e.add(xa, x, tmp, NE * D);
@@ -281,7 +282,7 @@ export class Decoder {
         const hkv = s.get("ehkv", m * 2 * D);
         e.linearForward(hkv, h, this.p(`${pre}.xattn.kv.weight`), this.p(`${pre}.xattn.kv.bias`), m, D, 2 * D);
         // each of the k neighbour sequences attends to the chunk's m activations
-        e.attentionForward(y, s.get("exprobs", k * H * r * m), q, 0, D, hkv, 0, D, 2 * D, k, r, m, H, hd, 0, k);
+        attention(e, { out: y, probs: s.get("exprobs", k * H * r * m), q, kv: hkv }, { seqs: k, T: r, S: m, heads: H, headDim: hd, seqsPerKv: k });
         e.linearForward(tmp, y, this.p(`${pre}.xattn.o.weight`), this.p(`${pre}.xattn.o.bias`), NE, D, D);
         const xc = s.get("exc", NE * D);
         e.add(xc, x, tmp, NE * D);
@@ -298,7 +299,7 @@ export class Decoder {
     this.cca.forEach((li, ci) => {
       const ckv = new Float32Array(NE * 2 * D);
       e.linearForward(ckv, x, this.p(`blocks.${li}.xattn.kv.weight`), this.p(`blocks.${li}.xattn.kv.bias`), NE, D, 2 * D);
-      if (this.ropeK) e.rope(ckv, 0, 2 * D, NE, H, hd, this.ropeK, r, ROPE_BASE, 1);
+      if (this.ropeK) rotate(e, ckv, { rows: NE, stride: 2 * D, heads: H, headDim: hd, pos: this.ropeK, base: ROPE_BASE });
       slot.ckv[ci].set(u, ckv);
     });
   }

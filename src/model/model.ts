@@ -21,6 +21,7 @@
  */
 import type { Engine } from "../engine/native.ts";
 import { loadEngine } from "../engine/native.ts";
+import { attention, attentionBackward, rotate } from "../engine/ops.ts";
 import { RetroError } from "../util/errors.ts";
 import { ROPE_BASE, type ModelConfig } from "./config.ts";
 import { ParamStore, paramSpecs, type Param, type ParamGroup } from "./params.ts";
@@ -53,6 +54,22 @@ interface LayerActs {
   fc: Float32Array; g: Float32Array;
 }
 
+/** Whole-model activations and the backward pass's scratch, sized for one batch shape (decoder rows N, encoder rows NE). */
+interface ModelBuffers {
+  /** [N, D] decoder output, its final layernorm (and mean / rstd per row) */
+  xL: Float32Array; lnf: Float32Array; lnfm: Float32Array; lnfr: Float32Array;
+  /** [N, vocab] logits (gradient of the loss after the fused cross-entropy); [N] per-token losses */
+  logits: Float32Array; losses: Float32Array;
+  /** [NE, D] encoder output (the neighbours as CCA reads them); [max(N, NE), D] sublayer output before the residual add */
+  encOut: Float32Array; tmp: Float32Array;
+  // backward scratch, shared by decoder and encoder: gradients w.r.t. the residual stream (dx decoder, de encoder),
+  // layernorm output, attention q / kv / output, MLP (dg after GELU, dfc before), CCA output, chunk activations (dh),
+  // shifted chunk activations (dhs), CCA keys/values, queries, attention output
+  dx: Float32Array; de: Float32Array; dln: Float32Array; dq: Float32Array; dkv: Float32Array; dy: Float32Array;
+  dg: Float32Array; dfc: Float32Array; dco: Float32Array; dh: Float32Array; dhs: Float32Array;
+  dckv: Float32Array; dcq: Float32Array; dcy: Float32Array;
+}
+
 export class Model {
   readonly config: ModelConfig;
   readonly store: ParamStore;
@@ -65,7 +82,7 @@ export class Model {
   private shape = "";
   private dec: LayerActs[] = [];
   private enc: LayerActs[] = [];
-  private a: Record<string, Float32Array> = {};
+  private a!: ModelBuffers;
   private last: Batch | null = null;
   private lossCount = 0;
   private logitsKept: Float32Array | null = null;
@@ -85,10 +102,10 @@ export class Model {
     }
   }
 
-  /** rotate (sign 1) or rotate back (sign -1) the rows of x at `offset` in rows of `stride`, row i at pos[i % pos.length] */
-  private rope(x: Float32Array, offset: number, stride: number, rows: number, pos: Int32Array, sign: 1 | -1): void {
+  /** rotate (sign 1) or rotate back (sign -1) the first D floats of rows of `stride` floats, row i at pos[i % pos.length] */
+  private rope(x: Float32Array, stride: number, rows: number, pos: Int32Array, sign: 1 | -1): void {
     const H = this.config.heads;
-    this.engine.rope(x, offset, stride, rows, H, this.config.d / H, pos, pos.length, ROPE_BASE, sign);
+    rotate(this.engine, x, { rows, stride, heads: H, headDim: this.config.d / H, pos, base: ROPE_BASE, sign });
   }
 
   get isRetro(): boolean {
@@ -172,10 +189,10 @@ export class Model {
     e.linearForward(L.q, L.ln1, this.p(`${pre}.attn.q.weight`), this.p(`${pre}.attn.q.bias`), rows, D, D);
     e.linearForward(L.kv, L.ln1, this.p(`${pre}.attn.kv.weight`), this.p(`${pre}.attn.kv.bias`), rows, D, 2 * D);
     if (rope) {
-      this.rope(L.q, 0, D, rows, rope, 1);
-      this.rope(L.kv, 0, 2 * D, rows, rope, 1);
+      this.rope(L.q, D, rows, rope, 1);
+      this.rope(L.kv, 2 * D, rows, rope, 1);
     }
-    e.attentionForward(L.y, L.probs, L.q, 0, D, L.kv, 0, D, 2 * D, seqs, T, T, H, hd, causal ? 1 : 0, 1);
+    attention(e, { out: L.y, probs: L.probs, q: L.q, kv: L.kv }, { seqs, T, S: T, heads: H, headDim: hd, causal });
     e.linearForward(this.a.tmp, L.y, this.p(`${pre}.attn.o.weight`), this.p(`${pre}.attn.o.bias`), rows, D, D);
     e.add(L.xa, L.x, this.a.tmp, rows * D);
   }
@@ -204,7 +221,7 @@ export class Model {
         e.linearForward(L.cq!, L.lnc!, this.p(`${pre}.xattn.q.weight`), this.p(`${pre}.xattn.q.bias`), NE, D, D);
         e.linearForward(L.ckv!, h, this.p(`${pre}.xattn.kv.weight`), this.p(`${pre}.xattn.kv.bias`), B * l * c.chunk, D, 2 * D);
         // each neighbour sequence (k of them per chunk) attends to its chunk's m activations
-        e.attentionForward(L.cy!, L.cprobs!, L.cq!, 0, D, L.ckv!, 0, D, 2 * D, seqs, c.r, c.chunk, H, hd, 0, c.k);
+        attention(e, { out: L.cy!, probs: L.cprobs!, q: L.cq!, kv: L.ckv! }, { seqs, T: c.r, S: c.chunk, heads: H, headDim: hd, seqsPerKv: c.k });
         e.linearForward(L.co!, L.cy!, this.p(`${pre}.xattn.o.weight`), this.p(`${pre}.xattn.o.bias`), NE, D, D);
         e.add(L.xc, L.xa, L.co!, NE * D);
         cur = L.xc;
@@ -245,10 +262,10 @@ export class Model {
         e.linearForward(L.cq!, hs, this.p(`${pre}.xattn.q.weight`), this.p(`${pre}.xattn.q.bias`), N, D, D);
         e.linearForward(L.ckv!, this.a.encOut, this.p(`${pre}.xattn.kv.weight`), this.p(`${pre}.xattn.kv.bias`), NE, D, 2 * D);
         if (this.ropeQ && this.ropeK) {
-          this.rope(L.cq!, 0, D, N, this.ropeQ, 1);
-          this.rope(L.ckv!, 0, 2 * D, NE, this.ropeK, 1);
+          this.rope(L.cq!, D, N, this.ropeQ, 1);
+          this.rope(L.ckv!, 2 * D, NE, this.ropeK, 1);
         }
-        e.attentionForward(L.cy!, L.cprobs!, L.cq!, 0, D, L.ckv!, 0, D, 2 * D, B * l, m, c.k * c.r, H, hd, 0, 1);
+        attention(e, { out: L.cy!, probs: L.cprobs!, q: L.cq!, kv: L.ckv! }, { seqs: B * l, T: m, S: c.k * c.r, heads: H, headDim: hd });
         e.linearForward(L.co!, L.cy!, this.p(`${pre}.xattn.o.weight`), this.p(`${pre}.xattn.o.bias`), N, D, D);
         // x[b, pad + t'] += gate * co[b, t']
         L.xc.set(L.xa);
@@ -295,10 +312,10 @@ export class Model {
   private attnBackward(L: LayerActs, pre: string, rows: number, seqs: number, T: number, dres: Float32Array, rope: Int32Array | null = null): void {
     const e = this.engine, D = this.config.d, H = this.config.heads, hd = D / H, a = this.a;
     e.linearBackward(a.dy, this.gOrNull(`${pre}.attn.o.weight`), this.gOrNull(`${pre}.attn.o.bias`), dres, L.y, this.p(`${pre}.attn.o.weight`), rows, D, D, 0);
-    e.attentionBackward(a.dq, a.dkv, a.dy, L.probs, L.q, 0, D, L.kv, 0, D, 2 * D, seqs, T, T, H, hd, 1);
+    attentionBackward(e, { dq: a.dq, dkv: a.dkv, dout: a.dy, probs: L.probs, q: L.q, kv: L.kv }, { seqs, T, S: T, heads: H, headDim: hd });
     if (rope) {
-      this.rope(a.dq, 0, D, rows, rope, -1);
-      this.rope(a.dkv, 0, 2 * D, rows, rope, -1);
+      this.rope(a.dq, D, rows, rope, -1);
+      this.rope(a.dkv, 2 * D, rows, rope, -1);
     }
     e.linearBackward(a.dln, this.gOrNull(`${pre}.attn.q.weight`), this.gOrNull(`${pre}.attn.q.bias`), a.dq, L.ln1, this.p(`${pre}.attn.q.weight`), rows, D, D, 0);
     e.linearBackward(a.dln, this.gOrNull(`${pre}.attn.kv.weight`), this.gOrNull(`${pre}.attn.kv.bias`), a.dkv, L.ln1, this.p(`${pre}.attn.kv.weight`), rows, D, 2 * D, 1);
@@ -324,7 +341,7 @@ export class Model {
       this.mlpBackward(L, pre, NE, L.xc ?? L.xa, de);
       if (L.xc) {
         e.linearBackward(a.dcy, this.gOrNull(`${pre}.xattn.o.weight`), this.gOrNull(`${pre}.xattn.o.bias`), de, L.cy!, this.p(`${pre}.xattn.o.weight`), NE, D, D, 0);
-        e.attentionBackward(a.dcq, a.dckv, a.dcy, L.cprobs!, L.cq!, 0, D, L.ckv!, 0, D, 2 * D, seqs, c.r, c.chunk, H, hd, c.k);
+        attentionBackward(e, { dq: a.dcq, dkv: a.dckv, dout: a.dcy, probs: L.cprobs!, q: L.cq!, kv: L.ckv! }, { seqs, T: c.r, S: c.chunk, heads: H, headDim: hd, seqsPerKv: c.k });
         e.linearBackward(dh, this.gOrNull(`${pre}.xattn.kv.weight`), this.gOrNull(`${pre}.xattn.kv.bias`), a.dckv, h, this.p(`${pre}.xattn.kv.weight`), B * l * c.chunk, D, 2 * D, 1);
         e.linearBackward(a.dln, this.gOrNull(`${pre}.xattn.q.weight`), this.gOrNull(`${pre}.xattn.q.bias`), a.dcq, L.lnc!, this.p(`${pre}.xattn.q.weight`), NE, D, D, 0);
         e.layernormBackward(de, this.g(`${pre}.lnx.weight`), this.g(`${pre}.lnx.bias`), a.dln, L.xa, this.p(`${pre}.lnx.weight`), L.lncm!, L.lncr!, NE, D, 1);
@@ -357,10 +374,10 @@ export class Model {
           for (let s = 0; s < B; s++) e.axpy(a.dco.subarray(s * n * D), dx.subarray((s * n + pad) * D, (s + 1) * n * D), this.gate, (n - pad) * D);
         }
         e.linearBackward(a.dcy, this.gOrNull(`${pre}.xattn.o.weight`), this.gOrNull(`${pre}.xattn.o.bias`), a.dco, L.cy!, this.p(`${pre}.xattn.o.weight`), N, D, D, 0);
-        e.attentionBackward(a.dcq, a.dckv, a.dcy, L.cprobs!, L.cq!, 0, D, L.ckv!, 0, D, 2 * D, B * l, m, c.k * c.r, H, hd, 1);
+        attentionBackward(e, { dq: a.dcq, dkv: a.dckv, dout: a.dcy, probs: L.cprobs!, q: L.cq!, kv: L.ckv! }, { seqs: B * l, T: m, S: c.k * c.r, heads: H, headDim: hd });
         if (this.ropeQ && this.ropeK) {
-          this.rope(a.dcq, 0, D, N, this.ropeQ, -1);
-          this.rope(a.dckv, 0, 2 * D, NE, this.ropeK, -1);
+          this.rope(a.dcq, D, N, this.ropeQ, -1);
+          this.rope(a.dckv, 2 * D, NE, this.ropeK, -1);
         }
         e.linearBackward(a.de, this.gOrNull(`${pre}.xattn.kv.weight`), this.gOrNull(`${pre}.xattn.kv.bias`), a.dckv, a.encOut, this.p(`${pre}.xattn.kv.weight`), NE, D, 2 * D, 1);
         e.linearBackward(a.dhs, this.gOrNull(`${pre}.xattn.q.weight`), this.gOrNull(`${pre}.xattn.q.bias`), a.dcq, L.hs!, this.p(`${pre}.xattn.q.weight`), N, D, D, 0);
