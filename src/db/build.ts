@@ -7,7 +7,8 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { diffKeys, isRetrievalOnly, resolveConfig, type DbConfig } from "./config.ts";
+import { diffKeys, isBm25, isRetrievalOnly, resolveConfig, type DbConfig } from "./config.ts";
+import { Bm25Index } from "./bm25.ts";
 import { CHUNK_COLS, DB_FORMAT, Database, type DatasetInfo, type Manifest } from "./database.ts";
 import { Retriever, openDbEmbedder } from "./retriever.ts";
 import { AnnIndex } from "./ann.ts";
@@ -132,7 +133,14 @@ function stageChunks(dir: string, c: DbConfig, man: Manifest): void {
   man.chunks = { count: n, padded };
 }
 
+/** id recorded for a BM25 database's (absent) embedder: queries are its chunk texts' words */
+export const BM25_EMBEDDER = "bm25-words";
+
 async function stageEmbed(dir: string, c: DbConfig, man: Manifest, db: Database): Promise<void> {
+  if (isBm25(c.index.description)) {
+    man.embeddings = { embedderId: BM25_EMBEDDER, dim: 0, blocks: 0 }; // BM25 reads the chunk texts, not vectors
+    return;
+  }
   const t0 = Date.now();
   const emb = await openDbEmbedder(db);
   const fitSeconds = (Date.now() - t0) / 1000;
@@ -155,6 +163,14 @@ async function stageEmbed(dir: string, c: DbConfig, man: Manifest, db: Database)
 
 function stageIndex(dir: string, c: DbConfig, man: Manifest, db: Database): void {
   const emb = man.embeddings!;
+  if (isBm25(c.index.description)) {
+    const t0 = Date.now();
+    log(`indexing the words of ${db.nChunks} chunks for BM25...`);
+    const idx = Bm25Index.build(db.nChunks, (i) => db.chunkText(i));
+    idx.save(path.join(dir, "index"));
+    man.index = { description: "BM25", dim: 0, size: idx.size, embedderId: BM25_EMBEDDER, buildSeconds: (Date.now() - t0) / 1000 };
+    return;
+  }
   const idx = new AnnIndex(c.index.description, emb.dim, c.index.efConstruction, c.index.efSearch, c.index.threads, c.index.addThreads);
   const t0 = Date.now();
   const bar = progress("index add", db.nChunks, "vectors");
@@ -229,7 +245,7 @@ export async function stageQuery(dir: string, c: DbConfig, db: Database, split: 
     bar.increment((e - s) * l);
   }
   bar.stop();
-  man.neighbours = { ...(man.neighbours ?? {}), [split]: { seq, samples: n, chunksPerSample: l, keep, candidates, blockSize, embedderId: retriever.embedder.id } };
+  man.neighbours = { ...(man.neighbours ?? {}), [split]: { seq, samples: n, chunksPerSample: l, keep, candidates, blockSize, embedderId: retriever.embedderId } };
 }
 
 export interface BuildOptions {

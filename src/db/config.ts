@@ -14,7 +14,8 @@ export type EmbedderSpec =
   | { kind: "onnx"; model: string; vocab: string; maxLength: number; batchSize: number; lowercase: boolean };
 
 export interface IndexSpec {
-  /** Faiss-style description: "Flat", "HNSW32", "HNSW32,SQfp16", "HNSW32,SQ8", ... */
+  /** Faiss-style description: "Flat", "HNSW32", "HNSW32,SQfp16", "HNSW32,SQ8", ...; or "BM25": sparse lexical
+   * retrieval over the chunks' words (no embedder, no vectors; src/db/bm25.ts) */
   description: string;
   efConstruction: number;
   efSearch: number;
@@ -89,6 +90,11 @@ export function isRetrievalOnly(ds: { weight?: number }): boolean {
   return ds.weight === 0;
 }
 
+/** The sparse lexical retriever instead of an embedder and a vector index. */
+export function isBm25(description: string): boolean {
+  return description.replace(/\s+/g, "").toUpperCase() === "BM25";
+}
+
 /** Merge a user config (partial) over the defaults and validate the result. */
 export function resolveConfig(user: unknown): DbConfig {
   const d = defaultConfig();
@@ -131,7 +137,7 @@ export function resolveConfig(user: unknown): DbConfig {
   if (c.datasets.every(isRetrievalOnly)) {
     throw new RetroError("usage", `config.datasets: every dataset has weight 0 (retrieval-only); at least one needs a weight > 0 to train on`);
   }
-  parseDescription(c.index.description);
+  if (!isBm25(c.index.description)) parseDescription(c.index.description);
   positiveInt(c.chunkLength, "config.chunkLength");
   positiveInt(c.embedBlockSize, "config.embedBlockSize");
   positiveInt(c.query.seq, "config.query.seq");

@@ -9,6 +9,8 @@ import type { AnnIndex } from "./ann.ts";
 import { openEmbedder, type Embedder } from "../embed/index.ts";
 import { Rng } from "../util/rng.ts";
 import { RetroError } from "../util/errors.ts";
+import { Bm25Index } from "./bm25.ts";
+import { isBm25 } from "./config.ts";
 
 export interface SearchOptions {
   /** neighbours kept per query (padded with −1) */
@@ -22,7 +24,7 @@ export interface SearchOptions {
 export interface SearchResult {
   /** [queries, keep] chunk ids, −1 where fewer were found */
   ids: Int32Array;
-  /** [queries, keep] cosine similarity of each kept neighbour (−∞ for −1) */
+  /** [queries, keep] cosine similarity (dense) or BM25 score of each kept neighbour (−∞ for −1) */
   scores: Float32Array;
 }
 
@@ -48,16 +50,22 @@ export function openDbEmbedder(db: Database): Promise<Embedder> {
 export class Retriever {
   /** time spent embedding queries and searching the index, and queries answered (for benchmarks) */
   readonly timing = { embedS: 0, searchS: 0, queries: 0 };
-  private constructor(readonly db: Database, readonly embedder: Embedder, private readonly index: AnnIndex) {}
+  private constructor(readonly db: Database, readonly embedder: Embedder | null, private readonly index: AnnIndex | Bm25Index) {}
 
-  /** The database's fitted embedder and index; refuses an index built with another embedder. */
+  /** The database's fitted embedder and index (or its BM25 index); refuses an index built with another embedder. */
   static async open(db: Database): Promise<Retriever> {
     const man = db.manifest;
     if (!man.index) throw new RetroError("badInput", `${db.dir}: the index stage has not run ("retro db build --out ${db.dir}")`);
+    if (isBm25(man.index.description)) return new Retriever(db, null, Bm25Index.load(path.join(db.dir, "index")));
     const emb = await openDbEmbedder(db);
     if (emb.dim !== man.index.dim) throw new RetroError("mismatch", `embedder dimension ${emb.dim} ≠ index dimension ${man.index.dim}`);
     if (emb.id !== man.index.embedderId) throw new RetroError("mismatch", `the index was built with embedder ${man.index.embedderId}, queries would use ${emb.id}`);
     return new Retriever(db, emb, db.index());
+  }
+
+  /** what the queries are embedded with (recorded with precomputed neighbours) */
+  get embedderId(): string {
+    return this.embedder?.id ?? this.db.manifest.index!.embedderId;
   }
 
   /** Nearest chunks of each text, the excluded documents' chunks skipped. */
@@ -68,9 +76,9 @@ export class Retriever {
     const scores = new Float32Array(texts.length * keep).fill(-Infinity);
     if (texts.length === 0) return { ids, scores };
     const t0 = performance.now();
-    const vecs = await this.embedder.embed(texts);
+    const vecs = this.embedder ? await this.embedder.embed(texts) : null;
     const t1 = performance.now();
-    const res = this.index.search(vecs, kq);
+    const res = this.index instanceof Bm25Index ? this.index.search(texts, kq) : this.index.search(vecs!, kq);
     this.timing.embedS += (t1 - t0) / 1000;
     this.timing.searchS += (performance.now() - t1) / 1000;
     this.timing.queries += texts.length;
