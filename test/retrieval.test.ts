@@ -9,7 +9,7 @@ import { Database } from "../src/db/database.ts";
 import { resolveConfig } from "../src/db/config.ts";
 import { Loader } from "../src/train/loader.ts";
 import { train, zeroCcaOut } from "../src/train/trainer.ts";
-import { evalControls, longestCommonRun } from "../src/train/controls.ts";
+import { evalControls, evalInContext, longestCommonRun } from "../src/train/controls.ts";
 import { loadModel } from "../src/model/checkpoint.ts";
 import { Model } from "../src/model/model.ts";
 import { resolveModelConfig } from "../src/model/config.ts";
@@ -87,6 +87,19 @@ test("zeroCcaOut: a Retro-fit starts exactly at its GPT (same loss and logits wi
   zeroCcaOut(retro);
   assert.equal(retro.forward({ B: 2, n: 16, ids, targets, neighbours }, { keepLogits: true }).loss, g);
   assert.deepEqual(retro.logits(), gpt.logits());
+});
+
+test("in-context baseline: every evaluated chunk scored with and without its neighbours' text before the context", () => {
+  const db = new Database(DB);
+  const gpt = new Model(resolveModelConfig({ model: "gpt", vocab: db.tokenizer.vocabSize, d: 32, heads: 4, layers: 2, seq: 128, k: 2, r: 2 * CHUNK }), { seed: 3 });
+  const info = db.manifest.neighbours!.valid;
+  const r = evalInContext(gpt, db, { batch: 8 });
+  assert.equal(r.tokens, info.samples * (SEQ / CHUNK - 1) * CHUNK);
+  assert.ok(Number.isFinite(r.with) && Number.isFinite(r.without) && r.with !== r.without);
+  assert.equal(r.context, 128 - 2 * 2 * CHUNK - CHUNK);
+  const small = new Model(resolveModelConfig({ model: "gpt", vocab: db.tokenizer.vocabSize, d: 32, heads: 4, layers: 2, seq: 64, k: 2, r: 2 * CHUNK }), { seed: 3 });
+  assert.throws(() => evalInContext(small, db, { batch: 8 }), /do not fit the GPT's 64 positions/);
+  db.close();
 });
 
 test("the retrieval path learns to copy: Retro-fitting beats GPT-fitting far on held-out documents whose twins are in the database", async () => {

@@ -43,5 +43,6 @@ function formatControls(c: ControlReport): string {
   lines.push(`  positions that read no neighbours (first m-1): ${f(c.noNeighboursRead.loss)} over ${c.noNeighboursRead.tokens} tokens`);
   for (const b of c.overlap) lines.push(`  chunks with overlap <= ${(100 * b.upTo).toFixed(1).padStart(5)} %: ${f(b.loss)} over ${b.chunks} chunks`);
   lines.push(`  target in the neighbours read: ${f(c.targetInNeighbours.yes.loss)} (${c.targetInNeighbours.yes.tokens} tokens); not in them: ${f(c.targetInNeighbours.no.loss)} (${c.targetInNeighbours.no.tokens})`);
+  if (c.inContext) lines.push(`  in-context baseline (neighbours' text before up to ${c.inContext.context} context tokens): ${f(c.inContext.with)} with, ${f(c.inContext.without)} without, over ${c.inContext.tokens} tokens`);
   return lines.join("\n");
 }

@@ -15,6 +15,7 @@
 import type { Database } from "../db/database.ts";
 import type { Model } from "../model/model.ts";
 import { Loader } from "./loader.ts";
+import { RetroError } from "../util/errors.ts";
 
 export const OVERLAP_BUCKETS = [0.125, 0.25, 0.5, 1] as const;
 
@@ -35,6 +36,66 @@ export interface ControlReport {
   overlap: { upTo: number; loss: number; tokens: number; chunks: number }[];
   /** own neighbours: loss where the target token occurs in the neighbours read, and where it does not */
   targetInNeighbours: { yes: LossCell; no: LossCell };
+  /** GPT only: the in-context baseline (see evalInContext) */
+  inContext?: InContextReport;
+}
+
+export interface InContextReport {
+  /** loss of the evaluated chunks with the neighbours' tokens placed before the context */
+  with: number;
+  /** the same chunks, the same context, no neighbours */
+  without: number;
+  tokens: number;
+  /** context tokens of the sample before each evaluated chunk (at most; fewer near a sample's start) */
+  context: number;
+}
+
+/**
+ * The in-context baseline: does a GPT predict a chunk better when the neighbours Retro would read for it (those
+ * of the chunk before) are written before its context? For each held-out sample and each chunk u+1 (u ≥ 0), the
+ * GPT reads [k·r neighbour tokens of chunk u] + [the sample's tokens before chunk u+1, as many as fit] + chunk
+ * u+1, and its loss on chunk u+1 is compared with the same input without the neighbour prefix. A gain says the
+ * neighbours carry signal usable in context, whatever CCA makes of it.
+ */
+export function evalInContext(model: Model, db: Database, o: { batch: number; k?: number; r?: number }): InContextReport {
+  const c = model.config, m = db.m, n = c.seq, k = o.k ?? kOf(model), r = o.r ?? c.r, pre = k * r;
+  if (pre + 2 * m > n) throw new RetroError("usage", `in-context baseline: k·r = ${pre} neighbour tokens and two chunks do not fit the GPT's ${n} positions`);
+  const info = db.manifest.neighbours?.valid;
+  if (!info) throw new RetroError("badInput", `${db.dir}: neighbours of the valid split have not been computed`);
+  const reader = db.split("valid"), l = info.seq / m, eod = db.tokenizer.eod;
+  const items: { ids: Int32Array; targets: Int32Array; mask: Float32Array }[][] = [[], []];
+  const sums = [0, 0];
+  let tokens = 0;
+  const flush = (which: number) => {
+    const list = items[which];
+    if (!list.length) return;
+    const B = list.length, ids = new Int32Array(B * n).fill(eod), targets = new Int32Array(B * n).fill(eod), mask = new Float32Array(B * n);
+    list.forEach((it, b) => (ids.set(it.ids, b * n), targets.set(it.targets, b * n), mask.set(it.mask, b * n)));
+    const res = model.forward({ B, n, ids, targets, mask });
+    sums[which] += res.loss * res.tokens;
+    if (which === 0) tokens += res.tokens;
+    list.length = 0;
+  };
+  for (let i = 0; i < info.samples; i++) {
+    const tok = reader.read(i * info.seq, i * info.seq + info.seq + 1);
+    const nbr = db.sampleRetrieved("valid", i, k, r);
+    for (let u = 0; u + 1 < l; u++) {
+      const end = (u + 2) * m; // chunk u+1 = targets at input positions (u+1)m−1 … (u+2)m−2
+      const a = Math.max(0, end - 1 - (n - pre));
+      for (const which of [0, 1]) {
+        const prefix = which === 0 ? Array.from(nbr.subarray(u * pre, (u + 1) * pre)) : [];
+        const ids = Int32Array.from([...prefix, ...tok.subarray(a, end - 1)]);
+        const targets = Int32Array.from([...prefix.slice(1), ...(prefix.length ? [tok[a]] : []), ...tok.subarray(a + 1, end)]);
+        const mask = new Float32Array(ids.length);
+        mask.fill(1, ids.length - m);
+        items[which].push({ ids, targets, mask });
+        if (items[which].length === o.batch) flush(which);
+      }
+    }
+  }
+  flush(0);
+  flush(1);
+  return { with: sums[0] / tokens, without: sums[1] / tokens, tokens, context: n - pre - m };
 }
 
 /** longest common run of tokens between a and any of the neighbour rows (each r tokens) */
@@ -118,11 +179,13 @@ export function evalControls(model: Model, db: Database, o: { batch: number; see
     loss.random = mean(pass(model, db, o.batch, { random: o.seed ?? 1 }));
     loss.none = mean(pass(model, db, o.batch, { gate: 0 }));
   }
+  const inContext = model.isRetro || k * c.r + 2 * m > n ? undefined : evalInContext(model, db, { batch: o.batch });
   const ppl = Object.fromEntries(Object.entries(loss).map(([key, v]) => [key, Math.exp(v as number)])) as ControlReport["ppl"];
   return {
     model: c.model, loss, ppl, tokens: own.tokens,
     noNeighboursRead: { loss: mean(first), tokens: first.tokens },
     overlap: buckets.map((bk) => ({ upTo: bk.upTo, loss: bk.tokens ? bk.sum / bk.tokens : NaN, tokens: bk.tokens, chunks: bk.chunks })),
     targetInNeighbours: { yes: { loss: mean(yes), tokens: yes.tokens }, no: { loss: mean(no), tokens: no.tokens } },
+    ...(inContext ? { inContext } : {}),
   };
 }
