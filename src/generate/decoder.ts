@@ -132,7 +132,6 @@ export class Decoder {
     let x = s.get("x", N * D);
     const ln = s.get("ln", N * D), mean = s.get("mean", N), rstd = s.get("rstd", N);
     const q = s.get("q", N * D), kvNew = s.get("kvNew", N * 2 * D), y = s.get("y", N * D), tmp = s.get("tmp", N * D);
-    const fc = s.get("fc", N * 4 * D), g = s.get("g", N * 4 * D);
     const wte = this.p("wte.weight"), wpe = this.p("wpe.weight");
     const ids = new Int32Array(N);
     feeds.forEach((f, fi) => {
@@ -162,13 +161,7 @@ export class Decoder {
       const ci = this.cca.indexOf(li);
       if (ci >= 0) this.cca_(li, ci, feeds, starts, x, N);
       // ---- MLP
-      e.layernormForward(ln, mean, rstd, x, this.p(`${pre}.ln2.weight`), this.p(`${pre}.ln2.bias`), N, D);
-      e.linearForward(fc, ln, this.p(`${pre}.mlp.fc.weight`), this.p(`${pre}.mlp.fc.bias`), N, D, 4 * D);
-      e.geluForward(g, fc, N * 4 * D);
-      e.linearForward(tmp, g, this.p(`${pre}.mlp.proj.weight`), this.p(`${pre}.mlp.proj.bias`), N, 4 * D, D);
-      const xo = s.get(li % 2 ? "xo1" : "xo0", N * D);
-      e.add(xo, x, tmp, N * D);
-      x = xo;
+      x = this.mlp(pre, x, N, li % 2 ? "xo1" : "xo0");
     }
     for (const f of feeds) {
       for (let i = 0; i < f.ids.length; i++) f.slot.ids.push(f.ids[i]);
@@ -187,6 +180,20 @@ export class Decoder {
     const logits = new Float32Array(R * V);
     e.linearForward(logits, lnf, wte, null, R, D, V);
     return logits;
+  }
+
+  /** x + mlp(ln2(x)) of layer `pre` over `rows` rows, into the scratch buffer `outName` */
+  private mlp(pre: string, x: Float32Array, rows: number, outName: string): Float32Array {
+    const e = this.e, D = this.D, s = this.s;
+    const ln = s.get("mln", rows * D), mean = s.get("mmean", rows), rstd = s.get("mrstd", rows);
+    const fc = s.get("mfc", rows * 4 * D), g = s.get("mg", rows * 4 * D), tmp = s.get("mtmp", rows * D);
+    e.layernormForward(ln, mean, rstd, x, this.p(`${pre}.ln2.weight`), this.p(`${pre}.ln2.bias`), rows, D);
+    e.linearForward(fc, ln, this.p(`${pre}.mlp.fc.weight`), this.p(`${pre}.mlp.fc.bias`), rows, D, 4 * D);
+    e.geluForward(g, fc, rows * 4 * D);
+    e.linearForward(tmp, g, this.p(`${pre}.mlp.proj.weight`), this.p(`${pre}.mlp.proj.bias`), rows, 4 * D, D);
+    const out = s.get(outName, rows * D);
+    e.add(out, x, tmp, rows * D);
+    return out;
   }
 
   /** CCA layer li (the ci-th CCA layer): x += gate · xattn(lnc(x), encoded neighbours of the chunk each row reads) */
@@ -259,7 +266,6 @@ export class Decoder {
     let x = s.get("ex", NE * D);
     const ln = s.get("eln", NE * D), mean = s.get("emean", NE), rstd = s.get("erstd", NE);
     const q = s.get("eq", NE * D), kv = s.get("ekv", NE * 2 * D), y = s.get("ey", NE * D), tmp = s.get("etmp", NE * D);
-    const fc = s.get("efc", NE * 4 * D), g = s.get("eg", NE * 4 * D);
     e.embeddingForward(x, nb, this.p("wte.weight"), this.p("wpe.weight"), NE, r, D, c.vocab);
     const h = slot.h!.subarray(u * m * D, (u + 1) * m * D);
     for (let j = 0; j < c.enc_layers; j++) {
@@ -288,13 +294,7 @@ export class Decoder {
         e.add(xc, x, tmp, NE * D);
         x = xc;
       }
-      e.layernormForward(ln, mean, rstd, x, this.p(`${pre}.ln2.weight`), this.p(`${pre}.ln2.bias`), NE, D);
-      e.linearForward(fc, ln, this.p(`${pre}.mlp.fc.weight`), this.p(`${pre}.mlp.fc.bias`), NE, D, 4 * D);
-      e.geluForward(g, fc, NE * 4 * D);
-      e.linearForward(tmp, g, this.p(`${pre}.mlp.proj.weight`), this.p(`${pre}.mlp.proj.bias`), NE, 4 * D, D);
-      const xo = s.get(j % 2 ? "exo1" : "exo0", NE * D);
-      e.add(xo, x, tmp, NE * D);
-      x = xo;
+      x = this.mlp(pre, x, NE, j % 2 ? "exo1" : "exo0");
     }
     this.cca.forEach((li, ci) => {
       const ckv = new Float32Array(NE * 2 * D);
