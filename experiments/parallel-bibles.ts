@@ -5,7 +5,7 @@
  * GPT-fitting and by Retro-fitting (each recipe); held-out loss with the controls of `retro eval ppl --controls`.
  * Needs `retro corpus install kjv web` (Debian's sword-text-kjv, sword-text-web).
  *
- *   node --import tsx experiments/parallel-bibles.ts [--seeds 3] [--pretrain 1500] [--fit 800] [--only name,name]
+ *   node --import tsx experiments/parallel-bibles.ts [--seeds 3] [--pretrain 1500] [--fit 800] [--only name;name]
  *       [--work runs/bibles] [--out experiments/results/parallel-bibles.json]
  */
 import * as fs from "node:fs";
@@ -32,14 +32,15 @@ for (const n of ["kjv", "web"]) {
 }
 const seeds = Number(a.seeds), preSteps = Number(a.pretrain), fitSteps = Number(a.fit);
 const chunk = 16, seq = 128, work = path.resolve(a.work!);
-const dbDir = path.join(work, "db");
+// two databases over the same documents, tokenizer and split: dense (LSA + HNSW, the default) and BM25
+const dbDir = path.join(work, "db"), bm25Dir = path.join(work, "db-bm25");
 const dbConfig = {
   datasets: [corpusDataset("kjv", 1), corpusDataset("web", 0)],
   tokenizer: { kind: "bpe", vocabSize: 4096 }, chunkLength: chunk, validFraction: 0.05,
   query: { seq, candidates: 200, keep: 20, blockSize: 256 },
 };
-if (!fs.existsSync(path.join(dbDir, "manifest.json")) || !new Database(dbDir).manifest.neighbours?.valid) {
-  await buildDatabase(dbDir, dbConfig);
+for (const [dir, over] of [[dbDir, {}], [bm25Dir, { index: { description: "BM25" } }]] as const) {
+  if (!fs.existsSync(path.join(dir, "manifest.json")) || !new Database(dir).manifest.neighbours?.valid) await buildDatabase(dir, { ...dbConfig, ...over });
 }
 const size = { d: 128, heads: 4, layers: 4, seq, r: 2 * chunk };
 const retro = { ...size, model: "retro", cca_layers: [2, 4], k: 2 };
@@ -48,9 +49,11 @@ const VARIANTS: Record<string, Record<string, unknown>> = {
   "gpt-fitting": {},
   "retro-fitting (default recipe)": { model: retro },
   "retro-fitting + retrieval lr x3": { model: retro, retrievalLr: 3 },
+  "retro-fitting, BM25 neighbours": { model: retro, db: bm25Dir },
+  "retro-fitting, BM25 neighbours + retrieval lr x3": { model: retro, db: bm25Dir, retrievalLr: 3 },
 };
 type Row = { name: string; seed: number; fitSteps: number; seconds: number } & ControlReport;
-const only = a.only ? a.only.split(",") : null;
+const only = a.only ? a.only.split(";") : null;
 const saved = fs.existsSync(a.out!) ? JSON.parse(fs.readFileSync(a.out!, "utf8")) : {};
 const results: Row[] = saved.results ?? [];
 const stats = (xs: number[]) => {
@@ -91,7 +94,8 @@ for (let seed = 1; seed <= seeds; seed++) {
     console.log(`seed ${seed}: GPT pretrained ${preSteps} steps in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
   }
   for (const [name, v] of Object.entries(VARIANTS)) {
-    if (only && !only.some((o) => name.includes(o))) continue;
+    // --only: variant names, exact (or, for a string that names no variant, every variant containing it)
+    if (only && !only.some((o) => (o in VARIANTS ? o === name : name.includes(o)))) continue;
     if (results.some((r) => r.name === name && r.seed === seed && r.fitSteps === fitSteps)) continue;
     const out = path.join(work, `${name.replace(/[^a-z0-9]+/gi, "-")}-seed${seed}-${fitSteps}`);
     fs.rmSync(out, { recursive: true, force: true });
@@ -99,7 +103,7 @@ for (let seed = 1; seed <= seeds; seed++) {
     // the same seed for every continuation of one GPT: identical tokens in identical order
     await train(out, { ...common, init: gpt, steps: fitSteps, seed: 100 + seed, ...v });
     const { model } = loadModel(out);
-    const db = new Database(dbDir);
+    const db = new Database((v.db as string | undefined) ?? dbDir);
     const c = evalControls(model, db, { batch: 16, seed });
     db.close();
     const rec: Row = { name, seed, fitSteps, seconds: (Date.now() - t0) / 1000, ...c };

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job end to end on the bundled corpus (about 10 minutes on 2 cores; every step resumes if re-run):
-# Step 1 database -> Step 2 GPT pretraining, then Retro-fitting it -> Step 3 held-out perplexity -> curves.
+# Step 1 database -> Step 2 GPT pretraining, then Retro-fitting it -> Step 3 held-out perplexity -> curves -> generation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 retro() { node bin/retro.js "$@"; }
@@ -13,3 +13,6 @@ retro eval ppl --ckpt runs/demo-gpt --db runs/default-db
 retro eval ppl --ckpt runs/demo-retro --db runs/default-db
 retro eval ppl --ckpt runs/demo-retro --db runs/default-db --gate 0
 retro plot gpt=runs/demo-gpt retro-fit=runs/demo-retro --out runs/demo-curves.svg
+# generation: the Retro-fit continues a prompt, retrieving from the database each time a 64-token chunk completes
+retro generate --ckpt runs/demo-retro --prompt "Mr. Speaker, Mr. Vice President, Members of Congress, the state of our Union" \
+  --max-tokens 96 --show-neighbours
