@@ -23,9 +23,12 @@ inline void part(size_t n, int T, int t, size_t* s, size_t* e) {
 }
 // run f(start, end) on each thread's contiguous share of n items (plain inner loops vectorise better than
 // `omp parallel for simd` over calls, which GCC 12 left scalar here)
+// below this many elements a kernel runs on one thread: waking the team costs more than the work (decoding
+// one token per sequence measured ~60 µs per attention call with the team, most of it synchronisation)
+constexpr size_t PAR_MIN = 16384;
 template <typename F>
 inline void parallel_range(size_t n, F f) {
-#pragma omp parallel
+#pragma omp parallel if (n >= PAR_MIN)
   {
     size_t s, e;
     part(n, omp_get_num_threads(), omp_get_thread_num(), &s, &e);
@@ -36,7 +39,7 @@ inline void parallel_range(size_t n, F f) {
 
 // ---------------------------------------------------------------------------------------------- embedding
 void embedding_forward(float* out, const int32_t* ids, const float* wte, const float* wpe, int N, int T, int C) {
-#pragma omp parallel for
+#pragma omp parallel for if ((size_t)N * C >= PAR_MIN)
   for (int n = 0; n < N; n++) {
     const float* e = wte + (size_t)ids[n] * C;
     const float* p = wpe + (size_t)(n % T) * C;
@@ -67,7 +70,7 @@ void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* w, const float* b, int N,
                        int C) {
   const float eps = 1e-5f;
-#pragma omp parallel for
+#pragma omp parallel for if ((size_t)N * C >= PAR_MIN)
   for (int n = 0; n < N; n++) {
     const float* x = inp + (size_t)n * C;
     float m = 0.f;
@@ -247,17 +250,22 @@ void attention_forward(float* out, float* probs, const float* q, int qs, const f
                        int B, int T, int S, int H, int hd, int causal, int kvdiv, int qpos0) {
   const int D = H * hd;
   const float scale = 1.f / std::sqrt((float)hd);
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * H * T * S * hd >= 16 * PAR_MIN)
   for (int b = 0; b < B; b++) {
     for (int h = 0; h < H; h++) {
       float* P = probs + ((size_t)b * H + h) * T * S;
       const float* Q = q + (size_t)b * T * qs + h * hd;
       const float* K = k + (size_t)(b / kvdiv) * S * kvs + h * hd;
       const float* V = v + (size_t)(b / kvdiv) * S * kvs + h * hd;
-      gemm1(false, true, T, S, hd, scale, Q, qs, K, kvs, 0.f, P, S);
+      // a few queries (decoding: one per sequence) take dot products over the keys, not two small gemms,
+      // whose packing costs more than the product at T = 1 (measured 73 µs vs ~10 µs at S = 200)
+      const bool few = T <= 4;
+      if (!few) gemm1(false, true, T, S, hd, scale, Q, qs, K, kvs, 0.f, P, S);
       for (int i = 0; i < T; i++) {
         float* row = P + (size_t)i * S;
         int lim = causal ? std::min(qpos0 + i + 1, S) : S;
+        if (few)
+          for (int j = 0; j < lim; j++) row[j] = scale * dot(Q + (size_t)i * qs, K + (size_t)j * kvs, hd);
         float mx = -INFINITY;
         for (int j = 0; j < lim; j++) mx = std::max(mx, row[j]);
         float sum = 0.f;
@@ -269,8 +277,18 @@ void attention_forward(float* out, float* probs, const float* q, int qs, const f
         float inv = 1.f / sum;
         for (int j = 0; j < lim; j++) row[j] *= inv;
         for (int j = lim; j < S; j++) row[j] = 0.f;
+        if (few) {
+          float* o = out + ((size_t)b * T + i) * D + h * hd;
+          for (int c = 0; c < hd; c++) o[c] = 0.f;
+          for (int j = 0; j < lim; j++) {
+            const float pj = row[j];
+            const float* vj = V + (size_t)j * kvs;
+#pragma omp simd
+            for (int c = 0; c < hd; c++) o[c] += pj * vj[c];
+          }
+        }
       }
-      gemm1(false, false, T, hd, S, 1.f, P, S, V, kvs, 0.f, out + (size_t)b * T * D + h * hd, D);
+      if (!few) gemm1(false, false, T, hd, S, 1.f, P, S, V, kvs, 0.f, out + (size_t)b * T * D + h * hd, D);
     }
   }
 }
@@ -382,7 +400,7 @@ void rope(float* x, int xs, int N, int H, int hd, const int32_t* pos, int P, flo
       cs[(size_t)p * half + j] = (float)std::cos(a);
       sn[(size_t)p * half + j] = (float)(sign < 0 ? -std::sin(a) : std::sin(a));
     }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * H * hd >= PAR_MIN)
   for (int n = 0; n < N; n++) {
     const float* c = cs.data() + (size_t)(n % P) * half;
     const float* s = sn.data() + (size_t)(n % P) * half;
