@@ -56,6 +56,19 @@ describe("bad input gives a clear error and exit code", () => {
     assert.equal(ok.code, 0, ok.stderr);
   });
 
+  test("a folder that is not a database (a training run) is refused and left untouched", () => {
+    const run = tmpDir("run-");
+    fs.writeFileSync(path.join(run, "config.json"), '{"db": "x"}');
+    fs.writeFileSync(path.join(run, "tokenizer.json"), "{}");
+    fs.writeFileSync(path.join(run, "model.tmp"), "partial");
+    const before = treeHashes(run);
+    const r = cli(["db", "build", "--out", run, "--text", corpus, "--until", "tokens"]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /is not empty and is not a retro-ts database/);
+    assert.deepEqual(treeHashes(run), before);
+    assert.ok(fs.existsSync(path.join(run, "model.tmp")), "temp files of another tool are not cleaned up");
+  });
+
   test("empty corpus → exit 4, nothing accepted later", () => {
     const empty = tmpDir();
     fs.writeFileSync(path.join(empty, "blank.txt"), "   \n");

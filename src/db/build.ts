@@ -36,9 +36,20 @@ export function saveManifest(dir: string, m: Manifest) {
   writeJsonAtomic(manifestPath(dir), m);
 }
 
+/** The file that marks a folder as a database (written before anything else). */
+export const DB_MARKER = ".retro-db";
+
 /** Write config.json, or check that an existing one matches once a stage has finished (a changed config is refused, keys named). */
 export function prepareDir(dir: string, config: DbConfig): void {
   fs.mkdirSync(dir, { recursive: true });
+  // a folder this build did not make (a training run, anything else) is never written into or cleaned up
+  const marker = path.join(dir, DB_MARKER);
+  if (!fs.existsSync(marker)) {
+    if (!fs.existsSync(manifestPath(dir)) && fs.readdirSync(dir).length > 0) {
+      throw new RetroError("usage", `${dir} is not empty and is not a retro-ts database (no ${DB_MARKER}, no manifest.json): choose a new or empty folder`);
+    }
+    fs.writeFileSync(marker, "a retro-ts database folder (retro db build)\n");
+  }
   const p = path.join(dir, "config.json");
   if (!fs.existsSync(manifestPath(dir))) {
     // no stage has finished: whatever is here came from an attempt that failed (a wrong path, say); start over
