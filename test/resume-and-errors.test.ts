@@ -125,6 +125,13 @@ describe("bad input gives a clear error and exit code", () => {
     r = cli(["db", "query", "--db", dir, "--split", "valid"]);
     assert.equal(r.code, 5);
     assert.match(r.stderr, /index/);
+    // issue 10's crashes: 64 bytes left, or 4 bytes flipped at offsets 0, 4 and deep inside — a clean exit 5, no signal
+    for (const damage of [(b: Buffer) => b.subarray(0, 64), ...[0, 4, Math.floor(idxBuf.length / 2)].map((o) => (b: Buffer) => { const c = Buffer.from(b); for (let i = o; i < o + 4; i++) c[i] ^= 0xa5; return c; })]) {
+      fs.writeFileSync(idx, damage(idxBuf));
+      r = cli(["db", "query", "--db", dir, "--split", "valid"]);
+      assert.equal(r.code, 5, r.stderr);
+      assert.match(r.stderr, /damaged index/);
+    }
     fs.writeFileSync(idx, idxBuf);
     // corrupt neighbour block
     const nd = path.join(dir, "neighbours", "valid");

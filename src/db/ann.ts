@@ -16,6 +16,7 @@
  * quantisation, and no other offline-installable library offers them in Node.
  */
 import * as fs from "node:fs";
+import * as zlib from "node:zlib";
 import { createRequire } from "node:module";
 import { RetroError } from "../util/errors.ts";
 import { tmpPathFor } from "../util/fsx.ts";
@@ -48,6 +49,29 @@ export interface SearchResult {
   ids: Int32Array;
   /** [nq, k] cosine similarities */
   scores: Float32Array;
+}
+
+export interface FileCheck {
+  bytes: number;
+  crc32: number;
+}
+
+/** Size and CRC-32 of a file, read in 8 MiB pieces. */
+export function fileCheck(file: string): FileCheck {
+  const fd = fs.openSync(file, "r");
+  const buf = Buffer.alloc(8 << 20);
+  let crc = 0, bytes = 0;
+  try {
+    for (;;) {
+      const n = fs.readSync(fd, buf, 0, buf.length, bytes);
+      if (n <= 0) break;
+      crc = zlib.crc32(buf.subarray(0, n), crc);
+      bytes += n;
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return { bytes, crc32: crc };
 }
 
 export class AnnIndex {
@@ -142,9 +166,18 @@ export class AnnIndex {
     fs.renameSync(tmp, file);
   }
 
-  /** Load from disk; `mmap` views the file instead of reading it (HNSW only). */
-  static load(file: string, description: string, dim: number, expectedSize: number, efSearch: number, threads: number, mmap = true): AnnIndex {
+  /**
+   * Load from disk; `mmap` views the file instead of reading it (HNSW only). `check` (the size and CRC-32 the
+   * build recorded) is verified first: usearch trusts the file's bytes, and a damaged graph can crash the process.
+   */
+  static load(file: string, description: string, dim: number, expectedSize: number, efSearch: number, threads: number, mmap = true, check?: FileCheck): AnnIndex {
     if (!fs.existsSync(file)) throw new RetroError("notFound", `index file not found: ${file}`);
+    if (check) {
+      const got = fileCheck(file);
+      if (got.bytes !== check.bytes || got.crc32 !== check.crc32) {
+        throw new RetroError("corrupt", `${file}: ${got.bytes !== check.bytes ? `${got.bytes} bytes, the build wrote ${check.bytes}` : "checksum mismatch"} (damaged index); delete it and re-run "retro db build" to rebuild`);
+      }
+    }
     const idx = new AnnIndex(description, dim, 128, efSearch, threads);
     if (idx.index) {
       try {

@@ -11,7 +11,7 @@ import { diffKeys, isBm25, isRetrievalOnly, resolveConfig, type DbConfig } from 
 import { Bm25Index } from "./bm25.ts";
 import { CHUNK_COLS, DB_FORMAT, Database, type DatasetInfo, type Manifest } from "./database.ts";
 import { Retriever, openDbEmbedder } from "./retriever.ts";
-import { AnnIndex } from "./ann.ts";
+import { AnnIndex, fileCheck } from "./ann.ts";
 import { openSource, type SourceStats } from "../data/sources.ts";
 import { SplitWriter, dtypeFor } from "../data/tokenstore.ts";
 import { gpt2Tokenizer, loadTokenizer, type Tokenizer } from "../tokenizer/tokenizer.ts";
@@ -194,8 +194,9 @@ function stageIndex(dir: string, c: DbConfig, man: Manifest, db: Database): void
   }
   bar.stop();
   fs.mkdirSync(path.join(dir, "index"), { recursive: true });
-  idx.save(path.join(dir, "index", "index.usearch"));
-  man.index = { description: c.index.description, dim: emb.dim, size: idx.size, embedderId: emb.embedderId, buildSeconds: (Date.now() - t0) / 1000 };
+  const file = path.join(dir, "index", "index.usearch");
+  idx.save(file);
+  man.index = { description: c.index.description, dim: emb.dim, size: idx.size, embedderId: emb.embedderId, buildSeconds: (Date.now() - t0) / 1000, ...fileCheck(file) };
 }
 
 /** Text of each chunk of the samples [s, e) of a split: sample i, chunk j = tokens [i·seq + j·m, +m). */

@@ -38,7 +38,8 @@ export interface Manifest {
   chunks?: { count: number; padded: number };
   /** fitSeconds: fitting the embedder's state (LSA, IDF); embedSeconds: embedding the blocks this run computed */
   embeddings?: { embedderId: string; dim: number; blocks: number; fitSeconds?: number; embedSeconds?: number };
-  index?: { description: string; dim: number; size: number; embedderId: string; buildSeconds: number };
+  /** bytes / crc32: of index/index.usearch, checked before every load */
+  index?: { description: string; dim: number; size: number; embedderId: string; buildSeconds: number; bytes?: number; crc32?: number };
   neighbours?: Record<string, { seq: number; samples: number; chunksPerSample: number; keep: number; candidates: number; blockSize: number; embedderId: string }>;
 }
 
@@ -122,7 +123,9 @@ export class Database {
   index(efSearch = this.config.index.efSearch, threads = this.config.index.threads): AnnIndex {
     const info = this.manifest.index;
     if (!info) throw new RetroError("badInput", `${this.dir}: the index stage has not run`);
-    const load = () => AnnIndex.load(path.join(this.dir, "index", "index.usearch"), info.description, info.dim, info.size, efSearch, threads);
+    // databases built before the checksum was recorded load unchecked
+    const check = info.bytes !== undefined && info.crc32 !== undefined ? { bytes: info.bytes, crc32: info.crc32 } : undefined;
+    const load = () => AnnIndex.load(path.join(this.dir, "index", "index.usearch"), info.description, info.dim, info.size, efSearch, threads, true, check);
     if (efSearch !== this.config.index.efSearch || threads !== this.config.index.threads) return load();
     return (this.indexCache ??= load());
   }
