@@ -115,6 +115,13 @@ describe("bad input gives a clear error and exit code", () => {
     let r = cli(["db", "stats", "--db", dir]);
     assert.equal(r.code, 5);
     assert.match(r.stderr, /truncated or replaced/);
+    // same size, other tokens (issue 10: 200 valid tokens written into valid.tok went unnoticed)
+    const flipped = Buffer.from(saved);
+    flipped[100] ^= 1;
+    fs.writeFileSync(tok, flipped);
+    r = cli(["db", "stats", "--db", dir]);
+    assert.equal(r.code, 5);
+    assert.match(r.stderr, /train\.tok: SHA-256 differs from the manifest's/);
     fs.writeFileSync(tok, saved);
     // truncated index
     const idx = path.join(dir, "index", "index.usearch");
@@ -154,8 +161,10 @@ describe("bad input gives a clear error and exit code", () => {
   test("an embedder whose dimension differs from the index → exit 6", async () => {
     const dir = path.join(tmpDir(), "db");
     await buildDatabase(dir, smallConfig(corpus), { until: "index" });
-    const db = new Database(dir);
+    // the database's config edited after the index was built
     const cfg = resolveConfig({ ...smallConfig(corpus), embedder: { kind: "lexical", dim: 32 } });
+    fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify(cfg));
+    const db = new Database(dir);
     await assert.rejects(stageQuery(dir, cfg, db, "valid"), (e: RetroError) => e.code === 6 && /dimension 32 ≠ index dimension 64/.test(e.message));
   });
 

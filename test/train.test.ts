@@ -195,8 +195,8 @@ test("runs that do not fit their database are refused with clear errors", async 
   // a checkpoint evaluated against a database of another tokenizer
   const out = tmpDir("ckpt-");
   await train(out, { db: DB, batch: 2, steps: 1, evalEvery: 1, evalBatches: 1, model: { model: "gpt", ...MODEL, vocab: 400 } });
-  const other = tmpDir("db2-");
-  await buildDatabase(other, smallConfig(writeTextCorpus(path.join(other, "c"), 12, 1500), { tokenizer: { kind: "bpe", vocabSize: 300 } }));
+  const root = tmpDir("db2-"), other = path.join(root, "db");
+  await buildDatabase(other, smallConfig(writeTextCorpus(path.join(root, "c"), 12, 1500), { tokenizer: { kind: "bpe", vocabSize: 300 } }));
   const r = cli(["eval", "ppl", "--ckpt", out, "--db", other]);
   assert.equal(r.code, 6);
   assert.match(r.stderr, /model vocab 400 ≠ database tokenizer bpe300/);

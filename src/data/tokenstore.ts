@@ -9,6 +9,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { RetroError } from "../util/errors.ts";
+import { createHash } from "node:crypto";
 import { sha256File, tmpPathFor } from "../util/fsx.ts";
 
 export type TokenDtype = "uint16" | "uint32";
@@ -81,6 +82,25 @@ export class SplitWriter {
 }
 
 /** Read access to one split: the document table in memory, tokens read by range (pread). */
+/** SHA-256 and largest id of a token file, in one pass. */
+function scanTokens(file: string, bpe: number): { sha: string; max: number } {
+  const h = createHash("sha256");
+  const fd = fs.openSync(file, "r");
+  let max = 0;
+  try {
+    const buf = Buffer.allocUnsafe(1 << 22);
+    let n: number;
+    while ((n = fs.readSync(fd, buf, 0, buf.length, null)) > 0) {
+      h.update(buf.subarray(0, n));
+      const view = bpe === 2 ? new Uint16Array(buf.buffer, buf.byteOffset, n >> 1) : new Uint32Array(buf.buffer, buf.byteOffset, n >> 2);
+      for (let i = 0; i < view.length; i++) if (view[i] > max) max = view[i];
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return { sha: h.digest("hex"), max };
+}
+
 export class SplitReader {
   readonly docs: Uint32Array; // [nDocs, 4]
   readonly nDocs: number;
@@ -88,7 +108,8 @@ export class SplitReader {
   private fd: number;
   private bpe: number;
 
-  constructor(dir: string, split: string, readonly dtype: TokenDtype, info?: SplitInfo) {
+  /** `vocab`: ids must be below it (checked with the SHA-256s of `info` when both are given) */
+  constructor(dir: string, split: string, readonly dtype: TokenDtype, info?: SplitInfo, vocab?: number) {
     const tokPath = path.join(dir, `${split}.tok`), docsPath = path.join(dir, `${split}.docs`);
     for (const p of [tokPath, docsPath]) if (!fs.existsSync(p)) throw new RetroError("notFound", `token store file missing: ${p}`);
     const db = fs.readFileSync(docsPath);
@@ -106,6 +127,12 @@ export class SplitReader {
       const last = (this.nDocs - 1) * 4;
       if (this.docs[last + 2] + this.docs[last + 3] + 1 !== this.nTokens) throw new RetroError("corrupt", `${dir}: ${split} document table does not match its token file`);
     }
+    if (info?.docsSha256 && sha256File(docsPath) !== info.docsSha256) throw new RetroError("corrupt", `${docsPath}: SHA-256 differs from the manifest's (damaged or replaced)`);
+    if (info?.tokSha256) {
+      const { sha, max } = scanTokens(tokPath, this.bpe);
+      if (sha !== info.tokSha256) throw new RetroError("corrupt", `${tokPath}: SHA-256 differs from the manifest's (damaged or replaced)`);
+      if (vocab !== undefined && max >= vocab) throw new RetroError("corrupt", `${tokPath}: holds token id ${max}, the tokenizer has ${vocab}`);
+    }
     this.fd = fs.openSync(tokPath, "r");
   }
 
@@ -113,7 +140,9 @@ export class SplitReader {
   read(start: number, end: number): Uint32Array {
     const n = end - start;
     const buf = Buffer.allocUnsafe(n * this.bpe);
-    fs.readSync(this.fd, buf, 0, buf.length, start * this.bpe);
+    if (start < 0 || end > this.nTokens || n < 0) throw new RetroError("corrupt", `token read [${start}, ${end}) outside the split's ${this.nTokens} tokens (a table points past the token file)`);
+    const got = fs.readSync(this.fd, buf, 0, buf.length, start * this.bpe);
+    if (got !== buf.length) throw new RetroError("corrupt", `short read of tokens [${start}, ${end}): ${got} of ${buf.length} bytes (the token file changed)`);
     const out = new Uint32Array(n);
     if (this.bpe === 2) for (let i = 0; i < n; i++) out[i] = buf.readUInt16LE(2 * i);
     else for (let i = 0; i < n; i++) out[i] = buf.readUInt32LE(4 * i);
