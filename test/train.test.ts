@@ -199,6 +199,14 @@ test("runs that do not fit their database are refused with clear errors", async 
   await buildDatabase(other, smallConfig(writeTextCorpus(path.join(root, "c"), 12, 1500), { tokenizer: { kind: "bpe", vocabSize: 300 } }));
   const r = cli(["eval", "ppl", "--ckpt", out, "--db", other]);
   assert.equal(r.code, 6);
-  assert.match(r.stderr, /model vocab 400 ≠ database tokenizer bpe300/);
+  assert.match(r.stderr, /was trained with tokenizer bpe400-\w+, database .* has bpe300-/);
+  // another tokenizer of the same size (issue 10: only the vocabulary size was compared)
+  const same = path.join(root, "db400");
+  await buildDatabase(same, smallConfig(path.join(root, "c"), { tokenizer: { kind: "bpe", vocabSize: 400 } }));
+  const r2 = cli(["eval", "ppl", "--ckpt", out, "--db", same]);
+  assert.equal(r2.code, 6, r2.stderr);
+  assert.match(r2.stderr, /was trained with tokenizer bpe400-\w+, database .* has bpe400-/);
+  const r3 = cli(["train", "--db", same, "--out", path.join(root, "fit"), "--init", out, "--steps", "1"]);
+  assert.equal(r3.code, 6, r3.stderr);
   db.close();
 });

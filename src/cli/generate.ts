@@ -5,7 +5,7 @@ import * as readline from "node:readline";
 import { Option, type Command } from "commander";
 import { Database } from "../db/database.ts";
 import { Retriever } from "../db/retriever.ts";
-import { loadModel } from "../model/checkpoint.ts";
+import { checkCheckpointTokenizer, loadModel } from "../model/checkpoint.ts";
 import { checkSampling } from "../generate/sampling.ts";
 import { Generator, type GenerateEvent, type GenerateOptions, type RetrieveMode } from "../generate/generate.ts";
 import { readJson } from "../util/fsx.ts";
@@ -76,9 +76,7 @@ export function registerGenerate(program: Command): void {
       const dbDir = o.db ?? run.db;
       if (!dbDir) throw new RetroError("usage", `${o.ckpt}: no run config names a database; pass --db (its tokenizer is needed)`);
       const db = new Database(dbDir);
-      if (run.tokenizer && run.tokenizer !== db.manifest.tokenizer!.id) {
-        throw new RetroError("mismatch", `the checkpoint was trained with tokenizer ${run.tokenizer}, database ${dbDir} has ${db.manifest.tokenizer!.id}`);
-      }
+      checkCheckpointTokenizer(o.ckpt, db.manifest.tokenizer!.id, `database ${dbDir}`);
       const mode: RetrieveMode | undefined = o.retrieve;
       const retriever = model.isRetro && mode !== "none" ? await Retriever.open(db) : null;
       const gen = new Generator(model, db.tokenizer, retriever);

@@ -24,6 +24,30 @@ export function saveCheckpoint(dir: string, model: Model, metadata: Record<strin
   writeJsonAtomic(path.join(dir, CONFIG_FILE), model.config);
 }
 
+/**
+ * The tokenizer id a checkpoint was trained with: its weights file's metadata (written since the check
+ * existed), else the config.json of the run that holds it (run folder, or the folder above a checkpoint).
+ * undefined when neither says (a peer's dump, a copied checkpoint).
+ */
+export function checkpointTokenizer(dirOrRun: string): string | undefined {
+  const dir = resolveCheckpointDir(dirOrRun);
+  const meta = readSafetensors(path.join(dir, WEIGHTS_FILE)).metadata;
+  if (typeof meta.tokenizer === "string") return meta.tokenizer;
+  for (const d of [dir, path.dirname(dir), path.dirname(path.dirname(dir))]) {
+    const f = path.join(d, "config.json");
+    if (!fs.existsSync(f)) continue;
+    const c = readJson<Record<string, unknown>>(f, "run config");
+    if (typeof c.tokenizer === "string" && typeof c.db === "string") return c.tokenizer;
+  }
+  return undefined;
+}
+
+/** Refuse a checkpoint trained with another tokenizer than `tokenizerId` (the vocabulary size alone can agree). */
+export function checkCheckpointTokenizer(dirOrRun: string, tokenizerId: string, where: string): void {
+  const t = checkpointTokenizer(dirOrRun);
+  if (t !== undefined && t !== tokenizerId) throw new RetroError("mismatch", `${dirOrRun} was trained with tokenizer ${t}, ${where} has ${tokenizerId}`);
+}
+
 /** The model config of a checkpoint directory (or of a safetensors file's metadata). */
 export function readCheckpointConfig(dirOrFile: string): ModelConfig {
   const isDir = fs.existsSync(dirOrFile) && fs.statSync(dirOrFile).isDirectory();

@@ -21,7 +21,7 @@ import { readSafetensors, tensorF32, writeSafetensors, type TensorOut } from "..
 import { resolveModelConfig, type ModelConfig } from "../model/config.ts";
 import { Model } from "../model/model.ts";
 import { AdamW } from "../model/optim.ts";
-import { loadWeights, readCheckpointConfig, resolveCheckpointDir, saveCheckpoint, WEIGHTS_FILE, type LoadReport } from "../model/checkpoint.ts";
+import { checkCheckpointTokenizer, loadWeights, readCheckpointConfig, resolveCheckpointDir, saveCheckpoint, WEIGHTS_FILE, type LoadReport } from "../model/checkpoint.ts";
 import { Loader, checkModelAgainstDb } from "./loader.ts";
 import { evaluate, validLoaderOptions } from "./evaluate.ts";
 
@@ -108,6 +108,7 @@ export function resolveTrainConfig(input: Record<string, unknown>, db: Database)
   if (c.precision !== "fp32" && c.precision !== "bf16") throw new RetroError("usage", `train config: precision must be "fp32" or "bf16"`);
   if (!((c.lr as number) > 0) || (c.minLr as number) < 0 || (c.minLr as number) > (c.lr as number)) throw new RetroError("usage", "train config: need 0 <= minLr <= lr and lr > 0");
   const init = (input.init as string | null | undefined) ?? null;
+  if (init) checkCheckpointTokenizer(init, db.manifest.tokenizer!.id, `database ${db.dir}`);
   const base: Record<string, unknown> = init ? { ...readCheckpointConfig(resolveCheckpointDir(init)) } : {};
   const over = (input.model ?? {}) as Record<string, unknown>;
   if (init && over.model === "retro" && base.model === "gpt") {
@@ -140,11 +141,11 @@ export interface TrainResult {
   load: LoadReport | null;
 }
 
-function saveTrainCheckpoint(out: string, model: Model, opt: AdamW, state: TrainState): void {
+function saveTrainCheckpoint(out: string, model: Model, opt: AdamW, state: TrainState, tokenizer: string): void {
   const name = `step-${String(state.step).padStart(6, "0")}`;
   const dir = path.join(out, "checkpoints", name);
   const tmp = tmpPathFor(dir);
-  saveCheckpoint(tmp, model, { step: String(state.step) });
+  saveCheckpoint(tmp, model, { step: String(state.step), tokenizer });
   const tensors = new Map<string, TensorOut>([["m", { dtype: "F32", shape: [opt.m.length], data: opt.m }], ["v", { dtype: "F32", shape: [opt.v.length], data: opt.v }]]);
   writeSafetensors(path.join(tmp, "optim.safetensors"), tensors, { t: String(opt.t) });
   writeJsonAtomic(path.join(tmp, "state.json"), state);
@@ -289,7 +290,7 @@ export async function train(out: string, input: Record<string, unknown>, opts: {
         lastEval = { loss: e.loss, ppl: e.ppl };
         appendMetric(metrics, { kind: "eval", step, loss: e.loss, ppl: e.ppl, tokens: e.tokens });
       }
-      if (step % cfg.saveEvery === 0 || step === cfg.steps || stop || step === opts.stopAfter) saveTrainCheckpoint(out, model, opt, state);
+      if (step % cfg.saveEvery === 0 || step === cfg.steps || stop || step === opts.stopAfter) saveTrainCheckpoint(out, model, opt, state, cfg.tokenizer);
       bar.update(step, `loss ${lastLoss.toFixed(3)}${lastEval ? ` | val ppl ${lastEval.ppl.toFixed(1)}` : ""} | ${(tokensPerStep / dt).toFixed(0)} tok/s`);
       if (step === opts.stopAfter) break;
       await new Promise((r) => setImmediate(r)); // let a Ctrl-C in
