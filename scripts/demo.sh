@@ -15,4 +15,4 @@ retro eval ppl --ckpt runs/demo-retro --db runs/default-db --gate 0
 retro plot gpt=runs/demo-gpt retro-fit=runs/demo-retro --out runs/demo-curves.svg
 # generation: the Retro-fit continues a prompt, retrieving from the database each time a 64-token chunk completes
 retro generate --ckpt runs/demo-retro --prompt "Mr. Speaker, Mr. Vice President, Members of Congress, the state of our Union" \
-  --max-tokens 96 --show-neighbours
+  --max-tokens 120 --temperature 0.8 --top-p 0.9 --seed 1 --show-neighbours
