@@ -111,6 +111,21 @@ test("truncated and foreign safetensors files are refused with a clear error", (
   fs.writeFileSync(foreign, "PK\x03\x04 this is a zip file, not tensors");
   assert.throws(() => readSafetensors(foreign), (e: unknown) => e instanceof RetroError && e.code === 5 && /not a valid safetensors file/.test(e.message));
   assert.throws(() => readSafetensors(path.join(dir, "nope.safetensors")), /no such file/);
+  // crafted offsets (issue 10): negative, overlapping, leaving bytes uncovered
+  const craft = (header: Record<string, unknown>, dataBytes: number) => {
+    const h = Buffer.from(JSON.stringify(header));
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(h.length));
+    const f = path.join(dir, "crafted.safetensors");
+    fs.writeFileSync(f, Buffer.concat([len, h, Buffer.alloc(dataBytes)]));
+    return f;
+  };
+  const t = (a: number, b: number) => ({ dtype: "F32", shape: [(b - a) / 4], data_offsets: [a, b] });
+  const corrupt = (re: RegExp) => (e: unknown) => e instanceof RetroError && e.code === 5 && re.test(e.message);
+  assert.throws(() => readSafetensors(craft({ a: t(-65536, 0) }, 16)), corrupt(/bad data_offsets \[-65536,0\]/));
+  assert.throws(() => readSafetensors(craft({ a: t(0, 8), b: t(4, 12) }, 12)), corrupt(/overlapping or gapped/));
+  assert.throws(() => readSafetensors(craft({ a: t(0, 8) }, 16)), corrupt(/cover 8 of the 16 data bytes/));
+  assert.equal(readSafetensors(craft({ a: t(0, 8), b: t(8, 16) }, 16)).tensors.size, 2);
 });
 
 test("bad configs and batches are refused with their names", () => {

@@ -57,13 +57,21 @@ export function readSafetensors(file: string): SafetensorsFile {
     if (!t || typeof t.dtype !== "string" || !(t.dtype in BYTES)) bad(`tensor ${name}: unknown dtype ${JSON.stringify(t?.dtype)}`);
     if (!Array.isArray(t.shape) || t.shape.some((x) => !Number.isInteger(x) || x < 0)) bad(`tensor ${name}: bad shape`);
     const off = t.data_offsets as number[];
-    if (!Array.isArray(off) || off.length !== 2 || !(off[0] <= off[1])) bad(`tensor ${name}: bad data_offsets`);
+    if (!Array.isArray(off) || off.length !== 2 || !off.every((x) => Number.isInteger(x) && x >= 0) || !(off[0] <= off[1])) bad(`tensor ${name}: bad data_offsets ${JSON.stringify(off)}`);
     const shape = t.shape as number[];
     const want = shape.reduce((a, b) => a * b, 1) * BYTES[t.dtype as DType];
     if (off[1] - off[0] !== want) bad(`tensor ${name}: ${off[1] - off[0]} bytes for shape [${shape}] of ${t.dtype}`);
     if (off[1] > data.length) bad(`tensor ${name} ends at byte ${off[1]} of a ${data.length}-byte data section (truncated file?)`);
     tensors.set(name, { dtype: t.dtype as DType, shape, begin: off[0], end: off[1] });
   }
+  // the format's rule: the tensors tile the data section, in order, without gaps or overlaps
+  let at = 0;
+  for (const [name, t] of [...tensors.entries()].sort((a, b) => a[1].begin - b[1].begin || a[1].end - b[1].end)) {
+    if (t.begin !== at) bad(`tensor ${name} starts at byte ${t.begin}, expected ${at} (overlapping or gapped data_offsets)`);
+    at = t.end;
+  }
+  if (at !== data.length) bad(`the tensors cover ${at} of the ${data.length} data bytes`);
+  if (typeof metadata !== "object" || metadata === null || Object.values(metadata).some((v) => typeof v !== "string")) bad("__metadata__ must map strings to strings");
   return { path: file, metadata, tensors, data };
 }
 
