@@ -11,7 +11,7 @@ import { resolveModelConfig } from "../src/model/config.ts";
 import { Model, type Batch } from "../src/model/model.ts";
 import { AdamW } from "../src/model/optim.ts";
 import { loadWeights, readCheckpointConfig, saveCheckpoint, WEIGHTS_FILE } from "../src/model/checkpoint.ts";
-import { readSafetensors } from "../src/engine/safetensors.ts";
+import { readSafetensors, writeSafetensors } from "../src/engine/safetensors.ts";
 import { RetroError } from "../src/util/errors.ts";
 import { Rng } from "../src/util/rng.ts";
 import { tmpDir, ROOT, cli } from "./helpers.ts";
@@ -126,6 +126,14 @@ test("truncated and foreign safetensors files are refused with a clear error", (
   assert.throws(() => readSafetensors(craft({ a: t(0, 8), b: t(4, 12) }, 12)), corrupt(/overlapping or gapped/));
   assert.throws(() => readSafetensors(craft({ a: t(0, 8) }, 16)), corrupt(/cover 8 of the 16 data bytes/));
   assert.equal(readSafetensors(craft({ a: t(0, 8), b: t(8, 16) }, 16)).tensors.size, 2);
+  // a file written here carries a checksum of its data: one flipped byte is refused
+  const ckpt = path.join(dir, "ck.safetensors");
+  writeSafetensors(ckpt, new Map([["w", { dtype: "F32" as const, shape: [64], data: new Float32Array(64).fill(0.5) }]]), { note: "x" });
+  assert.deepEqual(readSafetensors(ckpt).metadata, { note: "x" });
+  const flipped = fs.readFileSync(ckpt);
+  flipped[flipped.length - 7] ^= 0x10;
+  fs.writeFileSync(ckpt, flipped);
+  assert.throws(() => readSafetensors(ckpt), corrupt(/data checksum mismatch/));
 });
 
 test("bad configs and batches are refused with their names", () => {

@@ -5,6 +5,7 @@
  * Rust ones), and the format is this small. Reading validates everything a truncated or foreign file breaks.
  */
 import * as fs from "node:fs";
+import * as zlib from "node:zlib";
 import { RetroError } from "../util/errors.ts";
 import { writeFileAtomic } from "../util/fsx.ts";
 
@@ -30,6 +31,8 @@ export interface SafetensorsFile {
 export type TensorData = Float32Array | Int32Array | BigInt64Array;
 
 const MAX_HEADER = 100 * 1024 * 1024;
+/** metadata key holding the CRC-32 of the data section (files written here; others are read unchecked) */
+const CRC_KEY = "retro_ts_crc32";
 
 export function readSafetensors(file: string): SafetensorsFile {
   if (!fs.existsSync(file)) throw new RetroError("notFound", `${file}: no such file`);
@@ -72,6 +75,11 @@ export function readSafetensors(file: string): SafetensorsFile {
   }
   if (at !== data.length) bad(`the tensors cover ${at} of the ${data.length} data bytes`);
   if (typeof metadata !== "object" || metadata === null || Object.values(metadata).some((v) => typeof v !== "string")) bad("__metadata__ must map strings to strings");
+  if (metadata[CRC_KEY] !== undefined) {
+    if (String(zlib.crc32(data)) !== metadata[CRC_KEY]) bad("data checksum mismatch (damaged file)");
+    metadata = { ...metadata };
+    delete metadata[CRC_KEY];
+  }
   return { path: file, metadata, tensors, data };
 }
 
@@ -114,7 +122,11 @@ export interface TensorOut {
 /** Serialise tensors (in the given order) and metadata to the safetensors byte layout. */
 export function encodeSafetensors(tensors: Map<string, TensorOut>, metadata: Record<string, string> = {}): Buffer {
   const header: Record<string, unknown> = {};
-  if (Object.keys(metadata).length) header.__metadata__ = metadata;
+  // CRC-32 of the data section, checked on read (a flipped byte in a checkpoint was resumed silently);
+  // other tools ignore the extra metadata key
+  let crc = 0;
+  for (const t of tensors.values()) crc = zlib.crc32(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), crc);
+  header.__metadata__ = { ...metadata, [CRC_KEY]: String(crc) };
   let offset = 0;
   for (const [name, t] of tensors) {
     const n = t.shape.reduce((a, b) => a * b, 1);
