@@ -8,6 +8,7 @@ import { Database } from "../src/db/database.ts";
 import { resolveConfig } from "../src/db/config.ts";
 import { stageQuery } from "../src/db/build.ts";
 import { RetroError } from "../src/util/errors.ts";
+import { LOCK_FILE, lockFolder } from "../src/util/lock.ts";
 import { cli, ROOT, smallConfig, tmpDir, treeHashes, writeTextCorpus } from "./helpers.ts";
 
 process.env.RETRO_QUIET = "1";
@@ -67,6 +68,24 @@ describe("bad input gives a clear error and exit code", () => {
     assert.match(r.stderr, /is not empty and is not a retro-ts database/);
     assert.deepEqual(treeHashes(run), before);
     assert.ok(fs.existsSync(path.join(run, "model.tmp")), "temp files of another tool are not cleaned up");
+  });
+
+  test("one writer per folder: a live writer's lock refuses a second, a dead writer's lock is taken over", () => {
+    const dir = tmpDir("lock-");
+    fs.writeFileSync(path.join(dir, LOCK_FILE), String(process.ppid)); // a live process (the test runner's parent)
+    const r = cli(["db", "build", "--out", dir, "--text", corpus, "--until", "tokens"]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, new RegExp(`is in use by process ${process.ppid} \\(retro db build\\)`));
+    const run = cli(["train", "--db", dir, "--out", dir, "--steps", "1"]);
+    assert.notEqual(run.code, 0);
+    fs.writeFileSync(path.join(dir, LOCK_FILE), "999999999"); // no such process: stale
+    const ok = cli(["db", "build", "--out", dir, "--text", corpus, "--until", "tokens", "--tokenizer", "gpt2"]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.ok(!fs.existsSync(path.join(dir, LOCK_FILE)), "released at the end");
+    const release = lockFolder(dir, "test");
+    assert.throws(() => lockFolder(dir, "test"), /this process already writes it/);
+    release();
+    lockFolder(dir, "test")();
   });
 
   test("empty corpus → exit 4, nothing accepted later", () => {

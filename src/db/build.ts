@@ -17,6 +17,7 @@ import { SplitWriter, dtypeFor } from "../data/tokenstore.ts";
 import { gpt2Tokenizer, loadTokenizer, type Tokenizer } from "../tokenizer/tokenizer.ts";
 import { trainBpe } from "../tokenizer/bpe.ts";
 import { RetroError } from "../util/errors.ts";
+import { LOCK_FILE, lockFolder } from "../util/lock.ts";
 import { readJson, removeStaleTemps, writeJsonAtomic } from "../util/fsx.ts";
 import { blockIsValid, blockName, blockRanges, readBlock, writeBlock } from "../util/blockfile.ts";
 import { hashUniform } from "../util/rng.ts";
@@ -45,7 +46,7 @@ export function prepareDir(dir: string, config: DbConfig): void {
   // a folder this build did not make (a training run, anything else) is never written into or cleaned up
   const marker = path.join(dir, DB_MARKER);
   if (!fs.existsSync(marker)) {
-    if (!fs.existsSync(manifestPath(dir)) && fs.readdirSync(dir).length > 0) {
+    if (!fs.existsSync(manifestPath(dir)) && fs.readdirSync(dir).some((f) => f !== LOCK_FILE)) {
       throw new RetroError("usage", `${dir} is not empty and is not a retro-ts database (no ${DB_MARKER}, no manifest.json): choose a new or empty folder`);
     }
     fs.writeFileSync(marker, "a retro-ts database folder (retro db build)\n");
@@ -270,7 +271,16 @@ export interface BuildOptions {
 /** Run (or resume) the whole build. Returns the finished manifest. */
 export async function buildDatabase(dir: string, userConfig: unknown, opts: BuildOptions = {}): Promise<Manifest> {
   const c = resolveConfig(userConfig);
-  prepareDir(dir, c);
+  const unlock = lockFolder(dir, "retro db build");
+  try {
+    prepareDir(dir, c);
+    return await buildLocked(dir, c, opts);
+  } finally {
+    unlock();
+  }
+}
+
+async function buildLocked(dir: string, c: DbConfig, opts: BuildOptions): Promise<Manifest> {
   const man = loadManifest(dir, c);
   const stop = STAGES.indexOf(opts.until ?? "query");
   const t0 = Date.now();

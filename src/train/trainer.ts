@@ -13,6 +13,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { RetroError } from "../util/errors.ts";
+import { lockFolder } from "../util/lock.ts";
 import { readJson, tmpPathFor, writeFileAtomic, writeJsonAtomic } from "../util/fsx.ts";
 import { log, progress } from "../util/progress.ts";
 import { Database } from "../db/database.ts";
@@ -181,6 +182,15 @@ export async function train(out: string, input: Record<string, unknown>, opts: {
   // a resumed run may name its database again or take it from its config.json
   const dbDir = (input.db as string | undefined) ?? (opts.resume && fs.existsSync(cfgFile) ? readJson<TrainConfig>(cfgFile, "run config").db : undefined);
   if (!dbDir) throw new RetroError("usage", "train: a database is required (--db DIR)");
+  const unlock = lockFolder(out, "retro train");
+  try {
+    return await trainLocked(out, input, opts, dbDir, cfgFile);
+  } finally {
+    unlock();
+  }
+}
+
+async function trainLocked(out: string, input: Record<string, unknown>, opts: { resume?: boolean; stopAfter?: number }, dbDir: string, cfgFile: string): Promise<TrainResult> {
   let cfg: TrainConfig;
   let state: TrainState = { step: 0, pos: 0, tokens: 0, seconds: 0 };
   const db = new Database(dbDir);
