@@ -136,6 +136,20 @@ test("truncated and foreign safetensors files are refused with a clear error", (
   assert.throws(() => readSafetensors(ckpt), corrupt(/data checksum mismatch/));
 });
 
+test("a model or a batch that cannot fit in memory is a clear error, before anything is allocated", () => {
+  assert.throws(() => new Model(resolveModelConfig({ model: "retro", ...tiny, r: 100_000_000 })), (e: unknown) => e instanceof RetroError && e.code === 2 && /parameters .* would need [\d.]+ GiB, more than/.test(e.message));
+  process.env.RETRO_MAX_MEMORY_GB = "0.01";
+  try {
+    const m = new Model(resolveModelConfig({ model: "gpt", ...tiny }));
+    const b = randomBatch(m.config, 2, 1);
+    m.forward(b); // fits
+    const big = randomBatch(m.config, 400, 1);
+    assert.throws(() => m.forward(big), /activations of a batch of 400 × \d+ tokens .* would need/);
+  } finally {
+    delete process.env.RETRO_MAX_MEMORY_GB;
+  }
+});
+
 test("bad configs and batches are refused with their names", () => {
   assert.throws(() => resolveModelConfig({ model: "gpt", dd: 3 }), /unknown model config key\(s\): dd/);
   assert.throws(() => resolveModelConfig({ d: 30, heads: 4 }), /d \(30\) must be a multiple of heads/);

@@ -19,6 +19,7 @@
  * The rotated q / kv are what the activations keep (attention backward needs them); their gradients are
  * rotated back before the projections' backward.
  */
+import * as os from "node:os";
 import type { Engine } from "../engine/native.ts";
 import { loadEngine } from "../engine/native.ts";
 import { attention, attentionBackward, rotate } from "../engine/ops.ts";
@@ -52,6 +53,19 @@ interface LayerActs {
   xc?: Float32Array; // residual after cross-attention
   ln2: Float32Array; ln2m: Float32Array; ln2r: Float32Array;
   fc: Float32Array; g: Float32Array;
+}
+
+/** Memory this process may use: RETRO_MAX_MEMORY_GB, else 80 % of the machine's RAM. */
+export function memoryLimit(): number {
+  const gb = Number(process.env.RETRO_MAX_MEMORY_GB ?? 0);
+  return gb > 0 ? gb * 2 ** 30 : 0.8 * os.totalmem();
+}
+
+function checkMemory(bytes: number, what: string): void {
+  const limit = memoryLimit();
+  if (!(bytes <= limit)) {
+    throw new RetroError("usage", `${what} would need ${(bytes / 2 ** 30).toFixed(1)} GiB, more than the ${(limit / 2 ** 30).toFixed(1)} GiB available (RETRO_MAX_MEMORY_GB); use a smaller model, batch or sequence`);
+  }
 }
 
 /** Whole-model activations and the backward pass's scratch, sized for one batch shape (decoder rows N, encoder rows NE). */
@@ -94,7 +108,11 @@ export class Model {
     this.config = config;
     this.gate = config.gate;
     this.engine = opts.engine ?? loadEngine();
-    this.store = new ParamStore(paramSpecs(config));
+    const specs = paramSpecs(config);
+    const nParams = specs.reduce((a, sp) => a + sp.shape.reduce((x, y) => x * y, 1), 0);
+    // weights, gradients and AdamW's two moments: refuse a model that cannot fit before allocating it
+    checkMemory(nParams * 4 * 4, `a model of ${(nParams / 1e6).toFixed(1)}M parameters (weights, gradients, optimizer state)`);
+    this.store = new ParamStore(specs);
     this.store.init(opts.seed ?? 1234);
     if (config.model === "retro" && config.retrieval_rope) {
       this.ropeQ = Int32Array.from({ length: config.chunk }, (_, i) => config.chunk - 1 + i);
@@ -128,7 +146,17 @@ export class Model {
   private allocate(B: number, n: number): void {
     const key = `${B}x${n}`;
     if (key === this.shape) return;
-    const c = this.config, D = c.d, H = c.heads, f = (k: number) => new Float32Array(k);
+    // count first (a dry run of the layout below), then allocate: a batch that cannot fit is a clear error
+    let floats = 0;
+    const EMPTY = new Float32Array(0);
+    this.layout(B, n, (k) => ((floats += k), EMPTY));
+    checkMemory(floats * 4 + this.store.size * 16, `activations of a batch of ${B} × ${n} tokens (with the model's ${(this.store.size / 1e6).toFixed(1)}M parameters)`);
+    this.layout(B, n, (k) => new Float32Array(k));
+    this.shape = key;
+  }
+
+  private layout(B: number, n: number, f: (k: number) => Float32Array): void {
+    const c = this.config, D = c.d, H = c.heads;
     const N = B * n;
     const cca = new Set(this.isRetro ? c.cca_layers : []);
     const l = n / c.chunk, NE = B * l * c.k * c.r, NC = B * l; // NC: chunk sequences
@@ -162,7 +190,6 @@ export class Model {
       dg: f(rowsMax * 4 * D), dfc: f(rowsMax * 4 * D), dco: f(rowsMax * D), dh: f(N * D), dhs: f(rowsMax * D),
       dckv: f(rowsMax * 2 * D), dcq: f(rowsMax * D), dcy: f(rowsMax * D),
     };
-    this.shape = key;
   }
 
   // ------------------------------------------------------------------------------------------ forward
