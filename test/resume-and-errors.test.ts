@@ -9,6 +9,7 @@ import { resolveConfig } from "../src/db/config.ts";
 import { stageQuery } from "../src/db/build.ts";
 import { RetroError } from "../src/util/errors.ts";
 import { LOCK_FILE, lockFolder } from "../src/util/lock.ts";
+import { readBlock, writeBlock } from "../src/util/blockfile.ts";
 import { cli, ROOT, smallConfig, tmpDir, treeHashes, writeTextCorpus } from "./helpers.ts";
 
 process.env.RETRO_QUIET = "1";
@@ -74,10 +75,10 @@ describe("bad input gives a clear error and exit code", () => {
     const dir = tmpDir("lock-");
     fs.writeFileSync(path.join(dir, LOCK_FILE), String(process.ppid)); // a live process (the test runner's parent)
     const r = cli(["db", "build", "--out", dir, "--text", corpus, "--until", "tokens"]);
-    assert.equal(r.code, 2);
+    assert.equal(r.code, 7);
     assert.match(r.stderr, new RegExp(`is in use by process ${process.ppid} \\(retro db build\\)`));
     const run = cli(["train", "--db", dir, "--out", dir, "--steps", "1"]);
-    assert.notEqual(run.code, 0);
+    assert.equal(run.code, 7);
     fs.writeFileSync(path.join(dir, LOCK_FILE), "999999999"); // no such process: stale
     const ok = cli(["db", "build", "--out", dir, "--text", corpus, "--until", "tokens", "--tokenizer", "gpt2"]);
     assert.equal(ok.code, 0, ok.stderr);
@@ -175,6 +176,15 @@ describe("bad input gives a clear error and exit code", () => {
     assert.match(r.stdout, /== train sample 0 [^]*== train sample 1 /);
     assert.match(r.stdout, /\[0\] chunk \d+ \(moby, document \d+\): /);
     assert.equal(cli(["db", "inspect", "--db", dir, "--sample", "x"]).code, 2);
+    // a well-formed block whose ids lie past the chunk table (issue 10: printed "chunk 2000000000 (undefined…)")
+    const good = readBlock(f, Int32Array);
+    const bad = good.data.slice();
+    bad[3] = 2_000_000_000;
+    writeBlock(f, bad, good.rows, good.cols);
+    r = cli(["db", "inspect", "--db", dir, "--split", "valid"]);
+    assert.equal(r.code, 5);
+    assert.match(r.stderr, /neighbour id 2000000000 is not a chunk of the database/);
+    writeBlock(f, good.data, good.rows, good.cols);
   });
 
   test("an embedder whose dimension differs from the index → exit 6", async () => {

@@ -74,6 +74,20 @@ export class Database {
     this.chunks = c.data;
     this.nChunks = c.rows;
     if (c.rows !== this.manifest.chunks.count) throw new RetroError("corrupt", `${dir}: chunks.blk holds ${c.rows} chunks, manifest says ${this.manifest.chunks.count}`);
+    // every chunk inside the train token file and its document table
+    for (let i = 0; i < this.nChunks; i++) {
+      const doc = this.chunks[CHUNK_COLS * i + 1], start = this.chunks[CHUNK_COLS * i + 2], len = this.chunks[CHUNK_COLS * i + 3];
+      if (doc >= this.train.nDocs || len > this.m || start + len > this.train.nTokens) {
+        throw new RetroError("corrupt", `${dir}: chunks.blk row ${i} (document ${doc}, tokens ${start}+${len}) lies outside the token store`);
+      }
+    }
+  }
+
+  /** Refuse neighbour ids that are neither −1 nor a chunk of this database. */
+  checkNeighbourIds(ids: Int32Array, where: string): void {
+    for (let i = 0; i < ids.length; i++) {
+      if (ids[i] < -1 || ids[i] >= this.nChunks) throw new RetroError("corrupt", `${where}: neighbour id ${ids[i]} is not a chunk of the database (${this.nChunks} chunks)`);
+    }
   }
 
   /** Refuse to use this database with a model or run made for another tokenizer or chunk length. */
@@ -137,7 +151,9 @@ export class Database {
     if (!info) throw new RetroError("badInput", `${this.dir}: neighbours of split "${split}" have not been computed ("retro db query --split ${split}")`);
     if (sample < 0 || sample >= info.samples) throw new RetroError("usage", `sample ${sample} out of range [0, ${info.samples})`);
     const [s, e] = blockRanges(info.samples, info.blockSize)[Math.floor(sample / info.blockSize)];
-    const b = readBlock(blockName(path.join(this.dir, "neighbours", split), s, e), Int32Array);
+    const file = blockName(path.join(this.dir, "neighbours", split), s, e);
+    const b = readBlock(file, Int32Array);
+    this.checkNeighbourIds(b.data, file);
     const rowsPer = info.chunksPerSample;
     return b.data.slice((sample - s) * rowsPer * info.keep, (sample - s + 1) * rowsPer * info.keep);
   }

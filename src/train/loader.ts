@@ -69,7 +69,9 @@ export class Loader {
       this.nbr = new Int32Array(info.samples * info.chunksPerSample * info.keep);
       // all neighbour blocks of the split in memory (20 ints per chunk: ~10 MB for the bundled corpus)
       for (const [s, e] of blockRanges(info.samples, info.blockSize)) {
-        const b = readBlock(blockName(path.join(db.dir, "neighbours", o.split), s, e), Int32Array);
+        const file = blockName(path.join(db.dir, "neighbours", o.split), s, e);
+        const b = readBlock(file, Int32Array);
+        db.checkNeighbourIds(b.data, file);
         this.nbr.set(b.data, s * info.chunksPerSample * info.keep);
       }
     }

@@ -8,6 +8,7 @@ export const ExitCode = {
   badInput: 4, // corpus or data that cannot be read (empty, malformed, not UTF-8)
   corrupt: 5, // an on-disk artefact that fails its checks (truncated, checksum, foreign format)
   mismatch: 6, // artefacts that do not belong together (tokenizer, chunk length, dimension)
+  busy: 7, // the folder is being written by another process (its lock file names it)
 } as const;
 export type ExitCodeName = keyof typeof ExitCode;
 

@@ -5,6 +5,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { RetroError } from "./errors.ts";
+import { log } from "./progress.ts";
 
 export const LOCK_FILE = ".lock";
 
@@ -41,7 +42,8 @@ export function lockFolder(dir: string, what: string): () => void {
       if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
       const pid = Number(fs.readFileSync(file, "utf8").trim());
       if (pid === process.pid) throw new RetroError("usage", `${dir}: this process already writes it (${what})`);
-      if (Number.isInteger(pid) && pid > 0 && alive(pid)) throw new RetroError("usage", `${dir} is in use by process ${pid} (${what}); wait for it or stop it`);
+      if (Number.isInteger(pid) && pid > 0 && alive(pid)) throw new RetroError("busy", `${dir} is in use by process ${pid} (${what}); wait for it or stop it`);
+      log(`${dir}: taking over the lock of process ${pid}, which is gone`);
       fs.rmSync(file, { force: true }); // stale: its writer is gone
     }
   }
