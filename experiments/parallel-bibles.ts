@@ -52,7 +52,7 @@ const VARIANTS: Record<string, Record<string, unknown>> = {
   "retro-fitting, BM25 neighbours": { model: retro, db: bm25Dir },
   "retro-fitting, BM25 neighbours + retrieval lr x3": { model: retro, db: bm25Dir, retrievalLr: 3 },
 };
-type Row = { name: string; seed: number; fitSteps: number; seconds: number } & ControlReport;
+type Row = { name: string; seed: number; fitSteps: number; seconds: number; bm25Controls?: ControlReport } & ControlReport;
 const only = a.only ? a.only.split(";") : null;
 const saved = fs.existsSync(a.out!) ? JSON.parse(fs.readFileSync(a.out!, "utf8")) : {};
 const results: Row[] = saved.results ?? [];
@@ -107,10 +107,51 @@ for (let seed = 1; seed <= seeds; seed++) {
     const c = evalControls(model, db, { batch: 16, seed });
     db.close();
     const rec: Row = { name, seed, fitSteps, seconds: (Date.now() - t0) / 1000, ...c };
+    if (!model.isRetro) {
+      // the same GPT bucketed (and given in context) the BM25 database's neighbours
+      const bdb = new Database(bm25Dir);
+      rec.bm25Controls = evalControls(model, bdb, { batch: 16, seed });
+      bdb.close();
+    }
     results.push(rec);
     console.log(`seed ${seed} ${name}: ppl own ${c.ppl.own.toFixed(2)}${c.ppl.random ? `, random ${c.ppl.random.toFixed(2)}, another ${c.ppl.another!.toFixed(2)}, none ${c.ppl.none!.toFixed(2)}` : ""} (${rec.seconds.toFixed(0)} s)`);
     write();
   }
 }
+// rows measured before the in-context baseline and the BM25 controls existed: evaluate their checkpoints again
+for (const r of results) {
+  if (r.name !== "gpt-fitting" || (r.inContext && r.bm25Controls)) continue;
+  const { model } = loadModel(path.join(work, `${r.name.replace(/[^a-z0-9]+/gi, "-")}-seed${r.seed}-${r.fitSteps}`));
+  for (const [dir, key] of [[dbDir, "own"], [bm25Dir, "bm25"]] as const) {
+    const db = new Database(dir);
+    const c = evalControls(model, db, { batch: 16, seed: r.seed });
+    db.close();
+    if (key === "own") r.inContext = c.inContext;
+    else r.bm25Controls = c;
+  }
+  write();
+}
 write();
-console.log(JSON.stringify(summary(), null, 1));
+// a markdown table of the measured rows (mean ± sd over the seeds present), as the README quotes it
+const fmt = (xs: number[], d = 2) => {
+  const st = stats(xs);
+  return st.n > 1 ? `${st.mean.toFixed(d)} ± ${st.sd.toFixed(d)}` : st.mean.toFixed(d);
+};
+console.log("| run | seeds | held-out ppl | random neighbours | another sample's | none (gate 0) | vs GPT-fitting | loss, chunks overlapping ≤ 12.5 % / > 50 % |");
+console.log("|---|---|---|---|---|---|---|---|");
+for (const name of Object.keys(VARIANTS)) {
+  const rows = results.filter((r) => r.name === name && r.fitSteps === fitSteps);
+  if (!rows.length) continue;
+  const gpt = results.filter((r) => r.name === "gpt-fitting" && r.fitSteps === fitSteps);
+  const paired = rows.map((r) => [r, gpt.find((g) => g.seed === r.seed)] as const).filter((p) => p[1]);
+  const hi = (r: Row) => {
+    const all = r.overlap[3], half = r.overlap[2];
+    return (all.loss * all.tokens - half.loss * half.tokens) / (all.tokens - half.tokens);
+  };
+  const retro = rows[0].model === "retro";
+  console.log(`| ${name} | ${rows.map((r) => r.seed).join(",")} | ${fmt(rows.map((r) => r.ppl.own))} | ${retro ? fmt(rows.map((r) => r.ppl.random!)) : "–"} | ${retro ? fmt(rows.map((r) => r.ppl.another!)) : "–"} | ${retro ? fmt(rows.map((r) => r.ppl.none!)) : "–"} | ${retro ? `${fmt(paired.map(([r, g]) => 100 * (1 - r.ppl.own / g!.ppl.own)), 1)} %` : "–"} | ${fmt(rows.map((r) => r.overlap[0].loss), 3)} / ${fmt(rows.map(hi), 3)} |`);
+}
+const ic = results.filter((r) => r.name === "gpt-fitting" && r.fitSteps === fitSteps && r.inContext);
+if (ic.length) console.log(`\nin-context baseline (GPT-fitting, LSA neighbours before the context): ${fmt(ic.map((r) => r.inContext!.with), 4)} with vs ${fmt(ic.map((r) => r.inContext!.without), 4)} without`);
+const icb = results.filter((r) => r.name === "gpt-fitting" && r.fitSteps === fitSteps && r.bm25Controls?.inContext);
+if (icb.length) console.log(`in-context baseline (BM25 neighbours): ${fmt(icb.map((r) => r.bm25Controls!.inContext!.with), 4)} with vs ${fmt(icb.map((r) => r.bm25Controls!.inContext!.without), 4)} without`);
