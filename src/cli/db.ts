@@ -1,5 +1,4 @@
 /** `retro db …` (step 1: the retrieval database) and `retro corpus …` (the offline corpora). */
-import * as fs from "node:fs";
 import { Option, type Command } from "commander";
 import { buildDatabase, saveManifest, STAGES, stageQuery, samplesIn, type Stage } from "../db/build.ts";
 import { Database } from "../db/database.ts";

@@ -114,7 +114,7 @@ export class Decoder {
    * [feeds, vocab] of each feed's last new token, or with `allLogits` [Σ new tokens, vocab] in feed order.
    */
   forward(feeds: Feed[], opts: { allLogits?: boolean } = {}): Float32Array {
-    const model = this.model, c = model.config, e = this.e, D = this.D, H = c.heads, hd = D / H, m = c.chunk;
+    const model = this.model, c = model.config, e = this.e, D = this.D, H = c.heads, hd = D / H;
     if (feeds.length === 0) throw new RetroError("usage", "forward: no feeds");
     const starts: number[] = [];
     let N = 0;

@@ -91,7 +91,7 @@ export class Generator {
   /** Generate for each prompt; events in the order they happen. */
   async *stream(prompts: string[], o: GenerateOptions = {}): AsyncGenerator<GenerateEvent> {
     checkSampling(o);
-    const c = this.model.config, m = c.chunk, kr = c.k * c.r;
+    const c = this.model.config, m = c.chunk;
     const maxTokens = o.maxTokens ?? 64;
     if (!(Number.isInteger(maxTokens) && maxTokens >= 1)) throw new RetroError("usage", `max tokens must be a positive integer, got ${maxTokens}`);
     const mode = this.mode(o);
