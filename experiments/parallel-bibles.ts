@@ -6,7 +6,8 @@
  * Needs `retro corpus install kjv web` (Debian's sword-text-kjv, sword-text-web).
  *
  *   node --import tsx experiments/parallel-bibles.ts [--seeds 3] [--pretrain 1500] [--fit 800] [--only name;name]
- *       [--work runs/bibles] [--out experiments/results/parallel-bibles.json]
+ *       [--work runs/bibles] [--out experiments/results/parallel-bibles.json] [--report]
+ * --report prints the tables of the measured runs (for --fit) without training.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -21,7 +22,7 @@ import { corpusDataset, corpusEntry, isInstalled } from "../src/data/catalogue.t
 const { values: a } = parseArgs({ options: {
   seeds: { type: "string", default: "3" }, pretrain: { type: "string", default: "1500" }, fit: { type: "string", default: "800" },
   only: { type: "string" }, work: { type: "string", default: "runs/bibles" },
-  out: { type: "string", default: "experiments/results/parallel-bibles.json" },
+  out: { type: "string", default: "experiments/results/parallel-bibles.json" }, report: { type: "boolean", default: false },
 } });
 process.env.RETRO_QUIET ??= "1";
 for (const n of ["kjv", "web"]) {
@@ -82,10 +83,12 @@ function summary() {
   return out;
 }
 const write = () => {
+  if (a.report) return; // reporting never rewrites the results (another run may be writing them)
   fs.mkdirSync(path.dirname(a.out!), { recursive: true });
   fs.writeFileSync(a.out!, JSON.stringify({ setup: { dbConfig, size, retro, common, preSteps, fitSteps }, summary: summary(), results }, null, 1));
 };
-for (let seed = 1; seed <= seeds; seed++) {
+// --report: print the tables of what is measured, train nothing
+for (let seed = 1; seed <= (a.report ? 0 : seeds); seed++) {
   const gpt = path.join(work, `gpt-seed${seed}-${preSteps}`);
   if (!fs.existsSync(path.join(gpt, "latest.json"))) {
     fs.rmSync(gpt, { recursive: true, force: true });
@@ -120,7 +123,7 @@ for (let seed = 1; seed <= seeds; seed++) {
 }
 // rows measured before the in-context baseline and the BM25 controls existed: evaluate their checkpoints again
 for (const r of results) {
-  if (r.name !== "gpt-fitting" || (r.inContext && r.bm25Controls)) continue;
+  if (a.report || r.name !== "gpt-fitting" || (r.inContext && r.bm25Controls)) continue;
   const { model } = loadModel(path.join(work, `${r.name.replace(/[^a-z0-9]+/gi, "-")}-seed${r.seed}-${r.fitSteps}`));
   for (const [dir, key] of [[dbDir, "own"], [bm25Dir, "bm25"]] as const) {
     const db = new Database(dir);
