@@ -4,7 +4,7 @@ import { Database } from "../db/database.ts";
 import { evalControls, type ControlReport } from "../train/controls.ts";
 import { evaluate } from "../train/evaluate.ts";
 import { checkModelAgainstDb } from "../train/loader.ts";
-import { checkCheckpointTokenizer, loadModel } from "../model/checkpoint.ts";
+import { assertSameTokenizer, loadModel } from "../model/checkpoint.ts";
 import { int, num } from "./args.ts";
 
 export function registerEval(program: Command): void {
@@ -21,9 +21,9 @@ export function registerEval(program: Command): void {
     .option("--seed <n>", "seed of the random neighbours (--controls)", int, 1)
     .action((o) => {
       const d = new Database(o.db);
-      const { model, dir } = loadModel(o.ckpt);
+      const { model, dir, tokenizer } = loadModel(o.ckpt);
       const cfg = model.config;
-      checkCheckpointTokenizer(o.ckpt, d.manifest.tokenizer!.id, `database ${o.db}`);
+      assertSameTokenizer(tokenizer, o.ckpt, d.manifest.tokenizer!.id, `database ${o.db}`);
       checkModelAgainstDb(cfg, d);
       if (o.controls) {
         const c = evalControls(model, d, { batch: o.batch, seed: o.seed });

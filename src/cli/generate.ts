@@ -1,27 +1,14 @@
 /** `retro generate`: text from a GPT or Retro checkpoint, streamed; Retro retrieves from its database as it goes. */
 import * as fs from "node:fs";
-import * as path from "node:path";
 import * as readline from "node:readline";
 import { Option, type Command } from "commander";
 import { Database } from "../db/database.ts";
 import { Retriever } from "../db/retriever.ts";
-import { checkCheckpointTokenizer, loadModel } from "../model/checkpoint.ts";
+import { assertSameTokenizer, loadModel, runConfigOf } from "../model/checkpoint.ts";
 import { checkSampling } from "../generate/sampling.ts";
 import { Generator, type GenerateEvent, type GenerateOptions, type RetrieveMode } from "../generate/generate.ts";
-import { readJson } from "../util/fsx.ts";
 import { RetroError } from "../util/errors.ts";
 import { collect, int, num } from "./args.ts";
-
-/** The run config (db, tokenizer) of a checkpoint: the run folder's config.json, or the one above a checkpoint folder. */
-export function runConfigOf(ckptDir: string): { db?: string; tokenizer?: string } {
-  for (const d of [ckptDir, path.dirname(ckptDir), path.dirname(path.dirname(ckptDir))]) {
-    const f = path.join(d, "config.json");
-    if (!fs.existsSync(f)) continue;
-    const c = readJson<Record<string, unknown>>(f, "run config");
-    if (typeof c.db === "string" && typeof c.tokenizer === "string") return { db: c.db, tokenizer: c.tokenizer };
-  }
-  return {};
-}
 
 async function readPrompts(file: string): Promise<string[]> {
   if (!fs.existsSync(file)) throw new RetroError("notFound", `prompts file not found: ${file}`);
@@ -70,13 +57,14 @@ export function registerGenerate(program: Command): void {
       if ((o.prompt === undefined) === (o.prompts === undefined)) throw new RetroError("usage", "give one of --prompt TEXT or --prompts FILE.jsonl");
       if (o.prompt === "") throw new RetroError("usage", "--prompt: empty (nothing to continue)");
       if (!(o.maxTokens >= 1)) throw new RetroError("usage", `--max-tokens must be ≥ 1, got ${o.maxTokens}`);
-      const { model, dir } = loadModel(o.ckpt);
+      if (!(o.batch >= 1)) throw new RetroError("usage", `--batch must be ≥ 1, got ${o.batch}`);
+      const { model, dir, tokenizer } = loadModel(o.ckpt);
       if (o.threads) model.engine.setThreads(o.threads);
       const run = runConfigOf(dir);
       const dbDir = o.db ?? run.db;
       if (!dbDir) throw new RetroError("usage", `${o.ckpt}: no run config names a database; pass --db (its tokenizer is needed)`);
       const db = new Database(dbDir);
-      checkCheckpointTokenizer(o.ckpt, db.manifest.tokenizer!.id, `database ${dbDir}`);
+      assertSameTokenizer(tokenizer, o.ckpt, db.manifest.tokenizer!.id, `database ${dbDir}`);
       const mode: RetrieveMode | undefined = o.retrieve;
       const retriever = model.isRetro && mode !== "none" ? await Retriever.open(db) : null;
       const gen = new Generator(model, db.tokenizer, retriever);

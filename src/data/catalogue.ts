@@ -22,32 +22,18 @@ export interface CorpusEntry {
   marker: string;
 }
 
+// the path and the installed-marker of each kind follow from where Debian puts it
+const sword = (name: string, debian: string, module: string, description: string, licence: string): CorpusEntry =>
+  ({ name, debian, source: "sword", path: module, description, licence, marker: `/usr/share/sword/mods.d/${module}.conf` });
+const dictd = (name: string, description: string, licence: string): CorpusEntry =>
+  ({ name, debian: `dict-${name}`, source: "dictd", path: `/usr/share/dictd/${name}`, description, licence, marker: `/usr/share/dictd/${name}.index` });
+
 export const CORPORA: CorpusEntry[] = [
-  {
-    name: "kjv", debian: "sword-text-kjv", source: "sword", path: "engKJV2006eb",
-    description: "King James Version (1769), 66 books, 1,189 chapters, one document per chapter",
-    licence: "public domain", marker: "/usr/share/sword/mods.d/engKJV2006eb.conf",
-  },
-  {
-    name: "web", debian: "sword-text-web", source: "sword", path: "engWEB2015eb",
-    description: "World English Bible with Deuterocanon (2015), 81 books, 1,389 chapters, one document per chapter",
-    licence: "public domain", marker: "/usr/share/sword/mods.d/engWEB2015eb.conf",
-  },
-  {
-    name: "jargon", debian: "dict-jargon", source: "dictd", path: "/usr/share/dictd/jargon",
-    description: "The Jargon File (hacker slang), entries in groups of 25",
-    licence: "public domain", marker: "/usr/share/dictd/jargon.index",
-  },
-  {
-    name: "foldoc", debian: "dict-foldoc", source: "dictd", path: "/usr/share/dictd/foldoc",
-    description: "Free On-line Dictionary of Computing, entries in groups of 25",
-    licence: "GFDL 1.1+", marker: "/usr/share/dictd/foldoc.index",
-  },
-  {
-    name: "devil", debian: "dict-devil", source: "dictd", path: "/usr/share/dictd/devil",
-    description: "Ambrose Bierce, The Devil's Dictionary (1911), entries in groups of 25",
-    licence: "public domain", marker: "/usr/share/dictd/devil.index",
-  },
+  sword("kjv", "sword-text-kjv", "engKJV2006eb", "King James Version (1769), 66 books, 1,189 chapters, one document per chapter", "public domain"),
+  sword("web", "sword-text-web", "engWEB2015eb", "World English Bible with Deuterocanon (2015), 81 books, 1,389 chapters, one document per chapter", "public domain"),
+  dictd("jargon", "The Jargon File (hacker slang), entries in groups of 25", "public domain"),
+  dictd("foldoc", "Free On-line Dictionary of Computing, entries in groups of 25", "GFDL 1.1+"),
+  dictd("devil", "Ambrose Bierce, The Devil's Dictionary (1911), entries in groups of 25", "public domain"),
 ];
 
 export function corpusEntry(name: string): CorpusEntry {

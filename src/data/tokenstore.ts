@@ -9,8 +9,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { RetroError } from "../util/errors.ts";
-import { createHash } from "node:crypto";
-import { sha256File, tmpPathFor } from "../util/fsx.ts";
+import { sha256, sha256File, tmpPathFor } from "../util/fsx.ts";
 
 export type TokenDtype = "uint16" | "uint32";
 export const dtypeFor = (vocabSize: number): TokenDtype => (vocabSize <= 65536 ? "uint16" : "uint32");
@@ -84,21 +83,12 @@ export class SplitWriter {
 /** Read access to one split: the document table in memory, tokens read by range (pread). */
 /** SHA-256 and largest id of a token file, in one pass. */
 function scanTokens(file: string, bpe: number): { sha: string; max: number } {
-  const h = createHash("sha256");
-  const fd = fs.openSync(file, "r");
   let max = 0;
-  try {
-    const buf = Buffer.allocUnsafe(1 << 22);
-    let n: number;
-    while ((n = fs.readSync(fd, buf, 0, buf.length, null)) > 0) {
-      h.update(buf.subarray(0, n));
-      const view = bpe === 2 ? new Uint16Array(buf.buffer, buf.byteOffset, n >> 1) : new Uint32Array(buf.buffer, buf.byteOffset, n >> 2);
-      for (let i = 0; i < view.length; i++) if (view[i] > max) max = view[i];
-    }
-  } finally {
-    fs.closeSync(fd);
-  }
-  return { sha: h.digest("hex"), max };
+  const sha = sha256File(file, (b) => {
+    const view = bpe === 2 ? new Uint16Array(b.buffer, b.byteOffset, b.length >> 1) : new Uint32Array(b.buffer, b.byteOffset, b.length >> 2);
+    for (let i = 0; i < view.length; i++) if (view[i] > max) max = view[i];
+  });
+  return { sha, max };
 }
 
 export class SplitReader {
@@ -127,7 +117,7 @@ export class SplitReader {
       const last = (this.nDocs - 1) * 4;
       if (this.docs[last + 2] + this.docs[last + 3] + 1 !== this.nTokens) throw new RetroError("corrupt", `${dir}: ${split} document table does not match its token file`);
     }
-    if (info?.docsSha256 && sha256File(docsPath) !== info.docsSha256) throw new RetroError("corrupt", `${docsPath}: SHA-256 differs from the manifest's (damaged or replaced)`);
+    if (info?.docsSha256 && sha256(db) !== info.docsSha256) throw new RetroError("corrupt", `${docsPath}: SHA-256 differs from the manifest's (damaged or replaced)`);
     if (info?.tokSha256) {
       const { sha, max } = scanTokens(tokPath, this.bpe);
       if (sha !== info.tokSha256) throw new RetroError("corrupt", `${tokPath}: SHA-256 differs from the manifest's (damaged or replaced)`);

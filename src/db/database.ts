@@ -55,6 +55,7 @@ export class Database {
   readonly nChunks: number;
   readonly m: number;
   private indexCache?: AnnIndex;
+  private lastBlock?: { file: string; data: Int32Array };
 
   /** `manifest`: the build's live manifest object, so that stages finished after opening are seen. */
   constructor(readonly dir: string, manifest?: Manifest) {
@@ -152,8 +153,13 @@ export class Database {
     if (sample < 0 || sample >= info.samples) throw new RetroError("usage", `sample ${sample} out of range [0, ${info.samples})`);
     const [s, e] = blockRanges(info.samples, info.blockSize)[Math.floor(sample / info.blockSize)];
     const file = blockName(path.join(this.dir, "neighbours", split), s, e);
-    const b = readBlock(file, Int32Array);
-    this.checkNeighbourIds(b.data, file);
+    // samples are read in order (inspect, the in-context baseline): the last block read is kept
+    if (this.lastBlock?.file !== file) {
+      const blk = readBlock(file, Int32Array);
+      this.checkNeighbourIds(blk.data, file);
+      this.lastBlock = { file, data: blk.data };
+    }
+    const b = this.lastBlock;
     const rowsPer = info.chunksPerSample;
     return b.data.slice((sample - s) * rowsPer * info.keep, (sample - s + 1) * rowsPer * info.keep);
   }

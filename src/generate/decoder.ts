@@ -73,11 +73,6 @@ export class Decoder {
     this.ropeK = model.isRetro && c.retrieval_rope ? Int32Array.from({ length: c.r }, (_, i) => i) : null;
   }
 
-  /** Whether this model's CCA reads anything (Retro with a non-zero gate). */
-  get readsNeighbours(): boolean {
-    return this.cca.length > 0 && this.model.gate !== 0;
-  }
-
   newSlot(): Slot {
     const c = this.model.config, D = this.D;
     return {

@@ -31,21 +31,32 @@ export function saveCheckpoint(dir: string, model: Model, metadata: Record<strin
  */
 export function checkpointTokenizer(dirOrRun: string): string | undefined {
   const dir = resolveCheckpointDir(dirOrRun);
-  const meta = readSafetensors(path.join(dir, WEIGHTS_FILE)).metadata;
-  if (typeof meta.tokenizer === "string") return meta.tokenizer;
-  for (const d of [dir, path.dirname(dir), path.dirname(path.dirname(dir))]) {
+  return tokenizerOf(dir, readSafetensors(path.join(dir, WEIGHTS_FILE)).metadata);
+}
+
+function tokenizerOf(dir: string, metadata: Record<string, string>): string | undefined {
+  return typeof metadata.tokenizer === "string" ? metadata.tokenizer : runConfigOf(dir).tokenizer;
+}
+
+/** The run config (db, tokenizer) of a checkpoint folder: its run's config.json (the folder itself or up to two above). */
+export function runConfigOf(ckptDir: string): { db?: string; tokenizer?: string } {
+  for (const d of [ckptDir, path.dirname(ckptDir), path.dirname(path.dirname(ckptDir))]) {
     const f = path.join(d, "config.json");
     if (!fs.existsSync(f)) continue;
     const c = readJson<Record<string, unknown>>(f, "run config");
-    if (typeof c.tokenizer === "string" && typeof c.db === "string") return c.tokenizer;
+    if (typeof c.db === "string" && typeof c.tokenizer === "string") return { db: c.db, tokenizer: c.tokenizer };
   }
-  return undefined;
+  return {};
 }
 
 /** Refuse a checkpoint trained with another tokenizer than `tokenizerId` (the vocabulary size alone can agree). */
 export function checkCheckpointTokenizer(dirOrRun: string, tokenizerId: string, where: string): void {
-  const t = checkpointTokenizer(dirOrRun);
-  if (t !== undefined && t !== tokenizerId) throw new RetroError("mismatch", `${dirOrRun} was trained with tokenizer ${t}, ${where} has ${tokenizerId}`);
+  assertSameTokenizer(checkpointTokenizer(dirOrRun), dirOrRun, tokenizerId, where);
+}
+
+/** `trained`: the checkpoint's tokenizer id (undefined: unknown, not checked) */
+export function assertSameTokenizer(trained: string | undefined, ckpt: string, tokenizerId: string, where: string): void {
+  if (trained !== undefined && trained !== tokenizerId) throw new RetroError("mismatch", `${ckpt} was trained with tokenizer ${trained}, ${where} has ${tokenizerId}`);
 }
 
 /** The model config of a checkpoint directory (or of a safetensors file's metadata). */
@@ -114,10 +125,14 @@ export function resolveCheckpointDir(p: string): string {
   throw new RetroError("notFound", `${p} is neither a run folder (latest.json) nor a checkpoint folder (${WEIGHTS_FILE})`);
 }
 
-/** The model of a checkpoint (run folder or checkpoint folder), weights loaded; `dir` is the checkpoint folder. */
-export function loadModel(dirOrRun: string, opts: { engine?: Engine } = {}): { model: Model; dir: string } {
+/**
+ * The model of a checkpoint (run folder or checkpoint folder), weights loaded; `dir` is the checkpoint folder,
+ * `tokenizer` the id it was trained with (checkpointTokenizer's answer, from the file read once).
+ */
+export function loadModel(dirOrRun: string, opts: { engine?: Engine } = {}): { model: Model; dir: string; tokenizer: string | undefined } {
   const dir = resolveCheckpointDir(dirOrRun);
   const model = new Model(readCheckpointConfig(dir), { engine: opts.engine });
-  loadWeights(model, path.join(dir, WEIGHTS_FILE));
-  return { model, dir };
+  const file = readSafetensors(path.join(dir, WEIGHTS_FILE));
+  loadWeights(model, file);
+  return { model, dir, tokenizer: tokenizerOf(dir, file.metadata) };
 }
