@@ -68,7 +68,7 @@ test("loader: GPT and Retro read the same tokens; seeded epochs; blend weights; 
   }
   const total = seen[0].size + seen[1].size;
   assert.ok(total > 0);
-  const drawnA = (l as unknown as { drawn: number[] }).drawn;
+  const drawnA = l.drawnPerDataset;
   assert.ok(Math.abs(drawnA[0] / n - 0.75) < 0.01, `dataset a drew ${drawnA[0]} of ${n}`);
   // seek() replays to the same place
   const a1 = new Loader(db, { split: "train", seq: 32, batch: 3, seed: 4 });

@@ -6,9 +6,10 @@ import { evaluate } from "../train/evaluate.ts";
 import { checkModelAgainstDb } from "../train/loader.ts";
 import { assertSameTokenizer, loadModel } from "../model/checkpoint.ts";
 import { int, num } from "./args.ts";
+import { registerQa } from "./qa.ts";
 
 export function registerEval(program: Command): void {
-  const evalCmd = program.command("eval").description("step 3: evaluation");
+  const evalCmd = program.command("eval").description("steps 3 and 5: perplexity, question answering, scoring");
   evalCmd.command("ppl")
     .description("perplexity on the database's held-out split (Retro: with retrieval, or --gate 0 for the decoder alone)")
     .requiredOption("--ckpt <dir>", "run folder (its latest checkpoint) or checkpoint folder")
@@ -35,6 +36,7 @@ export function registerEval(program: Command): void {
       if (o.json) console.log(JSON.stringify({ ckpt: dir, model: cfg.model, ...r }));
       else console.log(`${cfg.model}${r.gate !== null ? ` (gate ${r.gate})` : ""}: loss ${r.loss.toFixed(4)} nats/token, perplexity ${r.ppl.toFixed(2)}, ${r.tokens} held-out tokens`);
     });
+  registerQa(evalCmd);
 }
 
 function formatControls(c: ControlReport): string {

@@ -1,49 +1,84 @@
-/** `retro train` (step 2): GPT or Retro, from scratch, Retro-fitting or GPT-fitting; resumable. */
-import { Option, type Command } from "commander";
-import { train } from "../train/trainer.ts";
+/** `retro train` (step 2) and `retro sft` (step 4): one training loop, flags generated from src/train/settings.ts. */
+import type { Command } from "commander";
+import { DEFAULT_TRAIN, train, type TrainResult } from "../train/trainer.ts";
+import { MODEL_SETTINGS, TRAIN_SETTINGS, addSettingFlags, settingValues } from "../train/settings.ts";
+import { DEFAULT_SFT_TRAIN, parseDataSpec } from "../sft/config.ts";
+import { sft } from "../sft/sft.ts";
+import { buildBundledSets } from "../sft/bundled.ts";
+import { Database } from "../db/database.ts";
 import { readJson } from "../util/fsx.ts";
-import { int, num } from "./args.ts";
+import { collect, int } from "./args.ts";
+import { RetroError } from "../util/errors.ts";
+
+/** flags over a --config file: settings at the top level, model settings under "model" */
+function inputOf(o: Record<string, unknown>, what: string): Record<string, unknown> {
+  const file: Record<string, unknown> = o.config ? readJson<Record<string, unknown>>(o.config as string, what) : {};
+  const input: Record<string, unknown> = { ...file, ...settingValues(o, TRAIN_SETTINGS) };
+  const model = { ...((file.model as Record<string, unknown>) ?? {}), ...settingValues(o, MODEL_SETTINGS) };
+  if (Object.keys(model).length) input.model = model;
+  for (const k of ["db", "init"]) if (o[k] !== undefined) input[k] = o[k];
+  return input;
+}
+
+function report(r: TrainResult): void {
+  console.log(JSON.stringify({ out: r.out, step: r.step, interrupted: r.interrupted, loss: r.lastLoss, eval: r.lastEval }));
+  if (r.interrupted) process.exit(130);
+}
 
 export function registerTrain(program: Command): void {
-  program.command("train")
+  const t = program.command("train")
     .description("step 2: train GPT or Retro on a database (from scratch, Retro-fitting or GPT-fitting a checkpoint); resumable")
     .requiredOption("--out <dir>", "run folder (config.json, metrics.jsonl, checkpoints/)")
     .option("--db <dir>", "database folder (required unless --config names it)")
     .option("--config <file>", "JSON train config (keys as in the run's config.json); flags override it")
-    .addOption(new Option("--model <kind>", "gpt | retro").choices(["gpt", "retro"]))
     .option("--init <ckpt>", "start from a checkpoint (run or checkpoint folder): GPT into Retro = Retro-fitting")
-    .option("--freeze-decoder", "Retro-fitting with the decoder frozen (only encoder and CCA train)")
-    .option("--freeze-decoder-steps <n>", "Retro: decoder frozen for the first N steps, then unfrozen", int)
-    .option("--retrieval-lr <x>", "Retro: learning-rate multiplier of the encoder and CCA", num)
-    .option("--zero-cca-out", "Retro, fresh retrieval weights: CCA output projections start at 0 (a Retro-fit starts at its GPT)")
-    .option("--no-zero-cca-out", "CCA output projections start N(0, 0.02) like the other weights")
-    .option("--retrieval-rope", "Retro: rotary positions in CCA and the encoder (model config retrieval_rope)")
-    .option("--no-retrieval-rope", "Retro: no rotary positions in the retrieval path")
     .option("--resume", "continue the run in --out from its latest checkpoint (starts it when there is none)")
-    .option("--d <n>", "model width", int).option("--layers <n>", "decoder layers", int).option("--heads <n>", "attention heads", int)
-    .option("--seq <n>", "sequence length", int).option("--k <n>", "neighbours per chunk", int).option("--r <n>", "tokens per neighbour", int)
-    .option("--cca-layers <list>", "1-based CCA layers, e.g. 3,6").option("--enc-layers <n>", "encoder layers", int).option("--gate <g>", "CCA gate", num)
-    .option("--batch <n>", "sequences per micro-batch", int).option("--accum <n>", "micro-batches per step", int).option("--steps <n>", "optimizer steps", int)
-    .option("--lr <f>", "peak learning rate", num).option("--min-lr <f>", "final learning rate", num).option("--warmup <n>", "warmup steps", int)
-    .option("--weight-decay <f>", "AdamW weight decay", num).option("--clip <f>", "gradient-norm clip", num)
-    .option("--eval-every <n>", "steps between evaluations", int).option("--eval-batches <n>", "validation batches per evaluation (0 = all)", int)
-    .option("--save-every <n>", "steps between checkpoints", int).option("--seed <n>", "seed (init and data order)", int).option("--threads <n>", "kernel threads", int)
-    .addOption(new Option("--precision <p>", "matmul precision of the linear layers").choices(["fp32", "bf16"]))
-    .option("--stop-after <n>", "stop (with a checkpoint) after this step, as if interrupted", int)
+    .option("--stop-after <n>", "stop (with a checkpoint) after this step, as if interrupted", int);
+  addSettingFlags(t, MODEL_SETTINGS);
+  addSettingFlags(t, TRAIN_SETTINGS, DEFAULT_TRAIN);
+  t.action(async (o) => report(await train(o.out, inputOf(o, "train config"), { resume: Boolean(o.resume), stopAfter: o.stopAfter })));
+
+  const s = program.command("sft")
+    .description("step 4: instruction-tune a GPT or Retro checkpoint on a blend of conversation files (loss on the last assistant turn; Retro with the CCA gate 0 unless --gate); resumable")
+    .requiredOption("--out <dir>", "run folder")
+    .option("--init <ckpt>", "the checkpoint to tune (run or checkpoint folder); required unless resuming")
+    .option("--data <file[:weight]>", "chat JSONL ({messages: [{role, content}]}) or QA file (Megatron QA JSON, SQuAD, KILT, plain JSONL), with its blend weight; repeatable", collect, [])
+    .option("--db <dir>", "database (default: the checkpoint's; its tokenizer is used, and its index when retrieving)")
+    .option("--config <file>", "JSON config (keys as in the run's config.json); flags override it")
+    .option("--system <text>", "system prompt (default: the paper's, Appendix C.1)")
+    .option("--no-system", "no system prompt")
+    .option("--valid-fraction <x>", "share of each file (of ≥ 20 conversations) held out for the loss evaluation (default 0.05)", Number)
+    .option("--resume", "continue the run in --out")
+    .option("--stop-after <n>", "stop (with a checkpoint) after this step, as if interrupted", int);
+  addSettingFlags(s, MODEL_SETTINGS.filter((m) => m.key === "gate"));
+  addSettingFlags(s, TRAIN_SETTINGS.filter((x) => !["freezeDecoder", "freezeDecoderSteps", "zeroCcaOut"].includes(x.key)), DEFAULT_SFT_TRAIN);
+  s.action(async (o) => {
+    const input = inputOf(o, "sft config");
+    const data = (o.data as string[]).map(parseDataSpec);
+    if (data.length) input.data = data;
+    if (o.system === false) input.system = null;
+    else if (typeof o.system === "string") input.system = o.system;
+    if (o.validFraction !== undefined) {
+      if (!Number.isFinite(o.validFraction)) throw new RetroError("usage", "--valid-fraction: not a number");
+      input.validFraction = o.validFraction;
+    }
+    if (!o.resume && !input.init) throw new RetroError("usage", "sft: --init CHECKPOINT is required");
+    report(await sft(o.out, input, { resume: Boolean(o.resume), stopAfter: o.stopAfter }));
+  });
+
+  program.command("sft-data")
+    .description("step 4: build the bundled instruction set and held-out QA sets from WordNet, with evidence in --db (labelled synthetic; see the README it writes)")
+    .requiredOption("--db <dir>", "database holding the bundled wordnet (passages are retrieved from it)")
+    .requiredOption("--out <dir>", "folder for train-qa.json, train-chat.jsonl, qa-*.jsonl, README.md")
+    .option("--max-train <n>", "instruction questions at most", int, 6000)
+    .option("--max-held-out <n>", "held-out questions per task at most", int, 200)
+    .option("--seed <n>", "seed of the held-out split", int, 7)
     .action(async (o) => {
-      const file: Record<string, unknown> = o.config ? readJson<Record<string, unknown>>(o.config, "train config") : {};
-      const model: Record<string, unknown> = { ...((file.model as Record<string, unknown>) ?? {}) };
-      const m = { model: o.model, retrieval_rope: o.retrievalRope, d: o.d, layers: o.layers, heads: o.heads, seq: o.seq, k: o.k, r: o.r, enc_layers: o.encLayers, gate: o.gate,
-        cca_layers: o.ccaLayers ? String(o.ccaLayers).split(",").map(int) : undefined };
-      for (const [k, v] of Object.entries(m)) if (v !== undefined) model[k] = v;
-      const flags: Record<string, unknown> = { db: o.db, init: o.init, freezeDecoder: o.freezeDecoder, freezeDecoderSteps: o.freezeDecoderSteps,
-        retrievalLr: o.retrievalLr, zeroCcaOut: o.zeroCcaOut, batch: o.batch, accum: o.accum, steps: o.steps, lr: o.lr, minLr: o.minLr,
-        warmup: o.warmup, weightDecay: o.weightDecay, clip: o.clip, evalEvery: o.evalEvery, evalBatches: o.evalBatches, saveEvery: o.saveEvery, seed: o.seed, threads: o.threads, precision: o.precision };
-      const input: Record<string, unknown> = { ...file };
-      for (const [k, v] of Object.entries(flags)) if (v !== undefined) input[k] = v;
-      if (Object.keys(model).length) input.model = model;
-      const r = await train(o.out, input, { resume: Boolean(o.resume), stopAfter: o.stopAfter });
-      console.log(JSON.stringify({ out: r.out, step: r.step, interrupted: r.interrupted, loss: r.lastLoss, eval: r.lastEval }));
-      if (r.interrupted) process.exit(130);
+      const db = new Database(o.db);
+      try {
+        console.log(JSON.stringify(await buildBundledSets(db, o.out, { maxTrain: o.maxTrain, maxHeldOut: o.maxHeldOut, seed: o.seed })));
+      } finally {
+        db.close();
+      }
     });
 }

@@ -28,6 +28,11 @@ export interface GenerateOptions extends SamplingOptions {
   retrieve?: RetrieveMode;
   /** keep going past the end-of-document token (default: stop there) */
   ignoreEod?: boolean;
+  /**
+   * "prompt" mode with neighbours the caller chose: per prompt, [k·r] tokens every chunk reads (e.g. the
+   * passages of a QA item, as Megatron's evaluation gives the encoder); a prompt without them is searched
+   */
+  neighbours?: (Int32Array | null)[];
 }
 
 export type FinishReason = "eod" | "stop" | "length";
@@ -84,12 +89,12 @@ export class Generator {
   private mode(o: GenerateOptions): RetrieveMode {
     if (!this.model.isRetro) return "none";
     const mode = o.retrieve ?? (this.retriever ? "chunk" : "none");
-    if (mode !== "none" && !this.retriever) throw new RetroError("usage", `retrieval "${mode}" needs a database (--db)`);
+    if (mode !== "none" && !this.retriever && !(mode === "prompt" && o.neighbours)) throw new RetroError("usage", `retrieval "${mode}" needs a database (--db)`);
     return mode;
   }
 
-  /** Generate for each prompt; events in the order they happen. */
-  async *stream(prompts: string[], o: GenerateOptions = {}): AsyncGenerator<GenerateEvent> {
+  /** Generate for each prompt (text, or token ids already encoded); events in the order they happen. */
+  async *stream(prompts: (string | number[])[], o: GenerateOptions = {}): AsyncGenerator<GenerateEvent> {
     checkSampling(o);
     const c = this.model.config, m = c.chunk;
     const maxTokens = o.maxTokens ?? 64;
@@ -103,7 +108,8 @@ export class Generator {
     try {
       const seqs: SeqState[] = [];
       for (let i = 0; i < prompts.length; i++) {
-        let ids = this.tokenizer.encode(prompts[i]);
+        const pi = prompts[i];
+        let ids = typeof pi === "string" ? this.tokenizer.encode(pi) : pi.slice();
         if (ids.length === 0) throw new RetroError("usage", `prompt ${i}: empty (nothing to continue)`);
         // a prompt longer than the model's positions keeps its end (truncated from the left; `promptTokens` says how
         // many were read, `truncated` how many were dropped), leaving room for one new token
@@ -118,11 +124,16 @@ export class Generator {
           index: i, slot: this.decoder.newSlot(), dropped: 0, replay: { ids, nb: new Map() }, sampler: new Sampler({ ...o, seed: (o.seed ?? 1234) + i }), promptTokens: ids.length,
           gen: [], emitted: 0, text: "", next: -1, done: null, retrievals: 0, promptNbr: null, truncated,
         };
-        if (mode === "prompt") {
-          const r = await this.retriever!.search([prompts[i]], { keep: c.k });
+        const given = o.neighbours?.[i];
+        if (mode === "prompt" && given) {
+          if (given.length !== c.k * c.r) throw new RetroError("mismatch", `prompt ${i}: ${given.length} neighbour tokens given, the model reads k·r = ${c.k * c.r}`);
+          st.promptNbr = given;
+        } else if (mode === "prompt") {
+          const query = typeof pi === "string" ? pi : this.tokenizer.decode(pi);
+          const r = await this.retriever!.search([query], { keep: c.k });
           st.promptNbr = this.retriever!.db.neighbourBlock(r.ids, 1, c.k, c.k, c.r);
           st.retrievals++;
-          pending.push({ type: "retrieval", seq: i, chunk: -1, query: prompts[i], neighbours: this.citations(r.ids, r.scores, 0) });
+          pending.push({ type: "retrieval", seq: i, chunk: -1, query, neighbours: this.citations(r.ids, r.scores, 0) });
         }
         seqs.push(st);
       }
@@ -170,7 +181,7 @@ export class Generator {
   }
 
   /** Generate for each prompt and return the results (no streaming). */
-  async generate(prompts: string[], o: GenerateOptions = {}): Promise<GenerateResult[]> {
+  async generate(prompts: (string | number[])[], o: GenerateOptions = {}): Promise<GenerateResult[]> {
     const out: GenerateResult[] = new Array(prompts.length);
     for await (const ev of this.stream(prompts, o)) if (ev.type === "done") out[ev.seq] = ev.result;
     return out;

@@ -204,8 +204,8 @@ export class Model {
     if (this.isRetro) {
       if (b.n % c.chunk) bad(`Retro needs n (${b.n}) to be a multiple of chunk ${c.chunk}`);
       const want = b.B * (b.n / c.chunk) * c.k * c.r;
-      if (!b.neighbours) bad(`Retro needs neighbours [B, l, k, r] = ${want} tokens`);
-      else if (b.neighbours.length !== want) bad(`neighbours has ${b.neighbours.length} tokens, expected B*l*k*r = ${b.B}*${b.n / c.chunk}*${c.k}*${c.r} = ${want}`);
+      if (!b.neighbours && this.gate !== 0) bad(`Retro needs neighbours [B, l, k, r] = ${want} tokens`);
+      else if (b.neighbours && b.neighbours.length !== want) bad(`neighbours has ${b.neighbours.length} tokens, expected B*l*k*r = ${b.B}*${b.n / c.chunk}*${c.k}*${c.r} = ${want}`);
     }
   }
 
@@ -261,7 +261,12 @@ export class Model {
    * Forward pass and loss (mean cross-entropy over the tokens the mask keeps). Leaves the gradient of the
    * loss w.r.t. the logits in place for `backward()`; `keepLogits` copies the logits first (see `logits`).
    */
-  forward(b: Batch, opts: { keepLogits?: boolean } = {}): { loss: number; tokens: number } {
+  /**
+   * `gradTokens`: the gradient left is that of (sum of this batch's counted losses) / gradTokens instead of their
+   * mean — gradient accumulation weighted by counted tokens passes the step's total count to every micro-batch.
+   * With the gate at 0 the encoder and the CCA are skipped (their output would be multiplied by 0).
+   */
+  forward(b: Batch, opts: { keepLogits?: boolean; gradTokens?: number } = {}): { loss: number; tokens: number } {
     this.checkBatch(b);
     const c = this.config, e = this.engine, D = c.d, H = c.heads, hd = D / H, m = c.chunk;
     const { B, n } = b;
@@ -274,7 +279,10 @@ export class Model {
       const out = i + 1 < c.layers ? this.dec[i + 1].x : this.a.xL;
       this.layerForward(L, pre, N, B, n, true);
       let cur = L.xa;
-      if (L.xc) {
+      if (L.xc && this.gate === 0) {
+        L.xc.set(L.xa);
+        cur = L.xc;
+      } else if (L.xc) {
         const pad = (n - 1) % m;
         e.layernormForward(L.lnc!, L.lncm!, L.lncr!, L.xa, this.p(`${pre}.lnc.weight`), this.p(`${pre}.lnc.bias`), N, D);
         if (!encoded) {
@@ -313,7 +321,7 @@ export class Model {
       count = 0;
       for (let i = 0; i < N; i++) count += b.mask[i];
     }
-    const total = e.crossentropy(this.a.logits, this.a.losses, b.targets, b.mask ?? null, N, c.vocab, count > 0 ? 1 / count : 0);
+    const total = e.crossentropy(this.a.logits, this.a.losses, b.targets, b.mask ?? null, N, c.vocab, opts.gradTokens ? 1 / opts.gradTokens : count > 0 ? 1 / count : 0);
     this.last = b;
     this.lossCount = count;
     return { loss: count > 0 ? total / count : 0, tokens: count };
@@ -393,7 +401,7 @@ export class Model {
     for (let i = c.layers - 1; i >= 0; i--) {
       const L = this.dec[i], pre = `blocks.${i}`;
       this.mlpBackward(L, pre, N, L.xc ?? L.xa, dx);
-      if (L.xc) {
+      if (L.xc && this.gate !== 0) {
         const pad = (n - 1) % m, NE = B * l * c.k * c.r;
         // dco[b, t'] = gate * dx[b, pad + t']
         a.dco.fill(0, 0, N * D);

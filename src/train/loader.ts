@@ -15,7 +15,8 @@
  * Order (valid): every item once, in order (evaluation).
  */
 import { RetroError } from "../util/errors.ts";
-import { Rng, hash32 } from "../util/rng.ts";
+import { hash32 } from "../util/rng.ts";
+import { BlendOrder } from "./blend.ts";
 import { blockName, blockRanges, readBlock } from "../util/blockfile.ts";
 import type { Database } from "../db/database.ts";
 import type { Batch } from "../model/model.ts";
@@ -42,14 +43,10 @@ export class Loader {
   readonly items: number;
   readonly parts: number;
   readonly dbSeq: number;
-  private byDataset: Uint32Array[];
-  private weights: number[];
+  private blend: BlendOrder;
   private nbr: Int32Array | null = null;
   private keep = 0;
   private chunksPerSample = 0;
-  // blending state (replayable from pos)
-  private drawn: number[];
-  private perms = new Map<number, { epoch: number; perm: Uint32Array }>();
   /** items consumed so far */
   pos = 0;
 
@@ -85,14 +82,9 @@ export class Loader {
       counts[ds]++;
     }
     const fill = counts.map(() => 0);
-    this.byDataset = counts.map((c) => new Uint32Array(c));
-    for (let it = 0; it < this.items; it++) this.byDataset[itemDataset[it]][fill[itemDataset[it]]++] = it;
-    const w = (db.manifest.datasets ?? [{ weight: 1 }]).map((d) => d.weight);
-    // a dataset without items in this split cannot be drawn
-    this.weights = counts.map((c, i) => (c > 0 ? w[i] ?? 1 : 0));
-    const total = this.weights.reduce((a, b) => a + b, 0);
-    this.weights = this.weights.map((x) => x / total);
-    this.drawn = new Array<number>(nd).fill(0);
+    const byDataset = counts.map((c) => new Uint32Array(c));
+    for (let it = 0; it < this.items; it++) byDataset[itemDataset[it]][fill[itemDataset[it]]++] = it;
+    this.blend = new BlendOrder(byDataset, (db.manifest.datasets ?? [{ weight: 1 }]).map((d) => d.weight), o.seed);
   }
 
   /** first token of item `it` */
@@ -101,38 +93,20 @@ export class Loader {
   }
 
   /** jump to a position (resume): replays the blending decisions */
+  /** train split: items drawn from each dataset so far */
+  get drawnPerDataset(): readonly number[] {
+    return this.blend.drawnPerDataset;
+  }
+
   seek(pos: number): void {
-    this.pos = 0;
-    this.drawn.fill(0);
-    this.perms.clear();
-    for (let i = 0; i < pos; i++) this.nextItem();
+    this.pos = pos;
+    if (this.o.split === "train") this.blend.seek(pos);
   }
 
   private nextItem(): number {
     if (this.o.split === "valid") return this.pos++ % this.items;
-    // Megatron's blending: pick the dataset with the largest (weight·(t+1) − drawn)
-    const t = this.pos;
-    let best = 0, bestErr = -Infinity;
-    for (let d = 0; d < this.weights.length; d++) {
-      if (this.weights[d] === 0) continue;
-      const err = this.weights[d] * (t + 1) - this.drawn[d];
-      if (err > bestErr) { bestErr = err; best = d; }
-    }
-    const j = this.drawn[best]++;
-    const list = this.byDataset[best], n = list.length, epoch = Math.floor(j / n);
-    let p = this.perms.get(best);
-    if (!p || p.epoch !== epoch) {
-      const perm = Uint32Array.from(list);
-      const rng = new Rng(hash32(`${this.o.seed}:${best}:${epoch}`));
-      for (let i = n - 1; i > 0; i--) {
-        const k = rng.int(i + 1);
-        const x = perm[i]; perm[i] = perm[k]; perm[k] = x;
-      }
-      p = { epoch, perm };
-      this.perms.set(best, p);
-    }
     this.pos++;
-    return p.perm[j % n];
+    return this.blend.next();
   }
 
   /** epochs of the split consumed so far (items drawn / items) */

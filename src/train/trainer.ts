@@ -25,6 +25,9 @@ import { AdamW } from "../model/optim.ts";
 import { checkCheckpointTokenizer, loadWeights, readCheckpointConfig, resolveCheckpointDir, saveCheckpoint, WEIGHTS_FILE, type LoadReport } from "../model/checkpoint.ts";
 import { Loader, checkModelAgainstDb } from "./loader.ts";
 import { evaluate, validLoaderOptions } from "./evaluate.ts";
+import { TRAIN_SETTINGS, validateSettings } from "./settings.ts";
+import type { Batch } from "../model/model.ts";
+import type { SftSettings } from "../sft/config.ts";
 
 export interface TrainConfig {
   /** database folder (absolute) */
@@ -63,16 +66,19 @@ export interface TrainConfig {
   threads: number;
   /** matmul precision of the linear layers: fp32, or bf16 (fp32 accumulation and master weights) */
   precision: Precision;
+  /** instruction tuning (`retro sft`): its data and prompt settings; absent for pretraining */
+  sft?: SftSettings;
 }
 
 /** Sized for the bundled corpus on 2 cores: a 5.3M-parameter GPT, ~0.4 s per step. */
-export const DEFAULT_TRAIN: Omit<TrainConfig, "db" | "tokenizer" | "model" | "init"> = {
+export const DEFAULT_TRAIN: Omit<TrainConfig, "db" | "tokenizer" | "model" | "init" | "sft"> = {
   freezeDecoder: false, freezeDecoderSteps: 0, retrievalLr: 1, zeroCcaOut: false, batch: 8, accum: 1, steps: 1000, lr: 1e-3, minLr: 1e-4, warmup: 100,
   beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, clip: 1.0,
   evalEvery: 200, evalBatches: 20, saveEvery: 200, seed: 1234, threads: 2, precision: "fp32",
 };
 
-const TRAIN_KEYS = new Set([...Object.keys(DEFAULT_TRAIN), "db", "model", "init", "tokenizer"]);
+type TrainDefaults = typeof DEFAULT_TRAIN;
+const STRUCT_KEYS = ["db", "model", "init", "tokenizer", "sft"] as const;
 
 /** what a run config written before a key existed meant by its absence */
 const LEGACY_TRAIN: Partial<TrainConfig> = { freezeDecoderSteps: 0, retrievalLr: 1, zeroCcaOut: false };
@@ -86,28 +92,21 @@ export function lrAt(c: Pick<TrainConfig, "lr" | "minLr" | "warmup" | "steps">, 
 }
 
 /**
- * Resolve a run config: unknown keys refused; the model config starts from the defaults, or from the init
- * checkpoint's config (its decoder), with `input.model` on top; vocab and chunk come from the database.
+ * Resolve a run config: unknown keys refused, every setting checked against its declaration (settings.ts); the
+ * model config starts from the defaults, or from the init checkpoint's config (its decoder), with `input.model`
+ * on top; vocab and chunk come from the database. `defaults`: the command's defaults (train's or sft's).
  */
-export function resolveTrainConfig(input: Record<string, unknown>, db: Database): TrainConfig {
-  const unknown = Object.keys(input).filter((k) => !TRAIN_KEYS.has(k));
+export function resolveTrainConfig(input: Record<string, unknown>, db: Database, defaults: TrainDefaults = DEFAULT_TRAIN): TrainConfig {
+  const known = new Set<string>([...TRAIN_SETTINGS.map((s) => s.key), ...STRUCT_KEYS]);
+  const unknown = Object.keys(input).filter((k) => !known.has(k));
   if (unknown.length) throw new RetroError("usage", `unknown train config key(s): ${unknown.join(", ")}`);
-  const c = { ...DEFAULT_TRAIN } as Record<string, unknown>;
-  for (const [k, v] of Object.entries(input)) if (v !== undefined && k !== "model" && k !== "tokenizer" && k !== "db" && k !== "init") c[k] = v;
+  const c = { ...defaults } as Record<string, unknown>;
+  for (const [k, v] of Object.entries(input)) if (v !== undefined && !(STRUCT_KEYS as readonly string[]).includes(k)) c[k] = v;
   if (input.tokenizer !== undefined && input.tokenizer !== db.manifest.tokenizer!.id) {
     throw new RetroError("mismatch", `the config was made for tokenizer ${String(input.tokenizer)}, database ${db.dir} has ${db.manifest.tokenizer!.id}`);
   }
-  for (const k of Object.keys(DEFAULT_TRAIN)) {
-    const want = typeof (DEFAULT_TRAIN as Record<string, unknown>)[k];
-    if (typeof c[k] !== want) throw new RetroError("usage", `train config: ${k} must be a ${want}, got ${JSON.stringify(c[k])}`);
-  }
-  if (!Number.isInteger(c.freezeDecoderSteps) || (c.freezeDecoderSteps as number) < 0) throw new RetroError("usage", "train config: freezeDecoderSteps must be an integer ≥ 0");
-  if (!((c.retrievalLr as number) > 0)) throw new RetroError("usage", "train config: retrievalLr must be > 0");
-  for (const k of ["batch", "accum", "steps", "evalEvery", "saveEvery", "threads"]) {
-    if (!Number.isInteger(c[k]) || (c[k] as number) <= 0) throw new RetroError("usage", `train config: ${k} must be a positive integer`);
-  }
-  if (c.precision !== "fp32" && c.precision !== "bf16") throw new RetroError("usage", `train config: precision must be "fp32" or "bf16"`);
-  if (!((c.lr as number) > 0) || (c.minLr as number) < 0 || (c.minLr as number) > (c.lr as number)) throw new RetroError("usage", "train config: need 0 <= minLr <= lr and lr > 0");
+  validateSettings(c, TRAIN_SETTINGS, "train config");
+  if ((c.minLr as number) > (c.lr as number)) throw new RetroError("usage", "train config: need minLr <= lr");
   const init = (input.init as string | null | undefined) ?? null;
   if (init) checkCheckpointTokenizer(init, db.manifest.tokenizer!.id, `database ${db.dir}`);
   const base: Record<string, unknown> = init ? { ...readCheckpointConfig(resolveCheckpointDir(init)) } : {};
@@ -122,10 +121,12 @@ export function resolveTrainConfig(input: Record<string, unknown>, db: Database)
   const t = db.manifest.tokenizer!;
   const model = resolveModelConfig({ vocab: t.vocabSize, chunk: db.m, ...recipe, ...base, ...over });
   checkModelAgainstDb(model, db);
-  return { ...(c as typeof DEFAULT_TRAIN), db: path.resolve(db.dir), tokenizer: t.id, model, init: init ? path.resolve(init) : null };
+  const out = { ...(c as TrainDefaults), db: path.resolve(db.dir), tokenizer: t.id, model, init: init ? path.resolve(init) : null } as TrainConfig;
+  if (input.sft !== undefined) out.sft = input.sft as SftSettings;
+  return out;
 }
 
-interface TrainState {
+export interface TrainState {
   step: number;
   /** loader position (items consumed) */
   pos: number;
@@ -177,28 +178,86 @@ function truncateMetrics(file: string, step: number): void {
   writeFileAtomic(file, keep.map((l) => l + "\n").join(""));
 }
 
+/** Where a run's micro-batches come from: pretraining's Loader, instruction tuning's SftLoader. */
+export interface BatchSource {
+  next(): Batch | Promise<Batch>;
+  /** items consumed (saved with each checkpoint; `seek` returns to it on resume) */
+  readonly pos: number;
+  seek(pos: number): void;
+  readonly epoch: number;
+}
+
+/** What differs between pretraining and instruction tuning: the config, the batches, the evaluation. */
+export interface RunTask {
+  /** progress-bar label and log name */
+  name: string;
+  resolve(input: Record<string, unknown>, db: Database): TrainConfig | Promise<TrainConfig>;
+  source(cfg: TrainConfig, db: Database, model: Model): BatchSource | Promise<BatchSource>;
+  /** evaluation during training (loss over the tokens it counts) */
+  evaluator(cfg: TrainConfig, db: Database, model: Model): () => Promise<{ loss: number; ppl: number; tokens: number }>;
+  /** settings of the model that the task imposes after loading (e.g. sft's gate, frozen groups) */
+  prepare?(cfg: TrainConfig, model: Model): void;
+}
+
+/** An opened run: config resolved or read back, model and optimizer restored, the folder ready for metrics. */
+export interface OpenRun {
+  out: string;
+  cfg: TrainConfig;
+  db: Database;
+  model: Model;
+  opt: AdamW;
+  state: TrainState;
+  load: LoadReport | null;
+  metrics: string;
+  resumed: boolean;
+}
+
+const pretrain: RunTask = {
+  name: "train",
+  resolve: (input, db) => resolveTrainConfig(input, db),
+  source(cfg, db) {
+    return new Loader(db, { split: "train", seq: cfg.model.seq, batch: cfg.batch, seed: cfg.seed, retrieval: cfg.model.model === "retro" ? { k: cfg.model.k, r: cfg.model.r } : undefined });
+  },
+  evaluator(cfg, db, model) {
+    const validLoader = new Loader(db, validLoaderOptions(cfg.model, cfg.batch));
+    return async () => evaluate(model, db, { batch: cfg.batch, batches: cfg.evalBatches, loader: validLoader });
+  },
+};
+
 export async function train(out: string, input: Record<string, unknown>, opts: { resume?: boolean; stopAfter?: number } = {}): Promise<TrainResult> {
+  return runTask(pretrain, out, input, opts);
+}
+
+/** Lock the run folder, open the run, loop until its last step (or a stop), close. Shared by `train` and `sft`. */
+export async function runTask(task: RunTask, out: string, input: Record<string, unknown>, opts: { resume?: boolean; stopAfter?: number } = {}): Promise<TrainResult> {
   const cfgFile = path.join(out, "config.json");
   // a resumed run may name its database again or take it from its config.json
   const dbDir = (input.db as string | undefined) ?? (opts.resume && fs.existsSync(cfgFile) ? readJson<TrainConfig>(cfgFile, "run config").db : undefined);
-  if (!dbDir) throw new RetroError("usage", "train: a database is required (--db DIR)");
-  const unlock = lockFolder(out, "retro train");
+  if (!dbDir) throw new RetroError("usage", `${task.name}: a database is required (--db DIR)`);
+  const unlock = lockFolder(out, `retro ${task.name}`);
   try {
-    return await trainLocked(out, input, opts, dbDir, cfgFile);
+    const run = await openRun(task, out, input, opts, dbDir);
+    try {
+      return await loop(task, run, opts);
+    } finally {
+      run.db.close();
+    }
   } finally {
     unlock();
   }
 }
 
-async function trainLocked(out: string, input: Record<string, unknown>, opts: { resume?: boolean; stopAfter?: number }, dbDir: string, cfgFile: string): Promise<TrainResult> {
+export async function openRun(task: RunTask, out: string, input: Record<string, unknown>, opts: { resume?: boolean }, dbDir: string): Promise<OpenRun> {
+  const cfgFile = path.join(out, "config.json");
   let cfg: TrainConfig;
   let state: TrainState = { step: 0, pos: 0, tokens: 0, seconds: 0 };
   const db = new Database(dbDir);
-  if (opts.resume && !fs.existsSync(cfgFile)) {
+  let resume = Boolean(opts.resume);
+  if (resume && !fs.existsSync(cfgFile)) {
     log(`${out}: no run to resume, starting one`);
-    opts = { ...opts, resume: false };
+    resume = false;
   }
-  if (opts.resume) {
+  if (resume) {
     cfg = { ...LEGACY_TRAIN, ...readJson<TrainConfig>(cfgFile, "run config") };
     // settings given again must equal the run's; the others come from its config.json
     const given: Record<string, unknown> = { ...input, db: path.resolve(dbDir) };
@@ -206,14 +265,15 @@ async function trainLocked(out: string, input: Record<string, unknown>, opts: { 
     const diff: string[] = [];
     for (const [k, v] of Object.entries(given)) {
       if (v === undefined) continue;
-      if (k === "model") {
-        for (const [mk, mv] of Object.entries(v as Record<string, unknown>)) if (mv !== undefined && JSON.stringify(mv) !== JSON.stringify((cfg.model as unknown as Record<string, unknown>)[mk])) diff.push(`model.${mk}`);
+      if (k === "model" || k === "sft") {
+        const have = ((cfg as unknown as Record<string, unknown>)[k] ?? {}) as Record<string, unknown>;
+        for (const [mk, mv] of Object.entries(v as Record<string, unknown>)) if (mv !== undefined && JSON.stringify(mv) !== JSON.stringify(have[mk])) diff.push(`${k}.${mk}`);
       } else if (JSON.stringify(v) !== JSON.stringify((cfg as unknown as Record<string, unknown>)[k])) diff.push(k);
     }
     if (diff.length) throw new RetroError("usage", `cannot resume ${out}: the config differs in ${diff.join(", ")} (resume with the original settings, or start a new --out)`);
   } else {
     if (fs.existsSync(cfgFile)) throw new RetroError("usage", `${out} already holds a run; pass --resume to continue it or choose another --out`);
-    cfg = resolveTrainConfig(input, db);
+    cfg = await task.resolve(input, db);
   }
   if (db.manifest.tokenizer!.id !== cfg.tokenizer) throw new RetroError("mismatch", `database ${db.dir} now has tokenizer ${db.manifest.tokenizer!.id}, the run was made with ${cfg.tokenizer}`);
 
@@ -225,10 +285,11 @@ async function trainLocked(out: string, input: Record<string, unknown>, opts: { 
     model.frozen.add("decoder");
   }
   if (cfg.retrievalLr !== 1) opt.lrScale.set("retrieval", cfg.retrievalLr);
+  task.prepare?.(cfg, model);
   let load: LoadReport | null = null;
-  if (!opts.resume && !cfg.init && cfg.zeroCcaOut && cfg.model.model === "retro") zeroCcaOut(model);
+  if (!resume && !cfg.init && cfg.zeroCcaOut && cfg.model.model === "retro") zeroCcaOut(model);
   const latest = path.join(out, "latest.json");
-  if (opts.resume && fs.existsSync(latest)) {
+  if (resume && fs.existsSync(latest)) {
     const dir = resolveCheckpointDir(out);
     loadWeights(model, path.join(dir, WEIGHTS_FILE));
     const o = readSafetensors(path.join(dir, "optim.safetensors"));
@@ -248,14 +309,26 @@ async function trainLocked(out: string, input: Record<string, unknown>, opts: { 
   fs.mkdirSync(out, { recursive: true });
   const ckpts = path.join(out, "checkpoints");
   if (fs.existsSync(ckpts)) for (const d of fs.readdirSync(ckpts)) if (d.endsWith(".tmp")) fs.rmSync(path.join(ckpts, d), { recursive: true, force: true });
-  if (!opts.resume || !fs.existsSync(cfgFile)) writeJsonAtomic(cfgFile, cfg);
+  if (!resume || !fs.existsSync(cfgFile)) writeJsonAtomic(cfgFile, cfg);
   const metrics = path.join(out, "metrics.jsonl");
-  if (opts.resume) truncateMetrics(metrics, state.step);
+  if (resume) truncateMetrics(metrics, state.step);
   else fs.rmSync(metrics, { force: true });
+  return { out, cfg, db, model, opt, state, load, metrics, resumed: resume };
+}
 
-  const loader = new Loader(db, { split: "train", seq: cfg.model.seq, batch: cfg.batch, seed: cfg.seed, retrieval: cfg.model.model === "retro" ? { k: cfg.model.k, r: cfg.model.r } : undefined });
-  loader.seek(state.pos);
-  const validLoader = new Loader(db, validLoaderOptions(cfg.model, cfg.batch));
+/**
+ * The training loop: each step takes `accum` micro-batches from the task's source, weights their gradients
+ * by the tokens each counts (the step's gradient is that of the mean loss over all its counted tokens, so a
+ * micro-batch of short answers weighs less than one of long answers), clips, updates, logs, evaluates and
+ * checkpoints; Ctrl-C saves after the current step.
+ */
+async function loop(task: RunTask, run: OpenRun, opts: { stopAfter?: number }): Promise<TrainResult> {
+  const { out, cfg, db, model, opt, metrics } = run;
+  let state = run.state;
+  const engine = model.engine;
+  const source = await task.source(cfg, db, model);
+  source.seek(state.pos);
+  const evaluateNow = task.evaluator(cfg, db, model);
 
   let stop = false;
   const onSigint = () => {
@@ -264,11 +337,10 @@ async function trainLocked(out: string, input: Record<string, unknown>, opts: { 
     log("\ninterrupted: saving a checkpoint after this step (Ctrl-C again to quit now)");
   };
   process.on("SIGINT", onSigint);
-  const bar = progress(`train ${cfg.model.model}`, cfg.steps, "steps", state.step);
+  const bar = progress(`${task.name} ${cfg.model.model}`, cfg.steps, "steps", state.step);
   bar.update(state.step);
   let lastLoss = NaN;
   let lastEval: { loss: number; ppl: number } | null = null;
-  const tokensPerStep = cfg.batch * cfg.accum * cfg.model.seq;
   const runStart = process.hrtime.bigint();
   // the engine is shared by the process: this run's threads and precision hold until it ends
   const before = { threads: engine.getThreads(), precision: engine.getPrecision() };
@@ -283,25 +355,31 @@ async function trainLocked(out: string, input: Record<string, unknown>, opts: { 
         if (step <= cfg.freezeDecoderSteps) model.frozen.add("decoder");
         else model.frozen.delete("decoder");
       }
+      const micro: Batch[] = [];
+      for (let a = 0; a < cfg.accum; a++) micro.push(await source.next());
+      const counted = micro.map((b) => countTokens(b));
+      const total = counted.reduce((x, y) => x + y, 0);
       model.zeroGrad();
       let lossSum = 0;
-      for (let a = 0; a < cfg.accum; a++) {
-        lossSum += model.forward(loader.next()).loss;
+      for (const b of micro) {
+        const r = model.forward(b, { gradTokens: total });
+        lossSum += r.loss * r.tokens;
         model.backward();
       }
-      const { gradNorm } = opt.step(lr, 1 / cfg.accum);
+      const { gradNorm } = opt.step(lr, 1);
       const dt = Number(process.hrtime.bigint() - t0) / 1e9;
-      state = { step, pos: loader.pos, tokens: state.tokens + tokensPerStep, seconds: state.seconds + dt };
-      lastLoss = lossSum / cfg.accum;
+      const stepTokens = micro.reduce((x, b) => x + b.B * b.n, 0);
+      state = { step, pos: source.pos, tokens: state.tokens + stepTokens, seconds: state.seconds + dt };
+      lastLoss = total > 0 ? lossSum / total : 0;
       if (!Number.isFinite(lastLoss)) throw new RetroError("badInput", `loss became ${lastLoss} at step ${step} (lower the learning rate?)`);
-      appendMetric(metrics, { kind: "train", step, loss: lastLoss, lr, grad_norm: gradNorm, tokens_per_s: tokensPerStep / dt, tokens: state.tokens, epoch: loader.epoch, elapsed: Number(process.hrtime.bigint() - runStart) / 1e9 });
+      appendMetric(metrics, { kind: "train", step, loss: lastLoss, lr, grad_norm: gradNorm, tokens_per_s: stepTokens / dt, tokens: state.tokens, loss_tokens: total, epoch: source.epoch, elapsed: Number(process.hrtime.bigint() - runStart) / 1e9 });
       if (step % cfg.evalEvery === 0 || step === cfg.steps) {
-        const e = evaluate(model, db, { batch: cfg.batch, batches: cfg.evalBatches, loader: validLoader });
+        const e = await evaluateNow();
         lastEval = { loss: e.loss, ppl: e.ppl };
         appendMetric(metrics, { kind: "eval", step, loss: e.loss, ppl: e.ppl, tokens: e.tokens });
       }
       if (step % cfg.saveEvery === 0 || step === cfg.steps || stop || step === opts.stopAfter) saveTrainCheckpoint(out, model, opt, state, cfg.tokenizer);
-      bar.update(step, `loss ${lastLoss.toFixed(3)}${lastEval ? ` | val ppl ${lastEval.ppl.toFixed(1)}` : ""} | ${(tokensPerStep / dt).toFixed(0)} tok/s`);
+      bar.update(step, `loss ${lastLoss.toFixed(3)}${lastEval ? ` | val ppl ${lastEval.ppl.toFixed(1)}` : ""} | ${(stepTokens / dt).toFixed(0)} tok/s`);
       if (step === opts.stopAfter) break;
       await new Promise((r) => setImmediate(r)); // let a Ctrl-C in
     }
@@ -310,9 +388,16 @@ async function trainLocked(out: string, input: Record<string, unknown>, opts: { 
     engine.setPrecision(before.precision);
     bar.stop();
     process.off("SIGINT", onSigint);
-    db.close();
   }
-  return { out, step: state.step, interrupted: stop, lastLoss, lastEval, load };
+  return { out, step: state.step, interrupted: stop, lastLoss, lastEval, load: run.load };
+}
+
+/** tokens a batch's loss counts (its mask's sum, or every token) */
+export function countTokens(b: Batch): number {
+  if (!b.mask) return b.B * b.n;
+  let s = 0;
+  for (let i = 0; i < b.mask.length; i++) s += b.mask[i];
+  return s;
 }
 
 /** the decoder's CCA output projections (weights and biases) set to 0: CCA adds nothing until they learn */

@@ -1,0 +1,52 @@
+/**
+ * `retro eval score`: predictions against gold answers, as the official SQuAD scripts print them.
+ * Predictions: JSONL of {"id", "prediction"} (what `retro eval qa` writes) or the official predictions JSON
+ * ({id: text}). Gold: any QA format of formats.ts. Every gold id needs a prediction; mismatches are counted.
+ */
+import * as fs from "node:fs";
+import { RetroError } from "../util/errors.ts";
+import { readQaFile } from "./formats.ts";
+import { corpusScore, type CorpusScore, type F1Variant } from "./metrics.ts";
+
+export function readPredictions(file: string): Map<string, string> {
+  if (!fs.existsSync(file)) throw new RetroError("notFound", `predictions not found: ${file}`);
+  const text = fs.readFileSync(file, "utf8");
+  const out = new Map<string, string>();
+  let whole: unknown;
+  try {
+    whole = JSON.parse(text);
+  } catch {
+    whole = undefined;
+  }
+  if (whole && typeof whole === "object" && !Array.isArray(whole) && !("prediction" in (whole as object))) {
+    for (const [id, v] of Object.entries(whole as Record<string, unknown>)) {
+      if (typeof v !== "string") throw new RetroError("badInput", `${file}: the prediction of "${id}" must be a string`);
+      out.set(id, v);
+    }
+    return out;
+  }
+  text.split("\n").forEach((line, i) => {
+    if (!line.trim()) return;
+    let r: Record<string, unknown>;
+    try {
+      r = JSON.parse(line) as Record<string, unknown>;
+    } catch (e) {
+      throw new RetroError("badInput", `${file}:${i + 1}: not JSON (${(e as Error).message}); expected {"id", "prediction"} per line or {id: text}`);
+    }
+    if (r === null || typeof r !== "object" || r.id === undefined || typeof r.prediction !== "string") throw new RetroError("badInput", `${file}:${i + 1}: expected {"id", "prediction": string}`);
+    out.set(String(r.id), r.prediction);
+  });
+  return out;
+}
+
+export function scoreFiles(predictions: string, gold: string, o: { f1?: F1Variant; rouge?: boolean } = {}): CorpusScore {
+  const preds = readPredictions(predictions);
+  const items = readQaFile(gold).items;
+  const ids = new Set(items.map((q) => q.id));
+  const missing = items.filter((q) => !preds.has(q.id)).length;
+  const extra = [...preds.keys()].filter((id) => !ids.has(id)).length;
+  if (missing || extra) {
+    throw new RetroError("mismatch", `predictions and gold do not match: ${missing} of ${items.length} gold questions have no prediction, ${extra} of ${preds.size} predictions have no gold question`);
+  }
+  return corpusScore(items.map((q) => ({ prediction: preds.get(q.id)!, answers: q.answers })), o);
+}

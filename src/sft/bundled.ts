@@ -1,0 +1,152 @@
+/**
+ * `retro sft-data`: labelled synthetic instruction and QA sets built from the bundled WordNet, whose evidence is
+ * in the database (only synsets of documents the database holds, never its held-out split).
+ *
+ * Each WordNet synset "lemma₁, lemma₂, … (pos): gloss; "example"" gives up to three questions:
+ *   synonym — "Which word is a synonym of lemma₁?"       → the other lemmas   (short answer, EM/F1)
+ *   word    — "Which word means: <definition>?"         → the lemmas         (short answer, EM/F1)
+ *   define  — "What does lemma₁ mean?"                   → the definition     (long-form, ROUGE)
+ * (definition = the gloss before its first ";", examples dropped). Synsets are split by a hash of their
+ * text: 10 % held out, and no held-out synset's lemma₁ or definition appears in any instruction question.
+ * Written:
+ *   train-qa.json      Megatron QA JSON (synonym + word + define), each with the database's top-2 chunks for
+ *                      its question as ctxs — the passages the model will see at evaluation;
+ *   train-chat.jsonl   two-turn chats ("Give me a word for: …" / lemma₁ / "Another one?" / lemma₂): the loss on
+ *                      the last turn only;
+ *   qa-synonym.jsonl, qa-word.jsonl, qa-define.jsonl   held-out questions, plain JSONL {id, question,
+ *                      answers}, no passages: `retro eval qa` retrieves them from the database;
+ *   README.md          this construction and the counts, including how often the retrieved passages
+ *                      contain the answer (the ceiling of retrieval-augmented answering here).
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { openSource } from "../data/sources.ts";
+import { isHeldOut } from "../db/build.ts";
+import type { Database } from "../db/database.ts";
+import { Retriever } from "../db/retriever.ts";
+import { hashUniform } from "../util/rng.ts";
+import { writeFileAtomic, writeJsonAtomic } from "../util/fsx.ts";
+import { RetroError } from "../util/errors.ts";
+import { log } from "../util/progress.ts";
+import { normalizeAnswer } from "../qa/metrics.ts";
+
+export interface Synset {
+  key: string;
+  lemmas: string[];
+  pos: string;
+  definition: string;
+}
+
+/** The synsets of the bundled WordNet whose documents the database holds (for training and retrieval). */
+export async function wordnetSynsets(db: Database): Promise<Synset[]> {
+  const ds = db.config.datasets.find((d) => d.source === "bundled" && d.path === "wordnet");
+  if (!ds) throw new RetroError("badInput", `${db.dir}: the database has no bundled wordnet dataset (the evidence of these sets)`);
+  const out: Synset[] = [];
+  const stats = { skippedLines: 0 };
+  for await (const doc of openSource(ds, stats)) {
+    if (isHeldOut(db.config.seed, ds, doc.key, db.config.validFraction)) continue; // never in the database
+    for (const line of doc.text.split("\n")) {
+      const m = /^(.*) \((noun|verb|adj|adv)\): (.*)$/.exec(line);
+      if (!m) continue;
+      const lemmas = [...new Set(m[1].split(", ").map((s) => s.trim()).filter(Boolean))];
+      const definition = m[3].split(";")[0].replace(/"/g, "").trim();
+      if (!lemmas.length || definition.length < 8) continue;
+      out.push({ key: `${doc.key}:${lemmas[0]}:${m[2]}`, lemmas, pos: m[2], definition });
+    }
+  }
+  return out;
+}
+
+interface Q {
+  id: string;
+  task: "synonym" | "word" | "define";
+  question: string;
+  answers: string[];
+}
+
+function questions(s: Synset): Q[] {
+  const q: Q[] = [];
+  const id = s.key.replace(/\s+/g, "_");
+  if (s.lemmas.length >= 2) q.push({ id: `syn:${id}`, task: "synonym", question: `Which word is a synonym of ${s.lemmas[0]}?`, answers: s.lemmas.slice(1) });
+  q.push({ id: `word:${id}`, task: "word", question: `Which word means: ${s.definition}?`, answers: s.lemmas });
+  q.push({ id: `def:${id}`, task: "define", question: `What does ${s.lemmas[0]} mean?`, answers: [s.definition] });
+  return q;
+}
+
+export interface BundledCounts {
+  synsets: number;
+  train: { qa: number; chat: number };
+  heldOut: Record<string, number>;
+  /** share of questions whose top-k retrieved passages contain a gold answer (normalised substring) */
+  recall: Record<string, number>;
+}
+
+export async function buildBundledSets(db: Database, out: string, o: { seed?: number; heldOut?: number; maxTrain?: number; maxHeldOut?: number; topK?: number } = {}): Promise<BundledCounts> {
+  const seed = o.seed ?? 7, frac = o.heldOut ?? 0.1, maxTrain = o.maxTrain ?? 6000, maxHeld = o.maxHeldOut ?? 200, topK = o.topK ?? 2;
+  const synsets = await wordnetSynsets(db);
+  const held: Synset[] = [], train: Synset[] = [];
+  for (const s of synsets) (hashUniform(seed, s.key) < frac ? held : train).push(s);
+  // no instruction question may name a held-out synset's lemma or definition
+  const heldWords = new Set(held.map((s) => s.lemmas[0].toLowerCase())), heldDefs = new Set(held.map((s) => s.definition));
+  const clean = train.filter((s) => !heldWords.has(s.lemmas[0].toLowerCase()) && !heldDefs.has(s.definition));
+  const order = (l: Synset[], salt: string) => l.map((s) => ({ s, h: hashUniform(seed, salt + s.key) })).sort((a, b) => a.h - b.h).map((x) => x.s);
+  const trainQ = order(clean, "t").flatMap(questions).slice(0, maxTrain);
+  const heldQ = order(held, "h").flatMap(questions);
+  const retriever = await Retriever.open(db);
+  const passages = async (qs: Q[]) => {
+    const res: { title: string; text: string }[][] = [];
+    for (let i = 0; i < qs.length; i += 512) {
+      const part = qs.slice(i, i + 512);
+      const r = await retriever.search(part.map((q) => q.question), { keep: topK });
+      part.forEach((_, j) => {
+        const ps: { title: string; text: string }[] = [];
+        for (let t = 0; t < topK; t++) {
+          const id = r.ids[j * topK + t];
+          if (id >= 0) ps.push({ title: `wordnet`, text: db.chunkText(id).trim() });
+        }
+        res.push(ps);
+      });
+    }
+    return res;
+  };
+  const contains = (ps: { text: string }[], answers: string[]) => {
+    const hay = " " + normalizeAnswer(ps.map((p) => p.text).join(" ")) + " ";
+    return answers.some((a) => normalizeAnswer(a) && hay.includes(" " + normalizeAnswer(a) + " "));
+  };
+  fs.mkdirSync(out, { recursive: true });
+  const trainPs = await passages(trainQ);
+  writeJsonAtomic(path.join(out, "train-qa.json"), trainQ.map((q, i) => ({ id: q.id, question: q.question, answers: q.answers, ctxs: trainPs[i] })));
+  const chats = order(clean.filter((s) => s.lemmas.length >= 2), "c").slice(0, Math.floor(maxTrain / 4)).map((s) => JSON.stringify({
+    messages: [
+      { role: "user", content: `Give me a word for: ${s.definition}.` },
+      { role: "assistant", content: s.lemmas[0] },
+      { role: "user", content: "Another one?" },
+      { role: "assistant", content: s.lemmas[1] },
+    ],
+  }));
+  writeFileAtomic(path.join(out, "train-chat.jsonl"), chats.join("\n") + "\n");
+  const recall: Record<string, number> = {}, heldOut: Record<string, number> = {};
+  for (const task of ["synonym", "word", "define"] as const) {
+    const qs = heldQ.filter((q) => q.task === task).slice(0, maxHeld);
+    writeFileAtomic(path.join(out, `qa-${task}.jsonl`), qs.map((q) => JSON.stringify({ id: q.id, question: q.question, answers: q.answers })).join("\n") + "\n");
+    heldOut[task] = qs.length;
+    if (task !== "define") {
+      const ps = await passages(qs);
+      recall[task] = qs.filter((q, i) => contains(ps[i], q.answers)).length / Math.max(1, qs.length);
+    }
+  }
+  const counts: BundledCounts = { synsets: synsets.length, train: { qa: trainQ.length, chat: chats.length }, heldOut, recall };
+  writeFileAtomic(path.join(out, "README.md"), [
+    "# Bundled instruction and QA sets (labelled synthetic, from WordNet)",
+    "",
+    `Built by \`retro sft-data --db ${db.dir} --out ${out}\` (src/sft/bundled.ts, which documents the construction).`,
+    `${counts.synsets} synsets of database documents; ${frac * 100} % held out by a hash of the synset (seed ${seed}).`,
+    "",
+    `- train-qa.json: ${counts.train.qa} questions (synonym, word-for-definition, definition) with the database's top-${topK} chunks as ctxs`,
+    `- train-chat.jsonl: ${counts.train.chat} two-turn chats, the loss on the last answer`,
+    ...Object.entries(heldOut).map(([t, n]) => `- qa-${t}.jsonl: ${n} held-out questions${recall[t] !== undefined ? `; the top-${topK} retrieved chunks contain a gold answer for ${(100 * recall[t]).toFixed(1)} %` : " (long-form: ROUGE)"}`),
+    "",
+  ].join("\n"));
+  log(`sft-data: ${JSON.stringify(counts)}`);
+  return counts;
+}

@@ -1,0 +1,111 @@
+/**
+ * Instruction data: conversations read from chat JSONL ({"messages": [{"role", "content"}, …]} per line, the
+ * shape of public instruction sets) or from any QA file of src/qa/formats.ts (Megatron's QA JSON, SQuAD, …:
+ * each question with its passages becomes one conversation in the QA template, answer = the first gold answer),
+ * then tokenized to fit the model: prompt + answer + end-of-document, the loss on the answer and its end token.
+ */
+import * as fs from "node:fs";
+import { RetroError } from "../util/errors.ts";
+import type { Tokenizer } from "../tokenizer/tokenizer.ts";
+import { readQaFile } from "../qa/formats.ts";
+import { chatPrompt, qaPrompt, type Message, type PromptParts } from "./format.ts";
+
+export interface Conversation {
+  /** file:line or file item, for messages */
+  where: string;
+  parts: PromptParts;
+  /** the last assistant turn, with its leading space */
+  answer: string;
+}
+
+const ROLES = new Set(["system", "user", "assistant"]);
+
+function isChatFile(text: string): boolean {
+  const first = text.split("\n").find((l) => l.trim());
+  if (!first) return false;
+  try {
+    const r = JSON.parse(first) as Record<string, unknown>;
+    return r !== null && typeof r === "object" && "messages" in r;
+  } catch {
+    return false;
+  }
+}
+
+/** The conversations of one file (chat JSONL or a QA file); malformed lines are errors naming file:line. */
+export function readConversations(file: string, system: string | null): Conversation[] {
+  if (!fs.existsSync(file)) throw new RetroError("notFound", `instruction data not found: ${file}`);
+  const text = fs.readFileSync(file, "utf8");
+  if (!isChatFile(text)) {
+    return readQaFile(file).items.map((q) => {
+      const ans = q.answers[0].trim();
+      return { where: `${file} ${q.id}`, parts: qaPrompt(q.question, q.passages, system), answer: ans ? " " + ans : "" };
+    });
+  }
+  const out: Conversation[] = [];
+  text.split("\n").forEach((line, i) => {
+    if (!line.trim()) return;
+    const where = `${file}:${i + 1}`;
+    let rec: unknown;
+    try {
+      rec = JSON.parse(line);
+    } catch (e) {
+      throw new RetroError("badInput", `${where}: not JSON (${(e as Error).message})`);
+    }
+    const msgs = (rec as { messages?: unknown }).messages;
+    if (!Array.isArray(msgs) || !msgs.length) throw new RetroError("badInput", `${where}: "messages" must be a non-empty list`);
+    msgs.forEach((m, j) => {
+      const mm = m as Record<string, unknown>;
+      if (!mm || !ROLES.has(mm.role as string)) throw new RetroError("badInput", `${where}: message ${j}: role must be system, user or assistant`);
+      if (typeof mm.content !== "string") throw new RetroError("badInput", `${where}: message ${j}: "content" must be a string`);
+      if (mm.role === "system" && j > 0) throw new RetroError("badInput", `${where}: message ${j}: a system message must come first`);
+    });
+    const m = msgs as Message[];
+    if (m[m.length - 1].role !== "assistant") throw new RetroError("badInput", `${where}: the last message must be the assistant's (the turn the loss is on)`);
+    if (!m.some((x) => x.role === "user")) throw new RetroError("badInput", `${where}: no user message`);
+    out.push({ where, ...chatPrompt(m, system) });
+  });
+  if (!out.length) throw new RetroError("badInput", `${file}: no conversations`);
+  return out;
+}
+
+/**
+ * Tokens of a prompt within `room` tokens: head, middle, tail encoded separately (so the answer prefix of the QA
+ * template ends the prompt exactly as at evaluation) and the middle cut when the whole is too long; if head and
+ * tail alone overflow, the prompt keeps its last `room` tokens. `cut` counts the tokens dropped.
+ */
+export function encodePrompt(tok: Tokenizer, p: PromptParts, room: number): { ids: number[]; cut: number } {
+  const head = tok.encode(p.head), mid = tok.encode(p.middle), tail = tok.encode(p.tail);
+  const total = head.length + mid.length + tail.length;
+  if (total <= room) return { ids: [...head, ...mid, ...tail], cut: 0 };
+  const keepMid = Math.max(0, room - head.length - tail.length);
+  const midKept = p.cut === "end" ? mid.slice(0, keepMid) : mid.slice(mid.length - keepMid);
+  let ids = [...head, ...midKept, ...tail];
+  if (ids.length > room) ids = ids.slice(ids.length - room);
+  return { ids, cut: total - ids.length };
+}
+
+export interface TokenizedExample {
+  /** prompt, answer and end-of-document tokens */
+  ids: Int32Array;
+  /** index of the first answer token */
+  answerStart: number;
+  /** prompt tokens cut to fit */
+  cut: number;
+}
+
+/**
+ * One conversation as training tokens of at most seq + 1 (inputs and shifted targets): the answer and its end
+ * token are kept (an answer longer than half the positions is cut at its end, losing the end token), the prompt
+ * fills what remains.
+ */
+export function tokenizeExample(tok: Tokenizer, c: Conversation, seq: number): TokenizedExample {
+  let ans = [...tok.encode(c.answer), tok.eod];
+  const maxAns = Math.max(1, Math.floor(seq / 2));
+  if (ans.length > maxAns) ans = ans.slice(0, maxAns);
+  const p = encodePrompt(tok, c.parts, seq + 1 - ans.length);
+  const ids = new Int32Array(p.ids.length + ans.length);
+  ids.set(p.ids);
+  ids.set(ans, p.ids.length);
+  return { ids, answerStart: p.ids.length, cut: p.cut };
+}
+
