@@ -31,6 +31,7 @@ export function registerQa(evalCmd: Command): void {
     .option("--variants <list>", "rag (passages in the prompt, gate 0), encoder (Retro, gate 1, top-k in the encoder too), none (no passages); default: all that apply")
     .addOption(new Option("--passages <src>", "the file's passages or the database's top-k for the question (default: the file's when it has them)").choices(["file", "retrieve"]))
     .option("--top-k <n>", "passages per question", int, 5)
+    .addOption(new Option("--retriever <kind>", "passages from the database's own index, or BM25 over its chunks (built in memory)").choices(["index", "bm25"]).default("index"))
     .option("--system <text>", "system prompt (default: the paper's)")
     .option("--no-system", "no system prompt")
     .option("--max-tokens <n>", "answer tokens at most", int, 32)
@@ -60,7 +61,7 @@ export function registerQa(evalCmd: Command): void {
           for (const set of sets) {
             for (const variant of variants) {
               const needsDb = variant !== "none" && (o.passages === "retrieve" || (o.passages === undefined && !set.items.some((q) => q.passages.length)));
-              if (needsDb && !retriever) retriever = await Retriever.open(db);
+              if (needsDb && !retriever) retriever = o.retriever === "bm25" ? await Retriever.bm25(db) : await Retriever.open(db);
               const r = await evalQa(model, db.tokenizer, retriever, set.items, { variant, passages: o.passages, topK: o.topK, system, maxTokens: o.maxTokens, batch: o.batch, f1: o.f1, rouge: o.rouge, showProgress: !o.json });
               reports.push({ ckpt: ck.label, set: set.name, report: r });
               const { predictions, ...fig } = r;

@@ -1,5 +1,5 @@
 /** `retro train` (step 2) and `retro sft` (step 4): one training loop, flags generated from src/train/settings.ts. */
-import type { Command } from "commander";
+import { Option, type Command } from "commander";
 import { DEFAULT_TRAIN, train, type TrainResult } from "../train/trainer.ts";
 import { MODEL_SETTINGS, TRAIN_SETTINGS, addSettingFlags, settingValues } from "../train/settings.ts";
 import { DEFAULT_SFT_TRAIN, parseDataSpec } from "../sft/config.ts";
@@ -73,10 +73,11 @@ export function registerTrain(program: Command): void {
     .option("--max-train <n>", "instruction questions at most", int, 6000)
     .option("--max-held-out <n>", "held-out questions per task at most", int, 200)
     .option("--seed <n>", "seed of the held-out split", int, 7)
+    .addOption(new Option("--retriever <kind>", "passages from the database's own index, or BM25 over its chunks (built in memory)").choices(["index", "bm25"]).default("index"))
     .action(async (o) => {
       const db = new Database(o.db);
       try {
-        console.log(JSON.stringify(await buildBundledSets(db, o.out, { maxTrain: o.maxTrain, maxHeldOut: o.maxHeldOut, seed: o.seed })));
+        console.log(JSON.stringify(await buildBundledSets(db, o.out, { maxTrain: o.maxTrain, maxHeldOut: o.maxHeldOut, seed: o.seed, retriever: o.retriever })));
       } finally {
         db.close();
       }

@@ -11,6 +11,7 @@ import { Rng } from "../util/rng.ts";
 import { RetroError } from "../util/errors.ts";
 import { Bm25Index } from "./bm25.ts";
 import { isBm25 } from "./config.ts";
+import { log } from "../util/progress.ts";
 
 export interface SearchOptions {
   /** neighbours kept per query (padded with −1) */
@@ -61,6 +62,18 @@ export class Retriever {
     if (emb.dim !== man.index.dim) throw new RetroError("mismatch", `embedder dimension ${emb.dim} ≠ index dimension ${man.index.dim}`);
     if (emb.id !== man.index.embedderId) throw new RetroError("mismatch", `the index was built with embedder ${man.index.embedderId}, queries would use ${emb.id}`);
     return new Retriever(db, emb, db.index());
+  }
+
+  /**
+   * A BM25 retriever over the database's chunks, whatever its own index: the database's when it is BM25, else
+   * built in memory (≈ 30 s for the bundled corpus's 120k chunks; nothing written). Question answering uses it
+   * to find passages by the question's words, which a dense embedder of short queries does poorly.
+   */
+  static async bm25(db: Database): Promise<Retriever> {
+    const man = db.manifest;
+    if (man.index && isBm25(man.index.description)) return Retriever.open(db);
+    log(`indexing the words of ${db.nChunks} chunks for BM25 passage retrieval...`);
+    return new Retriever(db, null, Bm25Index.build(db.nChunks, (i) => db.chunkText(i)));
   }
 
   /** what the queries are embedded with (recorded with precomputed neighbours) */

@@ -9,8 +9,9 @@
  * (definition = the gloss before its first ";", examples dropped). Synsets are split by a hash of their
  * text: 10 % held out, and no held-out synset's lemma₁ or definition appears in any instruction question.
  * Written:
- *   train-qa.json      Megatron QA JSON (synonym + word + define), each with the database's top-2 chunks for
- *                      its question as ctxs — the passages the model will see at evaluation;
+ *   train-qa.json      Megatron QA JSON (synonym + word + define), each with the top-2 chunks retrieved for its
+ *                      question as ctxs (the database's index, or BM25 over its chunks) — the passages the
+ *                      model will see at evaluation with the same retriever;
  *   train-chat.jsonl   two-turn chats ("Give me a word for: …" / lemma₁ / "Another one?" / lemma₂): the loss on
  *                      the last turn only;
  *   qa-synonym.jsonl, qa-word.jsonl, qa-define.jsonl   held-out questions, plain JSONL {id, question,
@@ -37,35 +38,56 @@ export interface Synset {
   definition: string;
 }
 
+/** The synsets of one WordNet document of the database ("lemma, lemma (pos): gloss" per line). */
+export function synsetsOfDoc(key: string, text: string): Synset[] {
+  const out: Synset[] = [];
+  text.split("\n").forEach((line, li) => {
+    const m = /^(.*) \((noun|verb|adj|adv)\): (.*)$/.exec(line);
+    if (!m) return;
+    const lemmas = [...new Set(m[1].split(", ").map((s) => s.trim()).filter(Boolean))];
+    const definition = m[3].split(";")[0].replace(/"/g, "").trim();
+    if (!lemmas.length || definition.length < 8) return;
+    out.push({ key: `${key}.${li}:${lemmas[0]}`, lemmas, pos: m[2], definition });
+  });
+  return out;
+}
+
 /** The synsets of the bundled WordNet whose documents the database holds (for training and retrieval). */
 export async function wordnetSynsets(db: Database): Promise<Synset[]> {
   const ds = db.config.datasets.find((d) => d.source === "bundled" && d.path === "wordnet");
   if (!ds) throw new RetroError("badInput", `${db.dir}: the database has no bundled wordnet dataset (the evidence of these sets)`);
   const out: Synset[] = [];
-  const stats = { skippedLines: 0 };
-  for await (const doc of openSource(ds, stats)) {
+  for await (const doc of openSource(ds, { skippedLines: 0 })) {
     if (isHeldOut(db.config.seed, ds, doc.key, db.config.validFraction)) continue; // never in the database
-    for (const line of doc.text.split("\n")) {
-      const m = /^(.*) \((noun|verb|adj|adv)\): (.*)$/.exec(line);
-      if (!m) continue;
-      const lemmas = [...new Set(m[1].split(", ").map((s) => s.trim()).filter(Boolean))];
-      const definition = m[3].split(";")[0].replace(/"/g, "").trim();
-      if (!lemmas.length || definition.length < 8) continue;
-      out.push({ key: `${doc.key}:${lemmas[0]}:${m[2]}`, lemmas, pos: m[2], definition });
-    }
+    out.push(...synsetsOfDoc(doc.key, doc.text));
   }
   return out;
 }
 
-interface Q {
+export interface SetQuestion {
   id: string;
   task: "synonym" | "word" | "define";
   question: string;
   answers: string[];
 }
 
-function questions(s: Synset): Q[] {
-  const q: Q[] = [];
+/**
+ * Split synsets into instruction and held-out questions: a synset is held out when hash(seed, key) < frac;
+ * instruction synsets whose first lemma or definition is a held-out one's are dropped, so that no held-out
+ * question is asked (or answered) in the instruction data. Both lists in a seeded order.
+ */
+export function splitQuestions(synsets: Synset[], seed: number, frac: number): { train: SetQuestion[]; heldOut: SetQuestion[]; trainSynsets: Synset[] } {
+  const held: Synset[] = [], train: Synset[] = [];
+  for (const s of synsets) (hashUniform(seed, s.key) < frac ? held : train).push(s);
+  const heldWords = new Set(held.map((s) => s.lemmas[0].toLowerCase())), heldDefs = new Set(held.map((s) => s.definition));
+  const clean = train.filter((s) => !heldWords.has(s.lemmas[0].toLowerCase()) && !heldDefs.has(s.definition));
+  const order = (l: Synset[], salt: string) => l.map((s) => ({ s, h: hashUniform(seed, salt + s.key) })).sort((a, b) => a.h - b.h).map((x) => x.s);
+  const trainSynsets = order(clean, "t");
+  return { train: trainSynsets.flatMap(questions), heldOut: order(held, "h").flatMap(questions), trainSynsets };
+}
+
+function questions(s: Synset): SetQuestion[] {
+  const q: SetQuestion[] = [];
   const id = s.key.replace(/\s+/g, "_");
   if (s.lemmas.length >= 2) q.push({ id: `syn:${id}`, task: "synonym", question: `Which word is a synonym of ${s.lemmas[0]}?`, answers: s.lemmas.slice(1) });
   q.push({ id: `word:${id}`, task: "word", question: `Which word means: ${s.definition}?`, answers: s.lemmas });
@@ -81,19 +103,13 @@ export interface BundledCounts {
   recall: Record<string, number>;
 }
 
-export async function buildBundledSets(db: Database, out: string, o: { seed?: number; heldOut?: number; maxTrain?: number; maxHeldOut?: number; topK?: number } = {}): Promise<BundledCounts> {
+export async function buildBundledSets(db: Database, out: string, o: { seed?: number; heldOut?: number; maxTrain?: number; maxHeldOut?: number; topK?: number; retriever?: "index" | "bm25" } = {}): Promise<BundledCounts> {
   const seed = o.seed ?? 7, frac = o.heldOut ?? 0.1, maxTrain = o.maxTrain ?? 6000, maxHeld = o.maxHeldOut ?? 200, topK = o.topK ?? 2;
   const synsets = await wordnetSynsets(db);
-  const held: Synset[] = [], train: Synset[] = [];
-  for (const s of synsets) (hashUniform(seed, s.key) < frac ? held : train).push(s);
-  // no instruction question may name a held-out synset's lemma or definition
-  const heldWords = new Set(held.map((s) => s.lemmas[0].toLowerCase())), heldDefs = new Set(held.map((s) => s.definition));
-  const clean = train.filter((s) => !heldWords.has(s.lemmas[0].toLowerCase()) && !heldDefs.has(s.definition));
-  const order = (l: Synset[], salt: string) => l.map((s) => ({ s, h: hashUniform(seed, salt + s.key) })).sort((a, b) => a.h - b.h).map((x) => x.s);
-  const trainQ = order(clean, "t").flatMap(questions).slice(0, maxTrain);
-  const heldQ = order(held, "h").flatMap(questions);
-  const retriever = await Retriever.open(db);
-  const passages = async (qs: Q[]) => {
+  const split = splitQuestions(synsets, seed, frac);
+  const trainQ = split.train.slice(0, maxTrain), heldQ = split.heldOut;
+  const retriever = o.retriever === "bm25" ? await Retriever.bm25(db) : await Retriever.open(db);
+  const passages = async (qs: SetQuestion[]) => {
     const res: { title: string; text: string }[][] = [];
     for (let i = 0; i < qs.length; i += 512) {
       const part = qs.slice(i, i + 512);
@@ -116,7 +132,7 @@ export async function buildBundledSets(db: Database, out: string, o: { seed?: nu
   fs.mkdirSync(out, { recursive: true });
   const trainPs = await passages(trainQ);
   writeJsonAtomic(path.join(out, "train-qa.json"), trainQ.map((q, i) => ({ id: q.id, question: q.question, answers: q.answers, ctxs: trainPs[i] })));
-  const chats = order(clean.filter((s) => s.lemmas.length >= 2), "c").slice(0, Math.floor(maxTrain / 4)).map((s) => JSON.stringify({
+  const chats = split.trainSynsets.filter((s) => s.lemmas.length >= 2).slice(0, Math.floor(maxTrain / 4)).map((s) => JSON.stringify({
     messages: [
       { role: "user", content: `Give me a word for: ${s.definition}.` },
       { role: "assistant", content: s.lemmas[0] },
@@ -139,7 +155,7 @@ export async function buildBundledSets(db: Database, out: string, o: { seed?: nu
   writeFileAtomic(path.join(out, "README.md"), [
     "# Bundled instruction and QA sets (labelled synthetic, from WordNet)",
     "",
-    `Built by \`retro sft-data --db ${db.dir} --out ${out}\` (src/sft/bundled.ts, which documents the construction).`,
+    `Built by \`retro sft-data --db ${db.dir} --out ${out}${o.retriever === "bm25" ? " --retriever bm25" : ""}\` (src/sft/bundled.ts, which documents the construction).`,
     `${counts.synsets} synsets of database documents; ${frac * 100} % held out by a hash of the synset (seed ${seed}).`,
     "",
     `- train-qa.json: ${counts.train.qa} questions (synonym, word-for-definition, definition) with the database's top-${topK} chunks as ctxs`,

@@ -40,6 +40,14 @@ function checkDataUnchanged(cfg: TrainConfig): void {
   }
 }
 
+/** the run's data, read and tokenized once for the loop and its evaluation */
+const loaded = new WeakMap<TrainConfig, ReturnType<typeof loadSftData>>();
+function dataOf(cfg: TrainConfig, db: Database): ReturnType<typeof loadSftData> {
+  let d = loaded.get(cfg);
+  if (!d) loaded.set(cfg, (d = loadSftData(cfg.sft!, db.tokenizer, cfg.model.seq, cfg.seed)));
+  return d;
+}
+
 const sftTask: RunTask = {
   name: "sft",
   resolve(input, db) {
@@ -54,14 +62,14 @@ const sftTask: RunTask = {
   },
   async source(cfg, db) {
     checkDataUnchanged(cfg);
-    const data = loadSftData(cfg.sft!, db.tokenizer, cfg.model.seq, cfg.seed);
+    const data = dataOf(cfg, db);
     const o = await batchOptions(cfg, cfg.model.model === "retro" && cfg.model.gate !== 0, db);
     return new SftLoader(data, o, cfg.seed);
   },
   evaluator(cfg, db, model) {
     let cached: { data: ReturnType<typeof loadSftData>; o: SftBatchOptions } | null = null;
     return async () => {
-      cached ??= { data: loadSftData(cfg.sft!, db.tokenizer, cfg.model.seq, cfg.seed), o: await batchOptions(cfg, cfg.model.model === "retro" && cfg.model.gate !== 0, db) };
+      cached ??= { data: dataOf(cfg, db), o: await batchOptions(cfg, cfg.model.model === "retro" && cfg.model.gate !== 0, db) };
       const valid = cached.data.valid;
       let sum = 0, tokens = 0;
       const batches = Math.ceil(valid.length / cfg.batch);
