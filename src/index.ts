@@ -1,6 +1,6 @@
 /**
  * The retro-ts library: each pipeline step's public API, the same units the `retro` CLI runs.
- * (Packaging it as compiled JavaScript is still to do: today it is imported as TypeScript through tsx.)
+ * Installed, it is the compiled JavaScript in dist/ (`npm run build`, run by `prepack`), with declarations.
  */
 // step 1: corpora and the retrieval database
 export { openSource, defaultDatasets, type DatasetSpec, type Document } from "./data/sources.ts";
@@ -18,10 +18,22 @@ export { loadEngine, type Engine } from "./engine/native.ts";
 export { Model, type Batch } from "./model/model.ts";
 export { resolveModelConfig, type ModelConfig } from "./model/config.ts";
 export { loadModel, saveCheckpoint } from "./model/checkpoint.ts";
-export { train, type TrainConfig, type TrainResult } from "./train/trainer.ts";
+export { train, runTask, type TrainConfig, type TrainResult, type BatchSource, type RunTask } from "./train/trainer.ts";
+export { TRAIN_SETTINGS, MODEL_SETTINGS, type Setting } from "./train/settings.ts";
 // step 3: evaluation
 export { evaluate, type EvalResult } from "./train/evaluate.ts";
 export { evalControls, evalInContext, type ControlReport, type InContextReport } from "./train/controls.ts";
+// step 4: instruction tuning
+export { sft, type SftInput } from "./sft/sft.ts";
+export { SYSTEM_PROMPT, chatPrompt, qaPrompt, type Message, type Passage, type PromptParts } from "./sft/format.ts";
+export { readConversations, tokenizeExample, encodePrompt, type Conversation } from "./sft/data.ts";
+export { SftLoader, sftBatch, loadSftData } from "./sft/loader.ts";
+export { buildBundledSets } from "./sft/bundled.ts";
+// step 5: question answering
+export { evalQa, type QaOptions, type QaReport, type QaVariant, type QaPrediction } from "./qa/evaluate.ts";
+export { readQaFile, type QaItem, type QaFormat } from "./qa/formats.ts";
+export { corpusScore, scoreAnswer, scoreRouge, normalizeAnswer, exactMatch, f1Score, rougeN, rougeL, type CorpusScore } from "./qa/metrics.ts";
+export { scoreFiles, readPredictions } from "./qa/score.ts";
 // generation
 export { Generator, type GenerateEvent, type GenerateOptions, type GenerateResult, type RetrieveMode } from "./generate/generate.ts";
 export { Decoder, type Feed, type Slot } from "./generate/decoder.ts";

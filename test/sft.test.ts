@@ -226,7 +226,7 @@ test("bundled WordNet sets: synsets parsed from database documents; no held-out 
   assert.ok(heldOut.length > 0 && train.length > 0);
   const trainText = train.map((q) => q.question + " " + q.answers.join(" ")).join("\n");
   for (const q of heldOut) {
-    const asked = q.task === "word" ? q.question.slice("Which word means: ".length, -1) : q.question.match(/(?:synonym of|does) (\S+)/)![1];
+    const asked = q.task === "word" ? q.question.slice("Which word means: ".length, -1) : q.question.match(/(?:synonym of|does) ([^\s?]+)/)![1];
     assert.ok(!train.some((t) => t.question === q.question), `held-out question in the instruction data: ${q.question}`);
     if (q.task !== "word") assert.ok(!new RegExp(`(of|does) ${asked}[ ?]`).test(trainText), `${asked} asked about in training`);
   }
