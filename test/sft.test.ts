@@ -146,7 +146,7 @@ test("retro sft end to end: GPT and Retro (gate 0: encoder and CCA untouched), r
   fs.writeFileSync(data, Array.from({ length: 30 }, (_, i) => JSON.stringify({ messages: [{ role: "user", content: `What is the number after ${i}?` }, { role: "assistant", content: `${i + 1}` }] })).join("\n") + "\n");
   const qa = path.join(root, "qa.json");
   fs.writeFileSync(qa, JSON.stringify(Array.from({ length: 12 }, (_, i) => ({ id: `q${i}`, question: `What is the whale's name ${i}?`, answers: ["Moby Dick"], ctxs: [{ title: "moby", text: "The whale is Moby Dick." }] }))));
-  const settings = { steps: 4, batch: 2, evalEvery: 2, saveEvery: 2, threads: 1, data: [{ path: data, weight: 1 }, { path: qa, weight: 0.5 }] };
+  const settings = { steps: 4, batch: 2, evalEvery: 2, saveEvery: 2, threads: 1, validFraction: 0.2, data: [{ path: data, weight: 1 }, { path: qa, weight: 0.5 }] };
   // uninterrupted vs stopped after step 2 and resumed
   await sft(path.join(root, "sft-a"), { init: path.join(root, "retro"), ...settings });
   const r1 = await sft(path.join(root, "sft-b"), { init: path.join(root, "retro"), ...settings }, { stopAfter: 2 });
@@ -170,6 +170,11 @@ test("retro sft end to end: GPT and Retro (gate 0: encoder and CCA untouched), r
     else if (Buffer.compare(a, o) !== 0) decoderMoved = true;
   }
   assert.ok(decoderMoved, "the decoder trains");
+  // gate 1: the encoder and CCA train as well, on neighbours the Retriever finds for every chunk on the fly
+  await sft(path.join(root, "sft-g1"), { init: path.join(root, "retro"), ...settings, steps: 1, model: { gate: 1 } });
+  const wg = w(path.join(root, "sft-g1"));
+  const enc = [...wg.tensors.keys()].filter((n) => n.startsWith("encoder.") || n.includes(".xattn."));
+  assert.ok(enc.length > 0 && enc.some((n) => Buffer.compare(bytes(wg, n), bytes(w0, n)) !== 0), "gate 1 trains the retrieval part");
   const metrics = fs.readFileSync(path.join(root, "sft-a", "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
   assert.ok(metrics.some((m) => m.kind === "eval" && Number.isFinite(m.loss)), "held-out conversations evaluated");
   // a changed data file is refused on resume

@@ -210,3 +210,23 @@ test("runs that do not fit their database are refused with clear errors", async 
   assert.equal(r3.code, 6, r3.stderr);
   db.close();
 });
+
+test("plot: a continued run is drawn from its checkpoint's global step (chains add up)", async () => {
+  const { startStep } = await import("../src/train/plot.ts");
+  const root = tmpDir("retro-plot-");
+  const mk = (name: string, init: string | null, latestStep?: number) => {
+    const d = path.join(root, name);
+    fs.mkdirSync(path.join(d, "checkpoints", `step-${String(latestStep ?? 0).padStart(6, "0")}`), { recursive: true });
+    fs.writeFileSync(path.join(d, "config.json"), JSON.stringify({ init }));
+    if (latestStep !== undefined) fs.writeFileSync(path.join(d, "latest.json"), JSON.stringify({ step: latestStep, dir: `checkpoints/step-${String(latestStep).padStart(6, "0")}` }));
+    return d;
+  };
+  const gpt = mk("gpt", null, 400);
+  const fit = mk("fit", gpt, 120);
+  const sftRun = mk("sft", fit, 50);
+  const fromCkpt = mk("from-ckpt", path.join(gpt, "checkpoints", "step-000400"));
+  assert.equal(startStep(gpt), 0);
+  assert.equal(startStep(fit), 400);
+  assert.equal(startStep(sftRun), 520);
+  assert.equal(startStep(fromCkpt), 400);
+});

@@ -21,19 +21,22 @@ export interface SftSplit {
   weights: number[];
 }
 
-/** Read, tokenize and split every file: a conversation is held out when hash(seed, file, index) < validFraction. */
+/**
+ * Read, tokenize and split every file: a conversation is held out when hash(seed, its text) < validFraction
+ * (the split does not depend on where the file lives or on its order).
+ */
 export function loadSftData(s: SftSettings, tok: Tokenizer, seq: number, seed: number): SftSplit {
   const train: TokenizedExample[][] = [], valid: TokenizedExample[] = [];
   let cut = 0, total = 0;
   for (const d of s.data) {
     const conv = readConversations(d.path, s.system);
     const mine: TokenizedExample[] = [];
-    conv.forEach((c, i) => {
+    conv.forEach((c) => {
       const ex = tokenizeExample(tok, c, seq);
       total++;
       if (ex.cut) cut++;
       // small files keep everything for training
-      if (conv.length >= 20 && hashUniform(seed, `${d.path}\u0000${i}`) < s.validFraction) valid.push(ex);
+      if (conv.length >= 20 && hashUniform(seed, `${c.parts.head}${c.parts.middle}${c.parts.tail}\u0000${c.answer}`) < s.validFraction) valid.push(ex);
       else mine.push(ex);
     });
     if (!mine.length && d.weight > 0) throw new RetroError("badInput", `${d.path}: no conversation left for training`);

@@ -35,6 +35,31 @@ export function readMetrics(dir: string): MetricLine[] {
   return out;
 }
 
+/**
+ * The global step a run starts at: 0 from scratch; for a run started from a checkpoint (`init` in its
+ * config.json: Retro-fitting, GPT-fitting, sft), that checkpoint's step plus its own run's start, so that a
+ * continued run's curve continues its parent's. A checkpoint outside a run folder counts from its step alone.
+ */
+export function startStep(runDir: string, seen = new Set<string>()): number {
+  const cfgFile = path.join(runDir, "config.json");
+  if (!fs.existsSync(cfgFile) || seen.has(path.resolve(runDir))) return 0;
+  seen.add(path.resolve(runDir));
+  let init: unknown;
+  try {
+    init = (JSON.parse(fs.readFileSync(cfgFile, "utf8")) as { init?: unknown }).init;
+  } catch {
+    return 0;
+  }
+  if (typeof init !== "string" || !fs.existsSync(init)) return 0;
+  // init: a run folder (its latest checkpoint) or a checkpoint folder runs/X/checkpoints/step-N
+  let ckpt = init, parent = init;
+  const latest = path.join(init, "latest.json");
+  if (fs.existsSync(latest)) ckpt = path.join(init, (JSON.parse(fs.readFileSync(latest, "utf8")) as { dir: string }).dir);
+  else parent = path.dirname(path.dirname(init));
+  const m = /step-(\d+)$/.exec(ckpt);
+  return (m ? Number(m[1]) : 0) + startStep(parent, seen);
+}
+
 /** Smoothed training loss (moving average over `w` steps) keeps several runs readable in one chart. */
 function smooth(xs: MetricLine[], w: number): { step: number; loss: number }[] {
   const out: { step: number; loss: number }[] = [];
@@ -51,8 +76,9 @@ export async function plotRuns(runs: { name: string; dir: string }[], outSvg: st
   const train: Record<string, unknown>[] = [], evals: Record<string, unknown>[] = [];
   for (const r of runs) {
     const m = readMetrics(r.dir);
-    for (const p of smooth(m.filter((x) => x.kind === "train"), o.smooth ?? 20)) train.push({ run: r.name, ...p });
-    for (const e of m.filter((x) => x.kind === "eval")) evals.push({ run: r.name, step: e.step, ppl: e.ppl });
+    const at = fs.statSync(r.dir).isDirectory() ? startStep(r.dir) : 0;
+    for (const p of smooth(m.filter((x) => x.kind === "train"), o.smooth ?? 20)) train.push({ run: r.name, ...p, step: p.step + at });
+    for (const e of m.filter((x) => x.kind === "eval")) evals.push({ run: r.name, step: e.step + at, ppl: e.ppl });
   }
   const color = { field: "run", type: "nominal", title: "run" } as const;
   const spec: TopLevelSpec = {
@@ -62,11 +88,11 @@ export async function plotRuns(runs: { name: string; dir: string }[], outSvg: st
     hconcat: [
       {
         title: "training loss (nats/token, moving average)", width: 380, height: 260, data: { values: train }, mark: { type: "line", strokeWidth: 1.5 },
-        encoding: { x: { field: "step", type: "quantitative" }, y: { field: "loss", type: "quantitative", scale: { zero: false } }, color },
+        encoding: { x: { field: "step", type: "quantitative", title: "global step (a continued run starts at its checkpoint's)" }, y: { field: "loss", type: "quantitative", scale: { zero: false } }, color },
       },
       {
         title: "held-out perplexity", width: 380, height: 260, data: { values: evals }, mark: { type: "line", point: true },
-        encoding: { x: { field: "step", type: "quantitative" }, y: { field: "ppl", type: "quantitative", scale: { zero: false } }, color },
+        encoding: { x: { field: "step", type: "quantitative", title: "global step" }, y: { field: "ppl", type: "quantitative", scale: { zero: false } }, color },
       },
     ],
   };
