@@ -11,6 +11,7 @@ import { registerEval } from "./eval.ts";
 import { registerGenerate } from "./generate.ts";
 import { registerParity } from "./parity.ts";
 import { registerPlot } from "./plot.ts";
+import { registerDemo } from "./demo.ts";
 
 const program = new Command();
 program.name("retro").description("Retro / InstructRetro: retrieval-augmented language models in TypeScript").showHelpAfterError();
@@ -21,6 +22,7 @@ registerEval(program);
 registerGenerate(program);
 registerParity(program);
 registerPlot(program);
+registerDemo(program);
 
 // RETRO_RUSAGE=FILE: write this process's peak RSS and CPU time to FILE at exit (used by bench:db)
 if (process.env.RETRO_RUSAGE) {

@@ -54,8 +54,9 @@ export function synsetsOfDoc(key: string, text: string): Synset[] {
 
 /** The synsets of the bundled WordNet whose documents the database holds (for training and retrieval). */
 export async function wordnetSynsets(db: Database): Promise<Synset[]> {
-  const ds = db.config.datasets.find((d) => d.source === "bundled" && d.path === "wordnet");
-  if (!ds) throw new RetroError("badInput", `${db.dir}: the database has no bundled wordnet dataset (the evidence of these sets)`);
+  // the bundled WordNet, or any dataset named "wordnet" whose documents have WordNet's line format
+  const ds = db.config.datasets.find((d) => d.source === "bundled" && d.path === "wordnet") ?? db.config.datasets.find((d) => d.name === "wordnet");
+  if (!ds) throw new RetroError("badInput", `${db.dir}: the database has no wordnet dataset (the evidence of these sets)`);
   const out: Synset[] = [];
   for await (const doc of openSource(ds, { skippedLines: 0 })) {
     if (isHeldOut(db.config.seed, ds, doc.key, db.config.validFraction)) continue; // never in the database

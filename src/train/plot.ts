@@ -96,18 +96,46 @@ export async function plotRuns(runs: { name: string; dir: string }[], outSvg: st
       },
     ],
   };
+  return render(spec, outSvg, o.png);
+}
+
+/**
+ * Grouped bars: one group per `group`, one bar per `series` (e.g. the loss per overlap bucket for GPT-fitting
+ * and Retro-fitting, or the QA scores per set for each model); SVG and PNG like the curves.
+ */
+export async function plotBars(rows: { group: string; series: string; value: number }[], outSvg: string, o: { title: string; yTitle: string; png?: boolean; zero?: boolean }): Promise<string[]> {
+  const groups = [...new Set(rows.map((r) => r.group))], series = [...new Set(rows.map((r) => r.series))];
+  const spec: TopLevelSpec = {
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    title: o.title,
+    config: { font: "DejaVu Sans" },
+    width: { step: 16 },
+    height: 240,
+    data: { values: rows },
+    mark: { type: "bar" },
+    encoding: {
+      x: { field: "series", type: "nominal", title: null, sort: series, axis: { labels: false, ticks: false } },
+      column: { field: "group", type: "nominal", title: null, sort: groups, header: { labelAngle: 0, labelAlign: "center" } },
+      y: { field: "value", type: "quantitative", title: o.yTitle, scale: { zero: o.zero ?? true } },
+      color: { field: "series", type: "nominal", title: null, sort: series },
+    },
+  } as TopLevelSpec;
+  return render(spec, outSvg, o.png);
+}
+
+async function render(spec: TopLevelSpec, outSvg: string, png: boolean | undefined): Promise<string[]> {
   const view = new vega.View(vega.parse(compile(spec).spec), { renderer: "none" });
   const svg = await view.toSVG();
   view.finalize();
   writeFileAtomic(outSvg, svg);
   const files = [outSvg];
-  if (o.png !== false) {
+  if (png !== false) {
     // resvg-js ships a prebuilt binary per platform; without one the SVG is still written
     try {
       const { Resvg } = await import("@resvg/resvg-js");
-      const png = new Resvg(svg, { background: "white", fitTo: { mode: "zoom", value: 1.5 }, font: { loadSystemFonts: true, defaultFontFamily: "DejaVu Sans" } }).render().asPng();
+      const bytes = new Resvg(svg, { background: "white", fitTo: { mode: "zoom", value: 1.5 }, font: { loadSystemFonts: true, defaultFontFamily: "DejaVu Sans" } }).render().asPng();
       const outPng = outSvg.replace(/\.svg$/i, "") + ".png";
-      writeFileAtomic(outPng, png);
+      writeFileAtomic(outPng, bytes);
       files.push(outPng);
     } catch (e) {
       process.stderr.write(`plot: PNG not written (${(e as Error).message}); the SVG is\n`);
