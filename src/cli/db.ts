@@ -4,11 +4,11 @@ import { buildDatabase, saveManifest, STAGES, stageQuery, samplesIn, type Stage 
 import { Database } from "../db/database.ts";
 import { resolveConfig } from "../db/config.ts";
 import { inspectSample, formatStats } from "../db/inspect.ts";
-import { readJson } from "../util/fsx.ts";
+import { readJson, readUserJson } from "../util/fsx.ts";
 import { RetroError } from "../util/errors.ts";
 import type { DatasetSpec } from "../data/sources.ts";
 import { CORPORA, corpusDataset, installCorpora, isInstalled } from "../data/catalogue.ts";
-import { collect } from "./args.ts";
+import { collect, intFlag, numFlag, SEED_RANGE } from "./args.ts";
 
 export function registerCorpus(program: Command): void {
   const corpus = program.command("corpus").description("larger offline corpora (Debian packages) usable as datasets");
@@ -35,14 +35,14 @@ export function registerDb(program: Command): void {
     .option("--field <name>", "JSONL text field", "text")
     .option("--skip-bad-lines", "skip malformed JSONL lines (counted) instead of failing")
     .option("--tokenizer <spec>", "gpt2 | bpe:<vocab size>")
-    .option("--chunk-length <n>", "tokens per chunk", (v) => parseInt(v, 10))
-    .option("--seq <n>", "sample length for the neighbour query", (v) => parseInt(v, 10))
+    .option("--chunk-length <n>", "tokens per chunk", intFlag("--chunk-length", { min: 1, max: 4096 }))
+    .option("--seq <n>", "sample length for the neighbour query", intFlag("--seq", { min: 1, max: 1 << 20 }))
     .option("--index <description>", 'ANN index description, e.g. "HNSW32,SQfp16"')
-    .option("--seed <n>", "seed of the held-out split and samplers", (v) => parseInt(v, 10))
-    .option("--valid-fraction <f>", "share of documents held out per dataset", parseFloat)
+    .option("--seed <n>", "seed of the held-out split and samplers", intFlag("--seed", SEED_RANGE))
+    .option("--valid-fraction <f>", "share of documents held out per dataset", numFlag("--valid-fraction", { above: 0, below: 1 }))
     .addOption(new Option("--until <stage>", "stop after this stage").choices(STAGES))
     .action(async (o) => {
-      const cfg: Record<string, unknown> = o.config ? readJson<Record<string, unknown>>(o.config, "config") : {};
+      const cfg: Record<string, unknown> = o.config ? readUserJson<Record<string, unknown>>(o.config, "config") : {};
       const sets: DatasetSpec[] = [];
       for (const p of o.text as string[]) sets.push({ name: `text${sets.length}`, source: "text", path: p, weight: 1 });
       for (const p of o.jsonl as string[]) sets.push({ name: `jsonl${sets.length}`, source: "jsonl", path: p, field: o.field, weight: 1, onBadLine: o.skipBadLines ? "skip" : "fail" });
@@ -83,9 +83,9 @@ export function registerDb(program: Command): void {
     .requiredOption("--db <dir>", "database folder")
     .option("--split <name>", "train | valid", "valid")
     .option("--sample <list>", "sample indices, comma-separated (e.g. 0,40,120)", "0")
-    .option("--chunks <n>", "chunks of the sample to show", (v) => parseInt(v, 10), 2)
-    .option("--k <n>", "neighbours per chunk", (v) => parseInt(v, 10), 2)
-    .option("--chars <n>", "characters of text per item", (v) => parseInt(v, 10), 300)
+    .option("--chunks <n>", "chunks of the sample to show", intFlag("--chunks", { min: 1 }), 2)
+    .option("--k <n>", "neighbours per chunk", intFlag("--k", { min: 1 }), 2)
+    .option("--chars <n>", "characters of text per item", intFlag("--chars", { min: 1 }), 300)
     .action((o) => {
       const d = new Database(o.db);
       const samples = String(o.sample).split(",").map((x) => {

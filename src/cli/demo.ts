@@ -2,7 +2,7 @@
 import * as fs from "node:fs";
 import type { Command } from "commander";
 import { runDemo } from "../demo/pipeline.ts";
-import { int } from "./args.ts";
+import { intFlag } from "./args.ts";
 
 export function registerDemo(program: Command): void {
   program.command("demo")
@@ -10,10 +10,10 @@ export function registerDemo(program: Command): void {
     .option("--out <dir>", "folder for everything (database, runs, results, figures, report.md)", "runs/demo")
     .option("--db <dir>", "use this database instead of building DIR/db")
     .option("--fresh", "recompute every stage (the database too, unless --db)")
-    .option("--pretrain-steps <n>", "GPT pretraining steps", int, 400)
-    .option("--fit-steps <n>", "GPT-fitting and Retro-fitting steps", int, 200)
-    .option("--sft-steps <n>", "instruction-tuning steps", int, 250)
-    .option("--qa-questions <n>", "held-out questions per QA set", int, 100)
+    .option("--pretrain-steps <n>", "GPT pretraining steps", intFlag("--pretrain-steps", { min: 1 }), 400)
+    .option("--fit-steps <n>", "GPT-fitting and Retro-fitting steps", intFlag("--fit-steps", { min: 1 }), 200)
+    .option("--sft-steps <n>", "instruction-tuning steps", intFlag("--sft-steps", { min: 1 }), 250)
+    .option("--qa-questions <n>", "held-out questions per QA set", intFlag("--qa-questions", { min: 1 }), 100)
     .action(async (o) => {
       if (o.fresh && !o.db) fs.rmSync(`${o.out}/db`, { recursive: true, force: true });
       const s = await runDemo({ out: o.out, db: o.db, fresh: o.fresh, pretrainSteps: o.pretrainSteps, fitSteps: o.fitSteps, sftSteps: o.sftSteps, qaQuestions: o.qaQuestions });

@@ -5,7 +5,7 @@ import { evalControls, type ControlReport } from "../train/controls.ts";
 import { evaluate } from "../train/evaluate.ts";
 import { checkModelAgainstDb } from "../train/loader.ts";
 import { assertSameTokenizer, loadModel } from "../model/checkpoint.ts";
-import { int, num } from "./args.ts";
+import { intFlag, numFlag, SEED_RANGE } from "./args.ts";
 import { registerQa } from "./qa.ts";
 
 export function registerEval(program: Command): void {
@@ -14,12 +14,12 @@ export function registerEval(program: Command): void {
     .description("perplexity on the database's held-out split (Retro: with retrieval, or --gate 0 for the decoder alone)")
     .requiredOption("--ckpt <dir>", "run folder (its latest checkpoint) or checkpoint folder")
     .requiredOption("--db <dir>", "database folder")
-    .option("--gate <g>", "CCA gate for this evaluation (Retro)", num)
-    .option("--batch <n>", "sequences per batch", int, 8)
-    .option("--batches <n>", "evaluate only the first N batches (default: the whole split)", int)
+    .option("--gate <g>", "CCA gate for this evaluation (Retro)", numFlag("--gate"))
+    .option("--batch <n>", "sequences per batch", intFlag("--batch", { min: 1 }), 8)
+    .option("--batches <n>", "evaluate only the first N batches (default: the whole split)", intFlag("--batches", { min: 1 }))
     .option("--json", "print one JSON line")
     .option("--controls", "does the model read its neighbours? loss with own / another sample's / random / no neighbours, RETRO's overlap buckets, target-in-neighbours split")
-    .option("--seed <n>", "seed of the random neighbours (--controls)", int, 1)
+    .option("--seed <n>", "seed of the random neighbours (--controls)", intFlag("--seed", SEED_RANGE), 1)
     .action((o) => {
       const d = new Database(o.db);
       const { model, dir, tokenizer } = loadModel(o.ckpt);

@@ -8,7 +8,7 @@ import { assertSameTokenizer, loadModel, runConfigOf } from "../model/checkpoint
 import { checkSampling } from "../generate/sampling.ts";
 import { Generator, type GenerateEvent, type GenerateOptions, type RetrieveMode } from "../generate/generate.ts";
 import { RetroError } from "../util/errors.ts";
-import { collect, int, num } from "./args.ts";
+import { collect, intFlag, numFlag, SEED_RANGE } from "./args.ts";
 
 async function readPrompts(file: string): Promise<string[]> {
   if (!fs.existsSync(file)) throw new RetroError("notFound", `prompts file not found: ${file}`);
@@ -42,17 +42,17 @@ export function registerGenerate(program: Command): void {
     .option("--db <dir>", "database folder (default: the run's database)")
     .option("--prompt <text>", "the prompt; its continuation streams to stdout")
     .option("--prompts <file>", 'JSONL of {"prompt": ...}: one JSON result per line on stdout')
-    .option("--max-tokens <n>", "new tokens at most", int, 64)
-    .option("--temperature <t>", "0 = greedy; > 0 samples", num, 0)
-    .option("--top-k <n>", "sample among the k most likely tokens", int)
-    .option("--top-p <p>", "sample among the most likely tokens up to probability p", num)
-    .option("--seed <n>", "sampling seed", int, 1234)
+    .option("--max-tokens <n>", "new tokens at most", intFlag("--max-tokens", { min: 1 }), 64)
+    .option("--temperature <t>", "0 = greedy; > 0 samples", numFlag("--temperature", { min: 0 }), 0)
+    .option("--top-k <n>", "sample among the k most likely tokens", intFlag("--top-k", { min: 1 }))
+    .option("--top-p <p>", "sample among the most likely tokens up to probability p", numFlag("--top-p", { above: 0, max: 1 }))
+    .option("--seed <n>", "sampling seed", intFlag("--seed", SEED_RANGE), 1234)
     .option("--stop <text>", "stop before this string (repeatable)", collect, [])
     .option("--ignore-eod", "keep going past the end-of-document token")
     .addOption(new Option("--retrieve <mode>", "Retro: chunk (every completed chunk) | prompt (once, by the prompt) | none (gate 0)").choices(["chunk", "prompt", "none"]))
     .option("--show-neighbours", "print each retrieval's chunks (dataset, document, text) to stderr (--prompt) or into the JSON (--prompts)")
-    .option("--batch <n>", "prompts decoded together (--prompts)", int, 8)
-    .option("--threads <n>", "kernel threads", int)
+    .option("--batch <n>", "prompts decoded together (--prompts)", intFlag("--batch", { min: 1 }), 8)
+    .option("--threads <n>", "kernel threads", intFlag("--threads", { min: 1, max: 256 }))
     .action(async (o) => {
       if ((o.prompt === undefined) === (o.prompts === undefined)) throw new RetroError("usage", "give one of --prompt TEXT or --prompts FILE.jsonl");
       if (o.prompt === "") throw new RetroError("usage", "--prompt: empty (nothing to continue)");

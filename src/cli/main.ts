@@ -3,8 +3,10 @@
  * line and a stable exit code (src/util/errors.ts).
  */
 import * as fs from "node:fs";
-import { Command } from "commander";
-import { RetroError } from "../util/errors.ts";
+import { Command, CommanderError } from "commander";
+import * as os from "node:os";
+import * as path from "node:path";
+import { ExitCode, RetroError, fromSystemError } from "../util/errors.ts";
 import { registerCorpus, registerDb } from "./db.ts";
 import { registerTrain } from "./train.ts";
 import { registerEval } from "./eval.ts";
@@ -15,6 +17,9 @@ import { registerDemo } from "./demo.ts";
 
 const program = new Command();
 program.name("retro").description("Retro / InstructRetro: retrieval-augmented language models in TypeScript").showHelpAfterError();
+// commander's own errors (unknown option, missing argument) are usage errors, exit 2 (its default is 1);
+// set before the commands are added, so that they inherit it
+program.exitOverride();
 registerDb(program);
 registerCorpus(program);
 registerTrain(program);
@@ -33,12 +38,25 @@ if (process.env.RETRO_RUSAGE) {
   });
 }
 
+// No stack trace reaches a user: input errors are one line with their exit code (src/util/errors.ts); file-system
+// refusals (permission, disk full, …) likewise; anything else is a bug: one line, the trace written to a file.
 try {
   await program.parseAsync(process.argv);
 } catch (e) {
-  if (e instanceof RetroError) {
-    process.stderr.write(`retro: error: ${e.message}\n`);
-    process.exit(e.code);
+  if (e instanceof CommanderError) process.exit(e.exitCode === 0 ? 0 : ExitCode.usage); // commander printed the message
+  const known = e instanceof RetroError ? e : fromSystemError(e);
+  if (known) {
+    process.stderr.write(`retro: error: ${known.message}\n`);
+    process.exit(known.code);
   }
-  throw e;
+  const file = path.join(os.tmpdir(), `retro-crash-${process.pid}.log`);
+  let saved = "";
+  try {
+    fs.writeFileSync(file, `retro ${process.argv.slice(2).join(" ")}\n${(e as Error)?.stack ?? String(e)}\n`);
+    saved = ` (trace: ${file}; please report it)`;
+  } catch {
+    saved = "";
+  }
+  process.stderr.write(`retro: internal error: ${(e as Error)?.message ?? String(e)}${saved}\n`);
+  process.exit(ExitCode.internal);
 }

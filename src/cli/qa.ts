@@ -11,7 +11,7 @@ import { scoreFiles } from "../qa/score.ts";
 import { SYSTEM_PROMPT } from "../sft/format.ts";
 import { RetroError } from "../util/errors.ts";
 import { writeFileAtomic, writeJsonAtomic } from "../util/fsx.ts";
-import { collect, int } from "./args.ts";
+import { collect, intFlag } from "./args.ts";
 
 const VARIANTS: readonly QaVariant[] = ["rag", "encoder", "none"];
 
@@ -30,13 +30,13 @@ export function registerQa(evalCmd: Command): void {
     .option("--db <dir>", "database to retrieve from (default: the first checkpoint's)")
     .option("--variants <list>", "rag (passages in the prompt, gate 0), encoder (Retro, gate 1, top-k in the encoder too), none (no passages); default: all that apply")
     .addOption(new Option("--passages <src>", "the file's passages or the database's top-k for the question (default: the file's when it has them)").choices(["file", "retrieve"]))
-    .option("--top-k <n>", "passages per question", int, 5)
+    .option("--top-k <n>", "passages per question", intFlag("--top-k", { min: 0, max: 100 }), 5)
     .addOption(new Option("--retriever <kind>", "passages from the database's own index, or BM25 over its chunks (built in memory)").choices(["index", "bm25"]).default("index"))
     .option("--system <text>", "system prompt (default: the paper's)")
     .option("--no-system", "no system prompt")
-    .option("--max-tokens <n>", "answer tokens at most", int, 32)
-    .option("--batch <n>", "questions decoded together", int, 8)
-    .option("--limit <n>", "the first N questions of each set", int)
+    .option("--max-tokens <n>", "answer tokens at most", intFlag("--max-tokens", { min: 1 }), 32)
+    .option("--batch <n>", "questions decoded together", intFlag("--batch", { min: 1 }), 8)
+    .option("--limit <n>", "the first N questions of each set", intFlag("--limit", { min: 1 }))
     .addOption(new Option("--f1 <variant>", "squad: max over gold answers; megatron: first gold answer, ParlAI normalisation").choices(["squad", "megatron"]).default("squad"))
     .option("--rouge", "also ROUGE-1/2/L and their geometric mean (long-form answers)")
     .option("--out <dir>", "write predictions (one JSONL per checkpoint × set × variant), results.json and table.md")

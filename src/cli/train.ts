@@ -6,13 +6,13 @@ import { DEFAULT_SFT_TRAIN, parseDataSpec } from "../sft/config.ts";
 import { sft } from "../sft/sft.ts";
 import { buildBundledSets } from "../sft/bundled.ts";
 import { Database } from "../db/database.ts";
-import { readJson } from "../util/fsx.ts";
-import { collect, int } from "./args.ts";
+import { readUserJson } from "../util/fsx.ts";
+import { collect, intFlag, numFlag, SEED_RANGE } from "./args.ts";
 import { RetroError } from "../util/errors.ts";
 
 /** flags over a --config file: settings at the top level, model settings under "model" */
 function inputOf(o: Record<string, unknown>, what: string): Record<string, unknown> {
-  const file: Record<string, unknown> = o.config ? readJson<Record<string, unknown>>(o.config as string, what) : {};
+  const file: Record<string, unknown> = o.config ? readUserJson<Record<string, unknown>>(o.config as string, what) : {};
   const input: Record<string, unknown> = { ...file, ...settingValues(o, TRAIN_SETTINGS) };
   const model = { ...((file.model as Record<string, unknown>) ?? {}), ...settingValues(o, MODEL_SETTINGS) };
   if (Object.keys(model).length) input.model = model;
@@ -33,7 +33,7 @@ export function registerTrain(program: Command): void {
     .option("--config <file>", "JSON train config (keys as in the run's config.json); flags override it")
     .option("--init <ckpt>", "start from a checkpoint (run or checkpoint folder): GPT into Retro = Retro-fitting")
     .option("--resume", "continue the run in --out from its latest checkpoint (starts it when there is none)")
-    .option("--stop-after <n>", "stop (with a checkpoint) after this step, as if interrupted", int);
+    .option("--stop-after <n>", "stop (with a checkpoint) after this step, as if interrupted", intFlag("--stop-after", { min: 1 }));
   addSettingFlags(t, MODEL_SETTINGS);
   addSettingFlags(t, TRAIN_SETTINGS, DEFAULT_TRAIN);
   t.action(async (o) => report(await train(o.out, inputOf(o, "train config"), { resume: Boolean(o.resume), stopAfter: o.stopAfter })));
@@ -47,9 +47,9 @@ export function registerTrain(program: Command): void {
     .option("--config <file>", "JSON config (keys as in the run's config.json); flags override it")
     .option("--system <text>", "system prompt (default: the paper's, Appendix C.1)")
     .option("--no-system", "no system prompt")
-    .option("--valid-fraction <x>", "share of each file (of ≥ 20 conversations) held out for the loss evaluation (default 0.05)", Number)
+    .option("--valid-fraction <x>", "share of each file (of ≥ 20 conversations) held out for the loss evaluation (default 0.05)", numFlag("--valid-fraction", { min: 0, below: 1 }))
     .option("--resume", "continue the run in --out")
-    .option("--stop-after <n>", "stop (with a checkpoint) after this step, as if interrupted", int);
+    .option("--stop-after <n>", "stop (with a checkpoint) after this step, as if interrupted", intFlag("--stop-after", { min: 1 }));
   addSettingFlags(s, MODEL_SETTINGS.filter((m) => m.key === "gate"));
   addSettingFlags(s, TRAIN_SETTINGS.filter((x) => !["freezeDecoder", "freezeDecoderSteps", "zeroCcaOut"].includes(x.key)), DEFAULT_SFT_TRAIN);
   s.action(async (o) => {
@@ -58,10 +58,7 @@ export function registerTrain(program: Command): void {
     if (data.length) input.data = data;
     if (o.system === false) input.system = null;
     else if (typeof o.system === "string") input.system = o.system;
-    if (o.validFraction !== undefined) {
-      if (!Number.isFinite(o.validFraction)) throw new RetroError("usage", "--valid-fraction: not a number");
-      input.validFraction = o.validFraction;
-    }
+    if (o.validFraction !== undefined) input.validFraction = o.validFraction;
     if (!o.resume && !input.init) throw new RetroError("usage", "sft: --init CHECKPOINT is required");
     report(await sft(o.out, input, { resume: Boolean(o.resume), stopAfter: o.stopAfter }));
   });
@@ -70,9 +67,9 @@ export function registerTrain(program: Command): void {
     .description("step 4: build the bundled instruction set and held-out QA sets from WordNet, with evidence in --db (labelled synthetic; see the README it writes)")
     .requiredOption("--db <dir>", "database holding the bundled wordnet (passages are retrieved from it)")
     .requiredOption("--out <dir>", "folder for train-qa.json, train-chat.jsonl, qa-*.jsonl, README.md")
-    .option("--max-train <n>", "instruction questions at most", int, 6000)
-    .option("--max-held-out <n>", "held-out questions per task at most", int, 200)
-    .option("--seed <n>", "seed of the held-out split", int, 7)
+    .option("--max-train <n>", "instruction questions at most", intFlag("--max-train", { min: 1 }), 6000)
+    .option("--max-held-out <n>", "held-out questions per task at most", intFlag("--max-held-out", { min: 1 }), 200)
+    .option("--seed <n>", "seed of the held-out split", intFlag("--seed", SEED_RANGE), 7)
     .addOption(new Option("--retriever <kind>", "passages from the database's own index, or BM25 over its chunks (built in memory)").choices(["index", "bm25"]).default("index"))
     .action(async (o) => {
       const db = new Database(o.db);

@@ -7,6 +7,7 @@ import * as path from "node:path";
 import * as readline from "node:readline";
 import { createRequire } from "node:module";
 import { RetroError } from "../util/errors.ts";
+import { log } from "../util/progress.ts";
 import { findSwordModule, swordDocs } from "./sword.ts";
 import { dictdDocs } from "./dictd.ts";
 import { installHint } from "./catalogue.ts";
@@ -63,15 +64,34 @@ function decodeUtf8(bytes: Uint8Array, where: string): string {
   }
 }
 
+/**
+ * The text files under a path, sorted. Symbolic links are followed (a linked file is read like any other, a
+ * linked folder walked once: a link cycle is not followed twice); a broken link is reported and skipped.
+ */
 function listTextFiles(p: string): string[] {
   const st = fs.statSync(p);
   if (st.isFile()) return [p];
   const out: string[] = [];
+  const seen = new Set<string>();
   const walk = (dir: string) => {
+    const real = fs.realpathSync(dir);
+    if (seen.has(real)) return;
+    seen.add(real);
     for (const e of fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
       const full = path.join(dir, e.name);
-      if (e.isDirectory()) walk(full);
-      else if (e.isFile() && /\.(txt|md|text)$/i.test(e.name)) out.push(full);
+      let isDir = e.isDirectory(), isFile = e.isFile();
+      if (e.isSymbolicLink()) {
+        try {
+          const t = fs.statSync(full);
+          isDir = t.isDirectory();
+          isFile = t.isFile();
+        } catch {
+          log(`${full}: broken symbolic link, skipped`);
+          continue;
+        }
+      }
+      if (isDir) walk(full);
+      else if (isFile && /\.(txt|md|text)$/i.test(e.name)) out.push(full);
     }
   };
   walk(p);

@@ -3,6 +3,7 @@
  * their names), and written next to the outputs as `config.json`.
  */
 import { RetroError } from "../util/errors.ts";
+import { checkInt, checkNum, SEED_RANGE } from "../util/numbers.ts";
 import { defaultDatasets, type DatasetSpec } from "../data/sources.ts";
 import { parseDescription } from "./ann.ts";
 
@@ -79,7 +80,7 @@ function check(obj: unknown, where: string, fields: Record<string, Shape>, requi
 }
 
 function positiveInt(v: number, where: string): void {
-  if (!Number.isInteger(v) || v <= 0) throw new RetroError("usage", `${where}: expected a positive integer, got ${v}`);
+  checkInt(v, where, { min: 1 });
 }
 
 /**
@@ -137,7 +138,23 @@ export function resolveConfig(user: unknown): DbConfig {
   if (c.datasets.every(isRetrievalOnly)) {
     throw new RetroError("usage", `config.datasets: every dataset has weight 0 (retrieval-only); at least one needs a weight > 0 to train on`);
   }
-  if (!isBm25(c.index.description)) parseDescription(c.index.description);
+  if (!isBm25(c.index.description)) {
+    const d = parseDescription(c.index.description);
+    if (d.kind === "hnsw") checkInt(d.connectivity, `config.index.description "${c.index.description}": HNSW's M`, { min: 2, max: 512 });
+  }
+  checkInt(c.seed, "config.seed", SEED_RANGE);
+  if (c.tokenizer.kind === "bpe") {
+    checkInt(c.tokenizer.vocabSize, "config.tokenizer.vocabSize (bpe)", { min: 258, max: 65535 });
+    checkInt(c.tokenizer.trainChars, "config.tokenizer.trainChars", { min: 1 });
+  }
+  if (c.embedder.kind !== "onnx") {
+    checkInt(c.embedder.dim, "config.embedder.dim", { min: 1, max: 65536 });
+    if (c.embedder.kind === "lsa") checkInt(c.embedder.fitSample, "config.embedder.fitSample", { min: 1 });
+  } else {
+    checkInt(c.embedder.maxLength, "config.embedder.maxLength", { min: 1 });
+    checkInt(c.embedder.batchSize, "config.embedder.batchSize", { min: 1 });
+  }
+  for (const k of ["efConstruction", "efSearch", "threads", "addThreads"] as const) if (c.index[k] !== undefined) checkInt(c.index[k], `config.index.${k}`, { min: 1, max: k.endsWith("hreads") ? 256 : 1 << 16 });
   positiveInt(c.chunkLength, "config.chunkLength");
   positiveInt(c.embedBlockSize, "config.embedBlockSize");
   positiveInt(c.query.seq, "config.query.seq");
@@ -146,7 +163,8 @@ export function resolveConfig(user: unknown): DbConfig {
   positiveInt(c.query.blockSize, "config.query.blockSize");
   if (c.query.seq % c.chunkLength !== 0) throw new RetroError("usage", `config.query.seq (${c.query.seq}) must be a multiple of chunkLength (${c.chunkLength})`);
   if (c.query.keep > c.query.candidates) throw new RetroError("usage", `config.query.keep (${c.query.keep}) exceeds candidates (${c.query.candidates})`);
-  if (!(c.validFraction >= 0 && c.validFraction < 1)) throw new RetroError("usage", `config.validFraction must be in [0, 1), got ${c.validFraction}`);
+  // a database needs held-out documents: training evaluates on them, `eval ppl` measures them
+  checkNum(c.validFraction, "config.validFraction", { above: 0, below: 1 });
   return c;
 }
 

@@ -7,7 +7,8 @@
  */
 import { Option, type Command } from "commander";
 import { RetroError } from "../util/errors.ts";
-import { int, num } from "../cli/args.ts";
+import { checkInt, checkNum, SEED_RANGE, type Range } from "../util/numbers.ts";
+import { intFlag, numFlag } from "../cli/args.ts";
 
 export type SettingKind = "int" | "num" | "bool" | "choice" | "intList";
 
@@ -15,10 +16,13 @@ export interface Setting {
   key: string;
   kind: SettingKind;
   help: string;
-  /** inclusive lower bound (numbers) */
+  /** inclusive bounds (numbers) */
   min?: number;
+  max?: number;
   /** exclusive lower bound (numbers) */
   above?: number;
+  /** exclusive upper bound (numbers) */
+  below?: number;
   choices?: readonly string[];
   /** a bool setting whose default is true also gets `--no-<flag>` */
   negatable?: boolean;
@@ -36,16 +40,16 @@ export const TRAIN_SETTINGS: readonly Setting[] = [
   { key: "lr", kind: "num", above: 0, help: "peak learning rate" },
   { key: "minLr", kind: "num", min: 0, help: "final learning rate (cosine decay)" },
   { key: "warmup", kind: "int", min: 0, help: "linear warmup steps" },
-  { key: "beta1", kind: "num", min: 0, help: "AdamW beta1" },
-  { key: "beta2", kind: "num", min: 0, help: "AdamW beta2" },
+  { key: "beta1", kind: "num", min: 0, below: 1, help: "AdamW beta1" },
+  { key: "beta2", kind: "num", min: 0, below: 1, help: "AdamW beta2" },
   { key: "eps", kind: "num", above: 0, help: "AdamW epsilon" },
   { key: "weightDecay", kind: "num", min: 0, help: "AdamW weight decay (matrices and embeddings)" },
   { key: "clip", kind: "num", min: 0, help: "gradient-norm clip (0 = off)" },
   { key: "evalEvery", kind: "int", min: 1, help: "steps between evaluations" },
   { key: "evalBatches", kind: "int", min: 0, help: "validation batches per evaluation (0 = all)" },
   { key: "saveEvery", kind: "int", min: 1, help: "steps between checkpoints" },
-  { key: "seed", kind: "int", min: 0, help: "seed (init and data order)" },
-  { key: "threads", kind: "int", min: 1, help: "kernel threads" },
+  { key: "seed", kind: "int", min: SEED_RANGE.min, max: SEED_RANGE.max, help: "seed (init and data order)" },
+  { key: "threads", kind: "int", min: 1, max: 256, help: "kernel threads" },
   { key: "precision", kind: "choice", choices: ["fp32", "bf16"], help: "matmul precision of the linear layers" },
 ];
 
@@ -67,7 +71,7 @@ export const MODEL_SETTINGS: readonly Setting[] = [
 export const flagOf = (key: string): string => key.replace(/_/g, "-").replace(/[A-Z]/g, (c) => "-" + c.toLowerCase());
 const attrOf = (key: string): string => flagOf(key).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 
-const intList = (v: string): number[] => v.split(",").map((x) => int(x.trim()));
+const range = (s: Setting): Range => ({ min: s.min, max: s.max, above: s.above, below: s.below });
 
 /** Add one flag per setting to `cmd`, the default of this command shown in the help. */
 export function addSettingFlags(cmd: Command, settings: readonly Setting[], defaults: Record<string, unknown> = {}): Command {
@@ -79,7 +83,8 @@ export function addSettingFlags(cmd: Command, settings: readonly Setting[], defa
       if (s.negatable) cmd.option(`--no-${flag}`, `not --${flag}`);
       continue;
     }
-    const parse: ((v: string) => unknown) | undefined = s.kind === "int" ? int : s.kind === "num" ? num : s.kind === "intList" ? intList : undefined;
+    const parse: ((v: string) => unknown) | undefined = s.kind === "int" ? intFlag(`--${flag}`, range(s)) : s.kind === "num" ? numFlag(`--${flag}`, range(s))
+      : s.kind === "intList" ? (v: string) => v.split(",").map((x) => checkInt(x.trim(), `--${flag}`, { min: 1 })) : undefined;
     const opt = new Option(`--${flag} <${s.kind === "choice" ? s.choices!.join("|") : s.kind === "intList" ? "list" : "n"}>`, help);
     if (s.kind === "choice") opt.choices(s.choices!);
     if (parse) opt.argParser(parse);
@@ -113,12 +118,12 @@ export function validateSettings(c: Record<string, unknown>, settings: readonly 
       case "intList":
         if (!Array.isArray(v) || v.some((x) => !Number.isInteger(x))) bad("a list of integers");
         break;
-      default: {
-        const bound = s.min !== undefined ? ` ≥ ${s.min}` : s.above !== undefined ? ` > ${s.above}` : "";
-        const kind = s.kind === "int" ? "an integer" : "a number";
-        if (typeof v !== "number" || !Number.isFinite(v) || (s.kind === "int" && !Number.isInteger(v))) bad(kind + bound);
-        if ((s.min !== undefined && (v as number) < s.min) || (s.above !== undefined && !((v as number) > s.above))) bad(kind + bound);
-      }
+      case "int":
+        checkInt(v, `${what}: ${s.key}`, range(s));
+        break;
+      case "num":
+        checkNum(v, `${what}: ${s.key}`, range(s));
+        break;
     }
   }
 }

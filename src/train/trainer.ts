@@ -296,6 +296,7 @@ export async function openRun(task: RunTask, out: string, input: Record<string, 
     opt.m.set(tensorF32(o, "m"));
     opt.v.set(tensorF32(o, "v"));
     opt.t = Number(o.metadata.t);
+    if (!Number.isSafeInteger(opt.t) || opt.t < 0) throw new RetroError("corrupt", `${dir}/optim.safetensors: its metadata has no valid step count "t" (got ${JSON.stringify(o.metadata.t)})`);
     state = readJson<TrainState>(path.join(dir, "state.json"), "train state");
     log(`resuming ${out} at step ${state.step}`);
   } else if (cfg.init) {

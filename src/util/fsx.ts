@@ -37,6 +37,19 @@ export function readJson<T>(file: string, what: string): T {
   }
 }
 
+/** A JSON file the user wrote (a --config): bad JSON is a usage error (exit 2), naming the file and the parse error. */
+export function readUserJson<T>(file: string, what: string): T {
+  if (!fs.existsSync(file)) throw new RetroError("notFound", `${what} not found: ${file}`);
+  let v: unknown;
+  try {
+    v = JSON.parse(fs.readFileSync(file, "utf8"));
+  } catch (e) {
+    throw new RetroError("usage", `${what} ${file} is not valid JSON (${(e as Error).message})`);
+  }
+  if (v === null || typeof v !== "object" || Array.isArray(v)) throw new RetroError("usage", `${what} ${file} must hold a JSON object`);
+  return v as T;
+}
+
 export function sha256(data: Uint8Array): string {
   return createHash("sha256").update(data).digest("hex");
 }
