@@ -84,9 +84,14 @@ describe("bad input gives a clear error and exit code", () => {
     assert.equal(ok.code, 0, ok.stderr);
     assert.ok(!fs.existsSync(path.join(dir, LOCK_FILE)), "released at the end");
     const release = lockFolder(dir, "test");
+    assert.match(fs.readFileSync(path.join(dir, LOCK_FILE), "utf8"), new RegExp(`^${process.pid}@`), "PID@host");
     assert.throws(() => lockFolder(dir, "test"), /this process already writes it/);
     release();
     lockFolder(dir, "test")();
+    // a lock held on another host cannot be checked from here: refused, naming it, never taken over
+    fs.writeFileSync(path.join(dir, LOCK_FILE), "999999999@elsewhere.example");
+    assert.throws(() => lockFolder(dir, "test"), (e: RetroError) => e.code === 7 && /locked by process 999999999 on host elsewhere\.example/.test(e.message));
+    fs.rmSync(path.join(dir, LOCK_FILE));
   });
 
   test("empty corpus → exit 4, nothing accepted later", () => {

@@ -11,8 +11,8 @@ export function registerDemo(program: Command): void {
     .option("--db <dir>", "use this database instead of building DIR/db")
     .option("--fresh", "recompute every stage (the database too, unless --db)")
     .option("--pretrain-steps <n>", "GPT pretraining steps", intFlag("--pretrain-steps", { min: 1 }), 400)
-    .option("--fit-steps <n>", "GPT-fitting and Retro-fitting steps", intFlag("--fit-steps", { min: 1 }), 200)
-    .option("--sft-steps <n>", "instruction-tuning steps", intFlag("--sft-steps", { min: 1 }), 250)
+    .option("--fit-steps <n>", "GPT-fitting and Retro-fitting steps", intFlag("--fit-steps", { min: 1 }), 150)
+    .option("--sft-steps <n>", "instruction-tuning steps", intFlag("--sft-steps", { min: 1 }), 200)
     .option("--qa-questions <n>", "held-out questions per QA set", intFlag("--qa-questions", { min: 1 }), 100)
     .action(async (o) => {
       if (o.fresh && !o.db) fs.rmSync(`${o.out}/db`, { recursive: true, force: true });

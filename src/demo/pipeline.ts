@@ -67,7 +67,7 @@ const stage = (i: number, what: string) => log(`\n== demo ${i}/${STAGES}: ${what
 
 export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
   const out = path.resolve(o.out), fresh = Boolean(o.fresh);
-  const P = o.pretrainSteps ?? 400, F = o.fitSteps ?? 200, S = o.sftSteps ?? 250, Q = o.qaQuestions ?? 100;
+  const P = o.pretrainSteps ?? 400, F = o.fitSteps ?? 150, S = o.sftSteps ?? 200, Q = o.qaQuestions ?? 100;
   if (fresh) for (const d of ["gpt", "gpt-fit", "retro-fit", "sft-gpt", "sft-retro", "results", "data"]) fs.rmSync(path.join(out, d), { recursive: true, force: true });
   fs.mkdirSync(path.join(out, "results"), { recursive: true });
   const res = (f: string) => path.join(out, "results", f);
@@ -112,7 +112,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
     const sftData = [{ path: path.join(dataDir, "train-qa.json"), weight: 1 }, { path: path.join(dataDir, "train-chat.jsonl"), weight: 0.25 }];
     // no system prompt: the paper's takes 65 of these models' 256 positions
     for (const [name, from] of [["sft-gpt", "gpt-fit"], ["sft-retro", "retro-fit"]]) {
-      await timed(`instruction tuning ${from}`, () => sft(run(name), { init: run(from), db: dbDir, data: sftData, system: null, steps: S, batch: 16, evalEvery: 50, saveEvery: 50, ...(o.threads ? { threads: o.threads } : {}) }, { resume: true }));
+      await timed(`instruction tuning ${from}`, () => sft(run(name), { init: run(from), db: dbDir, data: sftData, system: null, steps: S, batch: 8, evalEvery: 50, saveEvery: 50, ...(o.threads ? { threads: o.threads } : {}) }, { resume: true }));
     }
 
     stage(5, "zero-shot question answering (passages by BM25 over the database's chunks)");
@@ -198,7 +198,7 @@ function reportText(a: {
     "```",
     `- Database: \`${a.dbDir}\`. Models: GPT d 256, 4 layers, 4 heads, seq 256 (${(loadParams(a.out, "gpt") / 1e6).toFixed(2)}M parameters); Retro adds a 2-layer encoder and CCA in layers 2 and 4 (${(loadParams(a.out, "retro-fit") / 1e6).toFixed(2)}M), k 2 neighbours of 128 tokens, rotary positions in the retrieval path.`,
     `- GPT pretrained ${a.P} steps (batch 8 × 256 tokens); GPT-fitting and Retro-fitting continue it ${a.F} steps each on the same tokens (lr 3e-4 → 3e-5).`,
-    `- Instruction tuning: ${a.S} steps of 16 conversations, loss on the last assistant turn; InstructRetro with the CCA gate at 0 (the paper's choice); no system prompt (the paper's takes 65 of 256 positions).`,
+    `- Instruction tuning: ${a.S} steps of 8 conversations, loss on the last assistant turn; InstructRetro with the CCA gate at 0 (the paper's choice); no system prompt (the paper's takes 65 of 256 positions).`,
     `- Time per stage (s): ${Object.entries(a.times).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(", ")} (stages reused from an earlier run count ~0).`,
     "",
     "## Step 3 — held-out perplexity (documents never in the database)",

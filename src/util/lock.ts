@@ -1,8 +1,10 @@
 /**
- * One writer per folder: a lock file holding the writer's PID, created exclusively. A lock whose process is
- * gone (killed, crashed) is stale and taken over; a live one is a one-line error naming the PID.
+ * One writer per folder: a lock file holding the writer's PID and host name, created exclusively. A lock whose
+ * process is gone (killed, crashed) on this host is stale and taken over, said so; a live one — or one held on
+ * another host, whose process cannot be checked from here — is a one-line error naming the holder (exit 7).
  */
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { RetroError } from "./errors.ts";
 import { log } from "./progress.ts";
@@ -24,14 +26,15 @@ export function lockFolder(dir: string, what: string): () => void {
   const file = path.join(dir, LOCK_FILE);
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
-      fs.writeFileSync(file, String(process.pid), { flag: "wx" });
+      const mine = `${process.pid}@${os.hostname()}`;
+      fs.writeFileSync(file, mine, { flag: "wx" });
       let held = true;
       const release = () => {
         if (!held) return;
         held = false;
         process.off("exit", release);
         try {
-          if (fs.readFileSync(file, "utf8") === String(process.pid)) fs.rmSync(file, { force: true });
+          if (fs.readFileSync(file, "utf8") === mine) fs.rmSync(file, { force: true });
         } catch {
           /* already gone */
         }
@@ -40,7 +43,10 @@ export function lockFolder(dir: string, what: string): () => void {
       return release;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-      const pid = Number(fs.readFileSync(file, "utf8").trim());
+      // "PID@host" (a lock from before host names were recorded holds the PID alone)
+      const [pidText, host = os.hostname()] = fs.readFileSync(file, "utf8").trim().split("@");
+      const pid = Number(pidText);
+      if (host !== os.hostname()) throw new RetroError("busy", `${dir} is locked by process ${pidText} on host ${host} (${what}); if that process is gone, remove ${file}`);
       if (pid === process.pid) throw new RetroError("usage", `${dir}: this process already writes it (${what})`);
       if (Number.isInteger(pid) && pid > 0 && alive(pid)) throw new RetroError("busy", `${dir} is in use by process ${pid} (${what}); wait for it or stop it`);
       log(`${dir}: taking over the lock of process ${pid}, which is gone`);
