@@ -3,7 +3,10 @@
  * memory at two corpus sizes. Each stage runs in its own process (`retro db build --until STAGE`,
  * resuming the previous stages), so that every stage's peak RSS is measured on its own.
  * Sizes: "half" = sotu + moby-dick (~2.0M words), "full" = all four bundled datasets (~4.9M words).
- * Flags: --sizes half,full   --keep (keep the databases under runs/bench-db-*)
+ * Then the load-time cost of the integrity checks (token SHA-256s and id ranges, chunk-table ranges, the index's
+ * size and CRC-32 before usearch reads it) against reading the same files unchecked.
+ * Flags: --sizes half,full   --keep (keep the databases under runs/bench-db-*)   --load DIR (only the load
+ * measurement, on an existing database)
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -12,11 +15,29 @@ import { spawnSync } from "node:child_process";
 import { parseArgs } from "node:util";
 import { defaultDatasets } from "../src/data/sources.ts";
 import { table } from "./common.ts";
+import { Database } from "../src/db/database.ts";
 
-const { values: a } = parseArgs({ options: { sizes: { type: "string", default: "half,full" }, keep: { type: "boolean", default: false } } });
+const { values: a } = parseArgs({ options: { sizes: { type: "string", default: "half,full" }, keep: { type: "boolean", default: false }, load: { type: "string" } } });
+
+/** open a database with its checks, and load its index, against reading the same bytes unchecked (best of 3) */
+function loadCost(dir: string): Record<string, string | number> {
+  const files = ["tokens/train.tok", "tokens/valid.tok", "tokens/train.docs", "tokens/valid.docs", "chunks.blk", "index/index.usearch"].map((f) => path.join(dir, f)).filter((f) => fs.existsSync(f));
+  const best = (f: () => void) => Math.min(...[0, 1, 2].map(() => { const t0 = performance.now(); f(); return performance.now() - t0; }));
+  const raw = best(() => { for (const f of files) fs.readFileSync(f); });
+  const open = best(() => new Database(dir).close());
+  const withIndex = best(() => { const db = new Database(dir); db.index(); db.close(); });
+  const mib = files.reduce((s, f) => s + fs.statSync(f).size, 0) / 2 ** 20;
+  return { database: dir, files_MiB: mib.toFixed(1), raw_read_ms: raw.toFixed(0), open_checked_ms: open.toFixed(0), open_and_index_checked_ms: withIndex.toFixed(0) };
+}
+
+if (a.load) {
+  console.log(table([loadCost(a.load)]));
+  console.log("(raw_read: the token, document, chunk and index files read with no check; open_checked: new Database() with the token SHA-256s, id and chunk-range checks; open_and_index_checked: plus the index size + CRC-32 check and its load)");
+  process.exit(0);
+}
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
 const stages = ["tokens", "chunks", "embed", "index", "query"] as const;
-const rows: Record<string, string | number>[] = [];
+const rows: Record<string, string | number>[] = [], loads: Record<string, string | number>[] = [];
 for (const size of a.sizes!.split(",")) {
   const datasets = size === "half" ? defaultDatasets().filter((d) => d.name === "sotu" || d.name === "moby-dick") : defaultDatasets();
   const dir = path.join(ROOT, "runs", `bench-db-${size}`);
@@ -45,8 +66,11 @@ for (const size of a.sizes!.split(",")) {
     });
     console.log(table([rows[rows.length - 1]]));
   }
+  loads.push({ corpus: size, ...loadCost(dir) });
   if (!a.keep) fs.rmSync(dir, { recursive: true, force: true });
 }
 console.log("\n" + table(rows));
 console.log("(wall_s includes Node start-up and loading the earlier stages' outputs; the tokens stage includes training the BPE;");
 console.log(" items/s of the embed stage excludes fit_s, the embedder's fitting; the others are items / wall_s)");
+console.log("\n" + table(loads));
+console.log("(load-time cost of the integrity checks: raw_read reads the files unchecked; open_checked is new Database(); open_and_index_checked adds the index's size + CRC-32 check and its load)");
