@@ -272,8 +272,11 @@ export async function openRun(task: RunTask, out: string, input: Record<string, 
     }
     if (diff.length) throw new RetroError("usage", `cannot resume ${out}: the config differs in ${diff.join(", ")} (resume with the original settings, or start a new --out)`);
   } else {
-    if (fs.existsSync(cfgFile)) throw new RetroError("usage", `${out} already holds a run; pass --resume to continue it or choose another --out`);
+    if (fs.existsSync(cfgFile) && fs.existsSync(path.join(out, "latest.json"))) throw new RetroError("usage", `${out} already holds a run; pass --resume to continue it or choose another --out`);
     cfg = await task.resolve(input, db);
+    // a config.json without any checkpoint is a start that failed (or was killed before its first save):
+    // nothing would be lost by starting again, so the same command can simply be re-run
+    if (fs.existsSync(cfgFile)) log(`${out}: no checkpoint was ever saved there; starting the run afresh`);
   }
   if (db.manifest.tokenizer!.id !== cfg.tokenizer) throw new RetroError("mismatch", `database ${db.dir} now has tokenizer ${db.manifest.tokenizer!.id}, the run was made with ${cfg.tokenizer}`);
 
