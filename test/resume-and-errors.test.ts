@@ -190,7 +190,19 @@ describe("bad input gives a clear error and exit code", () => {
     assert.equal(r.code, 5);
     assert.match(r.stderr, /neighbour id 2000000000 is not a chunk of the database/);
     writeBlock(f, good.data, good.rows, good.cols);
+    // a finished database whose neighbour block was deleted: a re-run of the build recomputes it (not "ready" as is)
+    fs.rmSync(f);
+    const again = cli(["db", "build", "--out", dir, "--config", writeCfg(smallConfig(corpus))]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.ok(fs.existsSync(f), "the missing block is rebuilt");
+    assert.deepEqual(readBlock(f, Int32Array).data, good.data);
   });
+
+  function writeCfg(c: unknown): string {
+    const p = path.join(tmpDir(), "cfg.json");
+    fs.writeFileSync(p, JSON.stringify(c));
+    return p;
+  }
 
   test("an embedder whose dimension differs from the index → exit 6", async () => {
     const dir = path.join(tmpDir(), "db");

@@ -305,7 +305,14 @@ async function buildLocked(dir: string, c: DbConfig, opts: BuildOptions): Promis
     }
     if (stop >= 4) {
       for (const split of opts.splits ?? ["train", "valid"]) {
-        if (man.neighbours?.[split]) continue;
+        const done = man.neighbours?.[split];
+        if (done) {
+          // a finished split whose blocks were since deleted or damaged is queried again (those blocks only)
+          const qdir = path.join(dir, "neighbours", split);
+          const broken = blockRanges(done.samples, done.blockSize).filter(([s, e]) => !blockIsValid(blockName(qdir, s, e), Int32Array)).length;
+          if (!broken) continue;
+          log(`${split}: ${broken} neighbour block(s) missing or damaged; recomputing them`);
+        }
         await stageQuery(dir, c, db, split);
         saveManifest(dir, man);
       }
