@@ -1,6 +1,8 @@
 /**
  * `retro train`: GPT or Retro from scratch, Retro-fitting a GPT checkpoint (decoder loaded, encoder and CCA
- * fresh, decoder frozen or not), GPT-fitting (continue a GPT checkpoint on the same tokens).
+ * fresh, decoder frozen or not), GPT-fitting (continue a GPT checkpoint on the same tokens). The run machinery
+ * here — `openRun` and the loop over a `BatchSource` — is shared with `retro sft` (src/sft/sft.ts): a `RunTask`
+ * says what differs (config, batches, evaluation).
  *
  * A run folder holds `config.json` (the full resolved config), `metrics.jsonl` (one line per step and per
  * evaluation), `checkpoints/step-NNNNNN/` (weights, model config, optimizer state, loader position) and
