@@ -38,4 +38,8 @@ export { scoreFiles, readPredictions } from "./qa/score.ts";
 export { Generator, type GenerateEvent, type GenerateOptions, type GenerateResult, type RetrieveMode } from "./generate/generate.ts";
 export { Decoder, type Feed, type Slot } from "./generate/decoder.ts";
 export { Sampler, type SamplingOptions } from "./generate/sampling.ts";
+// serving
+export { RetroServer, chatText, type ServeOptions } from "./serve/server.ts";
+// the demo
+export { runDemo, type DemoOptions, type DemoSummary } from "./demo/pipeline.ts";
 export { RetroError, ExitCode } from "./util/errors.ts";

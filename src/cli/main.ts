@@ -14,6 +14,7 @@ import { registerGenerate } from "./generate.ts";
 import { registerParity } from "./parity.ts";
 import { registerPlot } from "./plot.ts";
 import { registerDemo } from "./demo.ts";
+import { registerServe } from "./serve.ts";
 
 const program = new Command();
 program.name("retro").description("Retro / InstructRetro: retrieval-augmented language models in TypeScript").showHelpAfterError();
@@ -28,6 +29,7 @@ registerGenerate(program);
 registerParity(program);
 registerPlot(program);
 registerDemo(program);
+registerServe(program);
 
 // RETRO_RUSAGE=FILE: write this process's peak RSS and CPU time to FILE at exit (used by bench:db)
 if (process.env.RETRO_RUSAGE) {

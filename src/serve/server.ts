@@ -1,0 +1,280 @@
+/**
+ * `retro serve`: an OpenAI-compatible HTTP API over a GPT or Retro checkpoint (node:http — the API is five
+ * routes; a framework would add a dependency for routing we do not need).
+ *
+ *   POST /v1/completions         {prompt, max_tokens, temperature, top_p, stop, seed, stream}
+ *   POST /v1/chat/completions    {messages, …} — the instruction-tuning format (System/User/Assistant)
+ *   GET  /v1/models, GET /health
+ *   POST /v1/retrieve            {query, k} — the database's top-k chunks for a text
+ *
+ * Responses have OpenAI's shapes (`stream: true`: server-sent events ending in `data: [DONE]`), and a Retro
+ * model's carry an extension field `retrieval`: per retrieval, the chunk it was made for and the neighbours read
+ * (dataset, document, chunk id, score, text) — the citations of the answer. Requests queue for the model (one
+ * generation at a time: the engine's buffers are the model's); the queue is bounded (503 with Retry-After when
+ * full); a client that disconnects leaves the queue at once, or stops its generation mid-stream.
+ */
+import * as http from "node:http";
+import type { AddressInfo } from "node:net";
+import type { Model } from "../model/model.ts";
+import type { Tokenizer } from "../tokenizer/tokenizer.ts";
+import type { Retriever, Citation } from "../db/retriever.ts";
+import { Generator, type GenerateOptions, type GenerateResult, type RetrieveMode } from "../generate/generate.ts";
+import { chatPrompt, type Message } from "../sft/format.ts";
+import { RetroError } from "../util/errors.ts";
+
+export interface ServeOptions {
+  model: Model;
+  tokenizer: Tokenizer;
+  retriever: Retriever | null;
+  /** the id /v1/models reports */
+  name: string;
+  host?: string;
+  port?: number;
+  /** requests waiting for the model at most (beyond the one running); more get 503 */
+  maxQueue?: number;
+  /** chat system prompt when the request has none (null: none) */
+  system: string | null;
+  /** Retro's retrieval during generation */
+  retrieve?: RetrieveMode;
+}
+
+interface RetrievalOut {
+  chunk: number;
+  query: string;
+  neighbours: Citation[];
+}
+
+class HttpError extends Error {
+  constructor(readonly status: number, message: string, readonly param: string | null = null) {
+    super(message);
+  }
+}
+
+type Json = Record<string, unknown>;
+
+function sendJson(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text), ...headers });
+  res.end(text);
+}
+
+function errorBody(message: string, type: string, param: string | null = null): Json {
+  return { error: { message, type, param, code: null } };
+}
+
+async function readBody(req: http.IncomingMessage, limit = 4 << 20): Promise<Json> {
+  const parts: Buffer[] = [];
+  let size = 0;
+  for await (const p of req) {
+    size += (p as Buffer).length;
+    if (size > limit) throw new HttpError(413, `request body over ${limit} bytes`);
+    parts.push(p as Buffer);
+  }
+  let v: unknown;
+  try {
+    v = JSON.parse(Buffer.concat(parts).toString("utf8") || "{}");
+  } catch (e) {
+    throw new HttpError(400, `the body is not valid JSON (${(e as Error).message})`);
+  }
+  if (v === null || typeof v !== "object" || Array.isArray(v)) throw new HttpError(400, "the body must be a JSON object");
+  return v as Json;
+}
+
+/** OpenAI's sampling fields → GenerateOptions (bad values are 400s naming the field) */
+function samplingOf(b: Json): GenerateOptions {
+  const o: GenerateOptions = {};
+  const num = (k: string, ok: (x: number) => boolean, must: string): number | undefined => {
+    const v = b[k];
+    if (v === undefined || v === null) return undefined;
+    if (typeof v !== "number" || !Number.isFinite(v) || !ok(v)) throw new HttpError(400, `${k} must be ${must}`, k);
+    return v;
+  };
+  o.maxTokens = num("max_tokens", (x) => Number.isInteger(x) && x >= 1 && x <= 4096, "an integer in [1, 4096]") ?? 64;
+  o.temperature = num("temperature", (x) => x >= 0 && x <= 2, "a number in [0, 2]") ?? 0;
+  o.topP = num("top_p", (x) => x > 0 && x <= 1, "a number in (0, 1]");
+  o.seed = num("seed", (x) => Number.isInteger(x) && x >= 0 && x < 2 ** 32, "an integer in [0, 2³²)");
+  // vLLM's extension: keep generating past the end-of-document token
+  if (b.ignore_eos !== undefined) {
+    if (typeof b.ignore_eos !== "boolean") throw new HttpError(400, "ignore_eos must be true or false", "ignore_eos");
+    o.ignoreEod = b.ignore_eos;
+  }
+  const stop = b.stop;
+  if (stop !== undefined && stop !== null) {
+    const list = typeof stop === "string" ? [stop] : stop;
+    if (!Array.isArray(list) || list.some((s) => typeof s !== "string") || list.length > 4) throw new HttpError(400, "stop must be a string or a list of up to 4 strings", "stop");
+    o.stop = list as string[];
+  }
+  return o;
+}
+
+function messagesOf(b: Json): Message[] {
+  const m = b.messages;
+  if (!Array.isArray(m) || !m.length) throw new HttpError(400, "messages must be a non-empty list", "messages");
+  return m.map((x, i) => {
+    const r = x as Json;
+    if (!r || !["system", "user", "assistant"].includes(r.role as string)) throw new HttpError(400, `messages[${i}].role must be system, user or assistant`, "messages");
+    if (typeof r.content !== "string") throw new HttpError(400, `messages[${i}].content must be a string`, "messages");
+    return { role: r.role as Message["role"], content: r.content };
+  });
+}
+
+/** A chat's prompt in the instruction-tuning format, ending with "Assistant:" for the model to continue. */
+export function chatText(messages: Message[], system: string | null): string {
+  const withReply: Message[] = [...messages, { role: "assistant", content: "" }];
+  if (messages[messages.length - 1].role !== "user") throw new HttpError(400, "the last message must be the user's", "messages");
+  const { parts } = chatPrompt(withReply, system);
+  return parts.head + parts.middle + parts.tail;
+}
+
+export class RetroServer {
+  readonly server: http.Server;
+  private readonly gen: Generator;
+  private queue: { run: () => Promise<void>; cancelled: () => boolean }[] = [];
+  private busy = false;
+  readonly created = Math.floor(Date.now() / 1000);
+  /** requests answered, refused with 503, and cancelled by their client (for the load benchmark) */
+  readonly stats = { served: 0, refused: 0, cancelled: 0 };
+
+  constructor(readonly o: ServeOptions) {
+    this.gen = new Generator(o.model, o.tokenizer, o.retriever);
+    this.server = http.createServer((req, res) => void this.handle(req, res));
+  }
+
+  listen(): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.server.once("error", (e) => reject(new RetroError("io", `cannot listen on ${this.o.host ?? "127.0.0.1"}:${this.o.port ?? 8080} (${(e as Error).message})`)));
+      this.server.listen(this.o.port ?? 8080, this.o.host ?? "127.0.0.1", () => resolve(this.server.address() as AddressInfo));
+    });
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    try {
+      const url = new URL(req.url ?? "/", "http://localhost");
+      const route = `${req.method} ${url.pathname.replace(/\/+$/, "")}`;
+      switch (route) {
+        case "GET /health":
+          return sendJson(res, 200, { status: "ok", model: this.o.name, queued: this.queue.length, busy: this.busy });
+        case "GET /v1/models":
+          return sendJson(res, 200, { object: "list", data: [{ id: this.o.name, object: "model", created: this.created, owned_by: "retro-ts" }] });
+        case "POST /v1/retrieve":
+          return await this.retrieve(await readBody(req), res);
+        case "POST /v1/completions":
+        case "POST /v1/chat/completions": {
+          const body = await readBody(req);
+          const chat = route.endsWith("chat/completions");
+          const prompt = chat ? chatText(messagesOf(body), this.o.system) : promptOf(body);
+          const sampling = samplingOf(body);
+          if (body.model !== undefined && body.model !== this.o.name) throw new HttpError(404, `model "${String(body.model)}" is not served here (this server serves "${this.o.name}")`, "model");
+          return await this.enqueue(req, res, () => this.complete(res, prompt, sampling, chat, body.stream === true, req));
+        }
+        default:
+          throw new HttpError(404, `no route ${route}`);
+      }
+    } catch (e) {
+      this.fail(res, e);
+    }
+  }
+
+  /** an error as OpenAI's error body (a stream already started is ended) */
+  private fail(res: http.ServerResponse, e: unknown): void {
+    if (res.headersSent) return void res.end();
+    if (e instanceof HttpError) return sendJson(res, e.status, errorBody(e.message, e.status === 404 ? "not_found_error" : "invalid_request_error", e.param));
+    if (e instanceof RetroError) return sendJson(res, 400, errorBody(e.message, "invalid_request_error"));
+    sendJson(res, 500, errorBody(`internal error: ${(e as Error).message}`, "server_error"));
+  }
+
+  /** Wait for the model; a full queue is a 503; a client gone before its turn is dropped without running. */
+  private enqueue(req: http.IncomingMessage, res: http.ServerResponse, run: () => Promise<void>): Promise<void> {
+    const max = this.o.maxQueue ?? 16;
+    if (this.busy && this.queue.length >= max) {
+      this.stats.refused++;
+      sendJson(res, 503, errorBody(`the server is busy (${this.queue.length} requests waiting); retry later`, "server_error"), { "retry-after": "1" });
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      let gone = false;
+      res.on("close", () => {
+        if (!res.writableEnded) gone = true;
+      });
+      this.queue.push({ run: () => (gone ? (this.stats.cancelled++, Promise.resolve()) : run()).catch((e) => this.fail(res, e)).finally(resolve), cancelled: () => gone });
+      void this.pump();
+      void req;
+    });
+  }
+
+  private async pump(): Promise<void> {
+    if (this.busy) return;
+    this.busy = true;
+    try {
+      while (this.queue.length) await this.queue.shift()!.run();
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private async complete(res: http.ServerResponse, prompt: string, sampling: GenerateOptions, chat: boolean, stream: boolean, req: http.IncomingMessage): Promise<void> {
+    if (res.destroyed) return;
+    const id = `${chat ? "chatcmpl" : "cmpl"}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
+    const created = Math.floor(Date.now() / 1000), model = this.o.name;
+    const retrieval: RetrievalOut[] = [];
+    const opts: GenerateOptions = { ...sampling, retrieve: this.o.model.isRetro ? this.o.retrieve : undefined };
+    let result: GenerateResult | null = null;
+    let closed = false;
+    res.on("close", () => {
+      if (!res.writableEnded) closed = true;
+    });
+    void req;
+    const chunk = (text: string, finish: string | null, extra: Json = {}) => (chat
+      ? { id, object: "chat.completion.chunk", created, model, choices: [{ index: 0, delta: text || finish === null ? { role: "assistant", content: text } : {}, finish_reason: finish }], ...extra }
+      : { id, object: "text_completion", created, model, choices: [{ index: 0, text, finish_reason: finish, logprobs: null }], ...extra });
+    if (stream) res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
+    for await (const ev of this.gen.stream([prompt], opts)) {
+      // decoding is synchronous work between microtasks: give the event loop a turn after each event, so that
+      // new requests are accepted (and queued or refused), written chunks flushed and a disconnect noticed
+      await new Promise((r) => setImmediate(r));
+      if (closed || res.destroyed) {
+        this.stats.cancelled++;
+        return; // leaving the iterator stops the generation
+      }
+      if (ev.type === "retrieval") {
+        const r = { chunk: ev.chunk, query: ev.query, neighbours: ev.neighbours };
+        retrieval.push(r);
+        if (stream) res.write(`data: ${JSON.stringify({ ...chunk("", null), retrieval: [r] })}\n\n`);
+      } else if (ev.type === "text" && stream) res.write(`data: ${JSON.stringify(chunk(ev.text, null))}\n\n`);
+      else if (ev.type === "done") result = ev.result;
+    }
+    const r = result!;
+    const finish = r.finish === "length" ? "length" : "stop";
+    const usage = { prompt_tokens: r.promptTokens, completion_tokens: r.tokens.length, total_tokens: r.promptTokens + r.tokens.length };
+    this.stats.served++;
+    if (stream) {
+      res.write(`data: ${JSON.stringify({ ...chunk("", finish), usage })}\n\n`);
+      res.end("data: [DONE]\n\n");
+      return;
+    }
+    const choice = chat ? { index: 0, message: { role: "assistant", content: r.text }, finish_reason: finish, logprobs: null } : { index: 0, text: r.text, finish_reason: finish, logprobs: null };
+    sendJson(res, 200, { id, object: chat ? "chat.completion" : "text_completion", created, model, choices: [choice], usage, retrieval, truncated_prompt_tokens: r.truncated });
+  }
+
+  private async retrieve(b: Json, res: http.ServerResponse): Promise<void> {
+    if (!this.o.retriever) throw new HttpError(400, "this server has no database (start it with --db)");
+    if (typeof b.query !== "string" || !b.query.trim()) throw new HttpError(400, "query must be a non-empty string", "query");
+    const k = b.k === undefined ? 5 : b.k;
+    if (typeof k !== "number" || !Number.isInteger(k) || k < 1 || k > 100) throw new HttpError(400, "k must be an integer in [1, 100]", "k");
+    const r = await this.o.retriever.search([b.query], { keep: k });
+    const data: Citation[] = [];
+    for (let t = 0; t < k; t++) if (r.ids[t] >= 0) data.push(this.o.retriever.citation(r.ids[t], r.scores[t]));
+    sendJson(res, 200, { object: "list", query: b.query, data });
+  }
+}
+
+function promptOf(b: Json): string {
+  const p = b.prompt;
+  if (typeof p === "string" && p.length) return p;
+  if (Array.isArray(p) && p.length === 1 && typeof p[0] === "string" && p[0].length) return p[0];
+  throw new HttpError(400, "prompt must be a non-empty string (one prompt per request)", "prompt");
+}

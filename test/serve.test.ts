@@ -1,0 +1,114 @@
+/**
+ * `retro serve` driven by a client nobody here wrote — the `openai` npm package — pointed at the local server:
+ * completions and chat, streaming and not, the citations extension, /v1/retrieve, errors, the bounded queue and
+ * a client that disconnects mid-stream.
+ */
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import * as path from "node:path";
+import OpenAI from "openai";
+import { buildDatabase } from "../src/db/build.ts";
+import { Database } from "../src/db/database.ts";
+import { Retriever } from "../src/db/retriever.ts";
+import { train } from "../src/train/trainer.ts";
+import { loadModel } from "../src/model/checkpoint.ts";
+import { RetroServer } from "../src/serve/server.ts";
+import { smallConfig, tmpDir, writeTextCorpus } from "./helpers.ts";
+
+let server: RetroServer, db: Database, base = "";
+const prompt = "Call me Ishmael. Some years ago, never mind how long precisely, having little or no money in my purse";
+
+before(async () => {
+  const root = tmpDir("retro-serve-");
+  const dir = path.join(root, "db");
+  await buildDatabase(dir, smallConfig(writeTextCorpus(path.join(root, "corpus"), 30, 1200)));
+  const run = path.join(root, "retro");
+  await train(run, { db: dir, model: { model: "retro", d: 32, heads: 4, layers: 2, seq: 64, k: 2, r: 32, cca_layers: [2] }, steps: 2, batch: 2, evalEvery: 1e9, saveEvery: 1e9, evalBatches: 1, threads: 1 });
+  db = new Database(dir);
+  const { model } = loadModel(run);
+  server = new RetroServer({ model, tokenizer: db.tokenizer, retriever: await Retriever.open(db), name: "tiny-retro", port: 0, maxQueue: 1, system: null });
+  const addr = await server.listen();
+  base = `http://127.0.0.1:${addr.port}/v1`;
+});
+
+after(async () => {
+  await server.close();
+  db.close();
+});
+
+const client = () => new OpenAI({ baseURL: base, apiKey: "unused", maxRetries: 0 });
+
+test("openai client: completions, streamed and not, agree; citations ride along; usage counted", async () => {
+  const c = client();
+  const r = await c.completions.create({ model: "tiny-retro", prompt, max_tokens: 20, temperature: 0 });
+  assert.equal(r.object, "text_completion");
+  assert.equal(r.choices.length, 1);
+  assert.ok(["stop", "length"].includes(r.choices[0].finish_reason));
+  assert.ok(r.usage!.prompt_tokens > 16 && r.usage!.completion_tokens >= 1 && r.usage!.total_tokens === r.usage!.prompt_tokens + r.usage!.completion_tokens);
+  const retrieval = (r as unknown as { retrieval: { chunk: number; neighbours: { chunk: number; dataset: string; document: number; text: string; score: number }[] }[] }).retrieval;
+  assert.ok(retrieval.length >= 1, "the prompt completes at least one chunk");
+  assert.equal(retrieval[0].neighbours.length, 2);
+  assert.equal(retrieval[0].neighbours[0].dataset, "moby");
+  assert.ok(retrieval[0].neighbours[0].text.length > 0);
+  let streamed = "", finish: string | null = null, chunks = 0;
+  const s = await c.completions.create({ model: "tiny-retro", prompt, max_tokens: 20, temperature: 0, stream: true });
+  for await (const ch of s) {
+    chunks++;
+    streamed += ch.choices[0].text;
+    finish = ch.choices[0].finish_reason ?? finish;
+  }
+  assert.ok(chunks > 2);
+  assert.equal(streamed, r.choices[0].text, "greedy: the stream spells the same text");
+  assert.equal(finish, r.choices[0].finish_reason);
+});
+
+test("openai client: chat completions in the instruction format, streamed and not; models; retrieve", async () => {
+  const c = client();
+  const messages = [{ role: "user" as const, content: "Who is the captain of the ship?" }];
+  const r = await c.chat.completions.create({ model: "tiny-retro", messages, max_tokens: 12 });
+  assert.equal(r.object, "chat.completion");
+  assert.equal(r.choices[0].message.role, "assistant");
+  assert.equal(typeof r.choices[0].message.content, "string");
+  let text = "";
+  for await (const ch of await c.chat.completions.create({ model: "tiny-retro", messages, max_tokens: 12, stream: true })) text += ch.choices[0]?.delta?.content ?? "";
+  assert.equal(text, r.choices[0].message.content);
+  const models = await c.models.list();
+  assert.deepEqual(models.data.map((m) => m.id), ["tiny-retro"]);
+  const rr = await fetch(`${base}/retrieve`, { method: "POST", body: JSON.stringify({ query: "the white whale", k: 3 }) });
+  const body = (await rr.json()) as { data: { chunk: number }[] };
+  assert.equal(rr.status, 200);
+  assert.equal(body.data.length, 3);
+  const h = await fetch(base.replace("/v1", "/health"));
+  assert.equal(((await h.json()) as { status: string }).status, "ok");
+});
+
+test("errors: bad fields are 400s naming the field, unknown model 404, full queue 503 with Retry-After", async () => {
+  const c = client();
+  await assert.rejects(c.completions.create({ model: "tiny-retro", prompt, max_tokens: 0 }), (e: { status: number; message: string }) => e.status === 400 && /max_tokens/.test(e.message));
+  await assert.rejects(c.completions.create({ model: "tiny-retro", prompt, top_p: 2 }), (e: { status: number }) => e.status === 400);
+  await assert.rejects(c.completions.create({ model: "other", prompt }), (e: { status: number }) => e.status === 404);
+  await assert.rejects(c.chat.completions.create({ model: "tiny-retro", messages: [] }), (e: { status: number }) => e.status === 400);
+  const bad = await fetch(`${base}/completions`, { method: "POST", body: "{oops" });
+  assert.equal(bad.status, 400);
+  // one running + one waiting (maxQueue 1): a third concurrent request is refused, the others answered
+  const long = { model: "tiny-retro", prompt, max_tokens: 300, ignore_eos: true } as unknown as OpenAI.CompletionCreateParamsNonStreaming;
+  const results = await Promise.allSettled([0, 1, 2].map(() => c.completions.create(long)));
+  const refused = results.filter((x) => x.status === "rejected");
+  assert.equal(refused.length, 1, JSON.stringify(results.map((x) => x.status)));
+  assert.equal((refused[0] as PromiseRejectedResult).reason.status, 503);
+  assert.equal((refused[0] as PromiseRejectedResult).reason.headers.get("retry-after"), "1");
+});
+
+test("a client that disconnects mid-stream frees the model at once", async () => {
+  const before = server.stats.cancelled;
+  const ctl = new AbortController();
+  const res = await fetch(`${base}/completions`, { method: "POST", body: JSON.stringify({ prompt, max_tokens: 2000, stream: true, ignore_eos: true }), signal: ctl.signal });
+  const reader = res.body!.getReader();
+  await reader.read();
+  ctl.abort();
+  const t0 = performance.now();
+  const r = await client().completions.create({ model: "tiny-retro", prompt, max_tokens: 3 });
+  assert.ok(r.choices[0].text !== undefined);
+  assert.ok(performance.now() - t0 < 5000, "the next request did not wait for the abandoned 2000 tokens");
+  assert.ok(server.stats.cancelled > before);
+});
