@@ -258,5 +258,5 @@ test("retro generate: streams the continuation, JSONL for a prompts file, one-li
   assert.match(bad.stderr, /prompts\.jsonl:4: malformed JSONL line/);
   assert.equal(cli(["generate", "--ckpt", run, "--prompt", "x", "--top-p", "2"]).code, 2);
   assert.equal(cli(["generate", "--ckpt", run]).code, 2);
-  assert.match(cli(["generate", "--ckpt", run, "--prompts", file, "--batch", "0"]).stderr, /--batch must be ≥ 1, got 0/);
+  assert.match(cli(["generate", "--ckpt", run, "--prompts", file, "--batch", "0"]).stderr, /--batch must be an integer ≥ 1, got 0/);
 });

@@ -56,8 +56,6 @@ export function registerGenerate(program: Command): void {
     .action(async (o) => {
       if ((o.prompt === undefined) === (o.prompts === undefined)) throw new RetroError("usage", "give one of --prompt TEXT or --prompts FILE.jsonl");
       if (o.prompt === "") throw new RetroError("usage", "--prompt: empty (nothing to continue)");
-      if (!(o.maxTokens >= 1)) throw new RetroError("usage", `--max-tokens must be ≥ 1, got ${o.maxTokens}`);
-      if (!(o.batch >= 1)) throw new RetroError("usage", `--batch must be ≥ 1, got ${o.batch}`);
       const { model, dir, tokenizer } = loadModel(o.ckpt);
       if (o.threads) model.engine.setThreads(o.threads);
       const run = runConfigOf(dir);
