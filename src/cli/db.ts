@@ -2,6 +2,7 @@
 import { Option, type Command } from "commander";
 import { buildDatabase, saveManifest, STAGES, stageQuery, samplesIn, type Stage } from "../db/build.ts";
 import { Database } from "../db/database.ts";
+import { addDocuments } from "../db/add.ts";
 import { resolveConfig } from "../db/config.ts";
 import { inspectSample, formatStats } from "../db/inspect.ts";
 import { readJson, readUserJson } from "../util/fsx.ts";
@@ -65,6 +66,22 @@ export function registerDb(program: Command): void {
       if (o.seq) cfg.query = { ...((cfg.query as object) ?? {}), seq: o.seq };
       const man = await buildDatabase(o.out, cfg, { until: o.until as Stage | undefined });
       console.log(formatStats(man));
+    });
+
+  db.command("add")
+    .description("add documents to a built database as a retrieval-only dataset (tokenized, embedded, indexed; atomic; no retraining)")
+    .requiredOption("--db <dir>", "database folder")
+    .requiredOption("--name <name>", "name of the new dataset (as citations will show it)")
+    .option("--text <path>", "a plain-text file or a folder of them (one document per file)")
+    .option("--jsonl <file>", "a JSONL file, one document per line")
+    .option("--field <name>", "JSONL text field", "text")
+    .option("--skip-bad-lines", "skip malformed JSONL lines (counted) instead of failing")
+    .action(async (o) => {
+      if ((o.text === undefined) === (o.jsonl === undefined)) throw new RetroError("usage", "give one of --text PATH or --jsonl FILE");
+      const spec: DatasetSpec = o.text !== undefined
+        ? { name: o.name, source: "text", path: o.text, weight: 0 }
+        : { name: o.name, source: "jsonl", path: o.jsonl, field: o.field, weight: 0, onBadLine: o.skipBadLines ? "skip" : "fail" };
+      console.log(JSON.stringify(await addDocuments(o.db, spec)));
     });
 
   db.command("query")

@@ -12,6 +12,8 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { DbConfig } from "./config.ts";
+import { JOURNAL, recoverUpdate } from "./journal.ts";
+import { lockHolder } from "../util/lock.ts";
 import { RetroError } from "../util/errors.ts";
 import { readJson } from "../util/fsx.ts";
 import { readBlock, blockName, blockRanges } from "../util/blockfile.ts";
@@ -60,6 +62,12 @@ export class Database {
   /** `manifest`: the build's live manifest object, so that stages finished after opening are seen. */
   constructor(readonly dir: string, manifest?: Manifest) {
     if (!fs.existsSync(dir)) throw new RetroError("notFound", `database not found: ${dir}`);
+    // an update (`retro db add`) whose journal is written: finished here, unless its writer is still at it
+    if (fs.existsSync(path.join(dir, JOURNAL))) {
+      const holder = lockHolder(dir);
+      if (holder !== null && holder !== process.pid) throw new RetroError("busy", `${dir} is being updated by process ${holder}; retry when it is done`);
+      if (holder === null) recoverUpdate(dir);
+    }
     this.manifest = manifest ?? readJson<Manifest>(path.join(dir, "manifest.json"), "database manifest");
     this.config = readJson<DbConfig>(path.join(dir, "config.json"), "database config");
     if (this.manifest.format !== DB_FORMAT) throw new RetroError("corrupt", `${dir}: unknown database format "${this.manifest.format}" (expected ${DB_FORMAT})`);

@@ -55,3 +55,12 @@ export function lockFolder(dir: string, what: string): () => void {
   }
   throw new RetroError("usage", `${dir}: could not take the lock ${file}`);
 }
+
+/** The live process on this host that holds the folder's lock, or null (no lock, a stale one, another host's). */
+export function lockHolder(dir: string): number | null {
+  const file = path.join(dir, LOCK_FILE);
+  if (!fs.existsSync(file)) return null;
+  const [pidText, host = os.hostname()] = fs.readFileSync(file, "utf8").trim().split("@");
+  const pid = Number(pidText);
+  return host === os.hostname() && Number.isInteger(pid) && pid > 0 && alive(pid) ? pid : null;
+}
