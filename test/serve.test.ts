@@ -26,7 +26,8 @@ before(async () => {
   await train(run, { db: dir, model: { model: "retro", d: 32, heads: 4, layers: 2, seq: 64, k: 2, r: 32, cca_layers: [2] }, steps: 2, batch: 2, evalEvery: 1e9, saveEvery: 1e9, evalBatches: 1, threads: 1 });
   db = new Database(dir);
   const { model } = loadModel(run);
-  server = new RetroServer({ model, tokenizer: db.tokenizer, retriever: await Retriever.open(db), name: "tiny-retro", port: 0, maxQueue: 1, system: null });
+  server = new RetroServer({ model, tokenizer: db.tokenizer, retriever: await Retriever.open(db), name: "tiny-retro", port: 0, maxQueue: 1, system: null,
+    updates: { dbDir: dir, reopen: async () => Retriever.open(new Database(dir)) } });
   const addr = await server.listen();
   base = `http://127.0.0.1:${addr.port}/v1`;
 });
@@ -111,4 +112,25 @@ test("a client that disconnects mid-stream frees the model at once", async () =>
   assert.ok(r.choices[0].text !== undefined);
   assert.ok(performance.now() - t0 < 5000, "the next request did not wait for the abandoned 2000 tokens");
   assert.ok(server.stats.cancelled > before);
+});
+
+test("knowledge update: a fact only in a document added through POST /v1/documents is retrieved and cited, no restart", async () => {
+  const fact = "The zorblax harmonica of Quillmere was invented by Ottoline Vask in the winter of 1911.";
+  const top = async () => {
+    const r = await fetch(`${base}/retrieve`, { method: "POST", body: JSON.stringify({ query: "zorblax harmonica Quillmere Ottoline Vask", k: 1 }) });
+    return ((await r.json()) as { data: { dataset: string; text: string }[] }).data[0];
+  };
+  assert.notEqual((await top()).dataset, "news");
+  const add = await fetch(`${base}/documents`, { method: "POST", body: JSON.stringify({ dataset: "news", documents: [{ text: `${fact} ${fact}` }] }) });
+  assert.equal(add.status, 200, await add.clone().text());
+  assert.equal(((await add.json()) as { documents: number }).documents, 1);
+  const t = await top();
+  assert.equal(t.dataset, "news");
+  assert.match(t.text, /zorblax harmonica/);
+  // a completion whose prompt is the fact reads the new chunk among its neighbours
+  const r = await client().completions.create({ model: "tiny-retro", prompt: `${fact} ${fact}`, max_tokens: 2 });
+  const cited = (r as unknown as { retrieval: { neighbours: { dataset: string }[] }[] }).retrieval.flatMap((x) => x.neighbours.map((n) => n.dataset));
+  assert.ok(cited.includes("news"), JSON.stringify(cited));
+  const bad = await fetch(`${base}/documents`, { method: "POST", body: JSON.stringify({ documents: [] }) });
+  assert.equal(bad.status, 400);
 });

@@ -23,16 +23,24 @@ export function registerServe(program: Command): void {
     .option("--no-system", "no system prompt")
     .addOption(new Option("--retrieve <mode>", "Retro: chunk (re-retrieve every chunk) | prompt | none").choices(["chunk", "prompt", "none"]))
     .option("--threads <n>", "kernel threads (per server)", intFlag("--threads", { min: 1, max: 256 }))
+    .option("--allow-updates", "enable POST /v1/documents: documents join the database (retro db add) and are retrieved at once")
     .action(async (o) => {
       const { model, dir, tokenizer } = loadModel(o.ckpt);
       if (o.threads) model.engine.setThreads(o.threads);
       const dbDir = o.db ?? runConfigOf(dir).db;
       if (!dbDir) throw new RetroError("usage", `${o.ckpt}: no run config names a database; pass --db (its tokenizer is needed)`);
-      const db = new Database(dbDir);
+      let db = new Database(dbDir);
       assertSameTokenizer(tokenizer, o.ckpt, db.manifest.tokenizer!.id, `database ${dbDir}`);
       const retriever = db.manifest.index ? await Retriever.open(db) : null;
       const system = o.system === false ? null : typeof o.system === "string" ? o.system : SYSTEM_PROMPT;
-      const server = new RetroServer({ model, tokenizer: db.tokenizer, retriever, name: o.name ?? path.basename(path.resolve(o.ckpt)), host: o.host, port: o.port, maxQueue: o.maxQueue, system, retrieve: o.retrieve });
+      const server = new RetroServer({ model, tokenizer: db.tokenizer, retriever, name: o.name ?? path.basename(path.resolve(o.ckpt)), host: o.host, port: o.port, maxQueue: o.maxQueue, system, retrieve: o.retrieve,
+        updates: o.allowUpdates ? { dbDir, reopen: async () => {
+          const fresh = new Database(dbDir);
+          const r = await Retriever.open(fresh);
+          db.close();
+          db = fresh;
+          return r;
+        } } : undefined });
       const addr = await server.listen();
       log(`serving ${dir} as "${server.o.name}" on http://${addr.address}:${addr.port}/v1 (Ctrl-C to stop)`);
       console.log(JSON.stringify({ url: `http://${addr.address}:${addr.port}/v1`, model: server.o.name }));

@@ -6,6 +6,8 @@
  *   POST /v1/chat/completions    {messages, …} — the instruction-tuning format (System/User/Assistant)
  *   GET  /v1/models, GET /health
  *   POST /v1/retrieve            {query, k} — the database's top-k chunks for a text
+ *   POST /v1/documents           {documents: [{text}], dataset?} — add knowledge (off unless allowed): the
+ *                                documents join the database (`retro db add`) and are retrieved at once
  *
  * Responses have OpenAI's shapes (`stream: true`: server-sent events ending in `data: [DONE]`), and a Retro
  * model's carry an extension field `retrieval`: per retrieval, the chunk it was made for and the neighbours read
@@ -13,7 +15,10 @@
  * generation at a time: the engine's buffers are the model's); the queue is bounded (503 with Retry-After when
  * full); a client that disconnects leaves the queue at once, or stops its generation mid-stream.
  */
+import * as fs from "node:fs";
 import * as http from "node:http";
+import * as os from "node:os";
+import * as path from "node:path";
 import type { AddressInfo } from "node:net";
 import type { Model } from "../model/model.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
@@ -21,6 +26,7 @@ import type { Retriever, Citation } from "../db/retriever.ts";
 import { Generator, type GenerateOptions, type GenerateResult, type RetrieveMode } from "../generate/generate.ts";
 import { chatPrompt, type Message } from "../sft/format.ts";
 import { RetroError } from "../util/errors.ts";
+import { addDocuments } from "../db/add.ts";
 
 export interface ServeOptions {
   model: Model;
@@ -36,6 +42,8 @@ export interface ServeOptions {
   system: string | null;
   /** Retro's retrieval during generation */
   retrieve?: RetrieveMode;
+  /** `POST /v1/documents` (off unless given): the database folder, and how to open its retriever again */
+  updates?: { dbDir: string; reopen: () => Promise<Retriever> };
 }
 
 interface RetrievalOut {
@@ -128,7 +136,7 @@ export function chatText(messages: Message[], system: string | null): string {
 
 export class RetroServer {
   readonly server: http.Server;
-  private readonly gen: Generator;
+  private gen: Generator;
   private queue: { run: () => Promise<void>; cancelled: () => boolean }[] = [];
   private busy = false;
   readonly created = Math.floor(Date.now() / 1000);
@@ -162,6 +170,11 @@ export class RetroServer {
           return sendJson(res, 200, { object: "list", data: [{ id: this.o.name, object: "model", created: this.created, owned_by: "retro-ts" }] });
         case "POST /v1/retrieve":
           return await this.retrieve(await readBody(req), res);
+        case "POST /v1/documents": {
+          if (!this.o.updates) throw new HttpError(403, "knowledge updates are off (start the server with --allow-updates)");
+          const body = await readBody(req);
+          return await this.enqueue(req, res, () => this.addDocs(body, res));
+        }
         case "POST /v1/completions":
         case "POST /v1/chat/completions": {
           const body = await readBody(req);
@@ -182,7 +195,7 @@ export class RetroServer {
   /** an error as OpenAI's error body (a stream already started is ended) */
   private fail(res: http.ServerResponse, e: unknown): void {
     if (res.headersSent) return void res.end();
-    if (e instanceof HttpError) return sendJson(res, e.status, errorBody(e.message, e.status === 404 ? "not_found_error" : "invalid_request_error", e.param));
+    if (e instanceof HttpError) return sendJson(res, e.status, errorBody(e.message, e.status === 404 ? "not_found_error" : e.status === 403 ? "permission_error" : "invalid_request_error", e.param));
     if (e instanceof RetroError) return sendJson(res, 400, errorBody(e.message, "invalid_request_error"));
     sendJson(res, 500, errorBody(`internal error: ${(e as Error).message}`, "server_error"));
   }
@@ -258,6 +271,28 @@ export class RetroServer {
     }
     const choice = chat ? { index: 0, message: { role: "assistant", content: r.text }, finish_reason: finish, logprobs: null } : { index: 0, text: r.text, finish_reason: finish, logprobs: null };
     sendJson(res, 200, { id, object: chat ? "chat.completion" : "text_completion", created, model, choices: [choice], usage, retrieval, truncated_prompt_tokens: r.truncated });
+  }
+
+  /** Add documents to the database (a new retrieval-only dataset) and retrieve from it at once, no restart. */
+  private async addDocs(b: Json, res: http.ServerResponse): Promise<void> {
+    const docs = b.documents;
+    if (!Array.isArray(docs) || !docs.length || docs.some((d) => typeof (d as Json)?.text !== "string" || !((d as Json).text as string).trim())) {
+      throw new HttpError(400, "documents must be a non-empty list of {text}", "documents");
+    }
+    const name = b.dataset === undefined ? `update-${Date.now().toString(36)}` : b.dataset;
+    if (typeof name !== "string" || !/^[\w.-]{1,64}$/.test(name)) throw new HttpError(400, "dataset must be a name of letters, digits, '.', '_' or '-'", "dataset");
+    const u = this.o.updates!;
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "retro-docs-"));
+    try {
+      docs.forEach((d, i) => fs.writeFileSync(path.join(tmp, `${String(i).padStart(6, "0")}.txt`), (d as Json).text as string));
+      const report = await addDocuments(u.dbDir, { name, source: "text", path: tmp, weight: 0 });
+      const retriever = await u.reopen();
+      this.o.retriever = retriever;
+      this.gen = new Generator(this.o.model, this.o.tokenizer, retriever);
+      sendJson(res, 200, { object: "update", ...report });
+    } finally {
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
   }
 
   private async retrieve(b: Json, res: http.ServerResponse): Promise<void> {
