@@ -15,7 +15,7 @@ import { loadModel } from "../src/model/checkpoint.ts";
 import { RetroServer } from "../src/serve/server.ts";
 import { smallConfig, tmpDir, writeTextCorpus } from "./helpers.ts";
 
-let server: RetroServer, db: Database, base = "";
+let server: RetroServer, db: Database, base = "", runDir = "", dbDir = "";
 const prompt = "Call me Ishmael. Some years ago, never mind how long precisely, having little or no money in my purse";
 
 before(async () => {
@@ -25,6 +25,8 @@ before(async () => {
   const run = path.join(root, "retro");
   await train(run, { db: dir, model: { model: "retro", d: 32, heads: 4, layers: 2, seq: 64, k: 2, r: 32, cca_layers: [2] }, steps: 2, batch: 2, evalEvery: 1e9, saveEvery: 1e9, evalBatches: 1, threads: 1 });
   db = new Database(dir);
+  runDir = run;
+  dbDir = dir;
   const { model } = loadModel(run);
   server = new RetroServer({ model, tokenizer: db.tokenizer, retriever: await Retriever.open(db), name: "tiny-retro", port: 0, maxQueue: 1, system: null,
     updates: { dbDir: dir, reopen: async () => Retriever.open(new Database(dir)) } });
@@ -133,4 +135,28 @@ test("knowledge update: a fact only in a document added through POST /v1/documen
   assert.ok(cited.includes("news"), JSON.stringify(cited));
   const bad = await fetch(`${base}/documents`, { method: "POST", body: JSON.stringify({ documents: [] }) });
   assert.equal(bad.status, 400);
+});
+
+test("requests waiting with the same settings are decoded together, each answer as it would be alone", async () => {
+  const { model } = loadModel(runDir);
+  const d = new Database(dbDir);
+  const s = new RetroServer({ model, tokenizer: d.tokenizer, retriever: await Retriever.open(d), name: "batched", port: 0, maxQueue: 8, system: null });
+  const addr = await s.listen();
+  const c = new OpenAI({ baseURL: `http://127.0.0.1:${addr.port}/v1`, apiKey: "unused", maxRetries: 0 });
+  try {
+    const prompts = ["The whale", "Call me Ishmael.", "The ship sailed", "A harpoon"];
+    const alone: string[] = [];
+    for (const p of prompts) alone.push((await c.completions.create({ model: "batched", prompt: p, max_tokens: 12, ignore_eos: true } as unknown as OpenAI.CompletionCreateParamsNonStreaming)).choices[0].text);
+    const b0 = s.stats.batches;
+    // one long request holds the model while the four arrive; they wait, then run as one batch
+    const hold = c.completions.create({ model: "batched", prompt: "The sea", max_tokens: 200, ignore_eos: true } as unknown as OpenAI.CompletionCreateParamsNonStreaming);
+    await new Promise((r) => setTimeout(r, 30));
+    const together = await Promise.all(prompts.map((p) => c.completions.create({ model: "batched", prompt: p, max_tokens: 12, ignore_eos: true } as unknown as OpenAI.CompletionCreateParamsNonStreaming)));
+    await hold;
+    assert.equal(s.stats.batches - b0, 2, "the hold, then one batch of four");
+    assert.deepEqual(together.map((r) => r.choices[0].text), alone);
+  } finally {
+    await s.close();
+    d.close();
+  }
 });

@@ -33,6 +33,8 @@ export interface GenerateOptions extends SamplingOptions {
    * passages of a QA item, as Megatron's evaluation gives the encoder); a prompt without them is searched
    */
   neighbours?: (Int32Array | null)[];
+  /** per prompt, its sampling seed (default seed + index: a server batching requests gives each its own) */
+  seeds?: number[];
 }
 
 export type FinishReason = "eod" | "stop" | "length";
@@ -121,7 +123,7 @@ export class Generator {
           ids = ids.slice(truncated);
         }
         const st: SeqState = {
-          index: i, slot: this.decoder.newSlot(), dropped: 0, replay: { ids, nb: new Map() }, sampler: new Sampler({ ...o, seed: (o.seed ?? 1234) + i }), promptTokens: ids.length,
+          index: i, slot: this.decoder.newSlot(), dropped: 0, replay: { ids, nb: new Map() }, sampler: new Sampler({ ...o, seed: o.seeds?.[i] ?? (o.seed ?? 1234) + i }), promptTokens: ids.length,
           gen: [], emitted: 0, text: "", next: -1, done: null, retrievals: 0, promptNbr: null, truncated,
         };
         const given = o.neighbours?.[i];

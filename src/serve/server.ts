@@ -38,6 +38,8 @@ export interface ServeOptions {
   port?: number;
   /** requests waiting for the model at most (beyond the one running); more get 503 */
   maxQueue?: number;
+  /** requests with the same sampling settings decoded together at most (default 8) */
+  maxBatch?: number;
   /** chat system prompt when the request has none (null: none) */
   system: string | null;
   /** Retro's retrieval during generation */
@@ -50,6 +52,22 @@ interface RetrievalOut {
   chunk: number;
   query: string;
   neighbours: Citation[];
+}
+
+/** a completion request waiting for the model */
+interface GenRequest {
+  prompt: string;
+  sampling: GenerateOptions;
+  chat: boolean;
+  stream: boolean;
+  res: http.ServerResponse;
+}
+
+interface Job {
+  work: GenRequest | (() => Promise<void>);
+  res: http.ServerResponse;
+  gone: () => boolean;
+  resolve: () => void;
 }
 
 class HttpError extends Error {
@@ -137,11 +155,11 @@ export function chatText(messages: Message[], system: string | null): string {
 export class RetroServer {
   readonly server: http.Server;
   private gen: Generator;
-  private queue: { run: () => Promise<void>; cancelled: () => boolean }[] = [];
+  private queue: Job[] = [];
   private busy = false;
   readonly created = Math.floor(Date.now() / 1000);
-  /** requests answered, refused with 503, and cancelled by their client (for the load benchmark) */
-  readonly stats = { served: 0, refused: 0, cancelled: 0 };
+  /** requests answered, refused with 503, cancelled by their client; generation batches run (for the load benchmark) */
+  readonly stats = { served: 0, refused: 0, cancelled: 0, batches: 0 };
 
   constructor(readonly o: ServeOptions) {
     this.gen = new Generator(o.model, o.tokenizer, o.retriever);
@@ -173,7 +191,7 @@ export class RetroServer {
         case "POST /v1/documents": {
           if (!this.o.updates) throw new HttpError(403, "knowledge updates are off (start the server with --allow-updates)");
           const body = await readBody(req);
-          return await this.enqueue(req, res, () => this.addDocs(body, res));
+          return await this.enqueue(res, () => this.addDocs(body, res));
         }
         case "POST /v1/completions":
         case "POST /v1/chat/completions": {
@@ -182,7 +200,7 @@ export class RetroServer {
           const prompt = chat ? chatText(messagesOf(body), this.o.system) : promptOf(body);
           const sampling = samplingOf(body);
           if (body.model !== undefined && body.model !== this.o.name) throw new HttpError(404, `model "${String(body.model)}" is not served here (this server serves "${this.o.name}")`, "model");
-          return await this.enqueue(req, res, () => this.complete(res, prompt, sampling, chat, body.stream === true, req));
+          return await this.enqueue(res, { prompt, sampling, chat, stream: body.stream === true, res });
         }
         default:
           throw new HttpError(404, `no route ${route}`);
@@ -200,8 +218,11 @@ export class RetroServer {
     sendJson(res, 500, errorBody(`internal error: ${(e as Error).message}`, "server_error"));
   }
 
-  /** Wait for the model; a full queue is a 503; a client gone before its turn is dropped without running. */
-  private enqueue(req: http.IncomingMessage, res: http.ServerResponse, run: () => Promise<void>): Promise<void> {
+  /**
+   * Wait for the model; a full queue is a 503; a client gone before its turn is dropped without running.
+   * `work`: a generation (batched with others of the same settings) or any other job on the model.
+   */
+  private enqueue(res: http.ServerResponse, work: GenRequest | (() => Promise<void>)): Promise<void> {
     const max = this.o.maxQueue ?? 16;
     if (this.busy && this.queue.length >= max) {
       this.stats.refused++;
@@ -213,9 +234,8 @@ export class RetroServer {
       res.on("close", () => {
         if (!res.writableEnded) gone = true;
       });
-      this.queue.push({ run: () => (gone ? (this.stats.cancelled++, Promise.resolve()) : run()).catch((e) => this.fail(res, e)).finally(resolve), cancelled: () => gone });
+      this.queue.push({ work, res, gone: () => gone, resolve });
       void this.pump();
-      void req;
     });
   }
 
@@ -223,54 +243,84 @@ export class RetroServer {
     if (this.busy) return;
     this.busy = true;
     try {
-      while (this.queue.length) await this.queue.shift()!.run();
+      while (this.queue.length) {
+        const job = this.queue.shift()!;
+        if (job.gone()) {
+          this.stats.cancelled++;
+          job.resolve();
+          continue;
+        }
+        const w = job.work;
+        if (typeof w === "function") {
+          await w().catch((e) => this.fail(job.res, e)).finally(job.resolve);
+          continue;
+        }
+        // requests waiting with the same settings are decoded together, one batch
+        const key = JSON.stringify(w.sampling);
+        const batch = [job];
+        for (let i = 0; i < this.queue.length && batch.length < (this.o.maxBatch ?? 8); ) {
+          const other = this.queue[i].work;
+          if (typeof other !== "function" && JSON.stringify(other.sampling) === key && !this.queue[i].gone()) batch.push(...this.queue.splice(i, 1));
+          else i++;
+        }
+        await this.completeBatch(batch).catch((e) => batch.forEach((j) => this.fail(j.res, e))).finally(() => batch.forEach((j) => j.resolve()));
+      }
     } finally {
       this.busy = false;
     }
   }
 
-  private async complete(res: http.ServerResponse, prompt: string, sampling: GenerateOptions, chat: boolean, stream: boolean, req: http.IncomingMessage): Promise<void> {
-    if (res.destroyed) return;
-    const id = `${chat ? "chatcmpl" : "cmpl"}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
-    const created = Math.floor(Date.now() / 1000), model = this.o.name;
-    const retrieval: RetrievalOut[] = [];
-    const opts: GenerateOptions = { ...sampling, retrieve: this.o.model.isRetro ? this.o.retrieve : undefined };
-    let result: GenerateResult | null = null;
-    let closed = false;
-    res.on("close", () => {
-      if (!res.writableEnded) closed = true;
+  /** Decode a batch of requests together; each response is written (streamed) as its own sequence advances. */
+  private async completeBatch(jobs: Job[]): Promise<void> {
+    this.stats.batches++;
+    const model = this.o.name, created = Math.floor(Date.now() / 1000);
+    const states = jobs.map((j) => {
+      const w = j.work as GenRequest;
+      const st = { job: j, w, id: `${w.chat ? "chatcmpl" : "cmpl"}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`, retrieval: [] as RetrievalOut[], closed: false, ended: false };
+      j.res.on("close", () => {
+        if (!j.res.writableEnded) st.closed = true;
+      });
+      if (w.stream) j.res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
+      return st;
     });
-    void req;
-    const chunk = (text: string, finish: string | null, extra: Json = {}) => (chat
-      ? { id, object: "chat.completion.chunk", created, model, choices: [{ index: 0, delta: text || finish === null ? { role: "assistant", content: text } : {}, finish_reason: finish }], ...extra }
-      : { id, object: "text_completion", created, model, choices: [{ index: 0, text, finish_reason: finish, logprobs: null }], ...extra });
-    if (stream) res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
-    for await (const ev of this.gen.stream([prompt], opts)) {
+    const chunk = (st: (typeof states)[number], text: string, finish: string | null, extra: Json = {}) => (st.w.chat
+      ? { id: st.id, object: "chat.completion.chunk", created, model, choices: [{ index: 0, delta: text || finish === null ? { role: "assistant", content: text } : {}, finish_reason: finish }], ...extra }
+      : { id: st.id, object: "text_completion", created, model, choices: [{ index: 0, text, finish_reason: finish, logprobs: null }], ...extra });
+    const sampling = jobs[0].work as GenRequest;
+    const opts: GenerateOptions = { ...sampling.sampling, retrieve: this.o.model.isRetro ? this.o.retrieve : undefined, seeds: jobs.map(() => sampling.sampling.seed ?? 1234) };
+    for await (const ev of this.gen.stream(states.map((s) => s.w.prompt), opts)) {
       // decoding is synchronous work between microtasks: give the event loop a turn after each event, so that
       // new requests are accepted (and queued or refused), written chunks flushed and a disconnect noticed
       await new Promise((r) => setImmediate(r));
-      if (closed || res.destroyed) {
-        this.stats.cancelled++;
-        return; // leaving the iterator stops the generation
-      }
+      for (const st of states) if (st.closed && !st.ended) (st.ended = true), this.stats.cancelled++;
+      if (states.every((st) => st.ended)) return; // every client gone: leaving the iterator stops the generation
+      const st = states[ev.seq];
+      if (st.ended) continue;
+      const res = st.job.res;
       if (ev.type === "retrieval") {
         const r = { chunk: ev.chunk, query: ev.query, neighbours: ev.neighbours };
-        retrieval.push(r);
-        if (stream) res.write(`data: ${JSON.stringify({ ...chunk("", null), retrieval: [r] })}\n\n`);
-      } else if (ev.type === "text" && stream) res.write(`data: ${JSON.stringify(chunk(ev.text, null))}\n\n`);
-      else if (ev.type === "done") result = ev.result;
+        st.retrieval.push(r);
+        if (st.w.stream) res.write(`data: ${JSON.stringify({ ...chunk(st, "", null), retrieval: [r] })}\n\n`);
+      } else if (ev.type === "text") {
+        if (st.w.stream) res.write(`data: ${JSON.stringify(chunk(st, ev.text, null))}\n\n`);
+      } else {
+        st.ended = true;
+        this.finish(st.w, res, st.id, created, ev.result, st.retrieval, (t, f, x) => chunk(st, t, f, x));
+      }
     }
-    const r = result!;
+  }
+
+  private finish(w: GenRequest, res: http.ServerResponse, id: string, created: number, r: GenerateResult, retrieval: RetrievalOut[], chunk: (text: string, finish: string | null, extra: Json) => Json): void {
     const finish = r.finish === "length" ? "length" : "stop";
     const usage = { prompt_tokens: r.promptTokens, completion_tokens: r.tokens.length, total_tokens: r.promptTokens + r.tokens.length };
     this.stats.served++;
-    if (stream) {
-      res.write(`data: ${JSON.stringify({ ...chunk("", finish), usage })}\n\n`);
+    if (w.stream) {
+      res.write(`data: ${JSON.stringify(chunk("", finish, { usage }))}\n\n`);
       res.end("data: [DONE]\n\n");
       return;
     }
-    const choice = chat ? { index: 0, message: { role: "assistant", content: r.text }, finish_reason: finish, logprobs: null } : { index: 0, text: r.text, finish_reason: finish, logprobs: null };
-    sendJson(res, 200, { id, object: chat ? "chat.completion" : "text_completion", created, model, choices: [choice], usage, retrieval, truncated_prompt_tokens: r.truncated });
+    const choice = w.chat ? { index: 0, message: { role: "assistant", content: r.text }, finish_reason: finish, logprobs: null } : { index: 0, text: r.text, finish_reason: finish, logprobs: null };
+    sendJson(res, 200, { id, object: w.chat ? "chat.completion" : "text_completion", created, model: this.o.name, choices: [choice], usage, retrieval, truncated_prompt_tokens: r.truncated });
   }
 
   /** Add documents to the database (a new retrieval-only dataset) and retrieve from it at once, no restart. */
