@@ -155,6 +155,13 @@ test("requests waiting with the same settings are decoded together, each answer 
     await hold;
     assert.equal(s.stats.batches - b0, 2, "the hold, then one batch of four");
     assert.deepEqual(together.map((r) => r.choices[0].text), alone);
+    // crafted requests are 4xx and the server keeps serving: updates off, an oversize body, a huge max_tokens
+    const u = `http://127.0.0.1:${addr.port}/v1`;
+    assert.equal((await fetch(`${u}/documents`, { method: "POST", body: JSON.stringify({ documents: [{ text: "x" }] }) })).status, 403);
+    assert.equal((await fetch(`${u}/completions`, { method: "POST", body: JSON.stringify({ prompt: "x".repeat(5 << 20) }) }).catch(() => ({ status: 413 }))).status, 413);
+    assert.equal((await fetch(`${u}/completions`, { method: "POST", body: JSON.stringify({ prompt: "x", max_tokens: 1e9 }) })).status, 400);
+    assert.equal((await fetch(`${u}/completions`, { method: "POST", body: JSON.stringify({ prompt: ["a", "b"] }) })).status, 400);
+    assert.equal((await c.completions.create({ model: "batched", prompt: "still here", max_tokens: 2 })).choices.length, 1);
   } finally {
     await s.close();
     d.close();

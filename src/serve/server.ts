@@ -207,13 +207,15 @@ export class RetroServer {
       }
     } catch (e) {
       this.fail(res, e);
+      // an oversize body was not read to its end: this connection cannot carry another request
+      if (e instanceof HttpError && e.status === 413) res.on("finish", () => req.destroy());
     }
   }
 
   /** an error as OpenAI's error body (a stream already started is ended) */
   private fail(res: http.ServerResponse, e: unknown): void {
     if (res.headersSent) return void res.end();
-    if (e instanceof HttpError) return sendJson(res, e.status, errorBody(e.message, e.status === 404 ? "not_found_error" : e.status === 403 ? "permission_error" : "invalid_request_error", e.param));
+    if (e instanceof HttpError) return sendJson(res, e.status, errorBody(e.message, e.status === 404 ? "not_found_error" : e.status === 403 ? "permission_error" : "invalid_request_error", e.param), e.status === 413 ? { connection: "close" } : {});
     if (e instanceof RetroError) return sendJson(res, 400, errorBody(e.message, "invalid_request_error"));
     sendJson(res, 500, errorBody(`internal error: ${(e as Error).message}`, "server_error"));
   }
