@@ -13,6 +13,7 @@ npm init -y > /dev/null
 ONNXRUNTIME_NODE_INSTALL=skip npm install --omit=dev --no-audit --no-fund --prefer-offline "$tgz" > install.log 2>&1 || { cat install.log; exit 1; }
 [ ! -e node_modules/tsx ] || { echo "check-package: tsx was installed (it must not be needed)"; exit 1; }
 npx retro --help | grep -q "retro \[options\] \[command\]"
+[ -f node_modules/retro-ts/dist/serve/web/index.html ] || { echo "check-package: the chat page is not in the package"; exit 1; }
 node --input-type=module -e '
 import { loadEngine, Model, resolveModelConfig, corpusScore, SYSTEM_PROMPT } from "retro-ts";
 const model = new Model(resolveModelConfig({ model: "gpt", vocab: 64, d: 16, heads: 2, layers: 1, seq: 8 }), { engine: loadEngine(), seed: 1 });

@@ -81,6 +81,10 @@ test("openai client: chat completions in the instruction format, streamed and no
   const body = (await rr.json()) as { data: { chunk: number }[] };
   assert.equal(rr.status, 200);
   assert.equal(body.data.length, 3);
+  const page = await fetch(base.replace("/v1", "/"));
+  assert.equal(page.status, 200);
+  assert.match(page.headers.get("content-type")!, /text\/html/);
+  assert.match(await page.text(), /\/v1\/chat\/completions[^]*retrieval/);
   const h = await fetch(base.replace("/v1", "/health"));
   assert.equal(((await h.json()) as { status: string }).status, "ok");
 });

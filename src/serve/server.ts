@@ -4,7 +4,7 @@
  *
  *   POST /v1/completions         {prompt, max_tokens, temperature, top_p, stop, seed, stream}
  *   POST /v1/chat/completions    {messages, …} — the instruction-tuning format (System/User/Assistant)
- *   GET  /v1/models, GET /health
+ *   GET  /v1/models, GET /health, GET / (a chat page showing each answer's citations, src/serve/web/index.html)
  *   POST /v1/retrieve            {query, k} — the database's top-k chunks for a text
  *   POST /v1/documents           {documents: [{text}], dataset?} — add knowledge (off unless allowed): the
  *                                documents join the database (`retro db add`) and are retrieved at once
@@ -82,6 +82,14 @@ function sendJson(res: http.ServerResponse, status: number, body: unknown, heade
   const text = JSON.stringify(body);
   res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text), ...headers });
   res.end(text);
+}
+
+/** the chat page (static: no build step); read once */
+let page: Buffer | null = null;
+function sendPage(res: http.ServerResponse): void {
+  page ??= fs.readFileSync(new URL("./web/index.html", import.meta.url));
+  res.writeHead(200, { "content-type": "text/html; charset=utf-8", "content-length": page.length });
+  res.end(page);
 }
 
 function errorBody(message: string, type: string, param: string | null = null): Json {
@@ -182,6 +190,9 @@ export class RetroServer {
       const url = new URL(req.url ?? "/", "http://localhost");
       const route = `${req.method} ${url.pathname.replace(/\/+$/, "")}`;
       switch (route) {
+        case "GET ":
+        case "GET /index.html":
+          return sendPage(res);
         case "GET /health":
           return sendJson(res, 200, { status: "ok", model: this.o.name, queued: this.queue.length, busy: this.busy });
         case "GET /v1/models":
