@@ -141,3 +141,23 @@ test("fuzz: random bytes over each artefact kind → a documented exit code, nev
   assert.ok(refused >= runs - 2, `only ${refused} of ${runs} damaged artefacts refused`);
   assert.deepEqual(failures, []);
 });
+
+test("symbolic links in a corpus folder are followed (files and folders, a cycle once); a broken one is reported", async () => {
+  const src = path.join(root, "link-src");
+  writeTextCorpus(src, 6, 800);
+  const dir = path.join(root, "link-corpus");
+  fs.mkdirSync(path.join(dir, "sub"), { recursive: true });
+  fs.copyFileSync(path.join(src, "doc001.txt"), path.join(dir, "doc001.txt"));
+  fs.symlinkSync(path.join(src, "doc002.txt"), path.join(dir, "linked-file.txt"));
+  fs.mkdirSync(path.join(root, "link-dir"));
+  for (const f of ["doc003.txt", "doc004.txt"]) fs.copyFileSync(path.join(src, f), path.join(root, "link-dir", f));
+  fs.symlinkSync(path.join(root, "link-dir"), path.join(dir, "linked-folder"));
+  fs.symlinkSync(dir, path.join(dir, "sub", "cycle")); // a loop back to the top: walked once
+  fs.symlinkSync(path.join(root, "nowhere.txt"), path.join(dir, "broken.txt"));
+  const out = path.join(root, "link-db");
+  const r = cli(["db", "build", "--out", out, "--text", dir, "--until", "tokens", "--tokenizer", "gpt2", "--valid-fraction", "0.01"]);
+  assert.equal(r.code, 0, r.stderr);
+  const man = JSON.parse(fs.readFileSync(path.join(out, "manifest.json"), "utf8")) as { datasets: { trainDocs: number; validDocs: number }[] };
+  assert.equal(man.datasets[0].trainDocs + man.datasets[0].validDocs, 4, "the copied file, the linked file and the linked folder's two; the cycle adds none");
+  assert.match(r.stderr, /broken\.txt: broken symbolic link, skipped/);
+});

@@ -7,7 +7,7 @@ import * as path from "node:path";
 import * as readline from "node:readline";
 import { createRequire } from "node:module";
 import { RetroError } from "../util/errors.ts";
-import { log } from "../util/progress.ts";
+import { log, warn } from "../util/progress.ts";
 import { findSwordModule, swordDocs } from "./sword.ts";
 import { dictdDocs } from "./dictd.ts";
 import { installHint } from "./catalogue.ts";
@@ -86,7 +86,7 @@ function listTextFiles(p: string): string[] {
           isDir = t.isDirectory();
           isFile = t.isFile();
         } catch {
-          log(`${full}: broken symbolic link, skipped`);
+          warn(`${full}: broken symbolic link, skipped`);
           continue;
         }
       }

@@ -66,3 +66,8 @@ export function progress(label: string, total: number, unit = "items", start = 0
 export function log(msg: string): void {
   if (process.env.RETRO_QUIET !== "1") process.stderr.write(msg + "\n");
 }
+
+/** Something the user should know even in quiet mode (input skipped, a setting overridden). */
+export function warn(msg: string): void {
+  process.stderr.write(`retro: warning: ${msg}\n`);
+}
