@@ -5,6 +5,7 @@
  * Prints requests/s, generated tokens/s, p50/p99 latency, p50 time to first token, refused (503) and failed
  * requests, and the server's peak RSS. Exits 1 if any request is neither answered nor refused with a 503.
  * Flags: --ckpt RUN (default runs/demo/retro-fit)  --db DIR  --clients 1,8,64  --requests 4  --max-tokens 32
+ *        --threads N (the server's engine threads)
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -14,14 +15,14 @@ import { table } from "./common.ts";
 
 const { values: a } = parseArgs({ options: {
   ckpt: { type: "string", default: "runs/demo/retro-fit" }, db: { type: "string" }, clients: { type: "string", default: "1,8,64" },
-  requests: { type: "string", default: "4" }, "max-tokens": { type: "string", default: "32" }, "max-queue": { type: "string", default: "16" },
+  requests: { type: "string", default: "4" }, "max-tokens": { type: "string", default: "32" }, "max-queue": { type: "string", default: "16" }, threads: { type: "string" },
 } });
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
 if (!fs.existsSync(a.ckpt!)) {
   console.error(`bench:serve: no checkpoint at ${a.ckpt} (run "npm run demo" first, or pass --ckpt RUN)`);
   process.exit(2);
 }
-const args = [path.join(ROOT, "bin", "retro.js"), "serve", "--ckpt", a.ckpt!, "--port", "0", "--max-queue", a["max-queue"]!, ...(a.db ? ["--db", a.db] : [])];
+const args = [path.join(ROOT, "bin", "retro.js"), "serve", "--ckpt", a.ckpt!, "--port", "0", "--max-queue", a["max-queue"]!, ...(a.db ? ["--db", a.db] : []), ...(a.threads ? ["--threads", a.threads] : [])];
 const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, RETRO_QUIET: "1" } });
 const url = await new Promise<string>((resolve, reject) => {
   let out = "";
