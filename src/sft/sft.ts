@@ -25,14 +25,6 @@ export interface SftInput extends Record<string, unknown> {
   model?: Record<string, unknown>;
 }
 
-async function batchOptions(cfg: TrainConfig, retrieving: boolean, db: Database): Promise<SftBatchOptions> {
-  const c = cfg.model;
-  return {
-    seq: c.seq, batch: cfg.batch, chunk: c.model === "retro" ? c.chunk : 1, eod: db.tokenizer.eod,
-    retrieval: retrieving ? { k: c.k, r: c.r, retriever: await Retriever.open(db) } : undefined,
-  };
-}
-
 function checkDataUnchanged(cfg: TrainConfig): void {
   for (const d of cfg.sft!.data) {
     if (!fs.existsSync(d.path)) throw new RetroError("notFound", `instruction data not found: ${d.path} (the run was started with it)`);
@@ -40,12 +32,25 @@ function checkDataUnchanged(cfg: TrainConfig): void {
   }
 }
 
-/** the run's data, read and tokenized once for the loop and its evaluation */
-const loaded = new WeakMap<TrainConfig, ReturnType<typeof loadSftData>>();
-function dataOf(cfg: TrainConfig, db: Database): ReturnType<typeof loadSftData> {
-  let d = loaded.get(cfg);
-  if (!d) loaded.set(cfg, (d = loadSftData(cfg.sft!, db.tokenizer, cfg.model.seq, cfg.seed)));
-  return d;
+/**
+ * The run's data (read and tokenized) and batch options (with the Retriever when the gate is on), made once per
+ * run for both the loop and its evaluation.
+ */
+const prepared = new WeakMap<TrainConfig, Promise<{ data: ReturnType<typeof loadSftData>; o: SftBatchOptions }>>();
+function runData(cfg: TrainConfig, db: Database): Promise<{ data: ReturnType<typeof loadSftData>; o: SftBatchOptions }> {
+  let p = prepared.get(cfg);
+  if (!p) {
+    p = (async () => {
+      const c = cfg.model, retrieving = c.model === "retro" && c.gate !== 0;
+      const o: SftBatchOptions = {
+        seq: c.seq, batch: cfg.batch, chunk: c.model === "retro" ? c.chunk : 1, eod: db.tokenizer.eod,
+        retrieval: retrieving ? { k: c.k, r: c.r, retriever: await Retriever.open(db) } : undefined,
+      };
+      return { data: loadSftData(cfg.sft!, db.tokenizer, c.seq, cfg.seed), o };
+    })();
+    prepared.set(cfg, p);
+  }
+  return p;
 }
 
 const sftTask: RunTask = {
@@ -62,20 +67,18 @@ const sftTask: RunTask = {
   },
   async source(cfg, db) {
     checkDataUnchanged(cfg);
-    const data = dataOf(cfg, db);
-    const o = await batchOptions(cfg, cfg.model.model === "retro" && cfg.model.gate !== 0, db);
+    const { data, o } = await runData(cfg, db);
     return new SftLoader(data, o, cfg.seed);
   },
   evaluator(cfg, db, model) {
-    let cached: { data: ReturnType<typeof loadSftData>; o: SftBatchOptions } | null = null;
     return async () => {
-      cached ??= { data: dataOf(cfg, db), o: await batchOptions(cfg, cfg.model.model === "retro" && cfg.model.gate !== 0, db) };
-      const valid = cached.data.valid;
+      const { data, o } = await runData(cfg, db);
+      const valid = data.valid;
       let sum = 0, tokens = 0;
       const batches = Math.ceil(valid.length / cfg.batch);
       const limit = cfg.evalBatches > 0 ? Math.min(cfg.evalBatches, batches) : batches;
       for (let i = 0; i < limit; i++) {
-        const b = await sftBatch(valid.slice(i * cfg.batch, (i + 1) * cfg.batch), cached.o);
+        const b = await sftBatch(valid.slice(i * cfg.batch, (i + 1) * cfg.batch), o);
         const r = model.forward(b);
         sum += r.loss * r.tokens;
         tokens += r.tokens;
