@@ -29,23 +29,21 @@ export function writeJsonAtomic(target: string, value: unknown): void {
 }
 
 export function readJson<T>(file: string, what: string): T {
+  return parseJsonFile<T>(file, what, (m) => new RetroError("corrupt", `${what} is not valid JSON: ${file} (${m})`));
+}
+
+function parseJsonFile<T>(file: string, what: string, bad: (message: string) => RetroError): T {
   if (!fs.existsSync(file)) throw new RetroError("notFound", `${what} not found: ${file}`);
   try {
     return JSON.parse(fs.readFileSync(file, "utf8")) as T;
   } catch (e) {
-    throw new RetroError("corrupt", `${what} is not valid JSON: ${file} (${(e as Error).message})`);
+    throw bad((e as Error).message);
   }
 }
 
 /** A JSON file the user wrote (a --config): bad JSON is a usage error (exit 2), naming the file and the parse error. */
 export function readUserJson<T>(file: string, what: string): T {
-  if (!fs.existsSync(file)) throw new RetroError("notFound", `${what} not found: ${file}`);
-  let v: unknown;
-  try {
-    v = JSON.parse(fs.readFileSync(file, "utf8"));
-  } catch (e) {
-    throw new RetroError("usage", `${what} ${file} is not valid JSON (${(e as Error).message})`);
-  }
+  const v = parseJsonFile<unknown>(file, what, (m) => new RetroError("usage", `${what} ${file} is not valid JSON (${m})`));
   if (v === null || typeof v !== "object" || Array.isArray(v)) throw new RetroError("usage", `${what} ${file} must hold a JSON object`);
   return v as T;
 }

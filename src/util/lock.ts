@@ -20,6 +20,12 @@ function alive(pid: number): boolean {
   }
 }
 
+/** A lock file's holder: "PID@host" (a lock from before host names were recorded holds the PID alone). */
+function readLock(file: string): { pid: number; pidText: string; host: string } {
+  const [pidText, host = os.hostname()] = fs.readFileSync(file, "utf8").trim().split("@");
+  return { pid: Number(pidText), pidText, host };
+}
+
 /** Take the folder's lock (the folder is created); returns the release function (also run at exit). */
 export function lockFolder(dir: string, what: string): () => void {
   fs.mkdirSync(dir, { recursive: true });
@@ -43,9 +49,7 @@ export function lockFolder(dir: string, what: string): () => void {
       return release;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-      // "PID@host" (a lock from before host names were recorded holds the PID alone)
-      const [pidText, host = os.hostname()] = fs.readFileSync(file, "utf8").trim().split("@");
-      const pid = Number(pidText);
+      const { pid, pidText, host } = readLock(file);
       if (host !== os.hostname()) throw new RetroError("busy", `${dir} is locked by process ${pidText} on host ${host} (${what}); if that process is gone, remove ${file}`);
       if (pid === process.pid) throw new RetroError("usage", `${dir}: this process already writes it (${what})`);
       if (Number.isInteger(pid) && pid > 0 && alive(pid)) throw new RetroError("busy", `${dir} is in use by process ${pid} (${what}); wait for it or stop it`);
@@ -60,7 +64,6 @@ export function lockFolder(dir: string, what: string): () => void {
 export function lockHolder(dir: string): number | null {
   const file = path.join(dir, LOCK_FILE);
   if (!fs.existsSync(file)) return null;
-  const [pidText, host = os.hostname()] = fs.readFileSync(file, "utf8").trim().split("@");
-  const pid = Number(pidText);
+  const { pid, host } = readLock(file);
   return host === os.hostname() && Number.isInteger(pid) && pid > 0 && alive(pid) ? pid : null;
 }
