@@ -126,6 +126,7 @@ test("blend: draws follow the weights, each file's conversations shuffled per ep
   };
   bad(chat(0, "a") + "\n" + JSON.stringify({ messages: [{ role: "user", content: "x" }] }) + "\n", /bad\.jsonl:2: the last message must be the assistant's/);
   bad(JSON.stringify({ messages: [{ role: "bot", content: "x" }] }), /bad\.jsonl:1: message 0: role must be/);
+  bad(chat(0, "a") + "\nnull\n", /bad\.jsonl:2: expected a JSON object/);
   bad(JSON.stringify({ messages: [{ role: "user", content: "x" }, { role: "assistant", content: 3 }] }), /bad\.jsonl:1: message 1: "content" must be a string/);
 });
 

@@ -10,6 +10,7 @@
  */
 import * as fs from "node:fs";
 import { RetroError } from "../util/errors.ts";
+import { jsonLines } from "../util/jsonl.ts";
 import type { Passage } from "../sft/format.ts";
 
 export type QaFormat = "squad" | "kilt" | "megatron" | "jsonl";
@@ -48,23 +49,15 @@ export function readQaFile(file: string): QaFile {
   if (whole && typeof whole === "object" && !Array.isArray(whole) && Array.isArray((whole as Rec).data)) return { format: "squad", items: readSquad(file, whole as Rec) };
   if (Array.isArray(whole)) return { format: "megatron", items: whole.map((r, i) => megatronItem(file, r, i)) };
   // JSON lines
-  const lines = text.split("\n");
   const items: QaItem[] = [];
   let format: QaFormat | null = null;
-  lines.forEach((line, i) => {
-    if (!line.trim()) return;
-    let rec: unknown;
-    try {
-      rec = JSON.parse(line);
-    } catch (e) {
-      throw new RetroError("badInput", `${file}:${i + 1}: not JSON (${(e as Error).message}); accepted formats: ${QA_FORMATS}`);
-    }
-    if (!rec || typeof rec !== "object" || Array.isArray(rec)) throw new RetroError("badInput", `${file}:${i + 1}: expected a JSON object; accepted formats: ${QA_FORMATS}`);
+  jsonLines(text, file, `; accepted formats: ${QA_FORMATS}`).forEach(({ line, value: rec }) => {
+    if (!rec || typeof rec !== "object" || Array.isArray(rec)) throw new RetroError("badInput", `${file}:${line}: expected a JSON object; accepted formats: ${QA_FORMATS}`);
     const r = rec as Rec;
     const kind: QaFormat | null = "input" in r && "output" in r ? "kilt" : "question" in r ? "jsonl" : null;
-    if (!kind) throw new RetroError("badInput", `${file}:${i + 1}: unknown shape (keys ${Object.keys(r).join(", ") || "none"}); accepted formats: ${QA_FORMATS}`);
+    if (!kind) throw new RetroError("badInput", `${file}:${line}: unknown shape (keys ${Object.keys(r).join(", ") || "none"}); accepted formats: ${QA_FORMATS}`);
     format ??= kind;
-    items.push(kind === "kilt" ? kiltItem(file, r, i + 1) : plainItem(file, r, i + 1));
+    items.push(kind === "kilt" ? kiltItem(file, r, line) : plainItem(file, r, line));
   });
   if (!format) throw new RetroError("badInput", `${file}: no questions found; accepted formats: ${QA_FORMATS}`);
   return { format, items };

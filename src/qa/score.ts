@@ -5,6 +5,7 @@
  */
 import * as fs from "node:fs";
 import { RetroError } from "../util/errors.ts";
+import { jsonLines } from "../util/jsonl.ts";
 import { readQaFile } from "./formats.ts";
 import { corpusScore, type CorpusScore, type F1Variant } from "./metrics.ts";
 
@@ -25,15 +26,9 @@ export function readPredictions(file: string): Map<string, string> {
     }
     return out;
   }
-  text.split("\n").forEach((line, i) => {
-    if (!line.trim()) return;
-    let r: Record<string, unknown>;
-    try {
-      r = JSON.parse(line) as Record<string, unknown>;
-    } catch (e) {
-      throw new RetroError("badInput", `${file}:${i + 1}: not JSON (${(e as Error).message}); expected {"id", "prediction"} per line or {id: text}`);
-    }
-    if (r === null || typeof r !== "object" || r.id === undefined || typeof r.prediction !== "string") throw new RetroError("badInput", `${file}:${i + 1}: expected {"id", "prediction": string}`);
+  jsonLines(text, file, `; expected {"id", "prediction"} per line or {id: text}`).forEach(({ line, value }) => {
+    const r = value as Record<string, unknown>;
+    if (r === null || typeof r !== "object" || r.id === undefined || typeof r.prediction !== "string") throw new RetroError("badInput", `${file}:${line}: expected {"id", "prediction": string}`);
     out.set(String(r.id), r.prediction);
   });
   return out;

@@ -6,6 +6,7 @@
  */
 import * as fs from "node:fs";
 import { RetroError } from "../util/errors.ts";
+import { jsonLines } from "../util/jsonl.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { readQaFile } from "../qa/formats.ts";
 import { chatPrompt, qaPrompt, type Message, type PromptParts } from "./format.ts";
@@ -42,15 +43,9 @@ export function readConversations(file: string, system: string | null): Conversa
     });
   }
   const out: Conversation[] = [];
-  text.split("\n").forEach((line, i) => {
-    if (!line.trim()) return;
-    const where = `${file}:${i + 1}`;
-    let rec: unknown;
-    try {
-      rec = JSON.parse(line);
-    } catch (e) {
-      throw new RetroError("badInput", `${where}: not JSON (${(e as Error).message})`);
-    }
+  jsonLines(text, file).forEach(({ line, value: rec }) => {
+    const where = `${file}:${line}`;
+    if (rec === null || typeof rec !== "object" || Array.isArray(rec)) throw new RetroError("badInput", `${where}: expected a JSON object {"messages": […]}`);
     const msgs = (rec as { messages?: unknown }).messages;
     if (!Array.isArray(msgs) || !msgs.length) throw new RetroError("badInput", `${where}: "messages" must be a non-empty list`);
     msgs.forEach((m, j) => {
