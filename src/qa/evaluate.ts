@@ -92,12 +92,9 @@ export async function evalQa(model: Model, tok: Tokenizer, retriever: Retriever 
     for (let s = 0; s < items.length; s += batch) {
       const group = items.slice(s, s + batch);
       // passages per question
-      let ids: Int32Array | null = null, k = topK;
-      if (source === "retrieve") {
-        const r = await retriever!.search(group.map((q) => q.question), { keep: Math.max(topK, o.variant === "encoder" ? c.k : 0) });
-        ids = r.ids;
-        k = Math.max(topK, o.variant === "encoder" ? c.k : 0);
-      }
+      // retrieved per question: the prompt's top-k, and at least the model's k for the encoder
+      const k = Math.max(topK, o.variant === "encoder" ? c.k : 0);
+      const ids = source === "retrieve" ? (await retriever!.search(group.map((q) => q.question), { keep: k })).ids : null;
       const passagesOf = (j: number): { p: Passage[]; from: (number | "file")[] } => {
         if (source === "none") return { p: [], from: [] };
         if (source === "file") return { p: group[j].passages.slice(0, topK), from: group[j].passages.slice(0, topK).map(() => "file" as const) };
