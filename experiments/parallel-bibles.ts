@@ -56,6 +56,7 @@ const VARIANTS: Record<string, Record<string, unknown>> = {
   "retro-fitting, BM25 neighbours + retrieval lr x3": { model: retro, db: bm25Dir, retrievalLr: 3 },
   "retro-fitting, BM25 neighbours, decoder frozen for the first 400 steps": { model: retro, db: bm25Dir, freezeDecoderSteps: 400 },
   "retro-fitting, BM25 neighbours, chunk 32": { model: { ...retro, r: 64 }, db: bm25c32Dir },
+  "retro-fitting, BM25 neighbours + null key/value": { model: { ...retro, retrieval_null_kv: true }, db: bm25Dir },
 };
 const setup = {
   work, out: path.resolve(a.out!), db: dbDir, gptControlDbs: { bm25: bm25Dir }, size, common, variants: VARIANTS,

@@ -11,8 +11,8 @@ import { Rng } from "../src/util/rng.ts";
 
 const base = { vocab: 61, d: 32, heads: 4, layers: 4, seq: 32, chunk: 4, k: 2, r: 8, enc_layers: 2 };
 
-function randomModel(kind: "gpt" | "retro", rope: boolean, seed: number): Model {
-  const cfg = resolveModelConfig(kind === "gpt" ? { ...base, model: "gpt" } : { ...base, model: "retro", cca_layers: [2, 4], retrieval_rope: rope });
+function randomModel(kind: "gpt" | "retro", rope: boolean, seed: number, nullKv = false): Model {
+  const cfg = resolveModelConfig(kind === "gpt" ? { ...base, model: "gpt" } : { ...base, model: "retro", cca_layers: [2, 4], retrieval_rope: rope, retrieval_null_kv: nullKv });
   const model = new Model(cfg, { seed });
   // larger weights than the N(0, 0.02) init, so that every path (CCA, encoder) moves the logits visibly
   const w = model.store.data, rng = new Rng(seed + 1);
@@ -32,9 +32,9 @@ function maxRelErr(a: Float32Array, b: Float32Array): number {
   return diff / scale;
 }
 
-for (const [kind, rope] of [["gpt", false], ["retro", false], ["retro", true]] as const) {
-  test(`decoder: ${kind}${rope ? " + retrieval_rope" : ""} incremental logits equal the full forward at every position`, () => {
-    const model = randomModel(kind, rope, 7);
+for (const [kind, rope, nullKv] of [["gpt", false, false], ["retro", false, false], ["retro", true, false], ["retro", true, true]] as const) {
+  test(`decoder: ${kind}${rope ? " + retrieval_rope" : ""}${nullKv ? " + retrieval_null_kv" : ""} incremental logits equal the full forward at every position`, () => {
+    const model = randomModel(kind, rope, 7, nullKv);
     const c = model.config, V = c.vocab, n = c.seq, l = n / c.chunk, kr = c.k * c.r;
     const rng = new Rng(3);
     const seqs = [0, 1].map(() => Int32Array.from({ length: n }, () => rng.int(V)));

@@ -20,7 +20,7 @@ const FIX = path.join(ROOT, "test", "fixtures", "parity");
 // PyTorch's own fp32 error against fp64 per gradient tensor (test/fixtures/parity/conditioning.py)
 const FLOOR = JSON.parse(fs.readFileSync(path.join(FIX, "conditioning.json"), "utf8")) as Record<string, Record<string, number>>;
 
-for (const dump of ["gpt.safetensors", "retro-gate1.safetensors", "retro-gate0.safetensors", "retro-rope.safetensors"]) {
+for (const dump of ["gpt.safetensors", "retro-gate1.safetensors", "retro-gate0.safetensors", "retro-rope.safetensors", "retro-null-kv.safetensors"]) {
   for (const kind of ["blas", "portable"] as const) {
     test(`parity with PyTorch: ${dump} (${kind} build)`, () => {
       const r = runParity(path.join(FIX, dump), { engine: loadEngine(kind) });

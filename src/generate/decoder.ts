@@ -194,7 +194,7 @@ export class Decoder {
   /** CCA layer li (the ci-th CCA layer): x += gate · xattn(lnc(x), encoded neighbours of the chunk each row reads) */
   private cca_(li: number, ci: number, feeds: Feed[], starts: number[], x: Float32Array, N: number): void {
     const model = this.model, c = model.config, e = this.e, D = this.D, H = c.heads, hd = D / H, m = c.chunk;
-    const pre = `blocks.${li}`, s = this.s, kr = c.k * c.r;
+    const pre = `blocks.${li}`, s = this.s, kr = c.k * c.r, S = kr + (c.retrieval_null_kv ? 1 : 0); // keys per chunk
     const lnc = s.get("lnc", N * D), mean = s.get("cmean", N), rstd = s.get("crstd", N);
     e.layernormForward(lnc, mean, rstd, x, this.p(`${pre}.lnc.weight`), this.p(`${pre}.lnc.bias`), N, D);
     if (ci === 0) {
@@ -242,8 +242,8 @@ export class Decoder {
         const pos = Int32Array.from({ length: gq.T }, (_, i) => gq.qpos0 + i);
         rotate(e, cq.subarray(r * D), { rows: gq.T, stride: D, heads: H, headDim: hd, pos, base: ROPE_BASE });
       }
-      const probs = s.get("cprobs", H * gq.T * kr);
-      attention(e, { out: cy.subarray(r * D), probs, q: cq.subarray(r * D), kv: ckv }, { seqs: 1, T: gq.T, S: kr, heads: H, headDim: hd });
+      const probs = s.get("cprobs", H * gq.T * S);
+      attention(e, { out: cy.subarray(r * D), probs, q: cq.subarray(r * D), kv: ckv }, { seqs: 1, T: gq.T, S, heads: H, headDim: hd });
       r += gq.T;
     }
     e.linearForward(co, cy, this.p(`${pre}.xattn.o.weight`), this.p(`${pre}.xattn.o.bias`), R, D, D);
@@ -292,9 +292,11 @@ export class Decoder {
       x = this.mlp(pre, x, NE, j % 2 ? "exo1" : "exo0");
     }
     this.cca.forEach((li, ci) => {
-      const ckv = new Float32Array(NE * 2 * D);
+      // retrieval_null_kv: the layer's learned null key/value is the chunk's last row (not rotated)
+      const ckv = new Float32Array((NE + (c.retrieval_null_kv ? 1 : 0)) * 2 * D);
       e.linearForward(ckv, x, this.p(`blocks.${li}.xattn.kv.weight`), this.p(`blocks.${li}.xattn.kv.bias`), NE, D, 2 * D);
       if (this.ropeK) rotate(e, ckv, { rows: NE, stride: 2 * D, heads: H, headDim: hd, pos: this.ropeK, base: ROPE_BASE });
+      if (c.retrieval_null_kv) ckv.set(this.p(`blocks.${li}.xattn.null_kv`), NE * 2 * D);
       slot.ckv[ci].set(u, ckv);
     });
   }

@@ -35,11 +35,18 @@ export interface ModelConfig {
    * is the model without them.
    */
   retrieval_rope: boolean;
+  /**
+   * A learned null key/value in every CCA (as RETRO-pytorch has): each chunk's queries attend over its k·r
+   * neighbour tokens and one more key/value, a parameter per CCA layer (`xattn.null_kv`, [2d]: key then value,
+   * not rotated), so a chunk whose neighbours say nothing useful can put its attention on it. false (a config
+   * without the key) is the model without it.
+   */
+  retrieval_null_kv: boolean;
 }
 
 export const DEFAULT_MODEL: ModelConfig = {
   model: "gpt", vocab: 8192, d: 256, heads: 4, layers: 4, seq: 256, chunk: 64, k: 2, r: 128,
-  enc_layers: 2, cca_layers: [], gate: 1, retrieval_rope: false,
+  enc_layers: 2, cca_layers: [], gate: 1, retrieval_rope: false, retrieval_null_kv: false,
 };
 
 /** base of the rotary angles (RoFormer's) */
@@ -72,7 +79,9 @@ export function resolveModelConfig(input: Record<string, unknown>, ignore: reado
     if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) throw new RetroError("usage", `model config: ${k} must be a positive integer, got ${JSON.stringify(v)}`);
   }
   if (typeof c.gate !== "number" || !Number.isFinite(c.gate)) throw new RetroError("usage", `model config: gate must be a number`);
-  if (typeof c.retrieval_rope !== "boolean") throw new RetroError("usage", `model config: retrieval_rope must be true or false, got ${JSON.stringify(c.retrieval_rope)}`);
+  for (const k of ["retrieval_rope", "retrieval_null_kv"]) {
+    if (typeof c[k] !== "boolean") throw new RetroError("usage", `model config: ${k} must be true or false, got ${JSON.stringify(c[k])}`);
+  }
   const cfg = c as unknown as ModelConfig;
   if (cfg.d % cfg.heads) throw new RetroError("usage", `model config: d (${cfg.d}) must be a multiple of heads (${cfg.heads})`);
   if (cfg.model === "gpt") cfg.cca_layers = [];
@@ -88,7 +97,7 @@ export function resolveModelConfig(input: Record<string, unknown>, ignore: reado
   }
   return { model: cfg.model, vocab: cfg.vocab, d: cfg.d, heads: cfg.heads, layers: cfg.layers, seq: cfg.seq, chunk: cfg.chunk,
     k: cfg.k, r: cfg.r, enc_layers: cfg.enc_layers, cca_layers: cfg.cca_layers, gate: cfg.gate,
-    retrieval_rope: cfg.model === "retro" && cfg.retrieval_rope };
+    retrieval_rope: cfg.model === "retro" && cfg.retrieval_rope, retrieval_null_kv: cfg.model === "retro" && cfg.retrieval_null_kv };
 }
 
 /** Number of learned positions (the peer's rule, so that GPT and Retro checkpoints share the table). */

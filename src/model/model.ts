@@ -17,7 +17,8 @@
  * With `retrieval_rope`, queries and keys inside the retrieval path are rotated (rope) after their projections:
  * CCA queries at m-1+i (i = place in the shifted window), CCA keys and the encoder's self-attention at 0..r-1.
  * The rotated q / kv are what the activations keep (attention backward needs them); their gradients are
- * rotated back before the projections' backward.
+ * rotated back before the projections' backward. With `retrieval_null_kv` each chunk's CCA keys/values get one
+ * more row, the layer's learned `xattn.null_kv` (ckvn = [ckv of the chunk; null_kv] per chunk).
  */
 import * as os from "node:os";
 import type { Engine } from "../engine/native.ts";
@@ -50,6 +51,7 @@ interface LayerActs {
   // cross-attention (decoder CCA layer / encoder layer 0)
   lnc?: Float32Array; lncm?: Float32Array; lncr?: Float32Array;
   hs?: Float32Array; cq?: Float32Array; ckv?: Float32Array; cprobs?: Float32Array; cy?: Float32Array; co?: Float32Array;
+  ckvn?: Float32Array; // retrieval_null_kv: per chunk its k·r keys/values, then the null one
   xc?: Float32Array; // residual after cross-attention
   ln2: Float32Array; ln2m: Float32Array; ln2r: Float32Array;
   fc: Float32Array; g: Float32Array;
@@ -82,6 +84,8 @@ interface ModelBuffers {
   dx: Float32Array; de: Float32Array; dln: Float32Array; dq: Float32Array; dkv: Float32Array; dy: Float32Array;
   dg: Float32Array; dfc: Float32Array; dco: Float32Array; dh: Float32Array; dhs: Float32Array;
   dckv: Float32Array; dcq: Float32Array; dcy: Float32Array;
+  /** retrieval_null_kv: gradient of the CCA keys/values with the null rows (else empty) */
+  dckvn: Float32Array;
 }
 
 export class Model {
@@ -117,6 +121,25 @@ export class Model {
     if (config.model === "retro" && config.retrieval_rope) {
       this.ropeQ = Int32Array.from({ length: config.chunk }, (_, i) => config.chunk - 1 + i);
       this.ropeK = Int32Array.from({ length: config.r }, (_, i) => i);
+    }
+  }
+
+  /** out = per chunk sequence its S = k·r key/value rows of kv, then the null row (retrieval_null_kv) */
+  private withNullKv(out: Float32Array, kv: Float32Array, nullKv: Float32Array, seqs: number): Float32Array {
+    const W = 2 * this.config.d, S = this.config.k * this.config.r;
+    for (let s = 0; s < seqs; s++) {
+      out.set(kv.subarray(s * S * W, (s + 1) * S * W), s * (S + 1) * W);
+      out.set(nullKv, (s * (S + 1) + S) * W);
+    }
+    return out;
+  }
+
+  /** the reverse of withNullKv for gradients: dkv gets the rows of the neighbours, dNull (if wanted) += the null rows */
+  private withoutNullKv(dkv: Float32Array, dkvn: Float32Array, dNull: Float32Array | null, seqs: number): void {
+    const W = 2 * this.config.d, S = this.config.k * this.config.r;
+    for (let s = 0; s < seqs; s++) {
+      dkv.set(dkvn.subarray(s * (S + 1) * W, (s * (S + 1) + S) * W), s * S * W);
+      if (dNull) this.engine.axpy(dNull, dkvn.subarray((s * (S + 1) + S) * W), 1, W);
     }
   }
 
@@ -161,6 +184,7 @@ export class Model {
     const cca = new Set(this.isRetro ? c.cca_layers : []);
     const l = n / c.chunk, NE = B * l * c.k * c.r, NC = B * l; // NC: chunk sequences
     // cross.shift: the decoder's CCA reads a shifted copy of its input (hs); the encoder's cross-attention does not
+    const nul = c.retrieval_null_kv ? 1 : 0, SN = c.k * c.r + nul; // CCA keys per chunk (with the null one)
     const layer = (rows: number, T: number, seqs: number, cross: null | { q: number; kvRows: number; T: number; S: number; seqs: number; shift: boolean }): LayerActs => ({
       x: f(rows * D), ln1: f(rows * D), ln1m: f(rows), ln1r: f(rows),
       q: f(rows * D), kv: f(rows * 2 * D), probs: f(seqs * H * T * T), y: f(rows * D), xa: f(rows * D),
@@ -168,12 +192,13 @@ export class Model {
         lnc: f(rows * D), lncm: f(rows), lncr: f(rows),
         hs: cross.shift ? f(cross.q * D) : undefined, cq: f(cross.q * D), ckv: f(cross.kvRows * 2 * D), cprobs: f(cross.seqs * H * cross.T * cross.S),
         cy: f(cross.q * D), co: f(cross.q * D), xc: f(rows * D),
+        ...(cross.shift && nul ? { ckvn: f(cross.seqs * SN * 2 * D) } : {}),
       } : {}),
       ln2: f(rows * D), ln2m: f(rows), ln2r: f(rows), fc: f(rows * 4 * D), g: f(rows * 4 * D),
     });
     this.dec = [];
     for (let i = 0; i < c.layers; i++) {
-      this.dec.push(layer(N, n, B, cca.has(i + 1) ? { q: N, kvRows: NE, T: c.chunk, S: c.k * c.r, seqs: NC, shift: true } : null));
+      this.dec.push(layer(N, n, B, cca.has(i + 1) ? { q: N, kvRows: NE, T: c.chunk, S: SN, seqs: NC, shift: true } : null));
     }
     this.enc = [];
     if (cca.size) {
@@ -189,6 +214,7 @@ export class Model {
       dx: f(N * D), de: f(NE * D), dln: f(rowsMax * D), dq: f(rowsMax * D), dkv: f(rowsMax * 2 * D), dy: f(rowsMax * D),
       dg: f(rowsMax * 4 * D), dfc: f(rowsMax * 4 * D), dco: f(rowsMax * D), dh: f(N * D), dhs: f(rowsMax * D),
       dckv: f(rowsMax * 2 * D), dcq: f(rowsMax * D), dcy: f(rowsMax * D),
+      dckvn: f(cca.size && nul ? NC * SN * 2 * D : 0),
     };
   }
 
@@ -300,7 +326,8 @@ export class Model {
           this.rope(L.cq!, D, N, this.ropeQ, 1);
           this.rope(L.ckv!, 2 * D, NE, this.ropeK, 1);
         }
-        attention(e, { out: L.cy!, probs: L.cprobs!, q: L.cq!, kv: L.ckv! }, { seqs: B * l, T: m, S: c.k * c.r, heads: H, headDim: hd });
+        const kv = L.ckvn ? this.withNullKv(L.ckvn, L.ckv!, this.p(`${pre}.xattn.null_kv`), B * l) : L.ckv!;
+        attention(e, { out: L.cy!, probs: L.cprobs!, q: L.cq!, kv }, { seqs: B * l, T: m, S: c.k * c.r + (L.ckvn ? 1 : 0), heads: H, headDim: hd });
         e.linearForward(L.co!, L.cy!, this.p(`${pre}.xattn.o.weight`), this.p(`${pre}.xattn.o.bias`), N, D, D);
         // x[b, pad + t'] += gate * co[b, t']
         L.xc.set(L.xa);
@@ -409,7 +436,12 @@ export class Model {
           for (let s = 0; s < B; s++) e.axpy(a.dco.subarray(s * n * D), dx.subarray((s * n + pad) * D, (s + 1) * n * D), this.gate, (n - pad) * D);
         }
         e.linearBackward(a.dcy, this.gOrNull(`${pre}.xattn.o.weight`), this.gOrNull(`${pre}.xattn.o.bias`), a.dco, L.cy!, this.p(`${pre}.xattn.o.weight`), N, D, D, 0);
-        attentionBackward(e, { dq: a.dcq, dkv: a.dckv, dout: a.dcy, probs: L.cprobs!, q: L.cq!, kv: L.ckv! }, { seqs: B * l, T: m, S: c.k * c.r, heads: H, headDim: hd });
+        if (L.ckvn) {
+          attentionBackward(e, { dq: a.dcq, dkv: a.dckvn, dout: a.dcy, probs: L.cprobs!, q: L.cq!, kv: L.ckvn }, { seqs: B * l, T: m, S: c.k * c.r + 1, heads: H, headDim: hd });
+          this.withoutNullKv(a.dckv, a.dckvn, this.gOrNull(`${pre}.xattn.null_kv`), B * l);
+        } else {
+          attentionBackward(e, { dq: a.dcq, dkv: a.dckv, dout: a.dcy, probs: L.cprobs!, q: L.cq!, kv: L.ckv! }, { seqs: B * l, T: m, S: c.k * c.r, heads: H, headDim: hd });
+        }
         if (this.ropeQ && this.ropeK) {
           this.rope(a.dcq, D, N, this.ropeQ, -1);
           this.rope(a.dckv, 2 * D, NE, this.ropeK, -1);

@@ -57,7 +57,10 @@ export function paramSpecs(c: ModelConfig): ParamSpec[] {
   for (let i = 0; i < c.layers; i++) {
     const b = `blocks.${i}`;
     specs.push(...ln(`${b}.ln1`, d, "decoder"), ...attention(`${b}.attn`, d, "decoder"));
-    if (cca.has(i + 1)) specs.push(...ln(`${b}.lnc`, d, "retrieval"), ...attention(`${b}.xattn`, d, "retrieval"));
+    if (cca.has(i + 1)) {
+      specs.push(...ln(`${b}.lnc`, d, "retrieval"), ...attention(`${b}.xattn`, d, "retrieval"));
+      if (c.retrieval_null_kv) specs.push({ name: `${b}.xattn.null_kv`, shape: [2 * d], group: "retrieval", decay: false, init: "normal" });
+    }
     specs.push(...ln(`${b}.ln2`, d, "decoder"), ...mlp(`${b}.mlp`, d, "decoder"));
   }
   if (cca.size) {

@@ -66,6 +66,7 @@ export const MODEL_SETTINGS: readonly Setting[] = [
   { key: "enc_layers", kind: "int", min: 1, help: "encoder layers" },
   { key: "gate", kind: "num", help: "CCA gate (0 = the decoder alone)" },
   { key: "retrieval_rope", kind: "bool", negatable: true, help: "Retro: rotary positions in CCA and the encoder" },
+  { key: "retrieval_null_kv", kind: "bool", negatable: true, help: "Retro: a learned null key/value in every CCA" },
 ];
 
 export const flagOf = (key: string): string => key.replace(/_/g, "-").replace(/[A-Z]/g, (c) => "-" + c.toLowerCase());

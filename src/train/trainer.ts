@@ -116,6 +116,7 @@ export function resolveTrainConfig(input: Record<string, unknown>, db: Database,
   if (init && over.model === "retro" && base.model === "gpt") {
     delete base.cca_layers; // Megatron's default placement
     delete base.retrieval_rope; // a GPT's "false" says nothing about retrieval: the recipe below applies
+    delete base.retrieval_null_kv;
   }
   // new Retro models read their neighbours with rotary positions (experiments/copy-task.ts: without them a
   // Retro-fit does not learn to copy even an exact twin); a Retro checkpoint keeps what it was trained with
