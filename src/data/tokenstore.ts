@@ -139,6 +139,14 @@ export class SplitReader {
     return out;
   }
 
+  /**
+   * The key that names document d across splits and databases' queries: dataset·2³² + ordinal in its dataset
+   * (the exclusion rule compares a sample's documents with a neighbour's by it; `keyDataset` inverts the first part).
+   */
+  docKey(d: number): number {
+    return this.docDataset(d) * 2 ** 32 + this.docOrdinal(d);
+  }
+
   docDataset(d: number): number {
     return this.docs[4 * d];
   }
@@ -166,4 +174,9 @@ export class SplitReader {
   close(): void {
     fs.closeSync(this.fd);
   }
+}
+
+/** The dataset index of a document key (SplitReader.docKey). */
+export function keyDataset(key: number): number {
+  return Math.floor(key / 2 ** 32);
 }

@@ -13,7 +13,7 @@ import { CHUNK_COLS, DB_FORMAT, Database, type DatasetInfo, type Manifest } from
 import { Retriever, openDbEmbedder } from "./retriever.ts";
 import { AnnIndex, fileCheck } from "./ann.ts";
 import { openSource, type SourceStats } from "../data/sources.ts";
-import { SplitWriter, dtypeFor } from "../data/tokenstore.ts";
+import { SplitWriter, dtypeFor, keyDataset } from "../data/tokenstore.ts";
 import { gpt2Tokenizer, loadTokenizer, type Tokenizer } from "../tokenizer/tokenizer.ts";
 import { trainBpe } from "../tokenizer/bpe.ts";
 import { RetroError } from "../util/errors.ts";
@@ -215,7 +215,7 @@ export function sampleDocKeys(db: Database, split: string, i: number, seq: numbe
   const r = db.split(split);
   const keys = new Set<number>();
   const last = Math.min(r.nTokens - 1, (i + 1) * seq);
-  for (let d = r.docAt(i * seq); d < r.nDocs && r.docStart(d) <= last; d++) keys.add(r.docDataset(d) * 2 ** 32 + r.docOrdinal(d));
+  for (let d = r.docAt(i * seq); d < r.nDocs && r.docStart(d) <= last; d++) keys.add(r.docKey(d));
   return keys;
 }
 
@@ -246,7 +246,7 @@ export async function stageQuery(dir: string, c: DbConfig, db: Database, split: 
     const wanted: { i: number; excluded: Set<number> }[] = [];
     for (let i = s; i < e; i++) {
       const excluded = sampleDocKeys(db, split, i, seq);
-      if (!retrievalOnly.size || ![...excluded].every((key) => retrievalOnly.has(Math.floor(key / 2 ** 32)))) wanted.push({ i, excluded });
+      if (!retrievalOnly.size || ![...excluded].every((key) => retrievalOnly.has(keyDataset(key)))) wanted.push({ i, excluded });
     }
     // every chunk of a sample excludes the documents the whole sample touches
     const res = await retriever.search(wanted.flatMap(({ i }) => sampleChunkTexts(db, split, i, i + 1, seq)), {

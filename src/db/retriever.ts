@@ -103,7 +103,7 @@ export class Retriever {
         if (id < 0) break;
         if (excluded) {
           const doc = db.chunkDoc(id);
-          if (excluded.has(db.train.docDataset(doc) * 2 ** 32 + db.train.docOrdinal(doc))) continue;
+          if (excluded.has(db.train.docKey(doc))) continue;
         }
         ids[q * keep + kept] = id;
         scores[q * keep + kept++] = res.scores[q * kq + t];
