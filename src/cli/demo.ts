@@ -1,7 +1,7 @@
 /** `retro demo`: all five steps on the bundled corpus, ending in DIR/report.md (src/demo/pipeline.ts). */
 import * as fs from "node:fs";
 import type { Command } from "commander";
-import { runDemo } from "../demo/pipeline.ts";
+import { DEMO_SFT_STEPS, runDemo } from "../demo/pipeline.ts";
 import { intFlag } from "./args.ts";
 
 export function registerDemo(program: Command): void {
@@ -12,7 +12,7 @@ export function registerDemo(program: Command): void {
     .option("--fresh", "recompute every stage (the database too, unless --db)")
     .option("--pretrain-steps <n>", "GPT pretraining steps", intFlag("--pretrain-steps", { min: 1 }), 400)
     .option("--fit-steps <n>", "GPT-fitting and Retro-fitting steps", intFlag("--fit-steps", { min: 1 }), 150)
-    .option("--sft-steps <n>", "instruction-tuning steps", intFlag("--sft-steps", { min: 1 }), 200)
+    .option("--sft-steps <n>", "instruction-tuning steps", intFlag("--sft-steps", { min: 1 }), DEMO_SFT_STEPS)
     .option("--qa-questions <n>", "held-out questions per QA set", intFlag("--qa-questions", { min: 1 }), 100)
     .action(async (o) => {
       if (o.fresh && !o.db) fs.rmSync(`${o.out}/db`, { recursive: true, force: true });
