@@ -7,8 +7,9 @@
  * sword-text-web).
  *
  *   node --import tsx experiments/parallel-bibles.ts [--seeds 3] [--pretrain 1500] [--fit 800] [--only name;name]
- *       [--work runs/bibles] [--out experiments/results/parallel-bibles.json] [--report]
- * --report prints the tables of the measured runs (for --fit) without training.
+ *       [--d 128 --layers 4] [--work runs/bibles] [--out experiments/results/parallel-bibles.json] [--report]
+ * --report prints the tables of the measured runs (for --fit) without training. Another model size (--d, --layers)
+ * keeps its runs in WORK/d{d}-l{layers} and its results in parallel-bibles-d{d}-l{layers}.json.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -20,8 +21,8 @@ import { loadRows, report, runFitting } from "./lib/fitting.ts";
 
 const { values: a } = parseArgs({ options: {
   seeds: { type: "string", default: "3" }, pretrain: { type: "string", default: "1500" }, fit: { type: "string", default: "800" },
-  only: { type: "string" }, work: { type: "string", default: "runs/bibles" },
-  out: { type: "string", default: "experiments/results/parallel-bibles.json" }, report: { type: "boolean", default: false },
+  only: { type: "string" }, work: { type: "string", default: "runs/bibles" }, d: { type: "string", default: "128" }, layers: { type: "string", default: "4" },
+  out: { type: "string" }, report: { type: "boolean", default: false },
 } });
 process.env.RETRO_QUIET ??= "1";
 for (const n of ["kjv", "web"]) {
@@ -45,8 +46,11 @@ if (!only || only.some((o) => o.includes("chunk 32"))) dbs.push([bm25c32Dir, { i
 for (const [dir, over] of a.report ? [] : dbs) {
   if (!fs.existsSync(path.join(dir, "manifest.json")) || !new Database(dir).manifest.neighbours?.valid) await buildDatabase(dir, { ...dbConfig, ...over });
 }
-const size = { d: 128, heads: 4, layers: 4, seq, r: 2 * chunk };
-const retro = { ...size, model: "retro", cca_layers: [2, 4], k: 2 };
+const D = Number(a.d), layers = Number(a.layers), defaultSize = D === 128 && layers === 4;
+const size = { d: D, heads: 4, layers, seq, r: 2 * chunk };
+const runs = defaultSize ? work : path.join(work, `d${D}-l${layers}`);
+const out = path.resolve(a.out ?? `experiments/results/parallel-bibles${defaultSize ? "" : `-d${D}-l${layers}`}.json`);
+const retro = { ...size, model: "retro", cca_layers: layers >= 4 ? [2, 4] : [layers], k: 2 };
 const common = { db: dbDir, batch: 16, evalEvery: 1e9, saveEvery: 1e9, evalBatches: 0, threads: 2, lr: 1e-3, minLr: 1e-4, warmup: 50 };
 const VARIANTS: Record<string, Record<string, unknown>> = {
   "gpt-fitting": {},
@@ -61,7 +65,7 @@ const VARIANTS: Record<string, Record<string, unknown>> = {
   "retro-fitting, BM25 neighbours + null key/value": { model: { ...retro, retrieval_null_kv: true }, db: bm25Dir },
 };
 const setup = {
-  work, out: path.resolve(a.out!), db: dbDir, gptControlDbs: { bm25: bm25Dir }, size, common, variants: VARIANTS,
+  work: runs, out, db: dbDir, gptControlDbs: { bm25: bm25Dir }, size, common, variants: VARIANTS,
   preSteps: Number(a.pretrain), fitSteps: Number(a.fit), seeds: Number(a.seeds), only, describe: { dbConfig, retro },
 };
 const rows = a.report ? loadRows(setup.out) : await runFitting(setup);

@@ -36,6 +36,8 @@ export interface FittingSetup {
   describe?: Record<string, unknown>;
 }
 
+/** a row per (variant, seed, fitSteps); the pretrained GPT each fit starts from is the row PRETRAINED with fitSteps 0 */
+export const PRETRAINED = "gpt pretrained";
 export type Row = { name: string; seed: number; fitSteps: number; seconds: number; controls?: Record<string, ControlReport>; bm25Controls?: ControlReport } & ControlReport;
 
 export const stats = (xs: number[]) => {
@@ -90,6 +92,15 @@ export async function runFitting(s: FittingSetup): Promise<Row[]> {
       await train(gpt, { db: s.db, ...s.common, model: { ...s.size, model: "gpt" }, steps: s.preSteps, seed });
       console.log(`seed ${seed}: GPT pretrained ${s.preSteps} steps in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
     }
+    if (!results.some((r) => r.name === PRETRAINED && r.seed === seed)) {
+      // where both fits start (the paper's Fig. 2 shows the pretrained GPT beside GPT-fitting and Retro-fitting)
+      const t0 = Date.now();
+      const db = new Database(s.db);
+      const c = evalControls(loadModel(gpt).model, db, { batch: 16, seed });
+      db.close();
+      results.push({ name: PRETRAINED, seed, fitSteps: 0, seconds: (Date.now() - t0) / 1000, ...c });
+      write(s, results);
+    }
     for (const [name, v] of Object.entries(s.variants)) {
       if (s.only && !s.only.some((o) => (o in s.variants ? o === name : name.includes(o)))) continue;
       if (results.some((r) => r.name === name && r.seed === seed && r.fitSteps === s.fitSteps)) continue;
@@ -132,6 +143,8 @@ export function report(s: Pick<FittingSetup, "variants" | "fitSteps">, results: 
   lines.push("| run | seeds | held-out ppl | random neighbours | another sample's | none (gate 0) | vs GPT-fitting | loss, chunks overlapping ≤ 12.5 % / > 50 % |");
   lines.push("|---|---|---|---|---|---|---|---|");
   const gpt = results.filter((r) => r.name === "gpt-fitting" && r.fitSteps === s.fitSteps);
+  const pre = results.filter((r) => r.name === PRETRAINED);
+  if (pre.length) lines.push(`| GPT pretrained (where both fits start) | ${pre.map((r) => r.seed).join(",")} | ${fmt(pre.map((r) => r.ppl.own))} | – | – | – | – | ${fmt(pre.map((r) => r.overlap[0].loss), 3)} / – |`);
   const hi = (r: Row) => {
     const all = r.overlap[3], half = r.overlap[2];
     return all.tokens > half.tokens ? (all.loss * all.tokens - half.loss * half.tokens) / (all.tokens - half.tokens) : NaN;
