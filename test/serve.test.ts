@@ -28,7 +28,7 @@ before(async () => {
   runDir = run;
   dbDir = dir;
   const { model } = loadModel(run);
-  server = new RetroServer({ model, tokenizer: db.tokenizer, retriever: await Retriever.open(db), name: "tiny-retro", port: 0, maxQueue: 1, system: null,
+  server = new RetroServer({ model, tokenizer: db.tokenizer, retriever: await Retriever.open(db), name: "tiny-retro", port: 0, maxQueue: 1, maxBatch: 1, system: null,
     updates: { dbDir: dir, reopen: async () => Retriever.open(new Database(dir)) } });
   const addr = await server.listen();
   base = `http://127.0.0.1:${addr.port}/v1`;
@@ -159,6 +159,18 @@ test("requests waiting with the same settings are decoded together, each answer 
     await hold;
     assert.equal(s.stats.batches - b0, 2, "the hold, then one batch of four");
     assert.deepEqual(together.map((r) => r.choices[0].text), alone);
+    // continuous batching: a request arriving while a batch with its settings decodes joins it at the next step
+    const same = { model: "batched", max_tokens: 40, ignore_eos: true } as const;
+    const lateAlone = (await c.completions.create({ ...same, prompt: "A harpoon" } as unknown as OpenAI.CompletionCreateParamsNonStreaming)).choices[0].text;
+    const b1 = s.stats.batches, j1 = s.stats.joined;
+    const first = await fetch(`http://127.0.0.1:${addr.port}/v1/completions`, { method: "POST", body: JSON.stringify({ ...same, prompt: "The sea", stream: true }) });
+    const reader = first.body!.getReader();
+    await reader.read(); // the first batch is decoding
+    const late = await c.completions.create({ ...same, prompt: "A harpoon" } as unknown as OpenAI.CompletionCreateParamsNonStreaming);
+    while (!(await reader.read()).done);
+    assert.equal(s.stats.joined - j1, 1, "the late request joined the running batch");
+    assert.equal(s.stats.batches - b1, 1, "no second batch");
+    assert.equal(late.choices[0].text, lateAlone, "a joined sequence decodes as it would alone");
     // crafted requests are 4xx and the server keeps serving: updates off, an oversize body, a huge max_tokens
     const u = `http://127.0.0.1:${addr.port}/v1`;
     assert.equal((await fetch(`${u}/documents`, { method: "POST", body: JSON.stringify({ documents: [{ text: "x" }] }) })).status, 403);

@@ -35,6 +35,14 @@ export interface GenerateOptions extends SamplingOptions {
   neighbours?: (Int32Array | null)[];
   /** per prompt, its sampling seed (default seed + index: a server batching requests gives each its own) */
   seeds?: number[];
+  /**
+   * Continuous batching: called before every decoding step with the number of sequences still generating; the
+   * prompts it returns join the batch at once (prefilled in the same forward as the others' next token), with
+   * the same settings, and take the next sequence numbers (prompts.length, prompts.length + 1, …) in the events.
+   */
+  admit?: (active: number) => { prompt: string | number[]; seed?: number }[];
+  /** a sequence whose consumer is gone: asked before every step; true ends it (finish "stop") and frees its place */
+  cancelled?: (seq: number) => boolean;
 }
 
 export type FinishReason = "eod" | "stop" | "length";
@@ -78,6 +86,8 @@ interface SeqState {
   /** "prompt" mode: the prompt's neighbours [k·r] */
   promptNbr: Int32Array | null;
   truncated: number;
+  /** admitted since the last forward: its feed is its prompt (replay), no sampled token yet */
+  fresh: boolean;
 }
 
 export class Generator {
@@ -109,41 +119,12 @@ export class Generator {
     const pending: GenerateEvent[] = [];
     try {
       const seqs: SeqState[] = [];
-      for (let i = 0; i < prompts.length; i++) {
-        const pi = prompts[i];
-        let ids = typeof pi === "string" ? this.tokenizer.encode(pi) : pi.slice();
-        if (ids.length === 0) throw new RetroError("usage", `prompt ${i}: empty (nothing to continue)`);
-        // a prompt longer than the model's positions keeps its end (truncated from the left; `promptTokens` says how
-        // many were read, `truncated` how many were dropped), leaving room for one new token
-        const room = c.seq - 1;
-        let truncated = 0;
-        if (ids.length > room) {
-          const keep = this.model.isRetro ? Math.floor(room / m) * m || room : room;
-          truncated = ids.length - keep;
-          ids = ids.slice(truncated);
-        }
-        const st: SeqState = {
-          index: i, slot: this.decoder.newSlot(), dropped: 0, replay: { ids, nb: new Map() }, sampler: new Sampler({ ...o, seed: o.seeds?.[i] ?? (o.seed ?? 1234) + i }), promptTokens: ids.length,
-          gen: [], emitted: 0, text: "", next: -1, done: null, retrievals: 0, promptNbr: null, truncated,
-        };
-        const given = o.neighbours?.[i];
-        if (mode === "prompt" && given) {
-          if (given.length !== c.k * c.r) throw new RetroError("mismatch", `prompt ${i}: ${given.length} neighbour tokens given, the model reads k·r = ${c.k * c.r}`);
-          st.promptNbr = given;
-        } else if (mode === "prompt") {
-          const query = typeof pi === "string" ? pi : this.tokenizer.decode(pi);
-          const r = await this.retriever!.search([query], { keep: c.k });
-          st.promptNbr = this.retriever!.db.neighbourBlock(r.ids, 1, c.k, c.k, c.r);
-          st.retrievals++;
-          pending.push({ type: "retrieval", seq: i, chunk: -1, query, neighbours: this.citations(r.ids, r.scores, 0) });
-        }
-        seqs.push(st);
-      }
+      for (let i = 0; i < prompts.length; i++) seqs.push(await this.newSeq(i, prompts[i], o.seeds?.[i] ?? (o.seed ?? 1234) + i, o, mode, pending));
       // prefill every prompt in one pass
       const first = await this.feeds(seqs.map((st) => ({ st, ids: [] })), mode, pending);
       let logits = this.decoder.forward(first);
       yield* pending.splice(0);
-      let active = seqs.slice();
+      let active = seqs.slice(), count = seqs.length;
       while (active.length) {
         active.forEach((st, j) => {
           const tok = st.sampler.pick(logits.subarray(j * c.vocab, (j + 1) * c.vocab));
@@ -159,6 +140,7 @@ export class Generator {
             }
           }
           if (!st.done && st.gen.length >= maxTokens) st.done = "length";
+          if (!st.done && o.cancelled?.(st.index)) st.done = "stop";
         });
         for (const st of active) {
           const i = st.index;
@@ -170,9 +152,16 @@ export class Generator {
           if (st.done) yield { type: "done", seq: i, result: { text: st.text, tokens: st.gen.slice(), promptTokens: st.promptTokens, truncated: st.truncated, finish: st.done, retrievals: st.retrievals } };
         }
         active = active.filter((st) => !st.done);
+        for (const j of o.admit?.(active.length) ?? []) {
+          const i = count++;
+          const st = await this.newSeq(i, j.prompt, j.seed ?? (o.seed ?? 1234) + i, o, mode, pending);
+          st.fresh = true;
+          active.push(st);
+        }
         if (!active.length) break;
-        for (const st of active) if (st.slot.pos + 1 > c.seq) this.slide(st);
-        const feeds = await this.feeds(active.map((st) => ({ st, ids: [st.next] })), mode, pending);
+        for (const st of active) if (!st.fresh && st.slot.pos + 1 > c.seq) this.slide(st);
+        const feeds = await this.feeds(active.map((st) => ({ st, ids: st.fresh ? [] : [st.next] })), mode, pending);
+        for (const st of active) st.fresh = false;
         // a slid sequence is prefilled again: its feed holds the kept context and the new token
         logits = this.decoder.forward(feeds);
         yield* pending.splice(0);
@@ -180,6 +169,38 @@ export class Generator {
     } finally {
       this.model.gate = keepGate;
     }
+  }
+
+  /** A sequence's state for prompt i (truncated from the left to the model's positions; "prompt" mode: retrieved). */
+  private async newSeq(i: number, pi: string | number[], seed: number, o: GenerateOptions, mode: RetrieveMode, pending: GenerateEvent[]): Promise<SeqState> {
+    const c = this.model.config, m = c.chunk;
+    let ids = typeof pi === "string" ? this.tokenizer.encode(pi) : pi.slice();
+    if (ids.length === 0) throw new RetroError("usage", `prompt ${i}: empty (nothing to continue)`);
+    // a prompt longer than the model's positions keeps its end (truncated from the left; `promptTokens` says how
+    // many were read, `truncated` how many were dropped), leaving room for one new token
+    const room = c.seq - 1;
+    let truncated = 0;
+    if (ids.length > room) {
+      const keep = this.model.isRetro ? Math.floor(room / m) * m || room : room;
+      truncated = ids.length - keep;
+      ids = ids.slice(truncated);
+    }
+    const st: SeqState = {
+      index: i, slot: this.decoder.newSlot(), dropped: 0, replay: { ids, nb: new Map() }, sampler: new Sampler({ ...o, seed }), promptTokens: ids.length,
+      gen: [], emitted: 0, text: "", next: -1, done: null, retrievals: 0, promptNbr: null, truncated, fresh: false,
+    };
+    const given = o.neighbours?.[i];
+    if (mode === "prompt" && given) {
+      if (given.length !== c.k * c.r) throw new RetroError("mismatch", `prompt ${i}: ${given.length} neighbour tokens given, the model reads k·r = ${c.k * c.r}`);
+      st.promptNbr = given;
+    } else if (mode === "prompt") {
+      const query = typeof pi === "string" ? pi : this.tokenizer.decode(pi);
+      const r = await this.retriever!.search([query], { keep: c.k });
+      st.promptNbr = this.retriever!.db.neighbourBlock(r.ids, 1, c.k, c.k, c.r);
+      st.retrievals++;
+      pending.push({ type: "retrieval", seq: i, chunk: -1, query, neighbours: this.citations(r.ids, r.scores, 0) });
+    }
+    return st;
   }
 
   /** Generate for each prompt and return the results (no streaming). */

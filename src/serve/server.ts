@@ -166,8 +166,8 @@ export class RetroServer {
   private queue: Job[] = [];
   private busy = false;
   readonly created = Math.floor(Date.now() / 1000);
-  /** requests answered, refused with 503, cancelled by their client; generation batches run (for the load benchmark) */
-  readonly stats = { served: 0, refused: 0, cancelled: 0, batches: 0 };
+  /** requests answered, refused with 503, cancelled by their client; generation batches run, requests that joined one already decoding (for the load benchmark) */
+  readonly stats = { served: 0, refused: 0, cancelled: 0, batches: 0, joined: 0 };
 
   constructor(readonly o: ServeOptions) {
     this.gen = new Generator(o.model, o.tokenizer, o.retriever);
@@ -283,11 +283,16 @@ export class RetroServer {
     }
   }
 
-  /** Decode a batch of requests together; each response is written (streamed) as its own sequence advances. */
+  /**
+   * Decode a batch of requests together; each response is written (streamed) as its own sequence advances.
+   * Continuous batching: before every decoding step, requests that arrived with the same settings join the
+   * batch (up to maxBatch sequences in all), prefilled in the same forward as the others' next token.
+   */
   private async completeBatch(jobs: Job[]): Promise<void> {
     this.stats.batches++;
     const model = this.o.name, created = Math.floor(Date.now() / 1000);
-    const states = jobs.map((j) => {
+    const sampling = jobs[0].work as GenRequest, key = JSON.stringify(sampling.sampling), maxBatch = this.o.maxBatch ?? 8;
+    const start = (j: Job) => {
       const w = j.work as GenRequest;
       const st = { job: j, w, id: `${w.chat ? "chatcmpl" : "cmpl"}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`, retrieval: [] as RetrievalOut[], closed: false, ended: false };
       j.res.on("close", () => {
@@ -295,15 +300,31 @@ export class RetroServer {
       });
       if (w.stream) j.res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
       return st;
-    });
+    };
+    const states = jobs.map(start);
     const chunk = (st: (typeof states)[number], text: string, finish: string | null, extra: Json = {}) => (st.w.chat
       ? { id: st.id, object: "chat.completion.chunk", created, model, choices: [{ index: 0, delta: text || finish === null ? { role: "assistant", content: text } : {}, finish_reason: finish }], ...extra }
       : { id: st.id, object: "text_completion", created, model, choices: [{ index: 0, text, finish_reason: finish, logprobs: null }], ...extra });
-    const sampling = jobs[0].work as GenRequest;
-    const opts: GenerateOptions = { ...sampling.sampling, retrieve: this.o.model.isRetro ? this.o.retrieve : undefined, seeds: jobs.map(() => sampling.sampling.seed ?? 1234) };
+    // waiting requests with the same settings join (sequence numbers follow the batch's, in order)
+    const admit = (active: number) => {
+      const joined: { prompt: string; seed: number }[] = [];
+      for (let i = 0; i < this.queue.length && active + joined.length < maxBatch; ) {
+        const q = this.queue[i], other = q.work;
+        if (typeof other !== "function" && JSON.stringify(other.sampling) === key && !q.gone()) {
+          this.queue.splice(i, 1);
+          jobs.push(q);
+          states.push(start(q));
+          joined.push({ prompt: other.prompt, seed: other.sampling.seed ?? 1234 });
+          this.stats.joined++;
+        } else i++;
+      }
+      return joined;
+    };
+    const opts: GenerateOptions = { ...sampling.sampling, retrieve: this.o.model.isRetro ? this.o.retrieve : undefined, seeds: jobs.map(() => sampling.sampling.seed ?? 1234), admit,
+      cancelled: (seq: number) => states[seq].ended };
     for await (const ev of this.gen.stream(states.map((s) => s.w.prompt), opts)) {
       // decoding is synchronous work between microtasks: give the event loop a turn after each event, so that
-      // new requests are accepted (and queued or refused), written chunks flushed and a disconnect noticed
+      // new requests are accepted (and queued, joined or refused), written chunks flushed and a disconnect noticed
       await new Promise((r) => setImmediate(r));
       for (const st of states) if (st.closed && !st.ended) (st.ended = true), this.stats.cancelled++;
       if (states.every((st) => st.ended)) return; // every client gone: leaving the iterator stops the generation
