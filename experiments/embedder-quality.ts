@@ -5,6 +5,8 @@
  * chunks by exact search over the embeddings of each candidate embedder, and measure what Retro
  * can use: the share of the NEXT chunk's word n-grams that do not occur in the sample so far but
  * do occur in the retrieved neighbours (chunk + continuation, r = 2m). Baseline: 2 random chunks.
+ * Also BM25 over the chunks' words (the sparse retriever of `"index": {"description": "BM25"}`) and the
+ * database's own fitted embedder. LEX= and LSA= (empty) skip the embedders fitted here.
  * Usage: node --import tsx experiments/embedder-quality.ts [--db runs/default-db] [--queries 1000]
  */
 import { parseArgs } from "node:util";
@@ -15,6 +17,8 @@ import type { Embedder } from "../src/embed/embedder.ts";
 import { Rng } from "../src/util/rng.ts";
 import { fitLsa, LsaEmbedder } from "../src/embed/lsa.ts";
 import { table } from "../bench/common.ts";
+import { Bm25Index } from "../src/db/bm25.ts";
+import { openDbEmbedder } from "../src/db/retriever.ts";
 
 const { values: a } = parseArgs({ options: { db: { type: "string", default: "runs/default-db" }, queries: { type: "string", default: "1000" } } });
 const db = new Database(a.db!);
@@ -77,6 +81,14 @@ async function evalEmbedder(name: string, emb: Embedder) {
 const sample = new Rng(db.config.seed).sample(db.nChunks, Math.min(db.nChunks, 50_000)).map((c) => chunkTexts[c]);
 const rows: Record<string, string | number>[] = [];
 rows.push({ embedder: "random chunks", dim: 0, ...score(() => [rng.int(db.nChunks), rng.int(db.nChunks)]), seconds: "0" });
+{
+  const t0 = Date.now();
+  const idx = Bm25Index.build(db.nChunks, (c) => chunkTexts[c]);
+  const r = idx.search(Q.map((q) => q.query), 2);
+  rows.push({ embedder: "BM25 (words, k1 1.2, b 0.75)", dim: 0, ...score((qi) => [r.ids[2 * qi], r.ids[2 * qi + 1]].filter((x) => x >= 0)), seconds: ((Date.now() - t0) / 1000).toFixed(1) });
+}
+if (db.manifest.embeddings?.dim) rows.push(await evalEmbedder(`the database's embedder (${db.manifest.embeddings.embedderId})`, await openDbEmbedder(db)));
+console.log(table(rows));
 for (const [dim, ng] of (process.env.LEX ?? "256:2,256:1,1024:2,1024:1").split(",").filter(Boolean).map((x) => x.split(":").map(Number))) {
   rows.push(await evalEmbedder(`lexical tf-idf ${ng === 2 ? "uni+bigram" : "unigram"}`, new LexicalEmbedder(dim, fitIdf(sample, ng), ng)));
   console.log(table(rows));
