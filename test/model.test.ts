@@ -11,7 +11,7 @@ import { resolveModelConfig } from "../src/model/config.ts";
 import { Model, type Batch } from "../src/model/model.ts";
 import { AdamW } from "../src/model/optim.ts";
 import { loadWeights, readCheckpointConfig, saveCheckpoint, WEIGHTS_FILE } from "../src/model/checkpoint.ts";
-import { readSafetensors, writeSafetensors } from "../src/engine/safetensors.ts";
+import { readSafetensors, readSafetensorsMetadata, writeSafetensors } from "../src/engine/safetensors.ts";
 import { RetroError } from "../src/util/errors.ts";
 import { Rng } from "../src/util/rng.ts";
 import { tmpDir, ROOT, cli } from "./helpers.ts";
@@ -111,6 +111,11 @@ test("truncated and foreign safetensors files are refused with a clear error", (
   fs.writeFileSync(foreign, "PK\x03\x04 this is a zip file, not tensors");
   assert.throws(() => readSafetensors(foreign), (e: unknown) => e instanceof RetroError && e.code === 5 && /not a valid safetensors file/.test(e.message));
   assert.throws(() => readSafetensors(path.join(dir, "nope.safetensors")), /no such file/);
+  // the header-only reader (the tokenizer check before a load) agrees with the full read, refuses the same files
+  assert.deepEqual(readSafetensorsMetadata(good), readSafetensors(good).metadata);
+  assert.deepEqual(readSafetensorsMetadata(cut), readSafetensors(good).metadata, "the header survives a cut data section");
+  assert.throws(() => readSafetensorsMetadata(foreign), (e: unknown) => e instanceof RetroError && e.code === 5);
+  assert.throws(() => readSafetensorsMetadata(path.join(dir, "nope.safetensors")), /no such file/);
   // crafted offsets (issue 10): negative, overlapping, leaving bytes uncovered
   const craft = (header: Record<string, unknown>, dataBytes: number) => {
     const h = Buffer.from(JSON.stringify(header));

@@ -34,6 +34,34 @@ const MAX_HEADER = 100 * 1024 * 1024;
 /** metadata key holding the CRC-32 of the data section (files written here; others are read unchecked) */
 const CRC_KEY = "retro_ts_crc32";
 
+/** The `__metadata__` of a safetensors file, reading its header only (the data is checked when it is read). */
+export function readSafetensorsMetadata(file: string): Record<string, string> {
+  if (!fs.existsSync(file)) throw new RetroError("notFound", `${file}: no such file`);
+  const bad = (m: string): never => { throw new RetroError("corrupt", `${file}: not a valid safetensors file (${m})`); };
+  const fd = fs.openSync(file, "r");
+  try {
+    const size = fs.fstatSync(fd).size, head = Buffer.alloc(8);
+    if (size < 8 || fs.readSync(fd, head, 0, 8, 0) !== 8) bad(`${size} bytes, shorter than the 8-byte header length`);
+    const hlen = Number(head.readBigUInt64LE(0));
+    if (hlen <= 1 || hlen > MAX_HEADER || 8 + hlen > size) bad(`header length ${hlen} does not fit a ${size}-byte file`);
+    const hb = Buffer.alloc(hlen);
+    if (fs.readSync(fd, hb, 0, hlen, 8) !== hlen) bad("short read of the header");
+    let header: { __metadata__?: unknown };
+    try {
+      header = JSON.parse(hb.toString("utf8")) as { __metadata__?: unknown };
+    } catch (err) {
+      return bad(`header is not JSON: ${(err as Error).message}`);
+    }
+    const md = header?.__metadata__ ?? {};
+    if (typeof md !== "object" || md === null || Object.values(md).some((v) => typeof v !== "string")) bad("__metadata__ must map strings to strings");
+    const out = { ...(md as Record<string, string>) };
+    delete out[CRC_KEY]; // as readSafetensors returns it
+    return out;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 export function readSafetensors(file: string): SafetensorsFile {
   if (!fs.existsSync(file)) throw new RetroError("notFound", `${file}: no such file`);
   const buf = fs.readFileSync(file);

@@ -7,7 +7,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { RetroError } from "../util/errors.ts";
 import { readJson, writeJsonAtomic } from "../util/fsx.ts";
-import { readSafetensors, tensorF32, writeSafetensors, type SafetensorsFile, type TensorOut } from "../engine/safetensors.ts";
+import { readSafetensors, readSafetensorsMetadata, tensorF32, writeSafetensors, type SafetensorsFile, type TensorOut } from "../engine/safetensors.ts";
 import { resolveModelConfig, RUN_KEYS, type ModelConfig } from "./config.ts";
 import { Model } from "./model.ts";
 import type { Engine } from "../engine/native.ts";
@@ -31,7 +31,7 @@ export function saveCheckpoint(dir: string, model: Model, metadata: Record<strin
  */
 export function checkpointTokenizer(dirOrRun: string): string | undefined {
   const dir = resolveCheckpointDir(dirOrRun);
-  return tokenizerOf(dir, readSafetensors(path.join(dir, WEIGHTS_FILE)).metadata);
+  return tokenizerOf(dir, readSafetensorsMetadata(path.join(dir, WEIGHTS_FILE))); // the header only: the weights are read once, by the load
 }
 
 function tokenizerOf(dir: string, metadata: Record<string, string>): string | undefined {
