@@ -16,7 +16,9 @@ import { defaultConfig, type DbConfig } from "../db/config.ts";
 import { Database } from "../db/database.ts";
 import { Retriever } from "../db/retriever.ts";
 import { formatStats } from "../db/inspect.ts";
-import { loadModel } from "../model/checkpoint.ts";
+import { loadModel, readCheckpointConfig, resolveCheckpointDir } from "../model/checkpoint.ts";
+import { paramSpecs } from "../model/params.ts";
+import type { ModelConfig } from "../model/config.ts";
 import { train } from "../train/trainer.ts";
 import { evalControls, type ControlReport } from "../train/controls.ts";
 import { evaluate } from "../train/evaluate.ts";
@@ -189,6 +191,9 @@ function reportText(a: {
   const rel = (p: string) => path.relative(a.out, p) || ".";
   const f1 = (x: number) => x.toFixed(1);
   const sets = ["synonym", "word", "define"];
+  // the models as trained (their checkpoints' configs; the run's batch)
+  const gc = readCheckpointConfig(resolveCheckpointDir(path.join(a.out, "gpt"))), rc = readCheckpointConfig(resolveCheckpointDir(path.join(a.out, "retro-fit")));
+  const batch = readJson<{ batch: number }>(path.join(a.out, "gpt", "config.json"), "run config").batch;
   const rows = [...new Set(a.qa.map((r) => `${r.model}\u0000${r.variant}`))];
   const qaTable = [
     "| model | passages | synonym EM / F1 | word EM / F1 | define ROUGE gm | questions/s |",
@@ -212,8 +217,8 @@ function reportText(a: {
     "```",
     formatStats(a.db.manifest),
     "```",
-    `- Database: \`${a.dbDir}\` (neighbours by ${a.db.manifest.index?.description === "BM25" ? "BM25" : `the ${a.db.manifest.index?.description} index over ${a.db.manifest.embeddings?.embedderId} embeddings`}). Models: GPT d 256, 4 layers, 4 heads, seq 256 (${(loadParams(a.out, "gpt") / 1e6).toFixed(2)}M parameters); Retro adds a 2-layer encoder and CCA in layers 2 and 4 (${(loadParams(a.out, "retro-fit") / 1e6).toFixed(2)}M), k 2 neighbours of 128 tokens, rotary positions in the retrieval path.`,
-    `- GPT pretrained ${a.P} steps (batch 8 × 256 tokens); GPT-fitting and Retro-fitting continue it ${a.F} steps each on the same tokens (lr 3e-4 → 3e-5).`,
+    `- Database: \`${a.dbDir}\` (neighbours by ${a.db.manifest.index?.description === "BM25" ? "BM25" : `the ${a.db.manifest.index?.description} index over ${a.db.manifest.embeddings?.embedderId} embeddings`}). Models: GPT d ${gc.d}, ${gc.layers} layers, ${gc.heads} heads, seq ${gc.seq} (${(paramCount(gc) / 1e6).toFixed(2)}M parameters); Retro adds a ${rc.enc_layers}-layer encoder and CCA in layers ${rc.cca_layers.join(" and ")} (${(paramCount(rc) / 1e6).toFixed(2)}M), k ${rc.k} neighbours of ${rc.r} tokens${rc.retrieval_rope ? ", rotary positions in the retrieval path" : ""}.`,
+    `- GPT pretrained ${a.P} steps (batch ${batch} × ${gc.seq} tokens); GPT-fitting and Retro-fitting continue it ${a.F} steps each on the same tokens (lr 3e-4 → 3e-5).`,
     `- Instruction tuning: ${a.S} steps of 8 conversations, loss on the last assistant turn; InstructRetro with the CCA gate at 0 (the paper's choice); no system prompt (the paper's takes 65 of 256 positions).`,
     `- Time per stage (s): ${Object.entries(a.times).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(", ")} (stages reused from an earlier run count ~0).`,
     "",
@@ -249,6 +254,7 @@ function reportText(a: {
   ].join("\n");
 }
 
-function loadParams(out: string, run: string): number {
-  return loadModel(path.join(out, run)).model.store.size;
+/** parameters of a model config (counted from its tensor shapes: no weights read) */
+function paramCount(c: ModelConfig): number {
+  return paramSpecs(c).reduce((a, sp) => a + sp.shape.reduce((x, y) => x * y, 1), 0);
 }
