@@ -61,7 +61,7 @@ const VARIANTS: Record<string, Record<string, unknown>> = {
   "retro-fitting, BM25 neighbours, decoder frozen for the first 400 steps": { model: retro, db: bm25Dir, freezeDecoderSteps: 400 },
   // the paper's Fig. 3: only the retrieval path trains (RETRO's frozen Retro-fitting)
   "retro-fitting, BM25 neighbours, decoder frozen": { model: retro, db: bm25Dir, freezeDecoder: true },
-  "retro-fitting, BM25 neighbours, chunk 32": { model: { ...retro, r: 64 }, db: bm25c32Dir },
+  "retro-fitting, BM25 neighbours, chunk 32": { model: { ...retro, chunk: 32, r: 64 }, db: bm25c32Dir },
   "retro-fitting, BM25 neighbours + null key/value": { model: { ...retro, retrieval_null_kv: true }, db: bm25Dir },
 };
 const setup = {
