@@ -171,6 +171,18 @@ test("requests waiting with the same settings are decoded together, each answer 
     assert.equal(s.stats.joined - j1, 1, "the late request joined the running batch");
     assert.equal(s.stats.batches - b1, 1, "no second batch");
     assert.equal(late.choices[0].text, lateAlone, "a joined sequence decodes as it would alone");
+    // no starving: a request with other settings waiting at the head of the queue stops the joining
+    const j2 = s.stats.joined, done: string[] = [], slow = { model: "batched", max_tokens: 150, ignore_eos: true } as const;
+    const runA = await fetch(`http://127.0.0.1:${addr.port}/v1/completions`, { method: "POST", body: JSON.stringify({ ...slow, prompt: "The sea", stream: true }) });
+    const ra = runA.body!.getReader();
+    await ra.read();
+    const other = c.completions.create({ model: "batched", prompt: "A harpoon", max_tokens: 5 }).then(() => done.push("other settings"));
+    await new Promise((r) => setTimeout(r, 20));
+    const sameLater = c.completions.create({ ...slow, prompt: "The whale" } as unknown as OpenAI.CompletionCreateParamsNonStreaming).then(() => done.push("same settings"));
+    while (!(await ra.read()).done);
+    await Promise.all([other, sameLater]);
+    assert.equal(s.stats.joined, j2, "the later same-settings request did not jump the queue");
+    assert.deepEqual(done, ["other settings", "same settings"]);
     // crafted requests are 4xx and the server keeps serving: updates off, an oversize body, a huge max_tokens
     const u = `http://127.0.0.1:${addr.port}/v1`;
     assert.equal((await fetch(`${u}/documents`, { method: "POST", body: JSON.stringify({ documents: [{ text: "x" }] }) })).status, 403);

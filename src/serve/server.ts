@@ -305,18 +305,24 @@ export class RetroServer {
     const chunk = (st: (typeof states)[number], text: string, finish: string | null, extra: Json = {}) => (st.w.chat
       ? { id: st.id, object: "chat.completion.chunk", created, model, choices: [{ index: 0, delta: text || finish === null ? { role: "assistant", content: text } : {}, finish_reason: finish }], ...extra }
       : { id: st.id, object: "text_completion", created, model, choices: [{ index: 0, text, finish_reason: finish, logprobs: null }], ...extra });
-    // waiting requests with the same settings join (sequence numbers follow the batch's, in order)
+    // requests at the head of the queue with the same settings join (sequence numbers follow the batch's, in
+    // order); one with other settings (or another job) at the head stops the joining, so it is not starved
     const admit = (active: number) => {
       const joined: { prompt: string; seed: number }[] = [];
-      for (let i = 0; i < this.queue.length && active + joined.length < maxBatch; ) {
-        const q = this.queue[i], other = q.work;
-        if (typeof other !== "function" && JSON.stringify(other.sampling) === key && !q.gone()) {
-          this.queue.splice(i, 1);
-          jobs.push(q);
-          states.push(start(q));
-          joined.push({ prompt: other.prompt, seed: other.sampling.seed ?? 1234 });
-          this.stats.joined++;
-        } else i++;
+      while (this.queue.length && active + joined.length < maxBatch) {
+        const q = this.queue[0], other = q.work;
+        if (q.gone()) {
+          this.queue.shift();
+          this.stats.cancelled++;
+          q.resolve();
+          continue;
+        }
+        if (typeof other === "function" || JSON.stringify(other.sampling) !== key) break;
+        this.queue.shift();
+        jobs.push(q);
+        states.push(start(q));
+        joined.push({ prompt: other.prompt, seed: other.sampling.seed ?? 1234 });
+        this.stats.joined++;
       }
       return joined;
     };
