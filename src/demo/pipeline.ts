@@ -12,7 +12,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { buildDatabase } from "../db/build.ts";
-import { defaultConfig, type DbConfig } from "../db/config.ts";
+import { defaultConfig, isBm25, type DbConfig } from "../db/config.ts";
 import { Database } from "../db/database.ts";
 import { Retriever } from "../db/retriever.ts";
 import { formatStats } from "../db/inspect.ts";
@@ -217,7 +217,7 @@ function reportText(a: {
     "```",
     formatStats(a.db.manifest),
     "```",
-    `- Database: \`${path.relative(process.cwd(), a.dbDir) || "."}\` (neighbours by ${a.db.manifest.index?.description === "BM25" ? "BM25" : `the ${a.db.manifest.index?.description} index over ${a.db.manifest.embeddings?.embedderId} embeddings`}). Models: GPT d ${gc.d}, ${gc.layers} layers, ${gc.heads} heads, seq ${gc.seq} (${(paramCount(gc) / 1e6).toFixed(2)}M parameters); Retro adds a ${rc.enc_layers}-layer encoder and CCA in layers ${rc.cca_layers.join(" and ")} (${(paramCount(rc) / 1e6).toFixed(2)}M), k ${rc.k} neighbours of ${rc.r} tokens${rc.retrieval_rope ? ", rotary positions in the retrieval path" : ""}.`,
+    `- Database: \`${path.relative(process.cwd(), a.dbDir) || "."}\` (neighbours by ${a.db.manifest.index && isBm25(a.db.manifest.index.description) ? "BM25" : `the ${a.db.manifest.index?.description} index over ${a.db.manifest.embeddings?.embedderId} embeddings`}). Models: GPT d ${gc.d}, ${gc.layers} layers, ${gc.heads} heads, seq ${gc.seq} (${(paramCount(gc) / 1e6).toFixed(2)}M parameters); Retro adds a ${rc.enc_layers}-layer encoder and CCA in layers ${rc.cca_layers.join(" and ")} (${(paramCount(rc) / 1e6).toFixed(2)}M), k ${rc.k} neighbours of ${rc.r} tokens${rc.retrieval_rope ? ", rotary positions in the retrieval path" : ""}.`,
     `- GPT pretrained ${a.P} steps (batch ${batch} × ${gc.seq} tokens); GPT-fitting and Retro-fitting continue it ${a.F} steps each on the same tokens (lr 3e-4 → 3e-5).`,
     `- Instruction tuning: ${a.S} steps of 8 conversations, loss on the last assistant turn; InstructRetro with the CCA gate at 0 (the paper's choice); no system prompt (the paper's takes 65 of 256 positions).`,
     `- Time per stage (s): ${Object.entries(a.times).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(", ")} (stages reused from an earlier run count ~0).`,

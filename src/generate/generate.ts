@@ -108,7 +108,7 @@ export class Generator {
   /** Generate for each prompt (text, or token ids already encoded); events in the order they happen. */
   async *stream(prompts: (string | number[])[], o: GenerateOptions = {}): AsyncGenerator<GenerateEvent> {
     checkSampling(o);
-    const c = this.model.config, m = c.chunk;
+    const c = this.model.config;
     const maxTokens = o.maxTokens ?? 64;
     if (!(Number.isInteger(maxTokens) && maxTokens >= 1)) throw new RetroError("usage", `max tokens must be a positive integer, got ${maxTokens}`);
     const mode = this.mode(o);
