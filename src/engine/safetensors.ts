@@ -34,27 +34,42 @@ const MAX_HEADER = 100 * 1024 * 1024;
 /** metadata key holding the CRC-32 of the data section (files written here; others are read unchecked) */
 const CRC_KEY = "retro_ts_crc32";
 
+/**
+ * The header of a safetensors file of `size` bytes, `read(pos, len)` giving its bytes: length checked, JSON
+ * parsed, an object. `bad` throws the file's "not a valid safetensors file" error.
+ */
+function parseHeader(size: number, read: (pos: number, len: number) => Buffer, bad: (m: string) => never): { hlen: number; header: Record<string, unknown> } {
+  if (size < 8) bad(`${size} bytes, shorter than the 8-byte header length`);
+  const hlen = Number(read(0, 8).readBigUInt64LE(0));
+  if (hlen <= 1 || hlen > MAX_HEADER || 8 + hlen > size) bad(`header length ${hlen} does not fit a ${size}-byte file`);
+  let header: Record<string, unknown>;
+  try {
+    header = JSON.parse(read(8, hlen).toString("utf8")) as Record<string, unknown>;
+  } catch (err) {
+    return bad(`header is not JSON: ${(err as Error).message}`);
+  }
+  if (typeof header !== "object" || header === null || Array.isArray(header)) bad("header is not a JSON object");
+  return { hlen, header };
+}
+
+function checkMetadata(md: unknown, bad: (m: string) => never): Record<string, string> {
+  if (typeof md !== "object" || md === null || Object.values(md).some((v) => typeof v !== "string")) bad("__metadata__ must map strings to strings");
+  return md as Record<string, string>;
+}
+
 /** The `__metadata__` of a safetensors file, reading its header only (the data is checked when it is read). */
 export function readSafetensorsMetadata(file: string): Record<string, string> {
   if (!fs.existsSync(file)) throw new RetroError("notFound", `${file}: no such file`);
   const bad = (m: string): never => { throw new RetroError("corrupt", `${file}: not a valid safetensors file (${m})`); };
   const fd = fs.openSync(file, "r");
   try {
-    const size = fs.fstatSync(fd).size, head = Buffer.alloc(8);
-    if (size < 8 || fs.readSync(fd, head, 0, 8, 0) !== 8) bad(`${size} bytes, shorter than the 8-byte header length`);
-    const hlen = Number(head.readBigUInt64LE(0));
-    if (hlen <= 1 || hlen > MAX_HEADER || 8 + hlen > size) bad(`header length ${hlen} does not fit a ${size}-byte file`);
-    const hb = Buffer.alloc(hlen);
-    if (fs.readSync(fd, hb, 0, hlen, 8) !== hlen) bad("short read of the header");
-    let header: { __metadata__?: unknown };
-    try {
-      header = JSON.parse(hb.toString("utf8")) as { __metadata__?: unknown };
-    } catch (err) {
-      return bad(`header is not JSON: ${(err as Error).message}`);
-    }
-    const md = header?.__metadata__ ?? {};
-    if (typeof md !== "object" || md === null || Object.values(md).some((v) => typeof v !== "string")) bad("__metadata__ must map strings to strings");
-    const out = { ...(md as Record<string, string>) };
+    const read = (pos: number, len: number) => {
+      const b = Buffer.alloc(len);
+      if (fs.readSync(fd, b, 0, len, pos) !== len) bad("short read of the header");
+      return b;
+    };
+    const { header } = parseHeader(fs.fstatSync(fd).size, read, bad);
+    const out = { ...checkMetadata(header.__metadata__ ?? {}, bad) };
     delete out[CRC_KEY]; // as readSafetensors returns it
     return out;
   } finally {
@@ -66,16 +81,7 @@ export function readSafetensors(file: string): SafetensorsFile {
   if (!fs.existsSync(file)) throw new RetroError("notFound", `${file}: no such file`);
   const buf = fs.readFileSync(file);
   const bad = (m: string): never => { throw new RetroError("corrupt", `${file}: not a valid safetensors file (${m})`); };
-  if (buf.length < 8) bad(`${buf.length} bytes, shorter than the 8-byte header length`);
-  const hlen = Number(buf.readBigUInt64LE(0));
-  if (hlen <= 1 || hlen > MAX_HEADER || 8 + hlen > buf.length) bad(`header length ${hlen} does not fit a ${buf.length}-byte file`);
-  let header: Record<string, unknown>;
-  try {
-    header = JSON.parse(buf.subarray(8, 8 + hlen).toString("utf8")) as Record<string, unknown>;
-  } catch (err) {
-    return bad(`header is not JSON: ${(err as Error).message}`);
-  }
-  if (typeof header !== "object" || header === null || Array.isArray(header)) bad("header is not a JSON object");
+  const { hlen, header } = parseHeader(buf.length, (pos, len) => buf.subarray(pos, pos + len), bad);
   const data = buf.subarray(8 + hlen);
   const tensors = new Map<string, TensorInfo>();
   let metadata: Record<string, string> = {};
@@ -102,7 +108,7 @@ export function readSafetensors(file: string): SafetensorsFile {
     at = t.end;
   }
   if (at !== data.length) bad(`the tensors cover ${at} of the ${data.length} data bytes`);
-  if (typeof metadata !== "object" || metadata === null || Object.values(metadata).some((v) => typeof v !== "string")) bad("__metadata__ must map strings to strings");
+  metadata = checkMetadata(metadata, bad);
   if (metadata[CRC_KEY] !== undefined) {
     if (String(zlib.crc32(data)) !== metadata[CRC_KEY]) bad("data checksum mismatch (damaged file)");
     metadata = { ...metadata };
