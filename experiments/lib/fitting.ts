@@ -46,6 +46,22 @@ export const stats = (xs: number[]) => {
   return { mean, sd, n: xs.length };
 };
 
+/** mean ± sd over the seeds, or the value alone for one seed */
+export const meanSd = (xs: number[], d = 2, unit = "") => {
+  const st = stats(xs);
+  return st.n > 1 ? `${st.mean.toFixed(d)} ± ${st.sd.toFixed(d)}${unit}` : `${st.mean.toFixed(d)}${unit}`;
+};
+
+/** f(row, the GPT-fitting row of the same seed), for each row that has one */
+export const pairedWithGpt = <T>(rows: Row[], gpt: Row[], f: (r: Row, g: Row) => T): T[] =>
+  rows.flatMap((r) => {
+    const g = gpt.find((x) => x.seed === r.seed);
+    return g ? [f(r, g)] : [];
+  });
+
+/** Retro-fitting's gain in the perplexity of the chunks of overlap bucket b over GPT-fitting's, both bucketed by the same neighbours (a share; negative: worse) */
+export const bucketGain = (r: ControlReport, g: ControlReport, b: number) => 1 - Math.exp(r.overlap[b].loss - g.overlap[b].loss);
+
 const runDir = (s: FittingSetup, name: string, seed: number) => path.join(s.work, `${name.replace(/[^a-z0-9]+/gi, "-")}-seed${seed}-${s.fitSteps}`);
 
 export function loadRows(out: string): Row[] {
@@ -64,9 +80,8 @@ function summary(s: FittingSetup, results: Row[]) {
       o.pplAnother = stats(rows.map((r) => r.ppl.another!));
       o.pplNone = stats(rows.map((r) => r.ppl.none!));
       // the gain over GPT-fitting of the same seed
-      const paired = rows.map((r) => ({ r, g: gpt.find((g) => g.seed === r.seed) })).filter((p) => p.g);
-      o.pplGainVsGptFitting = stats(paired.map((p) => 1 - p.r.ppl.own / p.g!.ppl.own));
-      o.pplGainRandomVsGptFitting = stats(paired.map((p) => 1 - p.r.ppl.random! / p.g!.ppl.own));
+      o.pplGainVsGptFitting = stats(pairedWithGpt(rows, gpt, (r, g) => 1 - r.ppl.own / g.ppl.own));
+      o.pplGainRandomVsGptFitting = stats(pairedWithGpt(rows, gpt, (r, g) => 1 - r.ppl.random! / g.ppl.own));
     }
     out[name] = o;
   }
@@ -132,10 +147,7 @@ export async function runFitting(s: FittingSetup): Promise<Row[]> {
   return results;
 }
 
-const fmt = (xs: number[], d = 2) => {
-  const st = stats(xs);
-  return st.n > 1 ? `${st.mean.toFixed(d)} ± ${st.sd.toFixed(d)}` : st.mean.toFixed(d);
-};
+const fmt = (xs: number[], d = 2) => meanSd(xs, d);
 
 /** The markdown tables of the measured rows (mean ± sd over the seeds present), as the README quotes them. */
 export function report(s: Pick<FittingSetup, "variants" | "fitSteps">, results: Row[]): string {
@@ -152,9 +164,8 @@ export function report(s: Pick<FittingSetup, "variants" | "fitSteps">, results: 
   for (const name of Object.keys(s.variants)) {
     const rows = results.filter((r) => r.name === name && r.fitSteps === s.fitSteps);
     if (!rows.length) continue;
-    const paired = rows.map((r) => [r, gpt.find((g) => g.seed === r.seed)] as const).filter((p) => p[1]);
     const retro = rows[0].model === "retro";
-    lines.push(`| ${name} | ${rows.map((r) => r.seed).join(",")} | ${fmt(rows.map((r) => r.ppl.own))} | ${retro ? fmt(rows.map((r) => r.ppl.random!)) : "–"} | ${retro ? fmt(rows.map((r) => r.ppl.another!)) : "–"} | ${retro ? fmt(rows.map((r) => r.ppl.none!)) : "–"} | ${retro ? `${fmt(paired.map(([r, g]) => 100 * (1 - r.ppl.own / g!.ppl.own)), 1)} %` : "–"} | ${fmt(rows.map((r) => r.overlap[0].loss), 3)} / ${fmt(rows.map(hi), 3)} |`);
+    lines.push(`| ${name} | ${rows.map((r) => r.seed).join(",")} | ${fmt(rows.map((r) => r.ppl.own))} | ${retro ? fmt(rows.map((r) => r.ppl.random!)) : "–"} | ${retro ? fmt(rows.map((r) => r.ppl.another!)) : "–"} | ${retro ? fmt(rows.map((r) => r.ppl.none!)) : "–"} | ${retro ? `${fmt(pairedWithGpt(rows, gpt, (r, g) => 100 * (1 - r.ppl.own / g.ppl.own)), 1)} %` : "–"} | ${fmt(rows.map((r) => r.overlap[0].loss), 3)} / ${fmt(rows.map(hi), 3)} |`);
   }
   // the overlap buckets (cumulative, RETRO §2.6): loss and share of the held-out chunks, per run
   lines.push("", "| run | " + ["≤ 12.5 %", "≤ 25 %", "≤ 50 %", "≤ 100 %"].map((b) => `loss, overlap ${b} (chunks)`).join(" | ") + " |", "|---|---|---|---|---|");
