@@ -42,8 +42,10 @@ if (a.run) {
 }
 
 const fmt = (xs: number[], d = 2, unit = "") => (!xs.length ? "not measured" : xs.length > 1 ? meanSd(xs, d, unit) : `${meanSd(xs, d, unit)} (1 seed)`);
+/** decimals of a percentage: two below 1 % (a 0.14 % gain is not "0.1 ± 0.0") */
+const digits = (xs: number[]) => (xs.length && Math.abs(stats(xs).mean) < 1 ? 2 : 1);
 /** a change in per cent, signed (negative: lower perplexity than GPT-fitting) */
-const pct = (xs: number[]) => (xs.length ? fmt(xs, 1, " %").replace(/^(\d)/, "+$1") : "not measured");
+const pct = (xs: number[]) => (xs.length ? fmt(xs, digits(xs), " %").replace(/^(\d)/, "+$1") : "not measured");
 const rowsOf = (rows: Row[], name: string, fit = FIT) => rows.filter((r) => r.name === name && r.fitSteps === (name === PRETRAINED ? 0 : fit));
 const paired = (rows: Row[], name: string, f: (r: Row, g: Row) => number) => pairedWithGpt(rowsOf(rows, name), rowsOf(rows, "gpt-fitting"), f);
 const gainPct = (r: Row, g: Row) => 100 * (1 - r.ppl.own / g.ppl.own);
@@ -153,7 +155,7 @@ const bucketTable = (label: string, rows: Row[], gptCtl: GptCtl) => {
   const lines = [`${label} (seeds ${seedsOf(r)}):`, "", "| overlap ≤ | share of chunks | GPT-fitting loss | Retro-fitting loss | Retro-fitting gain (perplexity of those chunks) |", "|---|---|---|---|---|"];
   for (let b = 0; b < 4; b++) {
     const gl = g.map((x) => gptCtl(x)?.overlap[b].loss).filter((x): x is number => x !== undefined), rl = r.map((x) => x.overlap[b].loss);
-    lines.push(`| ${[12.5, 25, 50, 100][b]} % | ${(100 * r[0].overlap[b].chunks / r[0].overlap[3].chunks).toFixed(1)} % | ${fmt(gl, 3)} | ${fmt(rl, 3)} | ${fmt(bucketGains(rows, gptCtl, b), 1, " %")} |`);
+    lines.push(`| ${[12.5, 25, 50, 100][b]} % | ${(100 * r[0].overlap[b].chunks / r[0].overlap[3].chunks).toFixed(1)} % | ${fmt(gl, 3)} | ${fmt(rl, 3)} | ${fmt(bucketGains(rows, gptCtl, b), digits(bucketGains(rows, gptCtl, b)), " %")} |`);
   }
   return [...lines, ""];
 };
