@@ -252,17 +252,21 @@ export class RetroServer {
     });
   }
 
+  /** Drop the requests at the head of the queue whose clients have gone (counted as cancelled); is one left? */
+  private dropGoneHead(): boolean {
+    while (this.queue.length && this.queue[0].gone()) {
+      this.queue.shift()!.resolve();
+      this.stats.cancelled++;
+    }
+    return this.queue.length > 0;
+  }
+
   private async pump(): Promise<void> {
     if (this.busy) return;
     this.busy = true;
     try {
-      while (this.queue.length) {
+      while (this.dropGoneHead()) {
         const job = this.queue.shift()!;
-        if (job.gone()) {
-          this.stats.cancelled++;
-          job.resolve();
-          continue;
-        }
         const w = job.work;
         if (typeof w === "function") {
           await w().catch((e) => this.fail(job.res, e)).finally(job.resolve);
@@ -309,14 +313,8 @@ export class RetroServer {
     // order); one with other settings (or another job) at the head stops the joining, so it is not starved
     const admit = (active: number) => {
       const joined: { prompt: string; seed: number }[] = [];
-      while (this.queue.length && active + joined.length < maxBatch) {
+      while (active + joined.length < maxBatch && this.dropGoneHead()) {
         const q = this.queue[0], other = q.work;
-        if (q.gone()) {
-          this.queue.shift();
-          this.stats.cancelled++;
-          q.resolve();
-          continue;
-        }
         if (typeof other === "function" || JSON.stringify(other.sampling) !== key) break;
         this.queue.shift();
         jobs.push(q);
