@@ -27,6 +27,9 @@ const FROZEN_FIRST = "retro-fitting, BM25 neighbours, decoder frozen for the fir
 const SIZES = [{ d: 64, layers: 4, file: "parallel-bibles-d64-l4.json" }, { d: 128, layers: 4, file: "parallel-bibles.json" }, { d: 256, layers: 4, file: "parallel-bibles-d256-l4.json" }];
 const MAIN = SIZES[1]; // the size every other comparison uses
 
+/** experiments/instruct.sh's result file for a seed (its default seed, 1234, writes instruct.json) */
+const instructFile = (seed: number) => (seed === 1234 ? "instruct.json" : `instruct-seed${seed}.json`);
+
 if (a.run) {
   const step = (cmd: string, args: string[]) => {
     console.log(`\n$ ${cmd} ${args.join(" ")}`);
@@ -38,7 +41,7 @@ if (a.run) {
       "--only", ["gpt-fitting", BM25, FROZEN].join(";")]);
   }
   step("node", ["--import", "tsx", "experiments/bundled-corpus.ts", "--seeds", "3", "--only", ["gpt-fitting", BM25].join(";")]);
-  for (const seed of [1234, 2, 3]) if (!fs.existsSync(R(seed === 1234 ? "instruct.json" : `instruct-seed${seed}.json`))) step("bash", ["-c", `SEED=${seed} bash experiments/instruct.sh`]);
+  for (const seed of [1234, 2, 3]) if (!fs.existsSync(R(instructFile(seed)))) step("bash", ["-c", `SEED=${seed} bash experiments/instruct.sh`]);
 }
 
 const fmt = (xs: number[], d = 2, unit = "") => (!xs.length ? "not measured" : xs.length > 1 ? meanSd(xs, d, unit) : `${meanSd(xs, d, unit)} (1 seed)`);
@@ -107,11 +110,12 @@ out.push("", `Sizes measured: ${measuredSizes.join(", ") || "none"}.${missing.le
 
 // ------------------------------------------------------------------ Table 1 and §5.4
 type QaRow = { ckpt: string; set: string; variant: string; exact_match: number; f1: number; rouge_gm?: number };
-type InstructRun = { file: string; fit: number; sft: number; topk: number; seed?: number; qa: QaRow[]; ppl: { model: string; ppl: number }[] };
+type InstructRun = { fit: number; sft: number; topk: number; seed: number; qa: QaRow[]; ppl: { model: string; ppl: number }[] };
 // one file per seed of experiments/instruct.sh: instruct.json (its default seed, 1234) and instruct-seed<N>.json
 const instructFiles = fs.existsSync("experiments/results") ? fs.readdirSync("experiments/results").filter((f) => /^instruct(-seed\d+)?\.json$/.test(f))
   .sort((x, y) => (x === "instruct.json" ? -1 : y === "instruct.json" ? 1 : x.localeCompare(y, undefined, { numeric: true }))) : [];
-const instructRuns: InstructRun[] = instructFiles.map((file) => ({ file, seed: 1234, ...(JSON.parse(fs.readFileSync(R(file), "utf8")) as Omit<InstructRun, "file">) }));
+// instruct.json predates the seed field: its seed is the default
+const instructRuns: InstructRun[] = instructFiles.map((file) => ({ seed: 1234, ...(JSON.parse(fs.readFileSync(R(file), "utf8")) as Partial<InstructRun>) }) as InstructRun);
 out.push("## Table 1 — zero-shot QA after instruction tuning", "");
 if (!instructRuns.length) out.push("Not measured: `bash experiments/instruct.sh`.", "");
 else {
