@@ -183,6 +183,18 @@ test("requests waiting with the same settings are decoded together, each answer 
     await Promise.all([other, sameLater]);
     assert.equal(s.stats.joined, j2, "the later same-settings request did not jump the queue");
     assert.deepEqual(done, ["other settings", "same settings"]);
+    // nor when a batch forms: A, B, C wait (A and C alike, B not); A's batch does not take C past B
+    const order: string[] = [], held = await fetch(`http://127.0.0.1:${addr.port}/v1/completions`, { method: "POST", body: JSON.stringify({ ...slow, prompt: "The sea", stream: true }) });
+    const rh = held.body!.getReader();
+    await rh.read();
+    const waiting: Promise<unknown>[] = [];
+    for (const [name, max_tokens] of [["A", 5], ["B", 6], ["C", 5]] as const) {
+      waiting.push(c.completions.create({ model: "batched", prompt: "A harpoon", max_tokens, ignore_eos: true } as unknown as OpenAI.CompletionCreateParamsNonStreaming).then(() => order.push(name)));
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    while (!(await rh.read()).done);
+    await Promise.all(waiting);
+    assert.deepEqual(order, ["A", "B", "C"], "served in arrival order");
     // crafted requests are 4xx and the server keeps serving: updates off, an oversize body, a huge max_tokens
     const u = `http://127.0.0.1:${addr.port}/v1`;
     assert.equal((await fetch(`${u}/documents`, { method: "POST", body: JSON.stringify({ documents: [{ text: "x" }] }) })).status, 403);

@@ -261,6 +261,20 @@ export class RetroServer {
     return this.queue.length > 0;
   }
 
+  /**
+   * Take up to `room` generation requests with these settings from the head of the queue, in order. A request
+   * with other settings (or another job) at the head stops the taking: nobody is overtaken, so nobody starves.
+   */
+  private takeSame(key: string, room: number): Job[] {
+    const taken: Job[] = [];
+    while (taken.length < room && this.dropGoneHead()) {
+      const other = this.queue[0].work;
+      if (typeof other === "function" || JSON.stringify(other.sampling) !== key) break;
+      taken.push(this.queue.shift()!);
+    }
+    return taken;
+  }
+
   private async pump(): Promise<void> {
     if (this.busy) return;
     this.busy = true;
@@ -272,14 +286,8 @@ export class RetroServer {
           await w().catch((e) => this.fail(job.res, e)).finally(job.resolve);
           continue;
         }
-        // requests waiting with the same settings are decoded together, one batch
-        const key = JSON.stringify(w.sampling);
-        const batch = [job];
-        for (let i = 0; i < this.queue.length && batch.length < (this.o.maxBatch ?? 8); ) {
-          const other = this.queue[i].work;
-          if (typeof other !== "function" && JSON.stringify(other.sampling) === key && !this.queue[i].gone()) batch.push(...this.queue.splice(i, 1));
-          else i++;
-        }
+        // the requests next in line with the same settings are decoded together, one batch
+        const batch = [job, ...this.takeSame(JSON.stringify(w.sampling), (this.o.maxBatch ?? 8) - 1)];
         await this.completeBatch(batch).catch((e) => batch.forEach((j) => this.fail(j.res, e))).finally(() => batch.forEach((j) => j.resolve()));
       }
     } finally {
@@ -309,21 +317,14 @@ export class RetroServer {
     const chunk = (st: (typeof states)[number], text: string, finish: string | null, extra: Json = {}) => (st.w.chat
       ? { id: st.id, object: "chat.completion.chunk", created, model, choices: [{ index: 0, delta: text || finish === null ? { role: "assistant", content: text } : {}, finish_reason: finish }], ...extra }
       : { id: st.id, object: "text_completion", created, model, choices: [{ index: 0, text, finish_reason: finish, logprobs: null }], ...extra });
-    // requests at the head of the queue with the same settings join (sequence numbers follow the batch's, in
-    // order); one with other settings (or another job) at the head stops the joining, so it is not starved
-    const admit = (active: number) => {
-      const joined: { prompt: string; seed: number }[] = [];
-      while (active + joined.length < maxBatch && this.dropGoneHead()) {
-        const q = this.queue[0], other = q.work;
-        if (typeof other === "function" || JSON.stringify(other.sampling) !== key) break;
-        this.queue.shift();
-        jobs.push(q);
-        states.push(start(q));
-        joined.push({ prompt: other.prompt, seed: other.sampling.seed ?? 1234 });
-        this.stats.joined++;
-      }
-      return joined;
-    };
+    // requests next in line with the same settings join (sequence numbers follow the batch's, in order)
+    const admit = (active: number) => this.takeSame(key, maxBatch - active).map((q) => {
+      const w = q.work as GenRequest;
+      jobs.push(q);
+      states.push(start(q));
+      this.stats.joined++;
+      return { prompt: w.prompt, seed: w.sampling.seed ?? 1234 };
+    });
     const opts: GenerateOptions = { ...sampling.sampling, retrieve: this.o.model.isRetro ? this.o.retrieve : undefined, seeds: jobs.map(() => sampling.sampling.seed ?? 1234), admit,
       cancelled: (seq: number) => states[seq].ended };
     for await (const ev of this.gen.stream(states.map((s) => s.w.prompt), opts)) {
