@@ -19,21 +19,25 @@ export function registerServe(program: Command): void {
     .option("--port <n>", "port (0: any free port)", intFlag("--port", { min: 0, max: 65535 }), 8080)
     .option("--name <id>", "model id reported by /v1/models (default: the run folder's name)")
     .option("--max-queue <n>", "requests waiting at most; more are refused with 503", intFlag("--max-queue", { min: 0, max: 100000 }), 16)
-    .option("--system <text>", "chat system prompt when a request has none (default: the paper's)")
+    .option("--system <text>", "chat system prompt when a request has none (default: the one the run was instruction-tuned with, else the paper's)")
     .option("--no-system", "no system prompt")
     .addOption(new Option("--retrieve <mode>", "Retro: chunk (re-retrieve every chunk) | prompt | none").choices(["chunk", "prompt", "none"]))
+    .option("--passages <k>", "top-k passages retrieved by the user's question into the prompt (default: 2 for an instruction-tuned GPT or a Retro with its CCA gate at 0, else 0)", intFlag("--passages", { min: 0, max: 16 }))
     .option("--threads <n>", "kernel threads (per server)", intFlag("--threads", { min: 1, max: 256 }))
     .option("--allow-updates", "enable POST /v1/documents: documents join the database (retro db add) and are retrieved at once")
     .action(async (o) => {
       const { model, dir, tokenizer } = loadModel(o.ckpt);
       if (o.threads) model.engine.setThreads(o.threads);
-      const dbDir = o.db ?? runConfigOf(dir).db;
+      const run = runConfigOf(dir);
+      const dbDir = o.db ?? run.db;
       if (!dbDir) throw new RetroError("usage", `${o.ckpt}: no run config names a database; pass --db (its tokenizer is needed)`);
       let db = new Database(dbDir);
       assertSameTokenizer(tokenizer, o.ckpt, db.manifest.tokenizer!.id, `database ${dbDir}`);
       const retriever = db.manifest.index ? await Retriever.open(db) : null;
-      const system = o.system === false ? null : typeof o.system === "string" ? o.system : SYSTEM_PROMPT;
-      const server = new RetroServer({ model, tokenizer: db.tokenizer, retriever, name: o.name ?? path.basename(path.resolve(o.ckpt)), host: o.host, port: o.port, maxQueue: o.maxQueue, system, retrieve: o.retrieve,
+      const system = o.system === false ? null : typeof o.system === "string" ? o.system : run.tuning ? run.tuning.system : SYSTEM_PROMPT;
+      // InstructRetro's use: a tuned model whose decoder reads no neighbours gets its passages in the prompt
+      const passages = o.passages ?? (run.tuning && (!model.isRetro || model.gate === 0) ? 2 : 0);
+      const server = new RetroServer({ model, tokenizer: db.tokenizer, retriever, name: o.name ?? path.basename(path.resolve(o.ckpt)), host: o.host, port: o.port, maxQueue: o.maxQueue, system, retrieve: o.retrieve, passages,
         updates: o.allowUpdates ? { dbDir, reopen: async () => {
           const fresh = new Database(dbDir);
           const r = await Retriever.open(fresh);

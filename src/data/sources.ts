@@ -35,6 +35,9 @@ export interface DatasetSpec {
   weight?: number;
   /** what to do with a malformed JSONL line */
   onBadLine?: "fail" | "skip";
+  /** share of this dataset's documents held out (overrides the corpus's validFraction; 1 = all of them, a
+   * held-out-only dataset: evaluation text that never enters the database) */
+  validFraction?: number;
 }
 
 export interface SourceStats {

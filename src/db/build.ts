@@ -65,9 +65,12 @@ export function prepareDir(dir: string, config: DbConfig): void {
   for (const sub of ["", "tokens", "embed", "index", "neighbours/train", "neighbours/valid"]) removeStaleTemps(path.join(dir, sub));
 }
 
-/** Is this document in the held-out split? Decided per document by (seed, dataset, key) alone; never for a retrieval-only dataset. */
-export function isHeldOut(seed: number, ds: { name: string; weight?: number }, key: string, fraction: number): boolean {
-  return !isRetrievalOnly(ds) && hashUniform(seed, `${ds.name}\u0000${key}`) < fraction;
+/**
+ * Is this document in the held-out split? Decided per document by (seed, dataset, key) alone; never for a
+ * retrieval-only dataset. A dataset's own `validFraction` overrides the corpus's (1: a held-out-only dataset).
+ */
+export function isHeldOut(seed: number, ds: { name: string; weight?: number; validFraction?: number }, key: string, fraction: number): boolean {
+  return !isRetrievalOnly(ds) && hashUniform(seed, `${ds.name}\u0000${key}`) < (ds.validFraction ?? fraction);
 }
 
 async function stageTokens(dir: string, c: DbConfig, man: Manifest): Promise<void> {

@@ -129,10 +129,14 @@ export function resolveConfig(user: unknown): DbConfig {
   if (!Array.isArray(c.datasets) || c.datasets.length === 0) throw new RetroError("usage", "config.datasets: at least one dataset is needed");
   const names = new Set<string>();
   c.datasets.forEach((ds, i) => {
-    check(ds, `config.datasets[${i}]`, { name: "string", source: "string", path: "string", field: "string", weight: "number", onBadLine: "string" }, ["name", "source", "path"]);
+    check(ds, `config.datasets[${i}]`, { name: "string", source: "string", path: "string", field: "string", weight: "number", onBadLine: "string", validFraction: "number" }, ["name", "source", "path"]);
     if (names.has(ds.name)) throw new RetroError("usage", `config.datasets: duplicate name "${ds.name}"`);
     names.add(ds.name);
     if (ds.weight !== undefined && !(ds.weight >= 0 && Number.isFinite(ds.weight))) throw new RetroError("usage", `config.datasets[${i}].weight must be a number ≥ 0 (0 = retrieval-only), got ${ds.weight}`);
+    if (ds.validFraction !== undefined) {
+      checkNum(ds.validFraction, `config.datasets[${i}].validFraction`, { min: 0, max: 1 });
+      if (isRetrievalOnly(ds) && ds.validFraction > 0) throw new RetroError("usage", `config.datasets[${i}]: a retrieval-only dataset (weight 0) holds nothing out; validFraction must be 0 or absent`);
+    }
     if (ds.onBadLine !== undefined && ds.onBadLine !== "fail" && ds.onBadLine !== "skip") throw new RetroError("usage", `config.datasets[${i}].onBadLine must be "fail" or "skip"`);
   });
   if (c.datasets.every(isRetrievalOnly)) {

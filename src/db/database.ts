@@ -124,6 +124,19 @@ export class Database {
   }
 
   /**
+   * The passage a retrieved chunk stands for in a prompt: its document, whole when it has at most `maxTokens`
+   * tokens, else the window of `maxTokens` tokens of the document that holds the chunk with as much context
+   * before it as after it. (A chunk is where a fact was found; the sentence around it is what a reader needs.)
+   */
+  passageTokens(c: number, maxTokens: number): Uint32Array {
+    const doc = this.chunkDoc(c), d0 = this.train.docStart(doc), len = this.train.docLength(doc);
+    if (len <= maxTokens) return this.train.read(d0, d0 + len);
+    const cs = this.chunks[CHUNK_COLS * c + 2], cl = this.chunks[CHUNK_COLS * c + 3];
+    const from = Math.max(d0, Math.min(d0 + len - maxTokens, cs - Math.floor((maxTokens - Math.min(cl, maxTokens)) / 2)));
+    return this.train.read(from, from + maxTokens);
+  }
+
+  /**
    * Retrieved tokens of neighbour c: the chunk and its continuation (the next chunk of the SAME
    * document; EOD where the document ends), `r = 2m` tokens. A −1 neighbour gives all EOD.
    */

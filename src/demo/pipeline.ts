@@ -1,21 +1,27 @@
 /**
- * `retro demo`: the five pipeline steps on the bundled corpus in one command, ending in DIR/report.md.
+ * `retro demo`: the five pipeline steps on a labelled synthetic knowledge corpus (fictional people,
+ * src/data/people.ts) in one command, ending in DIR/report.md. What it shows is what retrieval adds:
  *
- *   1. database (bundled corpus, default config with BM25)    → DIR/db (or --db, an existing one)
- *   2. GPT pretraining, then GPT-fitting and Retro-fitting it on the same tokens (same seed, same steps)
- *   3. held-out perplexity with the controls (another sample's / random / no neighbours; overlap buckets)
- *   4. the bundled WordNet instruction set; instruction tuning of both fits (Retro with the gate at 0)
- *   5. zero-shot QA on the held-out sets: passages in the prompt, Retro's encoder variant, closed book
+ *   1. data and database: people A (pretraining text), B (retrieval-only, and another biography of each held
+ *      out), C (in neither); plus the bundled WordNet, retrieval-only, for the harder WordNet sets → DIR/db
+ *   2. GPT pretraining on A, then GPT-fitting and Retro-fitting it on the same tokens (same seed, same steps)
+ *   3. held-out perplexity on B's other biographies, the loss on fact tokens apart, with the controls
+ *   4. instruction data about A (questions with retrieved passages) + WordNet; tuning of both fits (Retro at gate 0)
+ *   5. QA on B in question forms held out of tuning: passages in the prompt vs closed book; C before and after
+ *      `retro db add` (no training in between), and one answer served by `retro serve` citing the added text
  * Every stage is resumable and a re-run reuses what is finished (results cached under DIR/results) unless
  * `fresh`. Sizes fit ~15 minutes on 2 cores from a fresh clone; the report states them.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { buildDatabase } from "../db/build.ts";
-import { defaultConfig, isBm25, type DbConfig } from "../db/config.ts";
+import type { DbConfig } from "../db/config.ts";
 import { Database } from "../db/database.ts";
 import { Retriever } from "../db/retriever.ts";
+import { addDocuments } from "../db/add.ts";
 import { formatStats } from "../db/inspect.ts";
+import { DEFAULT_PEOPLE, writePeopleCorpus, type PeopleOptions, type PeopleCorpus } from "../data/people.ts";
+import type { DatasetSpec } from "../data/sources.ts";
 import { loadModel, readCheckpointConfig, resolveCheckpointDir } from "../model/checkpoint.ts";
 import { paramSpecs } from "../model/params.ts";
 import type { ModelConfig } from "../model/config.ts";
@@ -24,36 +30,54 @@ import { evalControls, type ControlReport } from "../train/controls.ts";
 import { evaluate } from "../train/evaluate.ts";
 import { plotBars, plotRuns } from "../train/plot.ts";
 import { buildBundledSets, type BundledCounts } from "../sft/bundled.ts";
+import { buildKnowledgeSets, type KnowledgeCounts } from "../sft/knowledge.ts";
 import { sft } from "../sft/sft.ts";
 import { evalQa, type QaReport, type QaVariant } from "../qa/evaluate.ts";
 import { readQaFile } from "../qa/formats.ts";
-import { Generator } from "../generate/generate.ts";
+import { RetroServer } from "../serve/server.ts";
 import { readJson, writeFileAtomic, writeJsonAtomic } from "../util/fsx.ts";
 import { log } from "../util/progress.ts";
+import { heldOutFactMask } from "./facts.ts";
+import { KNOWLEDGE, knowledgeDbConfig } from "./knowledge.ts";
 
 export interface DemoOptions {
   out: string;
-  /** an existing database to use instead of building DIR/db */
+  /** an existing database (one the demo built with the same seed and sizes) instead of building DIR/db */
   db?: string;
   fresh?: boolean;
   /** sizes (the defaults fit ~15 minutes on 2 cores) */
   pretrainSteps?: number;
   fitSteps?: number;
   sftSteps?: number;
+  /** questions per QA set at most */
   qaQuestions?: number;
-  /** for tests: another database config (it needs a dataset named "wordnet" in WordNet's line format) */
-  dbConfig?: unknown;
-  /** for tests: model settings over the defaults (d, layers, heads, seq, r) */
+  /** seed of the corpus, the database and every run */
+  seed?: number;
+  /** the knowledge corpus's sizes over DEMO_PEOPLE */
+  people?: Partial<PeopleOptions>;
+  /** the WordNet dataset of the harder sets (default: the bundled one; null: none) */
+  wordnet?: DatasetSpec | null;
+  /** model settings over the defaults (d, layers, heads, seq, r) */
   model?: Record<string, unknown>;
   threads?: number;
 }
 
-type QaRow = DemoSummary["qa"][number] & { questions_per_s: number; truncated: number };
+type QaRow = { model: string; variant: QaVariant; set: string; exact_match: number; f1: number; rouge_gm?: number; questions_per_s: number; truncated: number; questions: number };
 
 export interface DemoSummary {
   report: string;
   ppl: Record<string, number>;
-  qa: { model: string; variant: QaVariant; set: string; exact_match: number; f1: number; rouge_gm?: number }[];
+  /** loss (nats/token) on B's held-out fact tokens */
+  factLoss: Record<string, number>;
+  qa: QaRow[];
+  update: { before: QaRow[]; after: QaRow[]; served: ServedAnswer };
+}
+
+export interface ServedAnswer {
+  question: string;
+  answer: string;
+  expected: string;
+  citations: { dataset: string; document: number; text: string }[];
 }
 
 /** a stage's result cached as JSON: computed once, reused by a re-run */
@@ -62,27 +86,27 @@ async function cached<T>(file: string, fresh: boolean, make: () => Promise<T> | 
   const v = await make();
   writeJsonAtomic(file, v);
   return JSON.parse(JSON.stringify(v)) as T; // what a re-run reads back
-
 }
 
-/** instruction-tuning steps of each model (sized, with the rest, to ~15 minutes on 2 cores) */
-export const DEMO_SFT_STEPS = 120;
-
-/**
- * The bundled corpus's default database with BM25 neighbours: lexical retrieval is what paid on real text
- * (experiments/parallel-bibles.ts: −23.4 % vs −1.3 % with the dense LSA index), and it builds without fitting
- * an embedder.
- */
-export function demoDbConfig(): DbConfig {
-  return { ...defaultConfig(), index: { ...defaultConfig().index, description: "BM25" } };
-}
+/** The demo's defaults, each measured to fit the 15-minute budget (docs/demo/report.md gives the stage times). */
+export const DEMO = {
+  pretrainSteps: 800, fitSteps: 300, sftSteps: 300, qaQuestions: 300,
+  /** short chunks: a biography spans ~3 of them, so most of its facts are read from the chunk before */
+  chunk: 32,
+  seq: 256,
+  topK: 2,
+  /** answer tokens at most (room left for the passages) */
+  maxTokens: 16,
+};
+/** the knowledge corpus of the demo */
+export const DEMO_PEOPLE: PeopleOptions = { ...DEFAULT_PEOPLE };
 
 const STAGES = 7;
 const stage = (i: number, what: string) => log(`\n== demo ${i}/${STAGES}: ${what}`);
 
 export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
-  const out = path.resolve(o.out), fresh = Boolean(o.fresh);
-  const P = o.pretrainSteps ?? 400, F = o.fitSteps ?? 150, S = o.sftSteps ?? DEMO_SFT_STEPS, Q = o.qaQuestions ?? 100;
+  const out = path.resolve(o.out), fresh = Boolean(o.fresh), seed = o.seed ?? DEMO_PEOPLE.seed;
+  const P = o.pretrainSteps ?? DEMO.pretrainSteps, F = o.fitSteps ?? DEMO.fitSteps, S = o.sftSteps ?? DEMO.sftSteps, Q = o.qaQuestions ?? DEMO.qaQuestions;
   // --fresh starts over, the demo's own database included (never a --db given)
   if (fresh) for (const d of ["gpt", "gpt-fit", "retro-fit", "sft-gpt", "sft-retro", "results", "data", ...(o.db ? [] : ["db"])]) fs.rmSync(path.join(out, d), { recursive: true, force: true });
   fs.mkdirSync(path.join(out, "results"), { recursive: true });
@@ -94,162 +118,217 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
     times[name] = (performance.now() - t0) / 1000;
     return v;
   };
+  const threads = o.threads ? { threads: o.threads } : {};
+  const modelIn: Record<string, unknown> = { seq: DEMO.seq, chunk: DEMO.chunk, r: 2 * DEMO.chunk, ...o.model };
+  const seq = modelIn.seq as number, chunk = modelIn.chunk as number;
 
-  stage(1, "retrieval database (bundled corpus)");
+  stage(1, "knowledge corpus (fictional people) and retrieval database");
+  const { files, corpus } = writePeopleCorpus(path.join(out, "data", "people"), { ...DEMO_PEOPLE, ...o.people, seed });
   const dbDir = o.db ? path.resolve(o.db) : path.join(out, "db");
-  if (!o.db) await timed("database", () => buildDatabase(dbDir, o.dbConfig ?? demoDbConfig()));
-  const db = new Database(dbDir);
+  const dbConfig: DbConfig = knowledgeDbConfig(files, { seed, chunk, seq, wordnet: o.wordnet });
+  const built = fs.existsSync(path.join(dbDir, "manifest.json")) && readJson<{ neighbours?: { valid?: unknown } }>(path.join(dbDir, "manifest.json"), "manifest").neighbours?.valid;
+  if (!built) await timed("database", () => buildDatabase(dbDir, dbConfig));
+  let db = new Database(dbDir);
   const run = (n: string) => path.join(out, n);
-  const quiet = { evalEvery: 100, saveEvery: 100, ...(o.threads ? { threads: o.threads } : {}) };
-  const layers = (o.model?.layers as number | undefined) ?? 4;
-  // r goes to the GPT too: its learned positions (max(seq, r)) must be the Retro-fit's
+  const quiet = { evalEvery: 100, saveEvery: 100, seed, ...threads };
+  const layers = (modelIn.layers as number | undefined) ?? 4;
   try {
-    stage(2, `GPT pretraining (${P} steps), then GPT-fitting and Retro-fitting it on the same tokens (${F} steps each)`);
-    await timed("GPT pretraining", () => train(run("gpt"), { db: dbDir, model: { model: "gpt", ...o.model }, steps: P, ...quiet }, { resume: true }));
+    stage(2, `GPT pretraining on A (${P} steps), then GPT-fitting and Retro-fitting it on the same tokens (${F} steps each)`);
+    await timed("GPT pretraining", () => train(run("gpt"), { db: dbDir, model: { model: "gpt", ...modelIn }, steps: P, lr: 2e-3, minLr: 2e-4, ...quiet }, { resume: true }));
     const fit = { db: dbDir, init: run("gpt"), steps: F, lr: 3e-4, minLr: 3e-5, warmup: 20, ...quiet };
     await timed("GPT-fitting", () => train(run("gpt-fit"), fit, { resume: true }));
     await timed("Retro-fitting", () => train(run("retro-fit"), { ...fit, model: { model: "retro", cca_layers: layers >= 4 ? [2, 4] : [layers] } }, { resume: true }));
 
-    stage(3, "held-out perplexity and the retrieval controls");
-    // the fits get the controls (the overlap buckets compare them chunk for chunk); the pretrained GPT its perplexity
+    stage(3, "held-out perplexity on B's other biographies (facts apart) and the retrieval controls");
+    const facts = heldOutFactMask(db, KNOWLEDGE.bHeldOut, corpus.docs.bHeldOut);
     const gptPpl = await cached(res("ppl-gpt.json"), fresh, () => evaluate(loadModel(run("gpt")).model, db, { batch: 8 }).ppl);
     const controls = await timed("perplexity", async () => {
       const c: Record<string, ControlReport> = {};
-      for (const n of ["gpt-fit", "retro-fit"]) c[n] = await cached(res(`controls-${n}.json`), fresh, () => evalControls(loadModel(run(n)).model, db, { batch: 8 }));
+      for (const n of ["gpt-fit", "retro-fit"]) c[n] = await cached(res(`controls-${n}.json`), fresh, () => evalControls(loadModel(run(n)).model, db, { batch: 8, masks: { facts: facts.mask } }));
       return c;
     });
+    const g = controls["gpt-fit"], r = controls["retro-fit"];
     const ppl: Record<string, number> = {
-      GPT: gptPpl, "GPT-fitting": controls["gpt-fit"].ppl.own, "Retro-fitting": controls["retro-fit"].ppl.own,
-      "Retro-fitting, another sample's neighbours": controls["retro-fit"].ppl.another!, "Retro-fitting, random neighbours": controls["retro-fit"].ppl.random!,
-      "Retro-fitting, gate 0 (no neighbours)": controls["retro-fit"].ppl.none!,
+      GPT: gptPpl, "GPT-fitting": g.ppl.own, "Retro-fitting": r.ppl.own,
+      "Retro-fitting, another sample's neighbours": r.ppl.another!, "Retro-fitting, random neighbours": r.ppl.random!, "Retro-fitting, gate 0 (no neighbours)": r.ppl.none!,
+    };
+    const gf = g.masked!.facts, rf = r.masked!.facts;
+    const factLoss: Record<string, number> = {
+      "GPT-fitting": gf.own.loss, "Retro-fitting": rf.own.loss, "Retro-fitting, another sample's neighbours": rf.another!,
+      "Retro-fitting, random neighbours": rf.random!, "Retro-fitting, gate 0 (no neighbours)": rf.none!,
     };
 
-    stage(4, "instruction data (bundled WordNet) and instruction tuning of both fits");
+    stage(4, "instruction data (questions about A with retrieved passages; WordNet) and instruction tuning of both fits");
     const dataDir = path.join(out, "data");
-    const counts = await cached<BundledCounts>(res("data.json"), fresh, () => buildBundledSets(db, dataDir, { retriever: "bm25", maxTrain: 6000, maxHeldOut: Q }));
-    const sftData = [{ path: path.join(dataDir, "train-qa.json"), weight: 1 }, { path: path.join(dataDir, "train-chat.jsonl"), weight: 0.25 }];
+    const retriever = await Retriever.open(db);
+    const kcounts = await cached<KnowledgeCounts>(res("knowledge-data.json"), fresh, () => buildKnowledgeSets(db, retriever, corpus, path.join(dataDir, "knowledge"), { seq, maxTokens: DEMO.maxTokens, topK: DEMO.topK, system: null }));
+    const wordnet = o.wordnet !== null;
+    const wcounts = wordnet ? await cached<BundledCounts>(res("wordnet-data.json"), fresh, () => buildBundledSets(db, path.join(dataDir, "wordnet"), { retriever: "bm25", maxTrain: 2000, maxHeldOut: Q })) : null;
+    const kdir = path.join(dataDir, "knowledge");
+    const sftData = [{ path: path.join(kdir, "train-qa.json"), weight: 1 }, { path: path.join(kdir, "train-chat.jsonl"), weight: 0.25 },
+      ...(wordnet ? [{ path: path.join(dataDir, "wordnet", "train-qa.json"), weight: 0.1 }] : [])];
     // no system prompt: the paper's takes 65 of these models' 256 positions
     for (const [name, from] of [["sft-gpt", "gpt-fit"], ["sft-retro", "retro-fit"]]) {
-      await timed(`instruction tuning ${from}`, () => sft(run(name), { init: run(from), db: dbDir, data: sftData, system: null, steps: S, batch: 8, evalEvery: 50, saveEvery: 50, ...(o.threads ? { threads: o.threads } : {}) }, { resume: true }));
+      await timed(`instruction tuning ${from}`, () => sft(run(name), { init: run(from), db: dbDir, data: sftData, system: null, steps: S, batch: 8, lr: 1e-3, minLr: 1e-4, evalEvery: 100, saveEvery: 100, ...threads }, { resume: true }));
     }
 
-    stage(5, "zero-shot question answering (passages by BM25 over the database's chunks)");
-    const sets = ["synonym", "word", "define"].map((t) => ({ name: t, items: readQaFile(path.join(dataDir, `qa-${t}.jsonl`)).items.slice(0, Q) }));
-    const qa = await timed("question answering", () => cached(res("qa.json"), fresh, async () => {
-      const retriever = await Retriever.bm25(db);
+    stage(5, "zero-shot QA on B (held-out question forms), passages retrieved by BM25 from the database");
+    const qaSet = (file: string) => readQaFile(file).items.slice(0, Q);
+    const bItems = qaSet(path.join(kdir, "qa-b.jsonl")), cItems = qaSet(path.join(kdir, "qa-c.jsonl"));
+    const models = { InstructGPT: "sft-gpt", InstructRetro: "sft-retro" } as const;
+    const ask = async (label: keyof typeof models, set: string, items: ReturnType<typeof qaSet>, variants: QaVariant[], ret: Retriever, rouge = false): Promise<QaRow[]> => {
+      const { model } = loadModel(run(models[label]));
+      if (o.threads) model.engine.setThreads(o.threads);
       const rows: QaRow[] = [];
-      for (const [label, dir] of [["InstructGPT", "sft-gpt"], ["InstructRetro", "sft-retro"]]) {
-        const { model } = loadModel(run(dir));
-        const variants: QaVariant[] = model.isRetro ? ["rag", "encoder", "none"] : ["rag", "none"];
-        for (const set of sets) {
-          for (const variant of variants) {
-            const r: QaReport = await evalQa(model, db.tokenizer, retriever, set.items, { variant, passages: "retrieve", topK: 2, system: null, rouge: set.name === "define", showProgress: true });
-            rows.push({ model: label, variant, set: set.name, exact_match: r.exact_match, f1: r.f1, rouge_gm: r.rouge_gm, questions_per_s: r.questions_per_s, truncated: r.truncated });
-          }
+      for (const variant of variants) {
+        const q: QaReport = await evalQa(model, db.tokenizer, ret, items, { variant, passages: "retrieve", topK: DEMO.topK, maxTokens: DEMO.maxTokens, system: null, rouge, showProgress: true });
+        rows.push({ model: label, variant, set, exact_match: q.exact_match, f1: q.f1, rouge_gm: q.rouge_gm, questions_per_s: q.questions_per_s, truncated: q.truncated, questions: items.length });
+      }
+      return rows;
+    };
+    const qa = await timed("question answering", () => cached(res("qa.json"), fresh, async () => {
+      const rows: QaRow[] = [];
+      for (const label of ["InstructGPT", "InstructRetro"] as const) rows.push(...(await ask(label, "people B", bItems, ["rag", "none"], retriever)));
+      if (wordnet) {
+        const bm25 = await Retriever.bm25(db);
+        for (const label of ["InstructGPT", "InstructRetro"] as const) {
+          for (const t of ["synonym", "define"]) rows.push(...(await ask(label, `wordnet ${t}`, qaSet(path.join(dataDir, "wordnet", `qa-${t}.jsonl`)), ["rag", "none"], bm25, t === "define")));
         }
       }
       return rows;
     }));
 
-    stage(6, "generation with citations");
-    const sample = await cached(res("generation.json"), fresh, async () => {
-      const { model } = loadModel(run("retro-fit"));
-      const gen = new Generator(model, db.tokenizer, await Retriever.open(db));
-      const prompt = "Mr. Speaker, Mr. Vice President, Members of Congress, the state of our Union";
-      const cites: string[] = [];
-      let text = "";
-      for await (const ev of gen.stream([prompt], { maxTokens: 100, temperature: 0.8, topP: 0.9, seed: 1 })) {
-        if (ev.type === "text") text += ev.text;
-        if (ev.type === "retrieval") for (const n of ev.neighbours) cites.push(`chunk ${ev.chunk} read ${n.dataset} document ${n.document} (chunk ${n.chunk}, score ${n.score.toFixed(3)}): ${n.text.replace(/\s+/g, " ").slice(0, 120)}…`);
-      }
-      return { prompt, text, cites };
-    });
+    stage(6, "knowledge update: C's questions before and after `retro db add` (no training in between), and one served answer");
+    const before = await cached(res("update-before.json"), fresh, async () => [
+      ...(await ask("InstructRetro", "people C", cItems, ["rag", "none"], retriever)), ...(await ask("InstructGPT", "people C", cItems, ["rag"], retriever)),
+    ]);
+    if (!db.manifest.datasets?.some((d) => d.name === KNOWLEDGE.c)) {
+      db.close();
+      await timed("db add", () => addDocuments(dbDir, { name: KNOWLEDGE.c, source: "jsonl", path: files.c, weight: 0 }));
+      db = new Database(dbDir);
+    }
+    const updated = await Retriever.open(db);
+    const after = await cached(res("update-after.json"), fresh, async () => [
+      ...(await ask("InstructRetro", "people C", cItems, ["rag", "none"], updated)), ...(await ask("InstructGPT", "people C", cItems, ["rag"], updated)),
+    ]);
+    const served = await cached(res("served.json"), fresh, () => serveOne(run("sft-retro"), db, updated, corpus, o.threads));
 
     stage(7, "report");
     const figs = path.join(out, "figures");
     fs.mkdirSync(figs, { recursive: true });
-    await plotRuns([{ name: "GPT", dir: run("gpt") }, { name: "GPT-fitting", dir: run("gpt-fit") }, { name: "Retro-fitting", dir: run("retro-fit") }], path.join(figs, "curves.svg"), { title: "pretraining, then GPT-fitting vs Retro-fitting (same tokens)" });
-    const buckets: { group: string; series: string; value: number }[] = [];
-    for (const [label, n] of [["GPT-fitting", "gpt-fit"], ["Retro-fitting", "retro-fit"]]) {
-      for (const b of controls[n].overlap) buckets.push({ group: `overlap ≤ ${(100 * b.upTo).toFixed(1)} %`, series: label, value: b.loss });
-    }
-    await plotBars(buckets, path.join(figs, "overlap.svg"), { title: "held-out loss by overlap with the neighbours (RETRO §2.6)", yTitle: "loss (nats/token)", zero: false });
-    await plotBars(qa.filter((r) => r.set !== "define").map((r) => ({ group: `${r.set}`, series: `${r.model} ${r.variant}`, value: r.f1 })), path.join(figs, "qa.svg"), { title: "held-out QA after instruction tuning (F1)", yTitle: "token F1 (0–100)" });
+    await plotRuns([{ name: "GPT", dir: run("gpt") }, { name: "GPT-fitting", dir: run("gpt-fit") }, { name: "Retro-fitting", dir: run("retro-fit") }], path.join(figs, "curves.svg"), { title: "pretraining on A, then GPT-fitting vs Retro-fitting (same tokens)" });
+    await plotBars(Object.entries(factLoss).map(([k, v]) => ({ group: "fact tokens", series: k, value: v })).concat(
+      Object.entries(ppl).filter(([k]) => k !== "GPT").map(([k, v]) => ({ group: "all tokens", series: k, value: Math.log(v) }))),
+    path.join(figs, "perplexity.svg"), { title: "held-out loss on B's other biographies", yTitle: "loss (nats/token)" });
+    await plotBars(qa.filter((x) => x.set === "people B").map((x) => ({ group: x.model, series: x.variant === "rag" ? "top-2 passages in the prompt" : "closed book", value: x.exact_match })),
+      path.join(figs, "qa.svg"), { title: "QA on B (only in the database), held-out question forms", yTitle: "exact match (%)" });
+    await plotBars([...before.map((x) => ({ ...x, when: "before db add" })), ...after.map((x) => ({ ...x, when: "after db add" }))].map((x) => ({ group: x.when, series: `${x.model} ${x.variant === "rag" ? "passages" : "closed book"}`, value: x.exact_match })),
+      path.join(figs, "update.svg"), { title: "QA on C: before and after retro db add (no training)", yTitle: "exact match (%)" });
     const report = path.join(out, "report.md");
-    writeFileAtomic(report, reportText({ out, dbDir, db, P, F, S, Q, ppl, controls, counts, qa, sample, times }));
-    return { report, ppl, qa };
+    writeFileAtomic(report, reportText({ out, dbDir, db, P, F, S, ppl, factLoss, facts, controls, kcounts, wcounts, qa, before, after, served, times, corpus }));
+    return { report, ppl, factLoss, qa, update: { before, after, served } };
   } finally {
     db.close();
   }
 }
 
+/** One chat answer from `retro serve`'s server over the updated database, about the first C person. */
+async function serveOne(ckpt: string, db: Database, retriever: Retriever, corpus: PeopleCorpus, threads?: number): Promise<ServedAnswer> {
+  const { model, tokenizer } = loadModel(ckpt);
+  if (threads) model.engine.setThreads(threads);
+  const p = corpus.people.find((x) => x.group === "C")!;
+  const server = new RetroServer({ model, tokenizer: db.tokenizer ?? tokenizer, retriever, name: "sft-retro", port: 0, system: null, passages: DEMO.topK });
+  const addr = await server.listen();
+  try {
+    const question = `Where was ${p.name} born?`;
+    const r = await fetch(`http://127.0.0.1:${addr.port}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ messages: [{ role: "user", content: question }], max_tokens: DEMO.maxTokens }) });
+    const body = (await r.json()) as { choices: { message: { content: string } }[]; retrieval: { neighbours: { dataset: string; document: number; text: string }[] }[] };
+    return { question, answer: body.choices[0].message.content.trim(), expected: p.attrs.birth_city, citations: body.retrieval.flatMap((x) => x.neighbours).map((n) => ({ dataset: n.dataset, document: n.document, text: n.text })) };
+  } finally {
+    await server.close();
+  }
+}
+
 function reportText(a: {
-  out: string; dbDir: string; db: Database; P: number; F: number; S: number; Q: number; ppl: Record<string, number>;
-  controls: Record<string, ControlReport>; counts: BundledCounts; qa: QaRow[];
-  sample: { prompt: string; text: string; cites: string[] }; times: Record<string, number>;
+  out: string; dbDir: string; db: Database; P: number; F: number; S: number; ppl: Record<string, number>; factLoss: Record<string, number>;
+  facts: { tokens: number; skipped: number }; controls: Record<string, ControlReport>; kcounts: KnowledgeCounts; wcounts: BundledCounts | null;
+  qa: QaRow[]; before: QaRow[]; after: QaRow[]; served: ServedAnswer; times: Record<string, number>; corpus: PeopleCorpus;
 }): string {
-  const rel = (p: string) => path.relative(a.out, p) || ".";
   const f1 = (x: number) => x.toFixed(1);
-  const sets = ["synonym", "word", "define"];
-  // the models as trained (their checkpoints' configs; the run's batch)
+  const pct = (x: number, y: number) => `${x < y ? "−" : "+"}${Math.abs(100 * (x / y - 1)).toFixed(1)} %`;
   const gc = readCheckpointConfig(resolveCheckpointDir(path.join(a.out, "gpt"))), rc = readCheckpointConfig(resolveCheckpointDir(path.join(a.out, "retro-fit")));
   const batch = readJson<{ batch: number }>(path.join(a.out, "gpt", "config.json"), "run config").batch;
-  const rows = [...new Set(a.qa.map((r) => `${r.model}\u0000${r.variant}`))];
-  const qaTable = [
-    "| model | passages | synonym EM / F1 | word EM / F1 | define ROUGE gm | questions/s |",
-    "|---|---|---|---|---|---|",
-    ...rows.map((row) => {
-      const [model, variant] = row.split("\u0000");
-      const cell = (s: string) => a.qa.find((r) => r.model === model && r.variant === variant && r.set === s);
-      const qps = a.qa.filter((r) => r.model === model && r.variant === variant).reduce((x, r, _, l) => x + r.questions_per_s / l.length, 0);
-      const what = variant === "rag" ? "top-2 in the prompt" : variant === "encoder" ? "top-2 in the prompt and the encoder (gate 1)" : "none (closed book)";
-      return `| ${model} | ${what} | ${sets.slice(0, 2).map((s) => { const c = cell(s)!; return `${f1(c.exact_match)} / ${f1(c.f1)}`; }).join(" | ")} | ${f1(cell("define")!.rouge_gm ?? 0)} | ${qps.toFixed(1)} |`;
-    }),
-  ];
-  const c = a.controls["retro-fit"], g = a.controls["gpt-fit"];
+  const o = a.corpus.options;
+  const variantName = (v: QaVariant) => (v === "rag" ? `top-${DEMO.topK} passages in the prompt` : v === "encoder" ? "passages in the prompt and the encoder (gate 1)" : "none (closed book)");
+  const row = (x: QaRow) => `| ${x.model} | ${variantName(x.variant)} | ${f1(x.exact_match)} | ${f1(x.f1)} | ${x.truncated} / ${x.questions} | ${x.questions_per_s.toFixed(1)} |`;
+  const g = a.controls["gpt-fit"], r = a.controls["retro-fit"];
+  const gf = g.masked!.facts, rf = r.masked!.facts;
+  const wn = a.qa.filter((x) => x.set.startsWith("wordnet"));
   return [
-    "# retro-ts demo report",
+    "# retro-ts demo report: what retrieval adds",
     "",
-    `Generated by \`retro demo --out ${a.out}\` on the bundled corpus. Every figure below was computed by this run.`,
+    `Generated by \`retro demo --out ${path.relative(process.cwd(), a.out) || "."}\`. Every figure below was computed by this run.`,
+    "",
+    "The data are a labelled synthetic knowledge corpus (`data/people/README.md`): fictional people with pseudo-word",
+    `names, seven attributes each (birth city, birth year, university, field, occupation, employer, hobby), biographies`,
+    `rendered from 8–10 sentence forms per attribute in a shuffled order. Group A (${o.a} people, ${o.renderingsA} biographies each) is the`,
+    `pretraining text and the subject of the instruction data; group B (${o.b}) is only in the database (retrieval-only), with another`,
+    `biography of each in the held-out split; group C (${o.c}) is in neither until \`retro db add\` at the end. No model can know B or C`,
+    "without reading them.",
+    "",
+    "## (a) Perplexity on B's held-out biographies: Retro-fitting vs GPT-fitting on the same tokens",
+    "",
+    "| model | perplexity | loss on fact tokens (nats) |",
+    "|---|---|---|",
+    ...Object.entries(a.ppl).map(([k, v]) => `| ${k} | ${v.toFixed(2)} | ${a.factLoss[k] !== undefined ? a.factLoss[k].toFixed(3) : "–"} |`),
+    "",
+    `Retro-fitting vs GPT-fitting: perplexity ${pct(a.ppl["Retro-fitting"], a.ppl["GPT-fitting"])}, fact-token loss ${pct(a.factLoss["Retro-fitting"], a.factLoss["GPT-fitting"])} (${a.facts.tokens} fact tokens: the attribute values; ${a.facts.skipped} biographies left unmarked).`,
+    `Which facts the database could give: a fact token whose value occurs in the neighbours its position reads (those of the chunk before) — ${rf.read.tokens} of ${rf.own.tokens} — costs the Retro-fit ${rf.read.loss.toFixed(3)} nats vs the GPT-fit's ${gf.read.loss.toFixed(3)} on the same tokens; the others (mostly in a biography's first chunk, read before any neighbour of that person) ${rf.unread.loss.toFixed(3)} vs ${gf.unread.loss.toFixed(3)}.`,
+    "The controls (another sample's or random neighbours, the gate at 0) take the gain away: the model reads its own neighbours.",
+    "",
+    "![perplexity](figures/perplexity.png)",
+    "",
+    "## (b) QA on B: facts only in the database, question forms held out of tuning",
+    "",
+    `${a.kcounts.heldOut.b} questions (6 per person) asked in forms never used in tuning; passages are the top-${a.kcounts.topK} documents retrieved by BM25 for the question, which hold the answer for ${(100 * a.kcounts.recallB).toFixed(1)} % of them (the ceiling: a miss below it is the model's). Greedy answers; EM/F1 with SQuAD's rules.`,
+    "",
+    "| model | passages | EM | F1 | prompts cut | questions/s |",
+    "|---|---|---|---|---|---|",
+    ...a.qa.filter((x) => x.set === "people B").map(row),
+    "",
+    "![qa](figures/qa.png)",
+    "",
+    "## (c) Knowledge update: C before and after `retro db add`, no training in between",
+    "",
+    "| when | model | passages | EM | F1 | prompts cut | questions/s |",
+    "|---|---|---|---|---|---|---|",
+    ...a.before.map((x) => `| before | ${row(x).slice(2)}`),
+    ...a.after.map((x) => `| after | ${row(x).slice(2)}`),
+    "",
+    `Served by \`retro serve\` (InstructRetro, passages in the prompt, after the update): “${a.served.question}” → “${a.served.answer}” (the biography says ${a.served.expected}). Cited:`,
+    ...a.served.citations.map((c) => `- ${c.dataset} document ${c.document}: ${c.text.replace(/\s+/g, " ").slice(0, 160)}…`),
+    "",
+    "![update](figures/update.png)",
+    "",
+    "## The harder set: WordNet",
+    "",
+    wn.length ? [
+      `Questions on the bundled WordNet (synonyms; definitions by ROUGE), its text retrieval-only in the database; ${a.wcounts ? `the top-2 BM25 passages hold a gold synonym for ${(100 * a.wcounts.recall.synonym).toFixed(1)} %` : ""}. The models saw 0.1 of a weight of these in tuning.`,
+      "",
+      "| set | model | passages | EM | F1 / ROUGE gm |",
+      "|---|---|---|---|---|",
+      ...wn.map((x) => `| ${x.set} | ${x.model} | ${variantName(x.variant)} | ${f1(x.exact_match)} | ${f1(x.rouge_gm ?? x.f1)} |`),
+    ].join("\n") : "(not run)",
     "",
     "## Setup",
     "",
     "```",
     formatStats(a.db.manifest),
     "```",
-    `- Database: \`${path.relative(process.cwd(), a.dbDir) || "."}\` (neighbours by ${a.db.manifest.index && isBm25(a.db.manifest.index.description) ? "BM25" : `the ${a.db.manifest.index?.description} index over ${a.db.manifest.embeddings?.embedderId} embeddings`}). Models: GPT d ${gc.d}, ${gc.layers} layers, ${gc.heads} heads, seq ${gc.seq} (${(paramCount(gc) / 1e6).toFixed(2)}M parameters); Retro adds a ${rc.enc_layers}-layer encoder and CCA in layers ${rc.cca_layers.join(" and ")} (${(paramCount(rc) / 1e6).toFixed(2)}M), k ${rc.k} neighbours of ${rc.r} tokens${rc.retrieval_rope ? ", rotary positions in the retrieval path" : ""}.`,
-    `- GPT pretrained ${a.P} steps (batch ${batch} × ${gc.seq} tokens); GPT-fitting and Retro-fitting continue it ${a.F} steps each on the same tokens (lr 3e-4 → 3e-5).`,
-    `- Instruction tuning: ${a.S} steps of 8 conversations, loss on the last assistant turn; InstructRetro with the CCA gate at 0 (the paper's choice); no system prompt (the paper's takes 65 of 256 positions).`,
-    `- Time per stage (s): ${Object.entries(a.times).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(", ")} (stages reused from an earlier run count ~0).`,
-    "",
-    "## Step 3 — held-out perplexity (documents never in the database)",
-    "",
-    "| model | perplexity |",
-    "|---|---|",
-    ...Object.entries(a.ppl).map(([k, v]) => `| ${k} | ${v.toFixed(2)} |`),
-    "",
-    `Retro-fitting vs GPT-fitting on the same tokens: ${(100 * (a.ppl["Retro-fitting"] / a.ppl["GPT-fitting"] - 1)).toFixed(1)} %. Positions that read no neighbours (the first 63): Retro-fit loss ${c.noNeighboursRead.loss.toFixed(3)}, GPT-fit ${g.noNeighboursRead.loss.toFixed(3)}. Target token in the neighbours read: Retro-fit ${c.targetInNeighbours.yes.loss.toFixed(3)} vs GPT-fit ${g.targetInNeighbours.yes.loss.toFixed(3)}; not in them: ${c.targetInNeighbours.no.loss.toFixed(3)} vs ${g.targetInNeighbours.no.loss.toFixed(3)}.`,
-    "",
-    "![curves](figures/curves.png)",
-    "",
-    "![overlap](figures/overlap.png)",
-    "",
-    "## Steps 4–5 — instruction tuning, then zero-shot QA on held-out questions",
-    "",
-    `Bundled WordNet sets (labelled synthetic; \`${rel(path.join(a.out, "data", "README.md"))}\`): ${a.counts.train.qa} instruction questions and ${a.counts.train.chat} chats; ${a.Q} held-out questions per task, none of them in the instruction data. The top-2 BM25 passages contain a gold answer for ${(100 * a.counts.recall.synonym).toFixed(1)} % of the synonym and ${(100 * a.counts.recall.word).toFixed(1)} % of the word questions (the ceiling of answering from the passages). Greedy answers up to a newline; EM/F1 with SQuAD's rules; ROUGE-1/2/L geometric mean for the definitions.`,
-    "",
-    ...qaTable,
-    "",
-    "![qa](figures/qa.png)",
-    "",
-    "## Generation with citations (the Retro-fit, temperature 0.8, top-p 0.9, seed 1)",
-    "",
-    "```",
-    a.sample.prompt + a.sample.text,
-    "```",
-    ...a.sample.cites.map((x) => `- ${x}`),
-    "",
-    "Small models and few steps: the figures show the pipeline working end to end and the sign of each comparison at this scale, not the paper's magnitudes (see the README's measurements).",
+    `- Database \`${path.relative(process.cwd(), a.dbDir) || "."}\`: BM25 neighbours, chunks of ${a.db.m} tokens. GPT d ${gc.d}, ${gc.layers} layers, ${gc.heads} heads, seq ${gc.seq} (${(paramCount(gc) / 1e6).toFixed(2)}M parameters); Retro adds a ${rc.enc_layers}-layer encoder and CCA in layers ${rc.cca_layers.join(" and ")} (${(paramCount(rc) / 1e6).toFixed(2)}M), k ${rc.k} neighbours of ${rc.r} tokens.`,
+    `- GPT pretrained ${a.P} steps (batch ${batch} × ${gc.seq} tokens, lr 2e-3); GPT-fitting and Retro-fitting continue it ${a.F} steps each on the same tokens (lr 3e-4 → 3e-5).`,
+    `- Instruction tuning: ${a.S} steps of 8 conversations (lr 1e-3), loss on the answer; ${a.kcounts.train.qa} QA and ${a.kcounts.train.chat} chats about A${a.wcounts ? `, WordNet at weight 0.1` : ""}; InstructRetro with the CCA gate at 0; no system prompt.`,
+    `- Time per stage (s): ${Object.entries(a.times).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(", ")} (stages reused from an earlier run are not listed).`,
     "",
   ].join("\n");
 }

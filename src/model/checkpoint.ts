@@ -39,12 +39,17 @@ function tokenizerOf(dir: string, metadata: Record<string, string>): string | un
 }
 
 /** The run config (db, tokenizer) of a checkpoint folder: its run's config.json (the folder itself or up to two above). */
-export function runConfigOf(ckptDir: string): { db?: string; tokenizer?: string } {
+export function runConfigOf(ckptDir: string): { db?: string; tokenizer?: string; tuning?: { system: string | null } } {
   for (const d of [ckptDir, path.dirname(ckptDir), path.dirname(path.dirname(ckptDir))]) {
     const f = path.join(d, "config.json");
     if (!fs.existsSync(f)) continue;
     const c = readJson<Record<string, unknown>>(f, "run config");
-    if (typeof c.db === "string" && typeof c.tokenizer === "string") return { db: c.db, tokenizer: c.tokenizer };
+    if (typeof c.db === "string" && typeof c.tokenizer === "string") {
+      // an instruction-tuned run records its prompt settings (the system prompt it was tuned with)
+      const sft = c.sft as { system?: unknown } | undefined;
+      const tuning = sft && (typeof sft.system === "string" || sft.system === null) ? { system: sft.system } : undefined;
+      return { db: c.db, tokenizer: c.tokenizer, ...(tuning ? { tuning } : {}) };
+    }
   }
   return {};
 }

@@ -17,6 +17,7 @@ import type { Retriever } from "../db/retriever.ts";
 import { Generator } from "../generate/generate.ts";
 import { encodePrompt } from "../sft/data.ts";
 import { qaPrompt, type Passage } from "../sft/format.ts";
+import { passageBudget, retrievePassages } from "./passages.ts";
 import { RetroError } from "../util/errors.ts";
 import { progress } from "../util/progress.ts";
 import { corpusScore, scoreAnswer, type CorpusScore, type F1Variant } from "./metrics.ts";
@@ -64,6 +65,12 @@ export interface QaReport extends CorpusScore {
   predictions: QaPrediction[];
 }
 
+/** tokens of a question's prompt without passages (what the passages share the rest of the room with) */
+export function questionTokens(tok: Tokenizer, question: string, system: string | null): number {
+  const p = qaPrompt(question, [], system);
+  return tok.encode(p.head).length + tok.encode(p.tail).length;
+}
+
 /** the first `r` tokens of a text, padded with the end-of-document token */
 function fixedTokens(tok: Tokenizer, text: string, r: number): Int32Array {
   const out = new Int32Array(r).fill(tok.eod);
@@ -91,22 +98,17 @@ export async function evalQa(model: Model, tok: Tokenizer, retriever: Retriever 
   try {
     for (let s = 0; s < items.length; s += batch) {
       const group = items.slice(s, s + batch);
-      // passages per question
-      // retrieved per question: the prompt's top-k, and at least the model's k for the encoder
+      // passages per question: the top-k documents' windows that share the prompt's room (src/qa/passages.ts);
+      // the encoder also reads the model's k best chunks with their continuation
       const k = Math.max(topK, o.variant === "encoder" ? c.k : 0);
-      const ids = source === "retrieve" ? (await retriever!.search(group.map((q) => q.question), { keep: k })).ids : null;
+      const retrieved = source === "retrieve"
+        ? await retrievePassages(retriever!, group.map((q) => q.question), { topK, maxTokens: (j) => passageBudget(room, questionTokens(tok, group[j].question, o.system), topK, retriever!.db.m) })
+        : null;
+      const ids = source === "retrieve" && o.variant === "encoder" ? (await retriever!.search(group.map((q) => q.question), { keep: k })).ids : null;
       const passagesOf = (j: number): { p: Passage[]; from: (number | "file")[] } => {
         if (source === "none") return { p: [], from: [] };
         if (source === "file") return { p: group[j].passages.slice(0, topK), from: group[j].passages.slice(0, topK).map(() => "file" as const) };
-        const p: Passage[] = [], from: number[] = [];
-        for (let t = 0; t < topK; t++) {
-          const id = ids![j * k + t];
-          if (id < 0) continue;
-          const cit = retriever!.citation(id, 0, retriever!.db.m);
-          p.push({ title: `${cit.dataset} ${cit.document}`, text: retriever!.db.chunkText(id).trim() });
-          from.push(id);
-        }
-        return { p, from };
+        return { p: retrieved![j], from: retrieved![j].map((x) => x.chunk) };
       };
       const prompts: number[][] = [], cuts: number[] = [], froms: (number | "file")[][] = [];
       const nbrs: (Int32Array | null)[] = [];

@@ -24,7 +24,8 @@ import type { Model } from "../model/model.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import type { Retriever, Citation } from "../db/retriever.ts";
 import { Generator, type GenerateOptions, type GenerateResult, type RetrieveMode } from "../generate/generate.ts";
-import { chatPrompt, type Message } from "../sft/format.ts";
+import { chatPrompt, formatPassages, type Message } from "../sft/format.ts";
+import { passageBudget, retrievePassages } from "../qa/passages.ts";
 import { RetroError } from "../util/errors.ts";
 import { addDocuments } from "../db/add.ts";
 
@@ -42,8 +43,14 @@ export interface ServeOptions {
   maxBatch?: number;
   /** chat system prompt when the request has none (null: none) */
   system: string | null;
-  /** Retro's retrieval during generation */
+  /** Retro's retrieval during generation (a model with its CCA gate at 0 never retrieves by chunk) */
   retrieve?: RetrieveMode;
+  /**
+   * Passages in the prompt (InstructRetro's use, and an instruction-tuned GPT's): the top-k passages retrieved by
+   * the user's question go into the last user turn (chat) or before the prompt (completions), in the tuning
+   * template, and are the answer's citations. 0 or absent: off. A request's `passages` field overrides it.
+   */
+  passages?: number;
   /** `POST /v1/documents` (off unless given): the database folder, and how to open its retriever again */
   updates?: { dbDir: string; reopen: () => Promise<Retriever> };
 }
@@ -57,6 +64,8 @@ interface RetrievalOut {
 /** a completion request waiting for the model */
 interface GenRequest {
   prompt: string;
+  /** the passages the prompt holds (passage mode), cited before any chunk retrieval */
+  cites: RetrievalOut[];
   sampling: GenerateOptions;
   chat: boolean;
   stream: boolean;
@@ -208,10 +217,10 @@ export class RetroServer {
         case "POST /v1/chat/completions": {
           const body = await readBody(req);
           const chat = route.endsWith("chat/completions");
-          const prompt = chat ? chatText(messagesOf(body), this.o.system) : promptOf(body);
           const sampling = samplingOf(body);
           if (body.model !== undefined && body.model !== this.o.name) throw new HttpError(404, `model "${String(body.model)}" is not served here (this server serves "${this.o.name}")`, "model");
-          return await this.enqueue(res, { prompt, sampling, chat, stream: body.stream === true, res });
+          const { prompt, cites } = await this.withPassages(body, chat, sampling.maxTokens ?? 64);
+          return await this.enqueue(res, { prompt, cites, sampling, chat, stream: body.stream === true, res });
         }
         default:
           throw new HttpError(404, `no route ${route}`);
@@ -221,6 +230,27 @@ export class RetroServer {
       // an oversize body was not read to its end: this connection cannot carry another request
       if (e instanceof HttpError && e.status === 413) res.on("finish", () => req.destroy());
     }
+  }
+
+  /**
+   * The request's prompt, with the top-k passages retrieved by its question in passage mode: chat puts them into
+   * the last user turn ("title: …, source: …" blocks, then the question: the tuning template), completions before
+   * the prompt. The passages share what the model's positions leave after the question and `maxTokens`.
+   */
+  private async withPassages(body: Json, chat: boolean, maxTokens: number): Promise<{ prompt: string; cites: RetrievalOut[] }> {
+    const k = body.passages === undefined || body.passages === null ? this.o.passages ?? 0 : body.passages;
+    if (typeof k !== "number" || !Number.isInteger(k) || k < 0 || k > 16) throw new HttpError(400, "passages must be an integer in [0, 16]", "passages");
+    const messages = chat ? messagesOf(body) : null;
+    const text = messages ? chatText(messages, this.o.system) : promptOf(body);
+    if (k === 0 || !this.o.retriever) return { prompt: text, cites: [] };
+    const question = messages ? messages[messages.length - 1].content : text;
+    const room = this.o.model.config.seq - maxTokens;
+    const budget = passageBudget(room, this.o.tokenizer.encode(text).length, k, this.o.retriever.db.m);
+    const [ps] = await retrievePassages(this.o.retriever, [question], { topK: k, maxTokens: budget });
+    if (!ps.length) return { prompt: text, cites: [] };
+    const block = formatPassages(ps) + "\n\n";
+    const prompt = messages ? chatText([...messages.slice(0, -1), { role: "user", content: block + question }], this.o.system) : block + text;
+    return { prompt, cites: [{ chunk: -1, query: question, neighbours: ps.map((p) => ({ chunk: p.chunk, dataset: p.dataset, document: p.document, score: p.score, text: p.text })) }] };
   }
 
   /** an error as OpenAI's error body (a stream already started is ended) */
@@ -304,19 +334,20 @@ export class RetroServer {
     this.stats.batches++;
     const model = this.o.name, created = Math.floor(Date.now() / 1000);
     const sampling = jobs[0].work as GenRequest, key = JSON.stringify(sampling.sampling), maxBatch = this.o.maxBatch ?? 8;
+    const chunk = (st: { id: string; w: GenRequest }, text: string, finish: string | null, extra: Json = {}) => (st.w.chat
+      ? { id: st.id, object: "chat.completion.chunk", created, model, choices: [{ index: 0, delta: text || finish === null ? { role: "assistant", content: text } : {}, finish_reason: finish }], ...extra }
+      : { id: st.id, object: "text_completion", created, model, choices: [{ index: 0, text, finish_reason: finish, logprobs: null }], ...extra });
     const start = (j: Job) => {
       const w = j.work as GenRequest;
-      const st = { job: j, w, id: `${w.chat ? "chatcmpl" : "cmpl"}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`, retrieval: [] as RetrievalOut[], closed: false, ended: false };
+      const st = { job: j, w, id: `${w.chat ? "chatcmpl" : "cmpl"}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`, retrieval: [...w.cites], closed: false, ended: false };
       j.res.on("close", () => {
         if (!j.res.writableEnded) st.closed = true;
       });
       if (w.stream) j.res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
+      if (w.stream && w.cites.length) j.res.write(`data: ${JSON.stringify({ ...chunk(st, "", null), retrieval: w.cites })}\n\n`);
       return st;
     };
     const states = jobs.map(start);
-    const chunk = (st: (typeof states)[number], text: string, finish: string | null, extra: Json = {}) => (st.w.chat
-      ? { id: st.id, object: "chat.completion.chunk", created, model, choices: [{ index: 0, delta: text || finish === null ? { role: "assistant", content: text } : {}, finish_reason: finish }], ...extra }
-      : { id: st.id, object: "text_completion", created, model, choices: [{ index: 0, text, finish_reason: finish, logprobs: null }], ...extra });
     // requests next in line with the same settings join (sequence numbers follow the batch's, in order)
     const admit = (active: number) => this.takeSame(key, maxBatch - active).map((q) => {
       const w = q.work as GenRequest;
@@ -325,7 +356,9 @@ export class RetroServer {
       this.stats.joined++;
       return { prompt: w.prompt, seed: w.sampling.seed ?? 1234 };
     });
-    const opts: GenerateOptions = { ...sampling.sampling, retrieve: this.o.model.isRetro ? this.o.retrieve : undefined, seeds: jobs.map(() => sampling.sampling.seed ?? 1234), admit,
+    // a model with its CCA gate at 0 reads no neighbours: retrieving them by chunk would cite what it never read
+    const retrieve: RetrieveMode | undefined = !this.o.model.isRetro ? undefined : this.o.model.gate === 0 ? "none" : this.o.retrieve;
+    const opts: GenerateOptions = { ...sampling.sampling, retrieve, seeds: jobs.map(() => sampling.sampling.seed ?? 1234), admit,
       cancelled: (seq: number) => states[seq].ended };
     for await (const ev of this.gen.stream(states.map((s) => s.w.prompt), opts)) {
       // decoding is synchronous work between microtasks: give the event loop a turn after each event, so that

@@ -38,6 +38,11 @@ export interface ControlReport {
   targetInNeighbours: { yes: LossCell; no: LossCell };
   /** GPT only: the in-context baseline (see evalInContext) */
   inContext?: InContextReport;
+  /**
+   * Loss on the token sets given as masks (e.g. the facts of the held-out text), with each neighbour source;
+   * `read`: own neighbours, the positions whose target occurs in the neighbours they read.
+   */
+  masked?: Record<string, { own: LossCell; another?: number; random?: number; none?: number; read: LossCell; unread: LossCell }>;
 }
 
 export interface InContextReport {
@@ -124,7 +129,7 @@ interface Pass {
 /** neighbours per chunk the controls read: the model's k (a GPT's config keeps one too, for bucketing) */
 const kOf = (model: Model) => Math.max(1, model.config.k);
 
-function pass(model: Model, db: Database, batch: number, o: { shift?: number; random?: number; gate?: number }, detail?: (b: ReturnType<Loader["next"]>, losses: Float32Array) => void): Pass & { items: number } {
+function pass(model: Model, db: Database, batch: number, o: { shift?: number; random?: number; gate?: number }, detail?: (b: ReturnType<Loader["next"]>, losses: Float32Array, item0: number) => void): Pass & { items: number } {
   const c = model.config;
   const loader = new Loader(db, { split: "valid", seq: c.seq, batch, seed: 0, retrieval: { k: kOf(model), r: c.r }, shiftNeighbours: o.shift, randomNeighbours: o.random });
   const keep = model.gate;
@@ -134,11 +139,12 @@ function pass(model: Model, db: Database, batch: number, o: { shift?: number; ra
     for (let done = 0; done < loader.items; ) {
       const size = Math.min(batch, loader.items - done);
       const b = loader.next(size);
+      const item0 = done;
       done += size;
       const res = model.forward(model.isRetro ? b : { ...b, neighbours: undefined });
       sum += res.loss * res.tokens;
       tokens += res.tokens;
-      detail?.(b, model.tokenLosses());
+      detail?.(b, model.tokenLosses(), item0);
     }
   } finally {
     model.gate = keep;
@@ -146,13 +152,42 @@ function pass(model: Model, db: Database, batch: number, o: { shift?: number; ra
   return { sum, tokens, items: loader.items };
 }
 
-/** Held-out loss under the controls above (every held-out token; `seed` picks the random neighbours). */
-export function evalControls(model: Model, db: Database, o: { batch: number; seed?: number }): ControlReport {
+/**
+ * Held-out loss under the controls above (every held-out token; `seed` picks the random neighbours). `masks`:
+ * named token sets of the held-out split (1 at a token offset of the split's stream that belongs to the set),
+ * whose loss is reported apart.
+ */
+export function evalControls(model: Model, db: Database, o: { batch: number; seed?: number; masks?: Record<string, Uint8Array> }): ControlReport {
   const c = model.config, m = db.m, n = c.seq;
   const k = kOf(model), r = c.r, l = n / m;
+  const masks = Object.entries(o.masks ?? {});
+  // the target of position t of item i is token i·n + t + 1 of the split (the valid loader reads items in order)
+  const maskPass = (sums: Pass[], read?: { yes: Pass[]; no: Pass[] }) => (b: ReturnType<Loader["next"]>, losses: Float32Array, item0: number) => {
+    for (let s = 0; s < b.B; s++) {
+      const base = (item0 + s) * n + 1;
+      for (let t = 0; t < n; t++) {
+        masks.forEach(([, mask], i) => {
+          if (!mask[base + t]) return;
+          sums[i].sum += losses[s * n + t];
+          sums[i].tokens++;
+          if (read && t >= m - 1) {
+            const u = Math.floor((t - (m - 1)) / m);
+            const nb = b.neighbours!.subarray((s * l + u) * k * r, (s * l + u + 1) * k * r);
+            const cell = nb.includes(b.targets[s * n + t]) ? read.yes[i] : read.no[i];
+            cell.sum += losses[s * n + t];
+            cell.tokens++;
+          } else if (read) (read.no[i].sum += losses[s * n + t], read.no[i].tokens++);
+        });
+      }
+    }
+  };
+  const cells = () => masks.map(() => ({ sum: 0, tokens: 0 }));
+  const mOwn = cells(), mYes = cells(), mNo = cells();
+  const ownMasks = masks.length ? maskPass(mOwn, { yes: mYes, no: mNo }) : null;
   const buckets = OVERLAP_BUCKETS.map((upTo) => ({ upTo, sum: 0, tokens: 0, chunks: 0 }));
   const first: Pass = { sum: 0, tokens: 0 }, yes: Pass = { sum: 0, tokens: 0 }, no: Pass = { sum: 0, tokens: 0 };
-  const own = pass(model, db, o.batch, {}, (b, losses) => {
+  const own = pass(model, db, o.batch, {}, (b, losses, item0) => {
+    ownMasks?.(b, losses, item0);
     for (let s = 0; s < b.B; s++) {
       for (let t = 0; t < m - 1; t++) (first.sum += losses[s * n + t], first.tokens++);
       for (let u = 0; u < l; u++) {
@@ -174,11 +209,19 @@ export function evalControls(model: Model, db: Database, o: { batch: number; see
   });
   const mean = (p: Pass) => (p.tokens ? p.sum / p.tokens : NaN);
   const loss: ControlReport["loss"] = { own: mean(own) };
+  const mCtl: Record<"another" | "random" | "none", Pass[]> = { another: cells(), random: cells(), none: cells() };
   if (model.isRetro) {
-    loss.another = mean(pass(model, db, o.batch, { shift: Math.max(1, Math.floor(own.items / 2)) }));
-    loss.random = mean(pass(model, db, o.batch, { random: o.seed ?? 1 }));
-    loss.none = mean(pass(model, db, o.batch, { gate: 0 }));
+    const ctl = (key: "another" | "random" | "none", p: { shift?: number; random?: number; gate?: number }) =>
+      (loss[key] = mean(pass(model, db, o.batch, p, masks.length ? maskPass(mCtl[key]) : undefined)));
+    ctl("another", { shift: Math.max(1, Math.floor(own.items / 2)) });
+    ctl("random", { random: o.seed ?? 1 });
+    ctl("none", { gate: 0 });
   }
+  const masked: ControlReport["masked"] = masks.length ? Object.fromEntries(masks.map(([name], i) => [name, {
+    own: { loss: mean(mOwn[i]), tokens: mOwn[i].tokens },
+    ...(model.isRetro ? { another: mean(mCtl.another[i]), random: mean(mCtl.random[i]), none: mean(mCtl.none[i]) } : {}),
+    read: { loss: mean(mYes[i]), tokens: mYes[i].tokens }, unread: { loss: mean(mNo[i]), tokens: mNo[i].tokens },
+  }])) : undefined;
   const inContext = model.isRetro || k * c.r + 2 * m > n ? undefined : evalInContext(model, db, { batch: o.batch });
   const ppl = Object.fromEntries(Object.entries(loss).map(([key, v]) => [key, Math.exp(v as number)])) as ControlReport["ppl"];
   return {
@@ -187,5 +230,6 @@ export function evalControls(model: Model, db: Database, o: { batch: number; see
     overlap: buckets.map((bk) => ({ upTo: bk.upTo, loss: bk.tokens ? bk.sum / bk.tokens : NaN, tokens: bk.tokens, chunks: bk.chunks })),
     targetInNeighbours: { yes: { loss: mean(yes), tokens: yes.tokens }, no: { loss: mean(no), tokens: no.tokens } },
     ...(inContext ? { inContext } : {}),
+    ...(masked ? { masked } : {}),
   };
 }

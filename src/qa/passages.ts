@@ -1,0 +1,52 @@
+/**
+ * Passages for a prompt, retrieved from the database by a question: the top chunks by the retriever, each
+ * standing for its document (whole, or the window around the chunk that fits the passage's share of the
+ * prompt), one passage per document, best first. Instruction data, `retro eval qa` and `retro serve` all put
+ * passages into prompts through this one function, so that a model is tuned on the passages it will be shown.
+ */
+import type { Retriever } from "../db/retriever.ts";
+import type { Passage } from "../sft/format.ts";
+
+export interface RetrievedPassage extends Passage {
+  /** the database chunk the passage was found by, its dataset and document (the citation) */
+  chunk: number;
+  dataset: string;
+  document: number;
+  score: number;
+}
+
+/** tokens reserved in the prompt for each passage's "title: …, source: " and separators */
+export const PASSAGE_OVERHEAD = 8;
+
+/**
+ * Passage token budget: the prompt's `room` less the question's own tokens, shared by `topK` passages (never
+ * below one chunk).
+ */
+export function passageBudget(room: number, questionTokens: number, topK: number, chunk: number): number {
+  if (topK <= 0) return 0;
+  return Math.max(chunk, Math.floor((room - questionTokens) / topK) - PASSAGE_OVERHEAD);
+}
+
+/** The top `topK` passages (distinct documents) for each question, at most `maxTokens` tokens each. */
+export async function retrievePassages(retriever: Retriever, questions: string[], o: { topK: number; maxTokens: number | ((q: number) => number) }): Promise<RetrievedPassage[][]> {
+  const db = retriever.db, topK = o.topK;
+  if (topK <= 0 || questions.length === 0) return questions.map(() => []);
+  // more chunks than passages: several of the best chunks may come from one document
+  const keep = topK * 4;
+  const res = await retriever.search(questions, { keep });
+  return questions.map((_, q) => {
+    const out: RetrievedPassage[] = [];
+    const docs = new Set<number>();
+    const budget = typeof o.maxTokens === "function" ? o.maxTokens(q) : o.maxTokens;
+    for (let t = 0; t < keep && out.length < topK; t++) {
+      const id = res.ids[q * keep + t];
+      if (id < 0) break;
+      const doc = db.chunkDoc(id);
+      if (docs.has(doc)) continue;
+      docs.add(doc);
+      const cit = retriever.citation(id, res.scores[q * keep + t], db.m);
+      out.push({ title: `${cit.dataset} ${cit.document}`, text: db.tokenizer.decode(db.passageTokens(id, budget)).trim(), chunk: id, dataset: cit.dataset, document: cit.document, score: cit.score });
+    }
+    return out;
+  });
+}
