@@ -172,6 +172,11 @@ const SENTENCES: Record<Attribute, string[]> = {
   ],
 };
 
+/** sentence forms per attribute (the biography's paraphrases) */
+export function sentenceForms(attr: Attribute): readonly string[] {
+  return SENTENCES[attr];
+}
+
 /**
  * One biography of `p`: every attribute's sentence in a shuffled order, each in one of its forms (at least 8
  * per attribute). The subject of a sentence is the full name (always in the first sentence), the surname, or the

@@ -1,0 +1,124 @@
+/**
+ * The knowledge corpus (src/data/people.ts) and what the demo builds on it: determinism, the attribute and
+ * template counts, no name or fact of B or C in A's training text or instruction data, held-out question forms,
+ * fact spans and the fact-token mask, per-dataset held-out fractions, and passages as document windows.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { ASKED, ATTRIBUTES, makePeopleCorpus, questionForms, sentenceForms, tuningQuestions, evalQuestions, writePeopleCorpus, type PeopleOptions } from "../src/data/people.ts";
+import { buildDatabase } from "../src/db/build.ts";
+import { resolveConfig } from "../src/db/config.ts";
+import { Database } from "../src/db/database.ts";
+import { Retriever } from "../src/db/retriever.ts";
+import { knowledgeDbConfig, KNOWLEDGE } from "../src/demo/knowledge.ts";
+import { heldOutFactMask } from "../src/demo/facts.ts";
+import { buildKnowledgeSets } from "../src/sft/knowledge.ts";
+import { retrievePassages } from "../src/qa/passages.ts";
+import { tmpDir } from "./helpers.ts";
+
+const SMALL: PeopleOptions = { seed: 5, a: 60, b: 20, c: 10, renderingsA: 3, renderingsB: 1, quiz: 3 };
+
+test("people: deterministic from the seed; seven attributes, ≥ 8 sentence forms each, ≥ 10 tuning forms per asked attribute and held-out forms apart", () => {
+  const x = makePeopleCorpus(SMALL), y = makePeopleCorpus(SMALL), z = makePeopleCorpus({ ...SMALL, seed: 6 });
+  assert.deepEqual(x, y);
+  assert.notDeepEqual(x.people.map((p) => p.name), z.people.map((p) => p.name));
+  assert.ok(ATTRIBUTES.length >= 6);
+  for (const a of ATTRIBUTES) assert.ok(sentenceForms(a).length >= 8, `${a}: ${sentenceForms(a).length} forms`);
+  for (const a of ASKED.filter((t) => t !== "hobby") as Exclude<(typeof ASKED)[number], "hobby">[]) {
+    const tune = questionForms(a, "tune"), held = questionForms(a, "eval");
+    assert.ok(tune.length >= 10 && held.length >= 3);
+    for (const f of held) assert.ok(!tune.includes(f));
+  }
+  // names are unique, full and surname
+  assert.equal(new Set(x.people.map((p) => p.name)).size, x.people.length);
+  assert.equal(new Set(x.people.map((p) => p.last)).size, x.people.length);
+  // each rendering's fact spans hold the person's values, and renderings of one person differ
+  for (const bio of [...x.docs.a, ...x.docs.b, ...x.docs.bHeldOut, ...x.docs.c]) {
+    const p = x.people.find((q) => q.id === bio.person)!;
+    assert.equal(bio.facts.length, ATTRIBUTES.length);
+    for (const f of bio.facts) assert.equal(bio.text.slice(f.start, f.end), p.attrs[f.attr]);
+  }
+  const b0 = x.docs.b[0], h0 = x.docs.bHeldOut.find((h) => h.person === b0.person)!;
+  assert.notEqual(b0.text, h0.text);
+});
+
+test("people: no name or fact of B or C in A's pretraining text or instruction data; evaluation asks in held-out forms only", async () => {
+  const root = tmpDir("retro-people-");
+  const { files, corpus } = writePeopleCorpus(path.join(root, "data"), SMALL);
+  const db0 = path.join(root, "db");
+  await buildDatabase(db0, resolveConfig(knowledgeDbConfig(files, { seed: 5, chunk: 16, seq: 64, wordnet: null, vocabSize: 600 })));
+  const db = new Database(db0);
+  const retriever = await Retriever.open(db);
+  const out = path.join(root, "sets");
+  const counts = await buildKnowledgeSets(db, retriever, corpus, out, { seq: 1024, maxTokens: 16, system: null }); // passages whole: this tiny vocabulary makes long token runs
+  const tuning = fs.readFileSync(path.join(out, "train-qa.json"), "utf8") + fs.readFileSync(path.join(out, "train-chat.jsonl"), "utf8");
+  const pretraining = fs.readFileSync(files.a, "utf8");
+  const unseen = corpus.people.filter((p) => p.group !== "A");
+  assert.ok(unseen.length === SMALL.b + SMALL.c);
+  for (const p of unseen) {
+    for (const [what, text] of [["pretraining text", pretraining], ["instruction data", tuning]] as const) {
+      assert.ok(!text.includes(p.first) && !text.includes(p.last), `${p.name} (${p.group}) appears in the ${what}`);
+    }
+  }
+  // every tuning question is about A, in a tuning form; every B/C question is in a held-out form
+  const forms = (which: "tune" | "eval") => ASKED.filter((a) => a !== "hobby").flatMap((a) => questionForms(a as never, which));
+  const fits = (q: string, which: "tune" | "eval") => forms(which).some((f) => new RegExp("^" + f.replace(/[.?*+()[\]^$|\\]/g, "\\$&").replace("\\{N\\}", ".+").replace("{N}", ".+") + "$").test(q));
+  for (const q of tuningQuestions(corpus)) assert.ok(q.person.startsWith("A") && fits(q.question, "tune"), q.question);
+  for (const g of ["B", "C"] as const) for (const q of evalQuestions(corpus, g)) assert.ok(fits(q.question, "eval") && !fits(q.question, "tune"), q.question);
+  assert.ok(counts.recallB >= 0.9, `top-2 passages hold the answer for ${counts.recallB}`);
+  db.close();
+});
+
+test("held-out fact mask: the marked tokens decode to exactly the attribute values; per-dataset held-out fractions", async () => {
+  const root = tmpDir("retro-facts-");
+  const { files, corpus } = writePeopleCorpus(path.join(root, "data"), SMALL);
+  const dir = path.join(root, "db");
+  await buildDatabase(dir, resolveConfig(knowledgeDbConfig(files, { seed: 5, chunk: 16, seq: 64, wordnet: null, vocabSize: 600 })));
+  const db = new Database(dir);
+  const info = Object.fromEntries(db.manifest.datasets!.map((d) => [d.name, d]));
+  assert.equal(info[KNOWLEDGE.a].validDocs, 0, "validFraction 0: nothing of A held out");
+  assert.equal(info[KNOWLEDGE.bHeldOut].trainDocs, 0, "validFraction 1: every document held out");
+  assert.equal(info[KNOWLEDGE.bHeldOut].validDocs, SMALL.b);
+  assert.equal(info[KNOWLEDGE.b].trainDocs, SMALL.b * SMALL.renderingsB);
+  const fm = heldOutFactMask(db, KNOWLEDGE.bHeldOut, corpus.docs.bHeldOut);
+  assert.equal(fm.skipped, 0);
+  const v = db.valid;
+  for (let d = 0; d < v.nDocs; d++) {
+    const bio = corpus.docs.bHeldOut[v.docOrdinal(d)];
+    const ids = v.read(v.docStart(d), v.docStart(d) + v.docLength(d));
+    let run: number[] = [];
+    const values: string[] = [];
+    for (let t = 0; t <= ids.length; t++) {
+      if (t < ids.length && fm.mask[v.docStart(d) + t]) run.push(ids[t]);
+      else if (run.length) (values.push(db.tokenizer.decode(run).trim()), (run = []));
+    }
+    const p = corpus.people.find((x) => x.id === bio.person)!;
+    assert.deepEqual(values, bio.facts.map((f) => p.attrs[f.attr]));
+  }
+  assert.throws(() => resolveConfig({ datasets: [{ name: "x", source: "text", path: "x", weight: 1 }, { name: "y", source: "text", path: "y", weight: 0, validFraction: 0.5 }] }), /retrieval-only/);
+  assert.throws(() => resolveConfig({ datasets: [{ name: "x", source: "text", path: "x", validFraction: 1.5 }] }), /validFraction/);
+  db.close();
+});
+
+test("passages: a retrieved chunk stands for its document (whole when it fits, else the window around the chunk), one per document", async () => {
+  const root = tmpDir("retro-passages-");
+  const { files, corpus } = writePeopleCorpus(path.join(root, "data"), SMALL);
+  const dir = path.join(root, "db");
+  await buildDatabase(dir, resolveConfig(knowledgeDbConfig(files, { seed: 5, chunk: 16, seq: 64, wordnet: null, vocabSize: 600 })));
+  const db = new Database(dir);
+  const r = await Retriever.open(db);
+  const p = corpus.people.find((x) => x.group === "B")!;
+  const [whole] = await retrievePassages(r, [`Where was ${p.name} born?`], { topK: 2, maxTokens: 1000 });
+  assert.equal(whole.length, 2);
+  assert.notEqual(db.chunkDoc(whole[0].chunk), db.chunkDoc(whole[1].chunk), "one passage per document");
+  const bio = corpus.docs.b.find((b) => b.person === p.id)!;
+  assert.equal(whole[0].text, bio.text, "the best passage is the person's biography, whole");
+  const [cut] = await retrievePassages(r, [`Where was ${p.name} born?`], { topK: 1, maxTokens: 20 });
+  const ids = db.tokenizer.encode(cut[0].text);
+  assert.ok(ids.length <= 21 && ids.length >= 18, `a window of ~20 tokens, got ${ids.length}`);
+  assert.ok(bio.text.includes(cut[0].text), "the window is a stretch of the document");
+  assert.ok(cut[0].text.includes(db.chunkText(cut[0].chunk).trim()), "the window holds the chunk it was found by");
+  db.close();
+});
