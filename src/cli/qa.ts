@@ -32,7 +32,7 @@ export function registerQa(evalCmd: Command): void {
     .addOption(new Option("--passages <src>", "the file's passages or the database's top-k for the question (default: the file's when it has them)").choices(["file", "retrieve"]))
     .option("--top-k <n>", "passages per question", intFlag("--top-k", { min: 0, max: 100 }), 5)
     .addOption(new Option("--retriever <kind>", "passages from the database's own index, or BM25 over its chunks (built in memory)").choices(["index", "bm25"]).default("index"))
-    .option("--system <text>", "system prompt (default: the paper's)")
+    .option("--system <text>", "system prompt (default: the one each checkpoint was instruction-tuned with, else the paper's)")
     .option("--no-system", "no system prompt")
     .option("--max-tokens <n>", "answer tokens at most", intFlag("--max-tokens", { min: 1 }), 32)
     .option("--batch <n>", "questions decoded together", intFlag("--batch", { min: 1 }), 8)
@@ -42,7 +42,8 @@ export function registerQa(evalCmd: Command): void {
     .option("--out <dir>", "write predictions (one JSONL per checkpoint × set × variant), results.json and table.md")
     .option("--json", "print one JSON line per evaluation instead of the table")
     .action(async (o) => {
-      const system = o.system === false ? null : typeof o.system === "string" ? o.system : SYSTEM_PROMPT;
+      // a checkpoint is asked in the prompt it was tuned with unless --system / --no-system says otherwise
+      const systemOf = (dir: string): string | null => (o.system === false ? null : typeof o.system === "string" ? o.system : runConfigOf(resolveCheckpointDir(dir)).tuning?.system ?? SYSTEM_PROMPT);
       const asked = o.variants ? String(o.variants).split(",").map((v) => v.trim()) : null;
       for (const v of asked ?? []) if (!VARIANTS.includes(v as QaVariant)) throw new RetroError("usage", `--variants: unknown "${v}" (rag, encoder, none)`);
       const sets = (o.data as string[]).map((f) => ({ file: f, name: path.basename(f).replace(/\.(jsonl?|json)$/, ""), items: readQaFile(f).items.slice(0, o.limit ?? undefined) }));
@@ -62,7 +63,7 @@ export function registerQa(evalCmd: Command): void {
             for (const variant of variants) {
               const needsDb = variant !== "none" && (o.passages === "retrieve" || (o.passages === undefined && !set.items.some((q) => q.passages.length)));
               if (needsDb && !retriever) retriever = o.retriever === "bm25" ? await Retriever.bm25(db) : await Retriever.open(db);
-              const r = await evalQa(model, db.tokenizer, retriever, set.items, { variant, passages: o.passages, topK: o.topK, system, maxTokens: o.maxTokens, batch: o.batch, f1: o.f1, rouge: o.rouge, showProgress: !o.json });
+              const r = await evalQa(model, db.tokenizer, retriever, set.items, { variant, passages: o.passages, topK: o.topK, system: systemOf(ck.dir), maxTokens: o.maxTokens, batch: o.batch, f1: o.f1, rouge: o.rouge, showProgress: !o.json });
               reports.push({ ckpt: ck.label, set: set.name, report: r });
               const { predictions, ...fig } = r;
               if (o.json) console.log(JSON.stringify({ ckpt: ck.label, set: set.name, ...fig }));

@@ -5,7 +5,7 @@
  * passages into prompts through this one function, so that a model is tuned on the passages it will be shown.
  */
 import type { Retriever } from "../db/retriever.ts";
-import type { Passage } from "../sft/format.ts";
+import { formatPassages, type Passage } from "../sft/format.ts";
 
 export interface RetrievedPassage extends Passage {
   /** the database chunk the passage was found by, its dataset and document (the citation) */
@@ -15,16 +15,13 @@ export interface RetrievedPassage extends Passage {
   score: number;
 }
 
-/** tokens reserved in the prompt for each passage's "title: …, source: " and separators */
-export const PASSAGE_OVERHEAD = 8;
-
 /**
  * Passage token budget: the prompt's `room` less the question's own tokens, shared by `topK` passages (never
- * below one chunk).
+ * below one chunk). Each passage's "title: …, source: " and separator come out of its share.
  */
 export function passageBudget(room: number, questionTokens: number, topK: number, chunk: number): number {
   if (topK <= 0) return 0;
-  return Math.max(chunk, Math.floor((room - questionTokens) / topK) - PASSAGE_OVERHEAD);
+  return Math.max(chunk, Math.floor((room - questionTokens) / topK));
 }
 
 /** The top `topK` passages (distinct documents) for each question, at most `maxTokens` tokens each. */
@@ -45,7 +42,10 @@ export async function retrievePassages(retriever: Retriever, questions: string[]
       if (docs.has(doc)) continue;
       docs.add(doc);
       const cit = retriever.citation(id, res.scores[q * keep + t], db.m);
-      out.push({ title: `${cit.dataset} ${cit.document}`, text: db.tokenizer.decode(db.passageTokens(id, budget)).trim(), chunk: id, dataset: cit.dataset, document: cit.document, score: cit.score });
+      const title = `${cit.dataset} ${cit.document}`;
+      // the passage's own share less its "title: …, source: " and the blank line after it
+      const text = Math.max(db.m, budget - db.tokenizer.encode(formatPassages([{ title, text: "" }]) + "\n\n").length);
+      out.push({ title, text: db.tokenizer.decode(db.passageTokens(id, text)).trim(), chunk: id, dataset: cit.dataset, document: cit.document, score: cit.score });
     }
     return out;
   });
