@@ -25,7 +25,7 @@ test("demo: knowledge corpus → database → GPT → fits → perplexity → tu
   for (const f of ["curves.svg", "perplexity.svg", "qa.svg", "update.svg"]) assert.ok(fs.existsSync(path.join(o.out, "figures", f)), f);
   for (const v of Object.values(s.ppl)) assert.ok(Number.isFinite(v) && v > 1);
   for (const v of Object.values(s.factLoss)) assert.ok(Number.isFinite(v) && v > 0);
-  assert.equal(s.qa.length, 4, "people B: 2 models × (passages, closed book)");
+  assert.equal(s.qa.length, 5, "people B: InstructGPT × (passages, closed book), InstructRetro × (passages, encoder, closed book)");
   // the update put C into the database, and the served answer cites it
   const db = new Database(path.join(o.out, "db"));
   assert.ok(db.manifest.datasets!.some((d) => d.name === "people-c"));

@@ -18,7 +18,7 @@ import { buildKnowledgeSets } from "../src/sft/knowledge.ts";
 import { retrievePassages } from "../src/qa/passages.ts";
 import { tmpDir } from "./helpers.ts";
 
-const SMALL: PeopleOptions = { seed: 5, a: 60, b: 20, c: 10, renderingsA: 3, renderingsB: 1, quiz: 3 };
+const SMALL: PeopleOptions = { seed: 5, a: 60, b: 20, c: 10, renderingsA: 3, renderingsB: 1, quiz: 3, paraphrase: 1, card: true };
 
 test("people: deterministic from the seed; seven attributes, ≥ 8 sentence forms each, ≥ 10 tuning forms per asked attribute and held-out forms apart", () => {
   const x = makePeopleCorpus(SMALL), y = makePeopleCorpus(SMALL), z = makePeopleCorpus({ ...SMALL, seed: 6 });

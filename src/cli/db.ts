@@ -9,10 +9,11 @@ import { readJson, readUserJson } from "../util/fsx.ts";
 import { RetroError } from "../util/errors.ts";
 import type { DatasetSpec } from "../data/sources.ts";
 import { CORPORA, corpusDataset, installCorpora, isInstalled } from "../data/catalogue.ts";
+import { DEFAULT_PEOPLE, writePeopleCorpus } from "../data/people.ts";
 import { collect, intFlag, numFlag, SEED_RANGE } from "./args.ts";
 
 export function registerCorpus(program: Command): void {
-  const corpus = program.command("corpus").description("larger offline corpora (Debian packages) usable as datasets");
+  const corpus = program.command("corpus").description("larger offline corpora (Debian packages) usable as datasets, and the synthetic knowledge corpus");
   corpus.command("list").description("the installable corpora, their licences and whether they are installed").action(() => {
     for (const c of CORPORA) {
       process.stdout.write(`${c.name.padEnd(8)} ${(isInstalled(c) ? "installed" : "-").padEnd(10)} ${c.debian.padEnd(15)} ${c.licence.padEnd(14)} ${c.description}\n`);
@@ -22,6 +23,17 @@ export function registerCorpus(program: Command): void {
   corpus.command("install").description("install corpora with apt-get (as root)").argument("<names...>").action((names: string[]) => {
     installCorpora(names);
   });
+  corpus.command("people")
+    .description("write the labelled synthetic knowledge corpus (fictional people: A for pretraining, B for the database only, C for a knowledge update) as JSONL files with a README")
+    .requiredOption("--out <dir>", "folder for the files")
+    .option("--seed <n>", "seed (the corpus is a pure function of it)", intFlag("--seed", SEED_RANGE), DEFAULT_PEOPLE.seed)
+    .option("--a <n>", "people in group A (pretraining text)", intFlag("--a", { min: 1 }), DEFAULT_PEOPLE.a)
+    .option("--b <n>", "people in group B (retrieval-only)", intFlag("--b", { min: 1 }), DEFAULT_PEOPLE.b)
+    .option("--c <n>", "people in group C (the update)", intFlag("--c", { min: 1 }), DEFAULT_PEOPLE.c)
+    .action((o) => {
+      const { files, corpus: c } = writePeopleCorpus(o.out, { ...DEFAULT_PEOPLE, seed: o.seed, a: o.a, b: o.b, c: o.c });
+      process.stdout.write(`${c.people.length} people, ${c.pretraining.length} pretraining documents → ${files.dir} (README.md says what each file is)\n`);
+    });
 }
 
 export function registerDb(program: Command): void {

@@ -14,9 +14,12 @@ export function registerDemo(program: Command): void {
     .option("--pretrain-steps <n>", "GPT pretraining steps", intFlag("--pretrain-steps", { min: 1 }), DEMO.pretrainSteps)
     .option("--fit-steps <n>", "GPT-fitting and Retro-fitting steps", intFlag("--fit-steps", { min: 1 }), DEMO.fitSteps)
     .option("--sft-steps <n>", "instruction-tuning steps", intFlag("--sft-steps", { min: 1 }), DEMO.sftSteps)
+    .option("--d <n>", "model width (GPT and Retro decoder)", intFlag("--d", { min: 8 }))
+    .option("--layers <n>", "decoder layers", intFlag("--layers", { min: 1 }))
     .option("--qa-questions <n>", "questions per QA set at most", intFlag("--qa-questions", { min: 1 }), DEMO.qaQuestions)
     .action(async (o) => {
-      const s = await runDemo({ out: o.out, db: o.db, fresh: o.fresh, seed: o.seed, pretrainSteps: o.pretrainSteps, fitSteps: o.fitSteps, sftSteps: o.sftSteps, qaQuestions: o.qaQuestions });
+      const s = await runDemo({ out: o.out, db: o.db, fresh: o.fresh, seed: o.seed, pretrainSteps: o.pretrainSteps, fitSteps: o.fitSteps, sftSteps: o.sftSteps, qaQuestions: o.qaQuestions,
+        model: { ...(o.d ? { d: o.d } : {}), ...(o.layers ? { layers: o.layers } : {}) } });
       console.log("\nheld-out perplexity on B's biographies (loss on fact tokens)");
       for (const [k, v] of Object.entries(s.ppl)) console.log(`  ${k.padEnd(44)} ${v.toFixed(2)}${s.factLoss[k] !== undefined ? `  (${s.factLoss[k].toFixed(3)})` : ""}`);
       console.log("\nQA (EM / F1)");

@@ -15,7 +15,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { Rng } from "../util/rng.ts";
+import { Rng, hash32 } from "../util/rng.ts";
 import { writeFileAtomic, writeJsonAtomic } from "../util/fsx.ts";
 
 export const ATTRIBUTES = ["birth_city", "birth_year", "university", "field", "occupation", "employer", "hobby"] as const;
@@ -168,7 +168,7 @@ const SENTENCES: Record<Attribute, string[]> = {
   ],
   hobby: [
     "In {h} spare time, {n} enjoys {V}.", "{N} is fond of {V}.", "{S} favorite pastime is {V}.", "On weekends {n} loves {V}.",
-    "{N} relaxes by {V}.", "Friends know {o} for a passion for {V}.", "{N} spends free evenings {V}.", "{S} hobby is {V}.",
+    "{N} relaxes with {V}.", "Friends know {o} for a passion for {V}.", "{N} spends free evenings on {V}.", "{S} hobby is {V}.",
   ],
 };
 
@@ -182,7 +182,10 @@ export function sentenceForms(attr: Attribute): readonly string[] {
  * per attribute). The subject of a sentence is the full name (always in the first sentence), the surname, or the
  * pronoun, with no two pronoun subjects in a row, so every stretch of a few sentences names the person.
  */
-export function renderBiography(p: Person, rng: Rng, rendering: number): Biography {
+export function renderBiography(p: Person, rng: Rng, rendering: number, paraphrase = 1): Biography {
+  // the person's own sentence form per attribute (a pure function of the person: every rendering agrees on it)
+  const own = new Rng(hash32(`forms:${p.id}`));
+  const ownForm = Object.fromEntries(ATTRIBUTES.map((a) => [a, own.int(SENTENCES[a].length)])) as Record<Attribute, number>;
   const order = shuffle(rng, [...ATTRIBUTES]);
   const his = p.pronoun === "he" ? "his" : "her", him = p.pronoun === "he" ? "him" : "her";
   let text = "";
@@ -197,7 +200,9 @@ export function renderBiography(p: Person, rng: Rng, rendering: number): Biograp
     const fill: Record<string, string> = {
       N: ref, n: ref, S: pron ? his : `${ref}'s`, o: pron ? him : ref, h: his, p: p.pronoun, a: /^[aeiou]/i.test(v) ? "an" : "a",
     };
-    const form = pick(rng, SENTENCES[attr]).replace(/\{([NnSohpa])\}/g, (_, k: string) => fill[k]);
+    const fresh = rng.next() < paraphrase;
+    const k = rng.int(SENTENCES[attr].length);
+    const form = SENTENCES[attr][fresh ? k : ownForm[attr]].replace(/\{([NnSohpa])\}/g, (_, k: string) => fill[k]);
     const s = form[0].toUpperCase() + form.slice(1);
     const start = text.length + (text ? 1 : 0) + s.indexOf("{V}");
     text += (text ? " " : "") + s.replace("{V}", v);
@@ -205,6 +210,11 @@ export function renderBiography(p: Person, rng: Rng, rendering: number): Biograp
   });
   return { person: p.id, rendering, text, facts };
 }
+
+/** the profile card's field names */
+const CARD_KEYS: Record<Attribute, string> = {
+  birth_city: "Birth city", birth_year: "Birth year", university: "University", field: "Field of study", occupation: "Occupation", employer: "Employer", hobby: "Hobby",
+};
 
 // ---- question forms: the first TUNING_FORMS of each list tune, the rest are held out for evaluation ----
 const QUESTIONS: Record<Exclude<Attribute, "hobby">, string[]> = {
@@ -287,9 +297,22 @@ export interface PeopleOptions {
    * back from the context, which a small model does not learn from instruction tuning alone.
    */
   quiz: number;
+  /**
+   * Share of sentences that take a fresh form in each rendering; the rest take the person's own form for that
+   * attribute, the same in every rendering (two texts about one person share some phrasing). 1: every rendering
+   * fully paraphrased.
+   */
+  paraphrase: number;
+  /**
+   * A profile card after each A pretraining biography ("Profile: Name\nBirth city: …" in a shuffled order): dense
+   * reading in the pretraining text, every value read back from the biography above it.
+   */
+  card: boolean;
+  /** share of single-rendering pretraining documents that describe two people (name matching) */
+  twoPeople?: number;
 }
 
-export const DEFAULT_PEOPLE: PeopleOptions = { seed: 1234, a: 2000, b: 400, c: 200, renderingsA: 3, renderingsB: 1, quiz: 3 };
+export const DEFAULT_PEOPLE: PeopleOptions = { seed: 1234, a: 2000, b: 400, c: 200, renderingsA: 3, renderingsB: 1, quiz: 3, paraphrase: 1, card: true };
 
 export interface PeopleCorpus {
   options: PeopleOptions;
@@ -319,7 +342,7 @@ export function makePeopleCorpus(o: PeopleOptions): PeopleCorpus {
     for (const attr of ATTRIBUTES) attrs[attr] = pick(rng, pools[attr]);
     people.push({ id: `${group}${String(i).padStart(5, "0")}`, group, first, last, name: `${first} ${last}`, pronoun: rng.next() < 0.5 ? "he" : "she", attrs });
   }
-  const render = (g: "A" | "B" | "C", times: number, from = 0) => people.filter((p) => p.group === g).flatMap((p) => Array.from({ length: times }, (_, r) => renderBiography(p, rng, from + r)));
+  const render = (g: "A" | "B" | "C", times: number, from = 0) => people.filter((p) => p.group === g).flatMap((p) => Array.from({ length: times }, (_, r) => renderBiography(p, rng, from + r, o.paraphrase ?? 1)));
   const a = shuffle(rng, render("A", o.renderingsA));
   const b = render("B", o.renderingsB);
   const bHeldOut = render("B", 1, o.renderingsB);
@@ -335,6 +358,7 @@ export function makePeopleCorpus(o: PeopleOptions): PeopleCorpus {
     }
     return lines.length ? `\n\n${lines.join("\n")}` : "";
   };
+  const card = (who: Person[]) => !o.card ? "" : who.map((p) => `\n\nProfile: ${p.name}\n` + shuffle(rng, [...ATTRIBUTES]).map((a) => `${CARD_KEYS[a]}: ${p.attrs[a]}`).join("\n")).join("");
   // a person's first two renderings make one document (a biography and its paraphrase: the second one's facts
   // are there to be read back from the first); each further rendering is a document of its own, sometimes with
   // another person's, so that the database holds a rendering outside the document that Retro can retrieve
@@ -346,12 +370,13 @@ export function makePeopleCorpus(o: PeopleOptions): PeopleCorpus {
     if (bio.rendering < 2 && o.renderingsA >= 3) (l.push(bio), firsts.set(bio.person, l));
     else rest.push(bio);
   }
-  for (const [id, bios] of firsts) pretraining.push(bios.map((x) => x.text).join(" ") + quiz([byId.get(id)!]));
+  for (const [id, bios] of firsts) pretraining.push(bios.map((x) => x.text).join(" ") + card([byId.get(id)!]) + quiz([byId.get(id)!]));
   for (let i = 0; i < rest.length; ) {
-    const two = i + 1 < rest.length && rng.next() < 0.5 && rest[i + 1].person !== rest[i].person;
+    const two = i + 1 < rest.length && rng.next() < (o.twoPeople ?? 0.5) && rest[i + 1].person !== rest[i].person;
     const bios = rest.slice(i, i + (two ? 2 : 1));
     i += bios.length;
-    pretraining.push(bios.map((x) => x.text).join(" ") + quiz(bios.map((x) => byId.get(x.person)!)));
+    const who = bios.map((x) => byId.get(x.person)!);
+    pretraining.push(bios.map((x) => x.text).join(" ") + card(who) + quiz(who));
   }
   shuffle(rng, pretraining);
   return { options: o, people, docs: { a, b, bHeldOut, c }, pretraining };
