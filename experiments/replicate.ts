@@ -169,7 +169,31 @@ const low = bucketGains(loadRows(R(MAIN.file)), biblesCtl, 0);
 const lowGain = low.length ? stats(low).mean / 100 : NaN;
 out.push(...bucketTable("Bundled corpus", bundled, (g) => g));
 out.push("Paper's sign: most of Retro's gain sits in chunks that overlap their neighbours, and it shrinks in the low-overlap buckets but does not vanish (RETRO Fig. 6). " + (Number.isNaN(lowGain) ? "" : `Ours (parallel Bibles): the gain grows with the allowed overlap, and in the lowest bucket (≤ 12.5 %) it ${lowGain < 0 ? `reverses (${(100 * lowGain).toFixed(1)} %): chunks whose neighbours hold nothing of them are predicted worse than by GPT-fitting — a model this small leans on its neighbours and is misled when they are unrelated` : `persists (${(100 * lowGain).toFixed(1)} %), as in the paper`}.`), "",
-  "## Time", "",
+  "## The knowledge corpus (Fig. 2, Table 1, §5.4 on facts only in the database)", "",
+  "`experiments/knowledge.sh` (one `retro demo` per seed, the demo's sizes; summaries in `experiments/results/knowledge-seed*.json`): fictional people, group B only in the database, its other biography held out; questions about B in forms held out of tuning, passages by BM25.", "");
+{
+  const files = fs.existsSync("experiments/results") ? fs.readdirSync("experiments/results").filter((f) => /^knowledge-seed\d+\.json$/.test(f)).sort() : [];
+  type K = { seed: number; ppl: Record<string, number>; factLoss: Record<string, number>; qa: { model: string; variant: string; set: string; exact_match: number; f1: number }[]; update: { before: { model: string; variant: string; exact_match: number }[]; after: { model: string; variant: string; exact_match: number }[] } };
+  const ks = files.map((f) => JSON.parse(fs.readFileSync(R(f), "utf8")) as K);
+  if (!ks.length) out.push("Not measured: `bash experiments/knowledge.sh` (~15 min per seed).", "");
+  else {
+    const seeds = ks.map((k) => k.seed).join(", ");
+    const ch = (f: (k: K) => number) => ks.map(f);
+    const gain = ch((k) => 100 * (k.ppl["Retro-fitting"] / k.ppl["GPT-fitting"] - 1)), fgain = ch((k) => 100 * (k.factLoss["Retro-fitting"] / k.factLoss["GPT-fitting"] - 1));
+    out.push(`Seeds ${seeds}.`, "", "| comparison | GPT-fitting | Retro-fitting | change | paper's sign | ours |", "|---|---|---|---|---|---|",
+      `| Fig. 2: held-out perplexity (B's biographies) | ${fmt(ch((k) => k.ppl["GPT-fitting"]))} | ${fmt(ch((k) => k.ppl["Retro-fitting"]))} | ${pct(gain)} | lower | ${stats(gain).mean < 0 ? "lower ✓" : "not lower ✗"} |`,
+      `| loss on fact tokens (nats) | ${fmt(ch((k) => k.factLoss["GPT-fitting"]), 3)} | ${fmt(ch((k) => k.factLoss["Retro-fitting"]), 3)} | ${pct(fgain)} | lower | ${stats(fgain).mean < 0 ? "lower ✓" : "not lower ✗"} |`, "");
+    const em = (model: string, variant: string, set = "people B") => ch((k) => k.qa.find((r) => r.model === model && r.variant === variant && r.set === set)?.exact_match ?? NaN).filter((x) => !Number.isNaN(x));
+    const gptRag = em("InstructGPT", "rag"), retroRag = em("InstructRetro", "rag"), retroEnc = em("InstructRetro", "encoder");
+    const sign = (x: number[], y: number[]) => (!x.length || !y.length ? "–" : stats(x).mean > stats(y).mean ? "higher" : stats(x).mean < stats(y).mean ? "lower" : "level");
+    out.push("| QA on B (EM) | value | vs | paper's sign | ours |", "|---|---|---|---|---|",
+      `| Table 1: InstructRetro, passages in the prompt | ${fmt(retroRag, 1)} | InstructGPT ${fmt(gptRag, 1)} | higher | ${sign(retroRag, gptRag)} |`,
+      `| §5.4: InstructRetro with its encoder (gate 1) | ${fmt(retroEnc, 1)} | without ${fmt(retroRag, 1)} | level (the encoder adds little) | ${sign(retroEnc, retroRag)} |`,
+      `| closed book, InstructRetro | ${fmt(em("InstructRetro", "none"), 1)} | with passages ${fmt(retroRag, 1)} | lower | ${sign(em("InstructRetro", "none"), retroRag)} |`,
+      `| knowledge update (C), InstructRetro with passages | after \`db add\` ${fmt(ch((k) => k.update.after.find((r) => r.model === "InstructRetro" && r.variant === "rag")!.exact_match), 1)} | before ${fmt(ch((k) => k.update.before.find((r) => r.model === "InstructRetro" && r.variant === "rag")!.exact_match), 1)} | higher | ${sign(ch((k) => k.update.after.find((r) => r.model === "InstructRetro" && r.variant === "rag")!.exact_match), ch((k) => k.update.before.find((r) => r.model === "InstructRetro" && r.variant === "rag")!.exact_match))} |`, "");
+  }
+}
+out.push("## Time", "",
   `Fitting runs (both ways, with their evaluations): parallel Bibles d 128 ${minutes(loadRows(R(MAIN.file)).filter((r) => r.fitSteps === FIT))} min in all; bundled corpus ${minutes(bundled.filter((r) => r.fitSteps === FIT))} min (each seed's GPT pretraining not included). Sources: ${[...SIZES.map((x) => x.file).filter((f) => fs.existsSync(R(f))), "bundled-corpus.json", ...instructFiles].map((f) => `[${f}](${rel(R(f))})`).join(", ")}.`, "");
 
 fs.mkdirSync(path.dirname(a.out!), { recursive: true });
