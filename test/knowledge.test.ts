@@ -20,6 +20,15 @@ import { tmpDir } from "./helpers.ts";
 
 const SMALL: PeopleOptions = { seed: 5, a: 60, b: 20, c: 10, renderingsA: 3, renderingsB: 1, quiz: 3, paraphrase: 1, card: true };
 
+/** the corpus written to a temp folder and its knowledge database (tiny BPE, chunks of 16) */
+async function smallKnowledgeDb(prefix: string) {
+  const root = tmpDir(prefix);
+  const { files, corpus } = writePeopleCorpus(path.join(root, "data"), SMALL);
+  const dir = path.join(root, "db");
+  await buildDatabase(dir, resolveConfig(knowledgeDbConfig(files, { seed: 5, chunk: 16, seq: 64, wordnet: null, vocabSize: 600 })));
+  return { root, files, corpus, db: new Database(dir) };
+}
+
 test("people: deterministic from the seed; seven attributes, ≥ 8 sentence forms each, ≥ 10 tuning forms per asked attribute and held-out forms apart", () => {
   const x = makePeopleCorpus(SMALL), y = makePeopleCorpus(SMALL), z = makePeopleCorpus({ ...SMALL, seed: 6 });
   assert.deepEqual(x, y);
@@ -45,11 +54,7 @@ test("people: deterministic from the seed; seven attributes, ≥ 8 sentence form
 });
 
 test("people: no name or fact of B or C in A's pretraining text or instruction data; evaluation asks in held-out forms only", async () => {
-  const root = tmpDir("retro-people-");
-  const { files, corpus } = writePeopleCorpus(path.join(root, "data"), SMALL);
-  const db0 = path.join(root, "db");
-  await buildDatabase(db0, resolveConfig(knowledgeDbConfig(files, { seed: 5, chunk: 16, seq: 64, wordnet: null, vocabSize: 600 })));
-  const db = new Database(db0);
+  const { root, files, corpus, db } = await smallKnowledgeDb("retro-people-");
   const retriever = await Retriever.open(db);
   const out = path.join(root, "sets");
   const counts = await buildKnowledgeSets(db, retriever, corpus, out, { seq: 1024, maxTokens: 16, system: null }); // passages whole: this tiny vocabulary makes long token runs
@@ -72,11 +77,7 @@ test("people: no name or fact of B or C in A's pretraining text or instruction d
 });
 
 test("held-out fact mask: the marked tokens decode to exactly the attribute values; per-dataset held-out fractions", async () => {
-  const root = tmpDir("retro-facts-");
-  const { files, corpus } = writePeopleCorpus(path.join(root, "data"), SMALL);
-  const dir = path.join(root, "db");
-  await buildDatabase(dir, resolveConfig(knowledgeDbConfig(files, { seed: 5, chunk: 16, seq: 64, wordnet: null, vocabSize: 600 })));
-  const db = new Database(dir);
+  const { corpus, db } = await smallKnowledgeDb("retro-facts-");
   const info = Object.fromEntries(db.manifest.datasets!.map((d) => [d.name, d]));
   assert.equal(info[KNOWLEDGE.a].validDocs, 0, "validFraction 0: nothing of A held out");
   assert.equal(info[KNOWLEDGE.bHeldOut].trainDocs, 0, "validFraction 1: every document held out");
@@ -103,11 +104,7 @@ test("held-out fact mask: the marked tokens decode to exactly the attribute valu
 });
 
 test("passages: a retrieved chunk stands for its document (whole when it fits, else the window around the chunk), one per document", async () => {
-  const root = tmpDir("retro-passages-");
-  const { files, corpus } = writePeopleCorpus(path.join(root, "data"), SMALL);
-  const dir = path.join(root, "db");
-  await buildDatabase(dir, resolveConfig(knowledgeDbConfig(files, { seed: 5, chunk: 16, seq: 64, wordnet: null, vocabSize: 600 })));
-  const db = new Database(dir);
+  const { corpus, db } = await smallKnowledgeDb("retro-passages-");
   const r = await Retriever.open(db);
   const p = corpus.people.find((x) => x.group === "B")!;
   const [whole] = await retrievePassages(r, [`Where was ${p.name} born?`], { topK: 2, maxTokens: 1000 });
