@@ -16,6 +16,7 @@ import { knowledgeDbConfig, KNOWLEDGE } from "../src/demo/knowledge.ts";
 import { heldOutFactMask } from "../src/demo/facts.ts";
 import { buildKnowledgeSets } from "../src/sft/knowledge.ts";
 import { retrievePassages } from "../src/qa/passages.ts";
+import { formatPassages } from "../src/sft/format.ts";
 import { tmpDir } from "./helpers.ts";
 
 const SMALL: PeopleOptions = { seed: 5, a: 60, b: 20, c: 10, renderingsA: 3, renderingsB: 1, quiz: 3, paraphrase: 1, card: true };
@@ -112,9 +113,11 @@ test("passages: a retrieved chunk stands for its document (whole when it fits, e
   assert.notEqual(db.chunkDoc(whole[0].chunk), db.chunkDoc(whole[1].chunk), "one passage per document");
   const bio = corpus.docs.b.find((b) => b.person === p.id)!;
   assert.equal(whole[0].text, bio.text, "the best passage is the person's biography, whole");
-  const [cut] = await retrievePassages(r, [`Where was ${p.name} born?`], { topK: 1, maxTokens: 20 });
+  const [cut] = await retrievePassages(r, [`Where was ${p.name} born?`], { topK: 1, maxTokens: 60 });
+  // the passage's share holds its "title: …, source: " header and the blank line too
+  const header = db.tokenizer.encode(formatPassages([{ title: cut[0].title, text: "" }]) + "\n\n").length;
   const ids = db.tokenizer.encode(cut[0].text);
-  assert.ok(ids.length <= 21 && ids.length >= 18, `a window of ~20 tokens, got ${ids.length}`);
+  assert.ok(ids.length <= 60 - header + 1 && ids.length >= 60 - header - 3, `a window of ${60 - header} tokens, got ${ids.length}`);
   assert.ok(bio.text.includes(cut[0].text), "the window is a stretch of the document");
   assert.ok(cut[0].text.includes(db.chunkText(cut[0].chunk).trim()), "the window holds the chunk it was found by");
   db.close();
