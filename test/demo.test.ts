@@ -9,6 +9,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { runDemo } from "../src/demo/pipeline.ts";
 import { Database } from "../src/db/database.ts";
+import { systemPromptFor } from "../src/model/checkpoint.ts";
+import { SYSTEM_PROMPT } from "../src/sft/format.ts";
 import { tmpDir } from "./helpers.ts";
 
 test("demo: knowledge corpus → database → GPT → fits → perplexity → tuning → QA → db add → served answer → report; a re-run reuses", async () => {
@@ -31,6 +33,11 @@ test("demo: knowledge corpus → database → GPT → fits → perplexity → tu
   assert.ok(db.manifest.datasets!.some((d) => d.name === "people-c"));
   db.close();
   assert.ok(s.update.served.citations.length > 0 && s.update.served.citations[0].dataset === "people-c", JSON.stringify(s.update.served.citations[0]));
+  // a tuned checkpoint is asked in the prompt it was tuned with (none here); an untuned one in the paper's
+  assert.equal(systemPromptFor(path.join(o.out, "sft-retro"), undefined, SYSTEM_PROMPT), null);
+  assert.equal(systemPromptFor(path.join(o.out, "gpt"), undefined, SYSTEM_PROMPT), SYSTEM_PROMPT);
+  assert.equal(systemPromptFor(path.join(o.out, "sft-retro"), "Be brief.", SYSTEM_PROMPT), "Be brief.");
+  assert.equal(systemPromptFor(path.join(o.out, "gpt"), false, SYSTEM_PROMPT), null);
   const mtime = fs.statSync(path.join(o.out, "sft-retro", "latest.json")).mtimeMs;
   const again = await runDemo(o);
   assert.deepEqual(again.ppl, s.ppl);

@@ -4,7 +4,7 @@ import * as path from "node:path";
 import { Option, type Command } from "commander";
 import { Database } from "../db/database.ts";
 import { Retriever } from "../db/retriever.ts";
-import { assertSameTokenizer, loadModel, resolveCheckpointDir, runConfigOf } from "../model/checkpoint.ts";
+import { assertSameTokenizer, loadModel, resolveCheckpointDir, runConfigOf, systemPromptFor } from "../model/checkpoint.ts";
 import { readQaFile } from "../qa/formats.ts";
 import { evalQa, type QaReport, type QaVariant } from "../qa/evaluate.ts";
 import { scoreFiles } from "../qa/score.ts";
@@ -43,7 +43,7 @@ export function registerQa(evalCmd: Command): void {
     .option("--json", "print one JSON line per evaluation instead of the table")
     .action(async (o) => {
       // a checkpoint is asked in the prompt it was tuned with unless --system / --no-system says otherwise
-      const systemOf = (dir: string): string | null => (o.system === false ? null : typeof o.system === "string" ? o.system : runConfigOf(resolveCheckpointDir(dir)).tuning?.system ?? SYSTEM_PROMPT);
+      const systemOf = (dir: string): string | null => systemPromptFor(resolveCheckpointDir(dir), o.system, SYSTEM_PROMPT);
       const asked = o.variants ? String(o.variants).split(",").map((v) => v.trim()) : null;
       for (const v of asked ?? []) if (!VARIANTS.includes(v as QaVariant)) throw new RetroError("usage", `--variants: unknown "${v}" (rag, encoder, none)`);
       const sets = (o.data as string[]).map((f) => ({ file: f, name: path.basename(f).replace(/\.(jsonl?|json)$/, ""), items: readQaFile(f).items.slice(0, o.limit ?? undefined) }));

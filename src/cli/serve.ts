@@ -3,7 +3,7 @@ import * as path from "node:path";
 import { Option, type Command } from "commander";
 import { Database } from "../db/database.ts";
 import { Retriever } from "../db/retriever.ts";
-import { assertSameTokenizer, loadModel, runConfigOf } from "../model/checkpoint.ts";
+import { assertSameTokenizer, loadModel, runConfigOf, systemPromptFor } from "../model/checkpoint.ts";
 import { RetroServer } from "../serve/server.ts";
 import { SYSTEM_PROMPT } from "../sft/format.ts";
 import { RetroError } from "../util/errors.ts";
@@ -34,7 +34,7 @@ export function registerServe(program: Command): void {
       let db = new Database(dbDir);
       assertSameTokenizer(tokenizer, o.ckpt, db.manifest.tokenizer!.id, `database ${dbDir}`);
       const retriever = db.manifest.index ? await Retriever.open(db) : null;
-      const system = o.system === false ? null : typeof o.system === "string" ? o.system : run.tuning ? run.tuning.system : SYSTEM_PROMPT;
+      const system = systemPromptFor(dir, o.system, SYSTEM_PROMPT);
       // InstructRetro's use: a tuned model whose decoder reads no neighbours gets its passages in the prompt
       const passages = o.passages ?? (run.tuning && (!model.isRetro || model.gate === 0) ? 2 : 0);
       const server = new RetroServer({ model, tokenizer: db.tokenizer, retriever, name: o.name ?? path.basename(path.resolve(o.ckpt)), host: o.host, port: o.port, maxQueue: o.maxQueue, system, retrieve: o.retrieve, passages,

@@ -54,6 +54,17 @@ export function runConfigOf(ckptDir: string): { db?: string; tokenizer?: string;
   return {};
 }
 
+/**
+ * The system prompt to ask a checkpoint with: `--system TEXT` / `--no-system` (`flag` a string or false) when
+ * given, else the one its run was instruction-tuned with (null: tuned without one), else the paper's.
+ */
+export function systemPromptFor(ckptDir: string, flag: string | false | undefined, paper: string): string | null {
+  if (flag === false) return null;
+  if (typeof flag === "string") return flag;
+  const tuning = runConfigOf(ckptDir).tuning;
+  return tuning ? tuning.system : paper;
+}
+
 /** Refuse a checkpoint trained with another tokenizer than `tokenizerId` (the vocabulary size alone can agree). */
 export function checkCheckpointTokenizer(dirOrRun: string, tokenizerId: string, where: string): void {
   assertSameTokenizer(checkpointTokenizer(dirOrRun), dirOrRun, tokenizerId, where);
