@@ -37,6 +37,7 @@ import { readQaFile } from "../qa/formats.ts";
 import { RetroServer } from "../serve/server.ts";
 import { readJson, writeFileAtomic, writeJsonAtomic } from "../util/fsx.ts";
 import { log } from "../util/progress.ts";
+import { RetroError } from "../util/errors.ts";
 import { heldOutFactMask } from "./facts.ts";
 import { KNOWLEDGE, knowledgeDbConfig } from "./knowledge.ts";
 
@@ -212,10 +213,12 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
     }));
 
     stage(6, "knowledge update: C's questions before and after `retro db add` (no training in between), and one served answer");
-    const before = await cached(res("update-before.json"), fresh, async () => [
-      ...(await ask("InstructRetro", "people C", cItems, ["rag", "none"], retriever)), ...(await ask("InstructGPT", "people C", cItems, ["rag"], retriever)),
-    ]);
-    if (!db.manifest.datasets?.some((d) => d.name === KNOWLEDGE.c)) {
+    const hasC = () => db.manifest.datasets?.some((d) => d.name === KNOWLEDGE.c) ?? false;
+    const before = await cached(res("update-before.json"), fresh, async () => {
+      if (hasC()) throw new RetroError("badInput", `${dbDir} already holds group C ("${KNOWLEDGE.c}"): the questions before the update cannot be asked of it; run with --fresh (without --db) or give a database without it`);
+      return [...(await ask("InstructRetro", "people C", cItems, ["rag", "none"], retriever)), ...(await ask("InstructGPT", "people C", cItems, ["rag"], retriever))];
+    });
+    if (!hasC()) {
       db.close();
       await timed("db add", () => addDocuments(dbDir, { name: KNOWLEDGE.c, source: "jsonl", path: files.c, weight: 0 }));
       db = new Database(dbDir);
@@ -233,9 +236,9 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
     await plotBars(Object.entries(factLoss).map(([k, v]) => ({ group: "fact tokens", series: k, value: v })).concat(
       Object.entries(ppl).filter(([k]) => k !== "GPT").map(([k, v]) => ({ group: "all tokens", series: k, value: Math.log(v) }))),
     path.join(figs, "perplexity.svg"), { title: "held-out loss on B's other biographies", yTitle: "loss (nats/token)" });
-    await plotBars(qa.filter((x) => x.set === "people B").map((x) => ({ group: x.model, series: x.variant === "rag" ? "top-2 passages in the prompt" : "closed book", value: x.exact_match })),
+    await plotBars(qa.filter((x) => x.set === "people B").map((x) => ({ group: x.model, series: variantName(x.variant), value: x.exact_match })),
       path.join(figs, "qa.svg"), { title: "QA on B (only in the database), held-out question forms", yTitle: "exact match (%)" });
-    await plotBars([...before.map((x) => ({ ...x, when: "before db add" })), ...after.map((x) => ({ ...x, when: "after db add" }))].map((x) => ({ group: x.when, series: `${x.model} ${x.variant === "rag" ? "passages" : "closed book"}`, value: x.exact_match })),
+    await plotBars([...before.map((x) => ({ ...x, when: "before db add" })), ...after.map((x) => ({ ...x, when: "after db add" }))].map((x) => ({ group: x.when, series: `${x.model}, ${variantName(x.variant)}`, value: x.exact_match })),
       path.join(figs, "update.svg"), { title: "QA on C: before and after retro db add (no training)", yTitle: "exact match (%)" });
     const report = path.join(out, "report.md");
     // every figure of the report in one file (experiments/replicate.ts averages seeds from these)
@@ -274,7 +277,6 @@ function reportText(a: {
   const gc = readCheckpointConfig(resolveCheckpointDir(path.join(a.out, "gpt"))), rc = readCheckpointConfig(resolveCheckpointDir(path.join(a.out, "retro-fit")));
   const batch = readJson<{ batch: number }>(path.join(a.out, "gpt", "config.json"), "run config").batch;
   const o = a.corpus.options;
-  const variantName = (v: QaVariant) => (v === "rag" ? `top-${DEMO.topK} passages in the prompt` : v === "encoder" ? "passages in the prompt and the encoder (gate 1)" : "none (closed book)");
   const row = (x: QaRow) => `| ${x.model} | ${variantName(x.variant)} | ${f1(x.exact_match)} | ${f1(x.f1)} | ${x.truncated} / ${x.questions} | ${x.questions_per_s.toFixed(1)} |`;
   const g = a.controls["gpt-fit"], r = a.controls["retro-fit"];
   const gf = g.masked!.facts, rf = r.masked!.facts;
@@ -347,6 +349,9 @@ function reportText(a: {
     "",
   ].join("\n");
 }
+
+/** a QA variant as the report and its figures name it */
+const variantName = (v: QaVariant) => (v === "rag" ? `top-${DEMO.topK} passages in the prompt` : v === "encoder" ? "passages in the prompt and the encoder (gate 1)" : "none (closed book)");
 
 /** what the controls say, from the numbers: does the Retro-fit read its own neighbours? */
 function controlsVerdict(ppl: Record<string, number>): string {
