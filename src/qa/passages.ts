@@ -6,6 +6,7 @@
  */
 import type { Retriever } from "../db/retriever.ts";
 import { formatPassages, type Passage } from "../sft/format.ts";
+import { normalizeAnswer } from "./metrics.ts";
 
 export interface RetrievedPassage extends Passage {
   /** the database chunk the passage was found by, its dataset and document (the citation) */
@@ -49,4 +50,10 @@ export async function retrievePassages(retriever: Retriever, questions: string[]
     }
     return out;
   });
+}
+
+/** Does any passage hold one of the answers (SQuAD-normalised, as whole words)? The ceiling of reading them. */
+export function passagesHold(ps: { text: string }[], answers: string[]): boolean {
+  const hay = " " + normalizeAnswer(ps.map((p) => p.text).join(" ")) + " ";
+  return answers.some((a) => normalizeAnswer(a) !== "" && hay.includes(" " + normalizeAnswer(a) + " "));
 }

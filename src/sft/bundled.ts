@@ -29,7 +29,7 @@ import { hashUniform } from "../util/rng.ts";
 import { writeFileAtomic, writeJsonAtomic } from "../util/fsx.ts";
 import { RetroError } from "../util/errors.ts";
 import { log } from "../util/progress.ts";
-import { normalizeAnswer } from "../qa/metrics.ts";
+import { passagesHold } from "../qa/passages.ts";
 
 export interface Synset {
   key: string;
@@ -126,10 +126,6 @@ export async function buildBundledSets(db: Database, out: string, o: { seed?: nu
     }
     return res;
   };
-  const contains = (ps: { text: string }[], answers: string[]) => {
-    const hay = " " + normalizeAnswer(ps.map((p) => p.text).join(" ")) + " ";
-    return answers.some((a) => normalizeAnswer(a) && hay.includes(" " + normalizeAnswer(a) + " "));
-  };
   fs.mkdirSync(out, { recursive: true });
   const trainPs = await passages(trainQ);
   writeJsonAtomic(path.join(out, "train-qa.json"), trainQ.map((q, i) => ({ id: q.id, question: q.question, answers: q.answers, ctxs: trainPs[i] })));
@@ -149,7 +145,7 @@ export async function buildBundledSets(db: Database, out: string, o: { seed?: nu
     heldOut[task] = qs.length;
     if (task !== "define") {
       const ps = await passages(qs);
-      recall[task] = qs.filter((q, i) => contains(ps[i], q.answers)).length / Math.max(1, qs.length);
+      recall[task] = qs.filter((q, i) => passagesHold(ps[i], q.answers)).length / Math.max(1, qs.length);
     }
   }
   const counts: BundledCounts = { synsets: synsets.length, train: { qa: trainQ.length, chat: chats.length }, heldOut, recall };

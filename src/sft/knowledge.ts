@@ -17,9 +17,8 @@ import * as path from "node:path";
 import type { Database } from "../db/database.ts";
 import type { Retriever } from "../db/retriever.ts";
 import { evalQuestions, tuningQuestions, type PeopleCorpus, type PeopleQuestion } from "../data/people.ts";
-import { passageBudget, retrievePassages, type RetrievedPassage } from "../qa/passages.ts";
+import { passageBudget, passagesHold, retrievePassages, type RetrievedPassage } from "../qa/passages.ts";
 import { questionTokens } from "../qa/evaluate.ts";
-import { normalizeAnswer } from "../qa/metrics.ts";
 import { formatPassages, type Passage } from "./format.ts";
 import { Rng } from "../util/rng.ts";
 import { writeFileAtomic, writeJsonAtomic } from "../util/fsx.ts";
@@ -30,12 +29,6 @@ export interface KnowledgeCounts {
   /** share of B's questions whose top-k retrieved passages hold the answer (normalised, whole words) */
   recallB: number;
   topK: number;
-}
-
-/** does any passage hold one of the answers (SQuAD-normalised, as whole words)? */
-export function passagesHold(ps: { text: string }[], answers: string[]): boolean {
-  const hay = " " + normalizeAnswer(ps.map((p) => p.text).join(" ")) + " ";
-  return answers.some((a) => normalizeAnswer(a) !== "" && hay.includes(" " + normalizeAnswer(a) + " "));
 }
 
 /**
