@@ -255,10 +255,10 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
 
 /** One chat answer from `retro serve`'s server over the updated database, about the first C person. */
 async function serveOne(ckpt: string, db: Database, retriever: Retriever, corpus: PeopleCorpus, threads?: number): Promise<ServedAnswer> {
-  const { model, tokenizer } = loadModel(ckpt);
+  const { model } = loadModel(ckpt);
   if (threads) model.engine.setThreads(threads);
   const p = corpus.people.find((x) => x.group === "C")!;
-  const server = new RetroServer({ model, tokenizer: db.tokenizer ?? tokenizer, retriever, name: "sft-retro", port: 0, system: null, passages: DEMO.topK });
+  const server = new RetroServer({ model, tokenizer: db.tokenizer, retriever, name: "sft-retro", port: 0, system: null, passages: DEMO.topK });
   const addr = await server.listen();
   try {
     const question = `Where was ${p.name} born?`;
