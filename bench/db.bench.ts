@@ -16,7 +16,7 @@ import { parseArgs } from "node:util";
 import { defaultDatasets } from "../src/data/sources.ts";
 import { table } from "./common.ts";
 import { Database } from "../src/db/database.ts";
-import { fileCheck } from "../src/db/ann.ts";
+import { fileCheck } from "../src/util/fsx.ts";
 
 const { values: a } = parseArgs({ options: { sizes: { type: "string", default: "half,full" }, keep: { type: "boolean", default: false }, load: { type: "string" } } });
 

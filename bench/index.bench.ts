@@ -13,7 +13,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
-import { AnnIndex } from "../src/db/ann.ts";
+import { AnnIndex } from "../src/search/usearch.ts";
 import { readBlock } from "../src/util/blockfile.ts";
 import { l2normalizeRows } from "../src/embed/embedder.ts";
 import { Rng } from "../src/util/rng.ts";

@@ -11,13 +11,13 @@
  */
 import { parseArgs } from "node:util";
 import { Database } from "../src/db/database.ts";
-import { AnnIndex } from "../src/db/ann.ts";
+import { AnnIndex } from "../src/search/usearch.ts";
 import { fitIdf, LexicalEmbedder } from "../src/embed/lexical.ts";
 import type { Embedder } from "../src/embed/embedder.ts";
 import { Rng } from "../src/util/rng.ts";
 import { fitLsa, LsaEmbedder } from "../src/embed/lsa.ts";
 import { table } from "../bench/common.ts";
-import { Bm25Index } from "../src/db/bm25.ts";
+import { Bm25Index } from "../src/search/bm25.ts";
 import { openDbEmbedder } from "../src/db/retriever.ts";
 
 const { values: a } = parseArgs({ options: { db: { type: "string", default: "runs/default-db" }, queries: { type: "string", default: "1000" } } });

@@ -12,7 +12,9 @@ export { buildDatabase, type BuildOptions } from "./db/build.ts";
 export { resolveConfig as resolveDbConfig, defaultConfig as defaultDbConfig, type DbConfig } from "./db/config.ts";
 export { Database, type Manifest } from "./db/database.ts";
 export { Retriever, type Citation, type SearchOptions, type SearchResult } from "./db/retriever.ts";
-export { Bm25Index } from "./db/bm25.ts";
+export { Bm25Index } from "./search/bm25.ts";
+export { indexBackend, indexBackends, registerIndexBackend } from "./search/registry.ts";
+export type { IndexBackend, IndexSettings, IndexRecord, SearchIndex, SearchHits, SearchQueries, IndexBatch, IndexContext, IndexFiles }  from "./search/types.ts";
 // step 2: models and training
 export { loadEngine, type Engine } from "./engine/native.ts";
 export { Model, type Batch } from "./model/model.ts";

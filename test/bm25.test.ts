@@ -3,7 +3,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { Bm25Index, words } from "../src/db/bm25.ts";
+import { Bm25Index, words } from "../src/search/bm25.ts";
 import { buildDatabase } from "../src/db/build.ts";
 import { Database } from "../src/db/database.ts";
 import { Retriever } from "../src/db/retriever.ts";

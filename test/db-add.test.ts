@@ -51,6 +51,7 @@ for (const kind of ["dense", "bm25"] as const) {
     db0.close();
     const r = cli(["db", "add", "--db", dir, "--name", "news", "--text", news]);
     assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stderr, /interrupted/, "an ordinary add is not an interrupted one");
     const rep = JSON.parse(r.stdout) as { documents: number; chunks: number; totalChunks: number };
     assert.equal(rep.documents, 2);
     assert.equal(rep.totalChunks, n0 + rep.chunks);

@@ -4,7 +4,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { buildDatabase, sampleDocKeys, samplesIn } from "../src/db/build.ts";
 import { Database } from "../src/db/database.ts";
-import { AnnIndex } from "../src/db/ann.ts";
+import { AnnIndex } from "../src/search/usearch.ts";
 import { readBlock, blockName } from "../src/util/blockfile.ts";
 import { RetroError } from "../src/util/errors.ts";
 import { smallConfig, tmpDir, writeTextCorpus, treeHashes } from "./helpers.ts";
@@ -50,7 +50,7 @@ describe("database build on a small real-text corpus", () => {
     }
   });
 
-  test("no neighbour comes from any document of the sample (exclusion rule); −1 only as trailing padding", () => {
+  test("no neighbour comes from any document of the sample (exclusion rule); −1 only as trailing padding", async () => {
     for (const split of ["train", "valid"]) {
       const n = samplesIn(db, split, 64);
       assert.ok(n > 0);
@@ -73,9 +73,9 @@ describe("database build on a small real-text corpus", () => {
       assert.ok(real > 0);
     }
     // the rule is not vacuous: an unfiltered search of a train sample does hit its own documents
-    const idx = db.index();
+    const idx = await db.openIndex();
     const c0 = 0;
-    const own = idx.search(readBlock(blockName(path.join(dir, "embed"), 0, 100), Float32Array).data.slice(0, 64), 1).ids[0];
+    const own = (await idx.search({ texts: [], vectors: readBlock(blockName(path.join(dir, "embed"), 0, 100), Float32Array).data.slice(0, 64) }, 1)).ids[0];
     assert.equal(own, c0);
   });
 
@@ -105,7 +105,7 @@ describe("database build on a small real-text corpus", () => {
     assert.throws(() => db.sampleRetrieved("valid", 0, 5), /k = 5 neighbours asked, the database kept 4/);
   });
 
-  test("HNSW recall@10 against exact search ≥ 0.9", () => {
+  test("HNSW recall@10 against exact search ≥ 0.9", async () => {
     const dim = db.manifest.embeddings!.dim;
     const all: Float32Array[] = [];
     for (let s = 0; s < db.nChunks; s += 100) all.push(readBlock(blockName(path.join(dir, "embed"), s, Math.min(db.nChunks, s + 100)), Float32Array).data);
@@ -115,7 +115,7 @@ describe("database build on a small real-text corpus", () => {
     const flat = new AnnIndex("Flat", dim);
     flat.add(vecs, 0);
     const q = vecs.subarray(0, 50 * dim);
-    const gt = flat.search(q, 10), got = db.index().search(q, 10);
+    const gt = flat.search(q, 10), got = await (await db.openIndex()).search({ texts: [], vectors: q }, 10);
     let hit = 0;
     for (let i = 0; i < 50; i++) {
       const g = new Set(gt.ids.subarray(i * 10, i * 10 + 10));

@@ -17,9 +17,7 @@ import { writeBlock } from "../util/blockfile.ts";
 import { openSource, type DatasetSpec } from "../data/sources.ts";
 import { CHUNK_COLS, Database, type Manifest } from "./database.ts";
 import { JOURNAL, STAGED, recoverUpdate, type Journal } from "./journal.ts";
-import { AnnIndex, fileCheck } from "./ann.ts";
-import { Bm25Index } from "./bm25.ts";
-import { isBm25 } from "./config.ts";
+import { indexBackend } from "../search/registry.ts";
 import { openDbEmbedder } from "./retriever.ts";
 
 export interface AddReport {
@@ -106,24 +104,14 @@ async function addLocked(dir: string, spec: DatasetSpec, o: { stopAfter?: "stage
     // the new chunks' texts, decoded from the staged token buffer
     const text = (c: number) => tok.decode(view.subarray(chunkTable[CHUNK_COLS * c + 2], chunkTable[CHUNK_COLS * c + 2] + chunkTable[CHUNK_COLS * c + 3]));
     const renames: [string, string][] = [["tokens/train.tok" + STAGED, "tokens/train.tok"], ["tokens/train.docs" + STAGED, "tokens/train.docs"], ["chunks.blk" + STAGED, "chunks.blk"]];
-    if (isBm25(man.index.description)) {
-      const idx = Bm25Index.build(total, (c) => (c < n0 ? db.chunkText(c) : text(c)));
-      idx.save(staged(path.join(dir, "index")));
-      renames.push(["index" + STAGED, "index"]);
-      man.index = { ...man.index, size: idx.size };
-    } else {
-      const emb = await openDbEmbedder(db);
-      const texts: string[] = [];
-      for (let c = n0; c < total; c++) texts.push(text(c));
-      const vecs = await emb.embed(texts);
-      const info = man.index;
-      const file = path.join(dir, "index", "index.usearch");
-      const idx = AnnIndex.load(file, info.description, info.dim, info.size, db.config.index.efSearch, db.config.index.threads, false, info.bytes !== undefined && info.crc32 !== undefined ? { bytes: info.bytes, crc32: info.crc32 } : undefined);
-      idx.add(vecs, n0);
-      idx.save(staged(file));
-      renames.push(["index/index.usearch" + STAGED, "index/index.usearch"]);
-      man.index = { ...info, size: idx.size, ...fileCheck(staged(file)) };
-    }
+    // the index: opened read into memory (not viewed: it is written again), the new chunks added, saved staged
+    const backend = indexBackend(man.index.description);
+    const idx = await backend.open(path.join(dir, "index"), man.index, db.config.index, db, { mmap: false });
+    const vectors = backend.reads === "vectors" ? await embedNew(db, n0, total, text) : undefined;
+    await idx.add({ first: n0, count: added, vectors, text });
+    const files = await idx.save(staged(path.join(dir, "index")));
+    renames.push(["index" + STAGED, "index"]);
+    man.index = { ...man.index, size: idx.size, ...files };
     if (o.stopAfter === "staged") return report();
     man.datasets = [...datasets, { name: spec.name, weight: 0, trainDocs: docs.length, validDocs: 0, skippedLines: stats.skippedLines }];
     man.splits = { ...man.splits!, train: { docs: firstDoc + docs.length, tokens: startToken + newTokens, tokSha256: sha256File(staged(path.join(tokDir, "train.tok"))), docsSha256: sha256File(staged(path.join(tokDir, "train.docs"))) } };
@@ -131,7 +119,7 @@ async function addLocked(dir: string, spec: DatasetSpec, o: { stopAfter?: "stage
     close();
     writeJsonAtomic(path.join(dir, JOURNAL), { renames, manifest: man } satisfies Journal);
     if (o.stopAfter === "journal") return report();
-    recoverUpdate(dir);
+    recoverUpdate(dir, { commit: true });
     return report();
 
     function report(): AddReport {
@@ -140,4 +128,12 @@ async function addLocked(dir: string, spec: DatasetSpec, o: { stopAfter?: "stage
   } finally {
     close();
   }
+}
+
+/** Embeddings [added, dim] of chunks n0 … total−1 with the database's fitted embedder. */
+async function embedNew(db: Database, n0: number, total: number, text: (id: number) => string): Promise<Float32Array> {
+  const emb = await openDbEmbedder(db);
+  const texts: string[] = [];
+  for (let c = n0; c < total; c++) texts.push(text(c));
+  return emb.embed(texts);
 }

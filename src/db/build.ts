@@ -7,11 +7,10 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { diffKeys, isBm25, isRetrievalOnly, resolveConfig, type DbConfig } from "./config.ts";
-import { Bm25Index } from "./bm25.ts";
+import { diffKeys, isRetrievalOnly, resolveConfig, type DbConfig } from "./config.ts";
 import { CHUNK_COLS, DB_FORMAT, Database, type DatasetInfo, type Manifest } from "./database.ts";
 import { Retriever, openDbEmbedder } from "./retriever.ts";
-import { AnnIndex, fileCheck } from "./ann.ts";
+import { indexBackend } from "../search/registry.ts";
 import { openSource, type SourceStats } from "../data/sources.ts";
 import { SplitWriter, dtypeFor, keyDataset } from "../data/tokenstore.ts";
 import { gpt2Tokenizer, loadTokenizer, type Tokenizer } from "../tokenizer/tokenizer.ts";
@@ -148,12 +147,10 @@ function stageChunks(dir: string, c: DbConfig, man: Manifest): void {
   man.chunks = { count: n, padded };
 }
 
-/** id recorded for a BM25 database's (absent) embedder: queries are its chunk texts' words */
-export const BM25_EMBEDDER = "bm25-words";
-
 async function stageEmbed(dir: string, c: DbConfig, man: Manifest, db: Database): Promise<void> {
-  if (isBm25(c.index.description)) {
-    man.embeddings = { embedderId: BM25_EMBEDDER, dim: 0, blocks: 0 }; // BM25 reads the chunk texts, not vectors
+  const backend = indexBackend(c.index.description);
+  if (backend.reads === "texts") {
+    man.embeddings = { embedderId: backend.textEmbedderId ?? backend.name, dim: 0, blocks: 0 }; // it reads the chunk texts, not vectors
     return;
   }
   const t0 = Date.now();
@@ -176,31 +173,27 @@ async function stageEmbed(dir: string, c: DbConfig, man: Manifest, db: Database)
   man.embeddings = { embedderId: emb.id, dim: emb.dim, blocks: ranges.length, fitSeconds, embedSeconds: (Date.now() - t0) / 1000 - fitSeconds };
 }
 
-function stageIndex(dir: string, c: DbConfig, man: Manifest, db: Database): void {
+async function stageIndex(dir: string, c: DbConfig, man: Manifest, db: Database): Promise<void> {
   const emb = man.embeddings!;
-  if (isBm25(c.index.description)) {
-    const t0 = Date.now();
-    log(`indexing the words of ${db.nChunks} chunks for BM25...`);
-    const idx = Bm25Index.build(db.nChunks, (i) => db.chunkText(i));
-    idx.save(path.join(dir, "index"));
-    man.index = { description: "BM25", dim: 0, size: idx.size, embedderId: BM25_EMBEDDER, buildSeconds: (Date.now() - t0) / 1000 };
-    return;
-  }
-  const idx = new AnnIndex(c.index.description, emb.dim, c.index.efConstruction, c.index.efSearch, c.index.threads, c.index.addThreads);
+  const backend = indexBackend(c.index.description);
+  const idx = backend.create(c.index, emb.dim, db);
   const t0 = Date.now();
-  const bar = progress("index add", db.nChunks, "vectors");
-  // HNSW and SQ encodings need no training; vectors are added in blocks as they were embedded
-  for (const [s, e] of blockRanges(db.nChunks, c.embedBlockSize)) {
-    const b = readBlock(blockName(path.join(dir, "embed"), s, e), Float32Array);
-    if (b.cols !== emb.dim) throw new RetroError("mismatch", `embedding block ${s}-${e} has dimension ${b.cols}, index expects ${emb.dim}`);
-    idx.add(b.data, s);
-    bar.increment(e - s);
+  if (backend.reads === "texts") {
+    log(`indexing the words of ${db.nChunks} chunks (${c.index.description})...`);
+    await idx.add({ first: 0, count: db.nChunks });
+  } else {
+    const bar = progress("index add", db.nChunks, "vectors");
+    // HNSW and SQ encodings need no training; vectors are added in blocks as they were embedded
+    for (const [s, e] of blockRanges(db.nChunks, c.embedBlockSize)) {
+      const b = readBlock(blockName(path.join(dir, "embed"), s, e), Float32Array);
+      if (b.cols !== emb.dim) throw new RetroError("mismatch", `embedding block ${s}-${e} has dimension ${b.cols}, index expects ${emb.dim}`);
+      await idx.add({ first: s, count: e - s, vectors: b.data });
+      bar.increment(e - s);
+    }
+    bar.stop();
   }
-  bar.stop();
-  fs.mkdirSync(path.join(dir, "index"), { recursive: true });
-  const file = path.join(dir, "index", "index.usearch");
-  idx.save(file);
-  man.index = { description: c.index.description, dim: emb.dim, size: idx.size, embedderId: emb.embedderId, buildSeconds: (Date.now() - t0) / 1000, ...fileCheck(file) };
+  const files = await idx.save(path.join(dir, "index"));
+  man.index = { description: c.index.description, dim: emb.dim, size: idx.size, embedderId: emb.embedderId, buildSeconds: (Date.now() - t0) / 1000, ...files };
 }
 
 /** Text of each chunk of the samples [s, e) of a split: sample i, chunk j = tokens [i·seq + j·m, +m). */
@@ -303,7 +296,7 @@ async function buildLocked(dir: string, c: DbConfig, opts: BuildOptions): Promis
       saveManifest(dir, man);
     }
     if (stop >= 3 && !man.index) {
-      stageIndex(dir, c, man, db);
+      await stageIndex(dir, c, man, db);
       saveManifest(dir, man);
     }
     if (stop >= 4) {

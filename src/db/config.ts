@@ -5,7 +5,8 @@
 import { RetroError } from "../util/errors.ts";
 import { checkInt, checkNum, SEED_RANGE } from "../util/numbers.ts";
 import { defaultDatasets, type DatasetSpec } from "../data/sources.ts";
-import { parseDescription } from "./ann.ts";
+import { checkIndexSettings } from "../search/registry.ts";
+import type { IndexSettings } from "../search/types.ts";
 
 /** bpe: `trainChars` caps the text the BPE is learned from (split evenly across datasets), bounding its memory */
 export type TokenizerSpec = { kind: "gpt2" } | { kind: "bpe"; vocabSize: number; trainChars: number };
@@ -14,17 +15,8 @@ export type EmbedderSpec =
   | { kind: "lsa"; dim: number; fitSample: number }
   | { kind: "onnx"; model: string; vocab: string; maxLength: number; batchSize: number; lowercase: boolean };
 
-export interface IndexSpec {
-  /** Faiss-style description: "Flat", "HNSW32", "HNSW32,SQfp16", "HNSW32,SQ8", ...; or "BM25": sparse lexical
-   * retrieval over the chunks' words (no embedder, no vectors; src/db/bm25.ts) */
-  description: string;
-  efConstruction: number;
-  efSearch: number;
-  /** threads for search */
-  threads: number;
-  /** threads for adding vectors: 1 (default) builds the same graph every run; more is faster but not reproducible */
-  addThreads: number;
-}
+/** `config.index`: the backend's description and its build/search settings (src/search/types.ts) */
+export type IndexSpec = IndexSettings;
 
 export interface QuerySpec {
   /** sample length in tokens (a multiple of the chunk length) */
@@ -91,11 +83,6 @@ export function isRetrievalOnly(ds: { weight?: number }): boolean {
   return ds.weight === 0;
 }
 
-/** The sparse lexical retriever instead of an embedder and a vector index. */
-export function isBm25(description: string): boolean {
-  return description.replace(/\s+/g, "").toUpperCase() === "BM25";
-}
-
 /** Merge a user config (partial) over the defaults and validate the result. */
 export function resolveConfig(user: unknown): DbConfig {
   const d = defaultConfig();
@@ -142,10 +129,7 @@ export function resolveConfig(user: unknown): DbConfig {
   if (c.datasets.every(isRetrievalOnly)) {
     throw new RetroError("usage", `config.datasets: every dataset has weight 0 (retrieval-only); at least one needs a weight > 0 to train on`);
   }
-  if (!isBm25(c.index.description)) {
-    const d = parseDescription(c.index.description);
-    if (d.kind === "hnsw") checkInt(d.connectivity, `config.index.description "${c.index.description}": HNSW's M`, { min: 2, max: 512 });
-  }
+  checkIndexSettings(c.index);
   checkInt(c.seed, "config.seed", SEED_RANGE);
   if (c.tokenizer.kind === "bpe") {
     checkInt(c.tokenizer.vocabSize, "config.tokenizer.vocabSize (bpe)", { min: 258, max: 65535 });

@@ -6,7 +6,7 @@
  *   tokens/{train,valid}.{tok,docs}   the token store (see data/tokenstore.ts)
  *   chunks.blk             uint32 [nChunks, 4]: dataset, train document index, start, length
  *   embed/                 embedder state and chunk embeddings, float32 blocks
- *   index/index.usearch    the ANN index
+ *   index/                 the search index, written by its backend (src/search/)
  *   neighbours/<split>/    int32 blocks [samples·l, keep] of chunk ids, −1 padded
  */
 import * as fs from "node:fs";
@@ -19,7 +19,8 @@ import { readJson } from "../util/fsx.ts";
 import { readBlock, blockName, blockRanges } from "../util/blockfile.ts";
 import { SplitReader, type SplitInfo, type TokenDtype } from "../data/tokenstore.ts";
 import { loadTokenizer, type Tokenizer } from "../tokenizer/tokenizer.ts";
-import { AnnIndex } from "./ann.ts";
+import { indexBackend } from "../search/registry.ts";
+import type { IndexRecord, SearchIndex } from "../search/types.ts";
 
 export const DB_FORMAT = "retro-ts-db/1";
 
@@ -40,8 +41,8 @@ export interface Manifest {
   chunks?: { count: number; padded: number };
   /** fitSeconds: fitting the embedder's state (LSA, IDF); embedSeconds: embedding the blocks this run computed */
   embeddings?: { embedderId: string; dim: number; blocks: number; fitSeconds?: number; embedSeconds?: number };
-  /** bytes / crc32: of index/index.usearch, checked before every load */
-  index?: { description: string; dim: number; size: number; embedderId: string; buildSeconds: number; bytes?: number; crc32?: number };
+  /** the index's record (src/search/types.ts): what its backend needs to open and check it */
+  index?: IndexRecord;
   neighbours?: Record<string, { seq: number; samples: number; chunksPerSample: number; keep: number; candidates: number; blockSize: number; embedderId: string }>;
 }
 
@@ -56,7 +57,7 @@ export class Database {
   readonly chunks: Uint32Array; // [n, 4]
   readonly nChunks: number;
   readonly m: number;
-  private indexCache?: AnnIndex;
+  private indexCache?: Promise<SearchIndex>;
   private lastBlock?: { file: string; data: Int32Array };
 
   /** `manifest`: the build's live manifest object, so that stages finished after opening are seen. */
@@ -156,15 +157,11 @@ export class Database {
     throw new RetroError("usage", `unknown split "${name}" (train, valid)`);
   }
 
-  /** The ANN index, memory-mapped; cached for the configured efSearch, loaded afresh for another. */
-  index(efSearch = this.config.index.efSearch, threads = this.config.index.threads): AnnIndex {
+  /** The search index (memory-mapped where its backend can), opened once. */
+  openIndex(): Promise<SearchIndex> {
     const info = this.manifest.index;
-    if (!info) throw new RetroError("badInput", `${this.dir}: the index stage has not run`);
-    // databases built before the checksum was recorded load unchecked
-    const check = info.bytes !== undefined && info.crc32 !== undefined ? { bytes: info.bytes, crc32: info.crc32 } : undefined;
-    const load = () => AnnIndex.load(path.join(this.dir, "index", "index.usearch"), info.description, info.dim, info.size, efSearch, threads, true, check);
-    if (efSearch !== this.config.index.efSearch || threads !== this.config.index.threads) return load();
-    return (this.indexCache ??= load());
+    if (!info) throw new RetroError("badInput", `${this.dir}: the index stage has not run ("retro db build --out ${this.dir}")`);
+    return (this.indexCache ??= indexBackend(info.description).open(path.join(this.dir, "index"), info, this.config.index, this));
   }
 
   /** Precomputed neighbours of one sample of a split: int32 [l, keep]. */

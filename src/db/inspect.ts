@@ -1,7 +1,7 @@
 /** Human-readable views of a database: stats and sample chunks with their neighbours. */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { isBm25 } from "./config.ts";
+import { indexBackend } from "../search/registry.ts";
 import type { Database, Manifest } from "./database.ts";
 
 function du(p: string): number {
@@ -20,7 +20,7 @@ export function formatStats(man: Manifest, dir?: string): string {
   for (const d of man.datasets ?? []) lines.push(`dataset        ${d.name.padEnd(12)} weight ${d.weight}${d.weight === 0 ? " (retrieval-only)" : ""}  train docs ${d.trainDocs}  held-out docs ${d.validDocs}${d.skippedLines ? `  skipped lines ${d.skippedLines}` : ""}`);
   if (man.splits) lines.push(`tokens         train ${man.splits.train.tokens} (${man.splits.train.docs} docs), valid ${man.splits.valid.tokens} (${man.splits.valid.docs} docs)`);
   if (man.chunks) lines.push(`chunks         ${man.chunks.count} (${man.chunks.padded} short, EOD-padded)`);
-  const bm25 = man.index !== undefined && isBm25(man.index.description); // no vectors: the chunks' words are indexed
+  const bm25 = man.index !== undefined && indexBackend(man.index.description).reads === "texts"; // no vectors: the chunks' words are indexed
   if (man.embeddings && !bm25) lines.push(`embeddings     ${man.embeddings.embedderId}, dim ${man.embeddings.dim}, ${man.embeddings.blocks} blocks`);
   if (man.index) lines.push(`index          ${man.index.description}, ${man.index.size} ${bm25 ? "chunks (their words)" : "vectors"}, built in ${man.index.buildSeconds.toFixed(1)} s`);
   for (const [s, n] of Object.entries(man.neighbours ?? {})) lines.push(`neighbours     ${s}: ${n.samples} samples × ${n.chunksPerSample} chunks, top ${n.keep} of ${n.candidates}`);

@@ -18,8 +18,12 @@ export interface Journal {
   manifest: Manifest;
 }
 
-/** Finish an update whose journal was written (renames are idempotent); sweep staging files of one that was not. */
-export function recoverUpdate(dir: string): boolean {
+/**
+ * Finish an update whose journal was written (renames are idempotent); sweep staging files of one that was not.
+ * `commit`: the writer's own commit step (no "interrupted" message); otherwise a reader or the next writer rolling
+ * forward the update of a process that died after its journal.
+ */
+export function recoverUpdate(dir: string, o: { commit?: boolean } = {}): boolean {
   const jf = path.join(dir, JOURNAL);
   if (!fs.existsSync(jf)) {
     for (const p of [path.join(dir, "tokens"), dir, path.join(dir, "index")]) {
@@ -37,7 +41,7 @@ export function recoverUpdate(dir: string): boolean {
   }
   writeJsonAtomic(path.join(dir, "manifest.json"), j.manifest);
   fs.rmSync(jf, { force: true });
-  log(`${dir}: finished an interrupted update (${j.renames.length} files)`);
+  if (!o.commit) log(`${dir}: finished an interrupted update (${j.renames.length} files)`);
   return true;
 }
 

@@ -5,12 +5,12 @@
  */
 import * as path from "node:path";
 import type { Database } from "./database.ts";
-import type { AnnIndex } from "./ann.ts";
 import { openEmbedder, type Embedder } from "../embed/index.ts";
 import { Rng } from "../util/rng.ts";
 import { RetroError } from "../util/errors.ts";
-import { Bm25Index } from "./bm25.ts";
-import { isBm25 } from "./config.ts";
+import { bm25Backend } from "../search/bm25.ts";
+import { indexBackend } from "../search/registry.ts";
+import type { SearchHits, SearchIndex } from "../search/types.ts";
 import { log } from "../util/progress.ts";
 
 export interface SearchOptions {
@@ -22,12 +22,8 @@ export interface SearchOptions {
   exclude?: (Set<number> | null)[];
 }
 
-export interface SearchResult {
-  /** [queries, keep] chunk ids, −1 where fewer were found */
-  ids: Int32Array;
-  /** [queries, keep] cosine similarity (dense) or BM25 score of each kept neighbour (−∞ for −1) */
-  scores: Float32Array;
-}
+/** [queries, keep] chunk ids (−1 where fewer were found) and the index's score of each (−∞ for −1) */
+export type SearchResult = SearchHits;
 
 /** A retrieved chunk, for citations: where it comes from and what it says. */
 export interface Citation {
@@ -51,17 +47,17 @@ export function openDbEmbedder(db: Database): Promise<Embedder> {
 export class Retriever {
   /** time spent embedding queries and searching the index, and queries answered (for benchmarks) */
   readonly timing = { embedS: 0, searchS: 0, queries: 0 };
-  private constructor(readonly db: Database, readonly embedder: Embedder | null, private readonly index: AnnIndex | Bm25Index) {}
+  private constructor(readonly db: Database, readonly embedder: Embedder | null, private readonly index: SearchIndex) {}
 
   /** The database's fitted embedder and index (or its BM25 index); refuses an index built with another embedder. */
   static async open(db: Database): Promise<Retriever> {
     const man = db.manifest;
     if (!man.index) throw new RetroError("badInput", `${db.dir}: the index stage has not run ("retro db build --out ${db.dir}")`);
-    if (isBm25(man.index.description)) return new Retriever(db, null, Bm25Index.load(path.join(db.dir, "index")));
+    if (indexBackend(man.index.description).reads === "texts") return new Retriever(db, null, await db.openIndex());
     const emb = await openDbEmbedder(db);
     if (emb.dim !== man.index.dim) throw new RetroError("mismatch", `embedder dimension ${emb.dim} ≠ index dimension ${man.index.dim}`);
     if (emb.id !== man.index.embedderId) throw new RetroError("mismatch", `the index was built with embedder ${man.index.embedderId}, queries would use ${emb.id}`);
-    return new Retriever(db, emb, db.index());
+    return new Retriever(db, emb, await db.openIndex());
   }
 
   /**
@@ -71,9 +67,11 @@ export class Retriever {
    */
   static async bm25(db: Database): Promise<Retriever> {
     const man = db.manifest;
-    if (man.index && isBm25(man.index.description)) return Retriever.open(db);
+    if (man.index && indexBackend(man.index.description) === bm25Backend) return Retriever.open(db);
     log(`indexing the words of ${db.nChunks} chunks for BM25 passage retrieval...`);
-    return new Retriever(db, null, Bm25Index.build(db.nChunks, (i) => db.chunkText(i)));
+    const idx = bm25Backend.create(db.config.index, 0, db);
+    await idx.add({ first: 0, count: db.nChunks });
+    return new Retriever(db, null, idx);
   }
 
   /** what the queries are embedded with (recorded with precomputed neighbours) */
@@ -91,7 +89,7 @@ export class Retriever {
     const t0 = performance.now();
     const vecs = this.embedder ? await this.embedder.embed(texts) : null;
     const t1 = performance.now();
-    const res = this.index instanceof Bm25Index ? this.index.search(texts, kq) : this.index.search(vecs!, kq);
+    const res = await this.index.search({ texts, vectors: vecs }, kq);
     this.timing.embedS += (t1 - t0) / 1000;
     this.timing.searchS += (performance.now() - t1) / 1000;
     this.timing.queries += texts.length;

@@ -2,6 +2,7 @@
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import * as zlib from "node:zlib";
 import { RetroError } from "./errors.ts";
 
 let tmpCounter = 0;
@@ -77,4 +78,27 @@ export function removeStaleTemps(dir: string): void {
 
 export function requirePath(p: string, what: string): void {
   if (!fs.existsSync(p)) throw new RetroError("notFound", `${what} not found: ${p}`);
+}
+
+export interface FileCheck {
+  bytes: number;
+  crc32: number;
+}
+
+/** Size and CRC-32 of a file, read in 8 MiB pieces. */
+export function fileCheck(file: string): FileCheck {
+  const fd = fs.openSync(file, "r");
+  const buf = Buffer.alloc(8 << 20);
+  let crc = 0, bytes = 0;
+  try {
+    for (;;) {
+      const n = fs.readSync(fd, buf, 0, buf.length, bytes);
+      if (n <= 0) break;
+      crc = zlib.crc32(buf.subarray(0, n), crc);
+      bytes += n;
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return { bytes, crc32: crc };
 }

@@ -16,10 +16,12 @@
  * quantisation, and no other offline-installable library offers them in Node.
  */
 import * as fs from "node:fs";
-import * as zlib from "node:zlib";
 import { createRequire } from "node:module";
 import { RetroError } from "../util/errors.ts";
-import { tmpPathFor } from "../util/fsx.ts";
+import { checkInt } from "../util/numbers.ts";
+import { fileCheck, tmpPathFor, type FileCheck } from "../util/fsx.ts";
+import type { IndexBackend, IndexBatch, IndexFiles, IndexRecord, IndexSettings, SearchHits, SearchIndex, SearchQueries } from "./types.ts";
+import * as path from "node:path";
 
 // usearch's ESM entry cannot locate its prebuilt binary under Node's ESM loader; the CJS entry can.
 const require = createRequire(import.meta.url);
@@ -42,36 +44,6 @@ export function parseDescription(desc: string): ParsedDescription {
   }
   const why = /IVF|PQ|OPQ/.test(s) ? " (IVF/PQ/OPQ need inverted lists and product quantisation, which the usearch backend does not have)" : "";
   throw new RetroError("usage", `index description "${desc}" is not supported${why}; use Flat, HNSW<M>, HNSW<M>,SQfp16, HNSW<M>,SQbf16 or HNSW<M>,SQ8`);
-}
-
-export interface SearchResult {
-  /** [nq, k] neighbour ids (−1 where fewer than k were found) */
-  ids: Int32Array;
-  /** [nq, k] cosine similarities */
-  scores: Float32Array;
-}
-
-export interface FileCheck {
-  bytes: number;
-  crc32: number;
-}
-
-/** Size and CRC-32 of a file, read in 8 MiB pieces. */
-export function fileCheck(file: string): FileCheck {
-  const fd = fs.openSync(file, "r");
-  const buf = Buffer.alloc(8 << 20);
-  let crc = 0, bytes = 0;
-  try {
-    for (;;) {
-      const n = fs.readSync(fd, buf, 0, buf.length, bytes);
-      if (n <= 0) break;
-      crc = zlib.crc32(buf.subarray(0, n), crc);
-      bytes += n;
-    }
-  } finally {
-    fs.closeSync(fd);
-  }
-  return { bytes, crc32: crc };
 }
 
 export class AnnIndex {
@@ -114,7 +86,7 @@ export class AnnIndex {
     }
   }
 
-  search(queries: Float32Array, k: number): SearchResult {
+  search(queries: Float32Array, k: number): SearchHits {
     const nq = queries.length / this.dim;
     if (!Number.isInteger(nq)) throw new RetroError("mismatch", `query vectors have dimension ≠ index dimension ${this.dim}`);
     const ids = new Int32Array(nq * k).fill(-1);
@@ -197,3 +169,51 @@ export class AnnIndex {
     return idx;
   }
 }
+
+/** the index file in the database's index/ folder */
+export const USEARCH_FILE = "index.usearch";
+const HNSW_SHAPE = /^(Flat|HNSW\d+(,(Flat|SQfp16|SQbf16|SQ8))?)$/;
+
+/** `AnnIndex` behind the `SearchIndex` interface. */
+class UsearchIndex implements SearchIndex {
+  constructor(readonly ann: AnnIndex) {}
+  get description(): string {
+    return this.ann.description;
+  }
+  get size(): number {
+    return this.ann.size;
+  }
+  async add(b: IndexBatch): Promise<void> {
+    if (!b.vectors) throw new Error("usearch index: add needs vectors");
+    if (b.first !== this.size) throw new Error(`usearch index: ids must continue at ${this.size}, got ${b.first}`);
+    this.ann.add(b.vectors, b.first);
+  }
+  async search(q: SearchQueries, k: number): Promise<SearchHits> {
+    if (!q.vectors) throw new Error("usearch index: search needs query vectors");
+    return this.ann.search(q.vectors, k);
+  }
+  async save(dir: string): Promise<IndexFiles> {
+    fs.mkdirSync(dir, { recursive: true });
+    const file = path.join(dir, USEARCH_FILE);
+    this.ann.save(file);
+    return fileCheck(file);
+  }
+}
+
+/** Flat and HNSW (f32, f16, bf16, i8 vectors) through usearch. */
+export const usearchBackend: IndexBackend = {
+  name: "usearch",
+  forms: "Flat, HNSW<M>, HNSW<M>,SQfp16, HNSW<M>,SQbf16, HNSW<M>,SQ8",
+  reads: "vectors",
+  accepts: (description) => HNSW_SHAPE.test(description.replace(/\s+/g, "")),
+  check(s: IndexSettings): void {
+    const d = parseDescription(s.description);
+    if (d.kind === "hnsw") checkInt(d.connectivity, `config.index.description "${s.description}": HNSW's M`, { min: 2, max: 512 });
+  },
+  create: (s, dim) => new UsearchIndex(new AnnIndex(s.description, dim, s.efConstruction, s.efSearch, s.threads, s.addThreads)),
+  async open(dir: string, rec: IndexRecord, s: IndexSettings, _ctx, o = {}): Promise<SearchIndex> {
+    // databases built before the checksum was recorded load unchecked
+    const check = rec.bytes !== undefined && rec.crc32 !== undefined ? { bytes: rec.bytes, crc32: rec.crc32 } : undefined;
+    return new UsearchIndex(AnnIndex.load(path.join(dir, USEARCH_FILE), rec.description, rec.dim, rec.size, s.efSearch, s.threads, o.mmap ?? true, check));
+  },
+};

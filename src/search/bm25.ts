@@ -14,6 +14,7 @@ import * as path from "node:path";
 import { RetroError } from "../util/errors.ts";
 import { readJson, writeJsonAtomic } from "../util/fsx.ts";
 import { readBlock, writeBlock } from "../util/blockfile.ts";
+import type { IndexBackend, IndexBatch, IndexContext, IndexFiles, SearchHits, SearchIndex, SearchQueries } from "./types.ts";
 
 const K1 = 1.2, B = 0.75;
 
@@ -176,3 +177,41 @@ export class Bm25Index {
     return { ids, scores: out };
   }
 }
+
+/** id recorded as the embedder of a BM25 database: its queries are the chunk texts' words */
+export const BM25_EMBEDDER = "bm25-words";
+
+/** `Bm25Index` behind the `SearchIndex` interface; an add rebuilds the postings over old and new chunks. */
+class Bm25SearchIndex implements SearchIndex {
+  readonly description = "BM25";
+  constructor(private idx: Bm25Index, private readonly ctx: IndexContext) {}
+  get size(): number {
+    return this.idx.size;
+  }
+  async add(b: IndexBatch): Promise<void> {
+    if (b.first !== this.size) throw new Error(`BM25 index: ids must continue at ${this.size}, got ${b.first}`);
+    const text = b.text ?? ((id: number) => this.ctx.chunkText(id));
+    const n0 = this.size;
+    // CSR postings are rebuilt whole: the old chunks' texts come from the database around the index
+    this.idx = Bm25Index.build(n0 + b.count, (id) => (id < n0 ? this.ctx.chunkText(id) : text(id)), this.idx.meta.maxDfShare);
+  }
+  async search(q: SearchQueries, k: number): Promise<SearchHits> {
+    return this.idx.search(q.texts, k);
+  }
+  async save(dir: string): Promise<IndexFiles> {
+    this.idx.save(dir);
+    return {};
+  }
+}
+
+/** Okapi BM25 over the chunks' words: no embedder, no vectors. */
+export const bm25Backend: IndexBackend = {
+  name: "bm25",
+  forms: "BM25",
+  reads: "texts",
+  textEmbedderId: BM25_EMBEDDER,
+  accepts: (description) => description.replace(/\s+/g, "").toUpperCase() === "BM25",
+  check: () => {},
+  create: (_s, _dim, ctx) => new Bm25SearchIndex(Bm25Index.build(0, () => ""), ctx),
+  open: async (dir, _rec, _s, ctx) => new Bm25SearchIndex(Bm25Index.load(dir), ctx),
+};
