@@ -10,7 +10,7 @@ import * as path from "node:path";
 import { runDemo } from "../src/demo/pipeline.ts";
 import { Database } from "../src/db/database.ts";
 import { systemPromptFor } from "../src/model/checkpoint.ts";
-import { SYSTEM_PROMPT } from "../src/sft/format.ts";
+import { SYSTEM_PROMPT } from "../src/prompt/format.ts";
 import { tmpDir } from "./helpers.ts";
 
 test("demo: knowledge corpus → database → GPT → fits → perplexity → tuning → QA → db add → served answer → report; a re-run reuses", async () => {

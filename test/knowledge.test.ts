@@ -15,8 +15,8 @@ import { Retriever } from "../src/db/retriever.ts";
 import { knowledgeDbConfig, KNOWLEDGE } from "../src/demo/knowledge.ts";
 import { heldOutFactMask } from "../src/demo/facts.ts";
 import { buildKnowledgeSets } from "../src/sft/knowledge.ts";
-import { retrievePassages } from "../src/qa/passages.ts";
-import { formatPassages } from "../src/sft/format.ts";
+import { retrievePassages } from "../src/prompt/passages.ts";
+import { formatPassages } from "../src/prompt/format.ts";
 import { tmpDir } from "./helpers.ts";
 
 const SMALL: PeopleOptions = { seed: 5, a: 60, b: 20, c: 10, renderingsA: 3, renderingsB: 1, quiz: 3, paraphrase: 1, card: true };

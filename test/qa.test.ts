@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { corpusScore, exactMatch, f1Score, normalizeAnswer, rougeL, rougeN, scoreAnswer, scoreRouge } from "../src/qa/metrics.ts";
-import { readQaFile } from "../src/qa/formats.ts";
+import { readQaFile } from "../src/prompt/qa-formats.ts";
 import { scoreFiles } from "../src/qa/score.ts";
 import { RetroError } from "../src/util/errors.ts";
 import { cli, tmpDir } from "./helpers.ts";

@@ -5,10 +5,12 @@ import { Option, type Command } from "commander";
 import { Database } from "../db/database.ts";
 import { Retriever } from "../db/retriever.ts";
 import { assertSameTokenizer, loadModel, runConfigOf } from "../model/checkpoint.ts";
-import { checkSampling } from "../generate/sampling.ts";
+import { SAMPLING_SETTINGS } from "../generate/sampling.ts";
+import { defaultsOf } from "../util/settings.ts";
+import { addSettingFlags, settingValues } from "./flags.ts";
 import { Generator, type GenerateEvent, type GenerateOptions, type RetrieveMode } from "../generate/generate.ts";
 import { RetroError } from "../util/errors.ts";
-import { collect, intFlag, numFlag, SEED_RANGE } from "./args.ts";
+import { collect, intFlag } from "./args.ts";
 
 async function readPrompts(file: string): Promise<string[]> {
   if (!fs.existsSync(file)) throw new RetroError("notFound", `prompts file not found: ${file}`);
@@ -36,24 +38,20 @@ function formatRetrieval(ev: Extract<GenerateEvent, { type: "retrieval" }>, char
 }
 
 export function registerGenerate(program: Command): void {
-  program.command("generate")
+  const cmd = program.command("generate")
     .description("generate text from a checkpoint (greedy by default); Retro retrieves from the database every completed chunk")
     .requiredOption("--ckpt <dir>", "run folder (its latest checkpoint) or checkpoint folder")
     .option("--db <dir>", "database folder (default: the run's database)")
     .option("--prompt <text>", "the prompt; its continuation streams to stdout")
     .option("--prompts <file>", 'JSONL of {"prompt": ...}: one JSON result per line on stdout')
-    .option("--max-tokens <n>", "new tokens at most", intFlag("--max-tokens", { min: 1 }), 64)
-    .option("--temperature <t>", "0 = greedy; > 0 samples", numFlag("--temperature", { min: 0 }), 0)
-    .option("--top-k <n>", "sample among the k most likely tokens", intFlag("--top-k", { min: 1 }))
-    .option("--top-p <p>", "sample among the most likely tokens up to probability p", numFlag("--top-p", { above: 0, max: 1 }))
-    .option("--seed <n>", "sampling seed", intFlag("--seed", SEED_RANGE), 1234)
     .option("--stop <text>", "stop before this string (repeatable)", collect, [])
     .option("--ignore-eod", "keep going past the end-of-document token")
     .addOption(new Option("--retrieve <mode>", "Retro: chunk (every completed chunk) | prompt (once, by the prompt) | none (gate 0)").choices(["chunk", "prompt", "none"]))
     .option("--show-neighbours", "print each retrieval's chunks (dataset, document, text) to stderr (--prompt) or into the JSON (--prompts)")
     .option("--batch <n>", "prompts decoded together (--prompts)", intFlag("--batch", { min: 1 }), 8)
-    .option("--threads <n>", "kernel threads", intFlag("--threads", { min: 1, max: 256 }))
-    .action(async (o) => {
+    .option("--threads <n>", "kernel threads", intFlag("--threads", { min: 1, max: 256 }));
+  addSettingFlags(cmd, SAMPLING_SETTINGS, defaultsOf(SAMPLING_SETTINGS));
+  cmd.action(async (o) => {
       if ((o.prompt === undefined) === (o.prompts === undefined)) throw new RetroError("usage", "give one of --prompt TEXT or --prompts FILE.jsonl");
       if (o.prompt === "") throw new RetroError("usage", "--prompt: empty (nothing to continue)");
       const { model, dir, tokenizer } = loadModel(o.ckpt);
@@ -66,8 +64,7 @@ export function registerGenerate(program: Command): void {
       const mode: RetrieveMode | undefined = o.retrieve;
       const retriever = model.isRetro && mode !== "none" ? await Retriever.open(db) : null;
       const gen = new Generator(model, db.tokenizer, retriever);
-      const opts: GenerateOptions = { maxTokens: o.maxTokens, temperature: o.temperature, topK: o.topK, topP: o.topP, seed: o.seed, stop: o.stop, retrieve: mode, ignoreEod: Boolean(o.ignoreEod) };
-      checkSampling(opts);
+      const opts: GenerateOptions = { ...settingValues(o, SAMPLING_SETTINGS), stop: o.stop, retrieve: mode, ignoreEod: Boolean(o.ignoreEod) };
       if (o.prompt !== undefined) {
         process.stdout.write(o.prompt);
         for await (const ev of gen.stream([o.prompt], opts)) {

@@ -3,33 +3,13 @@
  * line and a stable exit code (src/util/errors.ts).
  */
 import * as fs from "node:fs";
-import { Command, CommanderError } from "commander";
+import { CommanderError } from "commander";
 import * as os from "node:os";
 import * as path from "node:path";
 import { ExitCode, RetroError, fromSystemError } from "../util/errors.ts";
-import { registerCorpus, registerDb } from "./db.ts";
-import { registerTrain } from "./train.ts";
-import { registerEval } from "./eval.ts";
-import { registerGenerate } from "./generate.ts";
-import { registerParity } from "./parity.ts";
-import { registerPlot } from "./plot.ts";
-import { registerDemo } from "./demo.ts";
-import { registerServe } from "./serve.ts";
+import { buildProgram } from "./program.ts";
 
-const program = new Command();
-program.name("retro").description("Retro / InstructRetro: retrieval-augmented language models in TypeScript").showHelpAfterError();
-// commander's own errors (unknown option, missing argument) are usage errors, exit 2 (its default is 1);
-// set before the commands are added, so that they inherit it
-program.exitOverride();
-registerDb(program);
-registerCorpus(program);
-registerTrain(program);
-registerEval(program);
-registerGenerate(program);
-registerParity(program);
-registerPlot(program);
-registerDemo(program);
-registerServe(program);
+const program = buildProgram();
 
 // RETRO_RUSAGE=FILE: write this process's peak RSS and CPU time to FILE at exit (used by bench:db)
 if (process.env.RETRO_RUSAGE) {

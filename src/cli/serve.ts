@@ -5,7 +5,7 @@ import { Database } from "../db/database.ts";
 import { Retriever } from "../db/retriever.ts";
 import { assertSameTokenizer, loadModel, runConfigOf, systemPromptFor } from "../model/checkpoint.ts";
 import { RetroServer } from "../serve/server.ts";
-import { SYSTEM_PROMPT } from "../sft/format.ts";
+import { SYSTEM_PROMPT } from "../prompt/format.ts";
 import { RetroError } from "../util/errors.ts";
 import { log } from "../util/progress.ts";
 import { intFlag } from "./args.ts";

@@ -1,7 +1,10 @@
-/** `retro train` (step 2) and `retro sft` (step 4): one training loop, flags generated from src/train/settings.ts. */
+/** `retro train` (step 2) and `retro sft` (step 4): one training loop, flags generated from the settings tables. */
 import { Option, type Command } from "commander";
-import { DEFAULT_TRAIN, train, type TrainResult } from "../train/trainer.ts";
-import { MODEL_SETTINGS, TRAIN_SETTINGS, addSettingFlags, settingValues } from "../train/settings.ts";
+import { train, type TrainResult } from "../train/trainer.ts";
+import { DEFAULT_TRAIN, TRAIN_SETTINGS } from "../train/settings.ts";
+import { MODEL_SETTINGS } from "../model/config.ts";
+import { omitSettings, pickSettings } from "../util/settings.ts";
+import { addSettingFlags, settingValues } from "./flags.ts";
 import { DEFAULT_SFT_TRAIN, parseDataSpec } from "../sft/config.ts";
 import { sft } from "../sft/sft.ts";
 import { buildBundledSets } from "../sft/bundled.ts";
@@ -50,8 +53,8 @@ export function registerTrain(program: Command): void {
     .option("--valid-fraction <x>", "share of each file (of ≥ 20 conversations) held out for the loss evaluation (default 0.05)", numFlag("--valid-fraction", { min: 0, below: 1 }))
     .option("--resume", "continue the run in --out")
     .option("--stop-after <n>", "stop (with a checkpoint) after this step, as if interrupted", intFlag("--stop-after", { min: 1 }));
-  addSettingFlags(s, MODEL_SETTINGS.filter((m) => m.key === "gate"));
-  addSettingFlags(s, TRAIN_SETTINGS.filter((x) => !["freezeDecoder", "freezeDecoderSteps", "zeroCcaOut"].includes(x.key)), DEFAULT_SFT_TRAIN);
+  addSettingFlags(s, pickSettings(MODEL_SETTINGS, ["gate"]));
+  addSettingFlags(s, omitSettings(TRAIN_SETTINGS, ["freezeDecoder", "freezeDecoderSteps", "zeroCcaOut"]), DEFAULT_SFT_TRAIN);
   s.action(async (o) => {
     const input = inputOf(o, "sft config");
     const data = (o.data as string[]).map(parseDataSpec);

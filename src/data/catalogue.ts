@@ -5,7 +5,7 @@
 import * as fs from "node:fs";
 import { spawnSync } from "node:child_process";
 import { RetroError } from "../util/errors.ts";
-import type { DatasetSpec } from "./sources.ts";
+import type { DatasetSpec } from "./document.ts";
 
 export interface CorpusEntry {
   /** short name used on the command line and as the default dataset name */

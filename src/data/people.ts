@@ -15,7 +15,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { Rng, hash32 } from "../util/rng.ts";
+import { Rng, hash32, DEFAULT_SEED } from "../util/rng.ts";
 import { writeFileAtomic, writeJsonAtomic } from "../util/fsx.ts";
 
 export const ATTRIBUTES = ["birth_city", "birth_year", "university", "field", "occupation", "employer", "hobby"] as const;
@@ -312,7 +312,7 @@ export interface PeopleOptions {
   twoPeople?: number;
 }
 
-export const DEFAULT_PEOPLE: PeopleOptions = { seed: 1234, a: 2000, b: 400, c: 200, renderingsA: 3, renderingsB: 1, quiz: 3, paraphrase: 1, card: true };
+export const DEFAULT_PEOPLE: PeopleOptions = { seed: DEFAULT_SEED, a: 2000, b: 400, c: 200, renderingsA: 3, renderingsB: 1, quiz: 3, paraphrase: 1, card: true };
 
 export interface PeopleCorpus {
   options: PeopleOptions;

@@ -18,7 +18,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import * as zlib from "node:zlib";
 import { RetroError } from "../util/errors.ts";
-import type { Document } from "./sources.ts";
+import type { Document } from "./document.ts";
 
 /** Where Debian's sword-text-* packages put modules; SWORD_PATH (colon-separated) is searched first. */
 export const SWORD_ROOTS = ["/usr/share/sword"];

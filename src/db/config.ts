@@ -10,10 +10,9 @@ import type { IndexSettings } from "../search/types.ts";
 
 /** bpe: `trainChars` caps the text the BPE is learned from (split evenly across datasets), bounding its memory */
 export type TokenizerSpec = { kind: "gpt2" } | { kind: "bpe"; vocabSize: number; trainChars: number };
-export type EmbedderSpec =
-  | { kind: "lexical"; dim: number }
-  | { kind: "lsa"; dim: number; fitSample: number }
-  | { kind: "onnx"; model: string; vocab: string; maxLength: number; batchSize: number; lowercase: boolean };
+export type { EmbedderSpec } from "../embed/embedder.ts";
+import type { EmbedderSpec } from "../embed/embedder.ts";
+import { DEFAULT_SEED } from "../util/rng.ts";
 
 /** `config.index`: the backend's description and its build/search settings (src/search/types.ts) */
 export type IndexSpec = IndexSettings;
@@ -47,7 +46,7 @@ export function defaultConfig(): DbConfig {
   return {
     datasets: defaultDatasets(),
     tokenizer: { ...DEFAULT_BPE },
-    seed: 1234,
+    seed: DEFAULT_SEED,
     validFraction: 0.01,
     chunkLength: 64,
     embedder: { kind: "lsa", dim: 256, fitSample: 50_000 },

@@ -17,34 +17,13 @@ import { lockHolder } from "../util/lock.ts";
 import { RetroError } from "../util/errors.ts";
 import { readJson } from "../util/fsx.ts";
 import { readBlock, blockName, blockRanges } from "../util/blockfile.ts";
-import { SplitReader, type SplitInfo, type TokenDtype } from "../data/tokenstore.ts";
+import { SplitReader } from "../data/tokenstore.ts";
 import { loadTokenizer, type Tokenizer } from "../tokenizer/tokenizer.ts";
 import { indexBackend } from "../search/registry.ts";
-import type { IndexRecord, SearchIndex } from "../search/types.ts";
+import type { SearchIndex } from "../search/types.ts";
 
-export const DB_FORMAT = "retro-ts-db/1";
-
-export interface DatasetInfo {
-  name: string;
-  weight: number;
-  trainDocs: number;
-  validDocs: number;
-  skippedLines: number;
-}
-
-export interface Manifest {
-  format: string;
-  tokenizer?: { id: string; vocabSize: number; eod: number; dtype: TokenDtype };
-  chunkLength: number;
-  datasets?: DatasetInfo[];
-  splits?: { train: SplitInfo; valid: SplitInfo };
-  chunks?: { count: number; padded: number };
-  /** fitSeconds: fitting the embedder's state (LSA, IDF); embedSeconds: embedding the blocks this run computed */
-  embeddings?: { embedderId: string; dim: number; blocks: number; fitSeconds?: number; embedSeconds?: number };
-  /** the index's record (src/search/types.ts): what its backend needs to open and check it */
-  index?: IndexRecord;
-  neighbours?: Record<string, { seq: number; samples: number; chunksPerSample: number; keep: number; candidates: number; blockSize: number; embedderId: string }>;
-}
+export { DB_FORMAT, type DatasetInfo, type Manifest } from "./manifest.ts";
+import { DB_FORMAT, type Manifest } from "./manifest.ts";
 
 export const CHUNK_COLS = 4;
 

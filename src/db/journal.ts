@@ -7,7 +7,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { readJson, writeJsonAtomic } from "../util/fsx.ts";
 import { log } from "../util/progress.ts";
-import type { Manifest } from "./database.ts";
+import type { Manifest } from "./manifest.ts";
 
 export const JOURNAL = "update.journal.json";
 export const STAGED = ".update";

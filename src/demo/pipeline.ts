@@ -33,7 +33,7 @@ import { buildBundledSets, type BundledCounts } from "../sft/bundled.ts";
 import { buildKnowledgeSets, type KnowledgeCounts } from "../sft/knowledge.ts";
 import { sft } from "../sft/sft.ts";
 import { evalQa, type QaReport, type QaVariant } from "../qa/evaluate.ts";
-import { readQaFile } from "../qa/formats.ts";
+import { readQaFile } from "../prompt/qa-formats.ts";
 import { RetroServer } from "../serve/server.ts";
 import { readJson, writeFileAtomic, writeJsonAtomic } from "../util/fsx.ts";
 import { log } from "../util/progress.ts";

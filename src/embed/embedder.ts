@@ -3,6 +3,12 @@
  * inner product = cosine similarity in the index. `id` names the embedder and its fitted state:
  * an index built with one embedder refuses queries embedded by another.
  */
+/** `config.embedder` of a database: which embedder and its settings */
+export type EmbedderSpec =
+  | { kind: "lexical"; dim: number }
+  | { kind: "lsa"; dim: number; fitSample: number }
+  | { kind: "onnx"; model: string; vocab: string; maxLength: number; batchSize: number; lowercase: boolean };
+
 export interface Embedder {
   readonly id: string;
   readonly dim: number;

@@ -1,7 +1,7 @@
 /** Create or load the embedder a database config names. */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import type { EmbedderSpec } from "../db/config.ts";
+import type { EmbedderSpec } from "./embedder.ts";
 import { RetroError } from "../util/errors.ts";
 import { log } from "../util/progress.ts";
 import { readBlock, writeBlock } from "../util/blockfile.ts";

@@ -11,7 +11,7 @@
 import * as fs from "node:fs";
 import * as ort from "onnxruntime-node";
 import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
-import type { EmbedderSpec } from "../db/config.ts";
+import type { EmbedderSpec } from "./embedder.ts";
 import { l2normalizeRows, type Embedder } from "./embedder.ts";
 import { RetroError } from "../util/errors.ts";
 import { sha256File } from "../util/fsx.ts";

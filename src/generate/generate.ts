@@ -14,14 +14,13 @@ import type { Model } from "../model/model.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import type { Citation, Retriever } from "../db/retriever.ts";
 import { Decoder, type Feed, type Slot } from "./decoder.ts";
-import { Sampler, checkSampling, type SamplingOptions } from "./sampling.ts";
+import { SAMPLING_SETTINGS, Sampler, checkSampling, type SamplingOptions } from "./sampling.ts";
 import { RetroError } from "../util/errors.ts";
+import { DEFAULT_SEED } from "../util/rng.ts";
 
 export type RetrieveMode = "chunk" | "prompt" | "none";
 
 export interface GenerateOptions extends SamplingOptions {
-  /** new tokens at most (default 64) */
-  maxTokens?: number;
   /** stop before the first occurrence of any of these strings (not included in the text) */
   stop?: string[];
   /** Retro's retrieval (default: "chunk" with a retriever, else "none") */
@@ -109,8 +108,7 @@ export class Generator {
   async *stream(prompts: (string | number[])[], o: GenerateOptions = {}): AsyncGenerator<GenerateEvent> {
     checkSampling(o);
     const c = this.model.config;
-    const maxTokens = o.maxTokens ?? 64;
-    if (!(Number.isInteger(maxTokens) && maxTokens >= 1)) throw new RetroError("usage", `max tokens must be a positive integer, got ${maxTokens}`);
+    const maxTokens = o.maxTokens ?? SAMPLING_SETTINGS.maxTokens.default;
     const mode = this.mode(o);
     const stops = (o.stop ?? []).filter((s) => s.length > 0);
     const hold = stops.reduce((a, s) => Math.max(a, s.length - 1), 0);
@@ -119,7 +117,7 @@ export class Generator {
     const pending: GenerateEvent[] = [];
     try {
       const seqs: SeqState[] = [];
-      for (let i = 0; i < prompts.length; i++) seqs.push(await this.newSeq(i, prompts[i], o.seeds?.[i] ?? (o.seed ?? 1234) + i, o, mode, pending));
+      for (let i = 0; i < prompts.length; i++) seqs.push(await this.newSeq(i, prompts[i], o.seeds?.[i] ?? (o.seed ?? DEFAULT_SEED) + i, o, mode, pending));
       // prefill every prompt in one pass
       const first = await this.feeds(seqs.map((st) => ({ st, ids: [] })), mode, pending);
       let logits = this.decoder.forward(first);
@@ -154,7 +152,7 @@ export class Generator {
         active = active.filter((st) => !st.done);
         for (const j of o.admit?.(active.length) ?? []) {
           const i = count++;
-          const st = await this.newSeq(i, j.prompt, j.seed ?? (o.seed ?? 1234) + i, o, mode, pending);
+          const st = await this.newSeq(i, j.prompt, j.seed ?? (o.seed ?? DEFAULT_SEED) + i, o, mode, pending);
           st.fresh = true;
           active.push(st);
         }

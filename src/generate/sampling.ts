@@ -3,23 +3,35 @@
  * temperature, restricted to the top-k tokens and/or the smallest set whose probability reaches top-p, from
  * a seeded generator (the same seed gives the same text).
  */
-import { Rng } from "../util/rng.ts";
-import { RetroError } from "../util/errors.ts";
+import { Rng, DEFAULT_SEED } from "../util/rng.ts";
+import { SEED_RANGE } from "../util/numbers.ts";
+import { checkSetting, defineSettings, type SettingValues } from "../util/settings.ts";
 
-export interface SamplingOptions {
-  /** 0 (default) = greedy; > 0 samples from softmax(logits / temperature) */
-  temperature?: number;
-  /** keep the k most likely tokens (0 = all) */
-  topK?: number;
-  /** keep the most likely tokens up to this cumulative probability (1 = all) */
-  topP?: number;
-  seed?: number;
-}
+/**
+ * The sampling settings, declared once (src/util/settings.ts): `retro generate`'s flags (kebab-case of the key), the
+ * HTTP server's request fields (snake_case: `max_tokens`, `top_p`, … as OpenAI and vLLM name them) and the library's
+ * `SamplingOptions` are read and checked by this one table (vLLM's `SamplingParams` as the model).
+ */
+export const SAMPLING_SETTINGS = defineSettings({
+  maxTokens: { kind: "int", min: 1, max: 4096, default: 64, help: "new tokens at most" },
+  temperature: { kind: "num", min: 0, max: 2, default: 0, help: "0 = greedy (as the paper evaluates); > 0 samples from softmax(logits / temperature)" },
+  topK: { kind: "int", min: 0, default: 0, help: "sample among the k most likely tokens (0 = all)" },
+  topP: { kind: "num", above: 0, max: 1, default: 1, help: "sample among the most likely tokens up to this cumulative probability (1 = all)" },
+  seed: { kind: "int", ...SEED_RANGE, default: DEFAULT_SEED, help: "sampling seed (the same seed gives the same text)" },
+});
 
-export function checkSampling(o: SamplingOptions): void {
-  if (o.temperature !== undefined && !(o.temperature >= 0 && Number.isFinite(o.temperature))) throw new RetroError("usage", `temperature must be ≥ 0, got ${o.temperature}`);
-  if (o.topK !== undefined && !(Number.isInteger(o.topK) && o.topK >= 0)) throw new RetroError("usage", `top-k must be an integer ≥ 0, got ${o.topK}`);
-  if (o.topP !== undefined && !(o.topP > 0 && o.topP <= 1)) throw new RetroError("usage", `top-p must be in (0, 1], got ${o.topP}`);
+/** Sampling settings, each optional (absent: the table's default). */
+export type SamplingOptions = Partial<SettingValues<typeof SAMPLING_SETTINGS>>;
+
+/** the request field of a sampling key (`maxTokens` → `max_tokens`) */
+export const httpFieldOf = (key: string): string => key.replace(/[A-Z]/g, (c) => "_" + c.toLowerCase());
+
+/** Check the given sampling settings against the table (a usage error naming `<prefix><key>`). */
+export function checkSampling(o: SamplingOptions, name: (key: string) => string = (k) => k): void {
+  for (const [k, row] of Object.entries(SAMPLING_SETTINGS)) {
+    const v = (o as Record<string, unknown>)[k];
+    if (v !== undefined) checkSetting(row, v, name(k));
+  }
 }
 
 /** index of the largest value (the lowest index among ties) */
@@ -33,7 +45,7 @@ export class Sampler {
   private readonly rng: Rng;
   constructor(private readonly o: SamplingOptions = {}) {
     checkSampling(o);
-    this.rng = new Rng(o.seed ?? 1234);
+    this.rng = new Rng(o.seed ?? DEFAULT_SEED);
   }
 
   get greedy(): boolean {

@@ -3,51 +3,44 @@
  * (`../shared/peers/torch_retro_step.py`), so that a config and its weights move between the two.
  */
 import { RetroError } from "../util/errors.ts";
+import { defaultsOf, defineSettings, resolveSettings, type SettingValues } from "../util/settings.ts";
 
-export interface ModelConfig {
-  model: "gpt" | "retro";
-  vocab: number;
-  /** model width */
-  d: number;
-  heads: number;
-  /** decoder layers */
-  layers: number;
-  /** longest decoder sequence (learned positions: max(seq, r) of them) */
-  seq: number;
-  /** retrieval chunk length m */
-  chunk: number;
-  /** neighbours per chunk */
-  k: number;
-  /** tokens per neighbour (chunk + continuation) */
-  r: number;
-  /** Retro encoder layers */
-  enc_layers: number;
-  /** 1-based decoder layers with chunked cross-attention (Retro only) */
-  cca_layers: number[];
-  /** CCA output scale: 1 in pretraining, 0 bypasses retrieval */
-  gate: number;
-  /**
-   * Rotary positions inside the retrieval path (RETRO §B.1.2's relative encoding, as RETRO-pytorch does it):
-   * in CCA the queries of the shifted window sit at positions m−1 … 2m−2 and each neighbour's keys at 0 … r−1,
-   * i.e. a neighbour is taken to start where its chunk starts, so "the token after mine in the neighbour" is
-   * always at relative offset +1; the encoder's self-attention rotates its queries and keys at 0 … r−1. The
-   * learned absolute positions stay. false (a config without the key: older checkpoints, the peer's dumps)
-   * is the model without them.
-   */
-  retrieval_rope: boolean;
-  /**
-   * A learned null key/value in every CCA (as RETRO-pytorch has): each chunk's queries attend over its k·r
-   * neighbour tokens and one more key/value, a parameter per CCA layer (`xattn.null_kv`, [2d]: key then value,
-   * not rotated), so a chunk whose neighbours say nothing useful can put its attention on it. false (a config
-   * without the key) is the model without it.
-   */
-  retrieval_null_kv: boolean;
-}
+/** Every model key, declared once: the model's type, defaults, validation, the flags of `retro train` and the docs. */
+export const MODEL_SETTINGS = defineSettings({
+  model: { kind: "choice", choices: ["gpt", "retro"], default: "gpt", help: "gpt or retro" },
+  vocab: { kind: "int", min: 1, default: 8192, flag: false, help: "vocabulary size (from the database's tokenizer)" },
+  d: { kind: "int", min: 1, default: 256, help: "model width" },
+  heads: { kind: "int", min: 1, default: 4, help: "attention heads" },
+  layers: { kind: "int", min: 1, default: 4, help: "decoder layers" },
+  seq: { kind: "int", min: 1, default: 256, help: "longest decoder sequence (learned positions: max(seq, r) of them)" },
+  chunk: { kind: "int", min: 1, default: 64, flag: false, help: "retrieval chunk length m (from the database)" },
+  k: { kind: "int", min: 1, default: 2, help: "neighbours per chunk" },
+  r: { kind: "int", min: 1, default: 128, help: "tokens per neighbour (chunk + continuation)" },
+  enc_layers: { kind: "int", min: 1, default: 2, help: "Retro encoder layers" },
+  cca_layers: { kind: "intList", min: 1, default: [], help: "1-based decoder layers with chunked cross-attention, e.g. 3,6 (Retro; empty: Megatron's placement)" },
+  gate: { kind: "num", default: 1, help: "CCA output scale: 1 in pretraining, 0 bypasses retrieval (the decoder alone)" },
+  // Rotary positions inside the retrieval path (RETRO §B.1.2's relative encoding, as RETRO-pytorch does it): in CCA
+  // the queries of the shifted window sit at positions m−1 … 2m−2 and each neighbour's keys at 0 … r−1, i.e. a
+  // neighbour is taken to start where its chunk starts, so "the token after mine in the neighbour" is always at
+  // relative offset +1; the encoder's self-attention rotates its queries and keys at 0 … r−1. The learned absolute
+  // positions stay. false (a config without the key: older checkpoints, the peer's dumps) is the model without them.
+  retrieval_rope: { kind: "bool", default: false, negatable: true, help: "Retro: rotary positions in CCA and the encoder (new Retro runs: on, see NEW_RETRO)" },
+  // A learned null key/value in every CCA (as RETRO-pytorch has): each chunk's queries attend over its k·r neighbour
+  // tokens and one more key/value, a parameter per CCA layer (`xattn.null_kv`, [2d]: key then value, not rotated).
+  retrieval_null_kv: { kind: "bool", default: false, negatable: true, help: "Retro: a learned null key/value in every CCA" },
+});
 
-export const DEFAULT_MODEL: ModelConfig = {
-  model: "gpt", vocab: 8192, d: 256, heads: 4, layers: 4, seq: 256, chunk: 64, k: 2, r: 128,
-  enc_layers: 2, cca_layers: [], gate: 1, retrieval_rope: false, retrieval_null_kv: false,
-};
+export type ModelConfig = SettingValues<typeof MODEL_SETTINGS>;
+
+export const DEFAULT_MODEL: ModelConfig = defaultsOf(MODEL_SETTINGS);
+
+/**
+ * What a new Retro model of `retro train` (from scratch or Retro-fitted from a GPT) takes over the plain defaults:
+ * rotary positions in the retrieval path (experiments/copy-task.ts: without them a Retro-fit does not learn to copy
+ * even an exact twin). A Retro checkpoint keeps what it was trained with; the plain defaults stay the paper's model
+ * and the PyTorch peer's.
+ */
+export const NEW_RETRO: Partial<ModelConfig> = { retrieval_rope: true };
 
 /** base of the rotary angles (RoFormer's) */
 export const ROPE_BASE = 10000;
@@ -68,36 +61,20 @@ export const RUN_KEYS = ["batch", "threads", "warmup", "steps", "seed", "dump"] 
  * `ignore` lists keys to drop silently (the peer's run settings).
  */
 export function resolveModelConfig(input: Record<string, unknown>, ignore: readonly string[] = []): ModelConfig {
-  const known = new Set(Object.keys(DEFAULT_MODEL));
-  const unknown = Object.keys(input).filter((k) => !known.has(k) && !ignore.includes(k));
-  if (unknown.length) throw new RetroError("usage", `unknown model config key(s): ${unknown.join(", ")} (known: ${[...known].join(", ")})`);
-  const c: Record<string, unknown> = { ...DEFAULT_MODEL, cca_layers: undefined };
-  for (const k of known) if (input[k] !== undefined && input[k] !== null) c[k] = input[k];
-  if (c.model !== "gpt" && c.model !== "retro") throw new RetroError("usage", `model config: model must be "gpt" or "retro", got ${JSON.stringify(c.model)}`);
-  for (const k of ["vocab", "d", "heads", "layers", "seq", "chunk", "k", "r", "enc_layers"]) {
-    const v = c[k];
-    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) throw new RetroError("usage", `model config: ${k} must be a positive integer, got ${JSON.stringify(v)}`);
-  }
-  if (typeof c.gate !== "number" || !Number.isFinite(c.gate)) throw new RetroError("usage", `model config: gate must be a number`);
-  for (const k of ["retrieval_rope", "retrieval_null_kv"]) {
-    if (typeof c[k] !== "boolean") throw new RetroError("usage", `model config: ${k} must be true or false, got ${JSON.stringify(c[k])}`);
-  }
-  const cfg = c as unknown as ModelConfig;
+  const given = Object.fromEntries(Object.entries(input).filter(([k]) => !ignore.includes(k)));
+  const autoCca = given.cca_layers === undefined || given.cca_layers === null;
+  const cfg = resolveSettings(MODEL_SETTINGS, given, "model config");
   if (cfg.d % cfg.heads) throw new RetroError("usage", `model config: d (${cfg.d}) must be a multiple of heads (${cfg.heads})`);
-  if (cfg.model === "gpt") cfg.cca_layers = [];
-  else {
-    if (c.cca_layers === undefined) cfg.cca_layers = defaultCcaLayers(cfg.layers);
-    const L = cfg.cca_layers;
-    if (!Array.isArray(L) || !L.length || L.some((x) => !Number.isInteger(x) || x < 1 || x > cfg.layers)) {
-      throw new RetroError("usage", `model config: cca_layers must be a non-empty list of layers in 1..${cfg.layers}, got ${JSON.stringify(L)}`);
-    }
-    cfg.cca_layers = [...new Set(L)].sort((a, b) => a - b);
-    if (cfg.retrieval_rope && (cfg.d / cfg.heads) % 2) throw new RetroError("usage", `model config: retrieval_rope needs an even head width, d/heads = ${cfg.d / cfg.heads}`);
-    if (cfg.seq % cfg.chunk) throw new RetroError("usage", `model config: seq (${cfg.seq}) must be a multiple of chunk (${cfg.chunk}) for Retro`);
+  if (cfg.model === "gpt") return { ...cfg, cca_layers: [], retrieval_rope: false, retrieval_null_kv: false };
+  if (autoCca) cfg.cca_layers = defaultCcaLayers(cfg.layers);
+  const L = cfg.cca_layers;
+  if (!L.length || L.some((x) => x > cfg.layers)) {
+    throw new RetroError("usage", `model config: cca_layers must be a non-empty list of layers in 1..${cfg.layers}, got ${JSON.stringify(L)}`);
   }
-  return { model: cfg.model, vocab: cfg.vocab, d: cfg.d, heads: cfg.heads, layers: cfg.layers, seq: cfg.seq, chunk: cfg.chunk,
-    k: cfg.k, r: cfg.r, enc_layers: cfg.enc_layers, cca_layers: cfg.cca_layers, gate: cfg.gate,
-    retrieval_rope: cfg.model === "retro" && cfg.retrieval_rope, retrieval_null_kv: cfg.model === "retro" && cfg.retrieval_null_kv };
+  cfg.cca_layers = [...new Set(L)].sort((a, b) => a - b);
+  if (cfg.retrieval_rope && (cfg.d / cfg.heads) % 2) throw new RetroError("usage", `model config: retrieval_rope needs an even head width, d/heads = ${cfg.d / cfg.heads}`);
+  if (cfg.seq % cfg.chunk) throw new RetroError("usage", `model config: seq (${cfg.seq}) must be a multiple of chunk (${cfg.chunk}) for Retro`);
+  return cfg;
 }
 
 /** Number of learned positions (the peer's rule, so that GPT and Retro checkpoints share the table). */

@@ -27,6 +27,7 @@ import { attention, attentionBackward, rotate } from "../engine/ops.ts";
 import { RetroError } from "../util/errors.ts";
 import { ROPE_BASE, type ModelConfig } from "./config.ts";
 import { ParamStore, paramSpecs, type Param, type ParamGroup } from "./params.ts";
+import { DEFAULT_SEED } from "../util/rng.ts";
 
 export interface Batch {
   B: number;
@@ -117,7 +118,7 @@ export class Model {
     // weights, gradients and AdamW's two moments: refuse a model that cannot fit before allocating it
     checkMemory(nParams * 4 * 4, `a model of ${(nParams / 1e6).toFixed(1)}M parameters (weights, gradients, optimizer state)`);
     this.store = new ParamStore(specs);
-    this.store.init(opts.seed ?? 1234);
+    this.store.init(opts.seed ?? DEFAULT_SEED);
     if (config.model === "retro" && config.retrieval_rope) {
       this.ropeQ = Int32Array.from({ length: config.chunk }, (_, i) => config.chunk - 1 + i);
       this.ropeK = Int32Array.from({ length: config.r }, (_, i) => i);

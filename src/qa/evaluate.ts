@@ -2,7 +2,7 @@
  * `retro eval qa` (step 5): zero-shot question answering with retrieval-augmented generation.
  *
  * Each question's passages — the file's own (SQuAD's paragraph, Megatron's ctxs) or the top-k chunks the
- * database retrieves for the question text — go into the prompt with Megatron's template (src/sft/format.ts);
+ * database retrieves for the question text — go into the prompt with Megatron's template (src/prompt/format.ts);
  * passage text is cut (never the question) when the prompt would not leave room for the answer, and counted.
  * Greedy decoding, batched, up to a newline, the end-of-document token or `maxTokens`. Variants:
  *   - "rag": passages in the prompt; Retro with the CCA gate at 0 (InstructRetro's decoder alone);
@@ -15,13 +15,12 @@ import type { Model } from "../model/model.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import type { Retriever } from "../db/retriever.ts";
 import { Generator } from "../generate/generate.ts";
-import { encodePrompt } from "../sft/data.ts";
-import { qaPrompt, type Passage } from "../sft/format.ts";
-import { passageBudget, retrievePassages } from "./passages.ts";
+import { encodePrompt, qaPrompt, type Passage } from "../prompt/format.ts";
+import { passageBudget, questionTokens, retrievePassages } from "../prompt/passages.ts";
 import { RetroError } from "../util/errors.ts";
 import { progress } from "../util/progress.ts";
 import { corpusScore, scoreAnswer, type CorpusScore, type F1Variant } from "./metrics.ts";
-import type { QaItem } from "./formats.ts";
+import type { QaItem } from "../prompt/qa-formats.ts";
 
 export type QaVariant = "rag" | "encoder" | "none";
 
@@ -65,11 +64,6 @@ export interface QaReport extends CorpusScore {
   predictions: QaPrediction[];
 }
 
-/** tokens of a question's prompt without passages (what the passages share the rest of the room with) */
-export function questionTokens(tok: Tokenizer, question: string, system: string | null): number {
-  const p = qaPrompt(question, [], system);
-  return tok.encode(p.head).length + tok.encode(p.tail).length;
-}
 
 /** the first `r` tokens of a text, padded with the end-of-document token */
 function fixedTokens(tok: Tokenizer, text: string, r: number): Int32Array {
@@ -98,7 +92,7 @@ export async function evalQa(model: Model, tok: Tokenizer, retriever: Retriever 
   try {
     for (let s = 0; s < items.length; s += batch) {
       const group = items.slice(s, s + batch);
-      // passages per question: the top-k documents' windows that share the prompt's room (src/qa/passages.ts);
+      // passages per question: the top-k documents' windows that share the prompt's room (src/prompt/passages.ts);
       // the encoder also reads the model's k best chunks with their continuation
       const k = Math.max(topK, o.variant === "encoder" ? c.k : 0);
       const retrieved = source === "retrieve"

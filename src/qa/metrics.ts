@@ -17,17 +17,8 @@
  */
 import * as rouge from "js-rouge";
 
-const PUNCT = /[!"#$%&'()*+,\-./:;<=>?@[\\\]^_`{|}~]/g;
-
-/** SQuAD's normalize_answer */
-export function normalizeAnswer(s: string): string {
-  return s.toLowerCase().replace(PUNCT, "").replace(/\b(a|an|the)\b/g, " ").split(/\s+/).filter(Boolean).join(" ");
-}
-
-/** ParlAI's normalize_answer (Megatron's F1): punctuation replaced by a space */
-export function normalizeParlai(s: string): string {
-  return s.toLowerCase().replace(PUNCT, " ").replace(/\b(a|an|the)\b/g, " ").split(/\s+/).filter(Boolean).join(" ");
-}
+export { normalizeAnswer, normalizeParlai } from "../prompt/answers.ts";
+import { normalizeAnswer, normalizeParlai } from "../prompt/answers.ts";
 
 export function exactMatch(prediction: string, gold: string): number {
   return normalizeAnswer(prediction) === normalizeAnswer(gold) ? 1 : 0;

@@ -6,7 +6,7 @@
 import * as fs from "node:fs";
 import { RetroError } from "../util/errors.ts";
 import { jsonLines } from "../util/jsonl.ts";
-import { readQaFile } from "./formats.ts";
+import { readQaFile } from "../prompt/qa-formats.ts";
 import { corpusScore, type CorpusScore, type F1Variant } from "./metrics.ts";
 
 export function readPredictions(file: string): Map<string, string> {

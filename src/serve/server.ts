@@ -2,7 +2,7 @@
  * `retro serve`: an OpenAI-compatible HTTP API over a GPT or Retro checkpoint (node:http — the API is five
  * routes; a framework would add a dependency for routing we do not need).
  *
- *   POST /v1/completions         {prompt, max_tokens, temperature, top_p, stop, seed, stream}
+ *   POST /v1/completions         {prompt, max_tokens, temperature, top_k, top_p, stop, seed, stream}
  *   POST /v1/chat/completions    {messages, …} — the instruction-tuning format (System/User/Assistant)
  *   GET  /v1/models, GET /health, GET / (a chat page showing each answer's citations, src/serve/web/index.html)
  *   POST /v1/retrieve            {query, k} — the database's top-k chunks for a text
@@ -24,10 +24,13 @@ import type { Model } from "../model/model.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import type { Retriever, Citation } from "../db/retriever.ts";
 import { Generator, type GenerateOptions, type GenerateResult, type RetrieveMode } from "../generate/generate.ts";
-import { chatPrompt, formatPassages, type Message } from "../sft/format.ts";
-import { passageBudget, retrievePassages } from "../qa/passages.ts";
+import { chatPrompt, formatPassages, type Message } from "../prompt/format.ts";
+import { passageBudget, retrievePassages } from "../prompt/passages.ts";
 import { RetroError } from "../util/errors.ts";
 import { addDocuments } from "../db/add.ts";
+import { DEFAULT_SEED } from "../util/rng.ts";
+import { SAMPLING_SETTINGS, httpFieldOf } from "../generate/sampling.ts";
+import { checkSetting } from "../util/settings.ts";
 
 export interface ServeOptions {
   model: Model;
@@ -123,19 +126,22 @@ async function readBody(req: http.IncomingMessage, limit = 4 << 20): Promise<Jso
   return v as Json;
 }
 
-/** OpenAI's sampling fields → GenerateOptions (bad values are 400s naming the field) */
+/** OpenAI's sampling fields → GenerateOptions, read by the sampling table (bad values are 400s naming the field) */
 function samplingOf(b: Json): GenerateOptions {
-  const o: GenerateOptions = {};
-  const num = (k: string, ok: (x: number) => boolean, must: string): number | undefined => {
-    const v = b[k];
-    if (v === undefined || v === null) return undefined;
-    if (typeof v !== "number" || !Number.isFinite(v) || !ok(v)) throw new HttpError(400, `${k} must be ${must}`, k);
-    return v;
-  };
-  o.maxTokens = num("max_tokens", (x) => Number.isInteger(x) && x >= 1 && x <= 4096, "an integer in [1, 4096]") ?? 64;
-  o.temperature = num("temperature", (x) => x >= 0 && x <= 2, "a number in [0, 2]") ?? 0;
-  o.topP = num("top_p", (x) => x > 0 && x <= 1, "a number in (0, 1]");
-  o.seed = num("seed", (x) => Number.isInteger(x) && x >= 0 && x < 2 ** 32, "an integer in [0, 2³²)");
+  const o: Record<string, unknown> = {};
+  for (const [key, row] of Object.entries(SAMPLING_SETTINGS)) {
+    const field = httpFieldOf(key), v = b[field];
+    if (v === undefined || v === null) continue;
+    // JSON numbers only: "0.5" is a string, refused as OpenAI does
+    if (typeof v !== "number") throw new HttpError(400, `${field} must be a number, got ${JSON.stringify(v)}`, field);
+    try {
+      o[key] = checkSetting(row, v, field);
+    } catch (e) {
+      throw new HttpError(400, (e as Error).message, field);
+    }
+  }
+  o.maxTokens ??= SAMPLING_SETTINGS.maxTokens.default;
+  o.temperature ??= SAMPLING_SETTINGS.temperature.default;
   // vLLM's extension: keep generating past the end-of-document token
   if (b.ignore_eos !== undefined) {
     if (typeof b.ignore_eos !== "boolean") throw new HttpError(400, "ignore_eos must be true or false", "ignore_eos");
@@ -147,7 +153,7 @@ function samplingOf(b: Json): GenerateOptions {
     if (!Array.isArray(list) || list.some((s) => typeof s !== "string") || list.length > 4) throw new HttpError(400, "stop must be a string or a list of up to 4 strings", "stop");
     o.stop = list as string[];
   }
-  return o;
+  return o as GenerateOptions;
 }
 
 function messagesOf(b: Json): Message[] {
@@ -219,7 +225,7 @@ export class RetroServer {
           const chat = route.endsWith("chat/completions");
           const sampling = samplingOf(body);
           if (body.model !== undefined && body.model !== this.o.name) throw new HttpError(404, `model "${String(body.model)}" is not served here (this server serves "${this.o.name}")`, "model");
-          const { prompt, cites } = await this.withPassages(body, chat, sampling.maxTokens ?? 64);
+          const { prompt, cites } = await this.withPassages(body, chat, sampling.maxTokens ?? SAMPLING_SETTINGS.maxTokens.default);
           return await this.enqueue(res, { prompt, cites, sampling, chat, stream: body.stream === true, res });
         }
         default:
@@ -354,11 +360,11 @@ export class RetroServer {
       jobs.push(q);
       states.push(start(q));
       this.stats.joined++;
-      return { prompt: w.prompt, seed: w.sampling.seed ?? 1234 };
+      return { prompt: w.prompt, seed: w.sampling.seed ?? DEFAULT_SEED };
     });
     // a model with its CCA gate at 0 reads no neighbours: retrieving them by chunk would cite what it never read
     const retrieve: RetrieveMode | undefined = !this.o.model.isRetro ? undefined : this.o.model.gate === 0 ? "none" : this.o.retrieve;
-    const opts: GenerateOptions = { ...sampling.sampling, retrieve, seeds: jobs.map(() => sampling.sampling.seed ?? 1234), admit,
+    const opts: GenerateOptions = { ...sampling.sampling, retrieve, seeds: jobs.map(() => sampling.sampling.seed ?? DEFAULT_SEED), admit,
       cancelled: (seq: number) => states[seq].ended };
     for await (const ev of this.gen.stream(states.map((s) => s.w.prompt), opts)) {
       // decoding is synchronous work between microtasks: give the event loop a turn after each event, so that

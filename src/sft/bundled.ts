@@ -29,7 +29,7 @@ import { hashUniform } from "../util/rng.ts";
 import { writeFileAtomic, writeJsonAtomic } from "../util/fsx.ts";
 import { RetroError } from "../util/errors.ts";
 import { log } from "../util/progress.ts";
-import { passagesHold } from "../qa/passages.ts";
+import { passagesHold } from "../prompt/passages.ts";
 
 export interface Synset {
   key: string;

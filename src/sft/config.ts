@@ -1,10 +1,10 @@
 /** Instruction-tuning settings (the `sft` key of a run's config.json) and `retro sft`'s defaults. */
 import * as path from "node:path";
 import { RetroError } from "../util/errors.ts";
-import { DEFAULT_TRAIN } from "../train/trainer.ts";
+import { DEFAULT_TRAIN, type TrainSettings } from "../train/settings.ts";
 import { sha256File } from "../util/fsx.ts";
 import { requirePath } from "../util/fsx.ts";
-import { SYSTEM_PROMPT } from "./format.ts";
+import { SYSTEM_PROMPT } from "../prompt/format.ts";
 
 export interface SftDataSpec {
   /** absolute path of a chat JSONL or QA file */
@@ -27,7 +27,7 @@ export interface SftSettings {
  * Sized for the bundled models (5M parameters, seq 256) on 2 cores: a few hundred steps of 8 conversations.
  * The paper's 43B run used lr 5e-6, batch 128, 1,000 steps; small models need a larger rate.
  */
-export const DEFAULT_SFT_TRAIN = { ...DEFAULT_TRAIN, steps: 400, lr: 3e-4, minLr: 3e-5, warmup: 20, evalEvery: 100, evalBatches: 0, saveEvery: 100 };
+export const DEFAULT_SFT_TRAIN: TrainSettings = { ...DEFAULT_TRAIN, steps: 400, lr: 3e-4, minLr: 3e-5, warmup: 20, evalEvery: 100, evalBatches: 0, saveEvery: 100 };
 
 /** `FILE[:WEIGHT]` → spec (the weight is the part after the last colon when it is a number) */
 export function parseDataSpec(s: string): { path: string; weight: number } {

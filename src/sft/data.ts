@@ -1,6 +1,6 @@
 /**
  * Instruction data: conversations read from chat JSONL ({"messages": [{"role", "content"}, …]} per line, the
- * shape of public instruction sets) or from any QA file of src/qa/formats.ts (Megatron's QA JSON, SQuAD, …:
+ * shape of public instruction sets) or from any QA file of src/prompt/qa-formats.ts (Megatron's QA JSON, SQuAD, …:
  * each question with its passages becomes one conversation in the QA template, answer = the first gold answer),
  * then tokenized to fit the model: prompt + answer + end-of-document, the loss on the answer and its end token.
  */
@@ -8,8 +8,8 @@ import * as fs from "node:fs";
 import { RetroError } from "../util/errors.ts";
 import { jsonLines } from "../util/jsonl.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
-import { readQaFile } from "../qa/formats.ts";
-import { chatPrompt, qaPrompt, type Message, type PromptParts } from "./format.ts";
+import { readQaFile } from "../prompt/qa-formats.ts";
+import { chatPrompt, encodePrompt, qaPrompt, type Message, type PromptParts } from "../prompt/format.ts";
 
 export interface Conversation {
   /** file:line or file item, for messages */
@@ -63,21 +63,6 @@ export function readConversations(file: string, system: string | null): Conversa
   return out;
 }
 
-/**
- * Tokens of a prompt within `room` tokens: head, middle, tail encoded separately (so the answer prefix of the QA
- * template ends the prompt exactly as at evaluation) and the middle cut when the whole is too long; if head and
- * tail alone overflow, the prompt keeps its last `room` tokens. `cut` counts the tokens dropped.
- */
-export function encodePrompt(tok: Tokenizer, p: PromptParts, room: number): { ids: number[]; cut: number } {
-  const head = tok.encode(p.head), mid = tok.encode(p.middle), tail = tok.encode(p.tail);
-  const total = head.length + mid.length + tail.length;
-  if (total <= room) return { ids: [...head, ...mid, ...tail], cut: 0 };
-  const keepMid = Math.max(0, room - head.length - tail.length);
-  const midKept = p.cut === "end" ? mid.slice(0, keepMid) : mid.slice(mid.length - keepMid);
-  let ids = [...head, ...midKept, ...tail];
-  if (ids.length > room) ids = ids.slice(ids.length - room);
-  return { ids, cut: total - ids.length };
-}
 
 export interface TokenizedExample {
   /** prompt, answer and end-of-document tokens */

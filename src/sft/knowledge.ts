@@ -2,7 +2,7 @@
  * Instruction and QA sets over the knowledge corpus (src/data/people.ts), with their evidence in a database:
  *
  *   train-qa.json     questions about group A in tuning forms (Megatron QA JSON), each with passages retrieved
- *                     from the database for its question (src/qa/passages.ts, the function `eval qa` uses):
+ *                     from the database for its question (src/prompt/passages.ts, the function `eval qa` uses):
  *                     the person's best passage and the best passage about someone else, as a database with
  *                     one biography per person gives them; in a seeded 30 % the other person's comes first,
  *                     so that the answer must be found by the name, not by the rank;
@@ -17,9 +17,8 @@ import * as path from "node:path";
 import type { Database } from "../db/database.ts";
 import type { Retriever } from "../db/retriever.ts";
 import { evalQuestions, tuningQuestions, type PeopleCorpus, type PeopleQuestion } from "../data/people.ts";
-import { passageBudget, passagesHold, retrievePassages, type RetrievedPassage } from "../qa/passages.ts";
-import { questionTokens } from "../qa/evaluate.ts";
-import { formatPassages, type Passage } from "./format.ts";
+import { passageBudget, passagesHold, questionTokens, retrievePassages, type RetrievedPassage } from "../prompt/passages.ts";
+import { formatPassages, type Passage } from "../prompt/format.ts";
 import { Rng } from "../util/rng.ts";
 import { writeFileAtomic, writeJsonAtomic } from "../util/fsx.ts";
 

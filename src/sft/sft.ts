@@ -12,7 +12,7 @@ import { Retriever } from "../db/retriever.ts";
 import type { Database } from "../db/database.ts";
 import { readCheckpointConfig, resolveCheckpointDir, runConfigOf } from "../model/checkpoint.ts";
 import { resolveTrainConfig, runTask, type RunTask, type TrainConfig, type TrainResult } from "../train/trainer.ts";
-import { DEFAULT_SFT_TRAIN, resolveSftSettings } from "./config.ts";
+import { DEFAULT_SFT_TRAIN, resolveSftSettings, type SftSettings } from "./config.ts";
 import { loadSftData, sftBatch, SftLoader, type SftBatchOptions } from "./loader.ts";
 
 export interface SftInput extends Record<string, unknown> {
@@ -25,8 +25,14 @@ export interface SftInput extends Record<string, unknown> {
   model?: Record<string, unknown>;
 }
 
+/** The run's task section, which this module wrote (resolveSftSettings) and the trainer keeps opaque. */
+function sftSection(cfg: TrainConfig): SftSettings {
+  if (!cfg.sft) throw new RetroError("badInput", "this run has no instruction-tuning section (sft) in its config.json");
+  return cfg.sft as SftSettings;
+}
+
 function checkDataUnchanged(cfg: TrainConfig): void {
-  for (const d of cfg.sft!.data) {
+  for (const d of sftSection(cfg).data) {
     if (!fs.existsSync(d.path)) throw new RetroError("notFound", `instruction data not found: ${d.path} (the run was started with it)`);
     if (sha256File(d.path) !== d.sha256) throw new RetroError("mismatch", `${d.path} changed since the run started (SHA-256 differs); restore it or start a new --out`);
   }
@@ -46,7 +52,7 @@ function runData(cfg: TrainConfig, db: Database): Promise<{ data: ReturnType<typ
         seq: c.seq, batch: cfg.batch, chunk: c.model === "retro" ? c.chunk : 1, eod: db.tokenizer.eod,
         retrieval: retrieving ? { k: c.k, r: c.r, retriever: await Retriever.open(db) } : undefined,
       };
-      return { data: loadSftData(cfg.sft!, db.tokenizer, c.seq, cfg.seed), o };
+      return { data: loadSftData(sftSection(cfg), db.tokenizer, c.seq, cfg.seed), o };
     })();
     prepared.set(cfg, p);
   }

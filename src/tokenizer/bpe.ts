@@ -9,7 +9,7 @@
  * Ids: 0..255 bytes, 256.. merges in order, last id = end of document.
  */
 import { sha256 } from "../util/fsx.ts";
-import type { Tokenizer } from "./tokenizer.ts";
+import type { Tokenizer } from "./types.ts";
 
 export interface BpeModel {
   kind: "bpe-bytes";

@@ -12,14 +12,8 @@ import { BpeTokenizer, type BpeModel } from "./bpe.ts";
 import { RetroError } from "../util/errors.ts";
 import { readJson } from "../util/fsx.ts";
 
-export interface Tokenizer {
-  readonly id: string;
-  readonly vocabSize: number;
-  /** end-of-document id, also the padding token of short chunks */
-  readonly eod: number;
-  encode(text: string): number[];
-  decode(ids: ArrayLike<number>): string;
-}
+export type { Tokenizer } from "./types.ts";
+import type { Tokenizer } from "./types.ts";
 
 class Gpt2Tokenizer implements Tokenizer {
   readonly id = "gpt2";

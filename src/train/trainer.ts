@@ -21,17 +21,21 @@ import { log, progress } from "../util/progress.ts";
 import { Database } from "../db/database.ts";
 import { loadEngine, type Precision } from "../engine/native.ts";
 import { readSafetensors, tensorF32, writeSafetensors, type TensorOut } from "../engine/safetensors.ts";
-import { resolveModelConfig, type ModelConfig } from "../model/config.ts";
+import { NEW_RETRO, resolveModelConfig, type ModelConfig } from "../model/config.ts";
 import { Model } from "../model/model.ts";
 import { AdamW } from "../model/optim.ts";
 import { checkCheckpointTokenizer, loadWeights, readCheckpointConfig, resolveCheckpointDir, saveCheckpoint, WEIGHTS_FILE, type LoadReport } from "../model/checkpoint.ts";
 import { Loader, checkModelAgainstDb } from "./loader.ts";
 import { evaluate, validLoaderOptions } from "./evaluate.ts";
-import { TRAIN_SETTINGS, validateSettings } from "./settings.ts";
+import { DEFAULT_TRAIN, TRAIN_SETTINGS, type TrainSettings } from "./settings.ts";
+import { defaultsOf, legacyOf, unknownKeys, validateSettings } from "../util/settings.ts";
 import type { Batch } from "../model/model.ts";
-import type { SftSettings } from "../sft/config.ts";
 
-export interface TrainConfig {
+/**
+ * A run's config (its config.json): the settings of TRAIN_SETTINGS (settings.ts, declared there once) and the
+ * structure around them.
+ */
+export interface TrainConfig extends TrainSettings {
   /** database folder (absolute) */
   db: string;
   /** its tokenizer id, checked again on resume and evaluation */
@@ -39,51 +43,16 @@ export interface TrainConfig {
   model: ModelConfig;
   /** checkpoint (run folder or checkpoint folder) to start from; null = from scratch */
   init: string | null;
-  freezeDecoder: boolean;
-  /** Retro: the decoder is frozen for the first N steps, then trains too (0 = off; freezeDecoder = always) */
-  freezeDecoderSteps: number;
-  /** Retro: learning-rate multiplier of the retrieval part (encoder + CCA) */
-  retrievalLr: number;
-  /** Retro, fresh retrieval weights: CCA output projections start at 0, so a Retro-fit starts exactly at its GPT */
-  zeroCcaOut: boolean;
-  /** sequences per micro-batch */
-  batch: number;
-  /** micro-batches per optimizer step (gradient accumulation) */
-  accum: number;
-  steps: number;
-  lr: number;
-  minLr: number;
-  warmup: number;
-  beta1: number;
-  beta2: number;
-  eps: number;
-  weightDecay: number;
-  clip: number;
-  evalEvery: number;
-  /** validation batches per evaluation during training (0 = the whole split) */
-  evalBatches: number;
-  saveEvery: number;
-  seed: number;
-  /** kernel threads (fixed per run: results are bit-identical only for the same thread count) */
-  threads: number;
-  /** matmul precision of the linear layers: fp32, or bf16 (fp32 accumulation and master weights) */
-  precision: Precision;
-  /** instruction tuning (`retro sft`): its data and prompt settings; absent for pretraining */
-  sft?: SftSettings;
+  /**
+   * The task's own section (instruction tuning: its data and prompt settings, declared by src/sft/config.ts);
+   * opaque here: written to config.json and compared on resume like every other key. Absent for pretraining.
+   */
+  sft?: object;
 }
 
-/** Sized for the bundled corpus on 2 cores: a 5.3M-parameter GPT, ~0.4 s per step. */
-export const DEFAULT_TRAIN: Omit<TrainConfig, "db" | "tokenizer" | "model" | "init" | "sft"> = {
-  freezeDecoder: false, freezeDecoderSteps: 0, retrievalLr: 1, zeroCcaOut: false, batch: 8, accum: 1, steps: 1000, lr: 1e-3, minLr: 1e-4, warmup: 100,
-  beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, clip: 1.0,
-  evalEvery: 200, evalBatches: 20, saveEvery: 200, seed: 1234, threads: 2, precision: "fp32",
-};
+export { DEFAULT_TRAIN };
 
-type TrainDefaults = typeof DEFAULT_TRAIN;
 const STRUCT_KEYS = ["db", "model", "init", "tokenizer", "sft"] as const;
-
-/** what a run config written before a key existed meant by its absence */
-const LEGACY_TRAIN: Partial<TrainConfig> = { freezeDecoderSteps: 0, retrievalLr: 1, zeroCcaOut: false };
 
 /** Linear warmup to `lr`, then cosine decay to `minLr` at the last step. */
 export function lrAt(c: Pick<TrainConfig, "lr" | "minLr" | "warmup" | "steps">, step: number): number {
@@ -98,11 +67,10 @@ export function lrAt(c: Pick<TrainConfig, "lr" | "minLr" | "warmup" | "steps">, 
  * model config starts from the defaults, or from the init checkpoint's config (its decoder), with `input.model`
  * on top; vocab and chunk come from the database. `defaults`: the command's defaults (train's or sft's).
  */
-export function resolveTrainConfig(input: Record<string, unknown>, db: Database, defaults: TrainDefaults = DEFAULT_TRAIN): TrainConfig {
-  const known = new Set<string>([...TRAIN_SETTINGS.map((s) => s.key), ...STRUCT_KEYS]);
-  const unknown = Object.keys(input).filter((k) => !known.has(k));
+export function resolveTrainConfig(input: Record<string, unknown>, db: Database, defaults: TrainSettings = DEFAULT_TRAIN): TrainConfig {
+  const unknown = unknownKeys(input, [TRAIN_SETTINGS], STRUCT_KEYS);
   if (unknown.length) throw new RetroError("usage", `unknown train config key(s): ${unknown.join(", ")}`);
-  const c = { ...defaults } as Record<string, unknown>;
+  const c = { ...defaultsOf(TRAIN_SETTINGS), ...defaults } as Record<string, unknown>;
   for (const [k, v] of Object.entries(input)) if (v !== undefined && !(STRUCT_KEYS as readonly string[]).includes(k)) c[k] = v;
   if (input.tokenizer !== undefined && input.tokenizer !== db.manifest.tokenizer!.id) {
     throw new RetroError("mismatch", `the config was made for tokenizer ${String(input.tokenizer)}, database ${db.dir} has ${db.manifest.tokenizer!.id}`);
@@ -118,14 +86,13 @@ export function resolveTrainConfig(input: Record<string, unknown>, db: Database,
     delete base.retrieval_rope; // a GPT's "false" says nothing about retrieval: the recipe below applies
     delete base.retrieval_null_kv;
   }
-  // new Retro models read their neighbours with rotary positions (experiments/copy-task.ts: without them a
-  // Retro-fit does not learn to copy even an exact twin); a Retro checkpoint keeps what it was trained with
-  const recipe = base.model === "retro" ? {} : { retrieval_rope: true };
+  // a new Retro model takes the model room's recipe over the plain defaults; a Retro checkpoint keeps its own
+  const recipe = base.model === "retro" ? {} : NEW_RETRO;
   const t = db.manifest.tokenizer!;
   const model = resolveModelConfig({ vocab: t.vocabSize, chunk: db.m, ...recipe, ...base, ...over });
   checkModelAgainstDb(model, db);
-  const out = { ...(c as TrainDefaults), db: path.resolve(db.dir), tokenizer: t.id, model, init: init ? path.resolve(init) : null } as TrainConfig;
-  if (input.sft !== undefined) out.sft = input.sft as SftSettings;
+  const out = { ...(c as TrainSettings), db: path.resolve(db.dir), tokenizer: t.id, model, init: init ? path.resolve(init) : null } as TrainConfig;
+  if (input.sft !== undefined) out.sft = input.sft as object;
   return out;
 }
 
@@ -261,7 +228,7 @@ export async function openRun(task: RunTask, out: string, input: Record<string, 
     resume = false;
   }
   if (resume) {
-    cfg = { ...LEGACY_TRAIN, ...readJson<TrainConfig>(cfgFile, "run config") };
+    cfg = { ...legacyOf(TRAIN_SETTINGS), ...readJson<TrainConfig>(cfgFile, "run config") };
     // settings given again must equal the run's; the others come from its config.json
     const given: Record<string, unknown> = { ...input, db: path.resolve(dbDir) };
     if (given.init !== undefined && given.init !== null) given.init = path.resolve(given.init as string);

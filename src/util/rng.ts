@@ -22,6 +22,9 @@ export function hashUniform(seed: number, key: string): number {
   return (x >>> 0) / 4294967296;
 }
 
+/** the seed every command and generator starts from unless told otherwise */
+export const DEFAULT_SEED = 1234;
+
 export class Rng {
   private s: number;
   constructor(seed: number) {

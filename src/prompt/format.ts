@@ -14,6 +14,7 @@
  * Prompts are built as parts (a head that is never cut, a middle that may be cut, a tail that is never cut)
  * so that a prompt longer than the model's positions loses passage text, never the question.
  */
+import type { Tokenizer } from "../tokenizer/types.ts";
 
 /** The system prompt of the paper's instruction data (Appendix C.1). */
 export const SYSTEM_PROMPT =
@@ -81,4 +82,20 @@ export function chatPrompt(messages: Message[], system: string | null): { parts:
     parts: { head: systemPart(sys), middle: before.map((t) => t + "\n\n").join(""), tail: `${lastUser}\n\nAssistant:`, cut: "start" },
     answer: " " + last.content.trim(),
   };
+}
+
+/**
+ * Tokens of a prompt within `room` tokens: head, middle, tail encoded separately (so the answer prefix of the QA
+ * template ends the prompt exactly as at evaluation) and the middle cut when the whole is too long; if head and
+ * tail alone overflow, the prompt keeps its last `room` tokens. `cut` counts the tokens dropped.
+ */
+export function encodePrompt(tok: Tokenizer, p: PromptParts, room: number): { ids: number[]; cut: number } {
+  const head = tok.encode(p.head), mid = tok.encode(p.middle), tail = tok.encode(p.tail);
+  const total = head.length + mid.length + tail.length;
+  if (total <= room) return { ids: [...head, ...mid, ...tail], cut: 0 };
+  const keepMid = Math.max(0, room - head.length - tail.length);
+  const midKept = p.cut === "end" ? mid.slice(0, keepMid) : mid.slice(mid.length - keepMid);
+  let ids = [...head, ...midKept, ...tail];
+  if (ids.length > room) ids = ids.slice(ids.length - room);
+  return { ids, cut: total - ids.length };
 }

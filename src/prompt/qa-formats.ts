@@ -11,7 +11,7 @@
 import * as fs from "node:fs";
 import { RetroError } from "../util/errors.ts";
 import { jsonLines } from "../util/jsonl.ts";
-import type { Passage } from "../sft/format.ts";
+import type { Passage } from "./format.ts";
 
 export type QaFormat = "squad" | "kilt" | "megatron" | "jsonl";
 export const QA_FORMATS = "SQuAD 1.1/2.0 JSON, KILT JSONL, Megatron QA JSON (array of {question, answers, ctxs}), plain JSONL ({question, answers})";

@@ -5,8 +5,9 @@
  * passages into prompts through this one function, so that a model is tuned on the passages it will be shown.
  */
 import type { Retriever } from "../db/retriever.ts";
-import { formatPassages, type Passage } from "../sft/format.ts";
-import { normalizeAnswer } from "./metrics.ts";
+import { formatPassages, qaPrompt, type Passage } from "./format.ts";
+import type { Tokenizer } from "../tokenizer/types.ts";
+import { normalizeAnswer } from "./answers.ts";
 
 export interface RetrievedPassage extends Passage {
   /** the database chunk the passage was found by, its dataset and document (the citation) */
@@ -56,4 +57,10 @@ export async function retrievePassages(retriever: Retriever, questions: string[]
 export function passagesHold(ps: { text: string }[], answers: string[]): boolean {
   const hay = " " + normalizeAnswer(ps.map((p) => p.text).join(" ")) + " ";
   return answers.some((a) => normalizeAnswer(a) !== "" && hay.includes(" " + normalizeAnswer(a) + " "));
+}
+
+/** tokens of a question's prompt without passages (what the passages share the rest of the room with) */
+export function questionTokens(tok: Tokenizer, question: string, system: string | null): number {
+  const p = qaPrompt(question, [], system);
+  return tok.encode(p.head).length + tok.encode(p.tail).length;
 }
