@@ -53,7 +53,7 @@ async function request(i: number): Promise<One> {
   const dec = new TextDecoder();
   for await (const part of res.body as unknown as AsyncIterable<Uint8Array>) {
     buf += dec.decode(part, { stream: true });
-    let at;
+    let at: number;
     while ((at = buf.indexOf("\n\n")) >= 0) {
       const ev = buf.slice(0, at);
       buf = buf.slice(at + 2);

@@ -93,7 +93,7 @@ out.push("", `Sizes measured: ${measuredSizes.join(", ") || "none"}.${missing.le
 // ------------------------------------------------------------------ Fig. 3
 {
   const rows = loadRows(R(MAIN.file));
-  const un = rowsOf(rows, BM25), fr = rowsOf(rows, FROZEN), ff = rowsOf(rows, FROZEN_FIRST), g = rowsOf(rows, "gpt-fitting"), p = rowsOf(rows, PRETRAINED);
+  const un = rowsOf(rows, BM25), fr = rowsOf(rows, FROZEN), g = rowsOf(rows, "gpt-fitting"), p = rowsOf(rows, PRETRAINED);
   out.push("## Fig. 3 — Retro-fitting with the decoder frozen vs unfrozen", "",
     "The same parallel-Bibles runs (d 128). Frozen: only the encoder and the chunked cross-attention train (RETRO's Retro-fitting); unfrozen: everything trains (InstructRetro's choice).", "",
     "| run | seeds | held-out ppl | vs GPT-fitting | random neighbours |", "|---|---|---|---|---|",

@@ -6,7 +6,7 @@ import { buildDatabase, sampleDocKeys, samplesIn } from "../src/db/build.ts";
 import { Database } from "../src/db/database.ts";
 import { AnnIndex } from "../src/search/usearch.ts";
 import { readBlock, blockName } from "../src/util/blockfile.ts";
-import { RetroError } from "../src/util/errors.ts";
+import type { RetroError } from "../src/util/errors.ts";
 import { smallConfig, tmpDir, writeTextCorpus, treeHashes } from "./helpers.ts";
 
 process.env.RETRO_QUIET = "1";

@@ -219,7 +219,7 @@ test("rope: rotation by hand at an offset and stride, backward = finite differen
     for (let c = 0; c < stride; c++) {
       const i = n * stride + c, j = c - off;
       if (j < 0 || j >= H * hd) { assert.equal(y[i], x[i], "channels outside the heads are untouched"); continue; }
-      const h = Math.floor(j / hd), q = j % hd, fr = q % half, a = pos[n % pos.length] * Math.pow(base, -fr / half);
+      const h = Math.floor(j / hd), q = j % hd, fr = q % half, a = pos[n % pos.length] * base ** (-fr / half);
       const x1 = x[n * stride + off + h * hd + fr], x2 = x[n * stride + off + h * hd + fr + half];
       const want = q < half ? x1 * Math.cos(a) - x2 * Math.sin(a) : x1 * Math.sin(a) + x2 * Math.cos(a);
       worst = Math.max(worst, Math.abs(y[i] - want));

@@ -5,7 +5,7 @@ import * as path from "node:path";
 import { OnnxEmbedder } from "../src/embed/onnx.ts";
 import { buildDatabase } from "../src/db/build.ts";
 import { Database } from "../src/db/database.ts";
-import { RetroError } from "../src/util/errors.ts";
+import type { RetroError } from "../src/util/errors.ts";
 import { ROOT, smallConfig, tmpDir, writeTextCorpus } from "./helpers.ts";
 
 process.env.RETRO_QUIET = "1";

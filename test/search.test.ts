@@ -14,7 +14,7 @@ import { Retriever } from "../src/db/retriever.ts";
 import { addDocuments } from "../src/db/add.ts";
 import { indexBackend, registerIndexBackend } from "../src/search/registry.ts";
 import type { IndexBackend, IndexBatch, SearchHits, SearchIndex, SearchQueries } from "../src/search/types.ts";
-import { RetroError } from "../src/util/errors.ts";
+import type { RetroError } from "../src/util/errors.ts";
 import { smallConfig, tmpDir, writeTextCorpus } from "./helpers.ts";
 
 /** Exact inner-product search over rows kept in a JS array. */

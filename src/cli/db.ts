@@ -5,7 +5,7 @@ import { Database } from "../db/database.ts";
 import { addDocuments } from "../db/add.ts";
 import { resolveConfig } from "../db/config.ts";
 import { inspectSample, formatStats } from "../db/inspect.ts";
-import { readJson, readUserJson } from "../util/fsx.ts";
+import { readUserJson } from "../util/fsx.ts";
 import { RetroError } from "../util/errors.ts";
 import type { DatasetSpec } from "../data/sources.ts";
 import { CORPORA, corpusDataset, installCorpora, isInstalled } from "../data/catalogue.ts";

@@ -7,7 +7,7 @@ import * as path from "node:path";
 import * as readline from "node:readline";
 import { createRequire } from "node:module";
 import { RetroError } from "../util/errors.ts";
-import { log, warn } from "../util/progress.ts";
+import { warn } from "../util/progress.ts";
 import { findSwordModule, swordDocs } from "./sword.ts";
 import { dictdDocs } from "./dictd.ts";
 import { installHint } from "./catalogue.ts";

@@ -103,7 +103,6 @@ export class Model {
   private enc: LayerActs[] = [];
   private a!: ModelBuffers;
   private last: Batch | null = null;
-  private lossCount = 0;
   private logitsKept: Float32Array | null = null;
   /** rotary positions (retrieval_rope): CCA queries m-1 … 2m-2, neighbour tokens 0 … r-1; null without rope */
   private readonly ropeQ: Int32Array | null = null;
@@ -351,7 +350,6 @@ export class Model {
     }
     const total = e.crossentropy(this.a.logits, this.a.losses, b.targets, b.mask ?? null, N, c.vocab, opts.gradTokens ? 1 / opts.gradTokens : count > 0 ? 1 / count : 0);
     this.last = b;
-    this.lossCount = count;
     return { loss: count > 0 ? total / count : 0, tokens: count };
   }
 

@@ -26,7 +26,7 @@ import type { Retriever, Citation } from "../db/retriever.ts";
 import { Generator, type GenerateOptions, type GenerateResult, type RetrieveMode } from "../generate/generate.ts";
 import { chatPrompt, formatPassages, type Message } from "../prompt/format.ts";
 import { passageBudget, retrievePassages } from "../prompt/passages.ts";
-import { RetroError } from "../util/errors.ts";
+import { ERROR_KINDS, RetroError } from "../util/errors.ts";
 import { addDocuments } from "../db/add.ts";
 import { DEFAULT_SEED } from "../util/rng.ts";
 import { SAMPLING_SETTINGS, httpFieldOf } from "../generate/sampling.ts";
@@ -261,10 +261,15 @@ export class RetroServer {
 
   /** an error as OpenAI's error body (a stream already started is ended) */
   private fail(res: http.ServerResponse, e: unknown): void {
-    if (res.headersSent) return void res.end();
-    if (e instanceof HttpError) return sendJson(res, e.status, errorBody(e.message, e.status === 404 ? "not_found_error" : e.status === 403 ? "permission_error" : "invalid_request_error", e.param), e.status === 413 ? { connection: "close" } : {});
-    if (e instanceof RetroError) return sendJson(res, 400, errorBody(e.message, "invalid_request_error"));
-    sendJson(res, 500, errorBody(`internal error: ${(e as Error).message}`, "server_error"));
+    if (res.headersSent) res.end();
+    else if (e instanceof HttpError) {
+      const type = e.status === 404 ? "not_found_error" : e.status === 403 ? "permission_error" : "invalid_request_error";
+      sendJson(res, e.status, errorBody(e.message, type, e.param), e.status === 413 ? { connection: "close" } : {});
+    } else if (e instanceof RetroError) {
+      // the one error table: a lock held by another writer is a retryable 503, a corrupt artefact a 500, …
+      const kind = ERROR_KINDS[e.kind];
+      sendJson(res, kind.http, errorBody(e.message, kind.type), e.kind === "busy" ? { "retry-after": "1" } : {});
+    } else sendJson(res, 500, errorBody(`internal error: ${(e as Error).message}`, "server_error"));
   }
 
   /**

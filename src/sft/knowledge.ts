@@ -44,7 +44,7 @@ export async function passagesFor(retriever: Retriever, qs: { question: string }
   return out;
 }
 
-export async function buildKnowledgeSets(db: Database, retriever: Retriever, corpus: PeopleCorpus, out: string, o: { seq: number; maxTokens: number; topK?: number; maxTrain?: number; system: string | null }): Promise<KnowledgeCounts> {
+export async function buildKnowledgeSets(_db: Database, retriever: Retriever, corpus: PeopleCorpus, out: string, o: { seq: number; maxTokens: number; topK?: number; maxTrain?: number; system: string | null }): Promise<KnowledgeCounts> {
   const topK = o.topK ?? 2, seed = corpus.options.seed;
   const byId = new Map(corpus.people.map((p) => [p.id, p]));
   const train = tuningQuestions(corpus).slice(0, o.maxTrain ?? 12000);

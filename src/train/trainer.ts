@@ -19,7 +19,7 @@ import { lockFolder } from "../util/lock.ts";
 import { readJson, tmpPathFor, writeFileAtomic, writeJsonAtomic } from "../util/fsx.ts";
 import { log, progress } from "../util/progress.ts";
 import { Database } from "../db/database.ts";
-import { loadEngine, type Precision } from "../engine/native.ts";
+import { loadEngine, } from "../engine/native.ts";
 import { readSafetensors, tensorF32, writeSafetensors, type TensorOut } from "../engine/safetensors.ts";
 import { NEW_RETRO, resolveModelConfig, type ModelConfig } from "../model/config.ts";
 import { Model } from "../model/model.ts";

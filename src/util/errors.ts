@@ -2,24 +2,37 @@
  * User-facing errors: every failure caused by bad input is a RetroError with a stable exit code,
  * so that the CLI prints one clear line (no stack trace) and scripts can branch on the code.
  */
-export const ExitCode = {
-  usage: 2, // bad flags or config values
-  notFound: 3, // a path that does not exist
-  badInput: 4, // corpus or data that cannot be read (empty, malformed, not UTF-8)
-  corrupt: 5, // an on-disk artefact that fails its checks (truncated, checksum, foreign format)
-  mismatch: 6, // artefacts that do not belong together (tokenizer, chunk length, dimension)
-  busy: 7, // the folder is being written by another process (its lock file names it)
-  io: 8, // the file system refused: permission denied, read-only, disk full, a file where a folder is needed
-  internal: 70, // a bug: one line on stderr, the full trace written to a file it names
-} as const;
-export type ExitCodeName = keyof typeof ExitCode;
+export type ErrorKind = "usage" | "notFound" | "badInput" | "corrupt" | "mismatch" | "busy" | "io" | "internal";
+
+/**
+ * The one error table (openai-node's `APIError.generate` as the model): each kind of failure, the exit code the CLI
+ * ends with, and the HTTP status and OpenAI error type the server answers with.
+ */
+export const ERROR_KINDS: Readonly<Record<ErrorKind, { exit: number; http: number; type: string; meaning: string }>> = {
+  usage: { exit: 2, http: 400, type: "invalid_request_error", meaning: "bad flags, config or request values" },
+  notFound: { exit: 3, http: 404, type: "not_found_error", meaning: "a path (or a served resource) that does not exist" },
+  badInput: { exit: 4, http: 400, type: "invalid_request_error", meaning: "corpus or data that cannot be read (empty, malformed, not UTF-8)" },
+  corrupt: { exit: 5, http: 500, type: "server_error", meaning: "an on-disk artefact that fails its checks (truncated, checksum, foreign format)" },
+  mismatch: { exit: 6, http: 409, type: "invalid_request_error", meaning: "artefacts that do not belong together (tokenizer, chunk length, dimension)" },
+  busy: { exit: 7, http: 503, type: "server_error", meaning: "the folder is being written by another process (retry later)" },
+  io: { exit: 8, http: 500, type: "server_error", meaning: "the file system refused: permission, read-only, disk full, a file in the way" },
+  internal: { exit: 70, http: 500, type: "server_error", meaning: "a bug: one line on stderr, the full trace written to a file it names" },
+};
+
+/** exit codes by kind (scripts branch on them) */
+export const ExitCode = Object.fromEntries(Object.entries(ERROR_KINDS).map(([k, v]) => [k, v.exit])) as Record<ErrorKind, number>;
+export type ExitCodeName = ErrorKind;
 
 export class RetroError extends Error {
   readonly code: number;
-  constructor(kind: ExitCodeName, message: string) {
+  constructor(readonly kind: ErrorKind, message: string) {
     super(message);
     this.name = "RetroError";
-    this.code = ExitCode[kind];
+    this.code = ERROR_KINDS[kind].exit;
+  }
+  /** the HTTP status the server answers this error with */
+  get status(): number {
+    return ERROR_KINDS[this.kind].http;
   }
 }
 
