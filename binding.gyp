@@ -1,7 +1,9 @@
 {
   "variables": {
     "have_openblas": "<!(node native/detect-blas.cjs have)",
-    "openblas_include": "<!(node native/detect-blas.cjs include)"
+    "openblas_include": "<!(node native/detect-blas.cjs include)",
+    "march": "<!(node -p \"process.env.RETRO_MARCH || 'native'\")",
+    "static_runtime": "<!(node -p \"process.env.RETRO_STATIC_RUNTIME ? 'yes' : 'no'\")"
   },
   "target_defaults": {
     "sources": ["native/binding.cc", "native/kernels.cc", "native/gemm.cc"],
@@ -9,8 +11,15 @@
     "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
     "cflags!": ["-fno-exceptions", "-O2"],
     "cflags_cc!": ["-fno-exceptions", "-O2"],
-    "cflags_cc": ["-std=c++17", "-O3", "-march=native", "-fopenmp", "-fexceptions", "-fno-math-errno"],
-    "ldflags": ["-fopenmp"]
+    "cflags_cc": ["-std=c++17", "-O3", "-march=<(march)", "-fopenmp", "-fexceptions", "-fno-math-errno"],
+    "conditions": [
+      ["static_runtime=='yes'", {
+        "ldflags": ["-static-libstdc++", "-static-libgcc", "-Wl,--exclude-libs,ALL"],
+        "libraries": ["-l:libgomp.a"]
+      }, {
+        "ldflags": ["-fopenmp"]
+      }]
+    ]
   },
   "targets": [
     {

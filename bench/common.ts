@@ -38,5 +38,7 @@ export function table(rows: Record<string, string | number>[]): string {
   const cols = Object.keys(rows[0]);
   const w = cols.map((c) => Math.max(c.length, ...rows.map((r) => String(r[c]).length)));
   const line = (vals: string[]) => vals.map((v, i) => v.padStart(w[i])).join("  ");
-  return [line(cols), line(w.map((n) => "-".repeat(n))), ...rows.map((r) => line(cols.map((c) => String(r[c]))))].join("\n");
+  return [line(cols), line(w.map((n) => "-".repeat(n))), ...rows.map((r) => line(cols.map((c) => String(r[c]))))].join(
+    "\n",
+  );
 }

@@ -27,43 +27,71 @@ import { Retriever } from "../src/db/retriever.ts";
 import { Rng } from "../src/util/rng.ts";
 import { peerAvailable, runPeer, table } from "./common.ts";
 
-const { values: a } = parseArgs({ options: {
-  quick: { type: "boolean", default: false }, db: { type: "string", default: "runs/default-db" }, "no-peer": { type: "boolean", default: false },
-  one: { type: "string" },
-} });
+const { values: a } = parseArgs({
+  options: {
+    quick: { type: "boolean", default: false },
+    db: { type: "string", default: "runs/default-db" },
+    "no-peer": { type: "boolean", default: false },
+    one: { type: "string" },
+  },
+});
 process.env.RETRO_QUIET ??= "1";
-const PROMPT = 64, NEW = a.quick ? 64 : 192, REPS = a.quick ? 1 : 3;
+const PROMPT = 64,
+  NEW = a.quick ? 64 : 192,
+  REPS = a.quick ? 1 : 3;
 const GPT = { model: "gpt", vocab: 8192, d: 256, heads: 4, layers: 4, seq: 256 };
 const GPT6 = { ...GPT, layers: 6 };
 const RETRO = { ...GPT, layers: 6, model: "retro", chunk: 64, k: 2, r: 128, cca_layers: [6], retrieval_rope: true };
 
 /** the database's Retriever when it fits the reference Retro (8192 ids, chunk 64), else null and why */
 async function openRetriever(): Promise<{ retriever: Retriever | null; why: string }> {
-  if (!fs.existsSync(path.join(a.db!, "manifest.json"))) return { retriever: null, why: `no database at ${a.db} (build one: retro db build --out ${a.db})` };
+  if (!fs.existsSync(path.join(a.db!, "manifest.json")))
+    return { retriever: null, why: `no database at ${a.db} (build one: retro db build --out ${a.db})` };
   const db = new Database(a.db!);
-  if (db.tokenizer.vocabSize !== 8192 || db.m !== 64 || !db.manifest.index) return { retriever: null, why: `${a.db} is not an 8192-id, chunk-64 database with an index` };
+  if (db.tokenizer.vocabSize !== 8192 || db.m !== 64 || !db.manifest.index)
+    return { retriever: null, why: `${a.db} is not an 8192-id, chunk-64 database with an index` };
   return { retriever: await Retriever.open(db), why: "" };
 }
 let retriever: Retriever | null = null;
 
-interface Run { tokensPerS: number; prefillS: number; retrievals: number; embedMs: number; searchMs: number; encodeMs: number; checksum: number }
+interface Run {
+  tokensPerS: number;
+  prefillS: number;
+  retrievals: number;
+  embedMs: number;
+  searchMs: number;
+  encodeMs: number;
+  checksum: number;
+}
 
 async function decode(cfg: ModelConfig, model: Model, batch: number): Promise<Run> {
   const dec = new Decoder(model);
-  const rng = new Rng(1234), kr = cfg.k * cfg.r, m = cfg.chunk;
+  const rng = new Rng(1234),
+    kr = cfg.k * cfg.r,
+    m = cfg.chunk;
   const slots = Array.from({ length: batch }, () => dec.newSlot());
   const prompts = slots.map(() => Array.from({ length: PROMPT }, () => rng.int(cfg.vocab)));
   let retrievals = 0;
-  const t = retriever?.timing, e0 = { embed: t?.embedS ?? 0, search: t?.searchS ?? 0, encode: dec.timing.encodeS };
+  const t = retriever?.timing,
+    e0 = { embed: t?.embedS ?? 0, search: t?.searchS ?? 0, encode: dec.timing.encodeS };
   const neighboursFor = async (feeds: Feed[]) => {
     if (!model.isRetro) return;
     const want: { f: Feed; u: number; toks: number[] }[] = [];
     for (const f of feeds) {
       const all = [...f.slot.ids, ...Array.from(f.ids)];
-      for (const u of dec.chunksCompleted(f.slot.pos, f.slot.pos + f.ids.length)) want.push({ f, u, toks: all.slice(u * m, (u + 1) * m) });
+      for (const u of dec.chunksCompleted(f.slot.pos, f.slot.pos + f.ids.length))
+        want.push({ f, u, toks: all.slice(u * m, (u + 1) * m) });
     }
     if (!want.length) return;
-    const nb = retriever ? (await retriever.retrieveChunks(want.map((w) => w.toks), cfg.k, cfg.r)).tokens : Int32Array.from({ length: want.length * kr }, () => rng.int(cfg.vocab));
+    const nb = retriever
+      ? (
+          await retriever.retrieveChunks(
+            want.map((w) => w.toks),
+            cfg.k,
+            cfg.r,
+          )
+        ).tokens
+      : Int32Array.from({ length: want.length * kr }, () => rng.int(cfg.vocab));
     retrievals += want.length;
     want.forEach((w, q) => (w.f.neighbours ??= new Map()).set(w.u, nb.slice(q * kr, (q + 1) * kr)));
   };
@@ -85,8 +113,13 @@ async function decode(cfg: ModelConfig, model: Model, batch: number): Promise<Ru
   const t2 = performance.now();
   const per = (x: number) => (1000 * x) / Math.max(1, retrievals);
   return {
-    tokensPerS: (batch * (NEW - 1)) / ((t2 - t1) / 1000), prefillS: (t1 - t0) / 1000, retrievals, checksum,
-    embedMs: per((t?.embedS ?? 0) - e0.embed), searchMs: per((t?.searchS ?? 0) - e0.search), encodeMs: per(dec.timing.encodeS - e0.encode),
+    tokensPerS: (batch * (NEW - 1)) / ((t2 - t1) / 1000),
+    prefillS: (t1 - t0) / 1000,
+    retrievals,
+    checksum,
+    embedMs: per((t?.embedS ?? 0) - e0.embed),
+    searchMs: per((t?.searchS ?? 0) - e0.search),
+    encodeMs: per(dec.timing.encodeS - e0.encode),
   };
 }
 
@@ -113,13 +146,28 @@ if (a.one) {
   let why = "";
   if (name === "retro") ({ retriever, why } = await openRetriever());
   const o = await ours(SPECS[name], batch);
-  console.log(JSON.stringify({ ...o, live: Boolean(retriever), why, peakRssMiB: process.resourceUsage().maxRSS / 1024 }));
+  console.log(
+    JSON.stringify({ ...o, live: Boolean(retriever), why, peakRssMiB: process.resourceUsage().maxRSS / 1024 }),
+  );
   process.exit(0);
 }
 
 type Ours = Run & { threads: number; live: boolean; why: string; peakRssMiB: number };
 function runOurs(name: string, batch: number): Ours {
-  const r = spawnSync(process.execPath, ["--import", "tsx", fileURLToPath(import.meta.url), "--one", JSON.stringify({ name, batch }), "--db", a.db!, ...(a.quick ? ["--quick"] : [])], { encoding: "utf8" });
+  const r = spawnSync(
+    process.execPath,
+    [
+      "--import",
+      "tsx",
+      fileURLToPath(import.meta.url),
+      "--one",
+      JSON.stringify({ name, batch }),
+      "--db",
+      a.db!,
+      ...(a.quick ? ["--quick"] : []),
+    ],
+    { encoding: "utf8" },
+  );
   if (r.status !== 0) throw new Error(`bench child ${name} failed: ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split("\n").pop()!) as Ours;
 }
@@ -127,7 +175,11 @@ function runOurs(name: string, batch: number): Ours {
 type Peer = { decode_tokens_per_s: number; prefill_s: number; threads: number; peer: string; peak_rss_mb: number };
 const peerOk = !a["no-peer"] && peerAvailable("torch", "torch_generate.py");
 const peer = (spec: Record<string, unknown>, mode: string, batch: number): Peer | null =>
-  peerOk ? runPeer<Peer>("torch_generate.py", [JSON.stringify({ ...spec, mode, batch, prompt: PROMPT, new: NEW, reps: REPS })]) : null;
+  peerOk
+    ? runPeer<Peer>("torch_generate.py", [
+        JSON.stringify({ ...spec, mode, batch, prompt: PROMPT, new: NEW, reps: REPS }),
+      ])
+    : null;
 
 const rows: Record<string, string | number>[] = [];
 let failed = false;
@@ -138,10 +190,19 @@ const check = (what: string, ratio: number, target: number) => {
   }
 };
 const row = (model: string, batch: number, o: Ours, p: Peer | null, how: string) => ({
-  model, batch, "ours tok/s": o.tokensPerS.toFixed(0), threads: o.threads, "prefill s": o.prefillS.toFixed(3), "ours RSS MiB": o.peakRssMiB.toFixed(0),
-  "peer tok/s": p ? `${p.decode_tokens_per_s.toFixed(0)} (${how})` : "–", "peer RSS MiB": p ? p.peak_rss_mb.toFixed(0) : "–", ratio: p ? (o.tokensPerS / p.decode_tokens_per_s).toFixed(2) : "–",
+  model,
+  batch,
+  "ours tok/s": o.tokensPerS.toFixed(0),
+  threads: o.threads,
+  "prefill s": o.prefillS.toFixed(3),
+  "ours RSS MiB": o.peakRssMiB.toFixed(0),
+  "peer tok/s": p ? `${p.decode_tokens_per_s.toFixed(0)} (${how})` : "–",
+  "peer RSS MiB": p ? p.peak_rss_mb.toFixed(0) : "–",
+  ratio: p ? (o.tokensPerS / p.decode_tokens_per_s).toFixed(2) : "–",
 });
-console.log(`prompt ${PROMPT} tokens, ${NEW} new, greedy, random weights; ours: best of ${REPS} at 1 and 2 threads, each config in its own process`);
+console.log(
+  `prompt ${PROMPT} tokens, ${NEW} new, greedy, random weights; ours: best of ${REPS} at 1 and 2 threads, each config in its own process`,
+);
 for (const batch of [1, 8]) {
   const o = runOurs("gpt", batch);
   const p = peer(GPT, "cache", batch);
@@ -155,7 +216,9 @@ const pr = peer(RETRO, "recompute", 1);
 rows.push(row(`retro 6L (${rt.live ? "live retrieval" : "random neighbours"})`, 1, rt, pr, "recompute"));
 console.log(table(rows));
 if (!rt.live) console.log(`retro: random neighbour tokens, retrieval not timed: ${rt.why}`);
-console.log(`retro: ${rt.retrievals} retrievals, each ${rt.live ? `embed ${rt.embedMs.toFixed(2)} ms + search ${rt.searchMs.toFixed(2)} ms + ` : ""}encode ${rt.encodeMs.toFixed(2)} ms; ${(rt.tokensPerS / g6.tokensPerS).toFixed(2)}× our 6-layer GPT`);
+console.log(
+  `retro: ${rt.retrievals} retrievals, each ${rt.live ? `embed ${rt.embedMs.toFixed(2)} ms + search ${rt.searchMs.toFixed(2)} ms + ` : ""}encode ${rt.encodeMs.toFixed(2)} ms; ${(rt.tokensPerS / g6.tokensPerS).toFixed(2)}× our 6-layer GPT`,
+);
 if (pr) check("Retro vs PyTorch recompute", rt.tokensPerS / pr.decode_tokens_per_s, 10);
 check("Retro vs our 6-layer GPT", rt.tokensPerS / g6.tokensPerS, 0.5);
 if (!peerOk) console.log("(no peer: ratios against PyTorch not measured)");

@@ -21,7 +21,8 @@ import { table } from "./common.ts";
 const argv = process.argv.slice(2);
 const arg = (k: string, d: string) => (argv.includes(k) ? argv[argv.indexOf(k) + 1] : d);
 const dbDir = arg("--db", "runs/default-db");
-const steps = Number(arg("--steps", "8")), rounds = Number(arg("--rounds", "2"));
+const steps = Number(arg("--steps", "8")),
+  rounds = Number(arg("--rounds", "2"));
 if (!fs.existsSync(path.join(dbDir, "manifest.json"))) {
   console.log(`bench:loop needs a database: ${dbDir} not found (run \`npm run demo\` first, or pass --db DIR)`);
   process.exit(0);
@@ -36,7 +37,13 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 
 function bare(model: Model, opt: AdamW, db: Database): number {
   const c = model.config;
-  const batch = new Loader(db, { split: "train", seq: c.seq, batch: BATCH, seed: 1, retrieval: c.model === "retro" ? { k: c.k, r: c.r } : undefined }).next();
+  const batch = new Loader(db, {
+    split: "train",
+    seq: c.seq,
+    batch: BATCH,
+    seed: 1,
+    retrieval: c.model === "retro" ? { k: c.k, r: c.r } : undefined,
+  }).next();
   const times: number[] = [];
   for (let s = 0; s < steps + 1; s++) {
     const t0 = process.hrtime.bigint();
@@ -52,8 +59,18 @@ function bare(model: Model, opt: AdamW, db: Database): number {
 async function loop(name: string): Promise<number> {
   const out = tmpPathFor(path.join("runs", `bench-loop-${name}`));
   try {
-    await train(out, { db: dbDir, model: CONFIGS[name], batch: BATCH, steps: steps + 1, evalEvery: 1e6, saveEvery: 1e6, warmup: 1 });
-    const m = readMetrics(out).filter((x) => x.kind === "train") as ({ elapsed: number } & ReturnType<typeof readMetrics>[number])[];
+    await train(out, {
+      db: dbDir,
+      model: CONFIGS[name],
+      batch: BATCH,
+      steps: steps + 1,
+      evalEvery: 1e6,
+      saveEvery: 1e6,
+      warmup: 1,
+    });
+    const m = readMetrics(out).filter((x) => x.kind === "train") as ({ elapsed: number } & ReturnType<
+      typeof readMetrics
+    >[number])[];
     // wall time between consecutive metric lines: everything the loop does for one step
     const gaps = m.slice(1, -1).map((x, i) => m[i + 2].elapsed - x.elapsed);
     return (BATCH * (CONFIGS[name].seq as number)) / median(gaps);
@@ -68,13 +85,21 @@ for (const name of arg("--only", "gpt,retro").split(",")) {
   const cfg = resolveModelConfig({ vocab: db.manifest.tokenizer!.vocabSize, chunk: db.m, ...CONFIGS[name] });
   const model = new Model(cfg, { seed: 1234 });
   const opt = new AdamW(model);
-  const b: number[] = [], l: number[] = [];
+  const b: number[] = [],
+    l: number[] = [];
   for (let r = 0; r < rounds; r++) {
     b.push(bare(model, opt, db));
     l.push(await loop(name));
   }
-  const bb = Math.max(...b), ll = Math.max(...l);
-  rows.push({ config: name, "bare step tokens/s": bb.toFixed(0), "retro train tokens/s": ll.toFixed(0), "loop overhead": `${((100 * (bb - ll)) / bb).toFixed(1)} %`, "rounds (bare / loop)": `${b.map((x) => x.toFixed(0)).join(",")} / ${l.map((x) => x.toFixed(0)).join(",")}` });
+  const bb = Math.max(...b),
+    ll = Math.max(...l);
+  rows.push({
+    config: name,
+    "bare step tokens/s": bb.toFixed(0),
+    "retro train tokens/s": ll.toFixed(0),
+    "loop overhead": `${((100 * (bb - ll)) / bb).toFixed(1)} %`,
+    "rounds (bare / loop)": `${b.map((x) => x.toFixed(0)).join(",")} / ${l.map((x) => x.toFixed(0)).join(",")}`,
+  });
 }
 console.log(`database ${dbDir}, batch ${BATCH}, ${steps} timed steps per round, best of ${rounds} rounds`);
 console.log(table(rows));

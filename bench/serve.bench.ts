@@ -13,17 +13,38 @@ import { spawn } from "node:child_process";
 import { parseArgs } from "node:util";
 import { table } from "./common.ts";
 
-const { values: a } = parseArgs({ options: {
-  ckpt: { type: "string", default: "runs/demo/retro-fit" }, db: { type: "string" }, clients: { type: "string", default: "1,8,64" },
-  requests: { type: "string", default: "4" }, "max-tokens": { type: "string", default: "32" }, "max-queue": { type: "string", default: "16" }, threads: { type: "string" },
-} });
+const { values: a } = parseArgs({
+  options: {
+    ckpt: { type: "string", default: "runs/demo/retro-fit" },
+    db: { type: "string" },
+    clients: { type: "string", default: "1,8,64" },
+    requests: { type: "string", default: "4" },
+    "max-tokens": { type: "string", default: "32" },
+    "max-queue": { type: "string", default: "16" },
+    threads: { type: "string" },
+  },
+});
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
 if (!fs.existsSync(a.ckpt!)) {
   console.error(`bench:serve: no checkpoint at ${a.ckpt} (run "npm run demo" first, or pass --ckpt RUN)`);
   process.exit(2);
 }
-const args = [path.join(ROOT, "bin", "retro.js"), "serve", "--ckpt", a.ckpt!, "--port", "0", "--max-queue", a["max-queue"]!, ...(a.db ? ["--db", a.db] : []), ...(a.threads ? ["--threads", a.threads] : [])];
-const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, RETRO_QUIET: "1" } });
+const args = [
+  path.join(ROOT, "bin", "retro.js"),
+  "serve",
+  "--ckpt",
+  a.ckpt!,
+  "--port",
+  "0",
+  "--max-queue",
+  a["max-queue"]!,
+  ...(a.db ? ["--db", a.db] : []),
+  ...(a.threads ? ["--threads", a.threads] : []),
+];
+const child = spawn(process.execPath, args, {
+  stdio: ["ignore", "pipe", "inherit"],
+  env: { ...process.env, RETRO_QUIET: "1" },
+});
 const url = await new Promise<string>((resolve, reject) => {
   let out = "";
   child.stdout!.on("data", (d: Buffer) => {
@@ -37,19 +58,42 @@ const peakRss = () => {
   const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${child.pid}/status`, "utf8"));
   return m ? Number(m[1]) / 1024 : NaN;
 };
-const prompts = ["The whale", "Mr. Speaker, Members of Congress, the state of our Union", "Call me Ishmael. Some years ago", "A dictionary defines the word"];
-const maxTokens = Number(a["max-tokens"]), perClient = Number(a.requests);
+const prompts = [
+  "The whale",
+  "Mr. Speaker, Members of Congress, the state of our Union",
+  "Call me Ishmael. Some years ago",
+  "A dictionary defines the word",
+];
+const maxTokens = Number(a["max-tokens"]),
+  perClient = Number(a.requests);
 
-interface One { ok: boolean; refused: boolean; latency: number; ttft: number; tokens: number }
+interface One {
+  ok: boolean;
+  refused: boolean;
+  latency: number;
+  ttft: number;
+  tokens: number;
+}
 async function request(i: number): Promise<One> {
   const t0 = performance.now();
-  const res = await fetch(`${url}/completions`, { method: "POST", body: JSON.stringify({ prompt: prompts[i % prompts.length], max_tokens: maxTokens, temperature: 0, stream: true, ignore_eos: true }) });
+  const res = await fetch(`${url}/completions`, {
+    method: "POST",
+    body: JSON.stringify({
+      prompt: prompts[i % prompts.length],
+      max_tokens: maxTokens,
+      temperature: 0,
+      stream: true,
+      ignore_eos: true,
+    }),
+  });
   if (res.status === 503) {
     await res.text();
     return { ok: false, refused: true, latency: performance.now() - t0, ttft: NaN, tokens: 0 };
   }
   if (res.status !== 200) return { ok: false, refused: false, latency: performance.now() - t0, ttft: NaN, tokens: 0 };
-  let ttft = NaN, tokens = 0, buf = "";
+  let ttft = NaN,
+    tokens = 0,
+    buf = "";
   const dec = new TextDecoder();
   for await (const part of res.body as unknown as AsyncIterable<Uint8Array>) {
     buf += dec.decode(part, { stream: true });
@@ -76,18 +120,41 @@ try {
   await request(0); // warm-up (model pages, first retrieval)
   for (const c of a.clients!.split(",").map(Number)) {
     const t0 = performance.now();
-    const all = (await Promise.all(Array.from({ length: c }, async (_, k) => {
-      const mine: One[] = [];
-      for (let r = 0; r < perClient; r++) mine.push(await request(k * perClient + r));
-      return mine;
-    }))).flat();
+    const all = (
+      await Promise.all(
+        Array.from({ length: c }, async (_, k) => {
+          const mine: One[] = [];
+          for (let r = 0; r < perClient; r++) mine.push(await request(k * perClient + r));
+          return mine;
+        }),
+      )
+    ).flat();
     const wall = (performance.now() - t0) / 1000;
-    const ok = all.filter((x) => x.ok), refused = all.filter((x) => x.refused).length, failed = all.length - ok.length - refused;
+    const ok = all.filter((x) => x.ok),
+      refused = all.filter((x) => x.refused).length,
+      failed = all.length - ok.length - refused;
     lost += failed;
     rows.push({
-      clients: c, requests: all.length, answered: ok.length, refused_503: refused, failed, "req/s": (ok.length / wall).toFixed(2),
-      "tok/s": (ok.reduce((s, x) => s + x.tokens, 0) / wall).toFixed(0), p50_ms: q(ok.map((x) => x.latency), 0.5).toFixed(0), p99_ms: q(ok.map((x) => x.latency), 0.99).toFixed(0),
-      ttft_p50_ms: q(ok.map((x) => x.ttft), 0.5).toFixed(0), server_peak_rss_MiB: peakRss().toFixed(0),
+      clients: c,
+      requests: all.length,
+      answered: ok.length,
+      refused_503: refused,
+      failed,
+      "req/s": (ok.length / wall).toFixed(2),
+      "tok/s": (ok.reduce((s, x) => s + x.tokens, 0) / wall).toFixed(0),
+      p50_ms: q(
+        ok.map((x) => x.latency),
+        0.5,
+      ).toFixed(0),
+      p99_ms: q(
+        ok.map((x) => x.latency),
+        0.99,
+      ).toFixed(0),
+      ttft_p50_ms: q(
+        ok.map((x) => x.ttft),
+        0.5,
+      ).toFixed(0),
+      server_peak_rss_MiB: peakRss().toFixed(0),
     });
     console.log(table([rows[rows.length - 1]]));
   }
@@ -95,7 +162,9 @@ try {
   child.kill("SIGINT");
 }
 console.log("\n" + table(rows));
-console.log(`(${a.ckpt}; ${maxTokens} new tokens per request, greedy, streamed; each client sends ${perClient} requests in turn; requests with the same settings decoded in batches of up to 8 (a request arriving mid-decode joins the running batch), queue bound ${a["max-queue"]})`);
+console.log(
+  `(${a.ckpt}; ${maxTokens} new tokens per request, greedy, streamed; each client sends ${perClient} requests in turn; requests with the same settings decoded in batches of up to 8 (a request arriving mid-decode joins the running batch), queue bound ${a["max-queue"]})`,
+);
 if (lost) {
   console.error(`bench:serve: ${lost} requests were neither answered nor refused with 503`);
   process.exit(1);

@@ -17,14 +17,24 @@ import { train } from "../src/train/trainer.ts";
 import { loadModel } from "../src/model/checkpoint.ts";
 import { evalControls } from "../src/train/controls.ts";
 
-const { values: a } = parseArgs({ options: {
-  steps: { type: "string", default: "800" }, seeds: { type: "string", default: "1" }, only: { type: "string" },
-  out: { type: "string", default: "experiments/results/copy-task.json" }, work: { type: "string", default: "runs/copy-task" },
-  docs: { type: "string", default: "3000" }, words: { type: "string", default: "200" },
-} });
+const { values: a } = parseArgs({
+  options: {
+    steps: { type: "string", default: "800" },
+    seeds: { type: "string", default: "1" },
+    only: { type: "string" },
+    out: { type: "string", default: "experiments/results/copy-task.json" },
+    work: { type: "string", default: "runs/copy-task" },
+    docs: { type: "string", default: "3000" },
+    words: { type: "string", default: "200" },
+  },
+});
 process.env.RETRO_QUIET ??= "1";
-const steps = Number(a.steps), seeds = Number(a.seeds), words = Number(a.words);
-const chunk = 16, seq = 64, work = path.resolve(a.work!);
+const steps = Number(a.steps),
+  seeds = Number(a.seeds),
+  words = Number(a.words);
+const chunk = 16,
+  seq = 64,
+  work = path.resolve(a.work!);
 const dbDir = path.join(work, "db");
 if (!fs.existsSync(path.join(dbDir, "manifest.json")) || !new Database(dbDir).manifest.neighbours?.valid) {
   const files = writeTwinCorpus(path.join(work, "corpus"), { docs: Number(a.docs), docTokens: 64, words, seed: 1 });
@@ -32,7 +42,18 @@ if (!fs.existsSync(path.join(dbDir, "manifest.json")) || !new Database(dbDir).ma
 }
 const size = { d: 128, heads: 4, layers: 4, seq, r: 2 * chunk };
 const retro = (rope: boolean) => ({ ...size, model: "retro", cca_layers: [2, 4], k: 2, retrieval_rope: rope });
-const common = { db: dbDir, batch: 16, evalEvery: 1e9, saveEvery: 1e9, evalBatches: 0, threads: 2, steps, lr: 1e-3, minLr: 1e-4, warmup: 50 };
+const common = {
+  db: dbDir,
+  batch: 16,
+  evalEvery: 1e9,
+  saveEvery: 1e9,
+  evalBatches: 0,
+  threads: 2,
+  steps,
+  lr: 1e-3,
+  minLr: 1e-4,
+  warmup: 50,
+};
 const VARIANTS: Record<string, Record<string, unknown>> = {
   "gpt-fitting": {},
   "retro-fit, no rope (the model before retrieval_rope)": { model: retro(false) },
@@ -42,7 +63,9 @@ const VARIANTS: Record<string, Record<string, unknown>> = {
   "retro-fit + rope + decoder frozen 200 steps": { model: retro(true), freezeDecoderSteps: 200 },
 };
 const only = a.only ? a.only.split(",") : null;
-const results: Record<string, unknown>[] = fs.existsSync(a.out!) ? JSON.parse(fs.readFileSync(a.out!, "utf8")).results ?? [] : [];
+const results: Record<string, unknown>[] = fs.existsSync(a.out!)
+  ? (JSON.parse(fs.readFileSync(a.out!, "utf8")).results ?? [])
+  : [];
 for (let seed = 1; seed <= seeds; seed++) {
   const gpt = path.join(work, `gpt-seed${seed}`);
   if (!fs.existsSync(path.join(gpt, "latest.json"))) {
@@ -64,6 +87,9 @@ for (let seed = 1; seed <= seeds; seed++) {
     results.push(rec);
     console.log(JSON.stringify(rec));
     fs.mkdirSync(path.dirname(a.out!), { recursive: true });
-    fs.writeFileSync(a.out!, JSON.stringify({ setup: { docs: Number(a.docs), words, chunk, seq, size, common }, results }, null, 1));
+    fs.writeFileSync(
+      a.out!,
+      JSON.stringify({ setup: { docs: Number(a.docs), words, chunk, seq, size, common }, results }, null, 1),
+    );
   }
 }

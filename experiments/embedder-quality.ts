@@ -20,9 +20,13 @@ import { table } from "../bench/common.ts";
 import { Bm25Index } from "../src/search/bm25.ts";
 import { openDbEmbedder } from "../src/db/retriever.ts";
 
-const { values: a } = parseArgs({ options: { db: { type: "string", default: "runs/default-db" }, queries: { type: "string", default: "1000" } } });
+const { values: a } = parseArgs({
+  options: { db: { type: "string", default: "runs/default-db" }, queries: { type: "string", default: "1000" } },
+});
 const db = new Database(a.db!);
-const m = db.m, seq = db.config.query.seq, l = seq / m;
+const m = db.m,
+  seq = db.config.query.seq,
+  l = seq / m;
 const words = (s: string) => s.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? [];
 const grams = (w: string[], n: number) => {
   const out = new Set<string>();
@@ -56,7 +60,8 @@ const nbrOf = (c: number) => {
 function score(neigh: (q: number) => number[]) {
   const res: Record<string, number> = {};
   for (const n of [1, 2, 4]) {
-    let hit = 0, tot = 0;
+    let hit = 0,
+      tot = 0;
     Q.forEach((q, qi) => {
       const ctx = grams(q.context, n);
       const target = [...grams(q.next, n)].filter((g) => !ctx.has(g));
@@ -75,28 +80,62 @@ async function evalEmbedder(name: string, emb: Embedder) {
   const idx = new AnnIndex("Flat", emb.dim, 0, 0, 2);
   for (let s = 0; s < db.nChunks; s += 8192) idx.add(await emb.embed(chunkTexts.slice(s, s + 8192)), s);
   const r = idx.search(await emb.embed(Q.map((q) => q.query)), 2);
-  return { embedder: name, dim: emb.dim, ...score((qi) => [r.ids[2 * qi], r.ids[2 * qi + 1]].filter((x) => x >= 0)), seconds: ((Date.now() - t0) / 1000).toFixed(1) };
+  return {
+    embedder: name,
+    dim: emb.dim,
+    ...score((qi) => [r.ids[2 * qi], r.ids[2 * qi + 1]].filter((x) => x >= 0)),
+    seconds: ((Date.now() - t0) / 1000).toFixed(1),
+  };
 }
 
 const sample = new Rng(db.config.seed).sample(db.nChunks, Math.min(db.nChunks, 50_000)).map((c) => chunkTexts[c]);
 const rows: Record<string, string | number>[] = [];
-rows.push({ embedder: "random chunks", dim: 0, ...score(() => [rng.int(db.nChunks), rng.int(db.nChunks)]), seconds: "0" });
+rows.push({
+  embedder: "random chunks",
+  dim: 0,
+  ...score(() => [rng.int(db.nChunks), rng.int(db.nChunks)]),
+  seconds: "0",
+});
 {
   const t0 = Date.now();
   const idx = Bm25Index.build(db.nChunks, (c) => chunkTexts[c]);
-  const r = idx.search(Q.map((q) => q.query), 2);
-  rows.push({ embedder: "BM25 (words, k1 1.2, b 0.75)", dim: 0, ...score((qi) => [r.ids[2 * qi], r.ids[2 * qi + 1]].filter((x) => x >= 0)), seconds: ((Date.now() - t0) / 1000).toFixed(1) });
+  const r = idx.search(
+    Q.map((q) => q.query),
+    2,
+  );
+  rows.push({
+    embedder: "BM25 (words, k1 1.2, b 0.75)",
+    dim: 0,
+    ...score((qi) => [r.ids[2 * qi], r.ids[2 * qi + 1]].filter((x) => x >= 0)),
+    seconds: ((Date.now() - t0) / 1000).toFixed(1),
+  });
 }
-if (db.manifest.embeddings?.dim) rows.push(await evalEmbedder(`the database's embedder (${db.manifest.embeddings.embedderId})`, await openDbEmbedder(db)));
+if (db.manifest.embeddings?.dim)
+  rows.push(
+    await evalEmbedder(`the database's embedder (${db.manifest.embeddings.embedderId})`, await openDbEmbedder(db)),
+  );
 console.log(table(rows));
-for (const [dim, ng] of (process.env.LEX ?? "256:2,256:1,1024:2,1024:1").split(",").filter(Boolean).map((x) => x.split(":").map(Number))) {
-  rows.push(await evalEmbedder(`lexical tf-idf ${ng === 2 ? "uni+bigram" : "unigram"}`, new LexicalEmbedder(dim, fitIdf(sample, ng), ng)));
+for (const [dim, ng] of (process.env.LEX ?? "256:2,256:1,1024:2,1024:1")
+  .split(",")
+  .filter(Boolean)
+  .map((x) => x.split(":").map(Number))) {
+  rows.push(
+    await evalEmbedder(
+      `lexical tf-idf ${ng === 2 ? "uni+bigram" : "unigram"}`,
+      new LexicalEmbedder(dim, fitIdf(sample, ng), ng),
+    ),
+  );
   console.log(table(rows));
 }
-for (const [dim, nfit, iters] of (process.env.LSA ?? "128:50000:2,256:50000:2,256:20000:1").split(",").filter(Boolean).map((x) => x.split(":").map(Number))) {
+for (const [dim, nfit, iters] of (process.env.LSA ?? "128:50000:2,256:50000:2,256:20000:1")
+  .split(",")
+  .filter(Boolean)
+  .map((x) => x.split(":").map(Number))) {
   const t0 = Date.now();
   const st = fitLsa(sample.slice(0, nfit), dim, { powerIters: iters });
-  console.log(`LSA ${dim} on ${nfit} chunks, ${iters} power iterations: fitted in ${((Date.now() - t0) / 1000).toFixed(1)} s (vocab ${st.vocab.length})`);
+  console.log(
+    `LSA ${dim} on ${nfit} chunks, ${iters} power iterations: fitted in ${((Date.now() - t0) / 1000).toFixed(1)} s (vocab ${st.vocab.length})`,
+  );
   rows.push(await evalEmbedder(`LSA fit ${nfit}/${iters} it`, new LsaEmbedder(st)));
   console.log(table(rows));
 }

@@ -21,12 +21,19 @@ import { loadModel } from "../src/model/checkpoint.ts";
 import { Generator } from "../src/generate/generate.ts";
 import { normalizeAnswer } from "../src/qa/metrics.ts";
 
-const { values: a } = parseArgs({ options: {
-  dir: { type: "string", default: "runs/demo" }, ckpt: { type: "string", multiple: true, default: ["gpt"] }, n: { type: "string", default: "192" },
-  threads: { type: "string", default: "2" }, json: { type: "string" },
-} });
+const { values: a } = parseArgs({
+  options: {
+    dir: { type: "string", default: "runs/demo" },
+    ckpt: { type: "string", multiple: true, default: ["gpt"] },
+    n: { type: "string", default: "192" },
+    threads: { type: "string", default: "2" },
+    json: { type: "string" },
+  },
+});
 const dir = path.resolve(a.dir!);
-const opts = (JSON.parse(fs.readFileSync(path.join(dir, "data", "people", "people.json"), "utf8")) as { options: PeopleOptions }).options;
+const opts = (
+  JSON.parse(fs.readFileSync(path.join(dir, "data", "people", "people.json"), "utf8")) as { options: PeopleOptions }
+).options;
 const corpus = makePeopleCorpus(opts);
 const db = new Database(path.join(dir, "db"));
 const tok = db.tokenizer;
@@ -36,14 +43,19 @@ const rows: { ckpt: string; withBio: number; closed: number; em: number }[] = []
 for (const ck of a.ckpt!) {
   const { model } = loadModel(path.join(dir, ck));
   model.engine.setThreads(Number(a.threads));
-  const n = model.config.seq, B = 8;
+  const n = model.config.seq,
+    B = 8;
   const loss = (withBio: boolean): number => {
-    let sum = 0, cnt = 0;
+    let sum = 0,
+      cnt = 0;
     for (let i = 0; i < qs.length; i += B) {
       const grp = qs.slice(i, i + B);
-      const ids = new Int32Array(B * n).fill(tok.eod), targets = new Int32Array(B * n).fill(tok.eod), mask = new Float32Array(B * n);
+      const ids = new Int32Array(B * n).fill(tok.eod),
+        targets = new Int32Array(B * n).fill(tok.eod),
+        mask = new Float32Array(B * n);
       grp.forEach((q, s) => {
-        const p = tok.encode(`${withBio ? bio.get(q.person) + "\n\n" : ""}Q: ${q.question}\nA:`), ans = tok.encode(` ${q.answers[0]}`);
+        const p = tok.encode(`${withBio ? bio.get(q.person) + "\n\n" : ""}Q: ${q.question}\nA:`),
+          ans = tok.encode(` ${q.answers[0]}`);
         const all = [...p, ...ans].slice(-n - 1);
         for (let t = 0; t + 1 < all.length; t++) {
           ids[s * n + t] = all[t];
@@ -61,12 +73,17 @@ for (const ck of a.ckpt!) {
   let hits = 0;
   for (let i = 0; i < qs.length; i += B) {
     const grp = qs.slice(i, i + B);
-    const res = await gen.generate(grp.map((q) => tok.encode(`${bio.get(q.person)}\n\nQ: ${q.question}\nA:`)), { maxTokens: 16, stop: ["\n"] });
+    const res = await gen.generate(
+      grp.map((q) => tok.encode(`${bio.get(q.person)}\n\nQ: ${q.question}\nA:`)),
+      { maxTokens: 16, stop: ["\n"] },
+    );
     res.forEach((r, j) => (hits += Number(normalizeAnswer(r.text) === normalizeAnswer(grp[j].answers[0]))));
   }
   const row = { ckpt: ck, withBio: loss(true), closed: loss(false), em: (100 * hits) / qs.length };
   rows.push(row);
-  console.log(`${ck.padEnd(36)} answer loss with the biography ${row.withBio.toFixed(3)}, without ${row.closed.toFixed(3)} (reading gain ${(row.closed - row.withBio).toFixed(3)} nats); EM with it ${row.em.toFixed(1)}`);
+  console.log(
+    `${ck.padEnd(36)} answer loss with the biography ${row.withBio.toFixed(3)}, without ${row.closed.toFixed(3)} (reading gain ${(row.closed - row.withBio).toFixed(3)} nats); EM with it ${row.em.toFixed(1)}`,
+  );
 }
 if (a.json) fs.writeFileSync(a.json, JSON.stringify({ dir: a.dir, questions: qs.length, rows }, null, 2) + "\n");
 db.close();

@@ -20,11 +20,19 @@ import { parseArgs } from "node:util";
 import { bucketGain, loadRows, meanSd, pairedWithGpt, stats, PRETRAINED, type Row } from "./lib/fitting.ts";
 import type { ControlReport } from "../src/train/controls.ts";
 
-const { values: a } = parseArgs({ options: { run: { type: "boolean", default: false }, out: { type: "string", default: "docs/replication.md" } } });
+const { values: a } = parseArgs({
+  options: { run: { type: "boolean", default: false }, out: { type: "string", default: "docs/replication.md" } },
+});
 const R = (f: string) => path.join("experiments/results", f);
-const FIT = 1600, BM25 = "retro-fitting, BM25 neighbours", FROZEN = "retro-fitting, BM25 neighbours, decoder frozen";
+const FIT = 1600,
+  BM25 = "retro-fitting, BM25 neighbours",
+  FROZEN = "retro-fitting, BM25 neighbours, decoder frozen";
 const FROZEN_FIRST = "retro-fitting, BM25 neighbours, decoder frozen for the first 400 steps";
-const SIZES = [{ d: 64, layers: 4, file: "parallel-bibles-d64-l4.json" }, { d: 128, layers: 4, file: "parallel-bibles.json" }, { d: 256, layers: 4, file: "parallel-bibles-d256-l4.json" }];
+const SIZES = [
+  { d: 64, layers: 4, file: "parallel-bibles-d64-l4.json" },
+  { d: 128, layers: 4, file: "parallel-bibles.json" },
+  { d: 256, layers: 4, file: "parallel-bibles-d256-l4.json" },
+];
 const MAIN = SIZES[1]; // the size every other comparison uses
 
 /** experiments/instruct.sh's result file for a seed (its default seed, 1234, writes instruct.json) */
@@ -37,20 +45,45 @@ if (a.run) {
     if (r.status !== 0) process.exit(r.status ?? 1);
   };
   for (const s of SIZES) {
-    step("node", ["--import", "tsx", "experiments/parallel-bibles.ts", "--seeds", "3", "--fit", String(FIT), "--d", String(s.d), "--layers", String(s.layers),
-      "--only", ["gpt-fitting", BM25, FROZEN].join(";")]);
+    step("node", [
+      "--import",
+      "tsx",
+      "experiments/parallel-bibles.ts",
+      "--seeds",
+      "3",
+      "--fit",
+      String(FIT),
+      "--d",
+      String(s.d),
+      "--layers",
+      String(s.layers),
+      "--only",
+      ["gpt-fitting", BM25, FROZEN].join(";"),
+    ]);
   }
-  step("node", ["--import", "tsx", "experiments/bundled-corpus.ts", "--seeds", "3", "--only", ["gpt-fitting", BM25].join(";")]);
-  for (const seed of [1234, 2, 3]) if (!fs.existsSync(R(instructFile(seed)))) step("bash", ["-c", `SEED=${seed} bash experiments/instruct.sh`]);
+  step("node", [
+    "--import",
+    "tsx",
+    "experiments/bundled-corpus.ts",
+    "--seeds",
+    "3",
+    "--only",
+    ["gpt-fitting", BM25].join(";"),
+  ]);
+  for (const seed of [1234, 2, 3])
+    if (!fs.existsSync(R(instructFile(seed)))) step("bash", ["-c", `SEED=${seed} bash experiments/instruct.sh`]);
 }
 
-const fmt = (xs: number[], d = 2, unit = "") => (!xs.length ? "not measured" : xs.length > 1 ? meanSd(xs, d, unit) : `${meanSd(xs, d, unit)} (1 seed)`);
+const fmt = (xs: number[], d = 2, unit = "") =>
+  !xs.length ? "not measured" : xs.length > 1 ? meanSd(xs, d, unit) : `${meanSd(xs, d, unit)} (1 seed)`;
 /** decimals of a percentage: two below 1 % (a 0.14 % gain is not "0.1 ± 0.0") */
 const digits = (xs: number[]) => (xs.length && Math.abs(stats(xs).mean) < 1 ? 2 : 1);
 /** a change in per cent, signed (negative: lower perplexity than GPT-fitting) */
 const pct = (xs: number[]) => (xs.length ? fmt(xs, digits(xs), " %").replace(/^(\d)/, "+$1") : "not measured");
-const rowsOf = (rows: Row[], name: string, fit = FIT) => rows.filter((r) => r.name === name && r.fitSteps === (name === PRETRAINED ? 0 : fit));
-const paired = (rows: Row[], name: string, f: (r: Row, g: Row) => number) => pairedWithGpt(rowsOf(rows, name), rowsOf(rows, "gpt-fitting"), f);
+const rowsOf = (rows: Row[], name: string, fit = FIT) =>
+  rows.filter((r) => r.name === name && r.fitSteps === (name === PRETRAINED ? 0 : fit));
+const paired = (rows: Row[], name: string, f: (r: Row, g: Row) => number) =>
+  pairedWithGpt(rowsOf(rows, name), rowsOf(rows, "gpt-fitting"), f);
 const gainPct = (r: Row, g: Row) => 100 * (1 - r.ppl.own / g.ppl.own);
 const seedsOf = (rows: Row[]) => [...new Set(rows.map((r) => r.seed))].sort().join(", ") || "–";
 const minutes = (rows: Row[]) => (rows.reduce((s, r) => s + r.seconds, 0) / 60).toFixed(0);
@@ -67,85 +100,185 @@ const out: string[] = [
 ];
 
 // ------------------------------------------------------------------ Fig. 2
-out.push("## Fig. 2 — perplexity: pretrained GPT, GPT-fitting, Retro-fitting", "",
-  "Parallel Bibles (`experiments/parallel-bibles.ts`): KJV trained, the WEB translation in the database as a retrieval-only dataset, 5 % of the KJV chapters held out (their WEB paraphrase retrievable, their words never trained on). GPT pretrained 1,500 steps (batch 16 × 128 tokens), then 1,600 steps each way on identical tokens.", "",
-  "| model | seeds | GPT pretrained | GPT-fitting | Retro-fitting | Retro-fitting vs GPT-fitting | paper's sign | ours |", "|---|---|---|---|---|---|---|---|");
+out.push(
+  "## Fig. 2 — perplexity: pretrained GPT, GPT-fitting, Retro-fitting",
+  "",
+  "Parallel Bibles (`experiments/parallel-bibles.ts`): KJV trained, the WEB translation in the database as a retrieval-only dataset, 5 % of the KJV chapters held out (their WEB paraphrase retrievable, their words never trained on). GPT pretrained 1,500 steps (batch 16 × 128 tokens), then 1,600 steps each way on identical tokens.",
+  "",
+  "| model | seeds | GPT pretrained | GPT-fitting | Retro-fitting | Retro-fitting vs GPT-fitting | paper's sign | ours |",
+  "|---|---|---|---|---|---|---|---|",
+);
 const measuredSizes: string[] = [];
 for (const s of SIZES) {
   const rows = loadRows(R(s.file));
-  const g = rowsOf(rows, "gpt-fitting"), r = rowsOf(rows, BM25), p = rowsOf(rows, PRETRAINED);
+  const g = rowsOf(rows, "gpt-fitting"),
+    r = rowsOf(rows, BM25),
+    p = rowsOf(rows, PRETRAINED);
   const gains = paired(rows, BM25, gainPct);
   if (g.length && r.length) measuredSizes.push(`d ${s.d}`);
   const sign = !gains.length ? "–" : stats(gains).mean > 0 ? "Retro-fitting lower ✓" : "not lower ✗";
-  out.push(`| d ${s.d}, ${s.layers} layers | ${seedsOf([...g, ...r])} | ${fmt(p.map((x) => x.ppl.own))} | ${fmt(g.map((x) => x.ppl.own))} | ${fmt(r.map((x) => x.ppl.own))} | ${pct(gains.map((x) => -x))} | Retro-fitting lower | ${sign} |`);
+  out.push(
+    `| d ${s.d}, ${s.layers} layers | ${seedsOf([...g, ...r])} | ${fmt(p.map((x) => x.ppl.own))} | ${fmt(g.map((x) => x.ppl.own))} | ${fmt(r.map((x) => x.ppl.own))} | ${pct(gains.map((x) => -x))} | Retro-fitting lower | ${sign} |`,
+  );
 }
 const bundled = loadRows(R("bundled-corpus.json"));
 {
-  const g = rowsOf(bundled, "gpt-fitting"), r = rowsOf(bundled, BM25), p = rowsOf(bundled, PRETRAINED);
+  const g = rowsOf(bundled, "gpt-fitting"),
+    r = rowsOf(bundled, BM25),
+    p = rowsOf(bundled, PRETRAINED);
   const gains = paired(bundled, BM25, gainPct);
-  out.push("", "The bundled corpus (`experiments/bundled-corpus.ts`; State of the Union, Moby-Dick, Brown, WordNet trained; the two Bibles, the Jargon File, FOLDOC and the Devil's Dictionary retrieval-only; nothing in the database paraphrases the held-out text by construction), d 128, 4 layers, the same schedule:", "",
-    "| corpus | seeds | GPT pretrained | GPT-fitting | Retro-fitting | Retro-fitting vs GPT-fitting | random neighbours | gate 0 |", "|---|---|---|---|---|---|---|---|",
-    `| bundled + retrieval-only corpora | ${seedsOf([...g, ...r])} | ${fmt(p.map((x) => x.ppl.own))} | ${fmt(g.map((x) => x.ppl.own))} | ${fmt(r.map((x) => x.ppl.own))} | ${pct(gains.map((x) => -x))} | ${fmt(r.map((x) => x.ppl.random!))} | ${fmt(r.map((x) => x.ppl.none!))} |`);
+  out.push(
+    "",
+    "The bundled corpus (`experiments/bundled-corpus.ts`; State of the Union, Moby-Dick, Brown, WordNet trained; the two Bibles, the Jargon File, FOLDOC and the Devil's Dictionary retrieval-only; nothing in the database paraphrases the held-out text by construction), d 128, 4 layers, the same schedule:",
+    "",
+    "| corpus | seeds | GPT pretrained | GPT-fitting | Retro-fitting | Retro-fitting vs GPT-fitting | random neighbours | gate 0 |",
+    "|---|---|---|---|---|---|---|---|",
+    `| bundled + retrieval-only corpora | ${seedsOf([...g, ...r])} | ${fmt(p.map((x) => x.ppl.own))} | ${fmt(g.map((x) => x.ppl.own))} | ${fmt(r.map((x) => x.ppl.own))} | ${pct(gains.map((x) => -x))} | ${fmt(r.map((x) => x.ppl.random!))} | ${fmt(r.map((x) => x.ppl.none!))} |`,
+  );
 }
 const missing = SIZES.filter((s) => !measuredSizes.includes(`d ${s.d}`));
-out.push("", `Sizes measured: ${measuredSizes.join(", ") || "none"}.${missing.length ? ` Not measured: ${missing.map((s) => `d ${s.d} (\`node --import tsx experiments/parallel-bibles.ts --d ${s.d} --seeds 3 --fit ${FIT} --only "gpt-fitting;${BM25}"\`${s.d > 128 ? ", several times the d 128 time" : ""})`).join(", ")}.` : ""} The paper has Retro-fitting below GPT-fitting at every size.`, "");
+out.push(
+  "",
+  `Sizes measured: ${measuredSizes.join(", ") || "none"}.${missing.length ? ` Not measured: ${missing.map((s) => `d ${s.d} (\`node --import tsx experiments/parallel-bibles.ts --d ${s.d} --seeds 3 --fit ${FIT} --only "gpt-fitting;${BM25}"\`${s.d > 128 ? ", several times the d 128 time" : ""})`).join(", ")}.` : ""} The paper has Retro-fitting below GPT-fitting at every size.`,
+  "",
+);
 
 // ------------------------------------------------------------------ Fig. 3
 {
   const rows = loadRows(R(MAIN.file));
-  const un = rowsOf(rows, BM25), fr = rowsOf(rows, FROZEN), g = rowsOf(rows, "gpt-fitting"), p = rowsOf(rows, PRETRAINED);
-  out.push("## Fig. 3 — Retro-fitting with the decoder frozen vs unfrozen", "",
-    "The same parallel-Bibles runs (d 128). Frozen: only the encoder and the chunked cross-attention train (RETRO's Retro-fitting); unfrozen: everything trains (InstructRetro's choice).", "",
-    "| run | seeds | held-out ppl | vs GPT-fitting | random neighbours |", "|---|---|---|---|---|",
+  const un = rowsOf(rows, BM25),
+    fr = rowsOf(rows, FROZEN),
+    g = rowsOf(rows, "gpt-fitting"),
+    p = rowsOf(rows, PRETRAINED);
+  out.push(
+    "## Fig. 3 — Retro-fitting with the decoder frozen vs unfrozen",
+    "",
+    "The same parallel-Bibles runs (d 128). Frozen: only the encoder and the chunked cross-attention train (RETRO's Retro-fitting); unfrozen: everything trains (InstructRetro's choice).",
+    "",
+    "| run | seeds | held-out ppl | vs GPT-fitting | random neighbours |",
+    "|---|---|---|---|---|",
     `| GPT pretrained (the frozen decoder) | ${seedsOf(p)} | ${fmt(p.map((x) => x.ppl.own))} | | |`,
     `| GPT-fitting | ${seedsOf(g)} | ${fmt(g.map((x) => x.ppl.own))} | | |`,
-    ...[[FROZEN, "Retro-fitting, decoder frozen"], [FROZEN_FIRST, "Retro-fitting, decoder frozen for the first 400 steps"], [BM25, "Retro-fitting, decoder unfrozen"]].map(([name, label]) => {
+    ...[
+      [FROZEN, "Retro-fitting, decoder frozen"],
+      [FROZEN_FIRST, "Retro-fitting, decoder frozen for the first 400 steps"],
+      [BM25, "Retro-fitting, decoder unfrozen"],
+    ].map(([name, label]) => {
       const rs = rowsOf(rows, name);
       const gains = paired(rows, name, gainPct);
       return `| ${label} | ${seedsOf(rs)} | ${fmt(rs.map((x) => x.ppl.own))} | ${gains.length ? pct(gains.map((x) => -x)) : "–"} | ${fmt(rs.map((x) => x.ppl.random!))} |`;
-    }));
-  const sign = fr.length && un.length ? (stats(un.map((x) => x.ppl.own)).mean < stats(fr.map((x) => x.ppl.own)).mean ? "unfrozen lower ✓" : "frozen lower ✗") : "not measured";
-  out.push("", `Paper's sign: unfrozen below frozen (InstructRetro Fig. 3). Ours: ${sign}.${fr.length && fr.length < 3 ? " The frozen run has fewer seeds than the unfrozen one." : ""}`, "");
+    }),
+  );
+  const sign =
+    fr.length && un.length
+      ? stats(un.map((x) => x.ppl.own)).mean < stats(fr.map((x) => x.ppl.own)).mean
+        ? "unfrozen lower ✓"
+        : "frozen lower ✗"
+      : "not measured";
+  out.push(
+    "",
+    `Paper's sign: unfrozen below frozen (InstructRetro Fig. 3). Ours: ${sign}.${fr.length && fr.length < 3 ? " The frozen run has fewer seeds than the unfrozen one." : ""}`,
+    "",
+  );
 }
 
 // ------------------------------------------------------------------ Table 1 and §5.4
 type QaRow = { ckpt: string; set: string; variant: string; exact_match: number; f1: number; rouge_gm?: number };
-type InstructRun = { fit: number; sft: number; topk: number; seed: number; qa: QaRow[]; ppl: { model: string; ppl: number }[] };
+type InstructRun = {
+  fit: number;
+  sft: number;
+  topk: number;
+  seed: number;
+  qa: QaRow[];
+  ppl: { model: string; ppl: number }[];
+};
 // one file per seed of experiments/instruct.sh: instruct.json (its default seed, 1234) and instruct-seed<N>.json
-const instructFiles = fs.existsSync("experiments/results") ? fs.readdirSync("experiments/results").filter((f) => /^instruct(-seed\d+)?\.json$/.test(f))
-  .sort((x, y) => (x === "instruct.json" ? -1 : y === "instruct.json" ? 1 : x.localeCompare(y, undefined, { numeric: true }))) : [];
+const instructFiles = fs.existsSync("experiments/results")
+  ? fs
+      .readdirSync("experiments/results")
+      .filter((f) => /^instruct(-seed\d+)?\.json$/.test(f))
+      .sort((x, y) =>
+        x === "instruct.json" ? -1 : y === "instruct.json" ? 1 : x.localeCompare(y, undefined, { numeric: true }),
+      )
+  : [];
 // instruct.json predates the seed field: its seed is the default
-const instructRuns: InstructRun[] = instructFiles.map((file) => ({ seed: 1234, ...(JSON.parse(fs.readFileSync(R(file), "utf8")) as Partial<InstructRun>) }) as InstructRun);
+const instructRuns: InstructRun[] = instructFiles.map(
+  (file) => ({ seed: 1234, ...(JSON.parse(fs.readFileSync(R(file), "utf8")) as Partial<InstructRun>) }) as InstructRun,
+);
 out.push("## Table 1 — zero-shot QA after instruction tuning", "");
 if (!instructRuns.length) out.push("Not measured: `bash experiments/instruct.sh`.", "");
 else {
   const first = instructRuns[0];
-  const cells = (ck: string, v: string, set: string) => instructRuns.flatMap((run) => run.qa.filter((q) => q.ckpt === ck && q.variant === v && q.set === set));
-  const f = (qs: QaRow[], rouge = false) => (!qs.length ? "–" : rouge ? meanSd(qs.map((q) => q.rouge_gm ?? 0), 1) : `${meanSd(qs.map((q) => q.exact_match), 1)} / ${meanSd(qs.map((q) => q.f1), 1)}`);
+  const cells = (ck: string, v: string, set: string) =>
+    instructRuns.flatMap((run) => run.qa.filter((q) => q.ckpt === ck && q.variant === v && q.set === set));
+  const f = (qs: QaRow[], rouge = false) =>
+    !qs.length
+      ? "–"
+      : rouge
+        ? meanSd(
+            qs.map((q) => q.rouge_gm ?? 0),
+            1,
+          )
+        : `${meanSd(
+            qs.map((q) => q.exact_match),
+            1,
+          )} / ${meanSd(
+            qs.map((q) => q.f1),
+            1,
+          )}`;
   const seeds = instructRuns.map((r) => r.seed).join(", ");
-  const pplOf = (model: string) => meanSd(instructRuns.flatMap((r) => r.ppl.filter((p) => p.model === model).map((p) => p.ppl)));
-  out.push(`\`experiments/instruct.sh\` (${instructRuns.length} seed${instructRuns.length > 1 ? "s" : ""}: ${seeds}; \`SEED=<n>\` runs another; mean ± sd where more than one): the demo's 400-step GPT (d 256, 4 layers, bundled corpus; one pretrained GPT shared by the seeds), GPT-fitting and Retro-fitting ${first.fit} steps each (dense LSA neighbours; held-out ppl ${[...new Set(first.ppl.map((p) => p.model))].map((m) => `${m} ${pplOf(m)}`).join(", ")}), instruction tuning ${first.sft} steps each on the bundled WordNet sets (labelled synthetic), top-${first.topk} BM25 passages in the prompt; the seed sets the fitting's and the tuning's initialisation and data order.`, "",
-    "| model | passages | synonym EM / F1 | word EM / F1 | define ROUGE gm |", "|---|---|---|---|---|",
-    ...[["InstructGPT", "rag", "top-k in the prompt"], ["InstructRetro", "rag", "top-k in the prompt (gate 0)"], ["InstructGPT", "none", "none"], ["InstructRetro", "none", "none"]].map(([ck, v, label]) =>
-      `| ${ck} | ${label} | ${f(cells(ck, v, "qa-synonym"))} | ${f(cells(ck, v, "qa-word"))} | ${f(cells(ck, v, "qa-define"), true)} |`),
-    "");
+  const pplOf = (model: string) =>
+    meanSd(instructRuns.flatMap((r) => r.ppl.filter((p) => p.model === model).map((p) => p.ppl)));
+  out.push(
+    `\`experiments/instruct.sh\` (${instructRuns.length} seed${instructRuns.length > 1 ? "s" : ""}: ${seeds}; \`SEED=<n>\` runs another; mean ± sd where more than one): the demo's 400-step GPT (d 256, 4 layers, bundled corpus; one pretrained GPT shared by the seeds), GPT-fitting and Retro-fitting ${first.fit} steps each (dense LSA neighbours; held-out ppl ${[...new Set(first.ppl.map((p) => p.model))].map((m) => `${m} ${pplOf(m)}`).join(", ")}), instruction tuning ${first.sft} steps each on the bundled WordNet sets (labelled synthetic), top-${first.topk} BM25 passages in the prompt; the seed sets the fitting's and the tuning's initialisation and data order.`,
+    "",
+    "| model | passages | synonym EM / F1 | word EM / F1 | define ROUGE gm |",
+    "|---|---|---|---|---|",
+    ...[
+      ["InstructGPT", "rag", "top-k in the prompt"],
+      ["InstructRetro", "rag", "top-k in the prompt (gate 0)"],
+      ["InstructGPT", "none", "none"],
+      ["InstructRetro", "none", "none"],
+    ].map(
+      ([ck, v, label]) =>
+        `| ${ck} | ${label} | ${f(cells(ck, v, "qa-synonym"))} | ${f(cells(ck, v, "qa-word"))} | ${f(cells(ck, v, "qa-define"), true)} |`,
+    ),
+    "",
+  );
   // the mean F1 of the short-answer sets, averaged over the seeds
-  const meanF1 = (ck: string, v: string) => stats(["qa-synonym", "qa-word"].flatMap((t) => cells(ck, v, t).map((q) => q.f1))).mean;
+  const meanF1 = (ck: string, v: string) =>
+    stats(["qa-synonym", "qa-word"].flatMap((t) => cells(ck, v, t).map((q) => q.f1))).mean;
   const maxEm = Math.max(...instructRuns.flatMap((r) => r.qa.map((q) => q.exact_match)));
-  const verdict = (x: number, y: number, other: string, unit: string) => `${x - y > 1 ? "above" : x - y < -1 ? "below" : "level with"} ${other} (${x.toFixed(1)} vs ${y.toFixed(1)} ${unit}, a difference of 1 or less counted level)`;
-  out.push(`Paper's sign: InstructRetro above InstructGPT-RAG on most QA sets. Ours: InstructRetro ${verdict(meanF1("InstructRetro", "rag"), meanF1("InstructGPT", "rag"), "InstructGPT-RAG", "mean F1 of the short-answer sets")}; the highest EM of any row${instructRuns.length > 1 ? " and seed" : ""} is ${maxEm.toFixed(1)}.${maxEm === 0 ? " At this size the models learn the answer format, not to copy an answer out of a passage, so the comparison has little to separate; it needs larger models, or neighbours that pay as they do on the parallel Bibles." : ""}`, "");
-  out.push("## §5.4 — InstructRetro with vs without its encoder", "",
-    "| InstructRetro | synonym EM / F1 | word EM / F1 | define ROUGE gm |", "|---|---|---|---|",
+  const verdict = (x: number, y: number, other: string, unit: string) =>
+    `${x - y > 1 ? "above" : x - y < -1 ? "below" : "level with"} ${other} (${x.toFixed(1)} vs ${y.toFixed(1)} ${unit}, a difference of 1 or less counted level)`;
+  out.push(
+    `Paper's sign: InstructRetro above InstructGPT-RAG on most QA sets. Ours: InstructRetro ${verdict(meanF1("InstructRetro", "rag"), meanF1("InstructGPT", "rag"), "InstructGPT-RAG", "mean F1 of the short-answer sets")}; the highest EM of any row${instructRuns.length > 1 ? " and seed" : ""} is ${maxEm.toFixed(1)}.${maxEm === 0 ? " At this size the models learn the answer format, not to copy an answer out of a passage, so the comparison has little to separate; it needs larger models, or neighbours that pay as they do on the parallel Bibles." : ""}`,
+    "",
+  );
+  out.push(
+    "## §5.4 — InstructRetro with vs without its encoder",
+    "",
+    "| InstructRetro | synonym EM / F1 | word EM / F1 | define ROUGE gm |",
+    "|---|---|---|---|",
     `| passages in the prompt only (gate 0, the paper's choice) | ${f(cells("InstructRetro", "rag", "qa-synonym"))} | ${f(cells("InstructRetro", "rag", "qa-word"))} | ${f(cells("InstructRetro", "rag", "qa-define"), true)} |`,
     `| passages in the prompt and through the encoder (gate 1) | ${f(cells("InstructRetro", "encoder", "qa-synonym"))} | ${f(cells("InstructRetro", "encoder", "qa-word"))} | ${f(cells("InstructRetro", "encoder", "qa-define"), true)} |`,
-    "");
-  const enc = meanF1("InstructRetro", "encoder"), dec = meanF1("InstructRetro", "rag");
-  out.push(`Paper's sign: the encoder adds little once the passages are in the prompt (InstructRetro §5.4: the decoder alone does as well). Ours: with the encoder ${verdict(enc, dec, "the decoder alone", "mean F1")}.${maxEm === 0 ? " At a scale where neither variant answers, this confirms little." : ""}`, "");
+    "",
+  );
+  const enc = meanF1("InstructRetro", "encoder"),
+    dec = meanF1("InstructRetro", "rag");
+  out.push(
+    `Paper's sign: the encoder adds little once the passages are in the prompt (InstructRetro §5.4: the decoder alone does as well). Ours: with the encoder ${verdict(enc, dec, "the decoder alone", "mean F1")}.${maxEm === 0 ? " At a scale where neither variant answers, this confirms little." : ""}`,
+    "",
+  );
 }
 
 // ------------------------------------------------------------------ leakage
-out.push("## Leakage — the gain per overlap bucket (RETRO §2.6)", "",
-  "Per held-out chunk, the longest token run it shares with its neighbours as a share of the chunk; the loss of the chunks up to each share (cumulative), GPT-fitting and Retro-fitting bucketed by the same (BM25) neighbours, so both rows cover the same chunks.", "");
+out.push(
+  "## Leakage — the gain per overlap bucket (RETRO §2.6)",
+  "",
+  "Per held-out chunk, the longest token run it shares with its neighbours as a share of the chunk; the loss of the chunks up to each share (cumulative), GPT-fitting and Retro-fitting bucketed by the same (BM25) neighbours, so both rows cover the same chunks.",
+  "",
+);
 type GptCtl = (g: Row) => ControlReport | undefined;
 /** per seed, the Retro-fitting gain (per cent) in overlap bucket b */
 const bucketGains = (rows: Row[], gptCtl: GptCtl, b: number) =>
@@ -154,12 +287,21 @@ const bucketGains = (rows: Row[], gptCtl: GptCtl, b: number) =>
     return c ? [100 * bucketGain(r, c, b)] : [];
   }).flat();
 const bucketTable = (label: string, rows: Row[], gptCtl: GptCtl) => {
-  const r = rowsOf(rows, BM25), g = rowsOf(rows, "gpt-fitting");
+  const r = rowsOf(rows, BM25),
+    g = rowsOf(rows, "gpt-fitting");
   if (!r.length || !g.length) return [`${label}: not measured.`, ""];
-  const lines = [`${label} (seeds ${seedsOf(r)}):`, "", "| overlap ≤ | share of chunks | GPT-fitting loss | Retro-fitting loss | Retro-fitting gain (perplexity of those chunks) |", "|---|---|---|---|---|"];
+  const lines = [
+    `${label} (seeds ${seedsOf(r)}):`,
+    "",
+    "| overlap ≤ | share of chunks | GPT-fitting loss | Retro-fitting loss | Retro-fitting gain (perplexity of those chunks) |",
+    "|---|---|---|---|---|",
+  ];
   for (let b = 0; b < 4; b++) {
-    const gl = g.map((x) => gptCtl(x)?.overlap[b].loss).filter((x): x is number => x !== undefined), rl = r.map((x) => x.overlap[b].loss);
-    lines.push(`| ${[12.5, 25, 50, 100][b]} % | ${(100 * r[0].overlap[b].chunks / r[0].overlap[3].chunks).toFixed(1)} % | ${fmt(gl, 3)} | ${fmt(rl, 3)} | ${fmt(bucketGains(rows, gptCtl, b), digits(bucketGains(rows, gptCtl, b)), " %")} |`);
+    const gl = g.map((x) => gptCtl(x)?.overlap[b].loss).filter((x): x is number => x !== undefined),
+      rl = r.map((x) => x.overlap[b].loss);
+    lines.push(
+      `| ${[12.5, 25, 50, 100][b]} % | ${((100 * r[0].overlap[b].chunks) / r[0].overlap[3].chunks).toFixed(1)} % | ${fmt(gl, 3)} | ${fmt(rl, 3)} | ${fmt(bucketGains(rows, gptCtl, b), digits(bucketGains(rows, gptCtl, b)), " %")} |`,
+    );
   }
   return [...lines, ""];
 };
@@ -168,33 +310,97 @@ out.push(...bucketTable("Parallel Bibles, d 128", loadRows(R(MAIN.file)), bibles
 const low = bucketGains(loadRows(R(MAIN.file)), biblesCtl, 0);
 const lowGain = low.length ? stats(low).mean / 100 : NaN;
 out.push(...bucketTable("Bundled corpus", bundled, (g) => g));
-out.push("Paper's sign: most of Retro's gain sits in chunks that overlap their neighbours, and it shrinks in the low-overlap buckets but does not vanish (RETRO Fig. 6). " + (Number.isNaN(lowGain) ? "" : `Ours (parallel Bibles): the gain grows with the allowed overlap, and in the lowest bucket (≤ 12.5 %) it ${lowGain < 0 ? `reverses (${(100 * lowGain).toFixed(1)} %): chunks whose neighbours hold nothing of them are predicted worse than by GPT-fitting — a model this small leans on its neighbours and is misled when they are unrelated` : `persists (${(100 * lowGain).toFixed(1)} %), as in the paper`}.`), "",
-  "## The knowledge corpus (Fig. 2, Table 1, §5.4 on facts only in the database)", "",
-  "`experiments/knowledge.sh` (one `retro demo` per seed, the demo's sizes; summaries in `experiments/results/knowledge-seed*.json`): fictional people, group B only in the database, its other biography held out; questions about B in forms held out of tuning, passages by BM25.", "");
+out.push(
+  "Paper's sign: most of Retro's gain sits in chunks that overlap their neighbours, and it shrinks in the low-overlap buckets but does not vanish (RETRO Fig. 6). " +
+    (Number.isNaN(lowGain)
+      ? ""
+      : `Ours (parallel Bibles): the gain grows with the allowed overlap, and in the lowest bucket (≤ 12.5 %) it ${lowGain < 0 ? `reverses (${(100 * lowGain).toFixed(1)} %): chunks whose neighbours hold nothing of them are predicted worse than by GPT-fitting — a model this small leans on its neighbours and is misled when they are unrelated` : `persists (${(100 * lowGain).toFixed(1)} %), as in the paper`}.`),
+  "",
+  "## The knowledge corpus (Fig. 2, Table 1, §5.4 on facts only in the database)",
+  "",
+  "`experiments/knowledge.sh` (one `retro demo` per seed, the demo's sizes; summaries in `experiments/results/knowledge-seed*.json`): fictional people, group B only in the database, its other biography held out; questions about B in forms held out of tuning, passages by BM25.",
+  "",
+);
 {
-  const files = fs.existsSync("experiments/results") ? fs.readdirSync("experiments/results").filter((f) => /^knowledge-seed\d+\.json$/.test(f)).sort() : [];
-  type K = { seed: number; ppl: Record<string, number>; factLoss: Record<string, number>; qa: { model: string; variant: string; set: string; exact_match: number; f1: number }[]; update: { before: { model: string; variant: string; exact_match: number }[]; after: { model: string; variant: string; exact_match: number }[] } };
+  const files = fs.existsSync("experiments/results")
+    ? fs
+        .readdirSync("experiments/results")
+        .filter((f) => /^knowledge-seed\d+\.json$/.test(f))
+        .sort()
+    : [];
+  type K = {
+    seed: number;
+    ppl: Record<string, number>;
+    factLoss: Record<string, number>;
+    qa: { model: string; variant: string; set: string; exact_match: number; f1: number }[];
+    update: {
+      before: { model: string; variant: string; exact_match: number }[];
+      after: { model: string; variant: string; exact_match: number }[];
+    };
+  };
   const ks = files.map((f) => JSON.parse(fs.readFileSync(R(f), "utf8")) as K);
   if (!ks.length) out.push("Not measured: `bash experiments/knowledge.sh` (~15 min per seed).", "");
   else {
     const seeds = ks.map((k) => k.seed).join(", ");
     const ch = (f: (k: K) => number) => ks.map(f);
-    const gain = ch((k) => 100 * (k.ppl["Retro-fitting"] / k.ppl["GPT-fitting"] - 1)), fgain = ch((k) => 100 * (k.factLoss["Retro-fitting"] / k.factLoss["GPT-fitting"] - 1));
-    out.push(`Seeds ${seeds}.`, "", "| comparison | GPT-fitting | Retro-fitting | change | paper's sign | ours |", "|---|---|---|---|---|---|",
+    const gain = ch((k) => 100 * (k.ppl["Retro-fitting"] / k.ppl["GPT-fitting"] - 1)),
+      fgain = ch((k) => 100 * (k.factLoss["Retro-fitting"] / k.factLoss["GPT-fitting"] - 1));
+    out.push(
+      `Seeds ${seeds}.`,
+      "",
+      "| comparison | GPT-fitting | Retro-fitting | change | paper's sign | ours |",
+      "|---|---|---|---|---|---|",
       `| Fig. 2: held-out perplexity (B's biographies) | ${fmt(ch((k) => k.ppl["GPT-fitting"]))} | ${fmt(ch((k) => k.ppl["Retro-fitting"]))} | ${pct(gain)} | lower | ${stats(gain).mean < 0 ? "lower ✓" : "not lower ✗"} |`,
-      `| loss on fact tokens (nats) | ${fmt(ch((k) => k.factLoss["GPT-fitting"]), 3)} | ${fmt(ch((k) => k.factLoss["Retro-fitting"]), 3)} | ${pct(fgain)} | lower | ${stats(fgain).mean < 0 ? "lower ✓" : "not lower ✗"} |`, "");
-    const em = (model: string, variant: string, set = "people B") => ch((k) => k.qa.find((r) => r.model === model && r.variant === variant && r.set === set)?.exact_match ?? NaN).filter((x) => !Number.isNaN(x));
-    const gptRag = em("InstructGPT", "rag"), retroRag = em("InstructRetro", "rag"), retroEnc = em("InstructRetro", "encoder");
-    const sign = (x: number[], y: number[]) => (!x.length || !y.length ? "–" : stats(x).mean > stats(y).mean ? "higher" : stats(x).mean < stats(y).mean ? "lower" : "level");
-    out.push("| QA on B (EM) | value | vs | paper's sign | ours |", "|---|---|---|---|---|",
+      `| loss on fact tokens (nats) | ${fmt(
+        ch((k) => k.factLoss["GPT-fitting"]),
+        3,
+      )} | ${fmt(
+        ch((k) => k.factLoss["Retro-fitting"]),
+        3,
+      )} | ${pct(fgain)} | lower | ${stats(fgain).mean < 0 ? "lower ✓" : "not lower ✗"} |`,
+      "",
+    );
+    const em = (model: string, variant: string, set = "people B") =>
+      ch(
+        (k) => k.qa.find((r) => r.model === model && r.variant === variant && r.set === set)?.exact_match ?? NaN,
+      ).filter((x) => !Number.isNaN(x));
+    const gptRag = em("InstructGPT", "rag"),
+      retroRag = em("InstructRetro", "rag"),
+      retroEnc = em("InstructRetro", "encoder");
+    const sign = (x: number[], y: number[]) =>
+      !x.length || !y.length
+        ? "–"
+        : stats(x).mean > stats(y).mean
+          ? "higher"
+          : stats(x).mean < stats(y).mean
+            ? "lower"
+            : "level";
+    out.push(
+      "| QA on B (EM) | value | vs | paper's sign | ours |",
+      "|---|---|---|---|---|",
       `| Table 1: InstructRetro, passages in the prompt | ${fmt(retroRag, 1)} | InstructGPT ${fmt(gptRag, 1)} | higher | ${sign(retroRag, gptRag)} |`,
       `| §5.4: InstructRetro with its encoder (gate 1) | ${fmt(retroEnc, 1)} | without ${fmt(retroRag, 1)} | level (the encoder adds little) | ${sign(retroEnc, retroRag)} |`,
       `| closed book, InstructRetro | ${fmt(em("InstructRetro", "none"), 1)} | with passages ${fmt(retroRag, 1)} | lower | ${sign(em("InstructRetro", "none"), retroRag)} |`,
-      `| knowledge update (C), InstructRetro with passages | after \`db add\` ${fmt(ch((k) => k.update.after.find((r) => r.model === "InstructRetro" && r.variant === "rag")!.exact_match), 1)} | before ${fmt(ch((k) => k.update.before.find((r) => r.model === "InstructRetro" && r.variant === "rag")!.exact_match), 1)} | higher | ${sign(ch((k) => k.update.after.find((r) => r.model === "InstructRetro" && r.variant === "rag")!.exact_match), ch((k) => k.update.before.find((r) => r.model === "InstructRetro" && r.variant === "rag")!.exact_match))} |`, "");
+      `| knowledge update (C), InstructRetro with passages | after \`db add\` ${fmt(
+        ch((k) => k.update.after.find((r) => r.model === "InstructRetro" && r.variant === "rag")!.exact_match),
+        1,
+      )} | before ${fmt(
+        ch((k) => k.update.before.find((r) => r.model === "InstructRetro" && r.variant === "rag")!.exact_match),
+        1,
+      )} | higher | ${sign(
+        ch((k) => k.update.after.find((r) => r.model === "InstructRetro" && r.variant === "rag")!.exact_match),
+        ch((k) => k.update.before.find((r) => r.model === "InstructRetro" && r.variant === "rag")!.exact_match),
+      )} |`,
+      "",
+    );
   }
 }
-out.push("## Time", "",
-  `Fitting runs (both ways, with their evaluations): parallel Bibles d 128 ${minutes(loadRows(R(MAIN.file)).filter((r) => r.fitSteps === FIT))} min in all; bundled corpus ${minutes(bundled.filter((r) => r.fitSteps === FIT))} min (each seed's GPT pretraining not included). Sources: ${[...SIZES.map((x) => x.file).filter((f) => fs.existsSync(R(f))), "bundled-corpus.json", ...instructFiles].map((f) => `[${f}](${rel(R(f))})`).join(", ")}.`, "");
+out.push(
+  "## Time",
+  "",
+  `Fitting runs (both ways, with their evaluations): parallel Bibles d 128 ${minutes(loadRows(R(MAIN.file)).filter((r) => r.fitSteps === FIT))} min in all; bundled corpus ${minutes(bundled.filter((r) => r.fitSteps === FIT))} min (each seed's GPT pretraining not included). Sources: ${[...SIZES.map((x) => x.file).filter((f) => fs.existsSync(R(f))), "bundled-corpus.json", ...instructFiles].map((f) => `[${f}](${rel(R(f))})`).join(", ")}.`,
+  "",
+);
 
 fs.mkdirSync(path.dirname(a.out!), { recursive: true });
 fs.writeFileSync(`${a.out}.tmp`, out.join("\n"));

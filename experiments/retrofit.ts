@@ -45,7 +45,9 @@ async function stage(name: string, input: Record<string, unknown>): Promise<stri
   const t0 = Date.now();
   const r = await train(dir, input, { resume });
   if (r.interrupted) process.exit(130);
-  console.log(`${name}: ${((Date.now() - t0) / 60000).toFixed(1)} min, last loss ${r.lastLoss.toFixed(3)}, held-out ppl (${common.evalBatches} batches) ${r.lastEval?.ppl.toFixed(2)}`);
+  console.log(
+    `${name}: ${((Date.now() - t0) / 60000).toFixed(1)} min, last loss ${r.lastLoss.toFixed(3)}, held-out ppl (${common.evalBatches} batches) ${r.lastEval?.ppl.toFixed(2)}`,
+  );
   return dir;
 }
 
@@ -58,20 +60,48 @@ if (!fs.existsSync(path.join(dbDir, "manifest.json"))) {
   await buildDatabase(dbDir, {});
 }
 fs.mkdirSync(out, { recursive: true });
-const pre = await stage("gpt-pretrain", { ...common, model: GPT, steps: preSteps, lr: 1e-3, minLr: 1e-4, warmup: 100, evalEvery: 250, saveEvery: 250, seed: 1 });
+const pre = await stage("gpt-pretrain", {
+  ...common,
+  model: GPT,
+  steps: preSteps,
+  lr: 1e-3,
+  minLr: 1e-4,
+  warmup: 100,
+  evalEvery: 250,
+  saveEvery: 250,
+  seed: 1,
+});
 // both continuations: the same seed, hence the same tokens in the same order, and the same schedule
-const fit = { ...common, init: pre, steps: fitSteps, lr: fitLr, minLr: fitLr / 10, warmup: 50, evalEvery: 100, saveEvery: 100, seed: 2 };
+const fit = {
+  ...common,
+  init: pre,
+  steps: fitSteps,
+  lr: fitLr,
+  minLr: fitLr / 10,
+  warmup: 50,
+  evalEvery: 100,
+  saveEvery: 100,
+  seed: 2,
+};
 const runs: Record<string, string> = { "gpt-pretrain": pre };
 runs["gpt-fitting"] = await stage("gpt-fitting", fit);
 runs["retro-fitting"] = await stage("retro-fitting", { ...fit, model: RETRO });
-if (withFrozen) runs["retro-fitting-frozen"] = await stage("retro-fitting-frozen", { ...fit, model: RETRO, freezeDecoder: true });
+if (withFrozen)
+  runs["retro-fitting-frozen"] = await stage("retro-fitting-frozen", { ...fit, model: RETRO, freezeDecoder: true });
 
 const db = new Database(dbDir);
 const results: Record<string, unknown>[] = [];
 for (const [name, dir] of Object.entries(runs)) {
   const cfg = readCheckpointConfig(resolveCheckpointDir(dir));
   const e = fullEval(dir, db);
-  const row: Record<string, unknown> = { run: name, model: cfg.model, steps: readJson<{ step: number }>(path.join(dir, "latest.json"), "latest").step, loss: e.loss, ppl: e.ppl, tokens: e.tokens };
+  const row: Record<string, unknown> = {
+    run: name,
+    model: cfg.model,
+    steps: readJson<{ step: number }>(path.join(dir, "latest.json"), "latest").step,
+    loss: e.loss,
+    ppl: e.ppl,
+    tokens: e.tokens,
+  };
   if (cfg.model === "retro") {
     const g0 = fullEval(dir, db, 0);
     row.ppl_gate0 = g0.ppl;
@@ -79,10 +109,26 @@ for (const [name, dir] of Object.entries(runs)) {
   results.push(row);
 }
 db.close();
-writeJsonAtomic(path.join(out, "results.json"), { db: dbDir, pretrainSteps: preSteps, fitSteps, fitLr, gpt: GPT, retro: RETRO, results });
+writeJsonAtomic(path.join(out, "results.json"), {
+  db: dbDir,
+  pretrainSteps: preSteps,
+  fitSteps,
+  fitLr,
+  gpt: GPT,
+  retro: RETRO,
+  results,
+});
 console.log("\nheld-out perplexity (every held-out token):");
 for (const r of results) {
-  console.log(`  ${String(r.run).padEnd(22)} ${String(r.model).padEnd(6)} steps ${String(r.steps).padStart(5)}  loss ${(r.loss as number).toFixed(4)}  ppl ${(r.ppl as number).toFixed(2)}${r.ppl_gate0 ? `  (gate 0: ${(r.ppl_gate0 as number).toFixed(2)})` : ""}  tokens ${r.tokens}`);
+  console.log(
+    `  ${String(r.run).padEnd(22)} ${String(r.model).padEnd(6)} steps ${String(r.steps).padStart(5)}  loss ${(r.loss as number).toFixed(4)}  ppl ${(r.ppl as number).toFixed(2)}${r.ppl_gate0 ? `  (gate 0: ${(r.ppl_gate0 as number).toFixed(2)})` : ""}  tokens ${r.tokens}`,
+  );
 }
-const files = await plotRuns(Object.entries(runs).filter(([n]) => n !== "gpt-pretrain").map(([name, dir]) => ({ name, dir })), path.join(out, "curves.svg"), { title: "GPT-fitting vs Retro-fitting (bundled corpus)" });
+const files = await plotRuns(
+  Object.entries(runs)
+    .filter(([n]) => n !== "gpt-pretrain")
+    .map(([name, dir]) => ({ name, dir })),
+  path.join(out, "curves.svg"),
+  { title: "GPT-fitting vs Retro-fitting (bundled corpus)" },
+);
 console.log(files.join("\n"));

@@ -1,6 +1,6 @@
 /**
- * docs/configuration.md from the settings tables (src/util/settings.ts): `node --import tsx scripts/configuration-docs.ts`
- * writes it; `--check` exits 1 when the file is not what the tables give (CI and test/settings.test.ts run it).
+ * docs/configuration.md from the settings tables (src/util/settings.ts) and docs/errors.md from the error table: `node --import tsx scripts/configuration-docs.ts`
+ * writes it; `--check` exits 1 when the file is not what the tables give (CI and test/unit/settings.test.ts run it).
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -10,8 +10,35 @@ import { TRAIN_SETTINGS } from "../src/train/settings.ts";
 import { DEFAULT_SFT_TRAIN } from "../src/sft/config.ts";
 import { SAMPLING_SETTINGS } from "../src/generate/sampling.ts";
 import { settingsMarkdown } from "../src/util/settings.ts";
+import { ERROR_KINDS } from "../src/util/errors.ts";
 
-export const CONFIG_DOC = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "docs", "configuration.md");
+const DOCS = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "docs");
+export const CONFIG_DOC = path.join(DOCS, "configuration.md");
+export const ERRORS_DOC = path.join(DOCS, "errors.md");
+
+export function errorsMarkdown(): string {
+  const rows = Object.entries(ERROR_KINDS).map(
+    ([k, v]) => `| \`${k}\` | ${v.exit} | ${v.http} | ${v.type} | ${v.meaning} |`,
+  );
+  return [
+    "# Errors and exit codes",
+    "",
+    "Generated from `ERROR_KINDS` (src/util/errors.ts) by `node --import tsx scripts/configuration-docs.ts`. Every failure",
+    "caused by input is a `RetroError` of one kind: the CLI prints one line (no stack trace) and exits with the kind's code;",
+    "`retro serve` answers with its HTTP status and OpenAI error type (a `busy` answer carries `Retry-After`).",
+    "",
+    "| kind | exit | HTTP | error type | meaning |",
+    "|---|---|---|---|---|",
+    ...rows,
+    "",
+    "Every number a user gives — flag, config key or request field — is read by one strict parser (`src/util/numbers.ts`)",
+    "against the range its settings table declares (docs/configuration.md): `12abc`, `1e30` and `NaN` are refused, and the",
+    "message names the flag or key and its range. `test/e2e/malformed.test.ts` is the table of bad inputs (command lines, each",
+    "with its exit code and message) and a fuzz pass over damaged artefacts, every reading command ending with a",
+    "documented exit code, never a signal or a trace.",
+    "",
+  ].join("\n");
+}
 
 export function configurationMarkdown(): string {
   return [
@@ -47,12 +74,16 @@ export function configurationMarkdown(): string {
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
-  const want = configurationMarkdown();
-  if (process.argv.includes("--check")) {
-    const have = fs.existsSync(CONFIG_DOC) ? fs.readFileSync(CONFIG_DOC, "utf8") : "";
-    if (have !== want) {
-      console.error(`${CONFIG_DOC} is stale: run node --import tsx scripts/configuration-docs.ts`);
-      process.exit(1);
-    }
-  } else fs.writeFileSync(CONFIG_DOC, want);
+  for (const [file, want] of [
+    [CONFIG_DOC, configurationMarkdown()],
+    [ERRORS_DOC, errorsMarkdown()],
+  ]) {
+    if (process.argv.includes("--check")) {
+      const have = fs.existsSync(file) ? fs.readFileSync(file, "utf8") : "";
+      if (have !== want) {
+        console.error(`${file} is stale: run node --import tsx scripts/configuration-docs.ts`);
+        process.exitCode = 1;
+      }
+    } else fs.writeFileSync(file, want);
+  }
 }

@@ -46,7 +46,10 @@ export interface CliResult {
 }
 
 export function cli(args: string[]): CliResult {
-  const r = spawnSync(process.execPath, [path.join(ROOT, "bin", "retro.js"), ...args], { encoding: "utf8", env: { ...process.env, RETRO_QUIET: "1" } });
+  const r = spawnSync(process.execPath, [path.join(ROOT, "bin", "retro.js"), ...args], {
+    encoding: "utf8",
+    env: { ...process.env, RETRO_QUIET: "1" },
+  });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -58,7 +61,8 @@ export function treeHashes(dir: string): Record<string, string> {
     for (const e of fs.readdirSync(d, { withFileTypes: true })) {
       const p = path.join(d, e.name);
       if (e.isDirectory()) walk(p);
-      else if (!e.name.endsWith(".tmp")) out[path.relative(dir, p)] = createHash("sha256").update(fs.readFileSync(p)).digest("hex");
+      else if (!e.name.endsWith(".tmp"))
+        out[path.relative(dir, p)] = createHash("sha256").update(fs.readFileSync(p)).digest("hex");
     }
   };
   walk(dir);

@@ -38,7 +38,14 @@ export interface FittingSetup {
 
 /** a row per (variant, seed, fitSteps); the pretrained GPT each fit starts from is the row PRETRAINED with fitSteps 0 */
 export const PRETRAINED = "gpt pretrained";
-export type Row = { name: string; seed: number; fitSteps: number; seconds: number; controls?: Record<string, ControlReport>; bm25Controls?: ControlReport } & ControlReport;
+export type Row = {
+  name: string;
+  seed: number;
+  fitSteps: number;
+  seconds: number;
+  controls?: Record<string, ControlReport>;
+  bm25Controls?: ControlReport;
+} & ControlReport;
 
 export const stats = (xs: number[]) => {
   const mean = xs.reduce((s, x) => s + x, 0) / xs.length;
@@ -60,9 +67,11 @@ export const pairedWithGpt = <T>(rows: Row[], gpt: Row[], f: (r: Row, g: Row) =>
   });
 
 /** Retro-fitting's gain in the perplexity of the chunks of overlap bucket b over GPT-fitting's, both bucketed by the same neighbours (a share; negative: worse) */
-export const bucketGain = (r: ControlReport, g: ControlReport, b: number) => 1 - Math.exp(r.overlap[b].loss - g.overlap[b].loss);
+export const bucketGain = (r: ControlReport, g: ControlReport, b: number) =>
+  1 - Math.exp(r.overlap[b].loss - g.overlap[b].loss);
 
-const runDir = (s: FittingSetup, name: string, seed: number) => path.join(s.work, `${name.replace(/[^a-z0-9]+/gi, "-")}-seed${seed}-${s.fitSteps}`);
+const runDir = (s: FittingSetup, name: string, seed: number) =>
+  path.join(s.work, `${name.replace(/[^a-z0-9]+/gi, "-")}-seed${seed}-${s.fitSteps}`);
 
 export function loadRows(out: string): Row[] {
   return fs.existsSync(out) ? (JSON.parse(fs.readFileSync(out, "utf8")).results ?? []) : [];
@@ -91,7 +100,14 @@ function summary(s: FittingSetup, results: Row[]) {
 function write(s: FittingSetup, results: Row[]) {
   fs.mkdirSync(path.dirname(s.out), { recursive: true });
   const tmp = `${s.out}.tmp`;
-  const setup = { ...s.describe, size: s.size, common: s.common, variants: s.variants, preSteps: s.preSteps, fitSteps: s.fitSteps };
+  const setup = {
+    ...s.describe,
+    size: s.size,
+    common: s.common,
+    variants: s.variants,
+    preSteps: s.preSteps,
+    fitSteps: s.fitSteps,
+  };
   fs.writeFileSync(tmp, JSON.stringify({ setup, summary: summary(s, results), results }, null, 1));
   fs.renameSync(tmp, s.out);
 }
@@ -139,7 +155,9 @@ export async function runFitting(s: FittingSetup): Promise<Row[]> {
         }
       }
       results.push(rec);
-      console.log(`seed ${seed} ${name}: ppl own ${c.ppl.own.toFixed(2)}${c.ppl.random ? `, random ${c.ppl.random.toFixed(2)}, another ${c.ppl.another!.toFixed(2)}, none ${c.ppl.none!.toFixed(2)}` : ""} (${rec.seconds.toFixed(0)} s)`);
+      console.log(
+        `seed ${seed} ${name}: ppl own ${c.ppl.own.toFixed(2)}${c.ppl.random ? `, random ${c.ppl.random.toFixed(2)}, another ${c.ppl.another!.toFixed(2)}, none ${c.ppl.none!.toFixed(2)}` : ""} (${rec.seconds.toFixed(0)} s)`,
+      );
       write(s, results);
     }
   }
@@ -152,34 +170,90 @@ const fmt = (xs: number[], d = 2) => meanSd(xs, d);
 /** The markdown tables of the measured rows (mean ± sd over the seeds present), as the README quotes them. */
 export function report(s: Pick<FittingSetup, "variants" | "fitSteps">, results: Row[]): string {
   const lines: string[] = [];
-  lines.push("| run | seeds | held-out ppl | random neighbours | another sample's | none (gate 0) | vs GPT-fitting | loss, chunks overlapping ≤ 12.5 % / > 50 % |");
+  lines.push(
+    "| run | seeds | held-out ppl | random neighbours | another sample's | none (gate 0) | vs GPT-fitting | loss, chunks overlapping ≤ 12.5 % / > 50 % |",
+  );
   lines.push("|---|---|---|---|---|---|---|---|");
   const gpt = results.filter((r) => r.name === "gpt-fitting" && r.fitSteps === s.fitSteps);
   const pre = results.filter((r) => r.name === PRETRAINED);
-  if (pre.length) lines.push(`| GPT pretrained (where both fits start) | ${pre.map((r) => r.seed).join(",")} | ${fmt(pre.map((r) => r.ppl.own))} | – | – | – | – | ${fmt(pre.map((r) => r.overlap[0].loss), 3)} / – |`);
+  if (pre.length)
+    lines.push(
+      `| GPT pretrained (where both fits start) | ${pre.map((r) => r.seed).join(",")} | ${fmt(pre.map((r) => r.ppl.own))} | – | – | – | – | ${fmt(
+        pre.map((r) => r.overlap[0].loss),
+        3,
+      )} / – |`,
+    );
   const hi = (r: Row) => {
-    const all = r.overlap[3], half = r.overlap[2];
-    return all.tokens > half.tokens ? (all.loss * all.tokens - half.loss * half.tokens) / (all.tokens - half.tokens) : NaN;
+    const all = r.overlap[3],
+      half = r.overlap[2];
+    return all.tokens > half.tokens
+      ? (all.loss * all.tokens - half.loss * half.tokens) / (all.tokens - half.tokens)
+      : NaN;
   };
   for (const name of Object.keys(s.variants)) {
     const rows = results.filter((r) => r.name === name && r.fitSteps === s.fitSteps);
     if (!rows.length) continue;
     const retro = rows[0].model === "retro";
-    lines.push(`| ${name} | ${rows.map((r) => r.seed).join(",")} | ${fmt(rows.map((r) => r.ppl.own))} | ${retro ? fmt(rows.map((r) => r.ppl.random!)) : "–"} | ${retro ? fmt(rows.map((r) => r.ppl.another!)) : "–"} | ${retro ? fmt(rows.map((r) => r.ppl.none!)) : "–"} | ${retro ? `${fmt(pairedWithGpt(rows, gpt, (r, g) => 100 * (1 - r.ppl.own / g.ppl.own)), 1)} %` : "–"} | ${fmt(rows.map((r) => r.overlap[0].loss), 3)} / ${fmt(rows.map(hi), 3)} |`);
+    lines.push(
+      `| ${name} | ${rows.map((r) => r.seed).join(",")} | ${fmt(rows.map((r) => r.ppl.own))} | ${retro ? fmt(rows.map((r) => r.ppl.random!)) : "–"} | ${retro ? fmt(rows.map((r) => r.ppl.another!)) : "–"} | ${retro ? fmt(rows.map((r) => r.ppl.none!)) : "–"} | ${
+        retro
+          ? `${fmt(
+              pairedWithGpt(rows, gpt, (r, g) => 100 * (1 - r.ppl.own / g.ppl.own)),
+              1,
+            )} %`
+          : "–"
+      } | ${fmt(
+        rows.map((r) => r.overlap[0].loss),
+        3,
+      )} / ${fmt(rows.map(hi), 3)} |`,
+    );
   }
   // the overlap buckets (cumulative, RETRO §2.6): loss and share of the held-out chunks, per run
-  lines.push("", "| run | " + ["≤ 12.5 %", "≤ 25 %", "≤ 50 %", "≤ 100 %"].map((b) => `loss, overlap ${b} (chunks)`).join(" | ") + " |", "|---|---|---|---|---|");
+  lines.push(
+    "",
+    "| run | " +
+      ["≤ 12.5 %", "≤ 25 %", "≤ 50 %", "≤ 100 %"].map((b) => `loss, overlap ${b} (chunks)`).join(" | ") +
+      " |",
+    "|---|---|---|---|---|",
+  );
   for (const name of Object.keys(s.variants)) {
     const rows = results.filter((r) => r.name === name && r.fitSteps === s.fitSteps);
     if (!rows.length) continue;
-    const cells = [0, 1, 2, 3].map((b) => `${fmt(rows.map((r) => r.overlap[b].loss), 3)} (${(100 * rows[0].overlap[b].chunks / rows[0].overlap[3].chunks).toFixed(1)} %)`);
+    const cells = [0, 1, 2, 3].map(
+      (b) =>
+        `${fmt(
+          rows.map((r) => r.overlap[b].loss),
+          3,
+        )} (${((100 * rows[0].overlap[b].chunks) / rows[0].overlap[3].chunks).toFixed(1)} %)`,
+    );
     lines.push(`| ${name} | ${cells.join(" | ")} |`);
   }
   const ic = gpt.filter((r) => r.inContext);
-  if (ic.length) lines.push("", `in-context baseline (GPT-fitting, its database's neighbours before the context): ${fmt(ic.map((r) => r.inContext!.with), 4)} with vs ${fmt(ic.map((r) => r.inContext!.without), 4)} without`);
+  if (ic.length)
+    lines.push(
+      "",
+      `in-context baseline (GPT-fitting, its database's neighbours before the context): ${fmt(
+        ic.map((r) => r.inContext!.with),
+        4,
+      )} with vs ${fmt(
+        ic.map((r) => r.inContext!.without),
+        4,
+      )} without`,
+    );
   for (const label of new Set(gpt.flatMap((r) => Object.keys(r.controls ?? (r.bm25Controls ? { bm25: 0 } : {}))))) {
-    const xs = gpt.map((r) => r.controls?.[label] ?? (label === "bm25" ? r.bm25Controls : undefined)).filter((c): c is ControlReport => !!c?.inContext);
-    if (xs.length) lines.push(`in-context baseline (${label} neighbours): ${fmt(xs.map((c) => c.inContext!.with), 4)} with vs ${fmt(xs.map((c) => c.inContext!.without), 4)} without`);
+    const xs = gpt
+      .map((r) => r.controls?.[label] ?? (label === "bm25" ? r.bm25Controls : undefined))
+      .filter((c): c is ControlReport => !!c?.inContext);
+    if (xs.length)
+      lines.push(
+        `in-context baseline (${label} neighbours): ${fmt(
+          xs.map((c) => c.inContext!.with),
+          4,
+        )} with vs ${fmt(
+          xs.map((c) => c.inContext!.without),
+          4,
+        )} without`,
+      );
   }
   return lines.join("\n");
 }

@@ -9,8 +9,14 @@ export { checkInt, checkNum, SEED_RANGE, type Range };
 /** commander parsers: `int` / `num` accept any value of their kind; `intFlag` / `numFlag` name the flag and its range */
 export const int = (v: string): number => checkInt(v, "value");
 export const num = (v: string): number => checkNum(v, "value");
-export const intFlag = (flag: string, r: Range = {}) => (v: string): number => checkInt(v, flag, r);
-export const numFlag = (flag: string, r: Range = {}) => (v: string): number => checkNum(v, flag, r);
+export const intFlag =
+  (flag: string, r: Range = {}) =>
+  (v: string): number =>
+    checkInt(v, flag, r);
+export const numFlag =
+  (flag: string, r: Range = {}) =>
+  (v: string): number =>
+    checkNum(v, flag, r);
 
 /** a repeatable option's values */
 export function collect(v: string, prev: string[]): string[] {

@@ -13,26 +13,55 @@ import { DEFAULT_PEOPLE, writePeopleCorpus } from "../data/people.ts";
 import { collect, intFlag, numFlag, SEED_RANGE } from "./args.ts";
 
 export function registerCorpus(program: Command): void {
-  const corpus = program.command("corpus").description("larger offline corpora (Debian packages) usable as datasets, and the synthetic knowledge corpus");
-  corpus.command("list").description("the installable corpora, their licences and whether they are installed").action(() => {
-    for (const c of CORPORA) {
-      process.stdout.write(`${c.name.padEnd(8)} ${(isInstalled(c) ? "installed" : "-").padEnd(10)} ${c.debian.padEnd(15)} ${c.licence.padEnd(14)} ${c.description}\n`);
-    }
-    process.stdout.write(`\nuse one in a database: retro db build --corpus kjv --corpus web:0 ...  (NAME[:WEIGHT]; weight 0 = retrieval-only)\n`);
-  });
-  corpus.command("install").description("install corpora with apt-get (as root)").argument("<names...>").action((names: string[]) => {
-    installCorpora(names);
-  });
-  corpus.command("people")
-    .description("write the labelled synthetic knowledge corpus (fictional people: A for pretraining, B for the database only, C for a knowledge update) as JSONL files with a README")
+  const corpus = program
+    .command("corpus")
+    .description("larger offline corpora (Debian packages) usable as datasets, and the synthetic knowledge corpus");
+  corpus
+    .command("list")
+    .description("the installable corpora, their licences and whether they are installed")
+    .action(() => {
+      for (const c of CORPORA) {
+        process.stdout.write(
+          `${c.name.padEnd(8)} ${(isInstalled(c) ? "installed" : "-").padEnd(10)} ${c.debian.padEnd(15)} ${c.licence.padEnd(14)} ${c.description}\n`,
+        );
+      }
+      process.stdout.write(
+        `\nuse one in a database: retro db build --corpus kjv --corpus web:0 ...  (NAME[:WEIGHT]; weight 0 = retrieval-only)\n`,
+      );
+    });
+  corpus
+    .command("install")
+    .description("install corpora with apt-get (as root)")
+    .argument("<names...>")
+    .action((names: string[]) => {
+      installCorpora(names);
+    });
+  corpus
+    .command("people")
+    .description(
+      "write the labelled synthetic knowledge corpus (fictional people: A for pretraining, B for the database only, C for a knowledge update) as JSONL files with a README",
+    )
     .requiredOption("--out <dir>", "folder for the files")
-    .option("--seed <n>", "seed (the corpus is a pure function of it)", intFlag("--seed", SEED_RANGE), DEFAULT_PEOPLE.seed)
+    .option(
+      "--seed <n>",
+      "seed (the corpus is a pure function of it)",
+      intFlag("--seed", SEED_RANGE),
+      DEFAULT_PEOPLE.seed,
+    )
     .option("--a <n>", "people in group A (pretraining text)", intFlag("--a", { min: 1 }), DEFAULT_PEOPLE.a)
     .option("--b <n>", "people in group B (retrieval-only)", intFlag("--b", { min: 1 }), DEFAULT_PEOPLE.b)
     .option("--c <n>", "people in group C (the update)", intFlag("--c", { min: 1 }), DEFAULT_PEOPLE.c)
     .action((o) => {
-      const { files, corpus: c } = writePeopleCorpus(o.out, { ...DEFAULT_PEOPLE, seed: o.seed, a: o.a, b: o.b, c: o.c });
-      process.stdout.write(`${c.people.length} people, ${c.pretraining.length} pretraining documents → ${files.dir} (README.md says what each file is)\n`);
+      const { files, corpus: c } = writePeopleCorpus(o.out, {
+        ...DEFAULT_PEOPLE,
+        seed: o.seed,
+        a: o.a,
+        b: o.b,
+        c: o.c,
+      });
+      process.stdout.write(
+        `${c.people.length} people, ${c.pretraining.length} pretraining documents → ${files.dir} (README.md says what each file is)\n`,
+      );
     });
 }
 
@@ -44,7 +73,12 @@ export function registerDb(program: Command): void {
     .option("--config <file>", "JSON config (see README); flags below override it")
     .option("--text <path>", "add a plain-text file or folder as a dataset (repeatable)", collect, [])
     .option("--jsonl <path>", "add a JSONL file as a dataset (repeatable)", collect, [])
-    .option("--corpus <name[:weight]>", "add an installed offline corpus (retro corpus list) as a dataset (repeatable)", collect, [])
+    .option(
+      "--corpus <name[:weight]>",
+      "add an installed offline corpus (retro corpus list) as a dataset (repeatable)",
+      collect,
+      [],
+    )
     .option("--field <name>", "JSONL text field", "text")
     .option("--skip-bad-lines", "skip malformed JSONL lines (counted) instead of failing")
     .option("--tokenizer <spec>", "gpt2 | bpe:<vocab size>")
@@ -52,13 +86,25 @@ export function registerDb(program: Command): void {
     .option("--seq <n>", "sample length for the neighbour query", intFlag("--seq", { min: 1, max: 1 << 20 }))
     .option("--index <description>", 'ANN index description, e.g. "HNSW32,SQfp16"')
     .option("--seed <n>", "seed of the held-out split and samplers", intFlag("--seed", SEED_RANGE))
-    .option("--valid-fraction <f>", "share of documents held out per dataset", numFlag("--valid-fraction", { above: 0, below: 1 }))
+    .option(
+      "--valid-fraction <f>",
+      "share of documents held out per dataset",
+      numFlag("--valid-fraction", { above: 0, below: 1 }),
+    )
     .addOption(new Option("--until <stage>", "stop after this stage").choices(STAGES))
     .action(async (o) => {
       const cfg: Record<string, unknown> = o.config ? readUserJson<Record<string, unknown>>(o.config, "config") : {};
       const sets: DatasetSpec[] = [];
       for (const p of o.text as string[]) sets.push({ name: `text${sets.length}`, source: "text", path: p, weight: 1 });
-      for (const p of o.jsonl as string[]) sets.push({ name: `jsonl${sets.length}`, source: "jsonl", path: p, field: o.field, weight: 1, onBadLine: o.skipBadLines ? "skip" : "fail" });
+      for (const p of o.jsonl as string[])
+        sets.push({
+          name: `jsonl${sets.length}`,
+          source: "jsonl",
+          path: p,
+          field: o.field,
+          weight: 1,
+          onBadLine: o.skipBadLines ? "skip" : "fail",
+        });
       for (const c of o.corpus as string[]) {
         const [name, w] = c.split(":");
         const weight = w === undefined ? 1 : Number(w);
@@ -69,7 +115,8 @@ export function registerDb(program: Command): void {
       if (o.tokenizer) {
         const m = /^(gpt2|bpe(?::(\d+))?)$/.exec(o.tokenizer);
         if (!m) throw new RetroError("usage", `--tokenizer: expected gpt2 or bpe:<size>, got "${o.tokenizer}"`);
-        cfg.tokenizer = m[1] === "gpt2" ? { kind: "gpt2" } : m[2] ? { kind: "bpe", vocabSize: Number(m[2]) } : { kind: "bpe" };
+        cfg.tokenizer =
+          m[1] === "gpt2" ? { kind: "gpt2" } : m[2] ? { kind: "bpe", vocabSize: Number(m[2]) } : { kind: "bpe" };
       }
       if (o.chunkLength) cfg.chunkLength = o.chunkLength;
       if (o.seed !== undefined) cfg.seed = o.seed;
@@ -81,7 +128,9 @@ export function registerDb(program: Command): void {
     });
 
   db.command("add")
-    .description("add documents to a built database as a retrieval-only dataset (tokenized, embedded, indexed; atomic; no retraining)")
+    .description(
+      "add documents to a built database as a retrieval-only dataset (tokenized, embedded, indexed; atomic; no retraining)",
+    )
     .requiredOption("--db <dir>", "database folder")
     .requiredOption("--name <name>", "name of the new dataset (as citations will show it)")
     .option("--text <path>", "a plain-text file or a folder of them (one document per file)")
@@ -89,10 +138,19 @@ export function registerDb(program: Command): void {
     .option("--field <name>", "JSONL text field", "text")
     .option("--skip-bad-lines", "skip malformed JSONL lines (counted) instead of failing")
     .action(async (o) => {
-      if ((o.text === undefined) === (o.jsonl === undefined)) throw new RetroError("usage", "give one of --text PATH or --jsonl FILE");
-      const spec: DatasetSpec = o.text !== undefined
-        ? { name: o.name, source: "text", path: o.text, weight: 0 }
-        : { name: o.name, source: "jsonl", path: o.jsonl, field: o.field, weight: 0, onBadLine: o.skipBadLines ? "skip" : "fail" };
+      if ((o.text === undefined) === (o.jsonl === undefined))
+        throw new RetroError("usage", "give one of --text PATH or --jsonl FILE");
+      const spec: DatasetSpec =
+        o.text !== undefined
+          ? { name: o.name, source: "text", path: o.text, weight: 0 }
+          : {
+              name: o.name,
+              source: "jsonl",
+              path: o.jsonl,
+              field: o.field,
+              weight: 0,
+              onBadLine: o.skipBadLines ? "skip" : "fail",
+            };
       console.log(JSON.stringify(await addDocuments(o.db, spec)));
     });
 
@@ -117,11 +175,13 @@ export function registerDb(program: Command): void {
     .option("--chars <n>", "characters of text per item", intFlag("--chars", { min: 1 }), 300)
     .action((o) => {
       const d = new Database(o.db);
-      const samples = String(o.sample).split(",").map((x) => {
-        const i = Number(x);
-        if (!Number.isInteger(i) || i < 0) throw new RetroError("usage", `--sample: "${x}" is not a sample index`);
-        return i;
-      });
+      const samples = String(o.sample)
+        .split(",")
+        .map((x) => {
+          const i = Number(x);
+          if (!Number.isInteger(i) || i < 0) throw new RetroError("usage", `--sample: "${x}" is not a sample index`);
+          return i;
+        });
       console.log(samples.map((i) => inspectSample(d, o.split, i, o.chunks, o.k, o.chars)).join("\n\n"));
     });
 

@@ -10,15 +10,25 @@ import { registerQa } from "./qa.ts";
 
 export function registerEval(program: Command): void {
   const evalCmd = program.command("eval").description("steps 3 and 5: perplexity, question answering, scoring");
-  evalCmd.command("ppl")
-    .description("perplexity on the database's held-out split (Retro: with retrieval, or --gate 0 for the decoder alone)")
+  evalCmd
+    .command("ppl")
+    .description(
+      "perplexity on the database's held-out split (Retro: with retrieval, or --gate 0 for the decoder alone)",
+    )
     .requiredOption("--ckpt <dir>", "run folder (its latest checkpoint) or checkpoint folder")
     .requiredOption("--db <dir>", "database folder")
     .option("--gate <g>", "CCA gate for this evaluation (Retro)", numFlag("--gate"))
     .option("--batch <n>", "sequences per batch", intFlag("--batch", { min: 1 }), 8)
-    .option("--batches <n>", "evaluate only the first N batches (default: the whole split)", intFlag("--batches", { min: 1 }))
+    .option(
+      "--batches <n>",
+      "evaluate only the first N batches (default: the whole split)",
+      intFlag("--batches", { min: 1 }),
+    )
     .option("--json", "print one JSON line")
-    .option("--controls", "does the model read its neighbours? loss with own / another sample's / random / no neighbours, RETRO's overlap buckets, target-in-neighbours split")
+    .option(
+      "--controls",
+      "does the model read its neighbours? loss with own / another sample's / random / no neighbours, RETRO's overlap buckets, target-in-neighbours split",
+    )
     .option("--seed <n>", "seed of the random neighbours (--controls)", intFlag("--seed", SEED_RANGE), 1)
     .action((o) => {
       const d = new Database(o.db);
@@ -34,7 +44,10 @@ export function registerEval(program: Command): void {
       }
       const r = evaluate(model, d, { batch: o.batch, batches: o.batches, gate: o.gate, showProgress: !o.json });
       if (o.json) console.log(JSON.stringify({ ckpt: dir, model: cfg.model, ...r }));
-      else console.log(`${cfg.model}${r.gate !== null ? ` (gate ${r.gate})` : ""}: loss ${r.loss.toFixed(4)} nats/token, perplexity ${r.ppl.toFixed(2)}, ${r.tokens} held-out tokens`);
+      else
+        console.log(
+          `${cfg.model}${r.gate !== null ? ` (gate ${r.gate})` : ""}: loss ${r.loss.toFixed(4)} nats/token, perplexity ${r.ppl.toFixed(2)}, ${r.tokens} held-out tokens`,
+        );
     });
   registerQa(evalCmd);
 }
@@ -42,10 +55,21 @@ export function registerEval(program: Command): void {
 function formatControls(c: ControlReport): string {
   const f = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? "–" : x.toFixed(4));
   const lines = [`${c.model}: held-out loss over ${c.tokens} tokens (perplexity in brackets)`];
-  for (const [k, v] of Object.entries(c.loss)) lines.push(`  neighbours ${k.padEnd(8)} ${f(v)}  (${Math.exp(v).toFixed(2)})`);
-  lines.push(`  positions that read no neighbours (first m-1): ${f(c.noNeighboursRead.loss)} over ${c.noNeighboursRead.tokens} tokens`);
-  for (const b of c.overlap) lines.push(`  chunks with overlap <= ${(100 * b.upTo).toFixed(1).padStart(5)} %: ${f(b.loss)} over ${b.chunks} chunks`);
-  lines.push(`  target in the neighbours read: ${f(c.targetInNeighbours.yes.loss)} (${c.targetInNeighbours.yes.tokens} tokens); not in them: ${f(c.targetInNeighbours.no.loss)} (${c.targetInNeighbours.no.tokens})`);
-  if (c.inContext) lines.push(`  in-context baseline (neighbours' text before up to ${c.inContext.context} context tokens): ${f(c.inContext.with)} with, ${f(c.inContext.without)} without, over ${c.inContext.tokens} tokens`);
+  for (const [k, v] of Object.entries(c.loss))
+    lines.push(`  neighbours ${k.padEnd(8)} ${f(v)}  (${Math.exp(v).toFixed(2)})`);
+  lines.push(
+    `  positions that read no neighbours (first m-1): ${f(c.noNeighboursRead.loss)} over ${c.noNeighboursRead.tokens} tokens`,
+  );
+  for (const b of c.overlap)
+    lines.push(
+      `  chunks with overlap <= ${(100 * b.upTo).toFixed(1).padStart(5)} %: ${f(b.loss)} over ${b.chunks} chunks`,
+    );
+  lines.push(
+    `  target in the neighbours read: ${f(c.targetInNeighbours.yes.loss)} (${c.targetInNeighbours.yes.tokens} tokens); not in them: ${f(c.targetInNeighbours.no.loss)} (${c.targetInNeighbours.no.tokens})`,
+  );
+  if (c.inContext)
+    lines.push(
+      `  in-context baseline (neighbours' text before up to ${c.inContext.context} context tokens): ${f(c.inContext.with)} with, ${f(c.inContext.without)} without, over ${c.inContext.tokens} tokens`,
+    );
   return lines.join("\n");
 }

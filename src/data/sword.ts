@@ -77,7 +77,10 @@ export function findSwordModule(spec: string, installHint?: string): SwordModule
   for (const root of roots()) {
     const modsd = path.join(root, "mods.d");
     if (!fs.existsSync(modsd)) continue;
-    for (const f of fs.readdirSync(modsd).filter((f) => f.endsWith(".conf")).sort()) {
+    for (const f of fs
+      .readdirSync(modsd)
+      .filter((f) => f.endsWith(".conf"))
+      .sort()) {
       const file = path.join(modsd, f);
       const { name } = parseConf(fs.readFileSync(file, "utf8"));
       if ((name || path.basename(f, ".conf")).toLowerCase() === spec.toLowerCase()) return fromConf(file, root);
@@ -88,26 +91,28 @@ export function findSwordModule(spec: string, installHint?: string): SwordModule
 
 /** OSIS verse markup → plain text: notes and headings dropped, tags stripped, entities decoded, spaces collapsed. */
 export function osisToText(osis: string): string {
-  return osis
-    .replace(/<note\b[^>]*\/>/g, "")
-    .replace(/<note\b[\s\S]*?<\/note>/g, "\u0000")
-    .replace(/<title\b[\s\S]*?<\/title>/g, "\u0000")
-    .replace(/<[^>]*>/g, "")
-    // a dropped note between two words ("born<note>…</note>Son") leaves a space, elsewhere nothing
-    .replace(/(?<=\w)\u0000+(?=\w)/g, " ")
-    .replace(/\u0000/g, "")
-    .replace(/&(lt|gt|amp|quot|apos|#\d+|#x[0-9a-f]+);/gi, (_, e: string) => {
-      const k = e.toLowerCase();
-      if (k === "lt") return "<";
-      if (k === "gt") return ">";
-      if (k === "amp") return "&";
-      if (k === "quot") return '"';
-      if (k === "apos") return "'";
-      return String.fromCodePoint(k.startsWith("#x") ? parseInt(k.slice(2), 16) : parseInt(k.slice(1), 10));
-    })
-    .replace(/¶\s*/g, "") // the KJV's paragraph marks: layout, not text
-    .replace(/\s+/g, " ")
-    .trim();
+  return (
+    osis
+      .replace(/<note\b[^>]*\/>/g, "")
+      .replace(/<note\b[\s\S]*?<\/note>/g, "\u0000")
+      .replace(/<title\b[\s\S]*?<\/title>/g, "\u0000")
+      .replace(/<[^>]*>/g, "")
+      // a dropped note between two words ("born<note>…</note>Son") leaves a space, elsewhere nothing
+      .replace(/(?<=\w)\u0000+(?=\w)/g, " ")
+      .replace(/\u0000/g, "")
+      .replace(/&(lt|gt|amp|quot|apos|#\d+|#x[0-9a-f]+);/gi, (_, e: string) => {
+        const k = e.toLowerCase();
+        if (k === "lt") return "<";
+        if (k === "gt") return ">";
+        if (k === "amp") return "&";
+        if (k === "quot") return '"';
+        if (k === "apos") return "'";
+        return String.fromCodePoint(k.startsWith("#x") ? parseInt(k.slice(2), 16) : parseInt(k.slice(1), 10));
+      })
+      .replace(/¶\s*/g, "") // the KJV's paragraph marks: layout, not text
+      .replace(/\s+/g, " ")
+      .trim()
+  );
 }
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
@@ -117,38 +122,66 @@ export function readTestament(dir: string, testament: "ot" | "nt"): string[] | n
   const f = (ext: string) => path.join(dir, `${testament}.${ext}`);
   if (!fs.existsSync(f("bzs"))) return null;
   for (const ext of ["bzv", "bzz"]) {
-    if (!fs.existsSync(f(ext))) throw new RetroError("corrupt", `SWORD module ${dir}: ${testament}.bzs without ${testament}.${ext}`);
+    if (!fs.existsSync(f(ext)))
+      throw new RetroError("corrupt", `SWORD module ${dir}: ${testament}.bzs without ${testament}.${ext}`);
   }
-  const bzs = fs.readFileSync(f("bzs")), bzv = fs.readFileSync(f("bzv")), bzz = fs.readFileSync(f("bzz"));
-  if (bzs.length % 12 !== 0) throw new RetroError("corrupt", `${f("bzs")}: size ${bzs.length} is not a multiple of 12 (damaged module)`);
-  if (bzv.length % 10 !== 0) throw new RetroError("corrupt", `${f("bzv")}: size ${bzv.length} is not a multiple of 10 (damaged module)`);
+  const bzs = fs.readFileSync(f("bzs")),
+    bzv = fs.readFileSync(f("bzv")),
+    bzz = fs.readFileSync(f("bzz"));
+  if (bzs.length % 12 !== 0)
+    throw new RetroError("corrupt", `${f("bzs")}: size ${bzs.length} is not a multiple of 12 (damaged module)`);
+  if (bzv.length % 10 !== 0)
+    throw new RetroError("corrupt", `${f("bzv")}: size ${bzv.length} is not a multiple of 10 (damaged module)`);
   const nBlocks = bzs.length / 12;
   const blocks = new Map<number, Buffer>();
   const block = (b: number): Buffer => {
     let got = blocks.get(b);
     if (got) return got;
-    if (b >= nBlocks) throw new RetroError("corrupt", `${f("bzv")}: a verse names block ${b}, the module has ${nBlocks} (damaged module)`);
-    const off = bzs.readUInt32LE(b * 12), size = bzs.readUInt32LE(b * 12 + 4), usize = bzs.readUInt32LE(b * 12 + 8);
-    if (off + size > bzz.length) throw new RetroError("corrupt", `${f("bzz")}: block ${b} ends at byte ${off + size}, the file has ${bzz.length} (damaged module)`);
+    if (b >= nBlocks)
+      throw new RetroError(
+        "corrupt",
+        `${f("bzv")}: a verse names block ${b}, the module has ${nBlocks} (damaged module)`,
+      );
+    const off = bzs.readUInt32LE(b * 12),
+      size = bzs.readUInt32LE(b * 12 + 4),
+      usize = bzs.readUInt32LE(b * 12 + 8);
+    if (off + size > bzz.length)
+      throw new RetroError(
+        "corrupt",
+        `${f("bzz")}: block ${b} ends at byte ${off + size}, the file has ${bzz.length} (damaged module)`,
+      );
     try {
       got = zlib.inflateSync(bzz.subarray(off, off + size));
     } catch (e) {
-      throw new RetroError("corrupt", `${f("bzz")}: block ${b} does not decompress (${(e as Error).message}; damaged module)`);
+      throw new RetroError(
+        "corrupt",
+        `${f("bzz")}: block ${b} does not decompress (${(e as Error).message}; damaged module)`,
+      );
     }
-    if (got.length !== usize) throw new RetroError("corrupt", `${f("bzz")}: block ${b} holds ${got.length} bytes, its index says ${usize} (damaged module)`);
+    if (got.length !== usize)
+      throw new RetroError(
+        "corrupt",
+        `${f("bzz")}: block ${b} holds ${got.length} bytes, its index says ${usize} (damaged module)`,
+      );
     blocks.clear(); // slots are in block order: keep one block in memory
     blocks.set(b, got);
     return got;
   };
   const out: string[] = [];
   for (let i = 0; i < bzv.length / 10; i++) {
-    const b = bzv.readUInt32LE(i * 10), start = bzv.readUInt32LE(i * 10 + 4), n = bzv.readUInt16LE(i * 10 + 8);
+    const b = bzv.readUInt32LE(i * 10),
+      start = bzv.readUInt32LE(i * 10 + 4),
+      n = bzv.readUInt16LE(i * 10 + 8);
     if (n === 0) {
       out.push("");
       continue;
     }
     const data = block(b);
-    if (start + n > data.length) throw new RetroError("corrupt", `${f("bzv")}: slot ${i} reads bytes ${start}..${start + n} of block ${b}, which has ${data.length} (damaged module)`);
+    if (start + n > data.length)
+      throw new RetroError(
+        "corrupt",
+        `${f("bzv")}: slot ${i} reads bytes ${start}..${start + n} of block ${b}, which has ${data.length} (damaged module)`,
+      );
     try {
       out.push(utf8.decode(data.subarray(start, start + n)));
     } catch {

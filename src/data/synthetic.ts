@@ -46,14 +46,18 @@ export function writeTwinCorpus(dir: string, o: TwinCorpusOptions): { docs: stri
     lines.push(JSON.stringify({ text: w.join(" ") }));
   }
   fs.mkdirSync(dir, { recursive: true });
-  const docs = path.join(dir, "docs.jsonl"), twins = path.join(dir, "twins.jsonl");
+  const docs = path.join(dir, "docs.jsonl"),
+    twins = path.join(dir, "twins.jsonl");
   fs.writeFileSync(docs, lines.join("\n") + "\n");
   fs.writeFileSync(twins, lines.join("\n") + "\n");
   return { docs, twins };
 }
 
 /** A database config over a twin corpus: exact (Flat) lexical retrieval, a BPE that learns every word whole. */
-export function twinDbConfig(files: { docs: string; twins: string }, o: { chunk: number; seq: number; words: number; validFraction?: number; seed?: number }): Record<string, unknown> {
+export function twinDbConfig(
+  files: { docs: string; twins: string },
+  o: { chunk: number; seq: number; words: number; validFraction?: number; seed?: number },
+): Record<string, unknown> {
   return {
     datasets: [
       { name: "docs", source: "jsonl", path: files.docs, weight: 1 },

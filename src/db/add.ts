@@ -34,7 +34,11 @@ export interface AddReport {
  * Add the documents of `spec` (a text file or folder, or a JSONL file) to the database at `dir` as the new
  * retrieval-only dataset `spec.name`. `stopAfter: "journal"` (tests) stops as a crash would, after the journal.
  */
-export async function addDocuments(dir: string, spec: DatasetSpec, o: { stopAfter?: "staged" | "journal" } = {}): Promise<AddReport> {
+export async function addDocuments(
+  dir: string,
+  spec: DatasetSpec,
+  o: { stopAfter?: "staged" | "journal" } = {},
+): Promise<AddReport> {
   const unlock = lockFolder(dir, "retro db add");
   try {
     recoverUpdate(dir);
@@ -53,10 +57,15 @@ async function addLocked(dir: string, spec: DatasetSpec, o: { stopAfter?: "stage
   };
   try {
     const man: Manifest = JSON.parse(JSON.stringify(db.manifest));
-    if (!man.index || !man.embeddings) throw new RetroError("badInput", `${dir}: the database has no index yet ("retro db build --out ${dir}" first)`);
+    if (!man.index || !man.embeddings)
+      throw new RetroError("badInput", `${dir}: the database has no index yet ("retro db build --out ${dir}" first)`);
     const datasets = man.datasets ?? [];
-    if (datasets.some((d) => d.name === spec.name)) throw new RetroError("usage", `${dir} already has a dataset named "${spec.name}" (choose another --name)`);
-    const t = man.tokenizer!, tok = db.tokenizer, m = db.m, eod = t.eod;
+    if (datasets.some((d) => d.name === spec.name))
+      throw new RetroError("usage", `${dir} already has a dataset named "${spec.name}" (choose another --name)`);
+    const t = man.tokenizer!,
+      tok = db.tokenizer,
+      m = db.m,
+      eod = t.eod;
     const dsIndex = datasets.length;
     // tokenize the new documents
     const stats = { skippedLines: 0 };
@@ -69,13 +78,18 @@ async function addLocked(dir: string, spec: DatasetSpec, o: { stopAfter?: "stage
     // token and document tables: the old bytes, then the new documents (each followed by the end token)
     const tokDir = path.join(dir, "tokens");
     const bpe = t.dtype === "uint16" ? 2 : 4;
-    const oldTok = fs.readFileSync(path.join(tokDir, "train.tok")), oldDocs = fs.readFileSync(path.join(tokDir, "train.docs"));
+    const oldTok = fs.readFileSync(path.join(tokDir, "train.tok")),
+      oldDocs = fs.readFileSync(path.join(tokDir, "train.docs"));
     const newTokens = docs.reduce((a, d) => a + d.length + 1, 0);
     const startToken = oldTok.length / bpe;
-    if (startToken + newTokens > 0xffffffff) throw new RetroError("badInput", `the train split would exceed 2^32 tokens`);
+    if (startToken + newTokens > 0xffffffff)
+      throw new RetroError("badInput", `the train split would exceed 2^32 tokens`);
     const tokBuf = Buffer.alloc(oldTok.length + newTokens * bpe);
     oldTok.copy(tokBuf);
-    const view = bpe === 2 ? new Uint16Array(tokBuf.buffer, tokBuf.byteOffset, tokBuf.length / 2) : new Uint32Array(tokBuf.buffer, tokBuf.byteOffset, tokBuf.length / 4);
+    const view =
+      bpe === 2
+        ? new Uint16Array(tokBuf.buffer, tokBuf.byteOffset, tokBuf.length / 2)
+        : new Uint32Array(tokBuf.buffer, tokBuf.byteOffset, tokBuf.length / 4);
     const docRows = new Uint32Array(docs.length * 4);
     const firstDoc = oldDocs.length / 16;
     let at = startToken;
@@ -93,7 +107,9 @@ async function addLocked(dir: string, spec: DatasetSpec, o: { stopAfter?: "stage
       at += d.length + 1;
     });
     const docsBuf = Buffer.concat([oldDocs, Buffer.from(docRows.buffer)]);
-    const n0 = db.nChunks, added = chunkRows.length / CHUNK_COLS, total = n0 + added;
+    const n0 = db.nChunks,
+      added = chunkRows.length / CHUNK_COLS,
+      total = n0 + added;
     const chunkTable = new Uint32Array(total * CHUNK_COLS);
     chunkTable.set(db.chunks);
     chunkTable.set(chunkRows, n0 * CHUNK_COLS);
@@ -102,8 +118,15 @@ async function addLocked(dir: string, spec: DatasetSpec, o: { stopAfter?: "stage
     writeFileAtomic(staged(path.join(tokDir, "train.docs")), docsBuf);
     writeBlock(staged(path.join(dir, "chunks.blk")), chunkTable, total, CHUNK_COLS);
     // the new chunks' texts, decoded from the staged token buffer
-    const text = (c: number) => tok.decode(view.subarray(chunkTable[CHUNK_COLS * c + 2], chunkTable[CHUNK_COLS * c + 2] + chunkTable[CHUNK_COLS * c + 3]));
-    const renames: [string, string][] = [["tokens/train.tok" + STAGED, "tokens/train.tok"], ["tokens/train.docs" + STAGED, "tokens/train.docs"], ["chunks.blk" + STAGED, "chunks.blk"]];
+    const text = (c: number) =>
+      tok.decode(
+        view.subarray(chunkTable[CHUNK_COLS * c + 2], chunkTable[CHUNK_COLS * c + 2] + chunkTable[CHUNK_COLS * c + 3]),
+      );
+    const renames: [string, string][] = [
+      ["tokens/train.tok" + STAGED, "tokens/train.tok"],
+      ["tokens/train.docs" + STAGED, "tokens/train.docs"],
+      ["chunks.blk" + STAGED, "chunks.blk"],
+    ];
     // the index: opened read into memory (not viewed: it is written again), the new chunks added, saved staged
     const backend = indexBackend(man.index.description);
     const idx = await backend.open(path.join(dir, "index"), man.index, db.config.index, db, { mmap: false });
@@ -113,8 +136,19 @@ async function addLocked(dir: string, spec: DatasetSpec, o: { stopAfter?: "stage
     renames.push(["index" + STAGED, "index"]);
     man.index = { ...man.index, size: idx.size, ...files };
     if (o.stopAfter === "staged") return report();
-    man.datasets = [...datasets, { name: spec.name, weight: 0, trainDocs: docs.length, validDocs: 0, skippedLines: stats.skippedLines }];
-    man.splits = { ...man.splits!, train: { docs: firstDoc + docs.length, tokens: startToken + newTokens, tokSha256: sha256File(staged(path.join(tokDir, "train.tok"))), docsSha256: sha256File(staged(path.join(tokDir, "train.docs"))) } };
+    man.datasets = [
+      ...datasets,
+      { name: spec.name, weight: 0, trainDocs: docs.length, validDocs: 0, skippedLines: stats.skippedLines },
+    ];
+    man.splits = {
+      ...man.splits!,
+      train: {
+        docs: firstDoc + docs.length,
+        tokens: startToken + newTokens,
+        tokSha256: sha256File(staged(path.join(tokDir, "train.tok"))),
+        docsSha256: sha256File(staged(path.join(tokDir, "train.docs"))),
+      },
+    };
     man.chunks = { count: total, padded: man.chunks!.padded + padded };
     close();
     writeJsonAtomic(path.join(dir, JOURNAL), { renames, manifest: man } satisfies Journal);
@@ -123,7 +157,14 @@ async function addLocked(dir: string, spec: DatasetSpec, o: { stopAfter?: "stage
     return report();
 
     function report(): AddReport {
-      return { dataset: spec.name, documents: docs.length, tokens: newTokens, chunks: added, totalChunks: total, seconds: (performance.now() - t0) / 1000 };
+      return {
+        dataset: spec.name,
+        documents: docs.length,
+        tokens: newTokens,
+        chunks: added,
+        totalChunks: total,
+        seconds: (performance.now() - t0) / 1000,
+      };
     }
   } finally {
     close();

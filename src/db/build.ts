@@ -30,7 +30,9 @@ function manifestPath(dir: string) {
 }
 function loadManifest(dir: string, c: DbConfig): Manifest {
   const p = manifestPath(dir);
-  return fs.existsSync(p) ? readJson<Manifest>(p, "database manifest") : { format: DB_FORMAT, chunkLength: c.chunkLength };
+  return fs.existsSync(p)
+    ? readJson<Manifest>(p, "database manifest")
+    : { format: DB_FORMAT, chunkLength: c.chunkLength };
 }
 export function saveManifest(dir: string, m: Manifest) {
   writeJsonAtomic(manifestPath(dir), m);
@@ -46,7 +48,10 @@ export function prepareDir(dir: string, config: DbConfig): void {
   const marker = path.join(dir, DB_MARKER);
   if (!fs.existsSync(marker)) {
     if (!fs.existsSync(manifestPath(dir)) && fs.readdirSync(dir).some((f) => f !== LOCK_FILE)) {
-      throw new RetroError("usage", `${dir} is not empty and is not a retro-ts database (no ${DB_MARKER}, no manifest.json): choose a new or empty folder`);
+      throw new RetroError(
+        "usage",
+        `${dir} is not empty and is not a retro-ts database (no ${DB_MARKER}, no manifest.json): choose a new or empty folder`,
+      );
     }
     fs.writeFileSync(marker, "a retro-ts database folder (retro db build)\n");
   }
@@ -59,16 +64,26 @@ export function prepareDir(dir: string, config: DbConfig): void {
   if (fs.existsSync(p)) {
     const old = readJson<DbConfig>(p, "database config");
     const diff = diffKeys(old, config);
-    if (diff.length) throw new RetroError("mismatch", `${dir} was built with another config (differs in: ${diff.join(", ")}); use a new output folder or the same config`);
+    if (diff.length)
+      throw new RetroError(
+        "mismatch",
+        `${dir} was built with another config (differs in: ${diff.join(", ")}); use a new output folder or the same config`,
+      );
   } else writeJsonAtomic(p, config);
-  for (const sub of ["", "tokens", "embed", "index", "neighbours/train", "neighbours/valid"]) removeStaleTemps(path.join(dir, sub));
+  for (const sub of ["", "tokens", "embed", "index", "neighbours/train", "neighbours/valid"])
+    removeStaleTemps(path.join(dir, sub));
 }
 
 /**
  * Is this document in the held-out split? Decided per document by (seed, dataset, key) alone; never for a
  * retrieval-only dataset. A dataset's own `validFraction` overrides the corpus's (1: a held-out-only dataset).
  */
-export function isHeldOut(seed: number, ds: { name: string; weight?: number; validFraction?: number }, key: string, fraction: number): boolean {
+export function isHeldOut(
+  seed: number,
+  ds: { name: string; weight?: number; validFraction?: number },
+  key: string,
+  fraction: number,
+): boolean {
   return !isRetrievalOnly(ds) && hashUniform(seed, `${ds.name}\u0000${key}`) < (ds.validFraction ?? fraction);
 }
 
@@ -110,13 +125,16 @@ async function stageTokens(dir: string, c: DbConfig, man: Manifest): Promise<voi
     for await (const doc of openSource(ds, stats)) {
       const ids = tok.encode(doc.text);
       if (ids.length === 0) continue;
-      if (isHeldOut(c.seed, ds, doc.key, c.validFraction)) (valid.addDocument(di, ordinal, ids), info.validDocs++);
-      else (train.addDocument(di, ordinal, ids), info.trainDocs++);
+      if (isHeldOut(c.seed, ds, doc.key, c.validFraction)) valid.addDocument(di, ordinal, ids), info.validDocs++;
+      else train.addDocument(di, ordinal, ids), info.trainDocs++;
       ordinal++;
     }
     info.skippedLines = stats.skippedLines;
-    if (ordinal === 0) throw new RetroError("badInput", `dataset "${ds.name}" (${ds.path}) holds no documents with text`);
-    log(`tokenized ${ds.name}: ${isRetrievalOnly(ds) ? `${info.trainDocs} retrieval-only` : `${info.trainDocs} train + ${info.validDocs} held-out`} documents${stats.skippedLines ? `, ${stats.skippedLines} malformed lines skipped` : ""} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+    if (ordinal === 0)
+      throw new RetroError("badInput", `dataset "${ds.name}" (${ds.path}) holds no documents with text`);
+    log(
+      `tokenized ${ds.name}: ${isRetrievalOnly(ds) ? `${info.trainDocs} retrieval-only` : `${info.trainDocs} train + ${info.validDocs} held-out`} documents${stats.skippedLines ? `, ${stats.skippedLines} malformed lines skipped` : ""} (${((Date.now() - t0) / 1000).toFixed(1)} s)`,
+    );
     datasets.push(info);
   }
   const splits = { train: train.finish(), valid: valid.finish() };
@@ -133,9 +151,12 @@ function stageChunks(dir: string, c: DbConfig, man: Manifest): void {
   let n = 0;
   for (let d = 0; d < docs.length / 4; d++) n += Math.ceil(docs[4 * d + 3] / m);
   const table = new Uint32Array(n * CHUNK_COLS);
-  let i = 0, padded = 0;
+  let i = 0,
+    padded = 0;
   for (let d = 0; d < docs.length / 4; d++) {
-    const ds = docs[4 * d], start = docs[4 * d + 2], len = docs[4 * d + 3];
+    const ds = docs[4 * d],
+      start = docs[4 * d + 2],
+      len = docs[4 * d + 3];
     for (let s = 0; s < len; s += m) {
       const l = Math.min(m, len - s);
       if (l < m) padded++;
@@ -159,7 +180,9 @@ async function stageEmbed(dir: string, c: DbConfig, man: Manifest, db: Database)
   const edir = path.join(dir, "embed");
   const ranges = blockRanges(db.nChunks, c.embedBlockSize);
   const todo = ranges.filter(([s, e]) => !blockIsValid(blockName(edir, s, e), Float32Array));
-  log(`embedding ${db.nChunks} chunks with ${emb.id} (${ranges.length - todo.length}/${ranges.length} blocks already done)`);
+  log(
+    `embedding ${db.nChunks} chunks with ${emb.id} (${ranges.length - todo.length}/${ranges.length} blocks already done)`,
+  );
   const bar = progress("embed", db.nChunks, "chunks");
   bar.update(db.nChunks - todo.reduce((a, [s, e]) => a + e - s, 0));
   for (const [s, e] of todo) {
@@ -170,7 +193,13 @@ async function stageEmbed(dir: string, c: DbConfig, man: Manifest, db: Database)
     bar.increment(e - s);
   }
   bar.stop();
-  man.embeddings = { embedderId: emb.id, dim: emb.dim, blocks: ranges.length, fitSeconds, embedSeconds: (Date.now() - t0) / 1000 - fitSeconds };
+  man.embeddings = {
+    embedderId: emb.id,
+    dim: emb.dim,
+    blocks: ranges.length,
+    fitSeconds,
+    embedSeconds: (Date.now() - t0) / 1000 - fitSeconds,
+  };
 }
 
 async function stageIndex(dir: string, c: DbConfig, man: Manifest, db: Database): Promise<void> {
@@ -186,22 +215,33 @@ async function stageIndex(dir: string, c: DbConfig, man: Manifest, db: Database)
     // HNSW and SQ encodings need no training; vectors are added in blocks as they were embedded
     for (const [s, e] of blockRanges(db.nChunks, c.embedBlockSize)) {
       const b = readBlock(blockName(path.join(dir, "embed"), s, e), Float32Array);
-      if (b.cols !== emb.dim) throw new RetroError("mismatch", `embedding block ${s}-${e} has dimension ${b.cols}, index expects ${emb.dim}`);
+      if (b.cols !== emb.dim)
+        throw new RetroError("mismatch", `embedding block ${s}-${e} has dimension ${b.cols}, index expects ${emb.dim}`);
       await idx.add({ first: s, count: e - s, vectors: b.data });
       bar.increment(e - s);
     }
     bar.stop();
   }
   const files = await idx.save(path.join(dir, "index"));
-  man.index = { description: c.index.description, dim: emb.dim, size: idx.size, embedderId: emb.embedderId, buildSeconds: (Date.now() - t0) / 1000, ...files };
+  man.index = {
+    description: c.index.description,
+    dim: emb.dim,
+    size: idx.size,
+    embedderId: emb.embedderId,
+    buildSeconds: (Date.now() - t0) / 1000,
+    ...files,
+  };
 }
 
 /** Text of each chunk of the samples [s, e) of a split: sample i, chunk j = tokens [i·seq + j·m, +m). */
 function sampleChunkTexts(db: Database, split: string, s: number, e: number, seq: number): string[] {
-  const r = db.split(split), m = db.m, out: string[] = [];
+  const r = db.split(split),
+    m = db.m,
+    out: string[] = [];
   for (let i = s; i < e; i++) {
     const toks = r.read(i * seq, (i + 1) * seq);
-    for (let j = 0; j < seq / m; j++) out.push(db.tokenizer.decode(toks.subarray(j * m, (j + 1) * m).filter((t) => t !== db.tokenizer.eod)));
+    for (let j = 0; j < seq / m; j++)
+      out.push(db.tokenizer.decode(toks.subarray(j * m, (j + 1) * m).filter((t) => t !== db.tokenizer.eod)));
   }
   return out;
 }
@@ -226,7 +266,8 @@ export function samplesIn(db: Database, split: string, seq: number): number {
 export async function stageQuery(dir: string, c: DbConfig, db: Database, split: string): Promise<void> {
   const man = db.manifest;
   const { seq, candidates, keep, blockSize } = c.query;
-  const m = db.m, l = seq / m;
+  const m = db.m,
+    l = seq / m;
   const retriever = await Retriever.open(db);
   const retrievalOnly = new Set((man.datasets ?? []).flatMap((d, i) => (isRetrievalOnly(d) ? [i] : [])));
   const qdir = path.join(dir, "neighbours", split);
@@ -234,7 +275,9 @@ export async function stageQuery(dir: string, c: DbConfig, db: Database, split: 
   const n = samplesIn(db, split, seq);
   const ranges = blockRanges(n, blockSize);
   const todo = ranges.filter(([s, e]) => !blockIsValid(blockName(qdir, s, e), Int32Array));
-  log(`querying neighbours of ${n} ${split} samples × ${l} chunks (${ranges.length - todo.length}/${ranges.length} blocks already done)`);
+  log(
+    `querying neighbours of ${n} ${split} samples × ${l} chunks (${ranges.length - todo.length}/${ranges.length} blocks already done)`,
+  );
   const bar = progress(`query ${split}`, n * l, "chunks");
   bar.update((n - todo.reduce((a, [s, e]) => a + e - s, 0)) * l);
   for (const [s, e] of todo) {
@@ -242,19 +285,28 @@ export async function stageQuery(dir: string, c: DbConfig, db: Database, split: 
     const wanted: { i: number; excluded: Set<number> }[] = [];
     for (let i = s; i < e; i++) {
       const excluded = sampleDocKeys(db, split, i, seq);
-      if (!retrievalOnly.size || ![...excluded].every((key) => retrievalOnly.has(keyDataset(key)))) wanted.push({ i, excluded });
+      if (!retrievalOnly.size || ![...excluded].every((key) => retrievalOnly.has(keyDataset(key))))
+        wanted.push({ i, excluded });
     }
     // every chunk of a sample excludes the documents the whole sample touches
-    const res = await retriever.search(wanted.flatMap(({ i }) => sampleChunkTexts(db, split, i, i + 1, seq)), {
-      keep, candidates, exclude: wanted.flatMap(({ excluded }) => Array.from({ length: l }, () => excluded)),
-    });
+    const res = await retriever.search(
+      wanted.flatMap(({ i }) => sampleChunkTexts(db, split, i, i + 1, seq)),
+      {
+        keep,
+        candidates,
+        exclude: wanted.flatMap(({ excluded }) => Array.from({ length: l }, () => excluded)),
+      },
+    );
     const out = new Int32Array((e - s) * l * keep).fill(-1);
     wanted.forEach(({ i }, w) => out.set(res.ids.subarray(w * l * keep, (w + 1) * l * keep), (i - s) * l * keep));
     writeBlock(blockName(qdir, s, e), out, (e - s) * l, keep);
     bar.increment((e - s) * l);
   }
   bar.stop();
-  man.neighbours = { ...(man.neighbours ?? {}), [split]: { seq, samples: n, chunksPerSample: l, keep, candidates, blockSize, embedderId: retriever.embedderId } };
+  man.neighbours = {
+    ...(man.neighbours ?? {}),
+    [split]: { seq, samples: n, chunksPerSample: l, keep, candidates, blockSize, embedderId: retriever.embedderId },
+  };
 }
 
 export interface BuildOptions {
@@ -305,7 +357,9 @@ async function buildLocked(dir: string, c: DbConfig, opts: BuildOptions): Promis
         if (done) {
           // a finished split whose blocks were since deleted or damaged is queried again (those blocks only)
           const qdir = path.join(dir, "neighbours", split);
-          const broken = blockRanges(done.samples, done.blockSize).filter(([s, e]) => !blockIsValid(blockName(qdir, s, e), Int32Array)).length;
+          const broken = blockRanges(done.samples, done.blockSize).filter(
+            ([s, e]) => !blockIsValid(blockName(qdir, s, e), Int32Array),
+          ).length;
           if (!broken) continue;
           log(`${split}: ${broken} neighbour block(s) missing or damaged; recomputing them`);
         }
@@ -319,5 +373,3 @@ async function buildLocked(dir: string, c: DbConfig, opts: BuildOptions): Promis
   log(`database ${dir} ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   return man;
 }
-
-

@@ -57,11 +57,18 @@ export function defaultConfig(): DbConfig {
 }
 
 type Shape = "number" | "string" | "boolean" | "object" | "array";
-function check(obj: unknown, where: string, fields: Record<string, Shape>, required: string[] = []): Record<string, unknown> {
-  if (typeof obj !== "object" || obj === null || Array.isArray(obj)) throw new RetroError("usage", `${where}: expected an object`);
+function check(
+  obj: unknown,
+  where: string,
+  fields: Record<string, Shape>,
+  required: string[] = [],
+): Record<string, unknown> {
+  if (typeof obj !== "object" || obj === null || Array.isArray(obj))
+    throw new RetroError("usage", `${where}: expected an object`);
   const o = obj as Record<string, unknown>;
   for (const k of Object.keys(o)) {
-    if (!(k in fields)) throw new RetroError("usage", `${where}: unknown key "${k}" (known: ${Object.keys(fields).join(", ")})`);
+    if (!(k in fields))
+      throw new RetroError("usage", `${where}: unknown key "${k}" (known: ${Object.keys(fields).join(", ")})`);
     const want = fields[k];
     const got = Array.isArray(o[k]) ? "array" : typeof o[k];
     if (got !== want) throw new RetroError("usage", `${where}.${k}: expected ${want}, got ${got}`);
@@ -86,8 +93,15 @@ export function isRetrievalOnly(ds: { weight?: number }): boolean {
 export function resolveConfig(user: unknown): DbConfig {
   const d = defaultConfig();
   const u = check(user ?? {}, "config", {
-    datasets: "array", tokenizer: "object", seed: "number", validFraction: "number", chunkLength: "number",
-    embedder: "object", embedBlockSize: "number", index: "object", query: "object",
+    datasets: "array",
+    tokenizer: "object",
+    seed: "number",
+    validFraction: "number",
+    chunkLength: "number",
+    embedder: "object",
+    embedBlockSize: "number",
+    index: "object",
+    query: "object",
   });
   const c: DbConfig = {
     ...d,
@@ -96,37 +110,95 @@ export function resolveConfig(user: unknown): DbConfig {
     query: { ...d.query, ...(u.query as object) },
   };
   if (u.tokenizer) {
-    const t = check(u.tokenizer, "config.tokenizer", { kind: "string", vocabSize: "number", trainChars: "number" }, ["kind"]);
+    const t = check(u.tokenizer, "config.tokenizer", { kind: "string", vocabSize: "number", trainChars: "number" }, [
+      "kind",
+    ]);
     if (t.kind === "gpt2") c.tokenizer = { kind: "gpt2" };
-    else if (t.kind === "bpe") c.tokenizer = { ...DEFAULT_BPE, ...(t as { vocabSize?: number; trainChars?: number }), kind: "bpe" };
+    else if (t.kind === "bpe")
+      c.tokenizer = { ...DEFAULT_BPE, ...(t as { vocabSize?: number; trainChars?: number }), kind: "bpe" };
     else throw new RetroError("usage", `config.tokenizer.kind: "${String(t.kind)}" is not one of gpt2, bpe`);
   }
   if (u.embedder) {
-    const e = check(u.embedder, "config.embedder", { kind: "string", dim: "number", fitSample: "number", model: "string", vocab: "string", maxLength: "number", batchSize: "number", lowercase: "boolean" }, ["kind"]);
+    const e = check(
+      u.embedder,
+      "config.embedder",
+      {
+        kind: "string",
+        dim: "number",
+        fitSample: "number",
+        model: "string",
+        vocab: "string",
+        maxLength: "number",
+        batchSize: "number",
+        lowercase: "boolean",
+      },
+      ["kind"],
+    );
     if (e.kind === "lexical") c.embedder = { kind: "lexical", dim: (e.dim as number) ?? 256 };
-    else if (e.kind === "lsa") c.embedder = { kind: "lsa", dim: (e.dim as number) ?? 256, fitSample: (e.fitSample as number) ?? 50_000 };
+    else if (e.kind === "lsa")
+      c.embedder = { kind: "lsa", dim: (e.dim as number) ?? 256, fitSample: (e.fitSample as number) ?? 50_000 };
     else if (e.kind === "onnx") {
-      if (typeof e.model !== "string" || typeof e.vocab !== "string") throw new RetroError("usage", `config.embedder: onnx needs "model" (model.onnx) and "vocab" (vocab.txt)`);
-      c.embedder = { kind: "onnx", model: e.model, vocab: e.vocab, maxLength: (e.maxLength as number) ?? 256, batchSize: (e.batchSize as number) ?? 32, lowercase: (e.lowercase as boolean) ?? true };
+      if (typeof e.model !== "string" || typeof e.vocab !== "string")
+        throw new RetroError("usage", `config.embedder: onnx needs "model" (model.onnx) and "vocab" (vocab.txt)`);
+      c.embedder = {
+        kind: "onnx",
+        model: e.model,
+        vocab: e.vocab,
+        maxLength: (e.maxLength as number) ?? 256,
+        batchSize: (e.batchSize as number) ?? 32,
+        lowercase: (e.lowercase as boolean) ?? true,
+      };
     } else throw new RetroError("usage", `config.embedder.kind: "${String(e.kind)}" is not one of lsa, lexical, onnx`);
   }
-  check(c.index, "config.index", { description: "string", efConstruction: "number", efSearch: "number", threads: "number", addThreads: "number" });
+  check(c.index, "config.index", {
+    description: "string",
+    efConstruction: "number",
+    efSearch: "number",
+    threads: "number",
+    addThreads: "number",
+  });
   check(c.query, "config.query", { seq: "number", candidates: "number", keep: "number", blockSize: "number" });
-  if (!Array.isArray(c.datasets) || c.datasets.length === 0) throw new RetroError("usage", "config.datasets: at least one dataset is needed");
+  if (!Array.isArray(c.datasets) || c.datasets.length === 0)
+    throw new RetroError("usage", "config.datasets: at least one dataset is needed");
   const names = new Set<string>();
   c.datasets.forEach((ds, i) => {
-    check(ds, `config.datasets[${i}]`, { name: "string", source: "string", path: "string", field: "string", weight: "number", onBadLine: "string", validFraction: "number" }, ["name", "source", "path"]);
+    check(
+      ds,
+      `config.datasets[${i}]`,
+      {
+        name: "string",
+        source: "string",
+        path: "string",
+        field: "string",
+        weight: "number",
+        onBadLine: "string",
+        validFraction: "number",
+      },
+      ["name", "source", "path"],
+    );
     if (names.has(ds.name)) throw new RetroError("usage", `config.datasets: duplicate name "${ds.name}"`);
     names.add(ds.name);
-    if (ds.weight !== undefined && !(ds.weight >= 0 && Number.isFinite(ds.weight))) throw new RetroError("usage", `config.datasets[${i}].weight must be a number ≥ 0 (0 = retrieval-only), got ${ds.weight}`);
+    if (ds.weight !== undefined && !(ds.weight >= 0 && Number.isFinite(ds.weight)))
+      throw new RetroError(
+        "usage",
+        `config.datasets[${i}].weight must be a number ≥ 0 (0 = retrieval-only), got ${ds.weight}`,
+      );
     if (ds.validFraction !== undefined) {
       checkNum(ds.validFraction, `config.datasets[${i}].validFraction`, { min: 0, max: 1 });
-      if (isRetrievalOnly(ds) && ds.validFraction > 0) throw new RetroError("usage", `config.datasets[${i}]: a retrieval-only dataset (weight 0) holds nothing out; validFraction must be 0 or absent`);
+      if (isRetrievalOnly(ds) && ds.validFraction > 0)
+        throw new RetroError(
+          "usage",
+          `config.datasets[${i}]: a retrieval-only dataset (weight 0) holds nothing out; validFraction must be 0 or absent`,
+        );
     }
-    if (ds.onBadLine !== undefined && ds.onBadLine !== "fail" && ds.onBadLine !== "skip") throw new RetroError("usage", `config.datasets[${i}].onBadLine must be "fail" or "skip"`);
+    if (ds.onBadLine !== undefined && ds.onBadLine !== "fail" && ds.onBadLine !== "skip")
+      throw new RetroError("usage", `config.datasets[${i}].onBadLine must be "fail" or "skip"`);
   });
   if (c.datasets.every(isRetrievalOnly)) {
-    throw new RetroError("usage", `config.datasets: every dataset has weight 0 (retrieval-only); at least one needs a weight > 0 to train on`);
+    throw new RetroError(
+      "usage",
+      `config.datasets: every dataset has weight 0 (retrieval-only); at least one needs a weight > 0 to train on`,
+    );
   }
   checkIndexSettings(c.index);
   checkInt(c.seed, "config.seed", SEED_RANGE);
@@ -141,15 +213,22 @@ export function resolveConfig(user: unknown): DbConfig {
     checkInt(c.embedder.maxLength, "config.embedder.maxLength", { min: 1 });
     checkInt(c.embedder.batchSize, "config.embedder.batchSize", { min: 1 });
   }
-  for (const k of ["efConstruction", "efSearch", "threads", "addThreads"] as const) if (c.index[k] !== undefined) checkInt(c.index[k], `config.index.${k}`, { min: 1, max: k.endsWith("hreads") ? 256 : 1 << 16 });
+  for (const k of ["efConstruction", "efSearch", "threads", "addThreads"] as const)
+    if (c.index[k] !== undefined)
+      checkInt(c.index[k], `config.index.${k}`, { min: 1, max: k.endsWith("hreads") ? 256 : 1 << 16 });
   positiveInt(c.chunkLength, "config.chunkLength");
   positiveInt(c.embedBlockSize, "config.embedBlockSize");
   positiveInt(c.query.seq, "config.query.seq");
   positiveInt(c.query.candidates, "config.query.candidates");
   positiveInt(c.query.keep, "config.query.keep");
   positiveInt(c.query.blockSize, "config.query.blockSize");
-  if (c.query.seq % c.chunkLength !== 0) throw new RetroError("usage", `config.query.seq (${c.query.seq}) must be a multiple of chunkLength (${c.chunkLength})`);
-  if (c.query.keep > c.query.candidates) throw new RetroError("usage", `config.query.keep (${c.query.keep}) exceeds candidates (${c.query.candidates})`);
+  if (c.query.seq % c.chunkLength !== 0)
+    throw new RetroError(
+      "usage",
+      `config.query.seq (${c.query.seq}) must be a multiple of chunkLength (${c.chunkLength})`,
+    );
+  if (c.query.keep > c.query.candidates)
+    throw new RetroError("usage", `config.query.keep (${c.query.keep}) exceeds candidates (${c.query.candidates})`);
   // a database needs held-out documents: training evaluates on them, `eval ppl` measures them
   checkNum(c.validFraction, "config.validFraction", { above: 0, below: 1 });
   return c;
@@ -157,9 +236,13 @@ export function resolveConfig(user: unknown): DbConfig {
 
 /** The keys whose values differ between two configs (for "refused: config changed" messages). */
 export function diffKeys(a: unknown, b: unknown, prefix = ""): string[] {
-  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return JSON.stringify(a) === JSON.stringify(b) ? [] : [prefix || "(root)"];
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null)
+    return JSON.stringify(a) === JSON.stringify(b) ? [] : [prefix || "(root)"];
   const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
   const out: string[] = [];
-  for (const k of keys) out.push(...diffKeys((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], prefix ? `${prefix}.${k}` : k));
+  for (const k of keys)
+    out.push(
+      ...diffKeys((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], prefix ? `${prefix}.${k}` : k),
+    );
   return out;
 }

@@ -40,21 +40,38 @@ export class Database {
   private lastBlock?: { file: string; data: Int32Array };
 
   /** `manifest`: the build's live manifest object, so that stages finished after opening are seen. */
-  constructor(readonly dir: string, manifest?: Manifest) {
+  constructor(
+    readonly dir: string,
+    manifest?: Manifest,
+  ) {
     if (!fs.existsSync(dir)) throw new RetroError("notFound", `database not found: ${dir}`);
     // an update (`retro db add`) whose journal is written: finished here, unless its writer is still at it
     if (fs.existsSync(path.join(dir, JOURNAL))) {
       const holder = lockHolder(dir);
-      if (holder !== null && holder !== process.pid) throw new RetroError("busy", `${dir} is being updated by process ${holder}; retry when it is done`);
+      if (holder !== null && holder !== process.pid)
+        throw new RetroError("busy", `${dir} is being updated by process ${holder}; retry when it is done`);
       if (holder === null) recoverUpdate(dir);
     }
     this.manifest = manifest ?? readJson<Manifest>(path.join(dir, "manifest.json"), "database manifest");
     this.config = readJson<DbConfig>(path.join(dir, "config.json"), "database config");
-    if (this.manifest.format !== DB_FORMAT) throw new RetroError("corrupt", `${dir}: unknown database format "${this.manifest.format}" (expected ${DB_FORMAT})`);
-    const t = this.manifest.tokenizer, s = this.manifest.splits;
-    if (!t || !s || !this.manifest.chunks) throw new RetroError("badInput", `${dir}: database is incomplete (tokens/chunks stage missing); run "retro db build" again`);
+    if (this.manifest.format !== DB_FORMAT)
+      throw new RetroError(
+        "corrupt",
+        `${dir}: unknown database format "${this.manifest.format}" (expected ${DB_FORMAT})`,
+      );
+    const t = this.manifest.tokenizer,
+      s = this.manifest.splits;
+    if (!t || !s || !this.manifest.chunks)
+      throw new RetroError(
+        "badInput",
+        `${dir}: database is incomplete (tokens/chunks stage missing); run "retro db build" again`,
+      );
     this.tokenizer = loadTokenizer(t.id === "gpt2" ? "gpt2" : path.join(dir, "tokenizer.json"));
-    if (this.tokenizer.id !== t.id) throw new RetroError("corrupt", `${dir}: tokenizer.json (${this.tokenizer.id}) does not match the manifest (${t.id})`);
+    if (this.tokenizer.id !== t.id)
+      throw new RetroError(
+        "corrupt",
+        `${dir}: tokenizer.json (${this.tokenizer.id}) does not match the manifest (${t.id})`,
+      );
     this.m = this.manifest.chunkLength;
     // every open checks both token files against the SHA-256s and ids the build recorded (~30 ms per 10 MB)
     this.train = new SplitReader(path.join(dir, "tokens"), "train", t.dtype, s.train, t.vocabSize);
@@ -62,12 +79,21 @@ export class Database {
     const c = readBlock(path.join(dir, "chunks.blk"), Uint32Array);
     this.chunks = c.data;
     this.nChunks = c.rows;
-    if (c.rows !== this.manifest.chunks.count) throw new RetroError("corrupt", `${dir}: chunks.blk holds ${c.rows} chunks, manifest says ${this.manifest.chunks.count}`);
+    if (c.rows !== this.manifest.chunks.count)
+      throw new RetroError(
+        "corrupt",
+        `${dir}: chunks.blk holds ${c.rows} chunks, manifest says ${this.manifest.chunks.count}`,
+      );
     // every chunk inside the train token file and its document table
     for (let i = 0; i < this.nChunks; i++) {
-      const doc = this.chunks[CHUNK_COLS * i + 1], start = this.chunks[CHUNK_COLS * i + 2], len = this.chunks[CHUNK_COLS * i + 3];
+      const doc = this.chunks[CHUNK_COLS * i + 1],
+        start = this.chunks[CHUNK_COLS * i + 2],
+        len = this.chunks[CHUNK_COLS * i + 3];
       if (doc >= this.train.nDocs || len > this.m || start + len > this.train.nTokens) {
-        throw new RetroError("corrupt", `${dir}: chunks.blk row ${i} (document ${doc}, tokens ${start}+${len}) lies outside the token store`);
+        throw new RetroError(
+          "corrupt",
+          `${dir}: chunks.blk row ${i} (document ${doc}, tokens ${start}+${len}) lies outside the token store`,
+        );
       }
     }
   }
@@ -75,15 +101,21 @@ export class Database {
   /** Refuse neighbour ids that are neither −1 nor a chunk of this database. */
   checkNeighbourIds(ids: Int32Array, where: string): void {
     for (let i = 0; i < ids.length; i++) {
-      if (ids[i] < -1 || ids[i] >= this.nChunks) throw new RetroError("corrupt", `${where}: neighbour id ${ids[i]} is not a chunk of the database (${this.nChunks} chunks)`);
+      if (ids[i] < -1 || ids[i] >= this.nChunks)
+        throw new RetroError(
+          "corrupt",
+          `${where}: neighbour id ${ids[i]} is not a chunk of the database (${this.nChunks} chunks)`,
+        );
     }
   }
 
   /** Refuse to use this database with a model or run made for another tokenizer or chunk length. */
   checkCompatible(tokenizerId: string, chunkLength: number): void {
     const mine = this.manifest.tokenizer!.id;
-    if (mine !== tokenizerId) throw new RetroError("mismatch", `database ${this.dir} was built with tokenizer ${mine}, not ${tokenizerId}`);
-    if (this.m !== chunkLength) throw new RetroError("mismatch", `database ${this.dir} has chunk length ${this.m}, not ${chunkLength}`);
+    if (mine !== tokenizerId)
+      throw new RetroError("mismatch", `database ${this.dir} was built with tokenizer ${mine}, not ${tokenizerId}`);
+    if (this.m !== chunkLength)
+      throw new RetroError("mismatch", `database ${this.dir} has chunk length ${this.m}, not ${chunkLength}`);
   }
 
   chunkDoc(c: number): number {
@@ -92,14 +124,16 @@ export class Database {
 
   /** Tokens of DB chunk c, padded with EOD to the chunk length. */
   chunkTokens(c: number): Uint32Array {
-    const start = this.chunks[CHUNK_COLS * c + 2], len = this.chunks[CHUNK_COLS * c + 3];
+    const start = this.chunks[CHUNK_COLS * c + 2],
+      len = this.chunks[CHUNK_COLS * c + 3];
     const out = new Uint32Array(this.m).fill(this.tokenizer.eod);
     out.set(this.train.read(start, start + len));
     return out;
   }
 
   chunkText(c: number): string {
-    const start = this.chunks[CHUNK_COLS * c + 2], len = this.chunks[CHUNK_COLS * c + 3];
+    const start = this.chunks[CHUNK_COLS * c + 2],
+      len = this.chunks[CHUNK_COLS * c + 3];
     return this.tokenizer.decode(this.train.read(start, start + len));
   }
 
@@ -109,10 +143,16 @@ export class Database {
    * before it as after it. (A chunk is where a fact was found; the sentence around it is what a reader needs.)
    */
   passageTokens(c: number, maxTokens: number): Uint32Array {
-    const doc = this.chunkDoc(c), d0 = this.train.docStart(doc), len = this.train.docLength(doc);
+    const doc = this.chunkDoc(c),
+      d0 = this.train.docStart(doc),
+      len = this.train.docLength(doc);
     if (len <= maxTokens) return this.train.read(d0, d0 + len);
-    const cs = this.chunks[CHUNK_COLS * c + 2], cl = this.chunks[CHUNK_COLS * c + 3];
-    const from = Math.max(d0, Math.min(d0 + len - maxTokens, cs - Math.floor((maxTokens - Math.min(cl, maxTokens)) / 2)));
+    const cs = this.chunks[CHUNK_COLS * c + 2],
+      cl = this.chunks[CHUNK_COLS * c + 3];
+    const from = Math.max(
+      d0,
+      Math.min(d0 + len - maxTokens, cs - Math.floor((maxTokens - Math.min(cl, maxTokens)) / 2)),
+    );
     return this.train.read(from, from + maxTokens);
   }
 
@@ -139,15 +179,26 @@ export class Database {
   /** The search index (memory-mapped where its backend can), opened once. */
   openIndex(): Promise<SearchIndex> {
     const info = this.manifest.index;
-    if (!info) throw new RetroError("badInput", `${this.dir}: the index stage has not run ("retro db build --out ${this.dir}")`);
-    return (this.indexCache ??= indexBackend(info.description).open(path.join(this.dir, "index"), info, this.config.index, this));
+    if (!info)
+      throw new RetroError("badInput", `${this.dir}: the index stage has not run ("retro db build --out ${this.dir}")`);
+    return (this.indexCache ??= indexBackend(info.description).open(
+      path.join(this.dir, "index"),
+      info,
+      this.config.index,
+      this,
+    ));
   }
 
   /** Precomputed neighbours of one sample of a split: int32 [l, keep]. */
   sampleNeighbours(split: string, sample: number): Int32Array {
     const info = this.manifest.neighbours?.[split];
-    if (!info) throw new RetroError("badInput", `${this.dir}: neighbours of split "${split}" have not been computed ("retro db query --split ${split}")`);
-    if (sample < 0 || sample >= info.samples) throw new RetroError("usage", `sample ${sample} out of range [0, ${info.samples})`);
+    if (!info)
+      throw new RetroError(
+        "badInput",
+        `${this.dir}: neighbours of split "${split}" have not been computed ("retro db query --split ${split}")`,
+      );
+    if (sample < 0 || sample >= info.samples)
+      throw new RetroError("usage", `sample ${sample} out of range [0, ${info.samples})`);
     const [s, e] = blockRanges(info.samples, info.blockSize)[Math.floor(sample / info.blockSize)];
     const file = blockName(path.join(this.dir, "neighbours", split), s, e);
     // samples are read in order (inspect, the in-context baseline): the last block read is kept
@@ -168,9 +219,11 @@ export class Database {
    */
   neighbourBlock(ids: ArrayLike<number>, rows: number, stride: number, k: number, r = 2 * this.m): Int32Array {
     if (k > stride) throw new RetroError("usage", `k = ${k} neighbours asked, rows hold ${stride}`);
-    if (ids.length < rows * stride) throw new RetroError("mismatch", `neighbour ids: ${ids.length} entries, expected ${rows}×${stride}`);
+    if (ids.length < rows * stride)
+      throw new RetroError("mismatch", `neighbour ids: ${ids.length} entries, expected ${rows}×${stride}`);
     const out = new Int32Array(rows * k * r);
-    for (let j = 0; j < rows; j++) for (let t = 0; t < k; t++) out.set(this.neighbourTokens(ids[j * stride + t], r), (j * k + t) * r);
+    for (let j = 0; j < rows; j++)
+      for (let t = 0; t < k; t++) out.set(this.neighbourTokens(ids[j * stride + t], r), (j * k + t) * r);
     return out;
   }
 

@@ -28,13 +28,15 @@ export function recoverUpdate(dir: string, o: { commit?: boolean } = {}): boolea
   if (!fs.existsSync(jf)) {
     for (const p of [path.join(dir, "tokens"), dir, path.join(dir, "index")]) {
       if (!fs.existsSync(p)) continue;
-      for (const f of fs.readdirSync(p)) if (f.endsWith(STAGED)) fs.rmSync(path.join(p, f), { recursive: true, force: true });
+      for (const f of fs.readdirSync(p))
+        if (f.endsWith(STAGED)) fs.rmSync(path.join(p, f), { recursive: true, force: true });
     }
     return false;
   }
   const j = readJson<Journal>(jf, "update journal");
   for (const [from, to] of j.renames) {
-    const a = path.join(dir, from), b = path.join(dir, to);
+    const a = path.join(dir, from),
+      b = path.join(dir, to);
     if (!fs.existsSync(a)) continue; // moved already
     if (fs.existsSync(b) && fs.statSync(b).isDirectory()) fs.rmSync(b, { recursive: true, force: true });
     fs.renameSync(a, b);
@@ -44,4 +46,3 @@ export function recoverUpdate(dir: string, o: { commit?: boolean } = {}): boolea
   if (!o.commit) log(`${dir}: finished an interrupted update (${j.renames.length} files)`);
   return true;
 }
-

@@ -23,5 +23,16 @@ export interface Manifest {
   embeddings?: { embedderId: string; dim: number; blocks: number; fitSeconds?: number; embedSeconds?: number };
   /** the index's record (src/search/types.ts): what its backend needs to open and check it */
   index?: IndexRecord;
-  neighbours?: Record<string, { seq: number; samples: number; chunksPerSample: number; keep: number; candidates: number; blockSize: number; embedderId: string }>;
+  neighbours?: Record<
+    string,
+    {
+      seq: number;
+      samples: number;
+      chunksPerSample: number;
+      keep: number;
+      candidates: number;
+      blockSize: number;
+      embedderId: string;
+    }
+  >;
 }

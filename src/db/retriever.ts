@@ -47,16 +47,26 @@ export function openDbEmbedder(db: Database): Promise<Embedder> {
 export class Retriever {
   /** time spent embedding queries and searching the index, and queries answered (for benchmarks) */
   readonly timing = { embedS: 0, searchS: 0, queries: 0 };
-  private constructor(readonly db: Database, readonly embedder: Embedder | null, private readonly index: SearchIndex) {}
+  private constructor(
+    readonly db: Database,
+    readonly embedder: Embedder | null,
+    private readonly index: SearchIndex,
+  ) {}
 
   /** The database's fitted embedder and index (or its BM25 index); refuses an index built with another embedder. */
   static async open(db: Database): Promise<Retriever> {
     const man = db.manifest;
-    if (!man.index) throw new RetroError("badInput", `${db.dir}: the index stage has not run ("retro db build --out ${db.dir}")`);
+    if (!man.index)
+      throw new RetroError("badInput", `${db.dir}: the index stage has not run ("retro db build --out ${db.dir}")`);
     if (indexBackend(man.index.description).reads === "texts") return new Retriever(db, null, await db.openIndex());
     const emb = await openDbEmbedder(db);
-    if (emb.dim !== man.index.dim) throw new RetroError("mismatch", `embedder dimension ${emb.dim} ≠ index dimension ${man.index.dim}`);
-    if (emb.id !== man.index.embedderId) throw new RetroError("mismatch", `the index was built with embedder ${man.index.embedderId}, queries would use ${emb.id}`);
+    if (emb.dim !== man.index.dim)
+      throw new RetroError("mismatch", `embedder dimension ${emb.dim} ≠ index dimension ${man.index.dim}`);
+    if (emb.id !== man.index.embedderId)
+      throw new RetroError(
+        "mismatch",
+        `the index was built with embedder ${man.index.embedderId}, queries would use ${emb.id}`,
+      );
     return new Retriever(db, emb, await db.openIndex());
   }
 
@@ -81,7 +91,8 @@ export class Retriever {
 
   /** Nearest chunks of each text, the excluded documents' chunks skipped. */
   async search(texts: string[], o: SearchOptions): Promise<SearchResult> {
-    const db = this.db, keep = o.keep;
+    const db = this.db,
+      keep = o.keep;
     const kq = Math.min(Math.max(o.candidates ?? db.config.query.candidates, keep), db.nChunks);
     const ids = new Int32Array(texts.length * keep).fill(-1);
     const scores = new Float32Array(texts.length * keep).fill(-Infinity);
@@ -116,15 +127,30 @@ export class Retriever {
   }
 
   /** Neighbours of token chunks: ids, scores and tokens [chunks, k, r]. */
-  async retrieveChunks(chunks: ArrayLike<number>[], k: number, r: number, exclude?: (Set<number> | null)[]): Promise<SearchResult & { tokens: Int32Array }> {
-    const res = await this.search(chunks.map((c) => this.chunkQueryText(c)), { keep: k, exclude });
+  async retrieveChunks(
+    chunks: ArrayLike<number>[],
+    k: number,
+    r: number,
+    exclude?: (Set<number> | null)[],
+  ): Promise<SearchResult & { tokens: Int32Array }> {
+    const res = await this.search(
+      chunks.map((c) => this.chunkQueryText(c)),
+      { keep: k, exclude },
+    );
     return { ...res, tokens: this.db.neighbourBlock(res.ids, chunks.length, k, k, r) };
   }
 
   /** What a neighbour id refers to, for citations (chunk + continuation text). */
   citation(id: number, score: number, r = 2 * this.db.m): Citation {
-    const db = this.db, doc = db.chunkDoc(id);
+    const db = this.db,
+      doc = db.chunkDoc(id);
     const ds = db.manifest.datasets?.[db.train.docDataset(doc)]?.name ?? String(db.train.docDataset(doc));
-    return { chunk: id, dataset: ds, document: db.train.docOrdinal(doc), score, text: db.tokenizer.decode(db.neighbourTokens(id, r)) };
+    return {
+      chunk: id,
+      dataset: ds,
+      document: db.train.docOrdinal(doc),
+      score,
+      text: db.tokenizer.decode(db.neighbourTokens(id, r)),
+    };
   }
 }

@@ -15,14 +15,20 @@ import { defaultConfig, type DbConfig } from "../db/config.ts";
 /** dataset names of the knowledge database */
 export const KNOWLEDGE = { a: "people-a", b: "people-b", bHeldOut: "people-b-heldout", c: "people-c" } as const;
 
-export function knowledgeDbConfig(files: PeopleFiles, o: { seed: number; chunk: number; seq: number; wordnet?: DatasetSpec | null; vocabSize?: number }): DbConfig {
+export function knowledgeDbConfig(
+  files: PeopleFiles,
+  o: { seed: number; chunk: number; seq: number; wordnet?: DatasetSpec | null; vocabSize?: number },
+): DbConfig {
   const d = defaultConfig();
   const datasets: DatasetSpec[] = [
     { name: KNOWLEDGE.a, source: "jsonl", path: files.a, weight: 1, validFraction: 0 },
     { name: KNOWLEDGE.b, source: "jsonl", path: files.b, weight: 0 },
     { name: KNOWLEDGE.bHeldOut, source: "jsonl", path: files.bHeldOut, weight: 1, validFraction: 1 },
   ];
-  const wn = o.wordnet === undefined ? { name: "wordnet", source: "bundled", path: "wordnet", weight: 0 } as DatasetSpec : o.wordnet;
+  const wn =
+    o.wordnet === undefined
+      ? ({ name: "wordnet", source: "bundled", path: "wordnet", weight: 0 } as DatasetSpec)
+      : o.wordnet;
   if (wn) datasets.push({ ...wn, weight: 0 });
   return {
     ...d,

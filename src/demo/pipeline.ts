@@ -63,7 +63,17 @@ export interface DemoOptions {
   threads?: number;
 }
 
-type QaRow = { model: string; variant: QaVariant; set: string; exact_match: number; f1: number; rouge_gm?: number; questions_per_s: number; truncated: number; questions: number };
+type QaRow = {
+  model: string;
+  variant: QaVariant;
+  set: string;
+  exact_match: number;
+  f1: number;
+  rouge_gm?: number;
+  questions_per_s: number;
+  truncated: number;
+  questions: number;
+};
 
 export interface DemoSummary {
   report: string;
@@ -94,7 +104,10 @@ async function cached<T>(file: string, fresh: boolean, make: () => Promise<T> | 
  * context starts between 1,500 and 3,000 (docs/knowledge.md); with 1,500 every QA row was at EM 0.
  */
 export const DEMO = {
-  pretrainSteps: 3000, fitSteps: 400, sftSteps: 300, qaQuestions: 300,
+  pretrainSteps: 3000,
+  fitSteps: 400,
+  sftSteps: 300,
+  qaQuestions: 300,
   /** a 4-layer d-128 model: 2.4× the steps of d 256 in the same time (reading is what the steps are for) */
   d: 128,
   /** WordNet questions per set (the harder set: a format check at this scale) */
@@ -113,15 +126,23 @@ const STAGES = 7;
 const stage = (i: number, what: string) => log(`\n== demo ${i}/${STAGES}: ${what}`);
 
 export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
-  const out = path.resolve(o.out), fresh = Boolean(o.fresh), seed = o.seed ?? DEMO_PEOPLE.seed;
-  const P = o.pretrainSteps ?? DEMO.pretrainSteps, F = o.fitSteps ?? DEMO.fitSteps, S = o.sftSteps ?? DEMO.sftSteps, Q = o.qaQuestions ?? DEMO.qaQuestions;
+  const out = path.resolve(o.out),
+    fresh = Boolean(o.fresh),
+    seed = o.seed ?? DEMO_PEOPLE.seed;
+  const P = o.pretrainSteps ?? DEMO.pretrainSteps,
+    F = o.fitSteps ?? DEMO.fitSteps,
+    S = o.sftSteps ?? DEMO.sftSteps,
+    Q = o.qaQuestions ?? DEMO.qaQuestions;
   // --fresh starts over, the demo's own database included (never a --db given)
-  if (fresh) for (const d of ["gpt", "gpt-fit", "retro-fit", "sft-gpt", "sft-retro", "results", "data", ...(o.db ? [] : ["db"])]) fs.rmSync(path.join(out, d), { recursive: true, force: true });
+  if (fresh)
+    for (const d of ["gpt", "gpt-fit", "retro-fit", "sft-gpt", "sft-retro", "results", "data", ...(o.db ? [] : ["db"])])
+      fs.rmSync(path.join(out, d), { recursive: true, force: true });
   fs.mkdirSync(path.join(out, "results"), { recursive: true });
   const res = (f: string) => path.join(out, "results", f);
   // stage times: kept in results/times.json, so that a re-run that reuses a stage still reports its first time
   const timesFile = res("times.json");
-  const times: Record<string, number> = !fresh && fs.existsSync(timesFile) ? readJson<Record<string, number>>(timesFile, "demo stage times") : {};
+  const times: Record<string, number> =
+    !fresh && fs.existsSync(timesFile) ? readJson<Record<string, number>>(timesFile, "demo stage times") : {};
   const timed = async <T>(name: string, f: () => Promise<T>): Promise<T> => {
     const t0 = performance.now();
     const v = await f();
@@ -133,120 +154,320 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
     return v;
   };
   const threads = o.threads ? { threads: o.threads } : {};
-  const modelIn: Record<string, unknown> = { d: DEMO.d, seq: DEMO.seq, chunk: DEMO.chunk, r: 2 * DEMO.chunk, ...o.model };
-  const seq = modelIn.seq as number, chunk = modelIn.chunk as number;
+  const modelIn: Record<string, unknown> = {
+    d: DEMO.d,
+    seq: DEMO.seq,
+    chunk: DEMO.chunk,
+    r: 2 * DEMO.chunk,
+    ...o.model,
+  };
+  const seq = modelIn.seq as number,
+    chunk = modelIn.chunk as number;
 
   stage(1, "knowledge corpus (fictional people) and retrieval database");
   const { files, corpus } = writePeopleCorpus(path.join(out, "data", "people"), { ...DEMO_PEOPLE, ...o.people, seed });
   const dbDir = o.db ? path.resolve(o.db) : path.join(out, "db");
   const dbConfig: DbConfig = knowledgeDbConfig(files, { seed, chunk, seq, wordnet: o.wordnet });
-  const built = fs.existsSync(path.join(dbDir, "manifest.json")) && readJson<{ neighbours?: { valid?: unknown } }>(path.join(dbDir, "manifest.json"), "manifest").neighbours?.valid;
+  const built =
+    fs.existsSync(path.join(dbDir, "manifest.json")) &&
+    readJson<{ neighbours?: { valid?: unknown } }>(path.join(dbDir, "manifest.json"), "manifest").neighbours?.valid;
   if (!built) await timed("database", () => buildDatabase(dbDir, dbConfig));
   let db = new Database(dbDir);
   const run = (n: string) => path.join(out, n);
   const quiet = { evalEvery: 100, saveEvery: 100, seed, ...threads };
   const layers = (modelIn.layers as number | undefined) ?? 4;
   try {
-    stage(2, `GPT pretraining on A (${P} steps), then GPT-fitting and Retro-fitting it on the same tokens (${F} steps each)`);
-    await timed("GPT pretraining", () => train(run("gpt"), { db: dbDir, model: { model: "gpt", ...modelIn }, steps: P, lr: 3e-3, minLr: 3e-4, ...quiet }, { resume: true }));
+    stage(
+      2,
+      `GPT pretraining on A (${P} steps), then GPT-fitting and Retro-fitting it on the same tokens (${F} steps each)`,
+    );
+    await timed("GPT pretraining", () =>
+      train(
+        run("gpt"),
+        { db: dbDir, model: { model: "gpt", ...modelIn }, steps: P, lr: 3e-3, minLr: 3e-4, ...quiet },
+        { resume: true },
+      ),
+    );
     const fit = { db: dbDir, init: run("gpt"), steps: F, lr: 3e-4, minLr: 3e-5, warmup: 20, ...quiet };
     await timed("GPT-fitting", () => train(run("gpt-fit"), fit, { resume: true }));
     // the retrieval part (fresh weights) at 3× the fit's learning rate: it brought the twin corpus's fall forward
-    await timed("Retro-fitting", () => train(run("retro-fit"), { ...fit, retrievalLr: 3, model: { model: "retro", cca_layers: layers >= 4 ? [2, 4] : [layers] } }, { resume: true }));
+    await timed("Retro-fitting", () =>
+      train(
+        run("retro-fit"),
+        { ...fit, retrievalLr: 3, model: { model: "retro", cca_layers: layers >= 4 ? [2, 4] : [layers] } },
+        { resume: true },
+      ),
+    );
 
     stage(3, "held-out perplexity on B's other biographies (facts apart) and the retrieval controls");
     const facts = heldOutFactMask(db, KNOWLEDGE.bHeldOut, corpus.docs.bHeldOut);
-    const gptPpl = await cached(res("ppl-gpt.json"), fresh, () => evaluate(loadModel(run("gpt")).model, db, { batch: 8 }).ppl);
+    const gptPpl = await cached(
+      res("ppl-gpt.json"),
+      fresh,
+      () => evaluate(loadModel(run("gpt")).model, db, { batch: 8 }).ppl,
+    );
     const controls = await timed("perplexity", async () => {
       const c: Record<string, ControlReport> = {};
-      for (const n of ["gpt-fit", "retro-fit"]) c[n] = await cached(res(`controls-${n}.json`), fresh, () => evalControls(loadModel(run(n)).model, db, { batch: 8, masks: { facts: facts.mask } }));
+      for (const n of ["gpt-fit", "retro-fit"])
+        c[n] = await cached(res(`controls-${n}.json`), fresh, () =>
+          evalControls(loadModel(run(n)).model, db, { batch: 8, masks: { facts: facts.mask } }),
+        );
       return c;
     });
-    const g = controls["gpt-fit"], r = controls["retro-fit"];
+    const g = controls["gpt-fit"],
+      r = controls["retro-fit"];
     const ppl: Record<string, number> = {
-      GPT: gptPpl, "GPT-fitting": g.ppl.own, "Retro-fitting": r.ppl.own,
-      "Retro-fitting, another sample's neighbours": r.ppl.another!, "Retro-fitting, random neighbours": r.ppl.random!, "Retro-fitting, gate 0 (no neighbours)": r.ppl.none!,
+      GPT: gptPpl,
+      "GPT-fitting": g.ppl.own,
+      "Retro-fitting": r.ppl.own,
+      "Retro-fitting, another sample's neighbours": r.ppl.another!,
+      "Retro-fitting, random neighbours": r.ppl.random!,
+      "Retro-fitting, gate 0 (no neighbours)": r.ppl.none!,
     };
-    const gf = g.masked!.facts, rf = r.masked!.facts;
+    const gf = g.masked!.facts,
+      rf = r.masked!.facts;
     const factLoss: Record<string, number> = {
-      "GPT-fitting": gf.own.loss, "Retro-fitting": rf.own.loss, "Retro-fitting, another sample's neighbours": rf.another!,
-      "Retro-fitting, random neighbours": rf.random!, "Retro-fitting, gate 0 (no neighbours)": rf.none!,
+      "GPT-fitting": gf.own.loss,
+      "Retro-fitting": rf.own.loss,
+      "Retro-fitting, another sample's neighbours": rf.another!,
+      "Retro-fitting, random neighbours": rf.random!,
+      "Retro-fitting, gate 0 (no neighbours)": rf.none!,
     };
 
-    stage(4, "instruction data (questions about A with retrieved passages; WordNet) and instruction tuning of both fits");
+    stage(
+      4,
+      "instruction data (questions about A with retrieved passages; WordNet) and instruction tuning of both fits",
+    );
     const dataDir = path.join(out, "data");
     const retriever = await Retriever.open(db);
-    const kcounts = await cached<KnowledgeCounts>(res("knowledge-data.json"), fresh, () => buildKnowledgeSets(db, retriever, corpus, path.join(dataDir, "knowledge"), { seq, maxTokens: DEMO.maxTokens, topK: DEMO.topK, system: null }));
+    const kcounts = await cached<KnowledgeCounts>(res("knowledge-data.json"), fresh, () =>
+      buildKnowledgeSets(db, retriever, corpus, path.join(dataDir, "knowledge"), {
+        seq,
+        maxTokens: DEMO.maxTokens,
+        topK: DEMO.topK,
+        system: null,
+      }),
+    );
     const wordnet = o.wordnet !== null;
-    const wcounts = wordnet ? await cached<BundledCounts>(res("wordnet-data.json"), fresh, () => buildBundledSets(db, path.join(dataDir, "wordnet"), { retriever: "bm25", maxTrain: 2000, maxHeldOut: Math.min(Q, DEMO.wordnetQuestions) })) : null;
+    const wcounts = wordnet
+      ? await cached<BundledCounts>(res("wordnet-data.json"), fresh, () =>
+          buildBundledSets(db, path.join(dataDir, "wordnet"), {
+            retriever: "bm25",
+            maxTrain: 2000,
+            maxHeldOut: Math.min(Q, DEMO.wordnetQuestions),
+          }),
+        )
+      : null;
     const kdir = path.join(dataDir, "knowledge");
-    const sftData = [{ path: path.join(kdir, "train-qa.json"), weight: 1 }, { path: path.join(kdir, "train-chat.jsonl"), weight: 0.25 },
-      ...(wordnet ? [{ path: path.join(dataDir, "wordnet", "train-qa.json"), weight: 0.1 }] : [])];
+    const sftData = [
+      { path: path.join(kdir, "train-qa.json"), weight: 1 },
+      { path: path.join(kdir, "train-chat.jsonl"), weight: 0.25 },
+      ...(wordnet ? [{ path: path.join(dataDir, "wordnet", "train-qa.json"), weight: 0.1 }] : []),
+    ];
     // no system prompt: the paper's takes 65 of these models' 256 positions
-    for (const [name, from] of [["sft-gpt", "gpt-fit"], ["sft-retro", "retro-fit"]]) {
-      await timed(`instruction tuning ${from}`, () => sft(run(name), { init: run(from), db: dbDir, data: sftData, system: null, steps: S, batch: 8, lr: 1e-3, minLr: 1e-4, evalEvery: 100, saveEvery: 100, ...threads }, { resume: true }));
+    for (const [name, from] of [
+      ["sft-gpt", "gpt-fit"],
+      ["sft-retro", "retro-fit"],
+    ]) {
+      await timed(`instruction tuning ${from}`, () =>
+        sft(
+          run(name),
+          {
+            init: run(from),
+            db: dbDir,
+            data: sftData,
+            system: null,
+            steps: S,
+            batch: 8,
+            lr: 1e-3,
+            minLr: 1e-4,
+            evalEvery: 100,
+            saveEvery: 100,
+            ...threads,
+          },
+          { resume: true },
+        ),
+      );
     }
 
     stage(5, "zero-shot QA on B (held-out question forms), passages retrieved by BM25 from the database");
     const qaSet = (file: string) => readQaFile(file).items.slice(0, Q);
-    const bItems = qaSet(path.join(kdir, "qa-b.jsonl")), cItems = qaSet(path.join(kdir, "qa-c.jsonl"));
+    const bItems = qaSet(path.join(kdir, "qa-b.jsonl")),
+      cItems = qaSet(path.join(kdir, "qa-c.jsonl"));
     const models = { InstructGPT: "sft-gpt", InstructRetro: "sft-retro" } as const;
-    const ask = async (label: keyof typeof models, set: string, items: ReturnType<typeof qaSet>, variants: QaVariant[], ret: Retriever, rouge = false): Promise<QaRow[]> => {
+    const ask = async (
+      label: keyof typeof models,
+      set: string,
+      items: ReturnType<typeof qaSet>,
+      variants: QaVariant[],
+      ret: Retriever,
+      rouge = false,
+    ): Promise<QaRow[]> => {
       const { model } = loadModel(run(models[label]));
       if (o.threads) model.engine.setThreads(o.threads);
       const rows: QaRow[] = [];
       for (const variant of variants) {
-        const q: QaReport = await evalQa(model, db.tokenizer, ret, items, { variant, passages: "retrieve", topK: DEMO.topK, maxTokens: DEMO.maxTokens, system: null, rouge, showProgress: true });
-        rows.push({ model: label, variant, set, exact_match: q.exact_match, f1: q.f1, rouge_gm: q.rouge_gm, questions_per_s: q.questions_per_s, truncated: q.truncated, questions: items.length });
+        const q: QaReport = await evalQa(model, db.tokenizer, ret, items, {
+          variant,
+          passages: "retrieve",
+          topK: DEMO.topK,
+          maxTokens: DEMO.maxTokens,
+          system: null,
+          rouge,
+          showProgress: true,
+        });
+        rows.push({
+          model: label,
+          variant,
+          set,
+          exact_match: q.exact_match,
+          f1: q.f1,
+          rouge_gm: q.rouge_gm,
+          questions_per_s: q.questions_per_s,
+          truncated: q.truncated,
+          questions: items.length,
+        });
       }
       return rows;
     };
-    const qa = await timed("question answering", () => cached(res("qa.json"), fresh, async () => {
-      const rows: QaRow[] = [];
-      rows.push(...(await ask("InstructGPT", "people B", bItems, ["rag", "none"], retriever)));
-      // InstructRetro also with its encoder (gate 1, the passages in the encoder too): the paper's §5.4
-      rows.push(...(await ask("InstructRetro", "people B", bItems, ["rag", "encoder", "none"], retriever)));
-      if (wordnet) {
-        const bm25 = await Retriever.bm25(db);
-        for (const label of ["InstructGPT", "InstructRetro"] as const) {
-          for (const t of ["synonym", "define"]) rows.push(...(await ask(label, `wordnet ${t}`, qaSet(path.join(dataDir, "wordnet", `qa-${t}.jsonl`)), ["rag", "none"], bm25, t === "define")));
+    const qa = await timed("question answering", () =>
+      cached(res("qa.json"), fresh, async () => {
+        const rows: QaRow[] = [];
+        rows.push(...(await ask("InstructGPT", "people B", bItems, ["rag", "none"], retriever)));
+        // InstructRetro also with its encoder (gate 1, the passages in the encoder too): the paper's §5.4
+        rows.push(...(await ask("InstructRetro", "people B", bItems, ["rag", "encoder", "none"], retriever)));
+        if (wordnet) {
+          const bm25 = await Retriever.bm25(db);
+          for (const label of ["InstructGPT", "InstructRetro"] as const) {
+            for (const t of ["synonym", "define"])
+              rows.push(
+                ...(await ask(
+                  label,
+                  `wordnet ${t}`,
+                  qaSet(path.join(dataDir, "wordnet", `qa-${t}.jsonl`)),
+                  ["rag", "none"],
+                  bm25,
+                  t === "define",
+                )),
+              );
+          }
         }
-      }
-      return rows;
-    }));
+        return rows;
+      }),
+    );
 
-    stage(6, "knowledge update: C's questions before and after `retro db add` (no training in between), and one served answer");
+    stage(
+      6,
+      "knowledge update: C's questions before and after `retro db add` (no training in between), and one served answer",
+    );
     const hasC = () => db.manifest.datasets?.some((d) => d.name === KNOWLEDGE.c) ?? false;
     const before = await cached(res("update-before.json"), fresh, async () => {
-      if (hasC()) throw new RetroError("badInput", `${dbDir} already holds group C ("${KNOWLEDGE.c}"): the questions before the update cannot be asked of it; run with --fresh (without --db) or give a database without it`);
-      return [...(await ask("InstructRetro", "people C", cItems, ["rag", "none"], retriever)), ...(await ask("InstructGPT", "people C", cItems, ["rag"], retriever))];
+      if (hasC())
+        throw new RetroError(
+          "badInput",
+          `${dbDir} already holds group C ("${KNOWLEDGE.c}"): the questions before the update cannot be asked of it; run with --fresh (without --db) or give a database without it`,
+        );
+      return [
+        ...(await ask("InstructRetro", "people C", cItems, ["rag", "none"], retriever)),
+        ...(await ask("InstructGPT", "people C", cItems, ["rag"], retriever)),
+      ];
     });
     if (!hasC()) {
       db.close();
-      await timed("db add", () => addDocuments(dbDir, { name: KNOWLEDGE.c, source: "jsonl", path: files.c, weight: 0 }));
+      await timed("db add", () =>
+        addDocuments(dbDir, { name: KNOWLEDGE.c, source: "jsonl", path: files.c, weight: 0 }),
+      );
       db = new Database(dbDir);
     }
     const updated = await Retriever.open(db);
     const after = await cached(res("update-after.json"), fresh, async () => [
-      ...(await ask("InstructRetro", "people C", cItems, ["rag", "none"], updated)), ...(await ask("InstructGPT", "people C", cItems, ["rag"], updated)),
+      ...(await ask("InstructRetro", "people C", cItems, ["rag", "none"], updated)),
+      ...(await ask("InstructGPT", "people C", cItems, ["rag"], updated)),
     ]);
-    const served = await cached(res("served.json"), fresh, () => serveOne(run("sft-retro"), db, updated, corpus, o.threads));
+    const served = await cached(res("served.json"), fresh, () =>
+      serveOne(run("sft-retro"), db, updated, corpus, o.threads),
+    );
 
     stage(7, "report");
     const figs = path.join(out, "figures");
     fs.mkdirSync(figs, { recursive: true });
-    await plotRuns([{ name: "GPT", dir: run("gpt") }, { name: "GPT-fitting", dir: run("gpt-fit") }, { name: "Retro-fitting", dir: run("retro-fit") }], path.join(figs, "curves.svg"), { title: "pretraining on A, then GPT-fitting vs Retro-fitting (same tokens)" });
-    await plotBars(Object.entries(factLoss).map(([k, v]) => ({ group: "fact tokens", series: k, value: v })).concat(
-      Object.entries(ppl).filter(([k]) => k !== "GPT").map(([k, v]) => ({ group: "all tokens", series: k, value: Math.log(v) }))),
-    path.join(figs, "perplexity.svg"), { title: "held-out loss on B's other biographies", yTitle: "loss (nats/token)" });
-    await plotBars(qa.filter((x) => x.set === "people B").map((x) => ({ group: x.model, series: variantName(x.variant), value: x.exact_match })),
-      path.join(figs, "qa.svg"), { title: "QA on B (only in the database), held-out question forms", yTitle: "exact match (%)" });
-    await plotBars([...before.map((x) => ({ ...x, when: "before db add" })), ...after.map((x) => ({ ...x, when: "after db add" }))].map((x) => ({ group: x.when, series: `${x.model}, ${variantName(x.variant)}`, value: x.exact_match })),
-      path.join(figs, "update.svg"), { title: "QA on C: before and after retro db add (no training)", yTitle: "exact match (%)" });
+    await plotRuns(
+      [
+        { name: "GPT", dir: run("gpt") },
+        { name: "GPT-fitting", dir: run("gpt-fit") },
+        { name: "Retro-fitting", dir: run("retro-fit") },
+      ],
+      path.join(figs, "curves.svg"),
+      { title: "pretraining on A, then GPT-fitting vs Retro-fitting (same tokens)" },
+    );
+    await plotBars(
+      Object.entries(factLoss)
+        .map(([k, v]) => ({ group: "fact tokens", series: k, value: v }))
+        .concat(
+          Object.entries(ppl)
+            .filter(([k]) => k !== "GPT")
+            .map(([k, v]) => ({ group: "all tokens", series: k, value: Math.log(v) })),
+        ),
+      path.join(figs, "perplexity.svg"),
+      { title: "held-out loss on B's other biographies", yTitle: "loss (nats/token)" },
+    );
+    await plotBars(
+      qa
+        .filter((x) => x.set === "people B")
+        .map((x) => ({ group: x.model, series: variantName(x.variant), value: x.exact_match })),
+      path.join(figs, "qa.svg"),
+      { title: "QA on B (only in the database), held-out question forms", yTitle: "exact match (%)" },
+    );
+    await plotBars(
+      [
+        ...before.map((x) => ({ ...x, when: "before db add" })),
+        ...after.map((x) => ({ ...x, when: "after db add" })),
+      ].map((x) => ({ group: x.when, series: `${x.model}, ${variantName(x.variant)}`, value: x.exact_match })),
+      path.join(figs, "update.svg"),
+      { title: "QA on C: before and after retro db add (no training)", yTitle: "exact match (%)" },
+    );
     const report = path.join(out, "report.md");
     // every figure of the report in one file (experiments/replicate.ts averages seeds from these)
-    writeJsonAtomic(res("summary.json"), { seed, sizes: { pretrainSteps: P, fitSteps: F, sftSteps: S, qaQuestions: Q, model: modelIn, people: corpus.options }, ppl, factLoss, facts: { tokens: facts.tokens, read: r.masked!.facts.read, unread: r.masked!.facts.unread, gptRead: g.masked!.facts.read, gptUnread: g.masked!.facts.unread }, recallB: kcounts.recallB, qa, update: { before, after, served }, times });
-    writeFileAtomic(report, reportText({ out, dbDir, db, P, F, S, ppl, factLoss, facts, controls, kcounts, wcounts, qa, before, after, served, times, corpus }));
+    writeJsonAtomic(res("summary.json"), {
+      seed,
+      sizes: { pretrainSteps: P, fitSteps: F, sftSteps: S, qaQuestions: Q, model: modelIn, people: corpus.options },
+      ppl,
+      factLoss,
+      facts: {
+        tokens: facts.tokens,
+        read: r.masked!.facts.read,
+        unread: r.masked!.facts.unread,
+        gptRead: g.masked!.facts.read,
+        gptUnread: g.masked!.facts.unread,
+      },
+      recallB: kcounts.recallB,
+      qa,
+      update: { before, after, served },
+      times,
+    });
+    writeFileAtomic(
+      report,
+      reportText({
+        out,
+        dbDir,
+        db,
+        P,
+        F,
+        S,
+        ppl,
+        factLoss,
+        facts,
+        controls,
+        kcounts,
+        wcounts,
+        qa,
+        before,
+        after,
+        served,
+        times,
+        corpus,
+      }),
+    );
     return { report, ppl, factLoss, qa, update: { before, after, served } };
   } finally {
     db.close();
@@ -254,35 +475,82 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
 }
 
 /** One chat answer from `retro serve`'s server over the updated database, about the first C person. */
-async function serveOne(ckpt: string, db: Database, retriever: Retriever, corpus: PeopleCorpus, threads?: number): Promise<ServedAnswer> {
+async function serveOne(
+  ckpt: string,
+  db: Database,
+  retriever: Retriever,
+  corpus: PeopleCorpus,
+  threads?: number,
+): Promise<ServedAnswer> {
   const { model } = loadModel(ckpt);
   if (threads) model.engine.setThreads(threads);
   const p = corpus.people.find((x) => x.group === "C")!;
-  const server = new RetroServer({ model, tokenizer: db.tokenizer, retriever, name: "sft-retro", port: 0, system: null, passages: DEMO.topK });
+  const server = new RetroServer({
+    model,
+    tokenizer: db.tokenizer,
+    retriever,
+    name: "sft-retro",
+    port: 0,
+    system: null,
+    passages: DEMO.topK,
+  });
   const addr = await server.listen();
   try {
     const question = `Where was ${p.name} born?`;
-    const r = await fetch(`http://127.0.0.1:${addr.port}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ messages: [{ role: "user", content: question }], max_tokens: DEMO.maxTokens }) });
-    const body = (await r.json()) as { choices: { message: { content: string } }[]; retrieval: { neighbours: { dataset: string; document: number; text: string }[] }[] };
-    return { question, answer: body.choices[0].message.content.trim(), expected: p.attrs.birth_city, citations: body.retrieval.flatMap((x) => x.neighbours).map((n) => ({ dataset: n.dataset, document: n.document, text: n.text })) };
+    const r = await fetch(`http://127.0.0.1:${addr.port}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ messages: [{ role: "user", content: question }], max_tokens: DEMO.maxTokens }),
+    });
+    const body = (await r.json()) as {
+      choices: { message: { content: string } }[];
+      retrieval: { neighbours: { dataset: string; document: number; text: string }[] }[];
+    };
+    return {
+      question,
+      answer: body.choices[0].message.content.trim(),
+      expected: p.attrs.birth_city,
+      citations: body.retrieval
+        .flatMap((x) => x.neighbours)
+        .map((n) => ({ dataset: n.dataset, document: n.document, text: n.text })),
+    };
   } finally {
     await server.close();
   }
 }
 
 function reportText(a: {
-  out: string; dbDir: string; db: Database; P: number; F: number; S: number; ppl: Record<string, number>; factLoss: Record<string, number>;
-  facts: { tokens: number; skipped: number }; controls: Record<string, ControlReport>; kcounts: KnowledgeCounts; wcounts: BundledCounts | null;
-  qa: QaRow[]; before: QaRow[]; after: QaRow[]; served: ServedAnswer; times: Record<string, number>; corpus: PeopleCorpus;
+  out: string;
+  dbDir: string;
+  db: Database;
+  P: number;
+  F: number;
+  S: number;
+  ppl: Record<string, number>;
+  factLoss: Record<string, number>;
+  facts: { tokens: number; skipped: number };
+  controls: Record<string, ControlReport>;
+  kcounts: KnowledgeCounts;
+  wcounts: BundledCounts | null;
+  qa: QaRow[];
+  before: QaRow[];
+  after: QaRow[];
+  served: ServedAnswer;
+  times: Record<string, number>;
+  corpus: PeopleCorpus;
 }): string {
   const f1 = (x: number) => x.toFixed(1);
   const pct = (x: number, y: number) => `${x < y ? "−" : "+"}${Math.abs(100 * (x / y - 1)).toFixed(1)} %`;
-  const gc = readCheckpointConfig(resolveCheckpointDir(path.join(a.out, "gpt"))), rc = readCheckpointConfig(resolveCheckpointDir(path.join(a.out, "retro-fit")));
+  const gc = readCheckpointConfig(resolveCheckpointDir(path.join(a.out, "gpt"))),
+    rc = readCheckpointConfig(resolveCheckpointDir(path.join(a.out, "retro-fit")));
   const batch = readJson<{ batch: number }>(path.join(a.out, "gpt", "config.json"), "run config").batch;
   const o = a.corpus.options;
-  const row = (x: QaRow) => `| ${x.model} | ${variantName(x.variant)} | ${f1(x.exact_match)} | ${f1(x.f1)} | ${x.truncated} / ${x.questions} | ${x.questions_per_s.toFixed(1)} |`;
-  const g = a.controls["gpt-fit"], r = a.controls["retro-fit"];
-  const gf = g.masked!.facts, rf = r.masked!.facts;
+  const row = (x: QaRow) =>
+    `| ${x.model} | ${variantName(x.variant)} | ${f1(x.exact_match)} | ${f1(x.f1)} | ${x.truncated} / ${x.questions} | ${x.questions_per_s.toFixed(1)} |`;
+  const g = a.controls["gpt-fit"],
+    r = a.controls["retro-fit"];
+  const gf = g.masked!.facts,
+    rf = r.masked!.facts;
   const wn = a.qa.filter((x) => x.set.startsWith("wordnet"));
   return [
     "# retro-ts demo report: what retrieval adds",
@@ -300,7 +568,9 @@ function reportText(a: {
     "",
     "| model | perplexity | loss on fact tokens (nats) |",
     "|---|---|---|",
-    ...Object.entries(a.ppl).map(([k, v]) => `| ${k} | ${v.toFixed(2)} | ${a.factLoss[k] !== undefined ? a.factLoss[k].toFixed(3) : "–"} |`),
+    ...Object.entries(a.ppl).map(
+      ([k, v]) => `| ${k} | ${v.toFixed(2)} | ${a.factLoss[k] !== undefined ? a.factLoss[k].toFixed(3) : "–"} |`,
+    ),
     "",
     `Retro-fitting vs GPT-fitting: perplexity ${pct(a.ppl["Retro-fitting"], a.ppl["GPT-fitting"])}, fact-token loss ${pct(a.factLoss["Retro-fitting"], a.factLoss["GPT-fitting"])} (${a.facts.tokens} fact tokens: the attribute values; ${a.facts.skipped} biographies left unmarked).`,
     `Which facts the database could give: a fact token whose value occurs in the neighbours its position reads (those of the chunk before) — ${rf.read.tokens} of ${rf.own.tokens} — costs the Retro-fit ${rf.read.loss.toFixed(3)} nats vs the GPT-fit's ${gf.read.loss.toFixed(3)} on the same tokens; the others (mostly in a biography's first chunk, read before any neighbour of that person) ${rf.unread.loss.toFixed(3)} vs ${gf.unread.loss.toFixed(3)}.`,
@@ -326,19 +596,26 @@ function reportText(a: {
     ...a.after.map((x) => `| after | ${row(x).slice(2)}`),
     "",
     `Served by \`retro serve\` (InstructRetro, passages in the prompt, after the update): “${a.served.question}” → “${a.served.answer}” (the biography says ${a.served.expected}). Cited:`,
-    ...a.served.citations.map((c) => `- ${c.dataset} document ${c.document}: ${c.text.replace(/\s+/g, " ").slice(0, 160)}…`),
+    ...a.served.citations.map(
+      (c) => `- ${c.dataset} document ${c.document}: ${c.text.replace(/\s+/g, " ").slice(0, 160)}…`,
+    ),
     "",
     "![update](figures/update.png)",
     "",
     "## The harder set: WordNet",
     "",
-    wn.length ? [
-      `Questions on the bundled WordNet (synonyms; definitions by ROUGE), its text retrieval-only in the database; ${a.wcounts ? `the top-2 BM25 passages hold a gold synonym for ${(100 * a.wcounts.recall.synonym).toFixed(1)} %` : ""}. The models saw 0.1 of a weight of these in tuning.`,
-      "",
-      "| set | model | passages | EM | F1 | ROUGE gm |",
-      "|---|---|---|---|---|---|",
-      ...wn.map((x) => `| ${x.set} | ${x.model} | ${variantName(x.variant)} | ${f1(x.exact_match)} | ${f1(x.f1)} | ${x.rouge_gm === undefined ? "–" : f1(x.rouge_gm)} |`),
-    ].join("\n") : "(not run)",
+    wn.length
+      ? [
+          `Questions on the bundled WordNet (synonyms; definitions by ROUGE), its text retrieval-only in the database; ${a.wcounts ? `the top-2 BM25 passages hold a gold synonym for ${(100 * a.wcounts.recall.synonym).toFixed(1)} %` : ""}. The models saw 0.1 of a weight of these in tuning.`,
+          "",
+          "| set | model | passages | EM | F1 | ROUGE gm |",
+          "|---|---|---|---|---|---|",
+          ...wn.map(
+            (x) =>
+              `| ${x.set} | ${x.model} | ${variantName(x.variant)} | ${f1(x.exact_match)} | ${f1(x.f1)} | ${x.rouge_gm === undefined ? "–" : f1(x.rouge_gm)} |`,
+          ),
+        ].join("\n")
+      : "(not run)",
     "",
     "## Setup",
     "",
@@ -348,17 +625,25 @@ function reportText(a: {
     `- Database \`${path.relative(process.cwd(), a.dbDir) || "."}\`: BM25 neighbours, chunks of ${a.db.m} tokens. GPT d ${gc.d}, ${gc.layers} layers, ${gc.heads} heads, seq ${gc.seq} (${(paramCount(gc) / 1e6).toFixed(2)}M parameters); Retro adds a ${rc.enc_layers}-layer encoder and CCA in layers ${rc.cca_layers.join(" and ")} (${(paramCount(rc) / 1e6).toFixed(2)}M), k ${rc.k} neighbours of ${rc.r} tokens.`,
     `- GPT pretrained ${a.P} steps (batch ${batch} × ${gc.seq} tokens, lr 3e-3); GPT-fitting and Retro-fitting continue it ${a.F} steps each on the same tokens (lr 3e-4 → 3e-5; Retro's encoder and CCA at 3×).`,
     `- Instruction tuning: ${a.S} steps of 8 conversations (lr 1e-3), loss on the answer; ${a.kcounts.train.qa} QA and ${a.kcounts.train.chat} chats about A${a.wcounts ? `, WordNet at weight 0.1` : ""}; InstructRetro with the CCA gate at 0; no system prompt.`,
-    `- Time per stage (s), as first run: ${Object.entries(a.times).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(", ")}.`,
+    `- Time per stage (s), as first run: ${Object.entries(a.times)
+      .map(([k, v]) => `${k} ${v.toFixed(0)}`)
+      .join(", ")}.`,
     "",
   ].join("\n");
 }
 
 /** a QA variant as the report and its figures name it */
-const variantName = (v: QaVariant) => (v === "rag" ? `top-${DEMO.topK} passages in the prompt` : v === "encoder" ? "passages in the prompt and the encoder (gate 1)" : "none (closed book)");
+const variantName = (v: QaVariant) =>
+  v === "rag"
+    ? `top-${DEMO.topK} passages in the prompt`
+    : v === "encoder"
+      ? "passages in the prompt and the encoder (gate 1)"
+      : "none (closed book)";
 
 /** what the controls say, from the numbers: does the Retro-fit read its own neighbours? */
 function controlsVerdict(ppl: Record<string, number>): string {
-  const own = ppl["Retro-fitting"], worst = Math.min(ppl["Retro-fitting, another sample's neighbours"], ppl["Retro-fitting, random neighbours"]);
+  const own = ppl["Retro-fitting"],
+    worst = Math.min(ppl["Retro-fitting, another sample's neighbours"], ppl["Retro-fitting, random neighbours"]);
   const gain = 1 - own / worst;
   return gain > 0.01
     ? `The controls take the gain away (another sample's or random neighbours ${(100 * gain).toFixed(1)} % worse than its own): the Retro-fit reads its own neighbours.`

@@ -17,10 +17,16 @@ export type { Embedder } from "./embedder.ts";
  * Load the database's embedder; fit it first (from `fitTexts`) where it has state and none is saved.
  * State is kept in `dir` (lexical: its IDF table; lsa: vocabulary, IDF and projection).
  */
-export async function openEmbedder(spec: EmbedderSpec, dir: string, fitTexts?: (n: number) => string[]): Promise<Embedder> {
+export async function openEmbedder(
+  spec: EmbedderSpec,
+  dir: string,
+  fitTexts?: (n: number) => string[],
+): Promise<Embedder> {
   if (spec.kind === "lsa") {
     // state: vocabulary (JSON), IDF and projection (blocks); the vocabulary is written last and marks completion
-    const vf = path.join(dir, "lsa-vocab.json"), idfF = path.join(dir, "lsa-idf.blk"), projF = path.join(dir, "lsa-proj.blk");
+    const vf = path.join(dir, "lsa-vocab.json"),
+      idfF = path.join(dir, "lsa-idf.blk"),
+      projF = path.join(dir, "lsa-proj.blk");
     if (!fs.existsSync(vf)) {
       if (!fitTexts) throw new Error(`LSA embedder state missing: ${vf}`);
       log(`fitting the LSA embedder (${spec.dim} dims) on a random sample of ${spec.fitSample} chunks...`);
@@ -33,7 +39,11 @@ export async function openEmbedder(spec: EmbedderSpec, dir: string, fitTexts?: (
     }
     const vocab = readJson<string[]>(vf, "LSA vocabulary");
     const proj = readBlock(projF, Float32Array);
-    if (proj.rows !== vocab.length || proj.cols !== spec.dim) throw new RetroError("mismatch", `${projF}: projection is ${proj.rows}×${proj.cols}, expected ${vocab.length}×${spec.dim}`);
+    if (proj.rows !== vocab.length || proj.cols !== spec.dim)
+      throw new RetroError(
+        "mismatch",
+        `${projF}: projection is ${proj.rows}×${proj.cols}, expected ${vocab.length}×${spec.dim}`,
+      );
     return new LsaEmbedder({ vocab, idf: readBlock(idfF, Float32Array).data, proj: proj.data, dim: spec.dim });
   }
   if (spec.kind === "lexical") {

@@ -38,8 +38,13 @@ export function fitIdf(texts: Iterable<string>, ngrams = 2): Float32Array {
 
 export class LexicalEmbedder implements Embedder {
   readonly id: string;
-  constructor(readonly dim: number, private idf: Float32Array, readonly ngrams = 2) {
-    if (idf.length !== IDF_BUCKETS) throw new Error(`lexical embedder: IDF table has ${idf.length} entries, expected ${IDF_BUCKETS}`);
+  constructor(
+    readonly dim: number,
+    private idf: Float32Array,
+    readonly ngrams = 2,
+  ) {
+    if (idf.length !== IDF_BUCKETS)
+      throw new Error(`lexical embedder: IDF table has ${idf.length} entries, expected ${IDF_BUCKETS}`);
     this.id = `lexical${dim}${ngrams === 2 ? "" : `n${ngrams}`}-${sha256(new Uint8Array(idf.buffer, idf.byteOffset, idf.byteLength)).slice(0, 12)}`;
   }
 

@@ -33,7 +33,8 @@ interface Sparse {
 
 function tfidfRows(texts: string[], index: Map<string, number>, idf: Float32Array): Sparse {
   const ptr = new Int32Array(texts.length + 1);
-  const idx: number[] = [], val: number[] = [];
+  const idx: number[] = [],
+    val: number[] = [];
   texts.forEach((t, r) => {
     const tf = new Map<number, number>();
     for (const w of tokens(t)) {
@@ -59,7 +60,9 @@ function mulXW(X: Sparse, W: Float32Array, l: number): Float32Array {
   const Y = new Float32Array(X.rows * l);
   for (let r = 0; r < X.rows; r++)
     for (let k = X.ptr[r]; k < X.ptr[r + 1]; k++) {
-      const v = X.val[k], wo = X.idx[k] * l, yo = r * l;
+      const v = X.val[k],
+        wo = X.idx[k] * l,
+        yo = r * l;
       for (let j = 0; j < l; j++) Y[yo + j] += v * W[wo + j];
     }
   return Y;
@@ -70,7 +73,9 @@ function mulXtQ(X: Sparse, Q: Float32Array, l: number, V: number): Float32Array 
   const Z = new Float32Array(V * l);
   for (let r = 0; r < X.rows; r++)
     for (let k = X.ptr[r]; k < X.ptr[r + 1]; k++) {
-      const v = X.val[k], zo = X.idx[k] * l, qo = r * l;
+      const v = X.val[k],
+        zo = X.idx[k] * l,
+        qo = r * l;
       for (let j = 0; j < l; j++) Z[zo + j] += v * Q[qo + j];
     }
   return Z;
@@ -126,7 +131,8 @@ function orthonormalize(Y: Float32Array, n: number, l: number): void {
 
 /** Eigen-decomposition of a symmetric matrix (cyclic Jacobi). Returns eigenvalues and column eigenvectors, descending. */
 export function symmetricEigen(A: Float64Array, n: number): { values: Float64Array; vectors: Float64Array } {
-  const a = Float64Array.from(A), v = new Float64Array(n * n);
+  const a = Float64Array.from(A),
+    v = new Float64Array(n * n);
   for (let i = 0; i < n; i++) v[i * n + i] = 1;
   for (let sweep = 0; sweep < 60; sweep++) {
     let off = 0;
@@ -138,26 +144,31 @@ export function symmetricEigen(A: Float64Array, n: number): { values: Float64Arr
         if (Math.abs(apq) < 1e-300) continue;
         const theta = (a[q * n + q] - a[p * n + p]) / (2 * apq);
         const t = Math.sign(theta || 1) / (Math.abs(theta) + Math.sqrt(theta * theta + 1));
-        const c = 1 / Math.sqrt(t * t + 1), s = t * c;
+        const c = 1 / Math.sqrt(t * t + 1),
+          s = t * c;
         for (let k = 0; k < n; k++) {
-          const akp = a[k * n + p], akq = a[k * n + q];
+          const akp = a[k * n + p],
+            akq = a[k * n + q];
           a[k * n + p] = c * akp - s * akq;
           a[k * n + q] = s * akp + c * akq;
         }
         for (let k = 0; k < n; k++) {
-          const apk = a[p * n + k], aqk = a[q * n + k];
+          const apk = a[p * n + k],
+            aqk = a[q * n + k];
           a[p * n + k] = c * apk - s * aqk;
           a[q * n + k] = s * apk + c * aqk;
         }
         for (let k = 0; k < n; k++) {
-          const vkp = v[k * n + p], vkq = v[k * n + q];
+          const vkp = v[k * n + p],
+            vkq = v[k * n + q];
           v[k * n + p] = c * vkp - s * vkq;
           v[k * n + q] = s * vkp + c * vkq;
         }
       }
   }
   const order = Array.from({ length: n }, (_, i) => i).sort((x, y) => a[y * n + y] - a[x * n + x]);
-  const values = new Float64Array(n), vectors = new Float64Array(n * n);
+  const values = new Float64Array(n),
+    vectors = new Float64Array(n * n);
   order.forEach((o, j) => {
     values[j] = a[o * n + o];
     for (let k = 0; k < n; k++) vectors[k * n + j] = v[k * n + o];
@@ -166,11 +177,19 @@ export function symmetricEigen(A: Float64Array, n: number): { values: Float64Arr
 }
 
 /** Fit vocabulary, IDF and the rank-`dim` projection on sample texts. */
-export function fitLsa(texts: string[], dim: number, opts: { maxVocab?: number; minDf?: number; oversample?: number; powerIters?: number; seed?: number } = {}): LsaState {
+export function fitLsa(
+  texts: string[],
+  dim: number,
+  opts: { maxVocab?: number; minDf?: number; oversample?: number; powerIters?: number; seed?: number } = {},
+): LsaState {
   const { maxVocab = 32768, minDf = 2, oversample = 32, powerIters = 2, seed = 1 } = opts;
   const df = new Map<string, number>();
   for (const t of texts) for (const w of new Set(tokens(t))) df.set(w, (df.get(w) ?? 0) + 1);
-  const vocab = [...df.entries()].filter(([, c]) => c >= minDf).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, maxVocab).map(([w]) => w);
+  const vocab = [...df.entries()]
+    .filter(([, c]) => c >= minDf)
+    .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
+    .slice(0, maxVocab)
+    .map(([w]) => w);
   const V = vocab.length;
   const index = new Map(vocab.map((w, i) => [w, i]));
   const idf = new Float32Array(V);

@@ -23,15 +23,66 @@ export interface AttentionShape {
 }
 
 /** out [seqs, T, D] = softmax(q kᵀ / √hd) v per head; probs [seqs, H, T, S] kept for the backward pass */
-export function attention(e: Engine, io: { out: Float32Array; probs: Float32Array; q: Float32Array; kv: Float32Array }, s: AttentionShape): void {
+export function attention(
+  e: Engine,
+  io: { out: Float32Array; probs: Float32Array; q: Float32Array; kv: Float32Array },
+  s: AttentionShape,
+): void {
   const D = s.heads * s.headDim;
-  e.attentionForward(io.out, io.probs, io.q, 0, D, io.kv, 0, D, 2 * D, s.seqs, s.T, s.S, s.heads, s.headDim, s.causal ? 1 : 0, s.seqsPerKv ?? 1, s.qpos0 ?? 0);
+  e.attentionForward(
+    io.out,
+    io.probs,
+    io.q,
+    0,
+    D,
+    io.kv,
+    0,
+    D,
+    2 * D,
+    s.seqs,
+    s.T,
+    s.S,
+    s.heads,
+    s.headDim,
+    s.causal ? 1 : 0,
+    s.seqsPerKv ?? 1,
+    s.qpos0 ?? 0,
+  );
 }
 
 /** dq and dkv (overwritten) from dout and the forward's probs */
-export function attentionBackward(e: Engine, io: { dq: Float32Array; dkv: Float32Array; dout: Float32Array; probs: Float32Array; q: Float32Array; kv: Float32Array }, s: AttentionShape): void {
+export function attentionBackward(
+  e: Engine,
+  io: {
+    dq: Float32Array;
+    dkv: Float32Array;
+    dout: Float32Array;
+    probs: Float32Array;
+    q: Float32Array;
+    kv: Float32Array;
+  },
+  s: AttentionShape,
+): void {
   const D = s.heads * s.headDim;
-  e.attentionBackward(io.dq, io.dkv, io.dout, io.probs, io.q, 0, D, io.kv, 0, D, 2 * D, s.seqs, s.T, s.S, s.heads, s.headDim, s.seqsPerKv ?? 1);
+  e.attentionBackward(
+    io.dq,
+    io.dkv,
+    io.dout,
+    io.probs,
+    io.q,
+    0,
+    D,
+    io.kv,
+    0,
+    D,
+    2 * D,
+    s.seqs,
+    s.T,
+    s.S,
+    s.heads,
+    s.headDim,
+    s.seqsPerKv ?? 1,
+  );
 }
 
 export interface RotaryOptions {

@@ -9,8 +9,35 @@ import * as zlib from "node:zlib";
 import { RetroError } from "../util/errors.ts";
 import { writeFileAtomic } from "../util/fsx.ts";
 
-export type DType = "F32" | "I32" | "I64" | "F16" | "BF16" | "U8" | "I8" | "F64" | "I16" | "U16" | "U32" | "U64" | "BOOL";
-const BYTES: Record<DType, number> = { F32: 4, I32: 4, I64: 8, F16: 2, BF16: 2, U8: 1, I8: 1, F64: 8, I16: 2, U16: 2, U32: 4, U64: 8, BOOL: 1 };
+export type DType =
+  | "F32"
+  | "I32"
+  | "I64"
+  | "F16"
+  | "BF16"
+  | "U8"
+  | "I8"
+  | "F64"
+  | "I16"
+  | "U16"
+  | "U32"
+  | "U64"
+  | "BOOL";
+const BYTES: Record<DType, number> = {
+  F32: 4,
+  I32: 4,
+  I64: 8,
+  F16: 2,
+  BF16: 2,
+  U8: 1,
+  I8: 1,
+  F64: 8,
+  I16: 2,
+  U16: 2,
+  U32: 4,
+  U64: 8,
+  BOOL: 1,
+};
 
 export interface TensorInfo {
   dtype: DType;
@@ -38,7 +65,11 @@ const CRC_KEY = "retro_ts_crc32";
  * The header of a safetensors file of `size` bytes, `read(pos, len)` giving its bytes: length checked, JSON
  * parsed, an object. `bad` throws the file's "not a valid safetensors file" error.
  */
-function parseHeader(size: number, read: (pos: number, len: number) => Buffer, bad: (m: string) => never): { hlen: number; header: Record<string, unknown> } {
+function parseHeader(
+  size: number,
+  read: (pos: number, len: number) => Buffer,
+  bad: (m: string) => never,
+): { hlen: number; header: Record<string, unknown> } {
   if (size < 8) bad(`${size} bytes, shorter than the 8-byte header length`);
   const hlen = Number(read(0, 8).readBigUInt64LE(0));
   if (hlen <= 1 || hlen > MAX_HEADER || 8 + hlen > size) bad(`header length ${hlen} does not fit a ${size}-byte file`);
@@ -53,14 +84,17 @@ function parseHeader(size: number, read: (pos: number, len: number) => Buffer, b
 }
 
 function checkMetadata(md: unknown, bad: (m: string) => never): Record<string, string> {
-  if (typeof md !== "object" || md === null || Object.values(md).some((v) => typeof v !== "string")) bad("__metadata__ must map strings to strings");
+  if (typeof md !== "object" || md === null || Object.values(md).some((v) => typeof v !== "string"))
+    bad("__metadata__ must map strings to strings");
   return md as Record<string, string>;
 }
 
 /** The `__metadata__` of a safetensors file, reading its header only (the data is checked when it is read). */
 export function readSafetensorsMetadata(file: string): Record<string, string> {
   if (!fs.existsSync(file)) throw new RetroError("notFound", `${file}: no such file`);
-  const bad = (m: string): never => { throw new RetroError("corrupt", `${file}: not a valid safetensors file (${m})`); };
+  const bad = (m: string): never => {
+    throw new RetroError("corrupt", `${file}: not a valid safetensors file (${m})`);
+  };
   const fd = fs.openSync(file, "r");
   try {
     const read = (pos: number, len: number) => {
@@ -80,7 +114,9 @@ export function readSafetensorsMetadata(file: string): Record<string, string> {
 export function readSafetensors(file: string): SafetensorsFile {
   if (!fs.existsSync(file)) throw new RetroError("notFound", `${file}: no such file`);
   const buf = fs.readFileSync(file);
-  const bad = (m: string): never => { throw new RetroError("corrupt", `${file}: not a valid safetensors file (${m})`); };
+  const bad = (m: string): never => {
+    throw new RetroError("corrupt", `${file}: not a valid safetensors file (${m})`);
+  };
   const { hlen, header } = parseHeader(buf.length, (pos, len) => buf.subarray(pos, pos + len), bad);
   const data = buf.subarray(8 + hlen);
   const tensors = new Map<string, TensorInfo>();
@@ -91,20 +127,29 @@ export function readSafetensors(file: string): SafetensorsFile {
       continue;
     }
     const t = v as { dtype?: string; shape?: unknown; data_offsets?: unknown };
-    if (!t || typeof t.dtype !== "string" || !(t.dtype in BYTES)) bad(`tensor ${name}: unknown dtype ${JSON.stringify(t?.dtype)}`);
+    if (!t || typeof t.dtype !== "string" || !(t.dtype in BYTES))
+      bad(`tensor ${name}: unknown dtype ${JSON.stringify(t?.dtype)}`);
     if (!Array.isArray(t.shape) || t.shape.some((x) => !Number.isInteger(x) || x < 0)) bad(`tensor ${name}: bad shape`);
     const off = t.data_offsets as number[];
-    if (!Array.isArray(off) || off.length !== 2 || !off.every((x) => Number.isInteger(x) && x >= 0) || !(off[0] <= off[1])) bad(`tensor ${name}: bad data_offsets ${JSON.stringify(off)}`);
+    if (
+      !Array.isArray(off) ||
+      off.length !== 2 ||
+      !off.every((x) => Number.isInteger(x) && x >= 0) ||
+      !(off[0] <= off[1])
+    )
+      bad(`tensor ${name}: bad data_offsets ${JSON.stringify(off)}`);
     const shape = t.shape as number[];
     const want = shape.reduce((a, b) => a * b, 1) * BYTES[t.dtype as DType];
     if (off[1] - off[0] !== want) bad(`tensor ${name}: ${off[1] - off[0]} bytes for shape [${shape}] of ${t.dtype}`);
-    if (off[1] > data.length) bad(`tensor ${name} ends at byte ${off[1]} of a ${data.length}-byte data section (truncated file?)`);
+    if (off[1] > data.length)
+      bad(`tensor ${name} ends at byte ${off[1]} of a ${data.length}-byte data section (truncated file?)`);
     tensors.set(name, { dtype: t.dtype as DType, shape, begin: off[0], end: off[1] });
   }
   // the format's rule: the tensors tile the data section, in order, without gaps or overlaps
   let at = 0;
   for (const [name, t] of [...tensors.entries()].sort((a, b) => a[1].begin - b[1].begin || a[1].end - b[1].end)) {
-    if (t.begin !== at) bad(`tensor ${name} starts at byte ${t.begin}, expected ${at} (overlapping or gapped data_offsets)`);
+    if (t.begin !== at)
+      bad(`tensor ${name} starts at byte ${t.begin}, expected ${at} (overlapping or gapped data_offsets)`);
     at = t.end;
   }
   if (at !== data.length) bad(`the tensors cover ${at} of the ${data.length} data bytes`);
@@ -137,11 +182,13 @@ export function tensorI32(f: SafetensorsFile, name: string): Int32Array {
     Buffer.from(out.buffer).set(bytes);
     return out;
   }
-  if (t.dtype !== "I64") throw new RetroError("mismatch", `${f.path}: tensor ${name} is ${t.dtype}, expected an integer type`);
+  if (t.dtype !== "I64")
+    throw new RetroError("mismatch", `${f.path}: tensor ${name} is ${t.dtype}, expected an integer type`);
   const out = new Int32Array(bytes.length / 8);
   for (let i = 0; i < out.length; i++) {
     const v = bytes.readBigInt64LE(i * 8);
-    if (v > 2147483647n || v < -2147483648n) throw new RetroError("corrupt", `${f.path}: ${name}[${i}] = ${v} does not fit int32`);
+    if (v > 2147483647n || v < -2147483648n)
+      throw new RetroError("corrupt", `${f.path}: ${name}[${i}] = ${v} does not fit int32`);
     out[i] = Number(v);
   }
   return out;
@@ -159,7 +206,8 @@ export function encodeSafetensors(tensors: Map<string, TensorOut>, metadata: Rec
   // CRC-32 of the data section, checked on read (a flipped byte in a checkpoint was resumed silently);
   // other tools ignore the extra metadata key
   let crc = 0;
-  for (const t of tensors.values()) crc = zlib.crc32(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), crc);
+  for (const t of tensors.values())
+    crc = zlib.crc32(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), crc);
   header.__metadata__ = { ...metadata, [CRC_KEY]: String(crc) };
   let offset = 0;
   for (const [name, t] of tensors) {
@@ -183,6 +231,10 @@ export function encodeSafetensors(tensors: Map<string, TensorOut>, metadata: Rec
 }
 
 /** Atomic write (temp file, then rename). */
-export function writeSafetensors(file: string, tensors: Map<string, TensorOut>, metadata: Record<string, string> = {}): void {
+export function writeSafetensors(
+  file: string,
+  tensors: Map<string, TensorOut>,
+  metadata: Record<string, string> = {},
+): void {
   writeFileAtomic(file, encodeSafetensors(tensors, metadata));
 }

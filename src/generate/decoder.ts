@@ -1,7 +1,7 @@
 /**
  * Incremental inference for GPT and Retro: a key/value cache per decoder layer, prefill of a prompt in one
  * pass, then a token per step for several sequences at once, with exactly the training forward's semantics
- * (`src/model/model.ts`; checked position by position against it in test/generate.test.ts).
+ * (`src/model/model.ts`; checked position by position against it in test/unit/generate.test.ts).
  *
  * Retro, incrementally. With n a multiple of the chunk length m, the training forward lets the token at
  * position t read the neighbours of chunk u = ⌊(t+1)/m⌋ − 1 (none for t < m−1): the position that completes a
@@ -74,7 +74,8 @@ export class Decoder {
   }
 
   newSlot(): Slot {
-    const c = this.model.config, D = this.D;
+    const c = this.model.config,
+      D = this.D;
     return {
       pos: 0,
       kv: Array.from({ length: c.layers }, () => new Float32Array(c.seq * 2 * D)),
@@ -99,7 +100,8 @@ export class Decoder {
 
   /** The chunks whose last token is among positions [from, to): chunk u ends at u·m + m − 1. */
   chunksCompleted(from: number, to: number): number[] {
-    const m = this.model.config.chunk, out: number[] = [];
+    const m = this.model.config.chunk,
+      out: number[] = [];
     for (let u = Math.floor(from / m); (u + 1) * m - 1 < to; u++) if ((u + 1) * m - 1 >= from) out.push(u);
     return out;
   }
@@ -109,31 +111,56 @@ export class Decoder {
    * [feeds, vocab] of each feed's last new token, or with `allLogits` [Σ new tokens, vocab] in feed order.
    */
   forward(feeds: Feed[], opts: { allLogits?: boolean } = {}): Float32Array {
-    const model = this.model, c = model.config, e = this.e, D = this.D, H = c.heads, hd = D / H;
+    const model = this.model,
+      c = model.config,
+      e = this.e,
+      D = this.D,
+      H = c.heads,
+      hd = D / H;
     if (feeds.length === 0) throw new RetroError("usage", "forward: no feeds");
     const starts: number[] = [];
     let N = 0;
     for (const f of feeds) {
       if (f.ids.length === 0) throw new RetroError("usage", "forward: a feed without tokens");
-      if (f.slot.pos + f.ids.length > c.seq) throw new RetroError("usage", `forward: ${f.slot.pos} + ${f.ids.length} tokens exceed the model's ${c.seq} positions`);
+      if (f.slot.pos + f.ids.length > c.seq)
+        throw new RetroError(
+          "usage",
+          `forward: ${f.slot.pos} + ${f.ids.length} tokens exceed the model's ${c.seq} positions`,
+        );
       for (let i = 0; i < f.ids.length; i++) {
         const t = f.ids[i];
-        if (!Number.isInteger(t) || t < 0 || t >= c.vocab) throw new RetroError("usage", `forward: token ${t} is not in the vocabulary [0, ${c.vocab})`);
+        if (!Number.isInteger(t) || t < 0 || t >= c.vocab)
+          throw new RetroError("usage", `forward: token ${t} is not in the vocabulary [0, ${c.vocab})`);
       }
       starts.push(N);
       N += f.ids.length;
     }
     const s = this.s;
     let x = s.get("x", N * D);
-    const ln = s.get("ln", N * D), mean = s.get("mean", N), rstd = s.get("rstd", N);
-    const q = s.get("q", N * D), kvNew = s.get("kvNew", N * 2 * D), y = s.get("y", N * D), tmp = s.get("tmp", N * D);
-    const wte = this.p("wte.weight"), wpe = this.p("wpe.weight");
+    const ln = s.get("ln", N * D),
+      mean = s.get("mean", N),
+      rstd = s.get("rstd", N);
+    const q = s.get("q", N * D),
+      kvNew = s.get("kvNew", N * 2 * D),
+      y = s.get("y", N * D),
+      tmp = s.get("tmp", N * D);
+    const wte = this.p("wte.weight"),
+      wpe = this.p("wpe.weight");
     const ids = new Int32Array(N);
     feeds.forEach((f, fi) => {
       for (let i = 0; i < f.ids.length; i++) ids[starts[fi] + i] = f.ids[i];
       const T = f.ids.length;
       // row i at position pos + i: the position table from row pos, with period T (no wrap inside T rows)
-      e.embeddingForward(x.subarray(starts[fi] * D), ids.subarray(starts[fi], starts[fi] + T), wte, wpe.subarray(f.slot.pos * D), T, T, D, c.vocab);
+      e.embeddingForward(
+        x.subarray(starts[fi] * D),
+        ids.subarray(starts[fi], starts[fi] + T),
+        wte,
+        wpe.subarray(f.slot.pos * D),
+        T,
+        T,
+        D,
+        c.vocab,
+      );
     });
 
     for (let li = 0; li < c.layers; li++) {
@@ -143,10 +170,17 @@ export class Decoder {
       e.linearForward(q, ln, this.p(`${pre}.attn.q.weight`), this.p(`${pre}.attn.q.bias`), N, D, D);
       e.linearForward(kvNew, ln, this.p(`${pre}.attn.kv.weight`), this.p(`${pre}.attn.kv.bias`), N, D, 2 * D);
       feeds.forEach((f, fi) => {
-        const T = f.ids.length, p0 = f.slot.pos, S = p0 + T, cache = f.slot.kv[li];
+        const T = f.ids.length,
+          p0 = f.slot.pos,
+          S = p0 + T,
+          cache = f.slot.kv[li];
         cache.set(kvNew.subarray(starts[fi] * 2 * D, (starts[fi] + T) * 2 * D), p0 * 2 * D);
         const probs = s.get("probs", H * T * S);
-        attention(e, { out: y.subarray(starts[fi] * D), probs, q: q.subarray(starts[fi] * D), kv: cache }, { seqs: 1, T, S, heads: H, headDim: hd, causal: true, qpos0: p0 });
+        attention(
+          e,
+          { out: y.subarray(starts[fi] * D), probs, q: q.subarray(starts[fi] * D), kv: cache },
+          { seqs: 1, T, S, heads: H, headDim: hd, causal: true, qpos0: p0 },
+        );
       });
       e.linearForward(tmp, y, this.p(`${pre}.attn.o.weight`), this.p(`${pre}.attn.o.bias`), N, D, D);
       const xa = s.get(li % 2 ? "xa1" : "xa0", N * D);
@@ -164,11 +198,14 @@ export class Decoder {
     }
     // ---- logits
     const V = c.vocab;
-    let rows = x, R = N;
+    let rows = x,
+      R = N;
     if (!opts.allLogits) {
       R = feeds.length;
       rows = s.get("lastRows", R * D);
-      feeds.forEach((f, fi) => rows.set(x.subarray((starts[fi] + f.ids.length - 1) * D, (starts[fi] + f.ids.length) * D), fi * D));
+      feeds.forEach((f, fi) =>
+        rows.set(x.subarray((starts[fi] + f.ids.length - 1) * D, (starts[fi] + f.ids.length) * D), fi * D),
+      );
     }
     const lnf = s.get("lnf", R * D);
     e.layernormForward(lnf, mean, rstd, rows, this.p("lnf.weight"), this.p("lnf.bias"), R, D);
@@ -179,9 +216,15 @@ export class Decoder {
 
   /** x + mlp(ln2(x)) of layer `pre` over `rows` rows, into the scratch buffer `outName` */
   private mlp(pre: string, x: Float32Array, rows: number, outName: string): Float32Array {
-    const e = this.e, D = this.D, s = this.s;
-    const ln = s.get("mln", rows * D), mean = s.get("mmean", rows), rstd = s.get("mrstd", rows);
-    const fc = s.get("mfc", rows * 4 * D), g = s.get("mg", rows * 4 * D), tmp = s.get("mtmp", rows * D);
+    const e = this.e,
+      D = this.D,
+      s = this.s;
+    const ln = s.get("mln", rows * D),
+      mean = s.get("mmean", rows),
+      rstd = s.get("mrstd", rows);
+    const fc = s.get("mfc", rows * 4 * D),
+      g = s.get("mg", rows * 4 * D),
+      tmp = s.get("mtmp", rows * D);
     e.layernormForward(ln, mean, rstd, x, this.p(`${pre}.ln2.weight`), this.p(`${pre}.ln2.bias`), rows, D);
     e.linearForward(fc, ln, this.p(`${pre}.mlp.fc.weight`), this.p(`${pre}.mlp.fc.bias`), rows, D, 4 * D);
     e.geluForward(g, fc, rows * 4 * D);
@@ -193,9 +236,20 @@ export class Decoder {
 
   /** CCA layer li (the ci-th CCA layer): x += gate · xattn(lnc(x), encoded neighbours of the chunk each row reads) */
   private cca_(li: number, ci: number, feeds: Feed[], starts: number[], x: Float32Array, N: number): void {
-    const model = this.model, c = model.config, e = this.e, D = this.D, H = c.heads, hd = D / H, m = c.chunk;
-    const pre = `blocks.${li}`, s = this.s, kr = c.k * c.r, S = kr + (c.retrieval_null_kv ? 1 : 0); // keys per chunk
-    const lnc = s.get("lnc", N * D), mean = s.get("cmean", N), rstd = s.get("crstd", N);
+    const model = this.model,
+      c = model.config,
+      e = this.e,
+      D = this.D,
+      H = c.heads,
+      hd = D / H,
+      m = c.chunk;
+    const pre = `blocks.${li}`,
+      s = this.s,
+      kr = c.k * c.r,
+      S = kr + (c.retrieval_null_kv ? 1 : 0); // keys per chunk
+    const lnc = s.get("lnc", N * D),
+      mean = s.get("cmean", N),
+      rstd = s.get("crstd", N);
     e.layernormForward(lnc, mean, rstd, x, this.p(`${pre}.lnc.weight`), this.p(`${pre}.lnc.bias`), N, D);
     if (ci === 0) {
       // the first CCA layer's activations are what the encoder reads: keep them, then encode completed chunks
@@ -204,8 +258,13 @@ export class Decoder {
         if (model.gate === 0) return; // nothing reads the neighbours: none needed, none encoded
         for (const u of this.chunksCompleted(f.slot.pos, f.slot.pos + f.ids.length)) {
           const nb = f.neighbours?.get(u);
-          if (!nb) throw new RetroError("usage", `forward: the feed completes chunk ${u} but brings no neighbours for it`);
-          if (nb.length !== kr) throw new RetroError("mismatch", `forward: neighbours of chunk ${u} have ${nb.length} tokens, expected k·r = ${kr}`);
+          if (!nb)
+            throw new RetroError("usage", `forward: the feed completes chunk ${u} but brings no neighbours for it`);
+          if (nb.length !== kr)
+            throw new RetroError(
+              "mismatch",
+              `forward: neighbours of chunk ${u} have ${nb.length} tokens, expected k·r = ${kr}`,
+            );
           f.slot.neighbours.set(u, nb);
           const t0 = performance.now();
           this.encodeChunk(f.slot, u, nb);
@@ -219,7 +278,8 @@ export class Decoder {
     const groups: { fi: number; u: number; row0: number; T: number; qpos0: number }[] = [];
     feeds.forEach((f, fi) => {
       for (let i = 0; i < f.ids.length; i++) {
-        const t = f.slot.pos + i, u = Math.floor((t + 1) / m) - 1;
+        const t = f.slot.pos + i,
+          u = Math.floor((t + 1) / m) - 1;
         if (u < 0) continue;
         const last = groups[groups.length - 1];
         if (last && last.fi === fi && last.u === u) last.T++;
@@ -230,8 +290,10 @@ export class Decoder {
     const R = groups.reduce((a, gq) => a + gq.T, 0);
     const hq = s.get("hq", R * D);
     let r = 0;
-    for (const gq of groups) (hq.set(lnc.subarray(gq.row0 * D, (gq.row0 + gq.T) * D), r * D), (r += gq.T));
-    const cq = s.get("cq", R * D), cy = s.get("cy", R * D), co = s.get("co", R * D);
+    for (const gq of groups) hq.set(lnc.subarray(gq.row0 * D, (gq.row0 + gq.T) * D), r * D), (r += gq.T);
+    const cq = s.get("cq", R * D),
+      cy = s.get("cy", R * D),
+      co = s.get("co", R * D);
     e.linearForward(cq, hq, this.p(`${pre}.xattn.q.weight`), this.p(`${pre}.xattn.q.bias`), R, D, D);
     r = 0;
     for (const gq of groups) {
@@ -243,7 +305,11 @@ export class Decoder {
         rotate(e, cq.subarray(r * D), { rows: gq.T, stride: D, heads: H, headDim: hd, pos, base: ROPE_BASE });
       }
       const probs = s.get("cprobs", H * gq.T * S);
-      attention(e, { out: cy.subarray(r * D), probs, q: cq.subarray(r * D), kv: ckv }, { seqs: 1, T: gq.T, S, heads: H, headDim: hd });
+      attention(
+        e,
+        { out: cy.subarray(r * D), probs, q: cq.subarray(r * D), kv: ckv },
+        { seqs: 1, T: gq.T, S, heads: H, headDim: hd },
+      );
       r += gq.T;
     }
     e.linearForward(co, cy, this.p(`${pre}.xattn.o.weight`), this.p(`${pre}.xattn.o.bias`), R, D, D);
@@ -256,11 +322,24 @@ export class Decoder {
 
   /** Encode chunk u's neighbours [k·r] reading the chunk's activations; keep each CCA layer's keys/values. */
   private encodeChunk(slot: Slot, u: number, nb: Int32Array): void {
-    const c = this.model.config, e = this.e, D = this.D, H = c.heads, hd = D / H, m = c.chunk, s = this.s;
-    const k = c.k, r = c.r, NE = k * r;
+    const c = this.model.config,
+      e = this.e,
+      D = this.D,
+      H = c.heads,
+      hd = D / H,
+      m = c.chunk,
+      s = this.s;
+    const k = c.k,
+      r = c.r,
+      NE = k * r;
     let x = s.get("ex", NE * D);
-    const ln = s.get("eln", NE * D), mean = s.get("emean", NE), rstd = s.get("erstd", NE);
-    const q = s.get("eq", NE * D), kv = s.get("ekv", NE * 2 * D), y = s.get("ey", NE * D), tmp = s.get("etmp", NE * D);
+    const ln = s.get("eln", NE * D),
+      mean = s.get("emean", NE),
+      rstd = s.get("erstd", NE);
+    const q = s.get("eq", NE * D),
+      kv = s.get("ekv", NE * 2 * D),
+      y = s.get("ey", NE * D),
+      tmp = s.get("etmp", NE * D);
     e.embeddingForward(x, nb, this.p("wte.weight"), this.p("wpe.weight"), NE, r, D, c.vocab);
     const h = slot.h!.subarray(u * m * D, (u + 1) * m * D);
     for (let j = 0; j < c.enc_layers; j++) {
@@ -272,7 +351,11 @@ export class Decoder {
         rotate(e, q, { rows: NE, stride: D, heads: H, headDim: hd, pos: this.ropeK, base: ROPE_BASE });
         rotate(e, kv, { rows: NE, stride: 2 * D, heads: H, headDim: hd, pos: this.ropeK, base: ROPE_BASE });
       }
-      attention(e, { out: y, probs: s.get("eprobs", k * H * r * r), q, kv }, { seqs: k, T: r, S: r, heads: H, headDim: hd });
+      attention(
+        e,
+        { out: y, probs: s.get("eprobs", k * H * r * r), q, kv },
+        { seqs: k, T: r, S: r, heads: H, headDim: hd },
+      );
       e.linearForward(tmp, y, this.p(`${pre}.attn.o.weight`), this.p(`${pre}.attn.o.bias`), NE, D, D);
       const xa = s.get("exa", NE * D);
       e.add(xa, x, tmp, NE * D);
@@ -283,7 +366,11 @@ export class Decoder {
         const hkv = s.get("ehkv", m * 2 * D);
         e.linearForward(hkv, h, this.p(`${pre}.xattn.kv.weight`), this.p(`${pre}.xattn.kv.bias`), m, D, 2 * D);
         // each of the k neighbour sequences attends to the chunk's m activations
-        attention(e, { out: y, probs: s.get("exprobs", k * H * r * m), q, kv: hkv }, { seqs: k, T: r, S: m, heads: H, headDim: hd, seqsPerKv: k });
+        attention(
+          e,
+          { out: y, probs: s.get("exprobs", k * H * r * m), q, kv: hkv },
+          { seqs: k, T: r, S: m, heads: H, headDim: hd, seqsPerKv: k },
+        );
         e.linearForward(tmp, y, this.p(`${pre}.xattn.o.weight`), this.p(`${pre}.xattn.o.bias`), NE, D, D);
         const xc = s.get("exc", NE * D);
         e.add(xc, x, tmp, NE * D);
@@ -294,8 +381,17 @@ export class Decoder {
     this.cca.forEach((li, ci) => {
       // retrieval_null_kv: the layer's learned null key/value is the chunk's last row (not rotated)
       const ckv = new Float32Array((NE + (c.retrieval_null_kv ? 1 : 0)) * 2 * D);
-      e.linearForward(ckv, x, this.p(`blocks.${li}.xattn.kv.weight`), this.p(`blocks.${li}.xattn.kv.bias`), NE, D, 2 * D);
-      if (this.ropeK) rotate(e, ckv, { rows: NE, stride: 2 * D, heads: H, headDim: hd, pos: this.ropeK, base: ROPE_BASE });
+      e.linearForward(
+        ckv,
+        x,
+        this.p(`blocks.${li}.xattn.kv.weight`),
+        this.p(`blocks.${li}.xattn.kv.bias`),
+        NE,
+        D,
+        2 * D,
+      );
+      if (this.ropeK)
+        rotate(e, ckv, { rows: NE, stride: 2 * D, heads: H, headDim: hd, pos: this.ropeK, base: ROPE_BASE });
       if (c.retrieval_null_kv) ckv.set(this.p(`blocks.${li}.xattn.null_kv`), NE * 2 * D);
       slot.ckv[ci].set(u, ckv);
     });

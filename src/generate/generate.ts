@@ -91,16 +91,26 @@ interface SeqState {
 
 export class Generator {
   readonly decoder: Decoder;
-  constructor(readonly model: Model, readonly tokenizer: Tokenizer, readonly retriever: Retriever | null = null) {
-    if (model.config.vocab !== tokenizer.vocabSize) throw new RetroError("mismatch", `model vocab ${model.config.vocab} ≠ tokenizer ${tokenizer.id} with ${tokenizer.vocabSize} ids`);
-    if (retriever && model.isRetro && retriever.db.m !== model.config.chunk) throw new RetroError("mismatch", `model chunk ${model.config.chunk} ≠ database chunk length ${retriever.db.m}`);
+  constructor(
+    readonly model: Model,
+    readonly tokenizer: Tokenizer,
+    readonly retriever: Retriever | null = null,
+  ) {
+    if (model.config.vocab !== tokenizer.vocabSize)
+      throw new RetroError(
+        "mismatch",
+        `model vocab ${model.config.vocab} ≠ tokenizer ${tokenizer.id} with ${tokenizer.vocabSize} ids`,
+      );
+    if (retriever && model.isRetro && retriever.db.m !== model.config.chunk)
+      throw new RetroError("mismatch", `model chunk ${model.config.chunk} ≠ database chunk length ${retriever.db.m}`);
     this.decoder = new Decoder(model);
   }
 
   private mode(o: GenerateOptions): RetrieveMode {
     if (!this.model.isRetro) return "none";
     const mode = o.retrieve ?? (this.retriever ? "chunk" : "none");
-    if (mode !== "none" && !this.retriever && !(mode === "prompt" && o.neighbours)) throw new RetroError("usage", `retrieval "${mode}" needs a database (--db)`);
+    if (mode !== "none" && !this.retriever && !(mode === "prompt" && o.neighbours))
+      throw new RetroError("usage", `retrieval "${mode}" needs a database (--db)`);
     return mode;
   }
 
@@ -117,12 +127,18 @@ export class Generator {
     const pending: GenerateEvent[] = [];
     try {
       const seqs: SeqState[] = [];
-      for (let i = 0; i < prompts.length; i++) seqs.push(await this.newSeq(i, prompts[i], o.seeds?.[i] ?? (o.seed ?? DEFAULT_SEED) + i, o, mode, pending));
+      for (let i = 0; i < prompts.length; i++)
+        seqs.push(await this.newSeq(i, prompts[i], o.seeds?.[i] ?? (o.seed ?? DEFAULT_SEED) + i, o, mode, pending));
       // prefill every prompt in one pass
-      const first = await this.feeds(seqs.map((st) => ({ st, ids: [] })), mode, pending);
+      const first = await this.feeds(
+        seqs.map((st) => ({ st, ids: [] })),
+        mode,
+        pending,
+      );
       let logits = this.decoder.forward(first);
       yield* pending.splice(0);
-      let active = seqs.slice(), count = seqs.length;
+      let active = seqs.slice(),
+        count = seqs.length;
       while (active.length) {
         active.forEach((st, j) => {
           const tok = st.sampler.pick(logits.subarray(j * c.vocab, (j + 1) * c.vocab));
@@ -147,7 +163,19 @@ export class Generator {
           while (!st.done && upto > st.emitted && st.text.charCodeAt(upto - 1) === 0xfffd) upto--;
           if (upto > st.emitted) yield { type: "text", seq: i, text: st.text.slice(st.emitted, upto) };
           st.emitted = Math.max(st.emitted, upto);
-          if (st.done) yield { type: "done", seq: i, result: { text: st.text, tokens: st.gen.slice(), promptTokens: st.promptTokens, truncated: st.truncated, finish: st.done, retrievals: st.retrievals } };
+          if (st.done)
+            yield {
+              type: "done",
+              seq: i,
+              result: {
+                text: st.text,
+                tokens: st.gen.slice(),
+                promptTokens: st.promptTokens,
+                truncated: st.truncated,
+                finish: st.done,
+                retrievals: st.retrievals,
+              },
+            };
         }
         active = active.filter((st) => !st.done);
         for (const j of o.admit?.(active.length) ?? []) {
@@ -158,7 +186,11 @@ export class Generator {
         }
         if (!active.length) break;
         for (const st of active) if (!st.fresh && st.slot.pos + 1 > c.seq) this.slide(st);
-        const feeds = await this.feeds(active.map((st) => ({ st, ids: st.fresh ? [] : [st.next] })), mode, pending);
+        const feeds = await this.feeds(
+          active.map((st) => ({ st, ids: st.fresh ? [] : [st.next] })),
+          mode,
+          pending,
+        );
         for (const st of active) st.fresh = false;
         // a slid sequence is prefilled again: its feed holds the kept context and the new token
         logits = this.decoder.forward(feeds);
@@ -170,8 +202,16 @@ export class Generator {
   }
 
   /** A sequence's state for prompt i (truncated from the left to the model's positions; "prompt" mode: retrieved). */
-  private async newSeq(i: number, pi: string | number[], seed: number, o: GenerateOptions, mode: RetrieveMode, pending: GenerateEvent[]): Promise<SeqState> {
-    const c = this.model.config, m = c.chunk;
+  private async newSeq(
+    i: number,
+    pi: string | number[],
+    seed: number,
+    o: GenerateOptions,
+    mode: RetrieveMode,
+    pending: GenerateEvent[],
+  ): Promise<SeqState> {
+    const c = this.model.config,
+      m = c.chunk;
     let ids = typeof pi === "string" ? this.tokenizer.encode(pi) : pi.slice();
     if (ids.length === 0) throw new RetroError("usage", `prompt ${i}: empty (nothing to continue)`);
     // a prompt longer than the model's positions keeps its end (truncated from the left; `promptTokens` says how
@@ -184,12 +224,29 @@ export class Generator {
       ids = ids.slice(truncated);
     }
     const st: SeqState = {
-      index: i, slot: this.decoder.newSlot(), dropped: 0, replay: { ids, nb: new Map() }, sampler: new Sampler({ ...o, seed }), promptTokens: ids.length,
-      gen: [], emitted: 0, text: "", next: -1, done: null, retrievals: 0, promptNbr: null, truncated, fresh: false,
+      index: i,
+      slot: this.decoder.newSlot(),
+      dropped: 0,
+      replay: { ids, nb: new Map() },
+      sampler: new Sampler({ ...o, seed }),
+      promptTokens: ids.length,
+      gen: [],
+      emitted: 0,
+      text: "",
+      next: -1,
+      done: null,
+      retrievals: 0,
+      promptNbr: null,
+      truncated,
+      fresh: false,
     };
     const given = o.neighbours?.[i];
     if (mode === "prompt" && given) {
-      if (given.length !== c.k * c.r) throw new RetroError("mismatch", `prompt ${i}: ${given.length} neighbour tokens given, the model reads k·r = ${c.k * c.r}`);
+      if (given.length !== c.k * c.r)
+        throw new RetroError(
+          "mismatch",
+          `prompt ${i}: ${given.length} neighbour tokens given, the model reads k·r = ${c.k * c.r}`,
+        );
       st.promptNbr = given;
     } else if (mode === "prompt") {
       const query = typeof pi === "string" ? pi : this.tokenizer.decode(pi);
@@ -209,7 +266,8 @@ export class Generator {
   }
 
   private citations(ids: Int32Array, scores: Float32Array, row: number): Citation[] {
-    const k = this.model.config.k, out: Citation[] = [];
+    const k = this.model.config.k,
+      out: Citation[] = [];
     for (let t = 0; t < k; t++) {
       const id = ids[row * k + t];
       if (id >= 0) out.push(this.retriever!.citation(id, scores[row * k + t], this.model.config.r));
@@ -219,7 +277,8 @@ export class Generator {
 
   /** Drop the oldest half of the context (whole chunks for Retro) and queue the rest to be prefilled again. */
   private slide(st: SeqState): void {
-    const c = this.model.config, m = this.model.isRetro ? c.chunk : 1;
+    const c = this.model.config,
+      m = this.model.isRetro ? c.chunk : 1;
     const drop = Math.max(m, Math.floor(c.seq / 2 / m) * m);
     const kept = st.slot.ids.slice(drop);
     const nb = new Map<number, Int32Array>();
@@ -230,8 +289,14 @@ export class Generator {
   }
 
   /** Feeds for the new tokens, with the neighbours of every chunk they complete (retrieved in one search). */
-  private async feeds(items: { st: SeqState; ids: number[] }[], mode: RetrieveMode, events: GenerateEvent[]): Promise<Feed[]> {
-    const c = this.model.config, m = c.chunk, kr = c.k * c.r;
+  private async feeds(
+    items: { st: SeqState; ids: number[] }[],
+    mode: RetrieveMode,
+    events: GenerateEvent[],
+  ): Promise<Feed[]> {
+    const c = this.model.config,
+      m = c.chunk,
+      kr = c.k * c.r;
     const feeds: Feed[] = [];
     const wanted: { feed: Feed; u: number; tokens: number[]; st: SeqState }[] = [];
     for (const { st, ids: fresh } of items) {
@@ -248,11 +313,21 @@ export class Generator {
       }
     }
     if (wanted.length) {
-      const r = await this.retriever!.retrieveChunks(wanted.map((w) => w.tokens), c.k, c.r);
+      const r = await this.retriever!.retrieveChunks(
+        wanted.map((w) => w.tokens),
+        c.k,
+        c.r,
+      );
       wanted.forEach((w, q) => {
         w.feed.neighbours!.set(w.u, r.tokens.slice(q * kr, (q + 1) * kr));
         w.st.retrievals++;
-        events.push({ type: "retrieval", seq: w.st.index, chunk: w.u + w.st.dropped / m, query: this.tokenizer.decode(w.tokens), neighbours: this.citations(r.ids, r.scores, q) });
+        events.push({
+          type: "retrieval",
+          seq: w.st.index,
+          chunk: w.u + w.st.dropped / m,
+          query: this.tokenizer.decode(w.tokens),
+          neighbours: this.citations(r.ids, r.scores, q),
+        });
       });
     }
     return feeds;

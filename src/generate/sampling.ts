@@ -14,10 +14,27 @@ import { checkSetting, defineSettings, type SettingValues } from "../util/settin
  */
 export const SAMPLING_SETTINGS = defineSettings({
   maxTokens: { kind: "int", min: 1, max: 4096, default: 64, help: "new tokens at most" },
-  temperature: { kind: "num", min: 0, max: 2, default: 0, help: "0 = greedy (as the paper evaluates); > 0 samples from softmax(logits / temperature)" },
+  temperature: {
+    kind: "num",
+    min: 0,
+    max: 2,
+    default: 0,
+    help: "0 = greedy (as the paper evaluates); > 0 samples from softmax(logits / temperature)",
+  },
   topK: { kind: "int", min: 0, default: 0, help: "sample among the k most likely tokens (0 = all)" },
-  topP: { kind: "num", above: 0, max: 1, default: 1, help: "sample among the most likely tokens up to this cumulative probability (1 = all)" },
-  seed: { kind: "int", ...SEED_RANGE, default: DEFAULT_SEED, help: "sampling seed (the same seed gives the same text)" },
+  topP: {
+    kind: "num",
+    above: 0,
+    max: 1,
+    default: 1,
+    help: "sample among the most likely tokens up to this cumulative probability (1 = all)",
+  },
+  seed: {
+    kind: "int",
+    ...SEED_RANGE,
+    default: DEFAULT_SEED,
+    help: "sampling seed (the same seed gives the same text)",
+  },
 });
 
 /** Sampling settings, each optional (absent: the table's default). */
@@ -55,9 +72,11 @@ export class Sampler {
   /** the next token from the logits row [V] */
   pick(logits: Float32Array): number {
     if (this.greedy) return argmax(logits);
-    const V = logits.length, T = this.o.temperature!;
+    const V = logits.length,
+      T = this.o.temperature!;
     let order = Array.from({ length: V }, (_, i) => i);
-    const topK = this.o.topK ?? 0, topP = this.o.topP ?? 1;
+    const topK = this.o.topK ?? 0,
+      topP = this.o.topP ?? 1;
     if (topK > 0 || topP < 1) order.sort((a, b) => logits[b] - logits[a] || a - b);
     if (topK > 0) order = order.slice(0, topK);
     let mx = -Infinity;
@@ -65,7 +84,8 @@ export class Sampler {
     const p = order.map((i) => Math.exp((logits[i] - mx) / T));
     let sum = p.reduce((s, x) => s + x, 0);
     if (topP < 1) {
-      let acc = 0, cut = p.length;
+      let acc = 0,
+        cut = p.length;
       for (let j = 0; j < p.length; j++) {
         acc += p[j] / sum;
         if (acc >= topP) {

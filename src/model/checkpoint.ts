@@ -7,7 +7,14 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { RetroError } from "../util/errors.ts";
 import { readJson, writeJsonAtomic } from "../util/fsx.ts";
-import { readSafetensors, readSafetensorsMetadata, tensorF32, writeSafetensors, type SafetensorsFile, type TensorOut } from "../engine/safetensors.ts";
+import {
+  readSafetensors,
+  readSafetensorsMetadata,
+  tensorF32,
+  writeSafetensors,
+  type SafetensorsFile,
+  type TensorOut,
+} from "../engine/safetensors.ts";
 import { resolveModelConfig, RUN_KEYS, type ModelConfig } from "./config.ts";
 import { Model } from "./model.ts";
 import type { Engine } from "../engine/native.ts";
@@ -20,7 +27,11 @@ export function saveCheckpoint(dir: string, model: Model, metadata: Record<strin
   fs.mkdirSync(dir, { recursive: true });
   const tensors = new Map<string, TensorOut>();
   for (const p of model.store.params) tensors.set(p.name, { dtype: "F32", shape: p.shape, data: p.data });
-  writeSafetensors(path.join(dir, WEIGHTS_FILE), tensors, { format: "retro-ts", config: JSON.stringify(model.config), ...metadata });
+  writeSafetensors(path.join(dir, WEIGHTS_FILE), tensors, {
+    format: "retro-ts",
+    config: JSON.stringify(model.config),
+    ...metadata,
+  });
   writeJsonAtomic(path.join(dir, CONFIG_FILE), model.config);
 }
 
@@ -47,7 +58,8 @@ export function runConfigOf(ckptDir: string): { db?: string; tokenizer?: string;
     if (typeof c.db === "string" && typeof c.tokenizer === "string") {
       // an instruction-tuned run records its prompt settings (the system prompt it was tuned with)
       const sft = c.sft as { system?: unknown } | undefined;
-      const tuning = sft && (typeof sft.system === "string" || sft.system === null) ? { system: sft.system } : undefined;
+      const tuning =
+        sft && (typeof sft.system === "string" || sft.system === null) ? { system: sft.system } : undefined;
       return { db: c.db, tokenizer: c.tokenizer, ...(tuning ? { tuning } : {}) };
     }
   }
@@ -71,8 +83,14 @@ export function checkCheckpointTokenizer(dirOrRun: string, tokenizerId: string, 
 }
 
 /** `trained`: the checkpoint's tokenizer id (undefined: unknown, not checked) */
-export function assertSameTokenizer(trained: string | undefined, ckpt: string, tokenizerId: string, where: string): void {
-  if (trained !== undefined && trained !== tokenizerId) throw new RetroError("mismatch", `${ckpt} was trained with tokenizer ${trained}, ${where} has ${tokenizerId}`);
+export function assertSameTokenizer(
+  trained: string | undefined,
+  ckpt: string,
+  tokenizerId: string,
+  where: string,
+): void {
+  if (trained !== undefined && trained !== tokenizerId)
+    throw new RetroError("mismatch", `${ckpt} was trained with tokenizer ${trained}, ${where} has ${tokenizerId}`);
 }
 
 /** The model config of a checkpoint directory (or of a safetensors file's metadata). */
@@ -80,11 +98,13 @@ export function readCheckpointConfig(dirOrFile: string): ModelConfig {
   const isDir = fs.existsSync(dirOrFile) && fs.statSync(dirOrFile).isDirectory();
   if (isDir) {
     const cfg = path.join(dirOrFile, CONFIG_FILE);
-    if (!fs.existsSync(cfg)) throw new RetroError("notFound", `${dirOrFile}: no ${CONFIG_FILE} (not a checkpoint directory)`);
+    if (!fs.existsSync(cfg))
+      throw new RetroError("notFound", `${dirOrFile}: no ${CONFIG_FILE} (not a checkpoint directory)`);
     return resolveModelConfig(readJson<Record<string, unknown>>(cfg, "model config"));
   }
   const f = readSafetensors(dirOrFile);
-  if (!f.metadata.config) throw new RetroError("usage", `${dirOrFile}: no config in the file's metadata; pass --config`);
+  if (!f.metadata.config)
+    throw new RetroError("usage", `${dirOrFile}: no config in the file's metadata; pass --config`);
   return resolveModelConfig(JSON.parse(f.metadata.config) as Record<string, unknown>, RUN_KEYS);
 }
 
@@ -101,7 +121,11 @@ export interface LoadReport {
  * dtype F32, except the groups listed in `allowMissing` (retro-fitting passes ["retrieval"]). File tensors the
  * model does not have are refused unless `ignoreExtra` matches them.
  */
-export function loadWeights(model: Model, file: string | SafetensorsFile, opts: { allowMissing?: ParamGroup[]; ignoreExtra?: (name: string) => boolean } = {}): LoadReport {
+export function loadWeights(
+  model: Model,
+  file: string | SafetensorsFile,
+  opts: { allowMissing?: ParamGroup[]; ignoreExtra?: (name: string) => boolean } = {},
+): LoadReport {
   const f = typeof file === "string" ? readSafetensors(file) : file;
   const report: LoadReport = { loaded: [], fresh: [], ignored: [] };
   const problems: string[] = [];
@@ -113,7 +137,8 @@ export function loadWeights(model: Model, file: string | SafetensorsFile, opts: 
       continue;
     }
     if (t.dtype !== "F32") problems.push(`${p.name}: dtype ${t.dtype}, expected F32`);
-    else if (t.shape.join(",") !== p.shape.join(",")) problems.push(`${p.name}: shape [${t.shape}] in the file, [${p.shape}] in the model`);
+    else if (t.shape.join(",") !== p.shape.join(","))
+      problems.push(`${p.name}: shape [${t.shape}] in the file, [${p.shape}] in the model`);
   }
   for (const name of f.tensors.keys()) {
     if (model.store.byName.has(name)) continue;
@@ -122,7 +147,10 @@ export function loadWeights(model: Model, file: string | SafetensorsFile, opts: 
   }
   if (problems.length) {
     const more = problems.length > 12 ? `\n  ... and ${problems.length - 12} more` : "";
-    throw new RetroError("mismatch", `${f.path} does not fit the model:\n  ${problems.slice(0, 12).join("\n  ")}${more}`);
+    throw new RetroError(
+      "mismatch",
+      `${f.path} does not fit the model:\n  ${problems.slice(0, 12).join("\n  ")}${more}`,
+    );
   }
   for (const p of model.store.params) {
     if (!f.tensors.has(p.name)) continue;
@@ -138,14 +166,20 @@ export function resolveCheckpointDir(p: string): string {
   const latest = path.join(p, "latest.json");
   if (fs.existsSync(latest)) return path.join(p, readJson<{ dir: string }>(latest, "latest checkpoint").dir);
   if (fs.existsSync(path.join(p, WEIGHTS_FILE))) return p;
-  throw new RetroError("notFound", `${p} is neither a run folder (latest.json) nor a checkpoint folder (${WEIGHTS_FILE})`);
+  throw new RetroError(
+    "notFound",
+    `${p} is neither a run folder (latest.json) nor a checkpoint folder (${WEIGHTS_FILE})`,
+  );
 }
 
 /**
  * The model of a checkpoint (run folder or checkpoint folder), weights loaded; `dir` is the checkpoint folder,
  * `tokenizer` the id it was trained with (checkpointTokenizer's answer, from the file read once).
  */
-export function loadModel(dirOrRun: string, opts: { engine?: Engine } = {}): { model: Model; dir: string; tokenizer: string | undefined } {
+export function loadModel(
+  dirOrRun: string,
+  opts: { engine?: Engine } = {},
+): { model: Model; dir: string; tokenizer: string | undefined } {
   const dir = resolveCheckpointDir(dirOrRun);
   const model = new Model(readCheckpointConfig(dir), { engine: opts.engine });
   const file = readSafetensors(path.join(dir, WEIGHTS_FILE));

@@ -17,17 +17,36 @@ export const MODEL_SETTINGS = defineSettings({
   k: { kind: "int", min: 1, default: 2, help: "neighbours per chunk" },
   r: { kind: "int", min: 1, default: 128, help: "tokens per neighbour (chunk + continuation)" },
   enc_layers: { kind: "int", min: 1, default: 2, help: "Retro encoder layers" },
-  cca_layers: { kind: "intList", min: 1, default: [], help: "1-based decoder layers with chunked cross-attention, e.g. 3,6 (Retro; empty: Megatron's placement)" },
-  gate: { kind: "num", default: 1, help: "CCA output scale: 1 in pretraining, 0 bypasses retrieval (the decoder alone)" },
+  cca_layers: {
+    kind: "intList",
+    min: 1,
+    default: [],
+    help: "1-based decoder layers with chunked cross-attention, e.g. 3,6 (Retro; empty: Megatron's placement)",
+  },
+  gate: {
+    kind: "num",
+    default: 1,
+    help: "CCA output scale: 1 in pretraining, 0 bypasses retrieval (the decoder alone)",
+  },
   // Rotary positions inside the retrieval path (RETRO §B.1.2's relative encoding, as RETRO-pytorch does it): in CCA
   // the queries of the shifted window sit at positions m−1 … 2m−2 and each neighbour's keys at 0 … r−1, i.e. a
   // neighbour is taken to start where its chunk starts, so "the token after mine in the neighbour" is always at
   // relative offset +1; the encoder's self-attention rotates its queries and keys at 0 … r−1. The learned absolute
   // positions stay. false (a config without the key: older checkpoints, the peer's dumps) is the model without them.
-  retrieval_rope: { kind: "bool", default: false, negatable: true, help: "Retro: rotary positions in CCA and the encoder (new Retro runs: on, see NEW_RETRO)" },
+  retrieval_rope: {
+    kind: "bool",
+    default: false,
+    negatable: true,
+    help: "Retro: rotary positions in CCA and the encoder (new Retro runs: on, see NEW_RETRO)",
+  },
   // A learned null key/value in every CCA (as RETRO-pytorch has): each chunk's queries attend over its k·r neighbour
   // tokens and one more key/value, a parameter per CCA layer (`xattn.null_kv`, [2d]: key then value, not rotated).
-  retrieval_null_kv: { kind: "bool", default: false, negatable: true, help: "Retro: a learned null key/value in every CCA" },
+  retrieval_null_kv: {
+    kind: "bool",
+    default: false,
+    negatable: true,
+    help: "Retro: a learned null key/value in every CCA",
+  },
 });
 
 export type ModelConfig = SettingValues<typeof MODEL_SETTINGS>;
@@ -64,16 +83,28 @@ export function resolveModelConfig(input: Record<string, unknown>, ignore: reado
   const given = Object.fromEntries(Object.entries(input).filter(([k]) => !ignore.includes(k)));
   const autoCca = given.cca_layers === undefined || given.cca_layers === null;
   const cfg = resolveSettings(MODEL_SETTINGS, given, "model config");
-  if (cfg.d % cfg.heads) throw new RetroError("usage", `model config: d (${cfg.d}) must be a multiple of heads (${cfg.heads})`);
+  if (cfg.d % cfg.heads)
+    throw new RetroError("usage", `model config: d (${cfg.d}) must be a multiple of heads (${cfg.heads})`);
   if (cfg.model === "gpt") return { ...cfg, cca_layers: [], retrieval_rope: false, retrieval_null_kv: false };
   if (autoCca) cfg.cca_layers = defaultCcaLayers(cfg.layers);
   const L = cfg.cca_layers;
   if (!L.length || L.some((x) => x > cfg.layers)) {
-    throw new RetroError("usage", `model config: cca_layers must be a non-empty list of layers in 1..${cfg.layers}, got ${JSON.stringify(L)}`);
+    throw new RetroError(
+      "usage",
+      `model config: cca_layers must be a non-empty list of layers in 1..${cfg.layers}, got ${JSON.stringify(L)}`,
+    );
   }
   cfg.cca_layers = [...new Set(L)].sort((a, b) => a - b);
-  if (cfg.retrieval_rope && (cfg.d / cfg.heads) % 2) throw new RetroError("usage", `model config: retrieval_rope needs an even head width, d/heads = ${cfg.d / cfg.heads}`);
-  if (cfg.seq % cfg.chunk) throw new RetroError("usage", `model config: seq (${cfg.seq}) must be a multiple of chunk (${cfg.chunk}) for Retro`);
+  if (cfg.retrieval_rope && (cfg.d / cfg.heads) % 2)
+    throw new RetroError(
+      "usage",
+      `model config: retrieval_rope needs an even head width, d/heads = ${cfg.d / cfg.heads}`,
+    );
+  if (cfg.seq % cfg.chunk)
+    throw new RetroError(
+      "usage",
+      `model config: seq (${cfg.seq}) must be a multiple of chunk (${cfg.chunk}) for Retro`,
+    );
   return cfg;
 }
 

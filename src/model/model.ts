@@ -46,16 +46,31 @@ export interface Batch {
 /** the activations of one transformer layer (decoder or encoder) */
 interface LayerActs {
   x: Float32Array; // residual input
-  ln1: Float32Array; ln1m: Float32Array; ln1r: Float32Array;
-  q: Float32Array; kv: Float32Array; probs: Float32Array; y: Float32Array;
+  ln1: Float32Array;
+  ln1m: Float32Array;
+  ln1r: Float32Array;
+  q: Float32Array;
+  kv: Float32Array;
+  probs: Float32Array;
+  y: Float32Array;
   xa: Float32Array; // residual after self-attention
   // cross-attention (decoder CCA layer / encoder layer 0)
-  lnc?: Float32Array; lncm?: Float32Array; lncr?: Float32Array;
-  hs?: Float32Array; cq?: Float32Array; ckv?: Float32Array; cprobs?: Float32Array; cy?: Float32Array; co?: Float32Array;
+  lnc?: Float32Array;
+  lncm?: Float32Array;
+  lncr?: Float32Array;
+  hs?: Float32Array;
+  cq?: Float32Array;
+  ckv?: Float32Array;
+  cprobs?: Float32Array;
+  cy?: Float32Array;
+  co?: Float32Array;
   ckvn?: Float32Array; // retrieval_null_kv: per chunk its k·r keys/values, then the null one
   xc?: Float32Array; // residual after cross-attention
-  ln2: Float32Array; ln2m: Float32Array; ln2r: Float32Array;
-  fc: Float32Array; g: Float32Array;
+  ln2: Float32Array;
+  ln2m: Float32Array;
+  ln2r: Float32Array;
+  fc: Float32Array;
+  g: Float32Array;
 }
 
 /** Memory this process may use: RETRO_MAX_MEMORY_GB, else 80 % of the machine's RAM. */
@@ -67,24 +82,43 @@ export function memoryLimit(): number {
 function checkMemory(bytes: number, what: string): void {
   const limit = memoryLimit();
   if (!(bytes <= limit)) {
-    throw new RetroError("usage", `${what} would need ${(bytes / 2 ** 30).toFixed(1)} GiB, more than the ${(limit / 2 ** 30).toFixed(1)} GiB available (RETRO_MAX_MEMORY_GB); use a smaller model, batch or sequence`);
+    throw new RetroError(
+      "usage",
+      `${what} would need ${(bytes / 2 ** 30).toFixed(1)} GiB, more than the ${(limit / 2 ** 30).toFixed(1)} GiB available (RETRO_MAX_MEMORY_GB); use a smaller model, batch or sequence`,
+    );
   }
 }
 
 /** Whole-model activations and the backward pass's scratch, sized for one batch shape (decoder rows N, encoder rows NE). */
 interface ModelBuffers {
   /** [N, D] decoder output, its final layernorm (and mean / rstd per row) */
-  xL: Float32Array; lnf: Float32Array; lnfm: Float32Array; lnfr: Float32Array;
+  xL: Float32Array;
+  lnf: Float32Array;
+  lnfm: Float32Array;
+  lnfr: Float32Array;
   /** [N, vocab] logits (gradient of the loss after the fused cross-entropy); [N] per-token losses */
-  logits: Float32Array; losses: Float32Array;
+  logits: Float32Array;
+  losses: Float32Array;
   /** [NE, D] encoder output (the neighbours as CCA reads them); [max(N, NE), D] sublayer output before the residual add */
-  encOut: Float32Array; tmp: Float32Array;
+  encOut: Float32Array;
+  tmp: Float32Array;
   // backward scratch, shared by decoder and encoder: gradients w.r.t. the residual stream (dx decoder, de encoder),
   // layernorm output, attention q / kv / output, MLP (dg after GELU, dfc before), CCA output, chunk activations (dh),
   // shifted chunk activations (dhs), CCA keys/values, queries, attention output
-  dx: Float32Array; de: Float32Array; dln: Float32Array; dq: Float32Array; dkv: Float32Array; dy: Float32Array;
-  dg: Float32Array; dfc: Float32Array; dco: Float32Array; dh: Float32Array; dhs: Float32Array;
-  dckv: Float32Array; dcq: Float32Array; dcy: Float32Array;
+  dx: Float32Array;
+  de: Float32Array;
+  dln: Float32Array;
+  dq: Float32Array;
+  dkv: Float32Array;
+  dy: Float32Array;
+  dg: Float32Array;
+  dfc: Float32Array;
+  dco: Float32Array;
+  dh: Float32Array;
+  dhs: Float32Array;
+  dckv: Float32Array;
+  dcq: Float32Array;
+  dcy: Float32Array;
   /** retrieval_null_kv: gradient of the CCA keys/values with the null rows (else empty) */
   dckvn: Float32Array;
 }
@@ -115,7 +149,10 @@ export class Model {
     const specs = paramSpecs(config);
     const nParams = specs.reduce((a, sp) => a + sp.shape.reduce((x, y) => x * y, 1), 0);
     // weights, gradients and AdamW's two moments: refuse a model that cannot fit before allocating it
-    checkMemory(nParams * 4 * 4, `a model of ${(nParams / 1e6).toFixed(1)}M parameters (weights, gradients, optimizer state)`);
+    checkMemory(
+      nParams * 4 * 4,
+      `a model of ${(nParams / 1e6).toFixed(1)}M parameters (weights, gradients, optimizer state)`,
+    );
     this.store = new ParamStore(specs);
     this.store.init(opts.seed ?? DEFAULT_SEED);
     if (config.model === "retro" && config.retrieval_rope) {
@@ -126,7 +163,8 @@ export class Model {
 
   /** out = per chunk sequence its S = k·r key/value rows of kv, then the null row (retrieval_null_kv) */
   private withNullKv(out: Float32Array, kv: Float32Array, nullKv: Float32Array, seqs: number): Float32Array {
-    const W = 2 * this.config.d, S = this.config.k * this.config.r;
+    const W = 2 * this.config.d,
+      S = this.config.k * this.config.r;
     for (let s = 0; s < seqs; s++) {
       out.set(kv.subarray(s * S * W, (s + 1) * S * W), s * (S + 1) * W);
       out.set(nullKv, (s * (S + 1) + S) * W);
@@ -136,7 +174,8 @@ export class Model {
 
   /** the reverse of withNullKv for gradients: dkv gets the rows of the neighbours, dNull (if wanted) += the null rows */
   private withoutNullKv(dkv: Float32Array, dkvn: Float32Array, dNull: Float32Array | null, seqs: number): void {
-    const W = 2 * this.config.d, S = this.config.k * this.config.r;
+    const W = 2 * this.config.d,
+      S = this.config.k * this.config.r;
     for (let s = 0; s < seqs; s++) {
       dkv.set(dkvn.subarray(s * (S + 1) * W, (s * (S + 1) + S) * W), s * S * W);
       if (dNull) this.engine.axpy(dNull, dkvn.subarray((s * (S + 1) + S) * W), 1, W);
@@ -173,47 +212,106 @@ export class Model {
     let floats = 0;
     const EMPTY = new Float32Array(0);
     this.layout(B, n, (k) => ((floats += k), EMPTY));
-    checkMemory(floats * 4 + this.store.size * 16, `activations of a batch of ${B} × ${n} tokens (with the model's ${(this.store.size / 1e6).toFixed(1)}M parameters)`);
+    checkMemory(
+      floats * 4 + this.store.size * 16,
+      `activations of a batch of ${B} × ${n} tokens (with the model's ${(this.store.size / 1e6).toFixed(1)}M parameters)`,
+    );
     this.layout(B, n, (k) => new Float32Array(k));
     this.shape = key;
   }
 
   private layout(B: number, n: number, f: (k: number) => Float32Array): void {
-    const c = this.config, D = c.d, H = c.heads;
+    const c = this.config,
+      D = c.d,
+      H = c.heads;
     const N = B * n;
     const cca = new Set(this.isRetro ? c.cca_layers : []);
-    const l = n / c.chunk, NE = B * l * c.k * c.r, NC = B * l; // NC: chunk sequences
+    const l = n / c.chunk,
+      NE = B * l * c.k * c.r,
+      NC = B * l; // NC: chunk sequences
     // cross.shift: the decoder's CCA reads a shifted copy of its input (hs); the encoder's cross-attention does not
-    const nul = c.retrieval_null_kv ? 1 : 0, SN = c.k * c.r + nul; // CCA keys per chunk (with the null one)
-    const layer = (rows: number, T: number, seqs: number, cross: null | { q: number; kvRows: number; T: number; S: number; seqs: number; shift: boolean }): LayerActs => ({
-      x: f(rows * D), ln1: f(rows * D), ln1m: f(rows), ln1r: f(rows),
-      q: f(rows * D), kv: f(rows * 2 * D), probs: f(seqs * H * T * T), y: f(rows * D), xa: f(rows * D),
-      ...(cross ? {
-        lnc: f(rows * D), lncm: f(rows), lncr: f(rows),
-        hs: cross.shift ? f(cross.q * D) : undefined, cq: f(cross.q * D), ckv: f(cross.kvRows * 2 * D), cprobs: f(cross.seqs * H * cross.T * cross.S),
-        cy: f(cross.q * D), co: f(cross.q * D), xc: f(rows * D),
-        ...(cross.shift && nul ? { ckvn: f(cross.seqs * SN * 2 * D) } : {}),
-      } : {}),
-      ln2: f(rows * D), ln2m: f(rows), ln2r: f(rows), fc: f(rows * 4 * D), g: f(rows * 4 * D),
+    const nul = c.retrieval_null_kv ? 1 : 0,
+      SN = c.k * c.r + nul; // CCA keys per chunk (with the null one)
+    const layer = (
+      rows: number,
+      T: number,
+      seqs: number,
+      cross: null | { q: number; kvRows: number; T: number; S: number; seqs: number; shift: boolean },
+    ): LayerActs => ({
+      x: f(rows * D),
+      ln1: f(rows * D),
+      ln1m: f(rows),
+      ln1r: f(rows),
+      q: f(rows * D),
+      kv: f(rows * 2 * D),
+      probs: f(seqs * H * T * T),
+      y: f(rows * D),
+      xa: f(rows * D),
+      ...(cross
+        ? {
+            lnc: f(rows * D),
+            lncm: f(rows),
+            lncr: f(rows),
+            hs: cross.shift ? f(cross.q * D) : undefined,
+            cq: f(cross.q * D),
+            ckv: f(cross.kvRows * 2 * D),
+            cprobs: f(cross.seqs * H * cross.T * cross.S),
+            cy: f(cross.q * D),
+            co: f(cross.q * D),
+            xc: f(rows * D),
+            ...(cross.shift && nul ? { ckvn: f(cross.seqs * SN * 2 * D) } : {}),
+          }
+        : {}),
+      ln2: f(rows * D),
+      ln2m: f(rows),
+      ln2r: f(rows),
+      fc: f(rows * 4 * D),
+      g: f(rows * 4 * D),
     });
     this.dec = [];
     for (let i = 0; i < c.layers; i++) {
-      this.dec.push(layer(N, n, B, cca.has(i + 1) ? { q: N, kvRows: NE, T: c.chunk, S: SN, seqs: NC, shift: true } : null));
+      this.dec.push(
+        layer(N, n, B, cca.has(i + 1) ? { q: N, kvRows: NE, T: c.chunk, S: SN, seqs: NC, shift: true } : null),
+      );
     }
     this.enc = [];
     if (cca.size) {
       for (let j = 0; j < c.enc_layers; j++) {
-        this.enc.push(layer(NE, c.r, B * l * c.k, j === 0 ? { q: NE, kvRows: N, T: c.r, S: c.chunk, seqs: B * l * c.k, shift: false } : null));
+        this.enc.push(
+          layer(
+            NE,
+            c.r,
+            B * l * c.k,
+            j === 0 ? { q: NE, kvRows: N, T: c.r, S: c.chunk, seqs: B * l * c.k, shift: false } : null,
+          ),
+        );
       }
     }
     const rowsMax = Math.max(N, NE);
     this.a = {
-      xL: f(N * D), lnf: f(N * D), lnfm: f(N), lnfr: f(N), logits: f(N * c.vocab), losses: f(N),
-      encOut: f(NE * D), tmp: f(rowsMax * D),
+      xL: f(N * D),
+      lnf: f(N * D),
+      lnfm: f(N),
+      lnfr: f(N),
+      logits: f(N * c.vocab),
+      losses: f(N),
+      encOut: f(NE * D),
+      tmp: f(rowsMax * D),
       // backward scratch, shared by decoder and encoder
-      dx: f(N * D), de: f(NE * D), dln: f(rowsMax * D), dq: f(rowsMax * D), dkv: f(rowsMax * 2 * D), dy: f(rowsMax * D),
-      dg: f(rowsMax * 4 * D), dfc: f(rowsMax * 4 * D), dco: f(rowsMax * D), dh: f(N * D), dhs: f(rowsMax * D),
-      dckv: f(rowsMax * 2 * D), dcq: f(rowsMax * D), dcy: f(rowsMax * D),
+      dx: f(N * D),
+      de: f(NE * D),
+      dln: f(rowsMax * D),
+      dq: f(rowsMax * D),
+      dkv: f(rowsMax * 2 * D),
+      dy: f(rowsMax * D),
+      dg: f(rowsMax * 4 * D),
+      dfc: f(rowsMax * 4 * D),
+      dco: f(rowsMax * D),
+      dh: f(N * D),
+      dhs: f(rowsMax * D),
+      dckv: f(rowsMax * 2 * D),
+      dcq: f(rowsMax * D),
+      dcy: f(rowsMax * D),
       dckvn: f(cca.size && nul ? NC * SN * 2 * D : 0),
     };
   }
@@ -221,8 +319,11 @@ export class Model {
   // ------------------------------------------------------------------------------------------ forward
   private checkBatch(b: Batch): void {
     const c = this.config;
-    const bad = (m: string) => { throw new RetroError("mismatch", `batch: ${m}`); };
-    if (!Number.isInteger(b.B) || b.B <= 0 || !Number.isInteger(b.n) || b.n <= 0) bad(`B and n must be positive integers`);
+    const bad = (m: string) => {
+      throw new RetroError("mismatch", `batch: ${m}`);
+    };
+    if (!Number.isInteger(b.B) || b.B <= 0 || !Number.isInteger(b.n) || b.n <= 0)
+      bad(`B and n must be positive integers`);
     if (b.n > c.seq) bad(`sequence of ${b.n} tokens is longer than the model's seq ${c.seq}`);
     if (b.ids.length !== b.B * b.n) bad(`ids has ${b.ids.length} tokens, expected B*n = ${b.B * b.n}`);
     if (b.targets.length !== b.B * b.n) bad(`targets has ${b.targets.length} tokens, expected ${b.B * b.n}`);
@@ -231,13 +332,27 @@ export class Model {
       if (b.n % c.chunk) bad(`Retro needs n (${b.n}) to be a multiple of chunk ${c.chunk}`);
       const want = b.B * (b.n / c.chunk) * c.k * c.r;
       if (!b.neighbours && this.gate !== 0) bad(`Retro needs neighbours [B, l, k, r] = ${want} tokens`);
-      else if (b.neighbours && b.neighbours.length !== want) bad(`neighbours has ${b.neighbours.length} tokens, expected B*l*k*r = ${b.B}*${b.n / c.chunk}*${c.k}*${c.r} = ${want}`);
+      else if (b.neighbours && b.neighbours.length !== want)
+        bad(
+          `neighbours has ${b.neighbours.length} tokens, expected B*l*k*r = ${b.B}*${b.n / c.chunk}*${c.k}*${c.r} = ${want}`,
+        );
     }
   }
 
   /** `rope`: positions of the rows (period = its length) for rotary queries and keys, or null */
-  private layerForward(L: LayerActs, pre: string, rows: number, seqs: number, T: number, causal: boolean, rope: Int32Array | null = null): void {
-    const e = this.engine, D = this.config.d, H = this.config.heads, hd = D / H;
+  private layerForward(
+    L: LayerActs,
+    pre: string,
+    rows: number,
+    seqs: number,
+    T: number,
+    causal: boolean,
+    rope: Int32Array | null = null,
+  ): void {
+    const e = this.engine,
+      D = this.config.d,
+      H = this.config.heads,
+      hd = D / H;
     e.layernormForward(L.ln1, L.ln1m, L.ln1r, L.x, this.p(`${pre}.ln1.weight`), this.p(`${pre}.ln1.bias`), rows, D);
     e.linearForward(L.q, L.ln1, this.p(`${pre}.attn.q.weight`), this.p(`${pre}.attn.q.bias`), rows, D, D);
     e.linearForward(L.kv, L.ln1, this.p(`${pre}.attn.kv.weight`), this.p(`${pre}.attn.kv.bias`), rows, D, 2 * D);
@@ -251,7 +366,8 @@ export class Model {
   }
 
   private mlpForward(L: LayerActs, pre: string, rows: number, inp: Float32Array, out: Float32Array): void {
-    const e = this.engine, D = this.config.d;
+    const e = this.engine,
+      D = this.config.d;
     e.layernormForward(L.ln2, L.ln2m, L.ln2r, inp, this.p(`${pre}.ln2.weight`), this.p(`${pre}.ln2.bias`), rows, D);
     e.linearForward(L.fc, L.ln2, this.p(`${pre}.mlp.fc.weight`), this.p(`${pre}.mlp.fc.bias`), rows, D, 4 * D);
     e.geluForward(L.g, L.fc, rows * 4 * D);
@@ -261,20 +377,47 @@ export class Model {
 
   /** Retro encoder over the neighbours, reading the chunk activations h [B*l*m, D]; result in a.encOut */
   private encode(nbr: Int32Array, h: Float32Array, B: number, l: number): void {
-    const c = this.config, e = this.engine, D = c.d, H = c.heads, hd = D / H;
-    const seqs = B * l * c.k, NE = seqs * c.r;
+    const c = this.config,
+      e = this.engine,
+      D = c.d,
+      H = c.heads,
+      hd = D / H;
+    const seqs = B * l * c.k,
+      NE = seqs * c.r;
     e.embeddingForward(this.enc[0].x, nbr, this.p("wte.weight"), this.p("wpe.weight"), NE, c.r, D, c.vocab);
     for (let j = 0; j < this.enc.length; j++) {
-      const L = this.enc[j], pre = `encoder.${j}`;
+      const L = this.enc[j],
+        pre = `encoder.${j}`;
       const out = j + 1 < this.enc.length ? this.enc[j + 1].x : this.a.encOut;
       this.layerForward(L, pre, NE, seqs, c.r, false, this.ropeK);
       let cur = L.xa;
       if (L.xc) {
-        e.layernormForward(L.lnc!, L.lncm!, L.lncr!, L.xa, this.p(`${pre}.lnx.weight`), this.p(`${pre}.lnx.bias`), NE, D);
+        e.layernormForward(
+          L.lnc!,
+          L.lncm!,
+          L.lncr!,
+          L.xa,
+          this.p(`${pre}.lnx.weight`),
+          this.p(`${pre}.lnx.bias`),
+          NE,
+          D,
+        );
         e.linearForward(L.cq!, L.lnc!, this.p(`${pre}.xattn.q.weight`), this.p(`${pre}.xattn.q.bias`), NE, D, D);
-        e.linearForward(L.ckv!, h, this.p(`${pre}.xattn.kv.weight`), this.p(`${pre}.xattn.kv.bias`), B * l * c.chunk, D, 2 * D);
+        e.linearForward(
+          L.ckv!,
+          h,
+          this.p(`${pre}.xattn.kv.weight`),
+          this.p(`${pre}.xattn.kv.bias`),
+          B * l * c.chunk,
+          D,
+          2 * D,
+        );
         // each neighbour sequence (k of them per chunk) attends to its chunk's m activations
-        attention(e, { out: L.cy!, probs: L.cprobs!, q: L.cq!, kv: L.ckv! }, { seqs, T: c.r, S: c.chunk, heads: H, headDim: hd, seqsPerKv: c.k });
+        attention(
+          e,
+          { out: L.cy!, probs: L.cprobs!, q: L.cq!, kv: L.ckv! },
+          { seqs, T: c.r, S: c.chunk, heads: H, headDim: hd, seqsPerKv: c.k },
+        );
         e.linearForward(L.co!, L.cy!, this.p(`${pre}.xattn.o.weight`), this.p(`${pre}.xattn.o.bias`), NE, D, D);
         e.add(L.xc, L.xa, L.co!, NE * D);
         cur = L.xc;
@@ -294,14 +437,21 @@ export class Model {
    */
   forward(b: Batch, opts: { keepLogits?: boolean; gradTokens?: number } = {}): { loss: number; tokens: number } {
     this.checkBatch(b);
-    const c = this.config, e = this.engine, D = c.d, H = c.heads, hd = D / H, m = c.chunk;
+    const c = this.config,
+      e = this.engine,
+      D = c.d,
+      H = c.heads,
+      hd = D / H,
+      m = c.chunk;
     const { B, n } = b;
     this.allocate(B, n);
-    const N = B * n, l = n / m;
+    const N = B * n,
+      l = n / m;
     e.embeddingForward(this.dec[0].x, b.ids, this.p("wte.weight"), this.p("wpe.weight"), N, n, D, c.vocab);
     let encoded = false;
     for (let i = 0; i < c.layers; i++) {
-      const L = this.dec[i], pre = `blocks.${i}`;
+      const L = this.dec[i],
+        pre = `blocks.${i}`;
       const out = i + 1 < c.layers ? this.dec[i + 1].x : this.a.xL;
       this.layerForward(L, pre, N, B, n, true);
       let cur = L.xa;
@@ -310,7 +460,16 @@ export class Model {
         cur = L.xc;
       } else if (L.xc) {
         const pad = (n - 1) % m;
-        e.layernormForward(L.lnc!, L.lncm!, L.lncr!, L.xa, this.p(`${pre}.lnc.weight`), this.p(`${pre}.lnc.bias`), N, D);
+        e.layernormForward(
+          L.lnc!,
+          L.lncm!,
+          L.lncr!,
+          L.xa,
+          this.p(`${pre}.lnc.weight`),
+          this.p(`${pre}.lnc.bias`),
+          N,
+          D,
+        );
         if (!encoded) {
           this.encode(b.neighbours!, L.lnc!, B, l);
           encoded = true;
@@ -321,19 +480,36 @@ export class Model {
         for (let s = 0; s < B; s++) hs.set(L.lnc!.subarray((s * n + pad) * D, (s + 1) * n * D), s * n * D);
         const NE = B * l * c.k * c.r;
         e.linearForward(L.cq!, hs, this.p(`${pre}.xattn.q.weight`), this.p(`${pre}.xattn.q.bias`), N, D, D);
-        e.linearForward(L.ckv!, this.a.encOut, this.p(`${pre}.xattn.kv.weight`), this.p(`${pre}.xattn.kv.bias`), NE, D, 2 * D);
+        e.linearForward(
+          L.ckv!,
+          this.a.encOut,
+          this.p(`${pre}.xattn.kv.weight`),
+          this.p(`${pre}.xattn.kv.bias`),
+          NE,
+          D,
+          2 * D,
+        );
         if (this.ropeQ && this.ropeK) {
           this.rope(L.cq!, D, N, this.ropeQ, 1);
           this.rope(L.ckv!, 2 * D, NE, this.ropeK, 1);
         }
         const kv = L.ckvn ? this.withNullKv(L.ckvn, L.ckv!, this.p(`${pre}.xattn.null_kv`), B * l) : L.ckv!;
-        attention(e, { out: L.cy!, probs: L.cprobs!, q: L.cq!, kv }, { seqs: B * l, T: m, S: c.k * c.r + (L.ckvn ? 1 : 0), heads: H, headDim: hd });
+        attention(
+          e,
+          { out: L.cy!, probs: L.cprobs!, q: L.cq!, kv },
+          { seqs: B * l, T: m, S: c.k * c.r + (L.ckvn ? 1 : 0), heads: H, headDim: hd },
+        );
         e.linearForward(L.co!, L.cy!, this.p(`${pre}.xattn.o.weight`), this.p(`${pre}.xattn.o.bias`), N, D, D);
         // x[b, pad + t'] += gate * co[b, t']
         L.xc.set(L.xa);
         if (this.gate !== 0) {
           for (let s = 0; s < B; s++) {
-            e.axpy(L.xc.subarray((s * n + pad) * D, (s + 1) * n * D), L.co!.subarray(s * n * D), this.gate, (n - pad) * D);
+            e.axpy(
+              L.xc.subarray((s * n + pad) * D, (s + 1) * n * D),
+              L.co!.subarray(s * n * D),
+              this.gate,
+              (n - pad) * D,
+            );
           }
         }
         cur = L.xc;
@@ -348,7 +524,15 @@ export class Model {
       count = 0;
       for (let i = 0; i < N; i++) count += b.mask[i];
     }
-    const total = e.crossentropy(this.a.logits, this.a.losses, b.targets, b.mask ?? null, N, c.vocab, opts.gradTokens ? 1 / opts.gradTokens : count > 0 ? 1 / count : 0);
+    const total = e.crossentropy(
+      this.a.logits,
+      this.a.losses,
+      b.targets,
+      b.mask ?? null,
+      N,
+      c.vocab,
+      opts.gradTokens ? 1 / opts.gradTokens : count > 0 ? 1 / count : 0,
+    );
     this.last = b;
     return { loss: count > 0 ? total / count : 0, tokens: count };
   }
@@ -370,42 +554,195 @@ export class Model {
   }
 
   /** self-attention sublayer backward: on entry dres = dL/d(xa); on exit dres = dL/dx */
-  private attnBackward(L: LayerActs, pre: string, rows: number, seqs: number, T: number, dres: Float32Array, rope: Int32Array | null = null): void {
-    const e = this.engine, D = this.config.d, H = this.config.heads, hd = D / H, a = this.a;
-    e.linearBackward(a.dy, this.gOrNull(`${pre}.attn.o.weight`), this.gOrNull(`${pre}.attn.o.bias`), dres, L.y, this.p(`${pre}.attn.o.weight`), rows, D, D, 0);
-    attentionBackward(e, { dq: a.dq, dkv: a.dkv, dout: a.dy, probs: L.probs, q: L.q, kv: L.kv }, { seqs, T, S: T, heads: H, headDim: hd });
+  private attnBackward(
+    L: LayerActs,
+    pre: string,
+    rows: number,
+    seqs: number,
+    T: number,
+    dres: Float32Array,
+    rope: Int32Array | null = null,
+  ): void {
+    const e = this.engine,
+      D = this.config.d,
+      H = this.config.heads,
+      hd = D / H,
+      a = this.a;
+    e.linearBackward(
+      a.dy,
+      this.gOrNull(`${pre}.attn.o.weight`),
+      this.gOrNull(`${pre}.attn.o.bias`),
+      dres,
+      L.y,
+      this.p(`${pre}.attn.o.weight`),
+      rows,
+      D,
+      D,
+      0,
+    );
+    attentionBackward(
+      e,
+      { dq: a.dq, dkv: a.dkv, dout: a.dy, probs: L.probs, q: L.q, kv: L.kv },
+      { seqs, T, S: T, heads: H, headDim: hd },
+    );
     if (rope) {
       this.rope(a.dq, D, rows, rope, -1);
       this.rope(a.dkv, 2 * D, rows, rope, -1);
     }
-    e.linearBackward(a.dln, this.gOrNull(`${pre}.attn.q.weight`), this.gOrNull(`${pre}.attn.q.bias`), a.dq, L.ln1, this.p(`${pre}.attn.q.weight`), rows, D, D, 0);
-    e.linearBackward(a.dln, this.gOrNull(`${pre}.attn.kv.weight`), this.gOrNull(`${pre}.attn.kv.bias`), a.dkv, L.ln1, this.p(`${pre}.attn.kv.weight`), rows, D, 2 * D, 1);
-    e.layernormBackward(dres, this.g(`${pre}.ln1.weight`), this.g(`${pre}.ln1.bias`), a.dln, L.x, this.p(`${pre}.ln1.weight`), L.ln1m, L.ln1r, rows, D, 1);
+    e.linearBackward(
+      a.dln,
+      this.gOrNull(`${pre}.attn.q.weight`),
+      this.gOrNull(`${pre}.attn.q.bias`),
+      a.dq,
+      L.ln1,
+      this.p(`${pre}.attn.q.weight`),
+      rows,
+      D,
+      D,
+      0,
+    );
+    e.linearBackward(
+      a.dln,
+      this.gOrNull(`${pre}.attn.kv.weight`),
+      this.gOrNull(`${pre}.attn.kv.bias`),
+      a.dkv,
+      L.ln1,
+      this.p(`${pre}.attn.kv.weight`),
+      rows,
+      D,
+      2 * D,
+      1,
+    );
+    e.layernormBackward(
+      dres,
+      this.g(`${pre}.ln1.weight`),
+      this.g(`${pre}.ln1.bias`),
+      a.dln,
+      L.x,
+      this.p(`${pre}.ln1.weight`),
+      L.ln1m,
+      L.ln1r,
+      rows,
+      D,
+      1,
+    );
   }
 
   /** MLP sublayer backward: on entry dres = dL/d(out); on exit dres = dL/d(inp) */
   private mlpBackward(L: LayerActs, pre: string, rows: number, inp: Float32Array, dres: Float32Array): void {
-    const e = this.engine, D = this.config.d, a = this.a;
-    e.linearBackward(a.dg, this.gOrNull(`${pre}.mlp.proj.weight`), this.gOrNull(`${pre}.mlp.proj.bias`), dres, L.g, this.p(`${pre}.mlp.proj.weight`), rows, 4 * D, D, 0);
+    const e = this.engine,
+      D = this.config.d,
+      a = this.a;
+    e.linearBackward(
+      a.dg,
+      this.gOrNull(`${pre}.mlp.proj.weight`),
+      this.gOrNull(`${pre}.mlp.proj.bias`),
+      dres,
+      L.g,
+      this.p(`${pre}.mlp.proj.weight`),
+      rows,
+      4 * D,
+      D,
+      0,
+    );
     e.geluBackward(a.dfc, L.fc, a.dg, rows * 4 * D);
-    e.linearBackward(a.dln, this.gOrNull(`${pre}.mlp.fc.weight`), this.gOrNull(`${pre}.mlp.fc.bias`), a.dfc, L.ln2, this.p(`${pre}.mlp.fc.weight`), rows, D, 4 * D, 0);
-    e.layernormBackward(dres, this.g(`${pre}.ln2.weight`), this.g(`${pre}.ln2.bias`), a.dln, inp, this.p(`${pre}.ln2.weight`), L.ln2m, L.ln2r, rows, D, 1);
+    e.linearBackward(
+      a.dln,
+      this.gOrNull(`${pre}.mlp.fc.weight`),
+      this.gOrNull(`${pre}.mlp.fc.bias`),
+      a.dfc,
+      L.ln2,
+      this.p(`${pre}.mlp.fc.weight`),
+      rows,
+      D,
+      4 * D,
+      0,
+    );
+    e.layernormBackward(
+      dres,
+      this.g(`${pre}.ln2.weight`),
+      this.g(`${pre}.ln2.bias`),
+      a.dln,
+      inp,
+      this.p(`${pre}.ln2.weight`),
+      L.ln2m,
+      L.ln2r,
+      rows,
+      D,
+      1,
+    );
   }
 
   /** encoder backward from a.de = dL/d(encOut); adds dL/d(chunk activations) into dh */
   private encodeBackward(nbr: Int32Array, h: Float32Array, dh: Float32Array, B: number, l: number): void {
-    const c = this.config, e = this.engine, D = c.d, H = c.heads, hd = D / H, a = this.a;
-    const seqs = B * l * c.k, NE = seqs * c.r;
+    const c = this.config,
+      e = this.engine,
+      D = c.d,
+      H = c.heads,
+      hd = D / H,
+      a = this.a;
+    const seqs = B * l * c.k,
+      NE = seqs * c.r;
     const de = a.de;
     for (let j = this.enc.length - 1; j >= 0; j--) {
-      const L = this.enc[j], pre = `encoder.${j}`;
+      const L = this.enc[j],
+        pre = `encoder.${j}`;
       this.mlpBackward(L, pre, NE, L.xc ?? L.xa, de);
       if (L.xc) {
-        e.linearBackward(a.dcy, this.gOrNull(`${pre}.xattn.o.weight`), this.gOrNull(`${pre}.xattn.o.bias`), de, L.cy!, this.p(`${pre}.xattn.o.weight`), NE, D, D, 0);
-        attentionBackward(e, { dq: a.dcq, dkv: a.dckv, dout: a.dcy, probs: L.cprobs!, q: L.cq!, kv: L.ckv! }, { seqs, T: c.r, S: c.chunk, heads: H, headDim: hd, seqsPerKv: c.k });
-        e.linearBackward(dh, this.gOrNull(`${pre}.xattn.kv.weight`), this.gOrNull(`${pre}.xattn.kv.bias`), a.dckv, h, this.p(`${pre}.xattn.kv.weight`), B * l * c.chunk, D, 2 * D, 1);
-        e.linearBackward(a.dln, this.gOrNull(`${pre}.xattn.q.weight`), this.gOrNull(`${pre}.xattn.q.bias`), a.dcq, L.lnc!, this.p(`${pre}.xattn.q.weight`), NE, D, D, 0);
-        e.layernormBackward(de, this.g(`${pre}.lnx.weight`), this.g(`${pre}.lnx.bias`), a.dln, L.xa, this.p(`${pre}.lnx.weight`), L.lncm!, L.lncr!, NE, D, 1);
+        e.linearBackward(
+          a.dcy,
+          this.gOrNull(`${pre}.xattn.o.weight`),
+          this.gOrNull(`${pre}.xattn.o.bias`),
+          de,
+          L.cy!,
+          this.p(`${pre}.xattn.o.weight`),
+          NE,
+          D,
+          D,
+          0,
+        );
+        attentionBackward(
+          e,
+          { dq: a.dcq, dkv: a.dckv, dout: a.dcy, probs: L.cprobs!, q: L.cq!, kv: L.ckv! },
+          { seqs, T: c.r, S: c.chunk, heads: H, headDim: hd, seqsPerKv: c.k },
+        );
+        e.linearBackward(
+          dh,
+          this.gOrNull(`${pre}.xattn.kv.weight`),
+          this.gOrNull(`${pre}.xattn.kv.bias`),
+          a.dckv,
+          h,
+          this.p(`${pre}.xattn.kv.weight`),
+          B * l * c.chunk,
+          D,
+          2 * D,
+          1,
+        );
+        e.linearBackward(
+          a.dln,
+          this.gOrNull(`${pre}.xattn.q.weight`),
+          this.gOrNull(`${pre}.xattn.q.bias`),
+          a.dcq,
+          L.lnc!,
+          this.p(`${pre}.xattn.q.weight`),
+          NE,
+          D,
+          D,
+          0,
+        );
+        e.layernormBackward(
+          de,
+          this.g(`${pre}.lnx.weight`),
+          this.g(`${pre}.lnx.bias`),
+          a.dln,
+          L.xa,
+          this.p(`${pre}.lnx.weight`),
+          L.lncm!,
+          L.lncr!,
+          NE,
+          D,
+          1,
+        );
       }
       this.attnBackward(L, pre, NE, seqs, c.r, de, this.ropeK);
     }
@@ -417,42 +754,123 @@ export class Model {
     const b = this.last;
     if (!b) throw new Error("backward() without a forward()");
     this.last = null; // the dlogits buffer is consumed
-    const c = this.config, e = this.engine, D = c.d, H = c.heads, hd = D / H, m = c.chunk, a = this.a;
-    const { B, n } = b, N = B * n, l = n / m;
+    const c = this.config,
+      e = this.engine,
+      D = c.d,
+      H = c.heads,
+      hd = D / H,
+      m = c.chunk,
+      a = this.a;
+    const { B, n } = b,
+      N = B * n,
+      l = n / m;
     const dx = a.dx;
     e.linearBackward(a.dln, this.gOrNull("wte.weight"), null, a.logits, a.lnf, this.p("wte.weight"), N, D, c.vocab, 0);
-    e.layernormBackward(dx, this.g("lnf.weight"), this.g("lnf.bias"), a.dln, a.xL, this.p("lnf.weight"), a.lnfm, a.lnfr, N, D, 0);
+    e.layernormBackward(
+      dx,
+      this.g("lnf.weight"),
+      this.g("lnf.bias"),
+      a.dln,
+      a.xL,
+      this.p("lnf.weight"),
+      a.lnfm,
+      a.lnfr,
+      N,
+      D,
+      0,
+    );
     if (this.isRetro) a.de.fill(0);
     const first = this.isRetro ? c.cca_layers[0] - 1 : -1;
     for (let i = c.layers - 1; i >= 0; i--) {
-      const L = this.dec[i], pre = `blocks.${i}`;
+      const L = this.dec[i],
+        pre = `blocks.${i}`;
       this.mlpBackward(L, pre, N, L.xc ?? L.xa, dx);
       if (L.xc && this.gate !== 0) {
-        const pad = (n - 1) % m, NE = B * l * c.k * c.r;
+        const pad = (n - 1) % m,
+          NE = B * l * c.k * c.r;
         // dco[b, t'] = gate * dx[b, pad + t']
         a.dco.fill(0, 0, N * D);
         if (this.gate !== 0) {
-          for (let s = 0; s < B; s++) e.axpy(a.dco.subarray(s * n * D), dx.subarray((s * n + pad) * D, (s + 1) * n * D), this.gate, (n - pad) * D);
+          for (let s = 0; s < B; s++)
+            e.axpy(
+              a.dco.subarray(s * n * D),
+              dx.subarray((s * n + pad) * D, (s + 1) * n * D),
+              this.gate,
+              (n - pad) * D,
+            );
         }
-        e.linearBackward(a.dcy, this.gOrNull(`${pre}.xattn.o.weight`), this.gOrNull(`${pre}.xattn.o.bias`), a.dco, L.cy!, this.p(`${pre}.xattn.o.weight`), N, D, D, 0);
+        e.linearBackward(
+          a.dcy,
+          this.gOrNull(`${pre}.xattn.o.weight`),
+          this.gOrNull(`${pre}.xattn.o.bias`),
+          a.dco,
+          L.cy!,
+          this.p(`${pre}.xattn.o.weight`),
+          N,
+          D,
+          D,
+          0,
+        );
         if (L.ckvn) {
-          attentionBackward(e, { dq: a.dcq, dkv: a.dckvn, dout: a.dcy, probs: L.cprobs!, q: L.cq!, kv: L.ckvn }, { seqs: B * l, T: m, S: c.k * c.r + 1, heads: H, headDim: hd });
+          attentionBackward(
+            e,
+            { dq: a.dcq, dkv: a.dckvn, dout: a.dcy, probs: L.cprobs!, q: L.cq!, kv: L.ckvn },
+            { seqs: B * l, T: m, S: c.k * c.r + 1, heads: H, headDim: hd },
+          );
           this.withoutNullKv(a.dckv, a.dckvn, this.gOrNull(`${pre}.xattn.null_kv`), B * l);
         } else {
-          attentionBackward(e, { dq: a.dcq, dkv: a.dckv, dout: a.dcy, probs: L.cprobs!, q: L.cq!, kv: L.ckv! }, { seqs: B * l, T: m, S: c.k * c.r, heads: H, headDim: hd });
+          attentionBackward(
+            e,
+            { dq: a.dcq, dkv: a.dckv, dout: a.dcy, probs: L.cprobs!, q: L.cq!, kv: L.ckv! },
+            { seqs: B * l, T: m, S: c.k * c.r, heads: H, headDim: hd },
+          );
         }
         if (this.ropeQ && this.ropeK) {
           this.rope(a.dcq, D, N, this.ropeQ, -1);
           this.rope(a.dckv, 2 * D, NE, this.ropeK, -1);
         }
-        e.linearBackward(a.de, this.gOrNull(`${pre}.xattn.kv.weight`), this.gOrNull(`${pre}.xattn.kv.bias`), a.dckv, a.encOut, this.p(`${pre}.xattn.kv.weight`), NE, D, 2 * D, 1);
-        e.linearBackward(a.dhs, this.gOrNull(`${pre}.xattn.q.weight`), this.gOrNull(`${pre}.xattn.q.bias`), a.dcq, L.hs!, this.p(`${pre}.xattn.q.weight`), N, D, D, 0);
+        e.linearBackward(
+          a.de,
+          this.gOrNull(`${pre}.xattn.kv.weight`),
+          this.gOrNull(`${pre}.xattn.kv.bias`),
+          a.dckv,
+          a.encOut,
+          this.p(`${pre}.xattn.kv.weight`),
+          NE,
+          D,
+          2 * D,
+          1,
+        );
+        e.linearBackward(
+          a.dhs,
+          this.gOrNull(`${pre}.xattn.q.weight`),
+          this.gOrNull(`${pre}.xattn.q.bias`),
+          a.dcq,
+          L.hs!,
+          this.p(`${pre}.xattn.q.weight`),
+          N,
+          D,
+          D,
+          0,
+        );
         // dh[b, pad + t'] = dhs[b, t']
         const dh = a.dh;
         dh.fill(0);
         for (let s = 0; s < B; s++) dh.set(a.dhs.subarray(s * n * D, (s * n + n - pad) * D), (s * n + pad) * D);
         if (i === first) this.encodeBackward(b.neighbours!, L.lnc!, dh, B, l);
-        e.layernormBackward(dx, this.g(`${pre}.lnc.weight`), this.g(`${pre}.lnc.bias`), dh, L.xa, this.p(`${pre}.lnc.weight`), L.lncm!, L.lncr!, N, D, 1);
+        e.layernormBackward(
+          dx,
+          this.g(`${pre}.lnc.weight`),
+          this.g(`${pre}.lnc.bias`),
+          dh,
+          L.xa,
+          this.p(`${pre}.lnc.weight`),
+          L.lncm!,
+          L.lncr!,
+          N,
+          D,
+          1,
+        );
       }
       this.attnBackward(L, pre, N, B, n, dx);
     }
@@ -461,15 +879,20 @@ export class Model {
 
   /** Training FLOPs of one forward+backward over B sequences of n tokens (matmuls and attention products). */
   flops(B: number, n: number): number {
-    const c = this.config, D = c.d, N = B * n;
+    const c = this.config,
+      D = c.d,
+      N = B * n;
     const lin = (rows: number, i: number, o: number) => 6 * rows * i * o; // fwd 2, bwd 4
     const att = (seqs: number, T: number, S: number) => 3 * 2 * 2 * seqs * T * S * D; // QK^T and PV, fwd + 2x bwd
     let f = lin(N, D, c.vocab);
     const layer = (rows: number) => lin(rows, D, D) * 2 + lin(rows, D, 2 * D) + lin(rows, D, 4 * D) * 2;
     f += c.layers * (layer(N) + att(B, n, n));
     if (this.isRetro) {
-      const l = n / c.chunk, seqs = B * l * c.k, NE = seqs * c.r;
-      for (let i = 0; i < c.cca_layers.length; i++) f += lin(N, D, D) * 2 + lin(NE, D, 2 * D) + att(B * l, c.chunk, c.k * c.r);
+      const l = n / c.chunk,
+        seqs = B * l * c.k,
+        NE = seqs * c.r;
+      for (let i = 0; i < c.cca_layers.length; i++)
+        f += lin(N, D, D) * 2 + lin(NE, D, 2 * D) + att(B * l, c.chunk, c.k * c.r);
       f += c.enc_layers * (layer(NE) + att(seqs, c.r, c.r));
       f += lin(NE, D, D) * 2 + lin(B * l * c.chunk, D, 2 * D) + att(seqs, c.r, c.chunk);
     }

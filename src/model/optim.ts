@@ -26,7 +26,10 @@ export class AdamW {
   /** learning-rate multiplier per parameter group (absent = 1): e.g. the fresh retrieval part of a Retro-fit */
   readonly lrScale = new Map<ParamGroup, number>();
 
-  constructor(readonly model: Model, readonly cfg: AdamWConfig = DEFAULT_ADAMW) {
+  constructor(
+    readonly model: Model,
+    readonly cfg: AdamWConfig = DEFAULT_ADAMW,
+  ) {
     this.m = new Float32Array(model.store.size);
     this.v = new Float32Array(model.store.size);
   }
@@ -54,8 +57,22 @@ export class AdamW {
     const scale = (clip > 0 && norm > clip ? clip / norm : 1) * gradScale;
     this.t++;
     for (const p of this.trainable()) {
-      const o = p.offset, n = p.size;
-      e.adamw(p.data, p.grad, this.m.subarray(o, o + n), this.v.subarray(o, o + n), n, lr * (this.lrScale.get(p.group) ?? 1), beta1, beta2, eps, p.decay ? weightDecay : 0, this.t, scale);
+      const o = p.offset,
+        n = p.size;
+      e.adamw(
+        p.data,
+        p.grad,
+        this.m.subarray(o, o + n),
+        this.v.subarray(o, o + n),
+        n,
+        lr * (this.lrScale.get(p.group) ?? 1),
+        beta1,
+        beta2,
+        eps,
+        p.decay ? weightDecay : 0,
+        this.t,
+        scale,
+      );
     }
     return { gradNorm: norm };
   }

@@ -40,7 +40,11 @@ function linear(name: string, out: number, inp: number, group: ParamGroup): Para
   ];
 }
 function attention(name: string, d: number, group: ParamGroup): ParamSpec[] {
-  return [...linear(`${name}.q`, d, d, group), ...linear(`${name}.kv`, 2 * d, d, group), ...linear(`${name}.o`, d, d, group)];
+  return [
+    ...linear(`${name}.q`, d, d, group),
+    ...linear(`${name}.kv`, 2 * d, d, group),
+    ...linear(`${name}.o`, d, d, group),
+  ];
 }
 function mlp(name: string, d: number, group: ParamGroup): ParamSpec[] {
   return [...linear(`${name}.fc`, 4 * d, d, group), ...linear(`${name}.proj`, d, 4 * d, group)];
@@ -59,7 +63,8 @@ export function paramSpecs(c: ModelConfig): ParamSpec[] {
     specs.push(...ln(`${b}.ln1`, d, "decoder"), ...attention(`${b}.attn`, d, "decoder"));
     if (cca.has(i + 1)) {
       specs.push(...ln(`${b}.lnc`, d, "retrieval"), ...attention(`${b}.xattn`, d, "retrieval"));
-      if (c.retrieval_null_kv) specs.push({ name: `${b}.xattn.null_kv`, shape: [2 * d], group: "retrieval", decay: false, init: "normal" });
+      if (c.retrieval_null_kv)
+        specs.push({ name: `${b}.xattn.null_kv`, shape: [2 * d], group: "retrieval", decay: false, init: "normal" });
     }
     specs.push(...ln(`${b}.ln2`, d, "decoder"), ...mlp(`${b}.mlp`, d, "decoder"));
   }
@@ -94,7 +99,11 @@ export class ParamStore {
     this.size = offset;
     this.data = new Float32Array(offset);
     this.grad = new Float32Array(offset);
-    this.params = laid.map((p) => ({ ...p, data: this.data.subarray(p.offset, p.offset + p.size), grad: this.grad.subarray(p.offset, p.offset + p.size) }));
+    this.params = laid.map((p) => ({
+      ...p,
+      data: this.data.subarray(p.offset, p.offset + p.size),
+      grad: this.grad.subarray(p.offset, p.offset + p.size),
+    }));
     for (const p of this.params) this.byName.set(p.name, p);
   }
 

@@ -79,7 +79,12 @@ export function chatPrompt(messages: Message[], system: string | null): { parts:
   // the last user turn stays whole with "Assistant:"; older turns are what a long prompt loses
   const lastUser = before.pop() ?? "";
   return {
-    parts: { head: systemPart(sys), middle: before.map((t) => t + "\n\n").join(""), tail: `${lastUser}\n\nAssistant:`, cut: "start" },
+    parts: {
+      head: systemPart(sys),
+      middle: before.map((t) => t + "\n\n").join(""),
+      tail: `${lastUser}\n\nAssistant:`,
+      cut: "start",
+    },
     answer: " " + last.content.trim(),
   };
 }
@@ -90,7 +95,9 @@ export function chatPrompt(messages: Message[], system: string | null): { parts:
  * tail alone overflow, the prompt keeps its last `room` tokens. `cut` counts the tokens dropped.
  */
 export function encodePrompt(tok: Tokenizer, p: PromptParts, room: number): { ids: number[]; cut: number } {
-  const head = tok.encode(p.head), mid = tok.encode(p.middle), tail = tok.encode(p.tail);
+  const head = tok.encode(p.head),
+    mid = tok.encode(p.middle),
+    tail = tok.encode(p.tail);
   const total = head.length + mid.length + tail.length;
   if (total <= room) return { ids: [...head, ...mid, ...tail], cut: 0 };
   const keepMid = Math.max(0, room - head.length - tail.length);

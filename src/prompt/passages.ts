@@ -27,8 +27,13 @@ export function passageBudget(room: number, questionTokens: number, topK: number
 }
 
 /** The top `topK` passages (distinct documents) for each question, at most `maxTokens` tokens each. */
-export async function retrievePassages(retriever: Retriever, questions: string[], o: { topK: number; maxTokens: number | ((q: number) => number) }): Promise<RetrievedPassage[][]> {
-  const db = retriever.db, topK = o.topK;
+export async function retrievePassages(
+  retriever: Retriever,
+  questions: string[],
+  o: { topK: number; maxTokens: number | ((q: number) => number) },
+): Promise<RetrievedPassage[][]> {
+  const db = retriever.db,
+    topK = o.topK;
   if (topK <= 0 || questions.length === 0) return questions.map(() => []);
   // more chunks than passages: several of the best chunks may come from one document
   const keep = topK * 4;
@@ -47,7 +52,14 @@ export async function retrievePassages(retriever: Retriever, questions: string[]
       const title = `${cit.dataset} ${cit.document}`;
       // the passage's own share less its "title: …, source: " and the blank line after it
       const text = Math.max(db.m, budget - db.tokenizer.encode(formatPassages([{ title, text: "" }]) + "\n\n").length);
-      out.push({ title, text: db.tokenizer.decode(db.passageTokens(id, text)).trim(), chunk: id, dataset: cit.dataset, document: cit.document, score: cit.score });
+      out.push({
+        title,
+        text: db.tokenizer.decode(db.passageTokens(id, text)).trim(),
+        chunk: id,
+        dataset: cit.dataset,
+        document: cit.document,
+        score: cit.score,
+      });
     }
     return out;
   });

@@ -64,7 +64,6 @@ export interface QaReport extends CorpusScore {
   predictions: QaPrediction[];
 }
 
-
 /** the first `r` tokens of a text, padded with the end-of-document token */
 function fixedTokens(tok: Tokenizer, text: string, r: number): Int32Array {
   const out = new Int32Array(r).fill(tok.eod);
@@ -73,16 +72,33 @@ function fixedTokens(tok: Tokenizer, text: string, r: number): Int32Array {
   return out;
 }
 
-export async function evalQa(model: Model, tok: Tokenizer, retriever: Retriever | null, items: QaItem[], o: QaOptions): Promise<QaReport> {
-  const c = model.config, topK = o.topK ?? 5, maxTokens = o.maxTokens ?? 32, batch = o.batch ?? 8;
-  if (!(Number.isInteger(topK) && topK >= 0)) throw new RetroError("usage", `top-k passages must be an integer ≥ 0, got ${topK}`);
-  if (!(Number.isInteger(batch) && batch >= 1)) throw new RetroError("usage", `batch must be a positive integer, got ${batch}`);
+export async function evalQa(
+  model: Model,
+  tok: Tokenizer,
+  retriever: Retriever | null,
+  items: QaItem[],
+  o: QaOptions,
+): Promise<QaReport> {
+  const c = model.config,
+    topK = o.topK ?? 5,
+    maxTokens = o.maxTokens ?? 32,
+    batch = o.batch ?? 8;
+  if (!(Number.isInteger(topK) && topK >= 0))
+    throw new RetroError("usage", `top-k passages must be an integer ≥ 0, got ${topK}`);
+  if (!(Number.isInteger(batch) && batch >= 1))
+    throw new RetroError("usage", `batch must be a positive integer, got ${batch}`);
   if (o.variant === "encoder" && !model.isRetro) throw new RetroError("usage", `variant "encoder" needs a Retro model`);
   const fileHas = items.some((q) => q.passages.length > 0);
-  const source: "file" | "retrieve" | "none" = o.variant === "none" ? "none" : o.passages ?? (fileHas ? "file" : "retrieve");
-  if (source === "retrieve" && !retriever) throw new RetroError("usage", "passages retrieved from the database need --db");
+  const source: "file" | "retrieve" | "none" =
+    o.variant === "none" ? "none" : (o.passages ?? (fileHas ? "file" : "retrieve"));
+  if (source === "retrieve" && !retriever)
+    throw new RetroError("usage", "passages retrieved from the database need --db");
   const room = c.seq - maxTokens;
-  if (room < 16) throw new RetroError("usage", `max tokens ${maxTokens} leaves ${room} of the model's ${c.seq} positions for the prompt`);
+  if (room < 16)
+    throw new RetroError(
+      "usage",
+      `max tokens ${maxTokens} leaves ${room} of the model's ${c.seq} positions for the prompt`,
+    );
   const gen = new Generator(model, tok, null);
   const keepGate = model.gate;
   model.gate = o.variant === "encoder" ? 1 : 0;
@@ -95,16 +111,39 @@ export async function evalQa(model: Model, tok: Tokenizer, retriever: Retriever 
       // passages per question: the top-k documents' windows that share the prompt's room (src/prompt/passages.ts);
       // the encoder also reads the model's k best chunks with their continuation
       const k = Math.max(topK, o.variant === "encoder" ? c.k : 0);
-      const retrieved = source === "retrieve"
-        ? await retrievePassages(retriever!, group.map((q) => q.question), { topK, maxTokens: (j) => passageBudget(room, questionTokens(tok, group[j].question, o.system), topK, retriever!.db.m) })
-        : null;
-      const ids = source === "retrieve" && o.variant === "encoder" ? (await retriever!.search(group.map((q) => q.question), { keep: k })).ids : null;
+      const retrieved =
+        source === "retrieve"
+          ? await retrievePassages(
+              retriever!,
+              group.map((q) => q.question),
+              {
+                topK,
+                maxTokens: (j) =>
+                  passageBudget(room, questionTokens(tok, group[j].question, o.system), topK, retriever!.db.m),
+              },
+            )
+          : null;
+      const ids =
+        source === "retrieve" && o.variant === "encoder"
+          ? (
+              await retriever!.search(
+                group.map((q) => q.question),
+                { keep: k },
+              )
+            ).ids
+          : null;
       const passagesOf = (j: number): { p: Passage[]; from: (number | "file")[] } => {
         if (source === "none") return { p: [], from: [] };
-        if (source === "file") return { p: group[j].passages.slice(0, topK), from: group[j].passages.slice(0, topK).map(() => "file" as const) };
+        if (source === "file")
+          return {
+            p: group[j].passages.slice(0, topK),
+            from: group[j].passages.slice(0, topK).map(() => "file" as const),
+          };
         return { p: retrieved![j], from: retrieved![j].map((x) => x.chunk) };
       };
-      const prompts: number[][] = [], cuts: number[] = [], froms: (number | "file")[][] = [];
+      const prompts: number[][] = [],
+        cuts: number[] = [],
+        froms: (number | "file")[][] = [];
       const nbrs: (Int32Array | null)[] = [];
       group.forEach((q, j) => {
         const { p, from } = passagesOf(j);
@@ -114,16 +153,34 @@ export async function evalQa(model: Model, tok: Tokenizer, retriever: Retriever 
         froms.push(from);
         if (o.variant === "encoder") {
           const nb = new Int32Array(c.k * c.r).fill(tok.eod);
-          if (source === "retrieve") nb.set(retriever!.db.neighbourBlock(ids!.subarray(j * k, j * k + c.k), 1, c.k, c.k, c.r));
-          else for (let t = 0; t < Math.min(c.k, q.passages.length); t++) nb.set(fixedTokens(tok, q.passages[t].text, c.r), t * c.r);
+          if (source === "retrieve")
+            nb.set(retriever!.db.neighbourBlock(ids!.subarray(j * k, j * k + c.k), 1, c.k, c.k, c.r));
+          else
+            for (let t = 0; t < Math.min(c.k, q.passages.length); t++)
+              nb.set(fixedTokens(tok, q.passages[t].text, c.r), t * c.r);
           nbrs.push(nb);
         }
       });
-      const res = await gen.generate(prompts, { maxTokens, stop: ["\n"], retrieve: o.variant === "encoder" ? "prompt" : "none", neighbours: o.variant === "encoder" ? nbrs : undefined });
+      const res = await gen.generate(prompts, {
+        maxTokens,
+        stop: ["\n"],
+        retrieve: o.variant === "encoder" ? "prompt" : "none",
+        neighbours: o.variant === "encoder" ? nbrs : undefined,
+      });
       res.forEach((r, j) => {
-        const q = group[j], prediction = r.text.trim();
+        const q = group[j],
+          prediction = r.text.trim();
         const sc = scoreAnswer(prediction, q.answers, o.f1);
-        out.push({ id: q.id, question: q.question, prediction, answers: q.answers, em: sc.em, f1: sc.f1, passages: froms[j], cut: cuts[j] });
+        out.push({
+          id: q.id,
+          question: q.question,
+          prediction,
+          answers: q.answers,
+          em: sc.em,
+          f1: sc.f1,
+          passages: froms[j],
+          cut: cuts[j],
+        });
       });
       bar?.update(Math.min(items.length, s + batch));
     }
@@ -133,5 +190,13 @@ export async function evalQa(model: Model, tok: Tokenizer, retriever: Retriever 
   }
   const seconds = (performance.now() - t0) / 1000;
   const score = corpusScore(out, { f1: o.f1, rouge: o.rouge });
-  return { ...score, variant: o.variant, passages: source, truncated: out.filter((p) => p.cut > 0).length, seconds, questions_per_s: out.length / seconds, predictions: out };
+  return {
+    ...score,
+    variant: o.variant,
+    passages: source,
+    truncated: out.filter((p) => p.cut > 0).length,
+    seconds,
+    questions_per_s: out.length / seconds,
+    predictions: out,
+  };
 }

@@ -13,7 +13,7 @@
  * subsequence), the best over the gold answers, and their geometric mean (the paper's long-form summary figure).
  * ROUGE is js-rouge's (its n-gram and LCS F-measures) fed rouge-score's tokenizer; EM/F1 are a few lines of
  * string handling with no maintained npm package of the official rules. Checked against hand-worked values
- * in test/qa.test.ts.
+ * in test/unit/qa.test.ts.
  */
 import * as rouge from "js-rouge";
 
@@ -37,7 +37,8 @@ function tokenF1(pred: string[], gold: string[]): number {
     }
   }
   if (same === 0) return 0;
-  const p = same / pred.length, r = same / gold.length;
+  const p = same / pred.length,
+    r = same / gold.length;
   return (2 * p * r) / (p + r);
 }
 
@@ -56,14 +57,21 @@ export interface QaScore {
 /** Scores of one prediction against its gold answers (each 0 or 1 for EM, 0–1 for F1). */
 export function scoreAnswer(prediction: string, golds: string[], variant: F1Variant = "squad"): QaScore {
   const em = Math.max(...golds.map((g) => exactMatch(prediction, g)));
-  const f1 = variant === "megatron" ? f1Score(prediction, golds[0], normalizeParlai) : Math.max(...golds.map((g) => f1Score(prediction, g)));
+  const f1 =
+    variant === "megatron"
+      ? f1Score(prediction, golds[0], normalizeParlai)
+      : Math.max(...golds.map((g) => f1Score(prediction, g)));
   return { em, f1 };
 }
 
 // ------------------------------------------------------------------------------------------------ ROUGE
 /** rouge-score's default tokenizer: lower case, non-alphanumerics are separators */
 export function rougeTokens(s: string): string[] {
-  return s.toLowerCase().replace(/[^a-z0-9]+/g, " ").split(" ").filter(Boolean);
+  return s
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, " ")
+    .split(" ")
+    .filter(Boolean);
 }
 
 const rougeOpts = { tokenizer: rougeTokens, caseSensitive: true };
@@ -107,8 +115,15 @@ export interface CorpusScore {
 }
 
 /** Corpus figures on the official scripts' 0–100 scale. */
-export function corpusScore(pairs: { prediction: string; answers: string[] }[], o: { f1?: F1Variant; rouge?: boolean } = {}): CorpusScore {
-  let em = 0, f1 = 0, r1 = 0, r2 = 0, rl = 0;
+export function corpusScore(
+  pairs: { prediction: string; answers: string[] }[],
+  o: { f1?: F1Variant; rouge?: boolean } = {},
+): CorpusScore {
+  let em = 0,
+    f1 = 0,
+    r1 = 0,
+    r2 = 0,
+    rl = 0;
   for (const p of pairs) {
     const s = scoreAnswer(p.prediction, p.answers, o.f1);
     em += s.em;
@@ -120,7 +135,8 @@ export function corpusScore(pairs: { prediction: string; answers: string[] }[], 
       rl += r.rougeL;
     }
   }
-  const n = pairs.length, pct = (x: number) => (n ? (100 * x) / n : 0);
+  const n = pairs.length,
+    pct = (x: number) => (n ? (100 * x) / n : 0);
   const out: CorpusScore = { exact_match: pct(em), f1: pct(f1), count: n };
   if (o.rouge) {
     out.rouge1 = pct(r1);

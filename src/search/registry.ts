@@ -19,7 +19,8 @@ export function indexBackends(): readonly IndexBackend[] {
  * description they read. A second backend of the same name is refused.
  */
 export function registerIndexBackend(b: IndexBackend): void {
-  if (BACKENDS.some((x) => x.name === b.name)) throw new RetroError("usage", `an index backend named "${b.name}" is already registered`);
+  if (BACKENDS.some((x) => x.name === b.name))
+    throw new RetroError("usage", `an index backend named "${b.name}" is already registered`);
   BACKENDS.unshift(b);
 }
 
@@ -27,7 +28,9 @@ export function registerIndexBackend(b: IndexBackend): void {
 export function indexBackend(description: string): IndexBackend {
   const b = BACKENDS.find((x) => x.accepts(description));
   if (b) return b;
-  const why = /IVF|PQ|OPQ/.test(description) ? " (IVF/PQ/OPQ need inverted lists and product quantisation, which no backend here has)" : "";
+  const why = /IVF|PQ|OPQ/.test(description)
+    ? " (IVF/PQ/OPQ need inverted lists and product quantisation, which no backend here has)"
+    : "";
   const forms = BACKENDS.map((x) => x.forms).join(", ");
   throw new RetroError("usage", `index description "${description}" is not supported${why}; use one of: ${forms}`);
 }

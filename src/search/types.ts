@@ -101,5 +101,11 @@ export interface IndexBackend {
   /** An empty index. */
   create(settings: IndexSettings, dim: number, ctx: IndexContext): SearchIndex;
   /** The index saved in `dir`, checked against its manifest record. */
-  open(dir: string, record: IndexRecord, settings: IndexSettings, ctx: IndexContext, o?: OpenOptions): Promise<SearchIndex>;
+  open(
+    dir: string,
+    record: IndexRecord,
+    settings: IndexSettings,
+    ctx: IndexContext,
+    o?: OpenOptions,
+  ): Promise<SearchIndex>;
 }

@@ -20,7 +20,16 @@ import { createRequire } from "node:module";
 import { RetroError } from "../util/errors.ts";
 import { checkInt } from "../util/numbers.ts";
 import { fileCheck, tmpPathFor, type FileCheck } from "../util/fsx.ts";
-import type { IndexBackend, IndexBatch, IndexFiles, IndexRecord, IndexSettings, SearchHits, SearchIndex, SearchQueries } from "./types.ts";
+import type {
+  IndexBackend,
+  IndexBatch,
+  IndexFiles,
+  IndexRecord,
+  IndexSettings,
+  SearchHits,
+  SearchIndex,
+  SearchQueries,
+} from "./types.ts";
 import * as path from "node:path";
 
 // usearch's ESM entry cannot locate its prebuilt binary under Node's ESM loader; the CJS entry can.
@@ -42,8 +51,13 @@ export function parseDescription(desc: string): ParsedDescription {
     const q: Record<string, Quantization> = { Flat: "f32", SQfp16: "f16", SQbf16: "bf16", SQ8: "i8" };
     return { kind: "hnsw", connectivity: Number(m[1]), quantization: q[m[2] ?? "Flat"] };
   }
-  const why = /IVF|PQ|OPQ/.test(s) ? " (IVF/PQ/OPQ need inverted lists and product quantisation, which the usearch backend does not have)" : "";
-  throw new RetroError("usage", `index description "${desc}" is not supported${why}; use Flat, HNSW<M>, HNSW<M>,SQfp16, HNSW<M>,SQbf16 or HNSW<M>,SQ8`);
+  const why = /IVF|PQ|OPQ/.test(s)
+    ? " (IVF/PQ/OPQ need inverted lists and product quantisation, which the usearch backend does not have)"
+    : "";
+  throw new RetroError(
+    "usage",
+    `index description "${desc}" is not supported${why}; use Flat, HNSW<M>, HNSW<M>,SQfp16, HNSW<M>,SQbf16 or HNSW<M>,SQ8`,
+  );
 }
 
 export class AnnIndex {
@@ -52,7 +66,14 @@ export class AnnIndex {
   private flatCount = 0;
   readonly spec: ParsedDescription;
 
-  constructor(readonly description: string, readonly dim: number, efConstruction = 128, efSearch = 256, private threads = 2, private addThreads = 1) {
+  constructor(
+    readonly description: string,
+    readonly dim: number,
+    efConstruction = 128,
+    efSearch = 256,
+    private threads = 2,
+    private addThreads = 1,
+  ) {
     this.spec = parseDescription(description);
     if (this.spec.kind === "hnsw") {
       this.index = new usearch.Index({
@@ -74,13 +95,15 @@ export class AnnIndex {
   /** Add rows [n, dim] with consecutive ids starting at `firstId`. */
   add(vectors: Float32Array, firstId: number): void {
     const n = vectors.length / this.dim;
-    if (!Number.isInteger(n)) throw new RetroError("mismatch", `index add: vector buffer is not a multiple of the index dimension ${this.dim}`);
+    if (!Number.isInteger(n))
+      throw new RetroError("mismatch", `index add: vector buffer is not a multiple of the index dimension ${this.dim}`);
     if (this.index) {
       const keys = new BigUint64Array(n);
       for (let i = 0; i < n; i++) keys[i] = BigInt(firstId + i);
       this.index.add(keys, vectors, this.addThreads);
     } else {
-      if (firstId !== this.flatCount) throw new Error(`Flat index: ids must be added in order (expected ${this.flatCount}, got ${firstId})`);
+      if (firstId !== this.flatCount)
+        throw new Error(`Flat index: ids must be added in order (expected ${this.flatCount}, got ${firstId})`);
       this.flat.push(vectors.slice());
       this.flatCount += n;
     }
@@ -88,11 +111,16 @@ export class AnnIndex {
 
   search(queries: Float32Array, k: number): SearchHits {
     const nq = queries.length / this.dim;
-    if (!Number.isInteger(nq)) throw new RetroError("mismatch", `query vectors have dimension ≠ index dimension ${this.dim}`);
+    if (!Number.isInteger(nq))
+      throw new RetroError("mismatch", `query vectors have dimension ≠ index dimension ${this.dim}`);
     const ids = new Int32Array(nq * k).fill(-1);
     const scores = new Float32Array(nq * k).fill(-Infinity);
     if (this.index) {
-      const res = this.index.search(queries, k, this.threads) as unknown as { keys: BigUint64Array; distances: Float32Array; counts?: BigUint64Array };
+      const res = this.index.search(queries, k, this.threads) as unknown as {
+        keys: BigUint64Array;
+        distances: Float32Array;
+        counts?: BigUint64Array;
+      };
       for (let q = 0; q < nq; q++) {
         // a single query comes back as Matches (already cut to its count), a batch as BatchMatches
         const c = res.counts ? Number(res.counts[q]) : res.keys.length;
@@ -108,14 +136,18 @@ export class AnnIndex {
     for (const block of this.flat) {
       const nb = block.length / this.dim;
       const kk = Math.min(k, nb);
-      const res = usearch.exactSearch(block, queries, this.dim, kk, usearch.MetricKind.IP, this.threads) as unknown as { keys: BigUint64Array; distances: Float32Array };
+      const res = usearch.exactSearch(block, queries, this.dim, kk, usearch.MetricKind.IP, this.threads) as unknown as {
+        keys: BigUint64Array;
+        distances: Float32Array;
+      };
       for (let q = 0; q < nq; q++) {
         const so = q * k;
         for (let j = 0; j < kk; j++) {
           const sc = 1 - res.distances[q * kk + j];
           if (!(sc > scores[so + k - 1])) continue;
           let p = k - 1;
-          while (p > 0 && scores[so + p - 1] < sc) (scores[so + p] = scores[so + p - 1]), (ids[so + p] = ids[so + p - 1]), p--;
+          while (p > 0 && scores[so + p - 1] < sc)
+            (scores[so + p] = scores[so + p - 1]), (ids[so + p] = ids[so + p - 1]), p--;
           scores[so + p] = sc;
           ids[so + p] = base + Number(res.keys[q * kk + j]);
         }
@@ -142,12 +174,24 @@ export class AnnIndex {
    * Load from disk; `mmap` views the file instead of reading it (HNSW only). `check` (the size and CRC-32 the
    * build recorded) is verified first: usearch trusts the file's bytes, and a damaged graph can crash the process.
    */
-  static load(file: string, description: string, dim: number, expectedSize: number, efSearch: number, threads: number, mmap = true, check?: FileCheck): AnnIndex {
+  static load(
+    file: string,
+    description: string,
+    dim: number,
+    expectedSize: number,
+    efSearch: number,
+    threads: number,
+    mmap = true,
+    check?: FileCheck,
+  ): AnnIndex {
     if (!fs.existsSync(file)) throw new RetroError("notFound", `index file not found: ${file}`);
     if (check) {
       const got = fileCheck(file);
       if (got.bytes !== check.bytes || got.crc32 !== check.crc32) {
-        throw new RetroError("corrupt", `${file}: ${got.bytes !== check.bytes ? `${got.bytes} bytes, the build wrote ${check.bytes}` : "checksum mismatch"} (damaged index); delete it and re-run "retro db build" to rebuild`);
+        throw new RetroError(
+          "corrupt",
+          `${file}: ${got.bytes !== check.bytes ? `${got.bytes} bytes, the build wrote ${check.bytes}` : "checksum mismatch"} (damaged index); delete it and re-run "retro db build" to rebuild`,
+        );
       }
     }
     const idx = new AnnIndex(description, dim, 128, efSearch, threads);
@@ -156,16 +200,28 @@ export class AnnIndex {
         if (mmap) idx.index.view(file);
         else idx.index.load(file);
       } catch (e) {
-        throw new RetroError("corrupt", `${file}: cannot load the index (${(e as Error).message}); delete it and re-run "retro db build" to rebuild`);
+        throw new RetroError(
+          "corrupt",
+          `${file}: cannot load the index (${(e as Error).message}); delete it and re-run "retro db build" to rebuild`,
+        );
       }
-      if (idx.index.dimensions() !== dim) throw new RetroError("mismatch", `${file}: index dimension ${idx.index.dimensions()} ≠ expected ${dim}`);
+      if (idx.index.dimensions() !== dim)
+        throw new RetroError("mismatch", `${file}: index dimension ${idx.index.dimensions()} ≠ expected ${dim}`);
     } else {
       const buf = fs.readFileSync(file);
-      if (buf.length !== expectedSize * dim * 4) throw new RetroError("corrupt", `${file}: Flat index holds ${buf.length} bytes, expected ${expectedSize * dim * 4}`);
+      if (buf.length !== expectedSize * dim * 4)
+        throw new RetroError(
+          "corrupt",
+          `${file}: Flat index holds ${buf.length} bytes, expected ${expectedSize * dim * 4}`,
+        );
       idx.flat = [new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.length))];
       idx.flatCount = expectedSize;
     }
-    if (idx.size !== expectedSize) throw new RetroError("corrupt", `${file}: index holds ${idx.size} vectors, expected ${expectedSize} (truncated or stale)`);
+    if (idx.size !== expectedSize)
+      throw new RetroError(
+        "corrupt",
+        `${file}: index holds ${idx.size} vectors, expected ${expectedSize} (truncated or stale)`,
+      );
     return idx;
   }
 }
@@ -208,12 +264,26 @@ export const usearchBackend: IndexBackend = {
   accepts: (description) => HNSW_SHAPE.test(description.replace(/\s+/g, "")),
   check(s: IndexSettings): void {
     const d = parseDescription(s.description);
-    if (d.kind === "hnsw") checkInt(d.connectivity, `config.index.description "${s.description}": HNSW's M`, { min: 2, max: 512 });
+    if (d.kind === "hnsw")
+      checkInt(d.connectivity, `config.index.description "${s.description}": HNSW's M`, { min: 2, max: 512 });
   },
-  create: (s, dim) => new UsearchIndex(new AnnIndex(s.description, dim, s.efConstruction, s.efSearch, s.threads, s.addThreads)),
+  create: (s, dim) =>
+    new UsearchIndex(new AnnIndex(s.description, dim, s.efConstruction, s.efSearch, s.threads, s.addThreads)),
   async open(dir: string, rec: IndexRecord, s: IndexSettings, _ctx, o = {}): Promise<SearchIndex> {
     // databases built before the checksum was recorded load unchecked
-    const check = rec.bytes !== undefined && rec.crc32 !== undefined ? { bytes: rec.bytes, crc32: rec.crc32 } : undefined;
-    return new UsearchIndex(AnnIndex.load(path.join(dir, USEARCH_FILE), rec.description, rec.dim, rec.size, s.efSearch, s.threads, o.mmap ?? true, check));
+    const check =
+      rec.bytes !== undefined && rec.crc32 !== undefined ? { bytes: rec.bytes, crc32: rec.crc32 } : undefined;
+    return new UsearchIndex(
+      AnnIndex.load(
+        path.join(dir, USEARCH_FILE),
+        rec.description,
+        rec.dim,
+        rec.size,
+        s.efSearch,
+        s.threads,
+        o.mmap ?? true,
+        check,
+      ),
+    );
   },
 };

@@ -83,7 +83,11 @@ interface Job {
 }
 
 class HttpError extends Error {
-  constructor(readonly status: number, message: string, readonly param: string | null = null) {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly param: string | null = null,
+  ) {
     super(message);
   }
 }
@@ -122,7 +126,8 @@ async function readBody(req: http.IncomingMessage, limit = 4 << 20): Promise<Jso
   } catch (e) {
     throw new HttpError(400, `the body is not valid JSON (${(e as Error).message})`);
   }
-  if (v === null || typeof v !== "object" || Array.isArray(v)) throw new HttpError(400, "the body must be a JSON object");
+  if (v === null || typeof v !== "object" || Array.isArray(v))
+    throw new HttpError(400, "the body must be a JSON object");
   return v as Json;
 }
 
@@ -130,7 +135,8 @@ async function readBody(req: http.IncomingMessage, limit = 4 << 20): Promise<Jso
 function samplingOf(b: Json): GenerateOptions {
   const o: Record<string, unknown> = {};
   for (const [key, row] of Object.entries(SAMPLING_SETTINGS)) {
-    const field = httpFieldOf(key), v = b[field];
+    const field = httpFieldOf(key),
+      v = b[field];
     if (v === undefined || v === null) continue;
     // JSON numbers only: "0.5" is a string, refused as OpenAI does
     if (typeof v !== "number") throw new HttpError(400, `${field} must be a number, got ${JSON.stringify(v)}`, field);
@@ -150,7 +156,8 @@ function samplingOf(b: Json): GenerateOptions {
   const stop = b.stop;
   if (stop !== undefined && stop !== null) {
     const list = typeof stop === "string" ? [stop] : stop;
-    if (!Array.isArray(list) || list.some((s) => typeof s !== "string") || list.length > 4) throw new HttpError(400, "stop must be a string or a list of up to 4 strings", "stop");
+    if (!Array.isArray(list) || list.some((s) => typeof s !== "string") || list.length > 4)
+      throw new HttpError(400, "stop must be a string or a list of up to 4 strings", "stop");
     o.stop = list as string[];
   }
   return o as GenerateOptions;
@@ -161,7 +168,8 @@ function messagesOf(b: Json): Message[] {
   if (!Array.isArray(m) || !m.length) throw new HttpError(400, "messages must be a non-empty list", "messages");
   return m.map((x, i) => {
     const r = x as Json;
-    if (!r || !["system", "user", "assistant"].includes(r.role as string)) throw new HttpError(400, `messages[${i}].role must be system, user or assistant`, "messages");
+    if (!r || !["system", "user", "assistant"].includes(r.role as string))
+      throw new HttpError(400, `messages[${i}].role must be system, user or assistant`, "messages");
     if (typeof r.content !== "string") throw new HttpError(400, `messages[${i}].content must be a string`, "messages");
     return { role: r.role as Message["role"], content: r.content };
   });
@@ -170,7 +178,8 @@ function messagesOf(b: Json): Message[] {
 /** A chat's prompt in the instruction-tuning format, ending with "Assistant:" for the model to continue. */
 export function chatText(messages: Message[], system: string | null): string {
   const withReply: Message[] = [...messages, { role: "assistant", content: "" }];
-  if (messages[messages.length - 1].role !== "user") throw new HttpError(400, "the last message must be the user's", "messages");
+  if (messages[messages.length - 1].role !== "user")
+    throw new HttpError(400, "the last message must be the user's", "messages");
   const { parts } = chatPrompt(withReply, system);
   return parts.head + parts.middle + parts.tail;
 }
@@ -191,8 +200,17 @@ export class RetroServer {
 
   listen(): Promise<AddressInfo> {
     return new Promise((resolve, reject) => {
-      this.server.once("error", (e) => reject(new RetroError("io", `cannot listen on ${this.o.host ?? "127.0.0.1"}:${this.o.port ?? 8080} (${(e as Error).message})`)));
-      this.server.listen(this.o.port ?? 8080, this.o.host ?? "127.0.0.1", () => resolve(this.server.address() as AddressInfo));
+      this.server.once("error", (e) =>
+        reject(
+          new RetroError(
+            "io",
+            `cannot listen on ${this.o.host ?? "127.0.0.1"}:${this.o.port ?? 8080} (${(e as Error).message})`,
+          ),
+        ),
+      );
+      this.server.listen(this.o.port ?? 8080, this.o.host ?? "127.0.0.1", () =>
+        resolve(this.server.address() as AddressInfo),
+      );
     });
   }
 
@@ -211,11 +229,15 @@ export class RetroServer {
         case "GET /health":
           return sendJson(res, 200, { status: "ok", model: this.o.name, queued: this.queue.length, busy: this.busy });
         case "GET /v1/models":
-          return sendJson(res, 200, { object: "list", data: [{ id: this.o.name, object: "model", created: this.created, owned_by: "retro-ts" }] });
+          return sendJson(res, 200, {
+            object: "list",
+            data: [{ id: this.o.name, object: "model", created: this.created, owned_by: "retro-ts" }],
+          });
         case "POST /v1/retrieve":
           return await this.retrieve(await readBody(req), res);
         case "POST /v1/documents": {
-          if (!this.o.updates) throw new HttpError(403, "knowledge updates are off (start the server with --allow-updates)");
+          if (!this.o.updates)
+            throw new HttpError(403, "knowledge updates are off (start the server with --allow-updates)");
           const body = await readBody(req);
           return await this.enqueue(res, () => this.addDocs(body, res));
         }
@@ -224,8 +246,17 @@ export class RetroServer {
           const body = await readBody(req);
           const chat = route.endsWith("chat/completions");
           const sampling = samplingOf(body);
-          if (body.model !== undefined && body.model !== this.o.name) throw new HttpError(404, `model "${String(body.model)}" is not served here (this server serves "${this.o.name}")`, "model");
-          const { prompt, cites } = await this.withPassages(body, chat, sampling.maxTokens ?? SAMPLING_SETTINGS.maxTokens.default);
+          if (body.model !== undefined && body.model !== this.o.name)
+            throw new HttpError(
+              404,
+              `model "${String(body.model)}" is not served here (this server serves "${this.o.name}")`,
+              "model",
+            );
+          const { prompt, cites } = await this.withPassages(
+            body,
+            chat,
+            sampling.maxTokens ?? SAMPLING_SETTINGS.maxTokens.default,
+          );
           return await this.enqueue(res, { prompt, cites, sampling, chat, stream: body.stream === true, res });
         }
         default:
@@ -243,9 +274,14 @@ export class RetroServer {
    * the last user turn ("title: …, source: …" blocks, then the question: the tuning template), completions before
    * the prompt. The passages share what the model's positions leave after the question and `maxTokens`.
    */
-  private async withPassages(body: Json, chat: boolean, maxTokens: number): Promise<{ prompt: string; cites: RetrievalOut[] }> {
-    const k = body.passages === undefined || body.passages === null ? this.o.passages ?? 0 : body.passages;
-    if (typeof k !== "number" || !Number.isInteger(k) || k < 0 || k > 16) throw new HttpError(400, "passages must be an integer in [0, 16]", "passages");
+  private async withPassages(
+    body: Json,
+    chat: boolean,
+    maxTokens: number,
+  ): Promise<{ prompt: string; cites: RetrievalOut[] }> {
+    const k = body.passages === undefined || body.passages === null ? (this.o.passages ?? 0) : body.passages;
+    if (typeof k !== "number" || !Number.isInteger(k) || k < 0 || k > 16)
+      throw new HttpError(400, "passages must be an integer in [0, 16]", "passages");
     const messages = chat ? messagesOf(body) : null;
     const text = messages ? chatText(messages, this.o.system) : promptOf(body);
     if (k === 0 || !this.o.retriever) return { prompt: text, cites: [] };
@@ -255,15 +291,33 @@ export class RetroServer {
     const [ps] = await retrievePassages(this.o.retriever, [question], { topK: k, maxTokens: budget });
     if (!ps.length) return { prompt: text, cites: [] };
     const block = formatPassages(ps) + "\n\n";
-    const prompt = messages ? chatText([...messages.slice(0, -1), { role: "user", content: block + question }], this.o.system) : block + text;
-    return { prompt, cites: [{ chunk: -1, query: question, neighbours: ps.map((p) => ({ chunk: p.chunk, dataset: p.dataset, document: p.document, score: p.score, text: p.text })) }] };
+    const prompt = messages
+      ? chatText([...messages.slice(0, -1), { role: "user", content: block + question }], this.o.system)
+      : block + text;
+    return {
+      prompt,
+      cites: [
+        {
+          chunk: -1,
+          query: question,
+          neighbours: ps.map((p) => ({
+            chunk: p.chunk,
+            dataset: p.dataset,
+            document: p.document,
+            score: p.score,
+            text: p.text,
+          })),
+        },
+      ],
+    };
   }
 
   /** an error as OpenAI's error body (a stream already started is ended) */
   private fail(res: http.ServerResponse, e: unknown): void {
     if (res.headersSent) res.end();
     else if (e instanceof HttpError) {
-      const type = e.status === 404 ? "not_found_error" : e.status === 403 ? "permission_error" : "invalid_request_error";
+      const type =
+        e.status === 404 ? "not_found_error" : e.status === 403 ? "permission_error" : "invalid_request_error";
       sendJson(res, e.status, errorBody(e.message, type, e.param), e.status === 413 ? { connection: "close" } : {});
     } else if (e instanceof RetroError) {
       // the one error table: a lock held by another writer is a retryable 503, a corrupt artefact a 500, …
@@ -280,7 +334,12 @@ export class RetroServer {
     const max = this.o.maxQueue ?? 16;
     if (this.busy && this.queue.length >= max) {
       this.stats.refused++;
-      sendJson(res, 503, errorBody(`the server is busy (${this.queue.length} requests waiting); retry later`, "server_error"), { "retry-after": "1" });
+      sendJson(
+        res,
+        503,
+        errorBody(`the server is busy (${this.queue.length} requests waiting); retry later`, "server_error"),
+        { "retry-after": "1" },
+      );
       return Promise.resolve();
     }
     return new Promise((resolve) => {
@@ -324,12 +383,16 @@ export class RetroServer {
         const job = this.queue.shift()!;
         const w = job.work;
         if (typeof w === "function") {
-          await w().catch((e) => this.fail(job.res, e)).finally(job.resolve);
+          await w()
+            .catch((e) => this.fail(job.res, e))
+            .finally(job.resolve);
           continue;
         }
         // the requests next in line with the same settings are decoded together, one batch
         const batch = [job, ...this.takeSame(JSON.stringify(w.sampling), (this.o.maxBatch ?? 8) - 1)];
-        await this.completeBatch(batch).catch((e) => batch.forEach((j) => this.fail(j.res, e))).finally(() => batch.forEach((j) => j.resolve()));
+        await this.completeBatch(batch)
+          .catch((e) => batch.forEach((j) => this.fail(j.res, e)))
+          .finally(() => batch.forEach((j) => j.resolve()));
       }
     } finally {
       this.busy = false;
@@ -343,35 +406,85 @@ export class RetroServer {
    */
   private async completeBatch(jobs: Job[]): Promise<void> {
     this.stats.batches++;
-    const model = this.o.name, created = Math.floor(Date.now() / 1000);
-    const sampling = jobs[0].work as GenRequest, key = JSON.stringify(sampling.sampling), maxBatch = this.o.maxBatch ?? 8;
-    const chunk = (st: { id: string; w: GenRequest }, text: string, finish: string | null, extra: Json = {}) => (st.w.chat
-      ? { id: st.id, object: "chat.completion.chunk", created, model, choices: [{ index: 0, delta: text || finish === null ? { role: "assistant", content: text } : {}, finish_reason: finish }], ...extra }
-      : { id: st.id, object: "text_completion", created, model, choices: [{ index: 0, text, finish_reason: finish, logprobs: null }], ...extra });
+    const model = this.o.name,
+      created = Math.floor(Date.now() / 1000);
+    const sampling = jobs[0].work as GenRequest,
+      key = JSON.stringify(sampling.sampling),
+      maxBatch = this.o.maxBatch ?? 8;
+    const chunk = (st: { id: string; w: GenRequest }, text: string, finish: string | null, extra: Json = {}) =>
+      st.w.chat
+        ? {
+            id: st.id,
+            object: "chat.completion.chunk",
+            created,
+            model,
+            choices: [
+              {
+                index: 0,
+                delta: text || finish === null ? { role: "assistant", content: text } : {},
+                finish_reason: finish,
+              },
+            ],
+            ...extra,
+          }
+        : {
+            id: st.id,
+            object: "text_completion",
+            created,
+            model,
+            choices: [{ index: 0, text, finish_reason: finish, logprobs: null }],
+            ...extra,
+          };
     const start = (j: Job) => {
       const w = j.work as GenRequest;
-      const st = { job: j, w, id: `${w.chat ? "chatcmpl" : "cmpl"}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`, retrieval: [...w.cites], closed: false, ended: false };
+      const st = {
+        job: j,
+        w,
+        id: `${w.chat ? "chatcmpl" : "cmpl"}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`,
+        retrieval: [...w.cites],
+        closed: false,
+        ended: false,
+      };
       j.res.on("close", () => {
         if (!j.res.writableEnded) st.closed = true;
       });
-      if (w.stream) j.res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
-      if (w.stream && w.cites.length) j.res.write(`data: ${JSON.stringify({ ...chunk(st, "", null), retrieval: w.cites })}\n\n`);
+      if (w.stream)
+        j.res.writeHead(200, {
+          "content-type": "text/event-stream",
+          "cache-control": "no-cache",
+          connection: "keep-alive",
+        });
+      if (w.stream && w.cites.length)
+        j.res.write(`data: ${JSON.stringify({ ...chunk(st, "", null), retrieval: w.cites })}\n\n`);
       return st;
     };
     const states = jobs.map(start);
     // requests next in line with the same settings join (sequence numbers follow the batch's, in order)
-    const admit = (active: number) => this.takeSame(key, maxBatch - active).map((q) => {
-      const w = q.work as GenRequest;
-      jobs.push(q);
-      states.push(start(q));
-      this.stats.joined++;
-      return { prompt: w.prompt, seed: w.sampling.seed ?? DEFAULT_SEED };
-    });
+    const admit = (active: number) =>
+      this.takeSame(key, maxBatch - active).map((q) => {
+        const w = q.work as GenRequest;
+        jobs.push(q);
+        states.push(start(q));
+        this.stats.joined++;
+        return { prompt: w.prompt, seed: w.sampling.seed ?? DEFAULT_SEED };
+      });
     // a model with its CCA gate at 0 reads no neighbours: retrieving them by chunk would cite what it never read
-    const retrieve: RetrieveMode | undefined = !this.o.model.isRetro ? undefined : this.o.model.gate === 0 ? "none" : this.o.retrieve;
-    const opts: GenerateOptions = { ...sampling.sampling, retrieve, seeds: jobs.map(() => sampling.sampling.seed ?? DEFAULT_SEED), admit,
-      cancelled: (seq: number) => states[seq].ended };
-    for await (const ev of this.gen.stream(states.map((s) => s.w.prompt), opts)) {
+    const retrieve: RetrieveMode | undefined = !this.o.model.isRetro
+      ? undefined
+      : this.o.model.gate === 0
+        ? "none"
+        : this.o.retrieve;
+    const opts: GenerateOptions = {
+      ...sampling.sampling,
+      retrieve,
+      seeds: jobs.map(() => sampling.sampling.seed ?? DEFAULT_SEED),
+      admit,
+      cancelled: (seq: number) => states[seq].ended,
+    };
+    for await (const ev of this.gen.stream(
+      states.map((s) => s.w.prompt),
+      opts,
+    )) {
       // decoding is synchronous work between microtasks: give the event loop a turn after each event, so that
       // new requests are accepted (and queued, joined or refused), written chunks flushed and a disconnect noticed
       await new Promise((r) => setImmediate(r));
@@ -393,31 +506,61 @@ export class RetroServer {
     }
   }
 
-  private finish(w: GenRequest, res: http.ServerResponse, id: string, created: number, r: GenerateResult, retrieval: RetrievalOut[], chunk: (text: string, finish: string | null, extra: Json) => Json): void {
+  private finish(
+    w: GenRequest,
+    res: http.ServerResponse,
+    id: string,
+    created: number,
+    r: GenerateResult,
+    retrieval: RetrievalOut[],
+    chunk: (text: string, finish: string | null, extra: Json) => Json,
+  ): void {
     const finish = r.finish === "length" ? "length" : "stop";
-    const usage = { prompt_tokens: r.promptTokens, completion_tokens: r.tokens.length, total_tokens: r.promptTokens + r.tokens.length };
+    const usage = {
+      prompt_tokens: r.promptTokens,
+      completion_tokens: r.tokens.length,
+      total_tokens: r.promptTokens + r.tokens.length,
+    };
     this.stats.served++;
     if (w.stream) {
       res.write(`data: ${JSON.stringify(chunk("", finish, { usage }))}\n\n`);
       res.end("data: [DONE]\n\n");
       return;
     }
-    const choice = w.chat ? { index: 0, message: { role: "assistant", content: r.text }, finish_reason: finish, logprobs: null } : { index: 0, text: r.text, finish_reason: finish, logprobs: null };
-    sendJson(res, 200, { id, object: w.chat ? "chat.completion" : "text_completion", created, model: this.o.name, choices: [choice], usage, retrieval, truncated_prompt_tokens: r.truncated });
+    const choice = w.chat
+      ? { index: 0, message: { role: "assistant", content: r.text }, finish_reason: finish, logprobs: null }
+      : { index: 0, text: r.text, finish_reason: finish, logprobs: null };
+    sendJson(res, 200, {
+      id,
+      object: w.chat ? "chat.completion" : "text_completion",
+      created,
+      model: this.o.name,
+      choices: [choice],
+      usage,
+      retrieval,
+      truncated_prompt_tokens: r.truncated,
+    });
   }
 
   /** Add documents to the database (a new retrieval-only dataset) and retrieve from it at once, no restart. */
   private async addDocs(b: Json, res: http.ServerResponse): Promise<void> {
     const docs = b.documents;
-    if (!Array.isArray(docs) || !docs.length || docs.some((d) => typeof (d as Json)?.text !== "string" || !((d as Json).text as string).trim())) {
+    if (
+      !Array.isArray(docs) ||
+      !docs.length ||
+      docs.some((d) => typeof (d as Json)?.text !== "string" || !((d as Json).text as string).trim())
+    ) {
       throw new HttpError(400, "documents must be a non-empty list of {text}", "documents");
     }
     const name = b.dataset === undefined ? `update-${Date.now().toString(36)}` : b.dataset;
-    if (typeof name !== "string" || !/^[\w.-]{1,64}$/.test(name)) throw new HttpError(400, "dataset must be a name of letters, digits, '.', '_' or '-'", "dataset");
+    if (typeof name !== "string" || !/^[\w.-]{1,64}$/.test(name))
+      throw new HttpError(400, "dataset must be a name of letters, digits, '.', '_' or '-'", "dataset");
     const u = this.o.updates!;
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "retro-docs-"));
     try {
-      docs.forEach((d, i) => fs.writeFileSync(path.join(tmp, `${String(i).padStart(6, "0")}.txt`), (d as Json).text as string));
+      docs.forEach((d, i) =>
+        fs.writeFileSync(path.join(tmp, `${String(i).padStart(6, "0")}.txt`), (d as Json).text as string),
+      );
       const report = await addDocuments(u.dbDir, { name, source: "text", path: tmp, weight: 0 });
       const retriever = await u.reopen();
       this.o.retriever = retriever;
@@ -430,9 +573,11 @@ export class RetroServer {
 
   private async retrieve(b: Json, res: http.ServerResponse): Promise<void> {
     if (!this.o.retriever) throw new HttpError(400, "this server has no database (start it with --db)");
-    if (typeof b.query !== "string" || !b.query.trim()) throw new HttpError(400, "query must be a non-empty string", "query");
+    if (typeof b.query !== "string" || !b.query.trim())
+      throw new HttpError(400, "query must be a non-empty string", "query");
     const k = b.k === undefined ? 5 : b.k;
-    if (typeof k !== "number" || !Number.isInteger(k) || k < 1 || k > 100) throw new HttpError(400, "k must be an integer in [1, 100]", "k");
+    if (typeof k !== "number" || !Number.isInteger(k) || k < 1 || k > 100)
+      throw new HttpError(400, "k must be an integer in [1, 100]", "k");
     const r = await this.o.retriever.search([b.query], { keep: k });
     const data: Citation[] = [];
     for (let t = 0; t < k; t++) if (r.ids[t] >= 0) data.push(this.o.retriever.citation(r.ids[t], r.scores[t]));

@@ -39,30 +39,39 @@ export function readConversations(file: string, system: string | null): Conversa
   if (!isChatFile(text)) {
     return readQaFile(file).items.map((q) => {
       const ans = q.answers[0].trim();
-      return { where: `${file} ${q.id}`, parts: qaPrompt(q.question, q.passages, system), answer: ans ? " " + ans : "" };
+      return {
+        where: `${file} ${q.id}`,
+        parts: qaPrompt(q.question, q.passages, system),
+        answer: ans ? " " + ans : "",
+      };
     });
   }
   const out: Conversation[] = [];
   jsonLines(text, file).forEach(({ line, value: rec }) => {
     const where = `${file}:${line}`;
-    if (rec === null || typeof rec !== "object" || Array.isArray(rec)) throw new RetroError("badInput", `${where}: expected a JSON object {"messages": […]}`);
+    if (rec === null || typeof rec !== "object" || Array.isArray(rec))
+      throw new RetroError("badInput", `${where}: expected a JSON object {"messages": […]}`);
     const msgs = (rec as { messages?: unknown }).messages;
-    if (!Array.isArray(msgs) || !msgs.length) throw new RetroError("badInput", `${where}: "messages" must be a non-empty list`);
+    if (!Array.isArray(msgs) || !msgs.length)
+      throw new RetroError("badInput", `${where}: "messages" must be a non-empty list`);
     msgs.forEach((m, j) => {
       const mm = m as Record<string, unknown>;
-      if (!mm || !ROLES.has(mm.role as string)) throw new RetroError("badInput", `${where}: message ${j}: role must be system, user or assistant`);
-      if (typeof mm.content !== "string") throw new RetroError("badInput", `${where}: message ${j}: "content" must be a string`);
-      if (mm.role === "system" && j > 0) throw new RetroError("badInput", `${where}: message ${j}: a system message must come first`);
+      if (!mm || !ROLES.has(mm.role as string))
+        throw new RetroError("badInput", `${where}: message ${j}: role must be system, user or assistant`);
+      if (typeof mm.content !== "string")
+        throw new RetroError("badInput", `${where}: message ${j}: "content" must be a string`);
+      if (mm.role === "system" && j > 0)
+        throw new RetroError("badInput", `${where}: message ${j}: a system message must come first`);
     });
     const m = msgs as Message[];
-    if (m[m.length - 1].role !== "assistant") throw new RetroError("badInput", `${where}: the last message must be the assistant's (the turn the loss is on)`);
+    if (m[m.length - 1].role !== "assistant")
+      throw new RetroError("badInput", `${where}: the last message must be the assistant's (the turn the loss is on)`);
     if (!m.some((x) => x.role === "user")) throw new RetroError("badInput", `${where}: no user message`);
     out.push({ where, ...chatPrompt(m, system) });
   });
   if (!out.length) throw new RetroError("badInput", `${file}: no conversations`);
   return out;
 }
-
 
 export interface TokenizedExample {
   /** prompt, answer and end-of-document tokens */
@@ -88,4 +97,3 @@ export function tokenizeExample(tok: Tokenizer, c: Conversation, seq: number): T
   ids.set(ans, p.ids.length);
   return { ids, answerStart: p.ids.length, cut: p.cut };
 }
-

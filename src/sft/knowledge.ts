@@ -17,7 +17,13 @@ import * as path from "node:path";
 import type { Database } from "../db/database.ts";
 import type { Retriever } from "../db/retriever.ts";
 import { evalQuestions, tuningQuestions, type PeopleCorpus, type PeopleQuestion } from "../data/people.ts";
-import { passageBudget, passagesHold, questionTokens, retrievePassages, type RetrievedPassage } from "../prompt/passages.ts";
+import {
+  passageBudget,
+  passagesHold,
+  questionTokens,
+  retrievePassages,
+  type RetrievedPassage,
+} from "../prompt/passages.ts";
 import { formatPassages, type Passage } from "../prompt/format.ts";
 import { Rng } from "../util/rng.ts";
 import { writeFileAtomic, writeJsonAtomic } from "../util/fsx.ts";
@@ -34,53 +40,103 @@ export interface KnowledgeCounts {
  * Passages for each question of `qs`, within the room a prompt of `seq` positions leaves after the question and
  * `maxTokens` of answer.
  */
-export async function passagesFor(retriever: Retriever, qs: { question: string }[], o: { topK: number; seq: number; maxTokens: number; system: string | null }): Promise<RetrievedPassage[][]> {
+export async function passagesFor(
+  retriever: Retriever,
+  qs: { question: string }[],
+  o: { topK: number; seq: number; maxTokens: number; system: string | null },
+): Promise<RetrievedPassage[][]> {
   const out: RetrievedPassage[][] = [];
-  const tok = retriever.db.tokenizer, room = o.seq - o.maxTokens;
+  const tok = retriever.db.tokenizer,
+    room = o.seq - o.maxTokens;
   for (let i = 0; i < qs.length; i += 512) {
     const part = qs.slice(i, i + 512);
-    out.push(...(await retrievePassages(retriever, part.map((q) => q.question), { topK: o.topK, maxTokens: (j) => passageBudget(room, questionTokens(tok, part[j].question, o.system), o.topK, retriever.db.m) })));
+    out.push(
+      ...(await retrievePassages(
+        retriever,
+        part.map((q) => q.question),
+        {
+          topK: o.topK,
+          maxTokens: (j) =>
+            passageBudget(room, questionTokens(tok, part[j].question, o.system), o.topK, retriever.db.m),
+        },
+      )),
+    );
   }
   return out;
 }
 
-export async function buildKnowledgeSets(_db: Database, retriever: Retriever, corpus: PeopleCorpus, out: string, o: { seq: number; maxTokens: number; topK?: number; maxTrain?: number; system: string | null }): Promise<KnowledgeCounts> {
-  const topK = o.topK ?? 2, seed = corpus.options.seed;
+export async function buildKnowledgeSets(
+  _db: Database,
+  retriever: Retriever,
+  corpus: PeopleCorpus,
+  out: string,
+  o: { seq: number; maxTokens: number; topK?: number; maxTrain?: number; system: string | null },
+): Promise<KnowledgeCounts> {
+  const topK = o.topK ?? 2,
+    seed = corpus.options.seed;
   const byId = new Map(corpus.people.map((p) => [p.id, p]));
   const train = tuningQuestions(corpus).slice(0, o.maxTrain ?? 12000);
   // the person's best passage and the best one about someone else
-  const wide = await passagesFor(retriever, train, { topK: topK + 4, seq: o.seq, maxTokens: o.maxTokens, system: o.system });
+  const wide = await passagesFor(retriever, train, {
+    topK: topK + 4,
+    seq: o.seq,
+    maxTokens: o.maxTokens,
+    system: o.system,
+  });
   const rng = new Rng(seed + 11);
   const chosen = train.map((q, i) => {
-    const who = byId.get(q.person)!, about = (p: Passage) => p.text.includes(who.last);
-    const mine = wide[i].find(about), other = wide[i].filter((p) => !about(p)).slice(0, topK - 1);
+    const who = byId.get(q.person)!,
+      about = (p: Passage) => p.text.includes(who.last);
+    const mine = wide[i].find(about),
+      other = wide[i].filter((p) => !about(p)).slice(0, topK - 1);
     const ps = mine ? [mine, ...other] : wide[i].slice(0, topK);
     if (mine && ps.length > 1 && rng.next() < 0.3) ps.reverse();
     return ps.slice(0, topK).map((p) => ({ title: p.title, text: p.text }));
   });
   const half = Math.floor(train.length * 0.8);
-  writeJsonAtomic(path.join(out, "train-qa.json"), train.slice(0, half).map((q, i) => ({ id: q.id, question: q.question, answers: q.answers, ctxs: chosen[i] })));
-  const chats = train.slice(half).map((q, j) => JSON.stringify({
-    messages: [{ role: "user", content: `${formatPassages(chosen[half + j])}\n\n${q.question}` }, { role: "assistant", content: q.answers[0] }],
-  }));
+  writeJsonAtomic(
+    path.join(out, "train-qa.json"),
+    train.slice(0, half).map((q, i) => ({ id: q.id, question: q.question, answers: q.answers, ctxs: chosen[i] })),
+  );
+  const chats = train.slice(half).map((q, j) =>
+    JSON.stringify({
+      messages: [
+        { role: "user", content: `${formatPassages(chosen[half + j])}\n\n${q.question}` },
+        { role: "assistant", content: q.answers[0] },
+      ],
+    }),
+  );
   writeFileAtomic(path.join(out, "train-chat.jsonl"), chats.join("\n") + "\n");
-  const write = (file: string, qs: PeopleQuestion[]) => writeFileAtomic(path.join(out, file), qs.map((q) => JSON.stringify({ id: q.id, question: q.question, answers: q.answers })).join("\n") + "\n");
-  const qb = evalQuestions(corpus, "B"), qc = evalQuestions(corpus, "C");
+  const write = (file: string, qs: PeopleQuestion[]) =>
+    writeFileAtomic(
+      path.join(out, file),
+      qs.map((q) => JSON.stringify({ id: q.id, question: q.question, answers: q.answers })).join("\n") + "\n",
+    );
+  const qb = evalQuestions(corpus, "B"),
+    qc = evalQuestions(corpus, "C");
   write("qa-b.jsonl", qb);
   write("qa-c.jsonl", qc);
   const pb = await passagesFor(retriever, qb, { topK, seq: o.seq, maxTokens: o.maxTokens, system: o.system });
   const recallB = qb.filter((q, i) => passagesHold(pb[i], q.answers)).length / Math.max(1, qb.length);
-  const counts: KnowledgeCounts = { train: { qa: half, chat: chats.length }, heldOut: { b: qb.length, c: qc.length }, recallB, topK };
-  writeFileAtomic(path.join(out, "README.md"), [
-    "# Knowledge instruction and QA sets (labelled synthetic: fictional people)",
-    "",
-    "Built by src/sft/knowledge.ts over the people corpus (src/data/people.ts) and the database's retriever.",
-    "",
-    `- train-qa.json: ${counts.train.qa} questions about group A (tuning forms), each with ${topK} passages retrieved from the database`,
-    `- train-chat.jsonl: ${counts.train.chat} chats: passages and question in the user turn, the answer as the reply`,
-    `- qa-b.jsonl: ${qb.length} questions about group B (in the database only), in forms held out of tuning; the top-${topK} retrieved passages hold the answer for ${(100 * recallB).toFixed(1)} %`,
-    `- qa-c.jsonl: ${qc.length} questions about group C (in no database until \`retro db add\`)`,
-    "",
-  ].join("\n"));
+  const counts: KnowledgeCounts = {
+    train: { qa: half, chat: chats.length },
+    heldOut: { b: qb.length, c: qc.length },
+    recallB,
+    topK,
+  };
+  writeFileAtomic(
+    path.join(out, "README.md"),
+    [
+      "# Knowledge instruction and QA sets (labelled synthetic: fictional people)",
+      "",
+      "Built by src/sft/knowledge.ts over the people corpus (src/data/people.ts) and the database's retriever.",
+      "",
+      `- train-qa.json: ${counts.train.qa} questions about group A (tuning forms), each with ${topK} passages retrieved from the database`,
+      `- train-chat.jsonl: ${counts.train.chat} chats: passages and question in the user turn, the answer as the reply`,
+      `- qa-b.jsonl: ${qb.length} questions about group B (in the database only), in forms held out of tuning; the top-${topK} retrieved passages hold the answer for ${(100 * recallB).toFixed(1)} %`,
+      `- qa-c.jsonl: ${qc.length} questions about group C (in no database until \`retro db add\`)`,
+      "",
+    ].join("\n"),
+  );
   return counts;
 }

@@ -26,8 +26,10 @@ export interface SftSplit {
  * (the split does not depend on where the file lives or on its order).
  */
 export function loadSftData(s: SftSettings, tok: Tokenizer, seq: number, seed: number): SftSplit {
-  const train: TokenizedExample[][] = [], valid: TokenizedExample[] = [];
-  let cut = 0, total = 0;
+  const train: TokenizedExample[][] = [],
+    valid: TokenizedExample[] = [];
+  let cut = 0,
+    total = 0;
   for (const d of s.data) {
     const conv = readConversations(d.path, s.system);
     const mine: TokenizedExample[] = [];
@@ -36,13 +38,19 @@ export function loadSftData(s: SftSettings, tok: Tokenizer, seq: number, seed: n
       total++;
       if (ex.cut) cut++;
       // small files keep everything for training
-      if (conv.length >= 20 && hashUniform(seed, `${c.parts.head}${c.parts.middle}${c.parts.tail}\u0000${c.answer}`) < s.validFraction) valid.push(ex);
+      if (
+        conv.length >= 20 &&
+        hashUniform(seed, `${c.parts.head}${c.parts.middle}${c.parts.tail}\u0000${c.answer}`) < s.validFraction
+      )
+        valid.push(ex);
       else mine.push(ex);
     });
     if (!mine.length && d.weight > 0) throw new RetroError("badInput", `${d.path}: no conversation left for training`);
     train.push(mine);
   }
-  log(`instruction data: ${total} conversations from ${s.data.length} file(s), ${valid.length} held out${cut ? `, ${cut} prompts cut to fit ${seq} positions` : ""}`);
+  log(
+    `instruction data: ${total} conversations from ${s.data.length} file(s), ${valid.length} held out${cut ? `, ${cut} prompts cut to fit ${seq} positions` : ""}`,
+  );
   return { train, valid, weights: s.data.map((d) => d.weight) };
 }
 
@@ -61,7 +69,9 @@ export async function sftBatch(examples: TokenizedExample[], o: SftBatchOptions)
   const B = examples.length;
   const longest = Math.max(...examples.map((e) => e.ids.length - 1));
   const n = Math.min(o.seq, Math.ceil(longest / o.chunk) * o.chunk);
-  const ids = new Int32Array(B * n).fill(o.eod), targets = new Int32Array(B * n).fill(o.eod), mask = new Float32Array(B * n);
+  const ids = new Int32Array(B * n).fill(o.eod),
+    targets = new Int32Array(B * n).fill(o.eod),
+    mask = new Float32Array(B * n);
   examples.forEach((e, b) => {
     const L = Math.min(n, e.ids.length - 1);
     for (let t = 0; t < L; t++) {
@@ -72,8 +82,10 @@ export async function sftBatch(examples: TokenizedExample[], o: SftBatchOptions)
   });
   const batch: Batch = { B, n, ids, targets, mask };
   if (o.retrieval) {
-    const l = n / o.chunk, chunks: Int32Array[] = [];
-    for (let b = 0; b < B; b++) for (let u = 0; u < l; u++) chunks.push(ids.subarray(b * n + u * o.chunk, b * n + (u + 1) * o.chunk));
+    const l = n / o.chunk,
+      chunks: Int32Array[] = [];
+    for (let b = 0; b < B; b++)
+      for (let u = 0; u < l; u++) chunks.push(ids.subarray(b * n + u * o.chunk, b * n + (u + 1) * o.chunk));
     batch.neighbours = (await o.retrieval.retriever.retrieveChunks(chunks, o.retrieval.k, o.retrieval.r)).tokens;
   }
   return batch;
@@ -83,8 +95,16 @@ export async function sftBatch(examples: TokenizedExample[], o: SftBatchOptions)
 export class SftLoader {
   private readonly order: BlendOrder;
   private readonly size: number;
-  constructor(private readonly data: SftSplit, private readonly o: SftBatchOptions, seed: number) {
-    this.order = new BlendOrder(data.train.map((l) => Uint32Array.from(l.keys())), data.weights, seed);
+  constructor(
+    private readonly data: SftSplit,
+    private readonly o: SftBatchOptions,
+    seed: number,
+  ) {
+    this.order = new BlendOrder(
+      data.train.map((l) => Uint32Array.from(l.keys())),
+      data.weights,
+      seed,
+    );
     this.size = data.train.reduce((a, l, i) => a + (data.weights[i] > 0 ? l.length : 0), 0);
   }
   get pos(): number {

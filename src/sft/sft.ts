@@ -33,8 +33,13 @@ function sftSection(cfg: TrainConfig): SftSettings {
 
 function checkDataUnchanged(cfg: TrainConfig): void {
   for (const d of sftSection(cfg).data) {
-    if (!fs.existsSync(d.path)) throw new RetroError("notFound", `instruction data not found: ${d.path} (the run was started with it)`);
-    if (sha256File(d.path) !== d.sha256) throw new RetroError("mismatch", `${d.path} changed since the run started (SHA-256 differs); restore it or start a new --out`);
+    if (!fs.existsSync(d.path))
+      throw new RetroError("notFound", `instruction data not found: ${d.path} (the run was started with it)`);
+    if (sha256File(d.path) !== d.sha256)
+      throw new RetroError(
+        "mismatch",
+        `${d.path} changed since the run started (SHA-256 differs); restore it or start a new --out`,
+      );
   }
 }
 
@@ -43,13 +48,20 @@ function checkDataUnchanged(cfg: TrainConfig): void {
  * run for both the loop and its evaluation.
  */
 const prepared = new WeakMap<TrainConfig, Promise<{ data: ReturnType<typeof loadSftData>; o: SftBatchOptions }>>();
-function runData(cfg: TrainConfig, db: Database): Promise<{ data: ReturnType<typeof loadSftData>; o: SftBatchOptions }> {
+function runData(
+  cfg: TrainConfig,
+  db: Database,
+): Promise<{ data: ReturnType<typeof loadSftData>; o: SftBatchOptions }> {
   let p = prepared.get(cfg);
   if (!p) {
     p = (async () => {
-      const c = cfg.model, retrieving = c.model === "retro" && c.gate !== 0;
+      const c = cfg.model,
+        retrieving = c.model === "retro" && c.gate !== 0;
       const o: SftBatchOptions = {
-        seq: c.seq, batch: cfg.batch, chunk: c.model === "retro" ? c.chunk : 1, eod: db.tokenizer.eod,
+        seq: c.seq,
+        batch: cfg.batch,
+        chunk: c.model === "retro" ? c.chunk : 1,
+        eod: db.tokenizer.eod,
         retrieval: retrieving ? { k: c.k, r: c.r, retriever: await Retriever.open(db) } : undefined,
       };
       return { data: loadSftData(sftSection(cfg), db.tokenizer, c.seq, cfg.seed), o };
@@ -66,7 +78,11 @@ const sftTask: RunTask = {
     if (!rest.init) throw new RetroError("usage", "sft: --init CHECKPOINT is required (a GPT or Retro run to tune)");
     const base = readCheckpointConfig(resolveCheckpointDir(rest.init));
     const model = { ...(rest.model ?? {}) };
-    if (model.model !== undefined && model.model !== base.model) throw new RetroError("usage", `sft tunes the checkpoint's own model (${base.model}); --model ${String(model.model)} is not accepted`);
+    if (model.model !== undefined && model.model !== base.model)
+      throw new RetroError(
+        "usage",
+        `sft tunes the checkpoint's own model (${base.model}); --model ${String(model.model)} is not accepted`,
+      );
     if (base.model === "retro" && model.gate === undefined) model.gate = 0; // InstructRetro: the decoder alone
     const sft = resolveSftSettings({ data: data ?? [], system, validFraction });
     return resolveTrainConfig({ ...rest, model, sft }, db, DEFAULT_SFT_TRAIN);
@@ -80,7 +96,8 @@ const sftTask: RunTask = {
     return async () => {
       const { data, o } = await runData(cfg, db);
       const valid = data.valid;
-      let sum = 0, tokens = 0;
+      let sum = 0,
+        tokens = 0;
       const batches = Math.ceil(valid.length / cfg.batch);
       const limit = cfg.evalBatches > 0 ? Math.min(cfg.evalBatches, batches) : batches;
       for (let i = 0; i < limit; i++) {
@@ -99,7 +116,11 @@ const sftTask: RunTask = {
 };
 
 /** Instruction-tune `input.init` into the run folder `out` (resumable like `train`). */
-export async function sft(out: string, input: SftInput, opts: { resume?: boolean; stopAfter?: number } = {}): Promise<TrainResult> {
+export async function sft(
+  out: string,
+  input: SftInput,
+  opts: { resume?: boolean; stopAfter?: number } = {},
+): Promise<TrainResult> {
   const i: SftInput = { ...input };
   if (!i.db && i.init && !(opts.resume && fs.existsSync(`${out}/config.json`))) {
     const run = runConfigOf(resolveCheckpointDir(i.init));

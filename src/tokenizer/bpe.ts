@@ -32,11 +32,13 @@ export class BpeTokenizer implements Tokenizer {
   constructor(readonly model: BpeModel) {
     this.vocabSize = model.vocabSize;
     this.eod = model.vocabSize - 1;
-    if (256 + model.merges.length + 1 !== model.vocabSize) throw new Error(`BPE model: ${model.merges.length} merges do not give vocab ${model.vocabSize}`);
+    if (256 + model.merges.length + 1 !== model.vocabSize)
+      throw new Error(`BPE model: ${model.merges.length} merges do not give vocab ${model.vocabSize}`);
     for (let i = 0; i < 256; i++) this.bytesOf.push(Uint8Array.of(i));
     model.merges.forEach(([a, b], i) => {
       this.ranks.set(a * 65536 + b, i);
-      const x = this.bytesOf[a], y = this.bytesOf[b];
+      const x = this.bytesOf[a],
+        y = this.bytesOf[b];
       const m = new Uint8Array(x.length + y.length);
       m.set(x);
       m.set(y, x.length);
@@ -51,17 +53,19 @@ export class BpeTokenizer implements Tokenizer {
     if (hit) return hit;
     let ids = Array.from(te.encode(word));
     while (ids.length > 1) {
-      let best = -1, bestRank = Infinity;
+      let best = -1,
+        bestRank = Infinity;
       for (let i = 0; i + 1 < ids.length; i++) {
         const r = this.ranks.get(ids[i] * 65536 + ids[i + 1]);
         if (r !== undefined && r < bestRank) (bestRank = r), (best = i);
       }
       if (best < 0) break;
       const merged = 256 + bestRank;
-      const a = ids[best], b = ids[best + 1];
+      const a = ids[best],
+        b = ids[best + 1];
       const out: number[] = [];
       for (let i = 0; i < ids.length; i++) {
-        if (i + 1 < ids.length && ids[i] === a && ids[i + 1] === b) (out.push(merged), i++);
+        if (i + 1 < ids.length && ids[i] === a && ids[i + 1] === b) out.push(merged), i++;
         else out.push(ids[i]);
       }
       ids = out;
@@ -83,7 +87,7 @@ export class BpeTokenizer implements Tokenizer {
     let o = 0;
     for (let i = 0; i < ids.length; i++) {
       const b = this.bytesOf[ids[i]];
-      if (b) (buf.set(b, o), (o += b.length));
+      if (b) buf.set(b, o), (o += b.length);
     }
     return this.dec.decode(buf);
   }
@@ -94,12 +98,13 @@ class PairHeap {
   private c: number[] = [];
   private p: number[] = [];
   push(count: number, pair: number) {
-    const c = this.c, p = this.p;
+    const c = this.c,
+      p = this.p;
     let i = c.length;
     c.push(count), p.push(pair);
     while (i > 0) {
       const j = (i - 1) >> 1;
-      if (this.less(j, i)) (this.swap(i, j), (i = j));
+      if (this.less(j, i)) this.swap(i, j), (i = j);
       else break;
     }
   }
@@ -119,7 +124,8 @@ class PairHeap {
     this.c.pop(), this.p.pop();
     let i = 0;
     for (;;) {
-      const l = 2 * i + 1, r = l + 1;
+      const l = 2 * i + 1,
+        r = l + 1;
       let m = i;
       if (l < n - 1 && this.less(m, l)) m = l;
       if (r < n - 1 && this.less(m, r)) m = r;
@@ -132,8 +138,13 @@ class PairHeap {
 }
 
 /** Learn a byte-level BPE of `vocabSize` ids (merges = vocabSize − 257) from texts. */
-export async function trainBpe(texts: AsyncIterable<string> | Iterable<string>, vocabSize: number, minCount = 2): Promise<BpeModel> {
-  if (vocabSize < 258 || vocabSize > 65535) throw new Error(`BPE vocabulary size must be in [258, 65535], got ${vocabSize}`);
+export async function trainBpe(
+  texts: AsyncIterable<string> | Iterable<string>,
+  vocabSize: number,
+  minCount = 2,
+): Promise<BpeModel> {
+  if (vocabSize < 258 || vocabSize > 65535)
+    throw new Error(`BPE vocabulary size must be in [258, 65535], got ${vocabSize}`);
   const counts = new Map<string, number>();
   for await (const t of texts) for (const m of t.matchAll(PRETOKEN)) counts.set(m[0], (counts.get(m[0]) ?? 0) + 1);
   const words: number[][] = [];
@@ -174,7 +185,8 @@ export async function trainBpe(texts: AsyncIterable<string> | Iterable<string>, 
       continue;
     }
     if (c < minCount) break;
-    const a = Math.floor(k / 65536), b = k % 65536;
+    const a = Math.floor(k / 65536),
+      b = k % 65536;
     const id = 256 + merges.length;
     merges.push([a, b]);
     const touched = new Set<number>();
@@ -183,7 +195,7 @@ export async function trainBpe(texts: AsyncIterable<string> | Iterable<string>, 
       addPairs(wi, -1);
       const out: number[] = [];
       for (let i = 0; i < w.length; i++) {
-        if (i + 1 < w.length && w[i] === a && w[i + 1] === b) (out.push(id), i++);
+        if (i + 1 < w.length && w[i] === a && w[i + 1] === b) out.push(id), i++;
         else out.push(w[i]);
       }
       words[wi] = out;

@@ -38,6 +38,7 @@ export function loadTokenizer(spec: string): Tokenizer {
   if (spec === "gpt2") return gpt2Tokenizer();
   if (!fs.existsSync(spec)) throw new RetroError("notFound", `tokenizer file not found: ${spec} (or use "gpt2")`);
   const model = readJson<BpeModel>(spec, "tokenizer");
-  if (model.kind !== "bpe-bytes" || !Array.isArray(model.merges)) throw new RetroError("corrupt", `${spec} is not a retro-ts BPE tokenizer file`);
+  if (model.kind !== "bpe-bytes" || !Array.isArray(model.merges))
+    throw new RetroError("corrupt", `${spec} is not a retro-ts BPE tokenizer file`);
   return new BpeTokenizer(model);
 }

@@ -16,8 +16,12 @@ export class BlendOrder {
   lastDataset = -1;
 
   /** `lists[d]`: the items of dataset d; `weights`: blend weights (normalised here; a dataset without items is never drawn) */
-  constructor(private readonly lists: Uint32Array[], weights: number[], private readonly seed: number) {
-    const w = lists.map((l, i) => (l.length > 0 ? weights[i] ?? 1 : 0));
+  constructor(
+    private readonly lists: Uint32Array[],
+    weights: number[],
+    private readonly seed: number,
+  ) {
+    const w = lists.map((l, i) => (l.length > 0 ? (weights[i] ?? 1) : 0));
     const total = w.reduce((a, b) => a + b, 0);
     this.weights = w.map((x) => x / total);
     this.drawn = new Array<number>(lists.length).fill(0);
@@ -37,22 +41,30 @@ export class BlendOrder {
 
   next(): number {
     const t = this.pos;
-    let best = 0, bestErr = -Infinity;
+    let best = 0,
+      bestErr = -Infinity;
     for (let d = 0; d < this.weights.length; d++) {
       if (this.weights[d] === 0) continue;
       const err = this.weights[d] * (t + 1) - this.drawn[d];
-      if (err > bestErr) { bestErr = err; best = d; }
+      if (err > bestErr) {
+        bestErr = err;
+        best = d;
+      }
     }
     const j = this.drawn[best]++;
     this.lastDataset = best;
-    const list = this.lists[best], n = list.length, epoch = Math.floor(j / n);
+    const list = this.lists[best],
+      n = list.length,
+      epoch = Math.floor(j / n);
     let p = this.perms.get(best);
     if (!p || p.epoch !== epoch) {
       const perm = Uint32Array.from(list);
       const rng = new Rng(hash32(`${this.seed}:${best}:${epoch}`));
       for (let i = n - 1; i > 0; i--) {
         const k = rng.int(i + 1);
-        const x = perm[i]; perm[i] = perm[k]; perm[k] = x;
+        const x = perm[i];
+        perm[i] = perm[k];
+        perm[k] = x;
       }
       p = { epoch, perm };
       this.perms.set(best, p);

@@ -42,7 +42,10 @@ export interface ControlReport {
    * Loss on the token sets given as masks (e.g. the facts of the held-out text), with each neighbour source;
    * `read`: own neighbours, the positions whose target occurs in the neighbours they read.
    */
-  masked?: Record<string, { own: LossCell; another?: number; random?: number; none?: number; read: LossCell; unread: LossCell }>;
+  masked?: Record<
+    string,
+    { own: LossCell; another?: number; random?: number; none?: number; read: LossCell; unread: LossCell }
+  >;
 }
 
 export interface InContextReport {
@@ -62,19 +65,37 @@ export interface InContextReport {
  * u+1, and its loss on chunk u+1 is compared with the same input without the neighbour prefix. A gain says the
  * neighbours carry signal usable in context, whatever CCA makes of it.
  */
-export function evalInContext(model: Model, db: Database, o: { batch: number; k?: number; r?: number }): InContextReport {
-  const c = model.config, m = db.m, n = c.seq, k = o.k ?? kOf(model), r = o.r ?? c.r, pre = k * r;
-  if (pre + 2 * m > n) throw new RetroError("usage", `in-context baseline: k·r = ${pre} neighbour tokens and two chunks do not fit the GPT's ${n} positions`);
+export function evalInContext(
+  model: Model,
+  db: Database,
+  o: { batch: number; k?: number; r?: number },
+): InContextReport {
+  const c = model.config,
+    m = db.m,
+    n = c.seq,
+    k = o.k ?? kOf(model),
+    r = o.r ?? c.r,
+    pre = k * r;
+  if (pre + 2 * m > n)
+    throw new RetroError(
+      "usage",
+      `in-context baseline: k·r = ${pre} neighbour tokens and two chunks do not fit the GPT's ${n} positions`,
+    );
   const info = db.manifest.neighbours?.valid;
   if (!info) throw new RetroError("badInput", `${db.dir}: neighbours of the valid split have not been computed`);
-  const reader = db.split("valid"), l = info.seq / m, eod = db.tokenizer.eod;
+  const reader = db.split("valid"),
+    l = info.seq / m,
+    eod = db.tokenizer.eod;
   const items: { ids: Int32Array; targets: Int32Array; mask: Float32Array }[][] = [[], []];
   const sums = [0, 0];
   let tokens = 0;
   const flush = (which: number) => {
     const list = items[which];
     if (!list.length) return;
-    const B = list.length, ids = new Int32Array(B * n).fill(eod), targets = new Int32Array(B * n).fill(eod), mask = new Float32Array(B * n);
+    const B = list.length,
+      ids = new Int32Array(B * n).fill(eod),
+      targets = new Int32Array(B * n).fill(eod),
+      mask = new Float32Array(B * n);
     list.forEach((it, b) => (ids.set(it.ids, b * n), targets.set(it.targets, b * n), mask.set(it.mask, b * n)));
     const res = model.forward({ B, n, ids, targets, mask });
     sums[which] += res.loss * res.tokens;
@@ -90,7 +111,11 @@ export function evalInContext(model: Model, db: Database, o: { batch: number; k?
       for (const which of [0, 1]) {
         const prefix = which === 0 ? Array.from(nbr.subarray(u * pre, (u + 1) * pre)) : [];
         const ids = Int32Array.from([...prefix, ...tok.subarray(a, end - 1)]);
-        const targets = Int32Array.from([...prefix.slice(1), ...(prefix.length ? [tok[a]] : []), ...tok.subarray(a + 1, end)]);
+        const targets = Int32Array.from([
+          ...prefix.slice(1),
+          ...(prefix.length ? [tok[a]] : []),
+          ...tok.subarray(a + 1, end),
+        ]);
         const mask = new Float32Array(ids.length);
         mask.fill(1, ids.length - m);
         items[which].push({ ids, targets, mask });
@@ -106,7 +131,8 @@ export function evalInContext(model: Model, db: Database, o: { batch: number; k?
 /** longest common run of tokens between a and any of the neighbour rows (each r tokens) */
 export function longestCommonRun(a: ArrayLike<number>, nbr: ArrayLike<number>, rows: number, r: number): number {
   let best = 0;
-  const prev = new Int32Array(r + 1), cur = new Int32Array(r + 1);
+  const prev = new Int32Array(r + 1),
+    cur = new Int32Array(r + 1);
   for (let q = 0; q < rows; q++) {
     prev.fill(0);
     for (let i = 0; i < a.length; i++) {
@@ -129,12 +155,27 @@ interface Pass {
 /** neighbours per chunk the controls read: the model's k (a GPT's config keeps one too, for bucketing) */
 const kOf = (model: Model) => Math.max(1, model.config.k);
 
-function pass(model: Model, db: Database, batch: number, o: { shift?: number; random?: number; gate?: number }, detail?: (b: ReturnType<Loader["next"]>, losses: Float32Array, item0: number) => void): Pass & { items: number } {
+function pass(
+  model: Model,
+  db: Database,
+  batch: number,
+  o: { shift?: number; random?: number; gate?: number },
+  detail?: (b: ReturnType<Loader["next"]>, losses: Float32Array, item0: number) => void,
+): Pass & { items: number } {
   const c = model.config;
-  const loader = new Loader(db, { split: "valid", seq: c.seq, batch, seed: 0, retrieval: { k: kOf(model), r: c.r }, shiftNeighbours: o.shift, randomNeighbours: o.random });
+  const loader = new Loader(db, {
+    split: "valid",
+    seq: c.seq,
+    batch,
+    seed: 0,
+    retrieval: { k: kOf(model), r: c.r },
+    shiftNeighbours: o.shift,
+    randomNeighbours: o.random,
+  });
   const keep = model.gate;
   if (o.gate !== undefined) model.gate = o.gate;
-  let sum = 0, tokens = 0;
+  let sum = 0,
+    tokens = 0;
   try {
     for (let done = 0; done < loader.items; ) {
       const size = Math.min(batch, loader.items - done);
@@ -157,42 +198,57 @@ function pass(model: Model, db: Database, batch: number, o: { shift?: number; ra
  * named token sets of the held-out split (1 at a token offset of the split's stream that belongs to the set),
  * whose loss is reported apart.
  */
-export function evalControls(model: Model, db: Database, o: { batch: number; seed?: number; masks?: Record<string, Uint8Array> }): ControlReport {
-  const c = model.config, m = db.m, n = c.seq;
-  const k = kOf(model), r = c.r, l = n / m;
+export function evalControls(
+  model: Model,
+  db: Database,
+  o: { batch: number; seed?: number; masks?: Record<string, Uint8Array> },
+): ControlReport {
+  const c = model.config,
+    m = db.m,
+    n = c.seq;
+  const k = kOf(model),
+    r = c.r,
+    l = n / m;
   const masks = Object.entries(o.masks ?? {});
   // the target of position t of item i is token i·n + t + 1 of the split (the valid loader reads items in order)
-  const maskPass = (sums: Pass[], read?: { yes: Pass[]; no: Pass[] }) => (b: ReturnType<Loader["next"]>, losses: Float32Array, item0: number) => {
-    for (let s = 0; s < b.B; s++) {
-      const base = (item0 + s) * n + 1;
-      for (let t = 0; t < n; t++) {
-        masks.forEach(([, mask], i) => {
-          if (!mask[base + t]) return;
-          sums[i].sum += losses[s * n + t];
-          sums[i].tokens++;
-          if (read && t >= m - 1) {
-            const u = Math.floor((t - (m - 1)) / m);
-            const nb = b.neighbours!.subarray((s * l + u) * k * r, (s * l + u + 1) * k * r);
-            const cell = nb.includes(b.targets[s * n + t]) ? read.yes[i] : read.no[i];
-            cell.sum += losses[s * n + t];
-            cell.tokens++;
-          } else if (read) (read.no[i].sum += losses[s * n + t], read.no[i].tokens++);
-        });
+  const maskPass =
+    (sums: Pass[], read?: { yes: Pass[]; no: Pass[] }) =>
+    (b: ReturnType<Loader["next"]>, losses: Float32Array, item0: number) => {
+      for (let s = 0; s < b.B; s++) {
+        const base = (item0 + s) * n + 1;
+        for (let t = 0; t < n; t++) {
+          masks.forEach(([, mask], i) => {
+            if (!mask[base + t]) return;
+            sums[i].sum += losses[s * n + t];
+            sums[i].tokens++;
+            if (read && t >= m - 1) {
+              const u = Math.floor((t - (m - 1)) / m);
+              const nb = b.neighbours!.subarray((s * l + u) * k * r, (s * l + u + 1) * k * r);
+              const cell = nb.includes(b.targets[s * n + t]) ? read.yes[i] : read.no[i];
+              cell.sum += losses[s * n + t];
+              cell.tokens++;
+            } else if (read) (read.no[i].sum += losses[s * n + t]), read.no[i].tokens++;
+          });
+        }
       }
-    }
-  };
+    };
   const cells = () => masks.map(() => ({ sum: 0, tokens: 0 }));
-  const mOwn = cells(), mYes = cells(), mNo = cells();
+  const mOwn = cells(),
+    mYes = cells(),
+    mNo = cells();
   const ownMasks = masks.length ? maskPass(mOwn, { yes: mYes, no: mNo }) : null;
   const buckets = OVERLAP_BUCKETS.map((upTo) => ({ upTo, sum: 0, tokens: 0, chunks: 0 }));
-  const first: Pass = { sum: 0, tokens: 0 }, yes: Pass = { sum: 0, tokens: 0 }, no: Pass = { sum: 0, tokens: 0 };
+  const first: Pass = { sum: 0, tokens: 0 },
+    yes: Pass = { sum: 0, tokens: 0 },
+    no: Pass = { sum: 0, tokens: 0 };
   const own = pass(model, db, o.batch, {}, (b, losses, item0) => {
     ownMasks?.(b, losses, item0);
     for (let s = 0; s < b.B; s++) {
-      for (let t = 0; t < m - 1; t++) (first.sum += losses[s * n + t], first.tokens++);
+      for (let t = 0; t < m - 1; t++) (first.sum += losses[s * n + t]), first.tokens++;
       for (let u = 0; u < l; u++) {
         const nb = b.neighbours!.subarray((s * l + u) * k * r, (s * l + u + 1) * k * r);
-        const lo = u * m + m - 1, hi = Math.min(n, lo + m);
+        const lo = u * m + m - 1,
+          hi = Math.min(n, lo + m);
         const present = new Set<number>(nb);
         let sum = 0;
         for (let t = lo; t < hi; t++) {
@@ -203,7 +259,7 @@ export function evalControls(model: Model, db: Database, o: { batch: number; see
         }
         if (hi - lo < m) continue; // the last window holds only the sequence's final position: not a whole chunk
         const share = longestCommonRun(b.targets.subarray(s * n + lo, s * n + hi), nb, k, r) / m;
-        for (const bk of buckets) if (share <= bk.upTo) (bk.sum += sum, bk.tokens += m, bk.chunks++);
+        for (const bk of buckets) if (share <= bk.upTo) (bk.sum += sum), (bk.tokens += m), bk.chunks++;
       }
     }
   });
@@ -217,17 +273,37 @@ export function evalControls(model: Model, db: Database, o: { batch: number; see
     ctl("random", { random: o.seed ?? 1 });
     ctl("none", { gate: 0 });
   }
-  const masked: ControlReport["masked"] = masks.length ? Object.fromEntries(masks.map(([name], i) => [name, {
-    own: { loss: mean(mOwn[i]), tokens: mOwn[i].tokens },
-    ...(model.isRetro ? { another: mean(mCtl.another[i]), random: mean(mCtl.random[i]), none: mean(mCtl.none[i]) } : {}),
-    read: { loss: mean(mYes[i]), tokens: mYes[i].tokens }, unread: { loss: mean(mNo[i]), tokens: mNo[i].tokens },
-  }])) : undefined;
+  const masked: ControlReport["masked"] = masks.length
+    ? Object.fromEntries(
+        masks.map(([name], i) => [
+          name,
+          {
+            own: { loss: mean(mOwn[i]), tokens: mOwn[i].tokens },
+            ...(model.isRetro
+              ? { another: mean(mCtl.another[i]), random: mean(mCtl.random[i]), none: mean(mCtl.none[i]) }
+              : {}),
+            read: { loss: mean(mYes[i]), tokens: mYes[i].tokens },
+            unread: { loss: mean(mNo[i]), tokens: mNo[i].tokens },
+          },
+        ]),
+      )
+    : undefined;
   const inContext = model.isRetro || k * c.r + 2 * m > n ? undefined : evalInContext(model, db, { batch: o.batch });
-  const ppl = Object.fromEntries(Object.entries(loss).map(([key, v]) => [key, Math.exp(v as number)])) as ControlReport["ppl"];
+  const ppl = Object.fromEntries(
+    Object.entries(loss).map(([key, v]) => [key, Math.exp(v as number)]),
+  ) as ControlReport["ppl"];
   return {
-    model: c.model, loss, ppl, tokens: own.tokens,
+    model: c.model,
+    loss,
+    ppl,
+    tokens: own.tokens,
     noNeighboursRead: { loss: mean(first), tokens: first.tokens },
-    overlap: buckets.map((bk) => ({ upTo: bk.upTo, loss: bk.tokens ? bk.sum / bk.tokens : NaN, tokens: bk.tokens, chunks: bk.chunks })),
+    overlap: buckets.map((bk) => ({
+      upTo: bk.upTo,
+      loss: bk.tokens ? bk.sum / bk.tokens : NaN,
+      tokens: bk.tokens,
+      chunks: bk.chunks,
+    })),
     targetInNeighbours: { yes: { loss: mean(yes), tokens: yes.tokens }, no: { loss: mean(no), tokens: no.tokens } },
     ...(inContext ? { inContext } : {}),
     ...(masked ? { masked } : {}),

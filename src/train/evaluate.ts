@@ -19,20 +19,35 @@ export interface EvalResult {
 
 /** the held-out split in order, as `model` reads it */
 export function validLoaderOptions(c: ModelConfig, batch: number): LoaderOptions {
-  return { split: "valid", seq: c.seq, batch, seed: 0, retrieval: c.model === "retro" ? { k: c.k, r: c.r } : undefined };
+  return {
+    split: "valid",
+    seq: c.seq,
+    batch,
+    seed: 0,
+    retrieval: c.model === "retro" ? { k: c.k, r: c.r } : undefined,
+  };
 }
 
 /** `loader`: a loader made with validLoaderOptions for this model, reused across evaluations (it is rewound) */
-export function evaluate(model: Model, db: Database, o: { batch: number; batches?: number; gate?: number; showProgress?: boolean; loader?: Loader }): EvalResult {
+export function evaluate(
+  model: Model,
+  db: Database,
+  o: { batch: number; batches?: number; gate?: number; showProgress?: boolean; loader?: Loader },
+): EvalResult {
   const c = model.config;
   const loader = o.loader ?? new Loader(db, validLoaderOptions(c, o.batch));
   loader.pos = 0;
-  const full = Math.floor(loader.items / o.batch), rest = loader.items % o.batch;
+  const full = Math.floor(loader.items / o.batch),
+    rest = loader.items % o.batch;
   // a limited evaluation (during training) uses whole batches only; a full one also covers the remainder
-  const sizes: number[] = o.batches && o.batches > 0 ? new Array(Math.min(o.batches, Math.max(1, full))).fill(o.batch) : [...new Array(full).fill(o.batch), ...(rest ? [rest] : [])];
+  const sizes: number[] =
+    o.batches && o.batches > 0
+      ? new Array(Math.min(o.batches, Math.max(1, full))).fill(o.batch)
+      : [...new Array(full).fill(o.batch), ...(rest ? [rest] : [])];
   const keepGate = model.gate;
   if (o.gate !== undefined) model.gate = o.gate;
-  let sum = 0, tokens = 0;
+  let sum = 0,
+    tokens = 0;
   const bar = o.showProgress ? progress("eval", sizes.length, "batches") : null;
   try {
     for (let i = 0; i < sizes.length; i++) {
@@ -47,5 +62,11 @@ export function evaluate(model: Model, db: Database, o: { batch: number; batches
     bar?.stop();
   }
   const loss = sum / tokens;
-  return { loss, ppl: Math.exp(loss), tokens, batches: sizes.length, gate: c.model === "retro" ? (o.gate ?? keepGate) : null };
+  return {
+    loss,
+    ppl: Math.exp(loss),
+    tokens,
+    batches: sizes.length,
+    gate: c.model === "retro" ? (o.gate ?? keepGate) : null,
+  };
 }

@@ -50,17 +50,34 @@ export class Loader {
   /** items consumed so far */
   pos = 0;
 
-  constructor(readonly db: Database, readonly o: LoaderOptions) {
+  constructor(
+    readonly db: Database,
+    readonly o: LoaderOptions,
+  ) {
     const info = db.manifest.neighbours?.[o.split];
-    if (!info) throw new RetroError("badInput", `${db.dir}: the ${o.split} split has no samples/neighbours yet ("retro db query --db ${db.dir} --split ${o.split}")`);
+    if (!info)
+      throw new RetroError(
+        "badInput",
+        `${db.dir}: the ${o.split} split has no samples/neighbours yet ("retro db query --db ${db.dir} --split ${o.split}")`,
+      );
     this.dbSeq = info.seq;
-    if (info.seq % o.seq) throw new RetroError("mismatch", `model seq ${o.seq} must divide the database's sample length ${info.seq} (config.query.seq)`);
-    if (o.seq % db.m) throw new RetroError("mismatch", `model seq ${o.seq} must be a multiple of the database's chunk length ${db.m}`);
+    if (info.seq % o.seq)
+      throw new RetroError(
+        "mismatch",
+        `model seq ${o.seq} must divide the database's sample length ${info.seq} (config.query.seq)`,
+      );
+    if (o.seq % db.m)
+      throw new RetroError("mismatch", `model seq ${o.seq} must be a multiple of the database's chunk length ${db.m}`);
     this.parts = info.seq / o.seq;
     this.items = info.samples * this.parts;
-    if (this.items < 1) throw new RetroError("badInput", `${db.dir}: the ${o.split} split holds no complete sample of ${info.seq} tokens`);
+    if (this.items < 1)
+      throw new RetroError(
+        "badInput",
+        `${db.dir}: the ${o.split} split holds no complete sample of ${info.seq} tokens`,
+      );
     if (o.retrieval) {
-      if (o.retrieval.k > info.keep) throw new RetroError("mismatch", `k = ${o.retrieval.k} neighbours asked, the database kept ${info.keep}`);
+      if (o.retrieval.k > info.keep)
+        throw new RetroError("mismatch", `k = ${o.retrieval.k} neighbours asked, the database kept ${info.keep}`);
       this.keep = info.keep;
       this.chunksPerSample = info.chunksPerSample;
       this.nbr = new Int32Array(info.samples * info.chunksPerSample * info.keep);
@@ -84,7 +101,11 @@ export class Loader {
     const fill = counts.map(() => 0);
     const byDataset = counts.map((c) => new Uint32Array(c));
     for (let it = 0; it < this.items; it++) byDataset[itemDataset[it]][fill[itemDataset[it]]++] = it;
-    this.blend = new BlendOrder(byDataset, (db.manifest.datasets ?? [{ weight: 1 }]).map((d) => d.weight), o.seed);
+    this.blend = new BlendOrder(
+      byDataset,
+      (db.manifest.datasets ?? [{ weight: 1 }]).map((d) => d.weight),
+      o.seed,
+    );
   }
 
   /** first token of item `it` */
@@ -116,11 +137,14 @@ export class Loader {
 
   /** the next batch of `size` items (default: the configured batch) */
   next(size = this.o.batch): Batch & { items: number[] } {
-    const B = size, n = this.o.seq;
+    const B = size,
+      n = this.o.seq;
     const reader = this.db.split(this.o.split);
-    const ids = new Int32Array(B * n), targets = new Int32Array(B * n);
+    const ids = new Int32Array(B * n),
+      targets = new Int32Array(B * n);
     const items: number[] = [];
-    const rt = this.o.retrieval, l = n / this.db.m;
+    const rt = this.o.retrieval,
+      l = n / this.db.m;
     // neighbour ids [B, l, k], turned into tokens [B, l, k, r] by the database at the end
     const nbrIds = rt ? new Int32Array(B * l * rt.k) : null;
     for (let b = 0; b < B; b++) {
@@ -134,11 +158,15 @@ export class Loader {
       }
       if (rt && nbrIds) {
         const src = this.o.shiftNeighbours ? (it + this.o.shiftNeighbours) % this.items : it;
-        const sample = Math.floor(src / this.parts), first = (src % this.parts) * l;
+        const sample = Math.floor(src / this.parts),
+          first = (src % this.parts) * l;
         for (let j = 0; j < l; j++) {
           const row = (sample * this.chunksPerSample + first + j) * this.keep;
           for (let q = 0; q < rt.k; q++) {
-            nbrIds[(b * l + j) * rt.k + q] = this.o.randomNeighbours !== undefined ? hash32(`${this.o.randomNeighbours}:${it}:${j}:${q}`) % this.db.nChunks : this.nbr![row + q];
+            nbrIds[(b * l + j) * rt.k + q] =
+              this.o.randomNeighbours !== undefined
+                ? hash32(`${this.o.randomNeighbours}:${it}:${j}:${q}`) % this.db.nChunks
+                : this.nbr![row + q];
           }
         }
       }
@@ -151,6 +179,8 @@ export class Loader {
 /** Refuse a model that cannot read this database (tokenizer vocabulary, chunk length, neighbours kept). */
 export function checkModelAgainstDb(c: ModelConfig, db: Database): void {
   const t = db.manifest.tokenizer!;
-  if (c.vocab !== t.vocabSize) throw new RetroError("mismatch", `model vocab ${c.vocab} ≠ database tokenizer ${t.id} with ${t.vocabSize} ids`);
-  if (c.model === "retro" && c.chunk !== db.m) throw new RetroError("mismatch", `model chunk ${c.chunk} ≠ database chunk length ${db.m}`);
+  if (c.vocab !== t.vocabSize)
+    throw new RetroError("mismatch", `model vocab ${c.vocab} ≠ database tokenizer ${t.id} with ${t.vocabSize} ids`);
+  if (c.model === "retro" && c.chunk !== db.m)
+    throw new RetroError("mismatch", `model chunk ${c.chunk} ≠ database chunk length ${db.m}`);
 }

@@ -24,14 +24,16 @@ export function readMetrics(dir: string): MetricLine[] {
   const file = fs.existsSync(dir) && fs.statSync(dir).isDirectory() ? path.join(dir, "metrics.jsonl") : dir;
   if (!fs.existsSync(file)) throw new RetroError("notFound", `no metrics: ${file}`);
   const out: MetricLine[] = [];
-  fs.readFileSync(file, "utf8").split("\n").forEach((l, i) => {
-    if (!l.trim()) return;
-    try {
-      out.push(JSON.parse(l) as MetricLine);
-    } catch {
-      throw new RetroError("corrupt", `${file}:${i + 1}: not a JSON line`);
-    }
-  });
+  fs.readFileSync(file, "utf8")
+    .split("\n")
+    .forEach((l, i) => {
+      if (!l.trim()) return;
+      try {
+        out.push(JSON.parse(l) as MetricLine);
+      } catch {
+        throw new RetroError("corrupt", `${file}:${i + 1}: not a JSON line`);
+      }
+    });
   return out;
 }
 
@@ -52,9 +54,11 @@ export function startStep(runDir: string, seen = new Set<string>()): number {
   }
   if (typeof init !== "string" || !fs.existsSync(init)) return 0;
   // init: a run folder (its latest checkpoint) or a checkpoint folder runs/X/checkpoints/step-N
-  let ckpt = init, parent = init;
+  let ckpt = init,
+    parent = init;
   const latest = path.join(init, "latest.json");
-  if (fs.existsSync(latest)) ckpt = path.join(init, (JSON.parse(fs.readFileSync(latest, "utf8")) as { dir: string }).dir);
+  if (fs.existsSync(latest))
+    ckpt = path.join(init, (JSON.parse(fs.readFileSync(latest, "utf8")) as { dir: string }).dir);
   else parent = path.dirname(path.dirname(init));
   const m = /step-(\d+)$/.exec(ckpt);
   return (m ? Number(m[1]) : 0) + startStep(parent, seen);
@@ -72,12 +76,21 @@ function smooth(xs: MetricLine[], w: number): { step: number; loss: number }[] {
   return out;
 }
 
-export async function plotRuns(runs: { name: string; dir: string }[], outSvg: string, o: { title?: string; png?: boolean; smooth?: number } = {}): Promise<string[]> {
-  const train: Record<string, unknown>[] = [], evals: Record<string, unknown>[] = [];
+export async function plotRuns(
+  runs: { name: string; dir: string }[],
+  outSvg: string,
+  o: { title?: string; png?: boolean; smooth?: number } = {},
+): Promise<string[]> {
+  const train: Record<string, unknown>[] = [],
+    evals: Record<string, unknown>[] = [];
   for (const r of runs) {
     const m = readMetrics(r.dir);
     const at = fs.statSync(r.dir).isDirectory() ? startStep(r.dir) : 0;
-    for (const p of smooth(m.filter((x) => x.kind === "train"), o.smooth ?? 20)) train.push({ run: r.name, ...p, step: p.step + at });
+    for (const p of smooth(
+      m.filter((x) => x.kind === "train"),
+      o.smooth ?? 20,
+    ))
+      train.push({ run: r.name, ...p, step: p.step + at });
     for (const e of m.filter((x) => x.kind === "eval")) evals.push({ run: r.name, step: e.step + at, ppl: e.ppl });
   }
   const color = { field: "run", type: "nominal", title: "run" } as const;
@@ -87,12 +100,28 @@ export async function plotRuns(runs: { name: string; dir: string }[], outSvg: st
     config: { font: "DejaVu Sans" },
     hconcat: [
       {
-        title: "training loss (nats/token, moving average)", width: 380, height: 260, data: { values: train }, mark: { type: "line", strokeWidth: 1.5 },
-        encoding: { x: { field: "step", type: "quantitative", title: "global step (a continued run starts at its checkpoint's)" }, y: { field: "loss", type: "quantitative", scale: { zero: false } }, color },
+        title: "training loss (nats/token, moving average)",
+        width: 380,
+        height: 260,
+        data: { values: train },
+        mark: { type: "line", strokeWidth: 1.5 },
+        encoding: {
+          x: { field: "step", type: "quantitative", title: "global step (a continued run starts at its checkpoint's)" },
+          y: { field: "loss", type: "quantitative", scale: { zero: false } },
+          color,
+        },
       },
       {
-        title: "held-out perplexity", width: 380, height: 260, data: { values: evals }, mark: { type: "line", point: true },
-        encoding: { x: { field: "step", type: "quantitative", title: "global step" }, y: { field: "ppl", type: "quantitative", scale: { zero: false } }, color },
+        title: "held-out perplexity",
+        width: 380,
+        height: 260,
+        data: { values: evals },
+        mark: { type: "line", point: true },
+        encoding: {
+          x: { field: "step", type: "quantitative", title: "global step" },
+          y: { field: "ppl", type: "quantitative", scale: { zero: false } },
+          color,
+        },
       },
     ],
   };
@@ -103,8 +132,13 @@ export async function plotRuns(runs: { name: string; dir: string }[], outSvg: st
  * Grouped bars: one group per `group`, one bar per `series` (e.g. the loss per overlap bucket for GPT-fitting
  * and Retro-fitting, or the QA scores per set for each model); SVG and PNG like the curves.
  */
-export async function plotBars(rows: { group: string; series: string; value: number }[], outSvg: string, o: { title: string; yTitle: string; png?: boolean; zero?: boolean }): Promise<string[]> {
-  const groups = [...new Set(rows.map((r) => r.group))], series = [...new Set(rows.map((r) => r.series))];
+export async function plotBars(
+  rows: { group: string; series: string; value: number }[],
+  outSvg: string,
+  o: { title: string; yTitle: string; png?: boolean; zero?: boolean },
+): Promise<string[]> {
+  const groups = [...new Set(rows.map((r) => r.group))],
+    series = [...new Set(rows.map((r) => r.series))];
   const spec: TopLevelSpec = {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
     title: o.title,
@@ -115,7 +149,13 @@ export async function plotBars(rows: { group: string; series: string; value: num
     mark: { type: "bar" },
     encoding: {
       x: { field: "series", type: "nominal", title: null, sort: series, axis: { labels: false, ticks: false } },
-      column: { field: "group", type: "nominal", title: null, sort: groups, header: { labelAngle: 0, labelAlign: "center" } },
+      column: {
+        field: "group",
+        type: "nominal",
+        title: null,
+        sort: groups,
+        header: { labelAngle: 0, labelAlign: "center" },
+      },
       y: { field: "value", type: "quantitative", title: o.yTitle, scale: { zero: o.zero ?? true } },
       color: { field: "series", type: "nominal", title: null, sort: series },
     },
@@ -133,7 +173,13 @@ async function render(spec: TopLevelSpec, outSvg: string, png: boolean | undefin
     // resvg-js ships a prebuilt binary per platform; without one the SVG is still written
     try {
       const { Resvg } = await import("@resvg/resvg-js");
-      const bytes = new Resvg(svg, { background: "white", fitTo: { mode: "zoom", value: 1.5 }, font: { loadSystemFonts: true, defaultFontFamily: "DejaVu Sans" } }).render().asPng();
+      const bytes = new Resvg(svg, {
+        background: "white",
+        fitTo: { mode: "zoom", value: 1.5 },
+        font: { loadSystemFonts: true, defaultFontFamily: "DejaVu Sans" },
+      })
+        .render()
+        .asPng();
       const outPng = outSvg.replace(/\.svg$/i, "") + ".png";
       writeFileAtomic(outPng, bytes);
       files.push(outPng);

@@ -10,12 +10,39 @@ import { DEFAULT_SEED } from "../util/rng.ts";
 import { defaultsOf, defineSettings, type SettingValues } from "../util/settings.ts";
 
 export const TRAIN_SETTINGS = defineSettings({
-  freezeDecoder: { kind: "bool", default: false, help: "Retro-fitting with the decoder frozen (only encoder and CCA train)" },
-  freezeDecoderSteps: { kind: "int", min: 0, default: 0, legacy: 0, help: "Retro: decoder frozen for the first N steps, then unfrozen" },
-  retrievalLr: { kind: "num", above: 0, default: 1, legacy: 1, help: "Retro: learning-rate multiplier of the encoder and CCA" },
-  zeroCcaOut: { kind: "bool", default: false, legacy: false, negatable: true, help: "Retro, fresh retrieval weights: CCA output projections start at 0 (a Retro-fit starts at its GPT)" },
+  freezeDecoder: {
+    kind: "bool",
+    default: false,
+    help: "Retro-fitting with the decoder frozen (only encoder and CCA train)",
+  },
+  freezeDecoderSteps: {
+    kind: "int",
+    min: 0,
+    default: 0,
+    legacy: 0,
+    help: "Retro: decoder frozen for the first N steps, then unfrozen",
+  },
+  retrievalLr: {
+    kind: "num",
+    above: 0,
+    default: 1,
+    legacy: 1,
+    help: "Retro: learning-rate multiplier of the encoder and CCA",
+  },
+  zeroCcaOut: {
+    kind: "bool",
+    default: false,
+    legacy: false,
+    negatable: true,
+    help: "Retro, fresh retrieval weights: CCA output projections start at 0 (a Retro-fit starts at its GPT)",
+  },
   batch: { kind: "int", min: 1, default: 8, help: "sequences per micro-batch" },
-  accum: { kind: "int", min: 1, default: 1, help: "micro-batches per optimizer step (gradients weighted by counted tokens)" },
+  accum: {
+    kind: "int",
+    min: 1,
+    default: 1,
+    help: "micro-batches per optimizer step (gradients weighted by counted tokens)",
+  },
   steps: { kind: "int", min: 1, default: 1000, help: "optimizer steps" },
   lr: { kind: "num", above: 0, default: 1e-3, help: "peak learning rate" },
   minLr: { kind: "num", min: 0, default: 1e-4, help: "final learning rate (cosine decay)" },
@@ -29,8 +56,19 @@ export const TRAIN_SETTINGS = defineSettings({
   evalBatches: { kind: "int", min: 0, default: 20, help: "validation batches per evaluation (0 = the whole split)" },
   saveEvery: { kind: "int", min: 1, default: 200, help: "steps between checkpoints" },
   seed: { kind: "int", ...SEED_RANGE, default: DEFAULT_SEED, help: "seed (init and data order)" },
-  threads: { kind: "int", min: 1, max: 256, default: 2, help: "kernel threads (results are bit-identical only for the same count)" },
-  precision: { kind: "choice", choices: ["fp32", "bf16"], default: "fp32", help: "matmul precision of the linear layers (bf16: fp32 accumulation and master weights)" },
+  threads: {
+    kind: "int",
+    min: 1,
+    max: 256,
+    default: 2,
+    help: "kernel threads (results are bit-identical only for the same count)",
+  },
+  precision: {
+    kind: "choice",
+    choices: ["fp32", "bf16"],
+    default: "fp32",
+    help: "matmul precision of the linear layers (bf16: fp32 accumulation and master weights)",
+  },
 });
 
 export type TrainSettings = SettingValues<typeof TRAIN_SETTINGS>;

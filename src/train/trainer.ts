@@ -19,12 +19,20 @@ import { lockFolder } from "../util/lock.ts";
 import { readJson, tmpPathFor, writeFileAtomic, writeJsonAtomic } from "../util/fsx.ts";
 import { log, progress } from "../util/progress.ts";
 import { Database } from "../db/database.ts";
-import { loadEngine, } from "../engine/native.ts";
+import { loadEngine } from "../engine/native.ts";
 import { readSafetensors, tensorF32, writeSafetensors, type TensorOut } from "../engine/safetensors.ts";
 import { NEW_RETRO, resolveModelConfig, type ModelConfig } from "../model/config.ts";
 import { Model } from "../model/model.ts";
 import { AdamW } from "../model/optim.ts";
-import { checkCheckpointTokenizer, loadWeights, readCheckpointConfig, resolveCheckpointDir, saveCheckpoint, WEIGHTS_FILE, type LoadReport } from "../model/checkpoint.ts";
+import {
+  checkCheckpointTokenizer,
+  loadWeights,
+  readCheckpointConfig,
+  resolveCheckpointDir,
+  saveCheckpoint,
+  WEIGHTS_FILE,
+  type LoadReport,
+} from "../model/checkpoint.ts";
 import { Loader, checkModelAgainstDb } from "./loader.ts";
 import { evaluate, validLoaderOptions } from "./evaluate.ts";
 import { DEFAULT_TRAIN, TRAIN_SETTINGS, type TrainSettings } from "./settings.ts";
@@ -67,13 +75,21 @@ export function lrAt(c: Pick<TrainConfig, "lr" | "minLr" | "warmup" | "steps">, 
  * model config starts from the defaults, or from the init checkpoint's config (its decoder), with `input.model`
  * on top; vocab and chunk come from the database. `defaults`: the command's defaults (train's or sft's).
  */
-export function resolveTrainConfig(input: Record<string, unknown>, db: Database, defaults: TrainSettings = DEFAULT_TRAIN): TrainConfig {
+export function resolveTrainConfig(
+  input: Record<string, unknown>,
+  db: Database,
+  defaults: TrainSettings = DEFAULT_TRAIN,
+): TrainConfig {
   const unknown = unknownKeys(input, [TRAIN_SETTINGS], STRUCT_KEYS);
   if (unknown.length) throw new RetroError("usage", `unknown train config key(s): ${unknown.join(", ")}`);
   const c = { ...defaultsOf(TRAIN_SETTINGS), ...defaults } as Record<string, unknown>;
-  for (const [k, v] of Object.entries(input)) if (v !== undefined && !(STRUCT_KEYS as readonly string[]).includes(k)) c[k] = v;
+  for (const [k, v] of Object.entries(input))
+    if (v !== undefined && !(STRUCT_KEYS as readonly string[]).includes(k)) c[k] = v;
   if (input.tokenizer !== undefined && input.tokenizer !== db.manifest.tokenizer!.id) {
-    throw new RetroError("mismatch", `the config was made for tokenizer ${String(input.tokenizer)}, database ${db.dir} has ${db.manifest.tokenizer!.id}`);
+    throw new RetroError(
+      "mismatch",
+      `the config was made for tokenizer ${String(input.tokenizer)}, database ${db.dir} has ${db.manifest.tokenizer!.id}`,
+    );
   }
   validateSettings(c, TRAIN_SETTINGS, "train config");
   if ((c.minLr as number) > (c.lr as number)) throw new RetroError("usage", "train config: need minLr <= lr");
@@ -91,7 +107,13 @@ export function resolveTrainConfig(input: Record<string, unknown>, db: Database,
   const t = db.manifest.tokenizer!;
   const model = resolveModelConfig({ vocab: t.vocabSize, chunk: db.m, ...recipe, ...base, ...over });
   checkModelAgainstDb(model, db);
-  const out = { ...(c as TrainSettings), db: path.resolve(db.dir), tokenizer: t.id, model, init: init ? path.resolve(init) : null } as TrainConfig;
+  const out = {
+    ...(c as TrainSettings),
+    db: path.resolve(db.dir),
+    tokenizer: t.id,
+    model,
+    init: init ? path.resolve(init) : null,
+  } as TrainConfig;
   if (input.sft !== undefined) out.sft = input.sft as object;
   return out;
 }
@@ -118,7 +140,10 @@ function saveTrainCheckpoint(out: string, model: Model, opt: AdamW, state: Train
   const dir = path.join(out, "checkpoints", name);
   const tmp = tmpPathFor(dir);
   saveCheckpoint(tmp, model, { step: String(state.step), tokenizer });
-  const tensors = new Map<string, TensorOut>([["m", { dtype: "F32", shape: [opt.m.length], data: opt.m }], ["v", { dtype: "F32", shape: [opt.v.length], data: opt.v }]]);
+  const tensors = new Map<string, TensorOut>([
+    ["m", { dtype: "F32", shape: [opt.m.length], data: opt.m }],
+    ["v", { dtype: "F32", shape: [opt.v.length], data: opt.v }],
+  ]);
   writeSafetensors(path.join(tmp, "optim.safetensors"), tensors, { t: String(opt.t) });
   writeJsonAtomic(path.join(tmp, "state.json"), state);
   fs.rmSync(dir, { recursive: true, force: true });
@@ -126,8 +151,13 @@ function saveTrainCheckpoint(out: string, model: Model, opt: AdamW, state: Train
   const latest = path.join(out, "latest.json");
   writeJsonAtomic(latest, { step: state.step, dir: path.join("checkpoints", name) });
   // keep the newest two checkpoints (older ones, and checkpoints past a resumed step, go)
-  const all = fs.readdirSync(path.join(out, "checkpoints")).filter((d) => /^step-\d+$/.test(d)).sort();
-  for (const d of all) if (d > name || all.indexOf(d) < all.indexOf(name) - 1) fs.rmSync(path.join(out, "checkpoints", d), { recursive: true, force: true });
+  const all = fs
+    .readdirSync(path.join(out, "checkpoints"))
+    .filter((d) => /^step-\d+$/.test(d))
+    .sort();
+  for (const d of all)
+    if (d > name || all.indexOf(d) < all.indexOf(name) - 1)
+      fs.rmSync(path.join(out, "checkpoints", d), { recursive: true, force: true });
 }
 
 function appendMetric(file: string, rec: Record<string, unknown>): void {
@@ -137,14 +167,17 @@ function appendMetric(file: string, rec: Record<string, unknown>): void {
 /** keep the metric lines up to `step` (a resumed run rewrites what came after its checkpoint) */
 function truncateMetrics(file: string, step: number): void {
   if (!fs.existsSync(file)) return;
-  const keep = fs.readFileSync(file, "utf8").split("\n").filter((l) => {
-    if (!l.trim()) return false;
-    try {
-      return (JSON.parse(l) as { step: number }).step <= step;
-    } catch {
-      return false; // a line cut by a kill
-    }
-  });
+  const keep = fs
+    .readFileSync(file, "utf8")
+    .split("\n")
+    .filter((l) => {
+      if (!l.trim()) return false;
+      try {
+        return (JSON.parse(l) as { step: number }).step <= step;
+      } catch {
+        return false; // a line cut by a kill
+      }
+    });
   writeFileAtomic(file, keep.map((l) => l + "\n").join(""));
 }
 
@@ -186,7 +219,13 @@ const pretrain: RunTask = {
   name: "train",
   resolve: (input, db) => resolveTrainConfig(input, db),
   source(cfg, db) {
-    return new Loader(db, { split: "train", seq: cfg.model.seq, batch: cfg.batch, seed: cfg.seed, retrieval: cfg.model.model === "retro" ? { k: cfg.model.k, r: cfg.model.r } : undefined });
+    return new Loader(db, {
+      split: "train",
+      seq: cfg.model.seq,
+      batch: cfg.batch,
+      seed: cfg.seed,
+      retrieval: cfg.model.model === "retro" ? { k: cfg.model.k, r: cfg.model.r } : undefined,
+    });
   },
   evaluator(cfg, db, model) {
     const validLoader = new Loader(db, validLoaderOptions(cfg.model, cfg.batch));
@@ -194,15 +233,26 @@ const pretrain: RunTask = {
   },
 };
 
-export async function train(out: string, input: Record<string, unknown>, opts: { resume?: boolean; stopAfter?: number } = {}): Promise<TrainResult> {
+export async function train(
+  out: string,
+  input: Record<string, unknown>,
+  opts: { resume?: boolean; stopAfter?: number } = {},
+): Promise<TrainResult> {
   return runTask(pretrain, out, input, opts);
 }
 
 /** Lock the run folder, open the run, loop until its last step (or a stop), close. Shared by `train` and `sft`. */
-export async function runTask(task: RunTask, out: string, input: Record<string, unknown>, opts: { resume?: boolean; stopAfter?: number } = {}): Promise<TrainResult> {
+export async function runTask(
+  task: RunTask,
+  out: string,
+  input: Record<string, unknown>,
+  opts: { resume?: boolean; stopAfter?: number } = {},
+): Promise<TrainResult> {
   const cfgFile = path.join(out, "config.json");
   // a resumed run may name its database again or take it from its config.json
-  const dbDir = (input.db as string | undefined) ?? (opts.resume && fs.existsSync(cfgFile) ? readJson<TrainConfig>(cfgFile, "run config").db : undefined);
+  const dbDir =
+    (input.db as string | undefined) ??
+    (opts.resume && fs.existsSync(cfgFile) ? readJson<TrainConfig>(cfgFile, "run config").db : undefined);
   if (!dbDir) throw new RetroError("usage", `${task.name}: a database is required (--db DIR)`);
   const unlock = lockFolder(out, `retro ${task.name}`);
   try {
@@ -217,7 +267,13 @@ export async function runTask(task: RunTask, out: string, input: Record<string, 
   }
 }
 
-export async function openRun(task: RunTask, out: string, input: Record<string, unknown>, opts: { resume?: boolean }, dbDir: string): Promise<OpenRun> {
+export async function openRun(
+  task: RunTask,
+  out: string,
+  input: Record<string, unknown>,
+  opts: { resume?: boolean },
+  dbDir: string,
+): Promise<OpenRun> {
   const cfgFile = path.join(out, "config.json");
   let cfg: TrainConfig;
   let state: TrainState = { step: 0, pos: 0, tokens: 0, seconds: 0 };
@@ -237,24 +293,41 @@ export async function openRun(task: RunTask, out: string, input: Record<string, 
       if (v === undefined) continue;
       if (k === "model" || k === "sft") {
         const have = ((cfg as unknown as Record<string, unknown>)[k] ?? {}) as Record<string, unknown>;
-        for (const [mk, mv] of Object.entries(v as Record<string, unknown>)) if (mv !== undefined && JSON.stringify(mv) !== JSON.stringify(have[mk])) diff.push(`${k}.${mk}`);
+        for (const [mk, mv] of Object.entries(v as Record<string, unknown>))
+          if (mv !== undefined && JSON.stringify(mv) !== JSON.stringify(have[mk])) diff.push(`${k}.${mk}`);
       } else if (JSON.stringify(v) !== JSON.stringify((cfg as unknown as Record<string, unknown>)[k])) diff.push(k);
     }
-    if (diff.length) throw new RetroError("usage", `cannot resume ${out}: the config differs in ${diff.join(", ")} (resume with the original settings, or start a new --out)`);
+    if (diff.length)
+      throw new RetroError(
+        "usage",
+        `cannot resume ${out}: the config differs in ${diff.join(", ")} (resume with the original settings, or start a new --out)`,
+      );
   } else {
-    if (fs.existsSync(cfgFile) && fs.existsSync(path.join(out, "latest.json"))) throw new RetroError("usage", `${out} already holds a run; pass --resume to continue it or choose another --out`);
+    if (fs.existsSync(cfgFile) && fs.existsSync(path.join(out, "latest.json")))
+      throw new RetroError("usage", `${out} already holds a run; pass --resume to continue it or choose another --out`);
     cfg = await task.resolve(input, db);
     // a config.json without any checkpoint is a start that failed (or was killed before its first save):
     // nothing would be lost by starting again, so the same command can simply be re-run
     if (fs.existsSync(cfgFile)) log(`${out}: no checkpoint was ever saved there; starting the run afresh`);
   }
-  if (db.manifest.tokenizer!.id !== cfg.tokenizer) throw new RetroError("mismatch", `database ${db.dir} now has tokenizer ${db.manifest.tokenizer!.id}, the run was made with ${cfg.tokenizer}`);
+  if (db.manifest.tokenizer!.id !== cfg.tokenizer)
+    throw new RetroError(
+      "mismatch",
+      `database ${db.dir} now has tokenizer ${db.manifest.tokenizer!.id}, the run was made with ${cfg.tokenizer}`,
+    );
 
   const engine = loadEngine();
   const model = new Model(cfg.model, { engine, seed: cfg.seed });
-  const opt = new AdamW(model, { beta1: cfg.beta1, beta2: cfg.beta2, eps: cfg.eps, weightDecay: cfg.weightDecay, clip: cfg.clip });
+  const opt = new AdamW(model, {
+    beta1: cfg.beta1,
+    beta2: cfg.beta2,
+    eps: cfg.eps,
+    weightDecay: cfg.weightDecay,
+    clip: cfg.clip,
+  });
   if (cfg.freezeDecoder || cfg.freezeDecoderSteps > 0) {
-    if (cfg.model.model !== "retro") throw new RetroError("usage", "freezeDecoder: only a Retro model has a part left to train");
+    if (cfg.model.model !== "retro")
+      throw new RetroError("usage", "freezeDecoder: only a Retro model has a part left to train");
     model.frozen.add("decoder");
   }
   if (cfg.retrievalLr !== 1) opt.lrScale.set("retrieval", cfg.retrievalLr);
@@ -269,7 +342,11 @@ export async function openRun(task: RunTask, out: string, input: Record<string, 
     opt.m.set(tensorF32(o, "m"));
     opt.v.set(tensorF32(o, "v"));
     opt.t = Number(o.metadata.t);
-    if (!Number.isSafeInteger(opt.t) || opt.t < 0) throw new RetroError("corrupt", `${dir}/optim.safetensors: its metadata has no valid step count "t" (got ${JSON.stringify(o.metadata.t)})`);
+    if (!Number.isSafeInteger(opt.t) || opt.t < 0)
+      throw new RetroError(
+        "corrupt",
+        `${dir}/optim.safetensors: its metadata has no valid step count "t" (got ${JSON.stringify(o.metadata.t)})`,
+      );
     state = readJson<TrainState>(path.join(dir, "state.json"), "train state");
     log(`resuming ${out} at step ${state.step}`);
   } else if (cfg.init) {
@@ -278,11 +355,15 @@ export async function openRun(task: RunTask, out: string, input: Record<string, 
     const retrofit = cfg.model.model === "retro" && fromCfg.model === "gpt";
     load = loadWeights(model, path.join(from, WEIGHTS_FILE), { allowMissing: retrofit ? ["retrieval"] : [] });
     if (retrofit && cfg.zeroCcaOut) zeroCcaOut(model);
-    log(`${retrofit ? "retro-fitting" : "continuing"} from ${from}: ${load.loaded.length} tensors loaded${load.fresh.length ? `, ${load.fresh.length} initialised fresh (${summarise(load.fresh)})` : ""}`);
+    log(
+      `${retrofit ? "retro-fitting" : "continuing"} from ${from}: ${load.loaded.length} tensors loaded${load.fresh.length ? `, ${load.fresh.length} initialised fresh (${summarise(load.fresh)})` : ""}`,
+    );
   }
   fs.mkdirSync(out, { recursive: true });
   const ckpts = path.join(out, "checkpoints");
-  if (fs.existsSync(ckpts)) for (const d of fs.readdirSync(ckpts)) if (d.endsWith(".tmp")) fs.rmSync(path.join(ckpts, d), { recursive: true, force: true });
+  if (fs.existsSync(ckpts))
+    for (const d of fs.readdirSync(ckpts))
+      if (d.endsWith(".tmp")) fs.rmSync(path.join(ckpts, d), { recursive: true, force: true });
   if (!resume || !fs.existsSync(cfgFile)) writeJsonAtomic(cfgFile, cfg);
   const metrics = path.join(out, "metrics.jsonl");
   if (resume) truncateMetrics(metrics, state.step);
@@ -345,15 +426,31 @@ async function loop(task: RunTask, run: OpenRun, opts: { stopAfter?: number }): 
       const stepTokens = micro.reduce((x, b) => x + b.B * b.n, 0);
       state = { step, pos: source.pos, tokens: state.tokens + stepTokens, seconds: state.seconds + dt };
       lastLoss = total > 0 ? lossSum / total : 0;
-      if (!Number.isFinite(lastLoss)) throw new RetroError("badInput", `loss became ${lastLoss} at step ${step} (lower the learning rate?)`);
-      appendMetric(metrics, { kind: "train", step, loss: lastLoss, lr, grad_norm: gradNorm, tokens_per_s: stepTokens / dt, tokens: state.tokens, loss_tokens: total, epoch: source.epoch, elapsed: Number(process.hrtime.bigint() - runStart) / 1e9 });
+      if (!Number.isFinite(lastLoss))
+        throw new RetroError("badInput", `loss became ${lastLoss} at step ${step} (lower the learning rate?)`);
+      appendMetric(metrics, {
+        kind: "train",
+        step,
+        loss: lastLoss,
+        lr,
+        grad_norm: gradNorm,
+        tokens_per_s: stepTokens / dt,
+        tokens: state.tokens,
+        loss_tokens: total,
+        epoch: source.epoch,
+        elapsed: Number(process.hrtime.bigint() - runStart) / 1e9,
+      });
       if (step % cfg.evalEvery === 0 || step === cfg.steps) {
         const e = await evaluateNow();
         lastEval = { loss: e.loss, ppl: e.ppl };
         appendMetric(metrics, { kind: "eval", step, loss: e.loss, ppl: e.ppl, tokens: e.tokens });
       }
-      if (step % cfg.saveEvery === 0 || step === cfg.steps || stop || step === opts.stopAfter) saveTrainCheckpoint(out, model, opt, state, cfg.tokenizer);
-      bar.update(step, `loss ${lastLoss.toFixed(3)}${lastEval ? ` | val ppl ${lastEval.ppl.toFixed(1)}` : ""} | ${(stepTokens / dt).toFixed(0)} tok/s`);
+      if (step % cfg.saveEvery === 0 || step === cfg.steps || stop || step === opts.stopAfter)
+        saveTrainCheckpoint(out, model, opt, state, cfg.tokenizer);
+      bar.update(
+        step,
+        `loss ${lastLoss.toFixed(3)}${lastEval ? ` | val ppl ${lastEval.ppl.toFixed(1)}` : ""} | ${(stepTokens / dt).toFixed(0)} tok/s`,
+      );
       if (step === opts.stopAfter) break;
       await new Promise((r) => setImmediate(r)); // let a Ctrl-C in
     }
@@ -383,6 +480,15 @@ export function zeroCcaOut(model: Model): void {
 }
 
 function summarise(names: string[]): string {
-  const groups = new Set(names.map((n) => n.replace(/\.(weight|bias)$/, "").replace(/\.\d+\./g, ".*.").split(".").slice(0, 3).join(".")));
+  const groups = new Set(
+    names.map((n) =>
+      n
+        .replace(/\.(weight|bias)$/, "")
+        .replace(/\.\d+\./g, ".*.")
+        .split(".")
+        .slice(0, 3)
+        .join("."),
+    ),
+  );
   return [...groups].slice(0, 4).join(", ") + (groups.size > 4 ? ", ..." : "");
 }

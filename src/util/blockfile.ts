@@ -44,14 +44,23 @@ export interface Block<T extends BlockArray> {
 }
 
 /** Read and verify a block; throws RetroError("corrupt") naming the file and the fault. */
-export function readBlock<T extends BlockArray>(file: string, ctor: { new (b: ArrayBuffer): T; BYTES_PER_ELEMENT: number }): Block<T> {
+export function readBlock<T extends BlockArray>(
+  file: string,
+  ctor: { new (b: ArrayBuffer): T; BYTES_PER_ELEMENT: number },
+): Block<T> {
   if (!fs.existsSync(file)) throw new RetroError("notFound", `block file not found: ${file}`);
   const buf = fs.readFileSync(file);
-  if (buf.length < HEADER || buf.toString("latin1", 0, 8) !== MAGIC) throw new RetroError("corrupt", `${file}: not a retro-ts block file (bad header)`);
-  const code = buf.readUInt32LE(8), rows = buf.readUInt32LE(12), cols = buf.readUInt32LE(16), crc = buf.readUInt32LE(20);
-  if (DTYPES[code - 1] !== (ctor as unknown)) throw new RetroError("corrupt", `${file}: block holds dtype #${code}, expected ${ctor.name}`);
+  if (buf.length < HEADER || buf.toString("latin1", 0, 8) !== MAGIC)
+    throw new RetroError("corrupt", `${file}: not a retro-ts block file (bad header)`);
+  const code = buf.readUInt32LE(8),
+    rows = buf.readUInt32LE(12),
+    cols = buf.readUInt32LE(16),
+    crc = buf.readUInt32LE(20);
+  if (DTYPES[code - 1] !== (ctor as unknown))
+    throw new RetroError("corrupt", `${file}: block holds dtype #${code}, expected ${ctor.name}`);
   const expect = HEADER + rows * cols * ctor.BYTES_PER_ELEMENT;
-  if (buf.length !== expect) throw new RetroError("corrupt", `${file}: truncated or padded block (${buf.length} bytes, expected ${expect})`);
+  if (buf.length !== expect)
+    throw new RetroError("corrupt", `${file}: truncated or padded block (${buf.length} bytes, expected ${expect})`);
   const payload = buf.subarray(HEADER);
   if (zlib.crc32(payload) !== crc) throw new RetroError("corrupt", `${file}: checksum mismatch (corrupt block)`);
   const ab = payload.buffer.slice(payload.byteOffset, payload.byteOffset + payload.byteLength) as ArrayBuffer;
@@ -59,7 +68,10 @@ export function readBlock<T extends BlockArray>(file: string, ctor: { new (b: Ar
 }
 
 /** True when the block exists and passes its checks (used to decide what to recompute). */
-export function blockIsValid(file: string, ctor: { new (b: ArrayBuffer): BlockArray; BYTES_PER_ELEMENT: number }): boolean {
+export function blockIsValid(
+  file: string,
+  ctor: { new (b: ArrayBuffer): BlockArray; BYTES_PER_ELEMENT: number },
+): boolean {
   try {
     readBlock(file, ctor);
     return true;

@@ -9,23 +9,75 @@ export type ErrorKind = "usage" | "notFound" | "badInput" | "corrupt" | "mismatc
  * ends with, and the HTTP status and OpenAI error type the server answers with.
  */
 export const ERROR_KINDS: Readonly<Record<ErrorKind, { exit: number; http: number; type: string; meaning: string }>> = {
-  usage: { exit: 2, http: 400, type: "invalid_request_error", meaning: "bad flags, config or request values" },
-  notFound: { exit: 3, http: 404, type: "not_found_error", meaning: "a path (or a served resource) that does not exist" },
-  badInput: { exit: 4, http: 400, type: "invalid_request_error", meaning: "corpus or data that cannot be read (empty, malformed, not UTF-8)" },
-  corrupt: { exit: 5, http: 500, type: "server_error", meaning: "an on-disk artefact that fails its checks (truncated, checksum, foreign format)" },
-  mismatch: { exit: 6, http: 409, type: "invalid_request_error", meaning: "artefacts that do not belong together (tokenizer, chunk length, dimension)" },
-  busy: { exit: 7, http: 503, type: "server_error", meaning: "the folder is being written by another process (retry later)" },
-  io: { exit: 8, http: 500, type: "server_error", meaning: "the file system refused: permission, read-only, disk full, a file in the way" },
-  internal: { exit: 70, http: 500, type: "server_error", meaning: "a bug: one line on stderr, the full trace written to a file it names" },
+  usage: {
+    exit: 2,
+    http: 400,
+    type: "invalid_request_error",
+    meaning:
+      "bad flags, config or request values; a folder that is not a database given to `db build --out`; a model or batch too large for the memory",
+  },
+  notFound: {
+    exit: 3,
+    http: 404,
+    type: "not_found_error",
+    meaning:
+      "a path that does not exist (with the install command for an offline corpus that is not installed), or a served model or route",
+  },
+  badInput: {
+    exit: 4,
+    http: 400,
+    type: "invalid_request_error",
+    meaning: "unreadable input: an empty corpus, non-UTF-8 text, malformed JSONL",
+  },
+  corrupt: {
+    exit: 5,
+    http: 500,
+    type: "server_error",
+    meaning:
+      "a corrupt artefact: a truncated or checksum-failing block, token file (SHA-256), index file (size + CRC-32), safetensors, neighbour ids outside the chunk table, a damaged SWORD module",
+  },
+  mismatch: {
+    exit: 6,
+    http: 409,
+    type: "invalid_request_error",
+    meaning:
+      "artefacts that do not belong together: tokenizer (also of the same size), chunk length, embedder dimension ≠ index dimension",
+  },
+  busy: {
+    exit: 7,
+    http: 503,
+    type: "server_error",
+    meaning:
+      "the folder is being written by another live process (its PID lock file names it; a dead writer's lock is taken over): retry later",
+  },
+  io: {
+    exit: 8,
+    http: 500,
+    type: "server_error",
+    meaning:
+      "the file system refused: permission denied, read-only, disk full (re-run after freeing space: finished work is kept), a file where a folder is needed",
+  },
+  internal: {
+    exit: 70,
+    http: 500,
+    type: "server_error",
+    meaning: "a bug: one line on stderr, the full trace written to a file it names",
+  },
 };
 
 /** exit codes by kind (scripts branch on them) */
-export const ExitCode = Object.fromEntries(Object.entries(ERROR_KINDS).map(([k, v]) => [k, v.exit])) as Record<ErrorKind, number>;
+export const ExitCode = Object.fromEntries(Object.entries(ERROR_KINDS).map(([k, v]) => [k, v.exit])) as Record<
+  ErrorKind,
+  number
+>;
 export type ExitCodeName = ErrorKind;
 
 export class RetroError extends Error {
   readonly code: number;
-  constructor(readonly kind: ErrorKind, message: string) {
+  constructor(
+    readonly kind: ErrorKind,
+    message: string,
+  ) {
     super(message);
     this.name = "RetroError";
     this.code = ERROR_KINDS[kind].exit;

@@ -44,8 +44,13 @@ function parseJsonFile<T>(file: string, what: string, bad: (message: string) => 
 
 /** A JSON file the user wrote (a --config): bad JSON is a usage error (exit 2), naming the file and the parse error. */
 export function readUserJson<T>(file: string, what: string): T {
-  const v = parseJsonFile<unknown>(file, what, (m) => new RetroError("usage", `${what} ${file} is not valid JSON (${m})`));
-  if (v === null || typeof v !== "object" || Array.isArray(v)) throw new RetroError("usage", `${what} ${file} must hold a JSON object`);
+  const v = parseJsonFile<unknown>(
+    file,
+    what,
+    (m) => new RetroError("usage", `${what} ${file} is not valid JSON (${m})`),
+  );
+  if (v === null || typeof v !== "object" || Array.isArray(v))
+    throw new RetroError("usage", `${what} ${file} must hold a JSON object`);
   return v as T;
 }
 
@@ -89,7 +94,8 @@ export interface FileCheck {
 export function fileCheck(file: string): FileCheck {
   const fd = fs.openSync(file, "r");
   const buf = Buffer.alloc(8 << 20);
-  let crc = 0, bytes = 0;
+  let crc = 0,
+    bytes = 0;
   try {
     for (;;) {
       const n = fs.readSync(fd, buf, 0, buf.length, bytes);

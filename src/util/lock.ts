@@ -50,9 +50,14 @@ export function lockFolder(dir: string, what: string): () => void {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
       const { pid, pidText, host } = readLock(file);
-      if (host !== os.hostname()) throw new RetroError("busy", `${dir} is locked by process ${pidText} on host ${host} (${what}); if that process is gone, remove ${file}`);
+      if (host !== os.hostname())
+        throw new RetroError(
+          "busy",
+          `${dir} is locked by process ${pidText} on host ${host} (${what}); if that process is gone, remove ${file}`,
+        );
       if (pid === process.pid) throw new RetroError("usage", `${dir}: this process already writes it (${what})`);
-      if (Number.isInteger(pid) && pid > 0 && alive(pid)) throw new RetroError("busy", `${dir} is in use by process ${pid} (${what}); wait for it or stop it`);
+      if (Number.isInteger(pid) && pid > 0 && alive(pid))
+        throw new RetroError("busy", `${dir} is in use by process ${pid} (${what}); wait for it or stop it`);
       log(`${dir}: taking over the lock of process ${pid}, which is gone`);
       fs.rmSync(file, { force: true }); // stale: its writer is gone
     }

@@ -24,14 +24,20 @@ export function rangeText(r: Range): string {
 }
 
 function inRange(n: number, r: Range): boolean {
-  return !((r.min !== undefined && n < r.min) || (r.max !== undefined && n > r.max) || (r.above !== undefined && !(n > r.above)) || (r.below !== undefined && !(n < r.below)));
+  return !(
+    (r.min !== undefined && n < r.min) ||
+    (r.max !== undefined && n > r.max) ||
+    (r.above !== undefined && !(n > r.above)) ||
+    (r.below !== undefined && !(n < r.below))
+  );
 }
 
 /** an integer value of `what` (a flag or a config key), in `r` */
 export function checkInt(v: unknown, what: string, r: Range = {}): number {
   const n = typeof v === "string" ? (INT.test(v.trim()) ? Number(v) : NaN) : typeof v === "number" ? v : NaN;
   const must = `an integer${rangeText(r) ? " " + rangeText(r) : ""}`;
-  if (!Number.isSafeInteger(n) || !inRange(n, r)) throw new RetroError("usage", `${what} must be ${must}, got ${typeof v === "string" ? v : JSON.stringify(v)}`);
+  if (!Number.isSafeInteger(n) || !inRange(n, r))
+    throw new RetroError("usage", `${what} must be ${must}, got ${typeof v === "string" ? v : JSON.stringify(v)}`);
   return n;
 }
 
@@ -39,10 +45,10 @@ export function checkInt(v: unknown, what: string, r: Range = {}): number {
 export function checkNum(v: unknown, what: string, r: Range = {}): number {
   const n = typeof v === "string" ? (NUM.test(v.trim()) ? Number(v) : NaN) : typeof v === "number" ? v : NaN;
   const must = `a number${rangeText(r) ? " " + rangeText(r) : ""}`;
-  if (!Number.isFinite(n) || !inRange(n, r)) throw new RetroError("usage", `${what} must be ${must}, got ${typeof v === "string" ? v : JSON.stringify(v)}`);
+  if (!Number.isFinite(n) || !inRange(n, r))
+    throw new RetroError("usage", `${what} must be ${must}, got ${typeof v === "string" ? v : JSON.stringify(v)}`);
   return n;
 }
 
 /** seeds: the generators take 32-bit seeds; a larger value would be silently wrapped */
 export const SEED_RANGE: Range = { min: 0, max: 2 ** 32 - 1 };
-

@@ -22,7 +22,9 @@ export function progress(label: string, total: number, unit = "items", start = 0
       const s = (Date.now() - t0) / 1000;
       const rate = (done - start) / Math.max(s, 1e-9);
       const eta = rate > 0 ? (total - done) / rate : 0;
-      process.stderr.write(`${label}: ${done}/${total} ${unit} ${rate.toFixed(rate < 10 ? 2 : 0)}/s ETA ${eta.toFixed(0)}s${note ? " | " + note : ""}\n`);
+      process.stderr.write(
+        `${label}: ${done}/${total} ${unit} ${rate.toFixed(rate < 10 ? 2 : 0)}/s ETA ${eta.toFixed(0)}s${note ? " | " + note : ""}\n`,
+      );
     };
     return {
       update(d, status) {
@@ -40,7 +42,11 @@ export function progress(label: string, total: number, unit = "items", start = 0
     };
   }
   const bar = new cliProgress.SingleBar(
-    { format: `${label} [{bar}] {percentage}% | {value}/{total} ${unit} | {rate}/s | ETA {eta_formatted}{status}`, hideCursor: true, stream: process.stderr },
+    {
+      format: `${label} [{bar}] {percentage}% | {value}/{total} ${unit} | {rate}/s | ETA {eta_formatted}{status}`,
+      hideCursor: true,
+      stream: process.stderr,
+    },
     cliProgress.Presets.shades_classic,
   );
   const t0 = Date.now();

@@ -50,11 +50,15 @@ export type Setting = IntSetting | NumSetting | BoolSetting | ChoiceSetting | In
 export type SettingsTable = Readonly<Record<string, Setting>>;
 
 /** The value type of one row. */
-export type SettingValue<S> = S extends { kind: "int" | "num" } ? number
-  : S extends { kind: "bool" } ? boolean
-  : S extends { kind: "choice"; choices: readonly (infer C)[] } ? C
-  : S extends { kind: "intList" } ? number[]
-  : never;
+export type SettingValue<S> = S extends { kind: "int" | "num" }
+  ? number
+  : S extends { kind: "bool" }
+    ? boolean
+    : S extends { kind: "choice"; choices: readonly (infer C)[] }
+      ? C
+      : S extends { kind: "intList" }
+        ? number[]
+        : never;
 
 /** The typed record of a table's values. */
 export type SettingValues<T extends SettingsTable> = { -readonly [K in keyof T]: SettingValue<T[K]> };
@@ -83,7 +87,10 @@ export function unknownKeys(input: object, tables: readonly SettingsTable[], ext
   return Object.keys(input).filter((k) => !extra.includes(k) && !tables.some((t) => k in t));
 }
 
-const rangeOf = (s: Setting): Range => ("above" in s || "min" in s || "max" in s || "below" in s ? { min: s.min, max: (s as Range).max, above: (s as Range).above, below: (s as Range).below } : {});
+const rangeOf = (s: Setting): Range =>
+  "above" in s || "min" in s || "max" in s || "below" in s
+    ? { min: s.min, max: (s as Range).max, above: (s as Range).above, below: (s as Range).below }
+    : {};
 
 /** Check one value against its row; returns it (numbers given as strings are read strictly). */
 export function checkSetting(s: Setting, v: unknown, what: string): unknown {
@@ -98,7 +105,8 @@ export function checkSetting(s: Setting, v: unknown, what: string): unknown {
       if (typeof v !== "string" || !s.choices.includes(v)) bad(s.choices.map((x) => JSON.stringify(x)).join(" or "));
       return v;
     case "intList":
-      if (!Array.isArray(v) || v.some((x) => !Number.isInteger(x) || (s.min !== undefined && x < s.min))) bad(`a list of integers${s.min !== undefined ? ` ≥ ${s.min}` : ""}`);
+      if (!Array.isArray(v) || v.some((x) => !Number.isInteger(x) || (s.min !== undefined && x < s.min)))
+        bad(`a list of integers${s.min !== undefined ? ` ≥ ${s.min}` : ""}`);
       return v;
     case "int":
       return checkInt(v, what, rangeOf(s));
@@ -116,9 +124,18 @@ export function validateSettings(values: Record<string, unknown>, table: Setting
  * Defaults, then `input` on top (undefined and null values skipped), unknown keys refused, every value checked:
  * the typed values of the table.
  */
-export function resolveSettings<T extends SettingsTable>(table: T, input: Record<string, unknown>, what: string, defaults: SettingValues<T> = defaultsOf(table)): SettingValues<T> {
+export function resolveSettings<T extends SettingsTable>(
+  table: T,
+  input: Record<string, unknown>,
+  what: string,
+  defaults: SettingValues<T> = defaultsOf(table),
+): SettingValues<T> {
   const unknown = unknownKeys(input, [table]);
-  if (unknown.length) throw new RetroError("usage", `unknown ${what} key(s): ${unknown.join(", ")} (known: ${Object.keys(table).join(", ")})`);
+  if (unknown.length)
+    throw new RetroError(
+      "usage",
+      `unknown ${what} key(s): ${unknown.join(", ")} (known: ${Object.keys(table).join(", ")})`,
+    );
   const out: Record<string, unknown> = { ...defaults };
   for (const [k, v] of Object.entries(input)) if (v !== undefined && v !== null) out[k] = v;
   validateSettings(out, table, what);
@@ -126,7 +143,8 @@ export function resolveSettings<T extends SettingsTable>(table: T, input: Record
 }
 
 /** kebab-case flag of a key (`minLr` → `min-lr`, `enc_layers` → `enc-layers`) */
-export const flagOf = (key: string, s?: Setting): string => s?.flagName ?? key.replace(/_/g, "-").replace(/[A-Z]/g, (c) => "-" + c.toLowerCase());
+export const flagOf = (key: string, s?: Setting): string =>
+  s?.flagName ?? key.replace(/_/g, "-").replace(/[A-Z]/g, (c) => "-" + c.toLowerCase());
 
 /** What a row accepts, in words ("an integer ≥ 1", "fp32 | bf16"). */
 export function acceptsText(s: Setting): string {
@@ -150,17 +168,25 @@ export function settingsMarkdown(table: SettingsTable, defaults: Record<string, 
   const rows = ["| key | flag | accepts | default | meaning |", "|---|---|---|---|---|"];
   for (const [k, s] of Object.entries(table)) {
     const flag = s.flag === false ? "—" : `\`--${flagOf(k, s)}\``;
-    rows.push(`| \`${k}\` | ${flag} | ${acceptsText(s)} | \`${JSON.stringify(defaults[k])}\` | ${s.help.replace(/\|/g, "\\|")} |`);
+    rows.push(
+      `| \`${k}\` | ${flag} | ${acceptsText(s)} | \`${JSON.stringify(defaults[k])}\` | ${s.help.replace(/\|/g, "\\|")} |`,
+    );
   }
   return rows.join("\n");
 }
 
 /** The rows of `table` named in `keys` (a command that takes only some of a room's settings). */
-export function pickSettings<T extends SettingsTable, K extends keyof T & string>(table: T, keys: readonly K[]): Pick<T, K> {
+export function pickSettings<T extends SettingsTable, K extends keyof T & string>(
+  table: T,
+  keys: readonly K[],
+): Pick<T, K> {
   return Object.fromEntries(Object.entries(table).filter(([k]) => keys.includes(k as K))) as Pick<T, K>;
 }
 
 /** The rows of `table` not named in `keys`. */
-export function omitSettings<T extends SettingsTable, K extends keyof T & string>(table: T, keys: readonly K[]): Omit<T, K> {
+export function omitSettings<T extends SettingsTable, K extends keyof T & string>(
+  table: T,
+  keys: readonly K[],
+): Omit<T, K> {
   return Object.fromEntries(Object.entries(table).filter(([k]) => !keys.includes(k as K))) as Omit<T, K>;
 }

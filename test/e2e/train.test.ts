@@ -5,17 +5,17 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { spawn } from "node:child_process";
-import { buildDatabase } from "../src/db/build.ts";
-import { Database } from "../src/db/database.ts";
-import { Loader } from "../src/train/loader.ts";
-import { evaluate } from "../src/train/evaluate.ts";
-import { lrAt, train, resolveTrainConfig } from "../src/train/trainer.ts";
-import { Model } from "../src/model/model.ts";
-import { readCheckpointConfig, resolveCheckpointDir, WEIGHTS_FILE } from "../src/model/checkpoint.ts";
-import { readSafetensors, tensorF32 } from "../src/engine/safetensors.ts";
-import { readMetrics } from "../src/train/plot.ts";
-import { RetroError } from "../src/util/errors.ts";
-import { cli, smallConfig, tmpDir, writeTextCorpus, ROOT } from "./helpers.ts";
+import { buildDatabase } from "../../src/db/build.ts";
+import { Database } from "../../src/db/database.ts";
+import { Loader } from "../../src/train/loader.ts";
+import { evaluate } from "../../src/train/evaluate.ts";
+import { lrAt, train, resolveTrainConfig } from "../../src/train/trainer.ts";
+import { Model } from "../../src/model/model.ts";
+import { readCheckpointConfig, resolveCheckpointDir, WEIGHTS_FILE } from "../../src/model/checkpoint.ts";
+import { readSafetensors, tensorF32 } from "../../src/engine/safetensors.ts";
+import { readMetrics } from "../../src/train/plot.ts";
+import { RetroError } from "../../src/util/errors.ts";
+import { cli, smallConfig, tmpDir, writeTextCorpus, ROOT } from "../helpers.ts";
 
 let DB = "";
 const MODEL = { d: 32, heads: 2, layers: 2, seq: 32, k: 2, r: 32 };
@@ -29,7 +29,10 @@ before(async () => {
   for (const f of fs.readdirSync(a).slice(20)) fs.renameSync(path.join(a, f), path.join(b, f));
   DB = path.join(root, "db");
   const cfg = smallConfig(a, { validFraction: 0.15 });
-  cfg.datasets = [{ name: "a", source: "text", path: a, weight: 3 }, { name: "b", source: "text", path: b, weight: 1 }];
+  cfg.datasets = [
+    { name: "a", source: "text", path: a, weight: 3 },
+    { name: "b", source: "text", path: b, weight: 1 },
+  ];
   process.env.RETRO_QUIET = "1";
   await buildDatabase(DB, cfg);
 });
@@ -39,18 +42,24 @@ test("loader: GPT and Retro read the same tokens; seeded epochs; blend weights; 
   const gpt = new Loader(db, { split: "train", seq: 32, batch: 4, seed: 9 });
   const retro = new Loader(db, { split: "train", seq: 32, batch: 4, seed: 9, retrieval: { k: 2, r: 32 } });
   for (let i = 0; i < 5; i++) {
-    const g = gpt.next(), r = retro.next();
+    const g = gpt.next(),
+      r = retro.next();
     assert.deepEqual(g.ids, r.ids);
     assert.deepEqual(g.targets, r.targets);
     assert.equal(g.neighbours, undefined);
     // neighbours of item (sample, half): the database's [l=4, k, r] of that sample, rows of this half
     for (let b = 0; b < 4; b++) {
-      const it = r.items[b], sample = Math.floor(it / 2), half = it % 2;
+      const it = r.items[b],
+        sample = Math.floor(it / 2),
+        half = it % 2;
       const full = db.sampleRetrieved("train", sample, 2, 32);
       const mine = r.neighbours!.subarray(b * 2 * 2 * 32, (b + 1) * 2 * 2 * 32);
       assert.deepEqual(Array.from(mine), Array.from(full.subarray(half * 2 * 2 * 32, (half + 1) * 2 * 2 * 32)));
       // targets are the inputs shifted by one
-      assert.deepEqual(Array.from(r.ids.subarray(b * 32 + 1, (b + 1) * 32)), Array.from(r.targets.subarray(b * 32, (b + 1) * 32 - 1)));
+      assert.deepEqual(
+        Array.from(r.ids.subarray(b * 32 + 1, (b + 1) * 32)),
+        Array.from(r.targets.subarray(b * 32, (b + 1) * 32 - 1)),
+      );
     }
   }
   const other = new Loader(db, { split: "train", seq: 32, batch: 4, seed: 10 });
@@ -87,23 +96,68 @@ test("cosine schedule: linear warmup, then cosine down to the minimum", () => {
   assert.ok(Math.abs(lrAt(c, 110) - 1e-4) < 1e-12);
 });
 
-function runCli(args: string[]): Promise<{ code: number | null; signal: NodeJS.Signals | null; proc: ReturnType<typeof spawn> }> & { proc: ReturnType<typeof spawn> } {
-  const proc = spawn(process.execPath, [path.join(ROOT, "bin", "retro.js"), ...args], { env: quietEnv, stdio: ["ignore", "ignore", "pipe"] });
+function runCli(args: string[]): Promise<{
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  proc: ReturnType<typeof spawn>;
+}> & {
+  proc: ReturnType<typeof spawn>;
+} {
+  const proc = spawn(process.execPath, [path.join(ROOT, "bin", "retro.js"), ...args], {
+    env: quietEnv,
+    stdio: ["ignore", "ignore", "pipe"],
+  });
   let err = "";
   proc.stderr!.on("data", (d) => (err += d));
-  const p = new Promise<{ code: number | null; signal: NodeJS.Signals | null; proc: ReturnType<typeof spawn> }>((res) => proc.on("exit", (code, signal) => {
-    if (code && code !== 0) process.stderr.write(err);
-    res({ code, signal, proc });
-  })) as Promise<{ code: number | null; signal: NodeJS.Signals | null; proc: ReturnType<typeof spawn> }> & { proc: ReturnType<typeof spawn> };
+  const p = new Promise<{ code: number | null; signal: NodeJS.Signals | null; proc: ReturnType<typeof spawn> }>((res) =>
+    proc.on("exit", (code, signal) => {
+      if (code && code !== 0) process.stderr.write(err);
+      res({ code, signal, proc });
+    }),
+  ) as Promise<{ code: number | null; signal: NodeJS.Signals | null; proc: ReturnType<typeof spawn> }> & {
+    proc: ReturnType<typeof spawn>;
+  };
   p.proc = proc;
   return p;
 }
 
 test("a run killed with SIGKILL and resumed gives the same loss curve and bit-identical weights", async () => {
   const base = tmpDir("resume-");
-  const args = (out: string) => ["train", "--db", DB, "--out", out, "--model", "retro", "--d", "32", "--heads", "2", "--layers", "2", "--seq", "32", "--r", "32",
-    "--batch", "4", "--steps", "30", "--save-every", "1", "--eval-every", "10", "--eval-batches", "2", "--warmup", "3", "--lr", "3e-3"];
-  const clean = path.join(base, "clean"), killed = path.join(base, "killed");
+  const args = (out: string) => [
+    "train",
+    "--db",
+    DB,
+    "--out",
+    out,
+    "--model",
+    "retro",
+    "--d",
+    "32",
+    "--heads",
+    "2",
+    "--layers",
+    "2",
+    "--seq",
+    "32",
+    "--r",
+    "32",
+    "--batch",
+    "4",
+    "--steps",
+    "30",
+    "--save-every",
+    "1",
+    "--eval-every",
+    "10",
+    "--eval-batches",
+    "2",
+    "--warmup",
+    "3",
+    "--lr",
+    "3e-3",
+  ];
+  const clean = path.join(base, "clean"),
+    killed = path.join(base, "killed");
   assert.equal((await runCli(args(clean))).code, 0);
   const run = runCli(args(killed));
   const latest = path.join(killed, "latest.json");
@@ -112,7 +166,9 @@ test("a run killed with SIGKILL and resumed gives the same loss curve and bit-id
     await new Promise((r) => setTimeout(r, 5));
     try {
       if ((JSON.parse(fs.readFileSync(latest, "utf8")) as { step: number }).step >= 3) break;
-    } catch { /* not written yet */ }
+    } catch {
+      /* not written yet */
+    }
   }
   run.proc.kill("SIGKILL");
   const k = await run;
@@ -138,21 +194,36 @@ test("Retro-fitting with a frozen decoder trains only the encoder and CCA; GPT-f
   const common = { db: DB, batch: 4, steps: 6, evalEvery: 6, evalBatches: 1, saveEvery: 6, warmup: 1, lr: 3e-3 };
   await train(path.join(base, "gpt"), { ...common, model: { model: "gpt", ...MODEL } });
   const gptDir = resolveCheckpointDir(path.join(base, "gpt"));
-  const frozen = await train(path.join(base, "frozen"), { ...common, init: path.join(base, "gpt"), freezeDecoder: true, model: { model: "retro", cca_layers: [2] } });
+  const frozen = await train(path.join(base, "frozen"), {
+    ...common,
+    init: path.join(base, "gpt"),
+    freezeDecoder: true,
+    model: { model: "retro", cca_layers: [2] },
+  });
   assert.ok(frozen.load && frozen.load.fresh.length > 0 && frozen.load.fresh.every((n) => /encoder|xattn|lnc/.test(n)));
   const before = readSafetensors(path.join(gptDir, WEIGHTS_FILE));
   const after = readSafetensors(path.join(resolveCheckpointDir(path.join(base, "frozen")), WEIGHTS_FILE));
-  for (const name of before.tensors.keys()) assert.deepEqual(tensorF32(after, name), tensorF32(before, name), `${name} changed`);
+  for (const name of before.tensors.keys())
+    assert.deepEqual(tensorF32(after, name), tensorF32(before, name), `${name} changed`);
   let trained = 0;
   const fresh = new Model(readCheckpointConfig(resolveCheckpointDir(path.join(base, "frozen"))), { seed: 1234 });
-  for (const name of after.tensors.keys()) if (!before.tensors.has(name) && name.endsWith("weight") && !tensorF32(after, name).every((v, i) => v === fresh.store.get(name).data[i])) trained++;
+  for (const name of after.tensors.keys())
+    if (
+      !before.tensors.has(name) &&
+      name.endsWith("weight") &&
+      !tensorF32(after, name).every((v, i) => v === fresh.store.get(name).data[i])
+    )
+      trained++;
   assert.ok(trained > 10, `only ${trained} retrieval tensors trained`);
   const fit = await train(path.join(base, "gptfit"), { ...common, init: path.join(base, "gpt") });
   const cont = readSafetensors(path.join(resolveCheckpointDir(path.join(base, "gptfit")), WEIGHTS_FILE));
   assert.notDeepEqual(tensorF32(cont, "blocks.0.attn.q.weight"), tensorF32(before, "blocks.0.attn.q.weight"));
   assert.equal(fit.load!.fresh.length, 0);
   // a Retro checkpoint cannot be GPT-fitted into a GPT (names the extra tensors)
-  await assert.rejects(train(path.join(base, "bad"), { ...common, init: path.join(base, "frozen"), model: { model: "gpt" } }), /unexpected tensor .*(encoder|xattn|lnc)/);
+  await assert.rejects(
+    train(path.join(base, "bad"), { ...common, init: path.join(base, "frozen"), model: { model: "gpt" } }),
+    /unexpected tensor .*(encoder|xattn|lnc)/,
+  );
 });
 
 test("eval ppl equals exp(mean token loss) computed independently from the logits", () => {
@@ -162,11 +233,13 @@ test("eval ppl equals exp(mean token loss) computed independently from the logit
   const r = evaluate(model, db, { batch: 3 });
   // independent: every held-out item once, log-softmax in float64 from the logits
   const loader = new Loader(db, { split: "valid", seq: 32, batch: 1, seed: 0, retrieval: { k: 2, r: 32 } });
-  let sum = 0, count = 0;
+  let sum = 0,
+    count = 0;
   for (let i = 0; i < loader.items; i++) {
     const b = loader.next();
     model.forward(b, { keepLogits: true });
-    const logits = model.logits(), V = cfg.vocab;
+    const logits = model.logits(),
+      V = cfg.vocab;
     for (let t = 0; t < b.n; t++) {
       let mx = -Infinity;
       for (let v = 0; v < V; v++) mx = Math.max(mx, logits[t * V + v]);
@@ -187,16 +260,40 @@ test("eval ppl equals exp(mean token loss) computed independently from the logit
 
 test("runs that do not fit their database are refused with clear errors", async () => {
   const db = new Database(DB);
-  assert.throws(() => resolveTrainConfig({ db: DB, model: { vocab: 999 } }, db), (e: unknown) => e instanceof RetroError && e.code === 6 && /model vocab 999 ≠ database tokenizer bpe400/.test(e.message));
-  assert.throws(() => resolveTrainConfig({ db: DB, model: { model: "retro", chunk: 32, seq: 64 } }, db), /model chunk 32 ≠ database chunk length 16/);
+  assert.throws(
+    () => resolveTrainConfig({ db: DB, model: { vocab: 999 } }, db),
+    (e: unknown) =>
+      e instanceof RetroError && e.code === 6 && /model vocab 999 ≠ database tokenizer bpe400/.test(e.message),
+  );
+  assert.throws(
+    () => resolveTrainConfig({ db: DB, model: { model: "retro", chunk: 32, seq: 64 } }, db),
+    /model chunk 32 ≠ database chunk length 16/,
+  );
   assert.throws(() => resolveTrainConfig({ db: DB, stepz: 3 }, db), /unknown train config key\(s\): stepz/);
-  assert.throws(() => new Loader(db, { split: "train", seq: 48, batch: 2, seed: 1 }), /model seq 48 must divide the database's sample length 64/);
-  assert.throws(() => new Loader(db, { split: "train", seq: 32, batch: 2, seed: 1, retrieval: { k: 9, r: 32 } }), /k = 9 neighbours asked, the database kept 4/);
+  assert.throws(
+    () => new Loader(db, { split: "train", seq: 48, batch: 2, seed: 1 }),
+    /model seq 48 must divide the database's sample length 64/,
+  );
+  assert.throws(
+    () => new Loader(db, { split: "train", seq: 32, batch: 2, seed: 1, retrieval: { k: 9, r: 32 } }),
+    /k = 9 neighbours asked, the database kept 4/,
+  );
   // a checkpoint evaluated against a database of another tokenizer
   const out = tmpDir("ckpt-");
-  await train(out, { db: DB, batch: 2, steps: 1, evalEvery: 1, evalBatches: 1, model: { model: "gpt", ...MODEL, vocab: 400 } });
-  const root = tmpDir("db2-"), other = path.join(root, "db");
-  await buildDatabase(other, smallConfig(writeTextCorpus(path.join(root, "c"), 12, 1500), { tokenizer: { kind: "bpe", vocabSize: 300 } }));
+  await train(out, {
+    db: DB,
+    batch: 2,
+    steps: 1,
+    evalEvery: 1,
+    evalBatches: 1,
+    model: { model: "gpt", ...MODEL, vocab: 400 },
+  });
+  const root = tmpDir("db2-"),
+    other = path.join(root, "db");
+  await buildDatabase(
+    other,
+    smallConfig(writeTextCorpus(path.join(root, "c"), 12, 1500), { tokenizer: { kind: "bpe", vocabSize: 300 } }),
+  );
   const r = cli(["eval", "ppl", "--ckpt", out, "--db", other]);
   assert.equal(r.code, 6);
   assert.match(r.stderr, /was trained with tokenizer bpe400-\w+, database .* has bpe300-/);
@@ -212,13 +309,17 @@ test("runs that do not fit their database are refused with clear errors", async 
 });
 
 test("plot: a continued run is drawn from its checkpoint's global step (chains add up)", async () => {
-  const { startStep } = await import("../src/train/plot.ts");
+  const { startStep } = await import("../../src/train/plot.ts");
   const root = tmpDir("retro-plot-");
   const mk = (name: string, init: string | null, latestStep?: number) => {
     const d = path.join(root, name);
     fs.mkdirSync(path.join(d, "checkpoints", `step-${String(latestStep ?? 0).padStart(6, "0")}`), { recursive: true });
     fs.writeFileSync(path.join(d, "config.json"), JSON.stringify({ init }));
-    if (latestStep !== undefined) fs.writeFileSync(path.join(d, "latest.json"), JSON.stringify({ step: latestStep, dir: `checkpoints/step-${String(latestStep).padStart(6, "0")}` }));
+    if (latestStep !== undefined)
+      fs.writeFileSync(
+        path.join(d, "latest.json"),
+        JSON.stringify({ step: latestStep, dir: `checkpoints/step-${String(latestStep).padStart(6, "0")}` }),
+      );
     return d;
   };
   const gpt = mk("gpt", null, 400);

@@ -2,10 +2,10 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { trainBpe, BpeTokenizer } from "../src/tokenizer/bpe.ts";
-import { gpt2Tokenizer, loadTokenizer } from "../src/tokenizer/tokenizer.ts";
-import { stripBrownTags } from "../src/data/sources.ts";
-import { tmpDir } from "./helpers.ts";
+import { trainBpe, BpeTokenizer } from "../../src/tokenizer/bpe.ts";
+import { gpt2Tokenizer, loadTokenizer } from "../../src/tokenizer/tokenizer.ts";
+import { stripBrownTags } from "../../src/data/sources.ts";
+import { tmpDir } from "../helpers.ts";
 
 const corpus = [
   "Call me Ishmael. Some years ago, never mind how long precisely, having little or no money in my purse.",
@@ -18,7 +18,8 @@ test("BPE: learned merges are applied in order; encode/decode round-trips any te
   assert.equal(m.vocabSize, 256 + m.merges.length + 1);
   const tok = new BpeTokenizer(m);
   assert.equal(tok.eod, m.vocabSize - 1);
-  for (const s of [...corpus, "naïve café — 東京 🐋", "", "  spaces  and\nnewlines\t"]) assert.equal(tok.decode(tok.encode(s)), s);
+  for (const s of [...corpus, "naïve café — 東京 🐋", "", "  spaces  and\nnewlines\t"])
+    assert.equal(tok.decode(tok.encode(s)), s);
   // frequent words become fewer tokens than their bytes
   assert.ok(tok.encode(" the whale").length < " the whale".length);
   // the first merge is the most frequent adjacent byte pair of the corpus (" t"/"th"/"he" family)
@@ -52,15 +53,22 @@ test("GPT-2 BPE: known ids, end-of-document 50256, '<|endoftext|>' in text stays
 });
 
 test("Brown corpus: POS tags are stripped", () => {
-  assert.equal(stripBrownTags("\n\n\tThe/at Fulton/np-tl County/nn-tl said/vbd ``/`` no/at evidence/nn ''/'' ./.\n"), 'The Fulton County said " no evidence ".');
+  assert.equal(
+    stripBrownTags("\n\n\tThe/at Fulton/np-tl County/nn-tl said/vbd ``/`` no/at evidence/nn ''/'' ./.\n"),
+    'The Fulton County said " no evidence ".',
+  );
 });
 
 test("BPE learns every pseudo-word of the twin corpus as one token (its documents then align with chunks)", async () => {
   // four-letter pseudo-words sharing syllables: merging " b"+"a" lowers the count of "a"+"k" without touching
   // it; the trainer must keep such pairs as candidates (re-pushed at their new count) to finish every word
-  const { writeTwinCorpus } = await import("../src/data/synthetic.ts");
+  const { writeTwinCorpus } = await import("../../src/data/synthetic.ts");
   const files = writeTwinCorpus(tmpDir("bpe-words-"), { docs: 800, docTokens: 64, words: 200, seed: 1 });
-  const texts = fs.readFileSync(files.docs, "utf8").trim().split("\n").map((l) => (JSON.parse(l) as { text: string }).text);
+  const texts = fs
+    .readFileSync(files.docs, "utf8")
+    .trim()
+    .split("\n")
+    .map((l) => (JSON.parse(l) as { text: string }).text);
   const m = await trainBpe(texts, 256 + 4 * 200 + 16);
   const tok = new BpeTokenizer(m);
   const long = texts.filter((t) => tok.encode(t).length !== 63).length;

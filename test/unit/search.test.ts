@@ -8,19 +8,22 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { buildDatabase } from "../src/db/build.ts";
-import { Database } from "../src/db/database.ts";
-import { Retriever } from "../src/db/retriever.ts";
-import { addDocuments } from "../src/db/add.ts";
-import { indexBackend, registerIndexBackend } from "../src/search/registry.ts";
-import type { IndexBackend, IndexBatch, SearchHits, SearchIndex, SearchQueries } from "../src/search/types.ts";
-import type { RetroError } from "../src/util/errors.ts";
-import { smallConfig, tmpDir, writeTextCorpus } from "./helpers.ts";
+import { buildDatabase } from "../../src/db/build.ts";
+import { Database } from "../../src/db/database.ts";
+import { Retriever } from "../../src/db/retriever.ts";
+import { addDocuments } from "../../src/db/add.ts";
+import { indexBackend, registerIndexBackend } from "../../src/search/registry.ts";
+import type { IndexBackend, IndexBatch, SearchHits, SearchIndex, SearchQueries } from "../../src/search/types.ts";
+import type { RetroError } from "../../src/util/errors.ts";
+import { smallConfig, tmpDir, writeTextCorpus } from "../helpers.ts";
 
 /** Exact inner-product search over rows kept in a JS array. */
 class ListIndex implements SearchIndex {
   readonly description = "List";
-  constructor(readonly dim: number, public rows: number[][] = []) {}
+  constructor(
+    readonly dim: number,
+    public rows: number[][] = [],
+  ) {}
   get size(): number {
     return this.rows.length;
   }
@@ -30,10 +33,13 @@ class ListIndex implements SearchIndex {
   }
   async search(q: SearchQueries, k: number): Promise<SearchHits> {
     const nq = q.vectors!.length / this.dim;
-    const ids = new Int32Array(nq * k).fill(-1), scores = new Float32Array(nq * k).fill(-Infinity);
+    const ids = new Int32Array(nq * k).fill(-1),
+      scores = new Float32Array(nq * k).fill(-Infinity);
     for (let i = 0; i < nq; i++) {
       const v = q.vectors!.subarray(i * this.dim, (i + 1) * this.dim);
-      const all = this.rows.map((r, id) => ({ id, s: r.reduce((a, x, j) => a + x * v[j], 0) })).sort((a, b) => b.s - a.s || a.id - b.id);
+      const all = this.rows
+        .map((r, id) => ({ id, s: r.reduce((a, x, j) => a + x * v[j], 0) }))
+        .sort((a, b) => b.s - a.s || a.id - b.id);
       all.slice(0, k).forEach((h, j) => ((ids[i * k + j] = h.id), (scores[i * k + j] = h.s)));
     }
     return { ids, scores };
@@ -61,7 +67,10 @@ const listBackend: IndexBackend = {
 
 test("a backend registered from outside serves build, retrieval and db add through SearchIndex alone", async () => {
   registerIndexBackend(listBackend);
-  assert.throws(() => registerIndexBackend(listBackend), (e: RetroError) => e.code === 2 && /already registered/.test(e.message));
+  assert.throws(
+    () => registerIndexBackend(listBackend),
+    (e: RetroError) => e.code === 2 && /already registered/.test(e.message),
+  );
   const root = tmpDir("retro-search-");
   const corpus = writeTextCorpus(path.join(root, "corpus"), 12, 600);
   const dir = path.join(root, "db");
@@ -90,6 +99,13 @@ test("index descriptions: one lookup; an unknown one is refused with the forms e
   assert.equal(indexBackend("HNSW32,SQfp16").name, "usearch");
   assert.equal(indexBackend("Flat").reads, "vectors");
   assert.equal(indexBackend("bm25").reads, "texts");
-  assert.throws(() => indexBackend("IVF4096,PQ16"), (e: RetroError) => e.code === 2 && /IVF\/PQ\/OPQ/.test(e.message) && /HNSW<M>/.test(e.message) && /BM25/.test(e.message));
-  assert.throws(() => indexBackend("HNSW"), (e: RetroError) => e.code === 2 && /not supported/.test(e.message));
+  assert.throws(
+    () => indexBackend("IVF4096,PQ16"),
+    (e: RetroError) =>
+      e.code === 2 && /IVF\/PQ\/OPQ/.test(e.message) && /HNSW<M>/.test(e.message) && /BM25/.test(e.message),
+  );
+  assert.throws(
+    () => indexBackend("HNSW"),
+    (e: RetroError) => e.code === 2 && /not supported/.test(e.message),
+  );
 });

@@ -8,25 +8,32 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as zlib from "node:zlib";
-import { findSwordModule, swordChapters, osisToText } from "../src/data/sword.ts";
-import { dictdDocs, dictdNumber } from "../src/data/dictd.ts";
-import { openSource, type Document } from "../src/data/sources.ts";
-import { installHint, corpusDataset } from "../src/data/catalogue.ts";
-import { RetroError } from "../src/util/errors.ts";
+import { findSwordModule, swordChapters, osisToText } from "../../src/data/sword.ts";
+import { dictdDocs, dictdNumber } from "../../src/data/dictd.ts";
+import { openSource, type Document } from "../../src/data/sources.ts";
+import { installHint, corpusDataset } from "../../src/data/catalogue.ts";
+import { RetroError } from "../../src/util/errors.ts";
 
 type Book = { id: string; chapters: string[][] };
 
 /** Write a zText testament the way osis2mod lays it out: one zlib block per book. */
 function writeTestament(dir: string, t: "ot" | "nt", books: Book[]): void {
-  const slots: { block: number; text: string }[] = [{ block: 0, text: "" }, { block: 0, text: '<milestone type="x-importer"/>' }];
+  const slots: { block: number; text: string }[] = [
+    { block: 0, text: "" },
+    { block: 0, text: '<milestone type="x-importer"/>' },
+  ];
   books.forEach((b, bi) => {
-    slots.push({ block: bi, text: `<div canonical="true" osisID="${b.id}" sID="g${bi}" type="book"/> <title type="main">The Book of ${b.id}</title>` });
+    slots.push({
+      block: bi,
+      text: `<div canonical="true" osisID="${b.id}" sID="g${bi}" type="book"/> <title type="main">The Book of ${b.id}</title>`,
+    });
     b.chapters.forEach((verses, ci) => {
       slots.push({ block: bi, text: `<chapter n="${ci + 1}" osisID="${b.id}.${ci + 1}" sID="${b.id}.${ci + 1}"/> ` });
       verses.forEach((v, vi) => {
         let text = v;
         if (vi === verses.length - 1) text += ` <chapter eID="${b.id}.${ci + 1}"/>`;
-        if (vi === verses.length - 1 && ci === b.chapters.length - 1) text += ` <div eID="g${bi}" osisID="${b.id}" type="book"/>`;
+        if (vi === verses.length - 1 && ci === b.chapters.length - 1)
+          text += ` <div eID="g${bi}" osisID="${b.id}" type="book"/>`;
         slots.push({ block: bi, text: v === "" ? "" : text });
       });
     });
@@ -60,12 +67,23 @@ function makeModule(root: string): string {
   const data = path.join(root, "modules", "texts", "ztext", "testmod");
   fs.mkdirSync(data, { recursive: true });
   fs.mkdirSync(path.join(root, "mods.d"), { recursive: true });
-  fs.writeFileSync(path.join(root, "mods.d", "testmod.conf"), "[TestMod]\nDataPath=./modules/texts/ztext/testmod/\nModDrv=zText\nCompressType=ZIP\nSourceType=OSIS\n");
+  fs.writeFileSync(
+    path.join(root, "mods.d", "testmod.conf"),
+    "[TestMod]\nDataPath=./modules/texts/ztext/testmod/\nModDrv=zText\nCompressType=ZIP\nSourceType=OSIS\n",
+  );
   writeTestament(data, "ot", [
-    { id: "Gen", chapters: [["In the <w lemma=\"strong:H7225\">beginning</w> God created.", "And the earth &amp; the sea."], ["¶ Thus the heavens were finished."]] },
+    {
+      id: "Gen",
+      chapters: [
+        ['In the <w lemma="strong:H7225">beginning</w> God created.', "And the earth &amp; the sea."],
+        ["¶ Thus the heavens were finished."],
+      ],
+    },
     { id: "Exod", chapters: [["Now these are the names.", "", "Joseph was in Egypt."]] },
   ]);
-  writeTestament(data, "nt", [{ id: "John", chapters: [["his only born<note placement=\"foot\">a footnote</note><w>Son</w>, and<note>x</note>."]] }]);
+  writeTestament(data, "nt", [
+    { id: "John", chapters: [['his only born<note placement="foot">a footnote</note><w>Son</w>, and<note>x</note>.']] },
+  ]);
   return data;
 }
 
@@ -77,7 +95,10 @@ test("SWORD: chapters and verses of a zText module, markup stripped, notes and h
     const mod = findSwordModule("testmod");
     assert.equal(mod.name, "TestMod");
     const ch = [...swordChapters(mod)];
-    assert.deepEqual(ch.map((c) => c.osisID), ["Gen.1", "Gen.2", "Exod.1", "John.1"]);
+    assert.deepEqual(
+      ch.map((c) => c.osisID),
+      ["Gen.1", "Gen.2", "Exod.1", "John.1"],
+    );
     assert.deepEqual(ch[0].verses, ["In the beginning God created.", "And the earth & the sea."]);
     assert.deepEqual(ch[1].verses, ["Thus the heavens were finished."]); // the closing book milestone does not end the chapter early
     assert.deepEqual(ch[2].verses, ["Now these are the names.", "", "Joseph was in Egypt."]); // verse 2 left out, verse 3 keeps its number
@@ -92,7 +113,10 @@ test("SWORD: the dataset source yields one document per chapter; the data folder
   const data = makeModule(root);
   const docs: Document[] = [];
   for await (const d of openSource({ name: "b", source: "sword", path: data }, { skippedLines: 0 })) docs.push(d);
-  assert.deepEqual(docs.map((d) => d.key), ["Gen.1", "Gen.2", "Exod.1", "John.1"]);
+  assert.deepEqual(
+    docs.map((d) => d.key),
+    ["Gen.1", "Gen.2", "Exod.1", "John.1"],
+  );
   assert.equal(docs[2].text, "Now these are the names.\nJoseph was in Egypt.");
 });
 
@@ -114,7 +138,10 @@ test("SWORD: a damaged module is a one-line corrupt error, a missing one names i
   assert.throws(read, corrupt(/not a multiple of 12/));
   fs.rmSync(path.join(data, "ot.bzv"));
   assert.throws(read, corrupt(/without ot\.bzv/));
-  assert.throws(() => findSwordModule("engKJV2006ebX", installHint("sword", "engKJV2006eb")), (e: unknown) => e instanceof RetroError && e.code === 3 && /not found/.test(e.message));
+  assert.throws(
+    () => findSwordModule("engKJV2006ebX", installHint("sword", "engKJV2006eb")),
+    (e: unknown) => e instanceof RetroError && e.code === 3 && /not found/.test(e.message),
+  );
   assert.match(installHint("sword", "engKJV2006eb")!, /retro corpus install kjv .*apt-get install -y sword-text-kjv/);
   assert.deepEqual(corpusDataset("web", 0), { name: "web", source: "sword", path: "engWEB2015eb", weight: 0 });
   assert.equal(osisToText('a<note n="1">b</note>.'), "a.");
@@ -126,9 +153,22 @@ test("dictd: base64 numbers, entries grouped in file order, metadata skipped, da
   assert.equal(dictdNumber("Ph"), 15 * 64 + 33);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "dictd-"));
   const B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  const enc = (n: number) => { let s = ""; do { s = B64[n % 64] + s; n = Math.floor(n / 64); } while (n > 0); return s; };
-  const entries = ["00-database-info\nabout this dictionary\n", "apple\n   a fruit\n", "zebra\n   an animal\n", "mango\n   another fruit\n"];
-  let dict = "", index = "";
+  const enc = (n: number) => {
+    let s = "";
+    do {
+      s = B64[n % 64] + s;
+      n = Math.floor(n / 64);
+    } while (n > 0);
+    return s;
+  };
+  const entries = [
+    "00-database-info\nabout this dictionary\n",
+    "apple\n   a fruit\n",
+    "zebra\n   an animal\n",
+    "mango\n   another fruit\n",
+  ];
+  let dict = "",
+    index = "";
   const heads = ["00-database-info", "apple", "zebra", "mango"];
   entries.forEach((e, i) => {
     index += `${heads[i]}\t${enc(Buffer.byteLength(dict))}\t${enc(Buffer.byteLength(e))}\n`;
@@ -144,8 +184,23 @@ test("dictd: base64 numbers, entries grouped in file order, metadata skipped, da
     { key: "d:mango", text: "mango\nanother fruit" },
   ]);
   fs.appendFileSync(path.join(dir, "d.index"), `bad\tA\t${enc(99999)}\n`);
-  await assert.rejects(async () => { for await (const _ of dictdDocs(path.join(dir, "d"))) void _; }, (e: unknown) => e instanceof RetroError && e.code === 5 && /d\.index:6: entry ends at byte 99999/.test(e.message));
+  await assert.rejects(
+    async () => {
+      for await (const _ of dictdDocs(path.join(dir, "d"))) void _;
+    },
+    (e: unknown) => e instanceof RetroError && e.code === 5 && /d\.index:6: entry ends at byte 99999/.test(e.message),
+  );
   fs.writeFileSync(path.join(dir, "d.dict.dz"), Buffer.from("not gzip"));
-  await assert.rejects(async () => { for await (const _ of dictdDocs(path.join(dir, "d"))) void _; }, (e: unknown) => e instanceof RetroError && e.code === 5 && /does not decompress/.test(e.message));
-  await assert.rejects(async () => { for await (const _ of dictdDocs(path.join(dir, "missing"), 25, "apt-get install -y dict-x")) void _; }, (e: unknown) => e instanceof RetroError && e.code === 3 && /install it: apt-get install -y dict-x/.test(e.message));
+  await assert.rejects(
+    async () => {
+      for await (const _ of dictdDocs(path.join(dir, "d"))) void _;
+    },
+    (e: unknown) => e instanceof RetroError && e.code === 5 && /does not decompress/.test(e.message),
+  );
+  await assert.rejects(
+    async () => {
+      for await (const _ of dictdDocs(path.join(dir, "missing"), 25, "apt-get install -y dict-x")) void _;
+    },
+    (e: unknown) => e instanceof RetroError && e.code === 3 && /install it: apt-get install -y dict-x/.test(e.message),
+  );
 });

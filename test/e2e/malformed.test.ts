@@ -7,20 +7,32 @@ import { test, before } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { buildDatabase } from "../src/db/build.ts";
-import { train } from "../src/train/trainer.ts";
-import { readSafetensors, writeSafetensors, tensorF32, type TensorOut } from "../src/engine/safetensors.ts";
-import { Rng } from "../src/util/rng.ts";
-import { cli, smallConfig, tmpDir, writeTextCorpus } from "./helpers.ts";
+import { buildDatabase } from "../../src/db/build.ts";
+import { train } from "../../src/train/trainer.ts";
+import { readSafetensors, writeSafetensors, tensorF32, type TensorOut } from "../../src/engine/safetensors.ts";
+import { Rng } from "../../src/util/rng.ts";
+import { cli, smallConfig, tmpDir, writeTextCorpus } from "../helpers.ts";
 
-let root = "", db = "", run = "", corpus = "";
+let root = "",
+  db = "",
+  run = "",
+  corpus = "";
 before(async () => {
   root = tmpDir("retro-bad-");
   corpus = writeTextCorpus(path.join(root, "corpus"), 30, 1200);
   db = path.join(root, "db");
   await buildDatabase(db, smallConfig(corpus));
   run = path.join(root, "gpt");
-  await train(run, { db, model: { model: "gpt", d: 32, heads: 4, layers: 2, seq: 64, r: 32 }, steps: 2, batch: 2, evalEvery: 1e9, saveEvery: 1e9, evalBatches: 1, threads: 1 });
+  await train(run, {
+    db,
+    model: { model: "gpt", d: 32, heads: 4, layers: 2, seq: 64, r: 32 },
+    steps: 2,
+    batch: 2,
+    evalEvery: 1e9,
+    saveEvery: 1e9,
+    evalBatches: 1,
+    threads: 1,
+  });
 });
 
 const noTrace = (s: string) => !/\n\s+at .+:\d+:\d+\)?\n/.test(s) && !/node:internal/.test(s);
@@ -33,7 +45,25 @@ test("malformed input: each case one line, its documented exit code", () => {
   };
   const newRun = () => path.join(root, `r${Math.random().toString(36).slice(2)}`);
   const newDb = () => path.join(root, `d${Math.random().toString(36).slice(2)}`);
-  const T = () => ["train", "--out", newRun(), "--db", db, "--model", "gpt", "--d", "32", "--heads", "4", "--layers", "2", "--seq", "64", "--steps", "1"];
+  const T = () => [
+    "train",
+    "--out",
+    newRun(),
+    "--db",
+    db,
+    "--model",
+    "gpt",
+    "--d",
+    "32",
+    "--heads",
+    "4",
+    "--layers",
+    "2",
+    "--seq",
+    "64",
+    "--steps",
+    "1",
+  ];
   const B = () => ["db", "build", "--out", newDb(), "--text", corpus];
   const cases: [string[], number, RegExp][] = [
     [[...T(), "--seed", "12abc"], 2, /--seed must be an integer ≥ 0 and ≤ 4294967295, got 12abc/],
@@ -56,7 +86,11 @@ test("malformed input: each case one line, its documented exit code", () => {
     [[...B(), "--tokenizer", "bpe:99999999"], 2, /≤ 65535, got 99999999/],
     [[...B(), "--index", "HNSW99999999999"], 2, /HNSW's M must be an integer ≥ 2 and ≤ 512/],
     [[...B(), "--valid-fraction", "0"], 2, /--valid-fraction must be a number > 0 and < 1/],
-    [[...B(), "--config", file("dim.json", JSON.stringify({ embedder: { kind: "lexical", dim: -3 } }))], 2, /config.embedder.dim must be an integer ≥ 1/],
+    [
+      [...B(), "--config", file("dim.json", JSON.stringify({ embedder: { kind: "lexical", dim: -3 } }))],
+      2,
+      /config.embedder.dim must be an integer ≥ 1/,
+    ],
     [[...B(), "--config", file("notjson.json", "[1,")], 2, /is not valid JSON/],
     [["db", "inspect", "--db", db, "--k", "abc"], 2, /--k must be an integer ≥ 1, got abc/],
     [["db", "query", "--db", path.join(root, "nope")], 3, /not found/],
@@ -64,20 +98,71 @@ test("malformed input: each case one line, its documented exit code", () => {
     [["parity", path.join(root, "nodump"), "--config", "{bad"], 2, /--config is not valid JSON/],
     [["generate", "--ckpt", run, "--prompt", "x", "--top-p", "0"], 2, /--top-p must be a number > 0 and ≤ 1/],
     [["generate", "--ckpt", run, "--prompt", "x", "--temperature", "-1"], 2, /--temperature must be a number ≥ 0/],
-    [["sft", "--out", newRun(), "--init", run, "--data", file("chat.jsonl", '{"messages": [{"role": "user", "content": "x"}]}\n')], 4, /chat\.jsonl:1: the last message must be the assistant's/],
-    [["sft", "--out", newRun(), "--init", run, "--data", path.join(root, "missing.jsonl")], 3, /instruction data not found/],
+    [
+      [
+        "sft",
+        "--out",
+        newRun(),
+        "--init",
+        run,
+        "--data",
+        file("chat.jsonl", '{"messages": [{"role": "user", "content": "x"}]}\n'),
+      ],
+      4,
+      /chat\.jsonl:1: the last message must be the assistant's/,
+    ],
+    [
+      ["sft", "--out", newRun(), "--init", run, "--data", path.join(root, "missing.jsonl")],
+      3,
+      /instruction data not found/,
+    ],
     [["sft", "--out", newRun(), "--init", run, "--data", "x.jsonl:abc"], 3, /not found/],
     [["sft", "--out", newRun(), "--data", file("c2.jsonl", "{}")], 2, /--init CHECKPOINT is required/],
-    [["eval", "qa", "--ckpt", run, "--data", file("weird.json", JSON.stringify({ rows: [] }))], 4, /unknown shape.*accepted formats/],
-    [["eval", "qa", "--ckpt", run, "--data", file("noans.jsonl", '{"question": "q?"}\n')], 4, /noans\.jsonl:1: field "answers" is missing/],
-    [["eval", "qa", "--ckpt", run, "--data", file("ok.jsonl", '{"question": "q?", "answers": ["a"]}\n'), "--variants", "bogus"], 2, /--variants: unknown "bogus"/],
-    [["eval", "score", "--predictions", file("p.json", "{}"), "--gold", file("g.jsonl", '{"id": "1", "question": "q", "answers": ["a"]}\n')], 6, /1 of 1 gold questions have no prediction/],
+    [
+      ["eval", "qa", "--ckpt", run, "--data", file("weird.json", JSON.stringify({ rows: [] }))],
+      4,
+      /unknown shape.*accepted formats/,
+    ],
+    [
+      ["eval", "qa", "--ckpt", run, "--data", file("noans.jsonl", '{"question": "q?"}\n')],
+      4,
+      /noans\.jsonl:1: field "answers" is missing/,
+    ],
+    [
+      [
+        "eval",
+        "qa",
+        "--ckpt",
+        run,
+        "--data",
+        file("ok.jsonl", '{"question": "q?", "answers": ["a"]}\n'),
+        "--variants",
+        "bogus",
+      ],
+      2,
+      /--variants: unknown "bogus"/,
+    ],
+    [
+      [
+        "eval",
+        "score",
+        "--predictions",
+        file("p.json", "{}"),
+        "--gold",
+        file("g.jsonl", '{"id": "1", "question": "q", "answers": ["a"]}\n'),
+      ],
+      6,
+      /1 of 1 gold questions have no prediction/,
+    ],
   ];
   const failures: string[] = [];
   for (const [args, code, re] of cases) {
     const r = cli(args);
     const line = r.stderr.trim();
-    if (r.code !== code || !re.test(line) || !noTrace(r.stderr)) failures.push(`retro ${args.join(" ")}\n  → exit ${r.code}: ${line.split("\n")[0]}\n  expected exit ${code} and ${re}`);
+    if (r.code !== code || !re.test(line) || !noTrace(r.stderr))
+      failures.push(
+        `retro ${args.join(" ")}\n  → exit ${r.code}: ${line.split("\n")[0]}\n  expected exit ${code} and ${re}`,
+      );
   }
   assert.deepEqual(failures, []);
 });
@@ -88,7 +173,9 @@ test("a checkpoint whose optimizer state lacks its step is refused on resume (ex
   const latest = JSON.parse(fs.readFileSync(path.join(copy, "latest.json"), "utf8")) as { dir: string };
   const f = path.join(copy, latest.dir, "optim.safetensors");
   const o = readSafetensors(f);
-  const tensors = new Map<string, TensorOut>(["m", "v"].map((k) => [k, { dtype: "F32", shape: [tensorF32(o, k).length], data: tensorF32(o, k) }]));
+  const tensors = new Map<string, TensorOut>(
+    ["m", "v"].map((k) => [k, { dtype: "F32", shape: [tensorF32(o, k).length], data: tensorF32(o, k) }]),
+  );
   writeSafetensors(f, tensors, {}); // a valid file (its checksum right) without "t"
   const r = cli(["train", "--out", copy, "--resume"]);
   assert.equal(r.code, 5, r.stderr);
@@ -106,15 +193,21 @@ test("fuzz: random bytes over each artefact kind → a documented exit code, nev
     ["index/index.usearch", "db", (d) => ["db", "query", "--db", d, "--split", "valid"]],
     [nbr, "db", (d) => ["db", "inspect", "--db", d, "--sample", "0"]],
     ["manifest.json", "db", (d) => ["db", "stats", "--db", d]],
-    [path.join(latest, "model.safetensors"), "run", (d, r) => ["eval", "ppl", "--ckpt", r, "--db", d, "--batches", "1"]],
+    [
+      path.join(latest, "model.safetensors"),
+      "run",
+      (d, r) => ["eval", "ppl", "--ckpt", r, "--db", d, "--batches", "1"],
+    ],
     [path.join(latest, "optim.safetensors"), "run", (_d, r) => ["train", "--out", r, "--resume"]],
   ];
   const allowed = new Set([0, 3, 4, 5, 6]);
   const failures: string[] = [];
-  let runs = 0, refused = 0;
+  let runs = 0,
+    refused = 0;
   kinds.forEach(([rel, owner, cmd], ki) => {
     for (const seed of [1, 2, 3]) {
-      const dDir = path.join(root, `fz-db-${ki}-${seed}`), rDir = path.join(root, `fz-run-${ki}-${seed}`);
+      const dDir = path.join(root, `fz-db-${ki}-${seed}`),
+        rDir = path.join(root, `fz-run-${ki}-${seed}`);
       fs.cpSync(db, dDir, { recursive: true });
       fs.cpSync(run, rDir, { recursive: true });
       // the run names its database: point the copy at the copied database
@@ -124,7 +217,8 @@ test("fuzz: random bytes over each artefact kind → a documented exit code, nev
       const buf = fs.readFileSync(target);
       const rng = new Rng(1000 * ki + seed);
       let damaged: Buffer;
-      if (seed === 3) damaged = buf.subarray(0, rng.int(Math.max(1, buf.length))); // truncated
+      if (seed === 3)
+        damaged = buf.subarray(0, rng.int(Math.max(1, buf.length))); // truncated
       else {
         damaged = Buffer.from(buf);
         for (let i = 0; i < 16; i++) damaged[rng.int(damaged.length)] = rng.int(256);
@@ -133,7 +227,8 @@ test("fuzz: random bytes over each artefact kind → a documented exit code, nev
       const r = cli(cmd(dDir, rDir));
       runs++;
       if (r.code !== 0) refused++;
-      if (!allowed.has(r.code) || !noTrace(r.stderr)) failures.push(`${rel} seed ${seed}: exit ${r.code}\n${r.stderr.slice(0, 400)}`);
+      if (!allowed.has(r.code) || !noTrace(r.stderr))
+        failures.push(`${rel} seed ${seed}: exit ${r.code}\n${r.stderr.slice(0, 400)}`);
     }
   });
   assert.equal(runs, kinds.length * 3);
@@ -155,9 +250,28 @@ test("symbolic links in a corpus folder are followed (files and folders, a cycle
   fs.symlinkSync(dir, path.join(dir, "sub", "cycle")); // a loop back to the top: walked once
   fs.symlinkSync(path.join(root, "nowhere.txt"), path.join(dir, "broken.txt"));
   const out = path.join(root, "link-db");
-  const r = cli(["db", "build", "--out", out, "--text", dir, "--until", "tokens", "--tokenizer", "gpt2", "--valid-fraction", "0.01"]);
+  const r = cli([
+    "db",
+    "build",
+    "--out",
+    out,
+    "--text",
+    dir,
+    "--until",
+    "tokens",
+    "--tokenizer",
+    "gpt2",
+    "--valid-fraction",
+    "0.01",
+  ]);
   assert.equal(r.code, 0, r.stderr);
-  const man = JSON.parse(fs.readFileSync(path.join(out, "manifest.json"), "utf8")) as { datasets: { trainDocs: number; validDocs: number }[] };
-  assert.equal(man.datasets[0].trainDocs + man.datasets[0].validDocs, 4, "the copied file, the linked file and the linked folder's two; the cycle adds none");
+  const man = JSON.parse(fs.readFileSync(path.join(out, "manifest.json"), "utf8")) as {
+    datasets: { trainDocs: number; validDocs: number }[];
+  };
+  assert.equal(
+    man.datasets[0].trainDocs + man.datasets[0].validDocs,
+    4,
+    "the copied file, the linked file and the linked folder's two; the cycle adds none",
+  );
   assert.match(r.stderr, /broken\.txt: broken symbolic link, skipped/);
 });

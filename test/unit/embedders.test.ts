@@ -2,22 +2,32 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { fitLsa, LsaEmbedder, symmetricEigen } from "../src/embed/lsa.ts";
-import { fitIdf, LexicalEmbedder } from "../src/embed/lexical.ts";
-import { ROOT } from "./helpers.ts";
+import { fitLsa, LsaEmbedder, symmetricEigen } from "../../src/embed/lsa.ts";
+import { fitIdf, LexicalEmbedder } from "../../src/embed/lexical.ts";
+import { ROOT } from "../helpers.ts";
 
 test("Jacobi eigensolver: eigenpairs of a known symmetric matrix", () => {
   // A = [[2,1,0],[1,2,0],[0,0,5]]: eigenvalues 5, 3, 1; eigenvector of 3 is (1,1,0)/√2
   const { values, vectors } = symmetricEigen(Float64Array.from([2, 1, 0, 1, 2, 0, 0, 0, 5]), 3);
-  assert.deepEqual(Array.from(values).map((v) => +v.toFixed(10)), [5, 3, 1]);
+  assert.deepEqual(
+    Array.from(values).map((v) => +v.toFixed(10)),
+    [5, 3, 1],
+  );
   const v3 = [vectors[1], vectors[4], vectors[7]].map(Math.abs);
-  for (const [got, want] of v3.map((g, i) => [g, [Math.SQRT1_2, Math.SQRT1_2, 0][i]])) assert.ok(Math.abs(got - want) < 1e-9);
+  for (const [got, want] of v3.map((g, i) => [g, [Math.SQRT1_2, Math.SQRT1_2, 0][i]]))
+    assert.ok(Math.abs(got - want) < 1e-9);
 });
 
 function mobyParagraphs(n: number): string[] {
   const dir = path.join(ROOT, "node_modules", "@stdlib", "datasets-moby-dick", "data");
   const out: string[] = [];
-  for (let i = 1; out.length < n; i++) out.push(...fs.readFileSync(path.join(dir, `chapter_${i}.txt`), "utf8").split(/\n\s*\n/).filter((p) => p.length > 200));
+  for (let i = 1; out.length < n; i++)
+    out.push(
+      ...fs
+        .readFileSync(path.join(dir, `chapter_${i}.txt`), "utf8")
+        .split(/\n\s*\n/)
+        .filter((p) => p.length > 200),
+    );
   return out.slice(0, n);
 }
 
@@ -33,8 +43,13 @@ test("LSA: the projection's columns are orthonormal (truncated SVD), embeddings 
       assert.ok(Math.abs(s - (i === j ? 1 : 0)) < 2e-3, `VᵀV[${i},${j}] = ${s}`);
     }
   const emb = new LsaEmbedder(st);
-  const e = await emb.embed(["the whale spouted and the harpooneer darted his harpoon at the whale", "the harpoon struck the whale; the whale sounded", "the landlord of the inn gave me a bed and supper"]);
-  const dot = (a: number, b: number) => e.subarray(a * dim, a * dim + dim).reduce((s, x, k) => s + x * e[b * dim + k], 0);
+  const e = await emb.embed([
+    "the whale spouted and the harpooneer darted his harpoon at the whale",
+    "the harpoon struck the whale; the whale sounded",
+    "the landlord of the inn gave me a bed and supper",
+  ]);
+  const dot = (a: number, b: number) =>
+    e.subarray(a * dim, a * dim + dim).reduce((s, x, k) => s + x * e[b * dim + k], 0);
   assert.ok(Math.abs(dot(0, 0) - 1) < 1e-5);
   assert.ok(dot(0, 1) > dot(0, 2), `whale/whale ${dot(0, 1)} should beat whale/inn ${dot(0, 2)}`);
 });
@@ -42,8 +57,14 @@ test("LSA: the projection's columns are orthonormal (truncated SVD), embeddings 
 test("lexical embedder: identical texts match exactly, shared rare words beat shared stopwords", async () => {
   const texts = mobyParagraphs(300);
   const emb = new LexicalEmbedder(256, fitIdf(texts));
-  const e = await emb.embed(["Queequeg the harpooneer", "Queequeg the harpooneer", "the harpooneer Queequeg slept", "the and of the"]);
-  const dot = (a: number, b: number) => e.subarray(a * 256, a * 256 + 256).reduce((s, x, k) => s + x * e[b * 256 + k], 0);
+  const e = await emb.embed([
+    "Queequeg the harpooneer",
+    "Queequeg the harpooneer",
+    "the harpooneer Queequeg slept",
+    "the and of the",
+  ]);
+  const dot = (a: number, b: number) =>
+    e.subarray(a * 256, a * 256 + 256).reduce((s, x, k) => s + x * e[b * 256 + k], 0);
   assert.ok(Math.abs(dot(0, 1) - 1) < 1e-6);
   assert.ok(dot(0, 2) > dot(0, 3));
 });

@@ -7,37 +7,66 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { ASKED, ATTRIBUTES, makePeopleCorpus, questionForms, sentenceForms, tuningQuestions, evalQuestions, writePeopleCorpus, type PeopleOptions } from "../src/data/people.ts";
-import { buildDatabase } from "../src/db/build.ts";
-import { resolveConfig } from "../src/db/config.ts";
-import { Database } from "../src/db/database.ts";
-import { Retriever } from "../src/db/retriever.ts";
-import { knowledgeDbConfig, KNOWLEDGE } from "../src/demo/knowledge.ts";
-import { heldOutFactMask } from "../src/demo/facts.ts";
-import { buildKnowledgeSets } from "../src/sft/knowledge.ts";
-import { retrievePassages } from "../src/prompt/passages.ts";
-import { formatPassages } from "../src/prompt/format.ts";
-import { tmpDir } from "./helpers.ts";
+import {
+  ASKED,
+  ATTRIBUTES,
+  makePeopleCorpus,
+  questionForms,
+  sentenceForms,
+  tuningQuestions,
+  evalQuestions,
+  writePeopleCorpus,
+  type PeopleOptions,
+} from "../../src/data/people.ts";
+import { buildDatabase } from "../../src/db/build.ts";
+import { resolveConfig } from "../../src/db/config.ts";
+import { Database } from "../../src/db/database.ts";
+import { Retriever } from "../../src/db/retriever.ts";
+import { knowledgeDbConfig, KNOWLEDGE } from "../../src/demo/knowledge.ts";
+import { heldOutFactMask } from "../../src/demo/facts.ts";
+import { buildKnowledgeSets } from "../../src/sft/knowledge.ts";
+import { retrievePassages } from "../../src/prompt/passages.ts";
+import { formatPassages } from "../../src/prompt/format.ts";
+import { tmpDir } from "../helpers.ts";
 
-const SMALL: PeopleOptions = { seed: 5, a: 60, b: 20, c: 10, renderingsA: 3, renderingsB: 1, quiz: 3, paraphrase: 1, card: true };
+const SMALL: PeopleOptions = {
+  seed: 5,
+  a: 60,
+  b: 20,
+  c: 10,
+  renderingsA: 3,
+  renderingsB: 1,
+  quiz: 3,
+  paraphrase: 1,
+  card: true,
+};
 
 /** the corpus written to a temp folder and its knowledge database (tiny BPE, chunks of 16) */
 async function smallKnowledgeDb(prefix: string) {
   const root = tmpDir(prefix);
   const { files, corpus } = writePeopleCorpus(path.join(root, "data"), SMALL);
   const dir = path.join(root, "db");
-  await buildDatabase(dir, resolveConfig(knowledgeDbConfig(files, { seed: 5, chunk: 16, seq: 64, wordnet: null, vocabSize: 600 })));
+  await buildDatabase(
+    dir,
+    resolveConfig(knowledgeDbConfig(files, { seed: 5, chunk: 16, seq: 64, wordnet: null, vocabSize: 600 })),
+  );
   return { root, files, corpus, db: new Database(dir) };
 }
 
 test("people: deterministic from the seed; seven attributes, ≥ 8 sentence forms each, ≥ 10 tuning forms per asked attribute and held-out forms apart", () => {
-  const x = makePeopleCorpus(SMALL), y = makePeopleCorpus(SMALL), z = makePeopleCorpus({ ...SMALL, seed: 6 });
+  const x = makePeopleCorpus(SMALL),
+    y = makePeopleCorpus(SMALL),
+    z = makePeopleCorpus({ ...SMALL, seed: 6 });
   assert.deepEqual(x, y);
-  assert.notDeepEqual(x.people.map((p) => p.name), z.people.map((p) => p.name));
+  assert.notDeepEqual(
+    x.people.map((p) => p.name),
+    z.people.map((p) => p.name),
+  );
   assert.ok(ATTRIBUTES.length >= 6);
   for (const a of ATTRIBUTES) assert.ok(sentenceForms(a).length >= 8, `${a}: ${sentenceForms(a).length} forms`);
   for (const a of ASKED.filter((t) => t !== "hobby") as Exclude<(typeof ASKED)[number], "hobby">[]) {
-    const tune = questionForms(a, "tune"), held = questionForms(a, "eval");
+    const tune = questionForms(a, "tune"),
+      held = questionForms(a, "eval");
     assert.ok(tune.length >= 10 && held.length >= 3);
     for (const f of held) assert.ok(!tune.includes(f));
   }
@@ -50,7 +79,8 @@ test("people: deterministic from the seed; seven attributes, ≥ 8 sentence form
     assert.equal(bio.facts.length, ATTRIBUTES.length);
     for (const f of bio.facts) assert.equal(bio.text.slice(f.start, f.end), p.attrs[f.attr]);
   }
-  const b0 = x.docs.b[0], h0 = x.docs.bHeldOut.find((h) => h.person === b0.person)!;
+  const b0 = x.docs.b[0],
+    h0 = x.docs.bHeldOut.find((h) => h.person === b0.person)!;
   assert.notEqual(b0.text, h0.text);
 });
 
@@ -59,20 +89,38 @@ test("people: no name or fact of B or C in A's pretraining text or instruction d
   const retriever = await Retriever.open(db);
   const out = path.join(root, "sets");
   const counts = await buildKnowledgeSets(db, retriever, corpus, out, { seq: 1024, maxTokens: 16, system: null }); // passages whole: this tiny vocabulary makes long token runs
-  const tuning = fs.readFileSync(path.join(out, "train-qa.json"), "utf8") + fs.readFileSync(path.join(out, "train-chat.jsonl"), "utf8");
+  const tuning =
+    fs.readFileSync(path.join(out, "train-qa.json"), "utf8") +
+    fs.readFileSync(path.join(out, "train-chat.jsonl"), "utf8");
   const pretraining = fs.readFileSync(files.a, "utf8");
   const unseen = corpus.people.filter((p) => p.group !== "A");
   assert.ok(unseen.length === SMALL.b + SMALL.c);
   for (const p of unseen) {
-    for (const [what, text] of [["pretraining text", pretraining], ["instruction data", tuning]] as const) {
+    for (const [what, text] of [
+      ["pretraining text", pretraining],
+      ["instruction data", tuning],
+    ] as const) {
       assert.ok(!text.includes(p.first) && !text.includes(p.last), `${p.name} (${p.group}) appears in the ${what}`);
     }
   }
   // every tuning question is about A, in a tuning form; every B/C question is in a held-out form
-  const forms = (which: "tune" | "eval") => ASKED.filter((a) => a !== "hobby").flatMap((a) => questionForms(a as never, which));
-  const fits = (q: string, which: "tune" | "eval") => forms(which).some((f) => new RegExp("^" + f.replace(/[.?*+()[\]^$|\\]/g, "\\$&").replace("\\{N\\}", ".+").replace("{N}", ".+") + "$").test(q));
+  const forms = (which: "tune" | "eval") =>
+    ASKED.filter((a) => a !== "hobby").flatMap((a) => questionForms(a as never, which));
+  const fits = (q: string, which: "tune" | "eval") =>
+    forms(which).some((f) =>
+      new RegExp(
+        "^" +
+          f
+            .replace(/[.?*+()[\]^$|\\]/g, "\\$&")
+            .replace("\\{N\\}", ".+")
+            .replace("{N}", ".+") +
+          "$",
+      ).test(q),
+    );
   for (const q of tuningQuestions(corpus)) assert.ok(q.person.startsWith("A") && fits(q.question, "tune"), q.question);
-  for (const g of ["B", "C"] as const) for (const q of evalQuestions(corpus, g)) assert.ok(fits(q.question, "eval") && !fits(q.question, "tune"), q.question);
+  for (const g of ["B", "C"] as const)
+    for (const q of evalQuestions(corpus, g))
+      assert.ok(fits(q.question, "eval") && !fits(q.question, "tune"), q.question);
   assert.ok(counts.recallB >= 0.9, `top-2 passages hold the answer for ${counts.recallB}`);
   db.close();
 });
@@ -94,13 +142,28 @@ test("held-out fact mask: the marked tokens decode to exactly the attribute valu
     const values: string[] = [];
     for (let t = 0; t <= ids.length; t++) {
       if (t < ids.length && fm.mask[v.docStart(d) + t]) run.push(ids[t]);
-      else if (run.length) (values.push(db.tokenizer.decode(run).trim()), (run = []));
+      else if (run.length) values.push(db.tokenizer.decode(run).trim()), (run = []);
     }
     const p = corpus.people.find((x) => x.id === bio.person)!;
-    assert.deepEqual(values, bio.facts.map((f) => p.attrs[f.attr]));
+    assert.deepEqual(
+      values,
+      bio.facts.map((f) => p.attrs[f.attr]),
+    );
   }
-  assert.throws(() => resolveConfig({ datasets: [{ name: "x", source: "text", path: "x", weight: 1 }, { name: "y", source: "text", path: "y", weight: 0, validFraction: 0.5 }] }), /retrieval-only/);
-  assert.throws(() => resolveConfig({ datasets: [{ name: "x", source: "text", path: "x", validFraction: 1.5 }] }), /validFraction/);
+  assert.throws(
+    () =>
+      resolveConfig({
+        datasets: [
+          { name: "x", source: "text", path: "x", weight: 1 },
+          { name: "y", source: "text", path: "y", weight: 0, validFraction: 0.5 },
+        ],
+      }),
+    /retrieval-only/,
+  );
+  assert.throws(
+    () => resolveConfig({ datasets: [{ name: "x", source: "text", path: "x", validFraction: 1.5 }] }),
+    /validFraction/,
+  );
   db.close();
 });
 
@@ -117,7 +180,10 @@ test("passages: a retrieved chunk stands for its document (whole when it fits, e
   // the passage's share holds its "title: …, source: " header and the blank line too
   const header = db.tokenizer.encode(formatPassages([{ title: cut[0].title, text: "" }]) + "\n\n").length;
   const ids = db.tokenizer.encode(cut[0].text);
-  assert.ok(ids.length <= 60 - header + 1 && ids.length >= 60 - header - 3, `a window of ${60 - header} tokens, got ${ids.length}`);
+  assert.ok(
+    ids.length <= 60 - header + 1 && ids.length >= 60 - header - 3,
+    `a window of ${60 - header} tokens, got ${ids.length}`,
+  );
   assert.ok(bio.text.includes(cut[0].text), "the window is a stretch of the document");
   assert.ok(cut[0].text.includes(db.chunkText(cut[0].chunk).trim()), "the window holds the chunk it was found by");
   db.close();

@@ -6,16 +6,18 @@ import { test, before } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { buildDatabase } from "../src/db/build.ts";
-import { Database } from "../src/db/database.ts";
-import { Retriever } from "../src/db/retriever.ts";
-import { Loader } from "../src/train/loader.ts";
-import { addDocuments } from "../src/db/add.ts";
-import { JOURNAL } from "../src/db/journal.ts";
-import { cli, smallConfig, tmpDir, writeTextCorpus } from "./helpers.ts";
+import { buildDatabase } from "../../src/db/build.ts";
+import { Database } from "../../src/db/database.ts";
+import { Retriever } from "../../src/db/retriever.ts";
+import { Loader } from "../../src/train/loader.ts";
+import { addDocuments } from "../../src/db/add.ts";
+import { JOURNAL } from "../../src/db/journal.ts";
+import { cli, smallConfig, tmpDir, writeTextCorpus } from "../helpers.ts";
 
 const FACT = "The zorblax harmonica of Quillmere was invented by Ottoline Vask in the winter of 1911.";
-let root = "", corpus = "", news = "";
+let root = "",
+  corpus = "",
+  news = "";
 
 before(() => {
   root = tmpDir("retro-add-");
@@ -23,7 +25,10 @@ before(() => {
   news = path.join(root, "news");
   fs.mkdirSync(news);
   fs.writeFileSync(path.join(news, "a.txt"), `${FACT} ${FACT}\n`);
-  fs.writeFileSync(path.join(news, "b.txt"), "A second note, about nothing in particular, written for the update test.\n");
+  fs.writeFileSync(
+    path.join(news, "b.txt"),
+    "A second note, about nothing in particular, written for the update test.\n",
+  );
 });
 
 async function topOf(dir: string, query: string): Promise<{ dataset: string; text: string }> {
@@ -87,7 +92,10 @@ test("db add is atomic: a crash before the journal leaves the database as it was
   // the next add sweeps the staging files and applies its own update
   await addDocuments(a, { name: "news", source: "text", path: news, weight: 0 });
   assert.equal((await topOf(a, "zorblax harmonica Quillmere")).dataset, "news");
-  assert.deepEqual(fs.readdirSync(path.join(a, "tokens")).filter((f) => f.endsWith(".update")), []);
+  assert.deepEqual(
+    fs.readdirSync(path.join(a, "tokens")).filter((f) => f.endsWith(".update")),
+    [],
+  );
   // crash right after the journal: the next open rolls it forward
   const b = path.join(root, "crash-b");
   fs.cpSync(base, b, { recursive: true });

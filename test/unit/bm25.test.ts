@@ -3,12 +3,12 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { Bm25Index, words } from "../src/search/bm25.ts";
-import { buildDatabase } from "../src/db/build.ts";
-import { Database } from "../src/db/database.ts";
-import { Retriever } from "../src/db/retriever.ts";
-import { RetroError } from "../src/util/errors.ts";
-import { smallConfig, tmpDir, writeTextCorpus } from "./helpers.ts";
+import { Bm25Index, words } from "../../src/search/bm25.ts";
+import { buildDatabase } from "../../src/db/build.ts";
+import { Database } from "../../src/db/database.ts";
+import { Retriever } from "../../src/db/retriever.ts";
+import { RetroError } from "../../src/util/errors.ts";
+import { smallConfig, tmpDir, writeTextCorpus } from "../helpers.ts";
 
 process.env.RETRO_QUIET = "1";
 
@@ -16,16 +16,26 @@ test("BM25 scores equal Okapi BM25 (k1 1.2, b 0.75) computed by hand; ties by ch
   const docs = ["A b", "a C c", "b", "d"];
   const idx = Bm25Index.build(docs.length, (i) => docs[i], 1);
   assert.deepEqual(words("Hello, wörld 42!"), ["hello", "wörld", "42"]);
-  const N = 4, avg = (2 + 3 + 1 + 1) / 4;
+  const N = 4,
+    avg = (2 + 3 + 1 + 1) / 4;
   const idf = (df: number) => Math.log(1 + (N - df + 0.5) / (df + 0.5));
   const term = (tf: number, len: number, df: number) => (idf(df) * tf * 2.2) / (tf + 1.2 * (0.25 + (0.75 * len) / avg));
   const r = idx.search(["c", "b a", "zzz"], 3);
   assert.deepEqual(Array.from(r.ids.subarray(0, 3)), [1, -1, -1]);
   assert.ok(Math.abs(r.scores[0] - term(2, 3, 1)) < 1e-5);
   // "b a": chunk 0 has both, chunk 2 b only, chunk 1 a only
-  const s0 = term(1, 2, 2) + term(1, 2, 2), s1 = term(1, 3, 2), s2 = term(1, 1, 2);
-  const want = [[0, s0], [2, s2], [1, s1]].sort((x, y) => (y[1] as number) - (x[1] as number));
-  assert.deepEqual(Array.from(r.ids.subarray(3, 6)), want.map((w) => w[0]));
+  const s0 = term(1, 2, 2) + term(1, 2, 2),
+    s1 = term(1, 3, 2),
+    s2 = term(1, 1, 2);
+  const want = [
+    [0, s0],
+    [2, s2],
+    [1, s1],
+  ].sort((x, y) => (y[1] as number) - (x[1] as number));
+  assert.deepEqual(
+    Array.from(r.ids.subarray(3, 6)),
+    want.map((w) => w[0]),
+  );
   want.forEach((w, j) => assert.ok(Math.abs(r.scores[3 + j] - (w[1] as number)) < 1e-5));
   assert.deepEqual(Array.from(r.ids.subarray(6, 9)), [-1, -1, -1]);
   const twins = Bm25Index.build(3, (i) => ["x y", "z", "x y"][i], 1);
@@ -46,13 +56,19 @@ test("BM25 index: save / load round trip; damaged files refused", () => {
   const b = fs.readFileSync(f);
   b[b.length - 1] ^= 0xff;
   fs.writeFileSync(f, b);
-  assert.throws(() => Bm25Index.load(dir), (e: unknown) => e instanceof RetroError && e.code === 5 && /checksum/.test(e.message));
+  assert.throws(
+    () => Bm25Index.load(dir),
+    (e: unknown) => e instanceof RetroError && e.code === 5 && /checksum/.test(e.message),
+  );
 });
 
 test("a database with index BM25: no embedder, neighbours from the words, the sample's own documents excluded", async () => {
   const root = tmpDir("bm25db-");
   const dir = path.join(root, "db");
-  const man = await buildDatabase(dir, smallConfig(writeTextCorpus(path.join(root, "corpus"), 30, 1200), { index: { description: "BM25" } }));
+  const man = await buildDatabase(
+    dir,
+    smallConfig(writeTextCorpus(path.join(root, "corpus"), 30, 1200), { index: { description: "BM25" } }),
+  );
   assert.equal(man.index!.description, "BM25");
   assert.equal(man.embeddings!.dim, 0);
   assert.ok(!fs.existsSync(path.join(dir, "embed")) || fs.readdirSync(path.join(dir, "embed")).length === 0);
@@ -69,6 +85,6 @@ test("a database with index BM25: no embedder, neighbours from the words, the sa
   const reader = db.train;
   for (let d = reader.docAt(0); d < reader.nDocs && reader.docStart(d) <= 64; d++) keys.add(reader.docOrdinal(d));
   let found = 0;
-  for (const id of nb) if (id >= 0) (found++, assert.ok(!keys.has(reader.docOrdinal(db.chunkDoc(id)))));
+  for (const id of nb) if (id >= 0) found++, assert.ok(!keys.has(reader.docOrdinal(db.chunkDoc(id))));
   assert.ok(found > 0);
 });

@@ -7,11 +7,15 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { spawnSync } from "node:child_process";
-import { ROOT, tmpDir } from "./helpers.ts";
+import { ROOT, tmpDir } from "../helpers.ts";
 
 const RULES = path.join(ROOT, ".dependency-cruiser.cjs");
 const depcruise = (cwd: string) =>
-  spawnSync(process.execPath, [path.join(ROOT, "node_modules", "dependency-cruiser", "bin", "dependency-cruise.mjs"), "src", "--config", RULES], { cwd, encoding: "utf8" });
+  spawnSync(
+    process.execPath,
+    [path.join(ROOT, "node_modules", "dependency-cruiser", "bin", "dependency-cruise.mjs"), "src", "--config", RULES],
+    { cwd, encoding: "utf8" },
+  );
 
 test("src/ has no import cycles and no upward imports", () => {
   const r = depcruise(ROOT);
@@ -22,7 +26,9 @@ test("src/ has no import cycles and no upward imports", () => {
 test("the rule file fails on a planted cycle, an upward import and a folder that is no room", () => {
   const dir = tmpDir("retro-structure-");
   fs.copyFileSync(path.join(ROOT, "tsconfig.json"), path.join(dir, "tsconfig.json"));
-  const put = (f: string, text: string) => (fs.mkdirSync(path.dirname(path.join(dir, f)), { recursive: true }), fs.writeFileSync(path.join(dir, f), text));
+  const put = (f: string, text: string) => (
+    fs.mkdirSync(path.dirname(path.join(dir, f)), { recursive: true }), fs.writeFileSync(path.join(dir, f), text)
+  );
   put("src/db/a.ts", 'import { b } from "./b.ts";\nexport const a = () => b;\n');
   put("src/db/b.ts", 'import { a } from "./a.ts";\nexport const b = () => a;\n');
   put("src/util/low.ts", 'import { c } from "../cli/top.ts";\nexport const low = c;\n');

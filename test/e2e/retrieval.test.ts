@@ -4,21 +4,23 @@
 import { test, before } from "node:test";
 import assert from "node:assert/strict";
 import * as path from "node:path";
-import { buildDatabase } from "../src/db/build.ts";
-import { Database } from "../src/db/database.ts";
-import { resolveConfig } from "../src/db/config.ts";
-import { Loader } from "../src/train/loader.ts";
-import { train, zeroCcaOut } from "../src/train/trainer.ts";
-import { evalControls, evalInContext, longestCommonRun } from "../src/train/controls.ts";
-import { loadModel } from "../src/model/checkpoint.ts";
-import { Model } from "../src/model/model.ts";
-import { resolveModelConfig } from "../src/model/config.ts";
-import { writeTwinCorpus, twinDbConfig } from "../src/data/synthetic.ts";
-import { RetroError } from "../src/util/errors.ts";
-import { tmpDir } from "./helpers.ts";
+import { buildDatabase } from "../../src/db/build.ts";
+import { Database } from "../../src/db/database.ts";
+import { resolveConfig } from "../../src/db/config.ts";
+import { Loader } from "../../src/train/loader.ts";
+import { train, zeroCcaOut } from "../../src/train/trainer.ts";
+import { evalControls, evalInContext, longestCommonRun } from "../../src/train/controls.ts";
+import { loadModel } from "../../src/model/checkpoint.ts";
+import { Model } from "../../src/model/model.ts";
+import { resolveModelConfig } from "../../src/model/config.ts";
+import { writeTwinCorpus, twinDbConfig } from "../../src/data/synthetic.ts";
+import { RetroError } from "../../src/util/errors.ts";
+import { tmpDir } from "../helpers.ts";
 
 process.env.RETRO_QUIET = "1";
-const WORDS = 200, CHUNK = 16, SEQ = 64;
+const WORDS = 200,
+  CHUNK = 16,
+  SEQ = 64;
 let DB = "";
 
 before(async () => {
@@ -51,22 +53,34 @@ test("a retrieval-only dataset (weight 0) is all in the database, never held out
   const last = db.manifest.neighbours!.train.samples - 1;
   assert.equal(reader.docDataset(reader.docAt(R.start(last))), 1);
   const full = db.sampleRetrieved("train", last, 2, 2 * CHUNK);
-  assert.ok(full.every((t) => t === db.tokenizer.eod), "an unsearched sample reads as all end tokens");
+  assert.ok(
+    full.every((t) => t === db.tokenizer.eod),
+    "an unsearched sample reads as all end tokens",
+  );
   // a held-out document's neighbour 0 is its twin: the chunk itself, then its continuation
   const V = new Loader(db, { split: "valid", seq: SEQ, batch: 4, seed: 0, retrieval: { k: 2, r: 2 * CHUNK } });
   const b = V.next();
   for (let s = 0; s < 4; s++) {
     for (let j = 0; j < SEQ / CHUNK; j++) {
-      const nb = b.neighbours!.subarray(((s * 4 + j) * 2) * 32, ((s * 4 + j) * 2 + 1) * 32);
-      assert.deepEqual(Array.from(nb.subarray(0, 15)), Array.from(b.ids.subarray(s * SEQ + j * CHUNK, s * SEQ + j * CHUNK + 15)));
+      const nb = b.neighbours!.subarray((s * 4 + j) * 2 * 32, ((s * 4 + j) * 2 + 1) * 32);
+      assert.deepEqual(
+        Array.from(nb.subarray(0, 15)),
+        Array.from(b.ids.subarray(s * SEQ + j * CHUNK, s * SEQ + j * CHUNK + 15)),
+      );
     }
   }
   db.close();
 });
 
 test("a config where every dataset has weight 0 is refused", () => {
-  assert.throws(() => resolveConfig({ datasets: [{ name: "a", source: "text", path: "x", weight: 0 }] }), (e: unknown) => e instanceof RetroError && /every dataset has weight 0/.test(e.message));
-  assert.throws(() => resolveConfig({ datasets: [{ name: "a", source: "text", path: "x", weight: -1 }] }), /weight must be a number ≥ 0/);
+  assert.throws(
+    () => resolveConfig({ datasets: [{ name: "a", source: "text", path: "x", weight: 0 }] }),
+    (e: unknown) => e instanceof RetroError && /every dataset has weight 0/.test(e.message),
+  );
+  assert.throws(
+    () => resolveConfig({ datasets: [{ name: "a", source: "text", path: "x", weight: -1 }] }),
+    /weight must be a number ≥ 0/,
+  );
 });
 
 test("longest common run: by hand, over several neighbour rows", () => {
@@ -78,12 +92,19 @@ test("longest common run: by hand, over several neighbour rows", () => {
 test("zeroCcaOut: a Retro-fit starts exactly at its GPT (same loss and logits with any neighbours)", () => {
   const base = { vocab: 40, d: 16, heads: 2, layers: 2, seq: 16, chunk: 8, k: 2, r: 16 };
   const gpt = new Model(resolveModelConfig({ model: "gpt", ...base }), { seed: 1 });
-  const retro = new Model(resolveModelConfig({ model: "retro", ...base, cca_layers: [1, 2], retrieval_rope: true }), { seed: 2 });
+  const retro = new Model(resolveModelConfig({ model: "retro", ...base, cca_layers: [1, 2], retrieval_rope: true }), {
+    seed: 2,
+  });
   for (const p of gpt.store.params) retro.store.get(p.name).data.set(p.data);
-  const ids = Int32Array.from({ length: 32 }, (_, i) => (i * 7) % 40), targets = Int32Array.from({ length: 32 }, (_, i) => (i * 3) % 40);
+  const ids = Int32Array.from({ length: 32 }, (_, i) => (i * 7) % 40),
+    targets = Int32Array.from({ length: 32 }, (_, i) => (i * 3) % 40);
   const neighbours = Int32Array.from({ length: 2 * 2 * 2 * 16 }, (_, i) => (i * 11) % 40);
   const g = gpt.forward({ B: 2, n: 16, ids, targets }, { keepLogits: true }).loss;
-  assert.notEqual(retro.forward({ B: 2, n: 16, ids, targets, neighbours }).loss, g, "random CCA output changes the loss");
+  assert.notEqual(
+    retro.forward({ B: 2, n: 16, ids, targets, neighbours }).loss,
+    g,
+    "random CCA output changes the loss",
+  );
   zeroCcaOut(retro);
   assert.equal(retro.forward({ B: 2, n: 16, ids, targets, neighbours }, { keepLogits: true }).loss, g);
   assert.deepEqual(retro.logits(), gpt.logits());
@@ -91,13 +112,37 @@ test("zeroCcaOut: a Retro-fit starts exactly at its GPT (same loss and logits wi
 
 test("in-context baseline: every evaluated chunk scored with and without its neighbours' text before the context", () => {
   const db = new Database(DB);
-  const gpt = new Model(resolveModelConfig({ model: "gpt", vocab: db.tokenizer.vocabSize, d: 32, heads: 4, layers: 2, seq: 128, k: 2, r: 2 * CHUNK }), { seed: 3 });
+  const gpt = new Model(
+    resolveModelConfig({
+      model: "gpt",
+      vocab: db.tokenizer.vocabSize,
+      d: 32,
+      heads: 4,
+      layers: 2,
+      seq: 128,
+      k: 2,
+      r: 2 * CHUNK,
+    }),
+    { seed: 3 },
+  );
   const info = db.manifest.neighbours!.valid;
   const r = evalInContext(gpt, db, { batch: 8 });
   assert.equal(r.tokens, info.samples * (SEQ / CHUNK - 1) * CHUNK);
   assert.ok(Number.isFinite(r.with) && Number.isFinite(r.without) && r.with !== r.without);
   assert.equal(r.context, 128 - 2 * 2 * CHUNK - CHUNK);
-  const small = new Model(resolveModelConfig({ model: "gpt", vocab: db.tokenizer.vocabSize, d: 32, heads: 4, layers: 2, seq: 64, k: 2, r: 2 * CHUNK }), { seed: 3 });
+  const small = new Model(
+    resolveModelConfig({
+      model: "gpt",
+      vocab: db.tokenizer.vocabSize,
+      d: 32,
+      heads: 4,
+      layers: 2,
+      seq: 64,
+      k: 2,
+      r: 2 * CHUNK,
+    }),
+    { seed: 3 },
+  );
   assert.throws(() => evalInContext(small, db, { batch: 8 }), /do not fit the GPT's 64 positions/);
   db.close();
 });
@@ -105,12 +150,35 @@ test("in-context baseline: every evaluated chunk scored with and without its nei
 test("the retrieval path learns to copy: Retro-fitting beats GPT-fitting far on held-out documents whose twins are in the database", async () => {
   const root = tmpDir("copy-");
   const size = { d: 128, heads: 4, layers: 4, seq: SEQ, r: 2 * CHUNK };
-  const common = { db: DB, batch: 16, evalEvery: 1e9, saveEvery: 1e9, evalBatches: 0, threads: 2, lr: 1e-3, minLr: 1e-4, warmup: 50 };
+  const common = {
+    db: DB,
+    batch: 16,
+    evalEvery: 1e9,
+    saveEvery: 1e9,
+    evalBatches: 0,
+    threads: 2,
+    lr: 1e-3,
+    minLr: 1e-4,
+    warmup: 50,
+  };
   // experiments/copy-task.ts's setup, seed 1 (there: GPT-fitting 5.135, Retro-fitting 4.315, no rope 5.128)
-  await train(path.join(root, "gpt"), { ...common, model: { ...size, model: "gpt" }, steps: 300, lr: 2e-3, minLr: 2e-4, seed: 1 });
+  await train(path.join(root, "gpt"), {
+    ...common,
+    model: { ...size, model: "gpt" },
+    steps: 300,
+    lr: 2e-3,
+    minLr: 2e-4,
+    seed: 1,
+  });
   const steps = 800;
   await train(path.join(root, "gpt-fit"), { ...common, init: path.join(root, "gpt"), steps, seed: 101 });
-  await train(path.join(root, "retro-fit"), { ...common, init: path.join(root, "gpt"), steps, seed: 101, model: { model: "retro", cca_layers: [2, 4], k: 2 } });
+  await train(path.join(root, "retro-fit"), {
+    ...common,
+    init: path.join(root, "gpt"),
+    steps,
+    seed: 101,
+    model: { model: "retro", cca_layers: [2, 4], k: 2 },
+  });
   const db = new Database(DB);
   const gpt = evalControls(loadModel(path.join(root, "gpt-fit")).model, db, { batch: 16 });
   const rm = loadModel(path.join(root, "retro-fit")).model;
@@ -122,7 +190,18 @@ test("the retrieval path learns to copy: Retro-fitting beats GPT-fitting far on 
   assert.ok(gpt.loss.own > H - 0.3, `GPT-fitting held-out loss ${gpt.loss.own} (unigram entropy ${H})`);
   assert.ok(retro.loss.own < gpt.loss.own - 0.5, `Retro-fitting ${retro.loss.own} vs GPT-fitting ${gpt.loss.own}`);
   // the gain is retrieval: gone with random neighbours or none; positions that read nothing gain nothing
-  assert.ok(retro.loss.random! > retro.loss.own + 0.5 && retro.loss.another! > retro.loss.own + 0.5 && retro.loss.none! > retro.loss.own + 0.5, JSON.stringify(retro.loss));
-  assert.ok(Math.abs(retro.noNeighboursRead.loss - gpt.noNeighboursRead.loss) < 0.2, "positions before the first chunk completes read nothing");
-  assert.ok(retro.overlap[3].loss < gpt.overlap[3].loss - 0.7, `chunks that overlap their neighbours: ${retro.overlap[3].loss} vs ${gpt.overlap[3].loss}`);
+  assert.ok(
+    retro.loss.random! > retro.loss.own + 0.5 &&
+      retro.loss.another! > retro.loss.own + 0.5 &&
+      retro.loss.none! > retro.loss.own + 0.5,
+    JSON.stringify(retro.loss),
+  );
+  assert.ok(
+    Math.abs(retro.noNeighboursRead.loss - gpt.noNeighboursRead.loss) < 0.2,
+    "positions before the first chunk completes read nothing",
+  );
+  assert.ok(
+    retro.overlap[3].loss < gpt.overlap[3].loss - 0.7,
+    `chunks that overlap their neighbours: ${retro.overlap[3].loss} vs ${gpt.overlap[3].loss}`,
+  );
 });

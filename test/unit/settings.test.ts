@@ -9,14 +9,21 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { CommanderError } from "commander";
-import { buildDatabase } from "../src/db/build.ts";
-import { TRAIN_SETTINGS } from "../src/train/settings.ts";
-import { MODEL_SETTINGS, resolveModelConfig } from "../src/model/config.ts";
-import { SAMPLING_SETTINGS, checkSampling, httpFieldOf } from "../src/generate/sampling.ts";
-import { buildProgram } from "../src/cli/program.ts";
-import { defaultsOf, defineSettings, legacyOf, resolveSettings, settingsMarkdown, type Setting } from "../src/util/settings.ts";
-import { RetroError } from "../src/util/errors.ts";
-import { smallConfig, tmpDir, writeTextCorpus } from "./helpers.ts";
+import { buildDatabase } from "../../src/db/build.ts";
+import { TRAIN_SETTINGS } from "../../src/train/settings.ts";
+import { MODEL_SETTINGS, resolveModelConfig } from "../../src/model/config.ts";
+import { SAMPLING_SETTINGS, checkSampling, httpFieldOf } from "../../src/generate/sampling.ts";
+import { buildProgram } from "../../src/cli/program.ts";
+import {
+  defaultsOf,
+  defineSettings,
+  legacyOf,
+  resolveSettings,
+  settingsMarkdown,
+  type Setting,
+} from "../../src/util/settings.ts";
+import { RetroError } from "../../src/util/errors.ts";
+import { smallConfig, tmpDir, writeTextCorpus } from "../helpers.ts";
 
 async function run(argv: string[]): Promise<void> {
   const p = buildProgram();
@@ -29,18 +36,48 @@ test("a key added to the train table: a flag, validated, in config.json, checked
   const table = TRAIN_SETTINGS as unknown as Record<string, Setting>;
   table.probeKnob = { kind: "int", min: 1, max: 9, default: 3, legacy: 2, help: "a row added by the test" };
   try {
-    const help = buildProgram().commands.find((c) => c.name() === "train")!.helpInformation();
+    const help = buildProgram()
+      .commands.find((c) => c.name() === "train")!
+      .helpInformation();
     assert.match(help, /--probe-knob <n>\s+a row added by the test \(default 3\)/);
     const root = tmpDir("retro-settings-");
     const db = path.join(root, "db");
     await buildDatabase(db, smallConfig(writeTextCorpus(path.join(root, "corpus"), 12, 1500)));
-    const base = ["train", "--db", db, "--d", "16", "--heads", "2", "--layers", "1", "--seq", "32", "--batch", "2", "--steps", "2", "--eval-every", "2", "--eval-batches", "1", "--save-every", "1"];
+    const base = [
+      "train",
+      "--db",
+      db,
+      "--d",
+      "16",
+      "--heads",
+      "2",
+      "--layers",
+      "1",
+      "--seq",
+      "32",
+      "--batch",
+      "2",
+      "--steps",
+      "2",
+      "--eval-every",
+      "2",
+      "--eval-batches",
+      "1",
+      "--save-every",
+      "1",
+    ];
     // validated from the row's range (commander reports the parser's error)
-    await assert.rejects(run([...base, "--out", path.join(root, "bad"), "--probe-knob", "0"]), (e: unknown) => e instanceof RetroError && /--probe-knob must be an integer ≥ 1 and ≤ 9/.test(e.message));
+    await assert.rejects(
+      run([...base, "--out", path.join(root, "bad"), "--probe-knob", "0"]),
+      (e: unknown) => e instanceof RetroError && /--probe-knob must be an integer ≥ 1 and ≤ 9/.test(e.message),
+    );
     // a --config file is read by the same row
     const cfgFile = path.join(root, "cfg.json");
     fs.writeFileSync(cfgFile, JSON.stringify({ probeKnob: 12 }));
-    await assert.rejects(run([...base, "--out", path.join(root, "bad2"), "--config", cfgFile]), (e: unknown) => e instanceof RetroError && /probeKnob must be an integer ≥ 1 and ≤ 9, got 12/.test(e.message));
+    await assert.rejects(
+      run([...base, "--out", path.join(root, "bad2"), "--config", cfgFile]),
+      (e: unknown) => e instanceof RetroError && /probeKnob must be an integer ≥ 1 and ≤ 9, got 12/.test(e.message),
+    );
     // written to config.json (given, and defaulted)
     const out = path.join(root, "run");
     await run([...base, "--out", out, "--probe-knob", "5", "--stop-after", "1"]);
@@ -48,9 +85,15 @@ test("a key added to the train table: a flag, validated, in config.json, checked
     assert.equal(cfg.probeKnob, 5);
     const dflt = path.join(root, "run-default");
     await run([...base, "--out", dflt, "--stop-after", "1"]);
-    assert.equal((JSON.parse(fs.readFileSync(path.join(dflt, "config.json"), "utf8")) as Record<string, unknown>).probeKnob, 3);
+    assert.equal(
+      (JSON.parse(fs.readFileSync(path.join(dflt, "config.json"), "utf8")) as Record<string, unknown>).probeKnob,
+      3,
+    );
     // checked on resume: another value is refused by name, the same one continues
-    await assert.rejects(run([...base, "--out", out, "--resume", "--probe-knob", "6"]), (e: unknown) => e instanceof RetroError && /differs in probeKnob/.test(e.message));
+    await assert.rejects(
+      run([...base, "--out", out, "--resume", "--probe-knob", "6"]),
+      (e: unknown) => e instanceof RetroError && /differs in probeKnob/.test(e.message),
+    );
     await run([...base, "--out", out, "--resume", "--probe-knob", "5"]);
     // a run written before the key existed: its absence means the legacy value (2), not the default (3)
     const old = path.join(root, "run-old");
@@ -58,7 +101,10 @@ test("a key added to the train table: a flag, validated, in config.json, checked
     const oc = JSON.parse(fs.readFileSync(path.join(old, "config.json"), "utf8")) as Record<string, unknown>;
     delete oc.probeKnob;
     fs.writeFileSync(path.join(old, "config.json"), JSON.stringify(oc));
-    await assert.rejects(run([...base, "--out", old, "--resume", "--probe-knob", "3"]), (e: unknown) => e instanceof RetroError && /differs in probeKnob/.test(e.message));
+    await assert.rejects(
+      run([...base, "--out", old, "--resume", "--probe-knob", "3"]),
+      (e: unknown) => e instanceof RetroError && /differs in probeKnob/.test(e.message),
+    );
     await run([...base, "--out", old, "--resume", "--probe-knob", "2"]);
   } finally {
     delete table.probeKnob;
@@ -77,7 +123,11 @@ test("tables: typed defaults, strict values, unknown keys named, legacy values, 
   assert.equal(legacyOf(t).x, 0.25);
   const v = resolveSettings(t, { n: 7, mode: "b", ls: [2, 3] }, "probe");
   assert.deepEqual(v, { n: 7, x: 0.5, on: false, mode: "b", ls: [2, 3] });
-  const bad = (input: Record<string, unknown>, re: RegExp) => assert.throws(() => resolveSettings(t, input, "probe"), (e: RetroError) => e.code === 2 && re.test(e.message));
+  const bad = (input: Record<string, unknown>, re: RegExp) =>
+    assert.throws(
+      () => resolveSettings(t, input, "probe"),
+      (e: RetroError) => e.code === 2 && re.test(e.message),
+    );
   bad({ n: 0 }, /probe: n must be an integer ≥ 1, got 0/);
   bad({ n: 2.5 }, /n must be an integer/);
   bad({ x: 1 }, /x must be a number > 0 and < 1/);
@@ -95,23 +145,39 @@ test("model and sampling tables: what the config, the CLI and the server accept"
   const m = resolveModelConfig({});
   assert.equal(m.d, MODEL_SETTINGS.d.default);
   assert.equal(MODEL_SETTINGS.vocab.flag, false);
-  const help = buildProgram().commands.find((c) => c.name() === "train")!.helpInformation();
+  const help = buildProgram()
+    .commands.find((c) => c.name() === "train")!
+    .helpInformation();
   assert.doesNotMatch(help, /--vocab/);
   assert.match(help, /--enc-layers <n>/);
   assert.match(help, /--no-retrieval-rope/);
   // one sampling table: library, CLI and HTTP fields name the same bounds
   assert.throws(() => checkSampling({ temperature: 3 }), /temperature must be a number ≥ 0 and ≤ 2, got 3/);
   assert.throws(() => checkSampling({ maxTokens: 5000 }, httpFieldOf), /max_tokens must be an integer ≥ 1 and ≤ 4096/);
-  assert.deepEqual(Object.keys(SAMPLING_SETTINGS).map(httpFieldOf), ["max_tokens", "temperature", "top_k", "top_p", "seed"]);
-  const gen = buildProgram().commands.find((c) => c.name() === "generate")!.helpInformation();
+  assert.deepEqual(Object.keys(SAMPLING_SETTINGS).map(httpFieldOf), [
+    "max_tokens",
+    "temperature",
+    "top_k",
+    "top_p",
+    "seed",
+  ]);
+  const gen = buildProgram()
+    .commands.find((c) => c.name() === "generate")!
+    .helpInformation();
   for (const f of ["--max-tokens", "--temperature", "--top-k", "--top-p", "--seed"]) assert.ok(gen.includes(f), f);
 });
 
 test("commander errors of a generated flag stay usage errors", async () => {
-  await assert.rejects(run(["generate", "--ckpt", "x", "--prompt", "a", "--temperature", "nope"]), (e: unknown) => (e instanceof RetroError && e.code === 2) || e instanceof CommanderError);
+  await assert.rejects(
+    run(["generate", "--ckpt", "x", "--prompt", "a", "--temperature", "nope"]),
+    (e: unknown) => (e instanceof RetroError && e.code === 2) || e instanceof CommanderError,
+  );
 });
 
-test("docs/configuration.md is what the tables give (regenerate: node --import tsx scripts/configuration-docs.ts)", async () => {
-  const { configurationMarkdown, CONFIG_DOC } = await import("../scripts/configuration-docs.ts");
+test("docs/configuration.md and docs/errors.md are what the tables give (regenerate: node --import tsx scripts/configuration-docs.ts)", async () => {
+  const { configurationMarkdown, CONFIG_DOC, errorsMarkdown, ERRORS_DOC } = await import(
+    "../../scripts/configuration-docs.ts"
+  );
+  assert.equal(fs.readFileSync(ERRORS_DOC, "utf8"), errorsMarkdown());
   assert.equal(fs.readFileSync(CONFIG_DOC, "utf8"), configurationMarkdown());
 });

@@ -6,11 +6,20 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { corpusScore, exactMatch, f1Score, normalizeAnswer, rougeL, rougeN, scoreAnswer, scoreRouge } from "../src/qa/metrics.ts";
-import { readQaFile } from "../src/prompt/qa-formats.ts";
-import { scoreFiles } from "../src/qa/score.ts";
-import { RetroError } from "../src/util/errors.ts";
-import { cli, tmpDir } from "./helpers.ts";
+import {
+  corpusScore,
+  exactMatch,
+  f1Score,
+  normalizeAnswer,
+  rougeL,
+  rougeN,
+  scoreAnswer,
+  scoreRouge,
+} from "../../src/qa/metrics.ts";
+import { readQaFile } from "../../src/prompt/qa-formats.ts";
+import { scoreFiles } from "../../src/qa/score.ts";
+import { RetroError } from "../../src/util/errors.ts";
+import { cli, tmpDir } from "../helpers.ts";
 
 const close = (a: number, b: number, what: string) => assert.ok(Math.abs(a - b) < 1e-9, `${what}: ${a} vs ${b}`);
 
@@ -41,7 +50,11 @@ test("exact match and F1 against hand-worked values", () => {
   assert.deepEqual(scoreAnswer("", [""]), { em: 1, f1: 1 });
   assert.deepEqual(scoreAnswer("Paris", [""]), { em: 0, f1: 0 });
   // Megatron's variant: first gold answer only, punctuation becomes a space
-  close(scoreAnswer("state of the art", ["state-of-the-art", "state of the art"], "megatron").f1, 1, "parlai punctuation");
+  close(
+    scoreAnswer("state of the art", ["state-of-the-art", "state of the art"], "megatron").f1,
+    1,
+    "parlai punctuation",
+  );
   close(scoreAnswer("London", ["Paris", "London"], "megatron").f1, 0, "first gold only");
   close(scoreAnswer("London", ["Paris", "London"], "squad").f1, 1, "squad takes the max");
 });
@@ -70,35 +83,89 @@ test("ROUGE-1/2/L against hand-worked counts, and their geometric mean", () => {
   assert.equal(rougeN("", "the cat", 1), 0);
   const r = scoreRouge("the cat sat on the mat", ["a dog", "the cat is on the mat"]);
   close(r.rouge2, 0.6, "best reference");
-  const c = corpusScore([{ prediction: "the cat sat on the mat", answers: ["the cat is on the mat"] }], { rouge: true });
+  const c = corpusScore([{ prediction: "the cat sat on the mat", answers: ["the cat is on the mat"] }], {
+    rouge: true,
+  });
   close(c.rouge_gm!, Math.cbrt((500 / 6) * 60 * (500 / 6)), "geometric mean");
 });
 
 test("QA files: SQuAD 1.1/2.0, KILT, Megatron QA JSON and plain JSONL read into one shape; bad files named", () => {
   const dir = tmpDir("retro-qa-");
   const squad = path.join(dir, "squad.json");
-  fs.writeFileSync(squad, JSON.stringify({ version: "v2.0", data: [{ title: "Super_Bowl_50", paragraphs: [{ context: "Denver won.", qas: [
-    { id: "q1", question: "Who won?", answers: [{ text: "Denver", answer_start: 0 }, { text: "Denver Broncos", answer_start: 0 }] },
-    { id: "q2", question: "Who lost?", answers: [], is_impossible: true },
-  ] }] }] }));
+  fs.writeFileSync(
+    squad,
+    JSON.stringify({
+      version: "v2.0",
+      data: [
+        {
+          title: "Super_Bowl_50",
+          paragraphs: [
+            {
+              context: "Denver won.",
+              qas: [
+                {
+                  id: "q1",
+                  question: "Who won?",
+                  answers: [
+                    { text: "Denver", answer_start: 0 },
+                    { text: "Denver Broncos", answer_start: 0 },
+                  ],
+                },
+                { id: "q2", question: "Who lost?", answers: [], is_impossible: true },
+              ],
+            },
+          ],
+        },
+      ],
+    }),
+  );
   const s = readQaFile(squad);
   assert.equal(s.format, "squad");
-  assert.deepEqual(s.items[0], { id: "q1", question: "Who won?", answers: ["Denver", "Denver Broncos"], passages: [{ title: "Super Bowl 50", text: "Denver won." }] });
+  assert.deepEqual(s.items[0], {
+    id: "q1",
+    question: "Who won?",
+    answers: ["Denver", "Denver Broncos"],
+    passages: [{ title: "Super Bowl 50", text: "Denver won." }],
+  });
   assert.deepEqual(s.items[1].answers, [""]);
   const kilt = path.join(dir, "nq.jsonl");
-  fs.writeFileSync(kilt, JSON.stringify({ id: "k1", input: "where is paris", output: [{ answer: "France" }, { provenance: [] }, { answer: "in France" }] }) + "\n");
-  assert.deepEqual(readQaFile(kilt), { format: "kilt", items: [{ id: "k1", question: "where is paris", answers: ["France", "in France"], passages: [] }] });
+  fs.writeFileSync(
+    kilt,
+    JSON.stringify({
+      id: "k1",
+      input: "where is paris",
+      output: [{ answer: "France" }, { provenance: [] }, { answer: "in France" }],
+    }) + "\n",
+  );
+  assert.deepEqual(readQaFile(kilt), {
+    format: "kilt",
+    items: [{ id: "k1", question: "where is paris", answers: ["France", "in France"], passages: [] }],
+  });
   const meg = path.join(dir, "meg.json");
   fs.writeFileSync(meg, JSON.stringify([{ question: "q?", answers: ["a"], ctxs: [{ title: "t", text: "x" }] }]));
-  assert.deepEqual(readQaFile(meg).items[0], { id: "0", question: "q?", answers: ["a"], passages: [{ title: "t", text: "x" }] });
+  assert.deepEqual(readQaFile(meg).items[0], {
+    id: "0",
+    question: "q?",
+    answers: ["a"],
+    passages: [{ title: "t", text: "x" }],
+  });
   const plain = path.join(dir, "plain.jsonl");
   fs.writeFileSync(plain, '{"id": 5, "question": "q?", "answer": "a", "context": "c"}\n\n');
-  assert.deepEqual(readQaFile(plain).items[0], { id: "5", question: "q?", answers: ["a"], passages: [{ title: "", text: "c" }] });
+  assert.deepEqual(readQaFile(plain).items[0], {
+    id: "5",
+    question: "q?",
+    answers: ["a"],
+    passages: [{ title: "", text: "c" }],
+  });
 
   const bad = (content: string, re: RegExp) => {
     const f = path.join(dir, "bad.jsonl");
     fs.writeFileSync(f, content);
-    assert.throws(() => readQaFile(f), (e: unknown) => e instanceof RetroError && e.code === 4 && re.test(e.message), re.source);
+    assert.throws(
+      () => readQaFile(f),
+      (e: unknown) => e instanceof RetroError && e.code === 4 && re.test(e.message),
+      re.source,
+    );
   };
   bad('{"prompt": "x"}\n', /bad\.jsonl:1: unknown shape.*accepted formats: SQuAD/);
   bad('{"question": "a?", "answers": ["x"]}\n{"question": "b?"}\n', /bad\.jsonl:2: field "answers" is missing/);
@@ -111,7 +178,13 @@ test("QA files: SQuAD 1.1/2.0, KILT, Megatron QA JSON and plain JSONL read into 
 test("eval score: JSONL or official predictions JSON against gold, one JSON line; mismatched ids counted", () => {
   const dir = tmpDir("retro-score-");
   const gold = path.join(dir, "gold.jsonl");
-  fs.writeFileSync(gold, ['{"id": "a", "question": "?", "answers": ["Denver Broncos"]}', '{"id": "b", "question": "?", "answers": ["Carolina Panthers"]}'].join("\n") + "\n");
+  fs.writeFileSync(
+    gold,
+    [
+      '{"id": "a", "question": "?", "answers": ["Denver Broncos"]}',
+      '{"id": "b", "question": "?", "answers": ["Carolina Panthers"]}',
+    ].join("\n") + "\n",
+  );
   const pj = path.join(dir, "pred.json");
   fs.writeFileSync(pj, JSON.stringify({ a: "the Denver Broncos", b: "Panthers" }));
   // a: EM 1, F1 1; b: EM 0, F1 P 1 R 1/2 → 2/3

@@ -3,20 +3,23 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { spawn } from "node:child_process";
-import { buildDatabase } from "../src/db/build.ts";
-import { Database } from "../src/db/database.ts";
-import { resolveConfig } from "../src/db/config.ts";
-import { stageQuery } from "../src/db/build.ts";
-import type { RetroError } from "../src/util/errors.ts";
-import { LOCK_FILE, lockFolder } from "../src/util/lock.ts";
-import { readBlock, writeBlock } from "../src/util/blockfile.ts";
-import { cli, ROOT, smallConfig, tmpDir, treeHashes, writeTextCorpus } from "./helpers.ts";
+import { buildDatabase } from "../../src/db/build.ts";
+import { Database } from "../../src/db/database.ts";
+import { resolveConfig } from "../../src/db/config.ts";
+import { stageQuery } from "../../src/db/build.ts";
+import type { RetroError } from "../../src/util/errors.ts";
+import { LOCK_FILE, lockFolder } from "../../src/util/lock.ts";
+import { readBlock, writeBlock } from "../../src/util/blockfile.ts";
+import { cli, ROOT, smallConfig, tmpDir, treeHashes, writeTextCorpus } from "../helpers.ts";
 
 process.env.RETRO_QUIET = "1";
 
 function runUntilKilled(args: string[], afterMs: number): Promise<void> {
   return new Promise((resolve) => {
-    const p = spawn(process.execPath, [path.join(ROOT, "bin", "retro.js"), ...args], { env: { ...process.env, RETRO_QUIET: "1" }, stdio: "ignore" });
+    const p = spawn(process.execPath, [path.join(ROOT, "bin", "retro.js"), ...args], {
+      env: { ...process.env, RETRO_QUIET: "1" },
+      stdio: "ignore",
+    });
     const t = setTimeout(() => p.kill("SIGKILL"), afterMs);
     p.on("exit", () => (clearTimeout(t), resolve()));
   });
@@ -26,14 +29,21 @@ describe("kill and resume", () => {
   test("a build killed at several moments and re-run is byte-identical to an uninterrupted one", async () => {
     const corpus = writeTextCorpus(path.join(tmpDir(), "corpus"), 60, 2500);
     const cfgFile = path.join(tmpDir(), "cfg.json");
-    fs.writeFileSync(cfgFile, JSON.stringify(smallConfig(corpus, { embedBlockSize: 40, query: { seq: 64, candidates: 50, keep: 4, blockSize: 4 } })));
+    fs.writeFileSync(
+      cfgFile,
+      JSON.stringify(
+        smallConfig(corpus, { embedBlockSize: 40, query: { seq: 64, candidates: 50, keep: 4, blockSize: 4 } }),
+      ),
+    );
     const ref = path.join(tmpDir(), "ref");
     assert.equal(cli(["db", "build", "--out", ref, "--config", cfgFile]).code, 0);
     const dir = path.join(tmpDir(), "killed");
-    for (const ms of [900, 1300, 1700, 2100, 2600]) await runUntilKilled(["db", "build", "--out", dir, "--config", cfgFile], ms);
+    for (const ms of [900, 1300, 1700, 2100, 2600])
+      await runUntilKilled(["db", "build", "--out", dir, "--config", cfgFile], ms);
     const r = cli(["db", "build", "--out", dir, "--config", cfgFile]);
     assert.equal(r.code, 0, r.stderr);
-    const a = treeHashes(ref), b = treeHashes(dir);
+    const a = treeHashes(ref),
+      b = treeHashes(dir);
     assert.deepEqual(Object.keys(b).sort(), Object.keys(a).sort());
     // the manifest records the index build time, which differs between runs
     for (const k of Object.keys(a)) if (k !== "manifest.json") assert.equal(b[k], a[k], k);
@@ -90,7 +100,10 @@ describe("bad input gives a clear error and exit code", () => {
     lockFolder(dir, "test")();
     // a lock held on another host cannot be checked from here: refused, naming it, never taken over
     fs.writeFileSync(path.join(dir, LOCK_FILE), "999999999@elsewhere.example");
-    assert.throws(() => lockFolder(dir, "test"), (e: RetroError) => e.code === 7 && /locked by process 999999999 on host elsewhere\.example/.test(e.message));
+    assert.throws(
+      () => lockFolder(dir, "test"),
+      (e: RetroError) => e.code === 7 && /locked by process 999999999 on host elsewhere\.example/.test(e.message),
+    );
     fs.rmSync(path.join(dir, LOCK_FILE));
   });
 
@@ -102,7 +115,10 @@ describe("bad input gives a clear error and exit code", () => {
     assert.equal(r.code, 4);
     assert.match(r.stderr, /no documents/);
     assert.ok(!fs.existsSync(path.join(out, "manifest.json")));
-    assert.throws(() => new Database(out), (e: RetroError) => e.code === 3);
+    assert.throws(
+      () => new Database(out),
+      (e: RetroError) => e.code === 3,
+    );
   });
 
   test("non-UTF-8 bytes → exit 4 naming the file", () => {
@@ -116,14 +132,39 @@ describe("bad input gives a clear error and exit code", () => {
   test("malformed JSONL line: fails by default (exit 4, line named), skipped and counted on request", async () => {
     const d = tmpDir();
     const f = path.join(d, "c.jsonl");
-    const lines = fs.readdirSync(corpus).map((n) => JSON.stringify({ text: fs.readFileSync(path.join(corpus, n), "utf8") }));
+    const lines = fs
+      .readdirSync(corpus)
+      .map((n) => JSON.stringify({ text: fs.readFileSync(path.join(corpus, n), "utf8") }));
     lines.splice(3, 0, "{not json", JSON.stringify({ body: "no text field" }));
     fs.writeFileSync(f, lines.join("\n") + "\n");
-    const r = cli(["db", "build", "--out", path.join(tmpDir(), "db"), "--jsonl", f, "--until", "tokens", "--tokenizer", "gpt2"]);
+    const r = cli([
+      "db",
+      "build",
+      "--out",
+      path.join(tmpDir(), "db"),
+      "--jsonl",
+      f,
+      "--until",
+      "tokens",
+      "--tokenizer",
+      "gpt2",
+    ]);
     assert.equal(r.code, 4);
     assert.match(r.stderr, /c\.jsonl:4: malformed JSONL line/);
     const out = path.join(tmpDir(), "db");
-    const ok = cli(["db", "build", "--out", out, "--jsonl", f, "--skip-bad-lines", "--until", "tokens", "--tokenizer", "gpt2"]);
+    const ok = cli([
+      "db",
+      "build",
+      "--out",
+      out,
+      "--jsonl",
+      f,
+      "--skip-bad-lines",
+      "--until",
+      "tokens",
+      "--tokenizer",
+      "gpt2",
+    ]);
     assert.equal(ok.code, 0, ok.stderr);
     const man = JSON.parse(fs.readFileSync(path.join(out, "manifest.json"), "utf8"));
     assert.equal(man.datasets[0].skippedLines, 2);
@@ -158,7 +199,14 @@ describe("bad input gives a clear error and exit code", () => {
     assert.equal(r.code, 5);
     assert.match(r.stderr, /index/);
     // issue 10's crashes: 64 bytes left, or 4 bytes flipped at offsets 0, 4 and deep inside — a clean exit 5, no signal
-    for (const damage of [(b: Buffer) => b.subarray(0, 64), ...[0, 4, Math.floor(idxBuf.length / 2)].map((o) => (b: Buffer) => { const c = Buffer.from(b); for (let i = o; i < o + 4; i++) c[i] ^= 0xa5; return c; })]) {
+    for (const damage of [
+      (b: Buffer) => b.subarray(0, 64),
+      ...[0, 4, Math.floor(idxBuf.length / 2)].map((o) => (b: Buffer) => {
+        const c = Buffer.from(b);
+        for (let i = o; i < o + 4; i++) c[i] ^= 0xa5;
+        return c;
+      }),
+    ]) {
       fs.writeFileSync(idx, damage(idxBuf));
       r = cli(["db", "query", "--db", dir, "--split", "valid"]);
       assert.equal(r.code, 5, r.stderr);
@@ -211,15 +259,32 @@ describe("bad input gives a clear error and exit code", () => {
     const cfg = resolveConfig({ ...smallConfig(corpus), embedder: { kind: "lexical", dim: 32 } });
     fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify(cfg));
     const db = new Database(dir);
-    await assert.rejects(stageQuery(dir, cfg, db, "valid"), (e: RetroError) => e.code === 6 && /dimension 32 ≠ index dimension 64/.test(e.message));
+    await assert.rejects(
+      stageQuery(dir, cfg, db, "valid"),
+      (e: RetroError) => e.code === 6 && /dimension 32 ≠ index dimension 64/.test(e.message),
+    );
   });
 
   test("unknown config keys and bad values are refused by name", () => {
     assert.throws(() => resolveConfig({ chunkLen: 64 }), /unknown key "chunkLen"/);
     assert.throws(() => resolveConfig({ query: { seq: 100 } }), /multiple of chunkLength/);
-    assert.throws(() => resolveConfig({ index: { description: "IVF4096,PQ16" } }), (e: RetroError) => e.code === 2 && /not supported/.test(e.message));
+    assert.throws(
+      () => resolveConfig({ index: { description: "IVF4096,PQ16" } }),
+      (e: RetroError) => e.code === 2 && /not supported/.test(e.message),
+    );
     assert.throws(() => resolveConfig({ tokenizer: { kind: "wordpiece" } }), /not one of gpt2, bpe/);
-    const r = cli(["db", "build", "--out", path.join(tmpDir(), "db"), "--text", corpus, "--index", "IVF4096,PQ16", "--tokenizer", "gpt2"]);
+    const r = cli([
+      "db",
+      "build",
+      "--out",
+      path.join(tmpDir(), "db"),
+      "--text",
+      corpus,
+      "--index",
+      "IVF4096,PQ16",
+      "--tokenizer",
+      "gpt2",
+    ]);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /IVF\/PQ\/OPQ/);
   });

@@ -3,8 +3,8 @@
 // and size checks that throw instead of reading past a buffer.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { loadEngine, type Engine } from "../src/engine/native.ts";
-import { Rng } from "../src/util/rng.ts";
+import { loadEngine, type Engine } from "../../src/engine/native.ts";
+import { Rng } from "../../src/util/rng.ts";
 
 const E = loadEngine();
 const rng = new Rng(7);
@@ -12,7 +12,14 @@ const rand = (n: number, s = 1) => Float32Array.from({ length: n }, () => s * rn
 const ints = (n: number, hi: number) => Int32Array.from({ length: n }, () => rng.int(hi));
 
 /** L(x) = sum(forward(x) * R); checks dL/dx[i] from `analytic` against central differences at `probes` indices */
-function checkGrad(name: string, x: Float32Array, loss: () => number, analytic: Float32Array, probes = 12, tol = 2e-2): void {
+function checkGrad(
+  name: string,
+  x: Float32Array,
+  loss: () => number,
+  analytic: Float32Array,
+  probes = 12,
+  tol = 2e-2,
+): void {
   const eps = 1e-2;
   let worst = 0;
   for (let p = 0; p < probes; p++) {
@@ -29,28 +36,47 @@ function checkGrad(name: string, x: Float32Array, loss: () => number, analytic: 
   }
   assert.ok(worst < tol, `${name}: finite-difference mismatch ${worst.toExponential(2)}`);
 }
-const dot = (a: Float32Array, b: Float32Array) => { let s = 0; for (let i = 0; i < a.length; i++) s += a[i] * b[i]; return s; };
+const dot = (a: Float32Array, b: Float32Array) => {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
+  return s;
+};
 
 test("gemm matches a naive product for every transpose, in both builds", () => {
   for (const kind of ["blas", "portable"] as const) {
     const e: Engine = loadEngine(kind);
-    for (const [ta, tb] of [[0, 0], [0, 1], [1, 0], [1, 1]]) {
-      const M = 37, N = 45, K = 300; // odd sizes: partial register tiles and a partial K block
-      const A = rand(M * K), B = rand(K * N), C = rand(M * N);
+    for (const [ta, tb] of [
+      [0, 0],
+      [0, 1],
+      [1, 0],
+      [1, 1],
+    ]) {
+      const M = 37,
+        N = 45,
+        K = 300; // odd sizes: partial register tiles and a partial K block
+      const A = rand(M * K),
+        B = rand(K * N),
+        C = rand(M * N);
       const C0 = C.slice();
       e.gemm(ta, tb, M, N, K, 0.5, A, ta ? M : K, B, tb ? K : N, 2, C, N);
       let worst = 0;
-      for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) {
-        let s = 0;
-        for (let k = 0; k < K; k++) s += (ta ? A[k * M + i] : A[i * K + k]) * (tb ? B[j * K + k] : B[k * N + j]);
-        worst = Math.max(worst, Math.abs(0.5 * s + 2 * C0[i * N + j] - C[i * N + j]));
-      }
+      for (let i = 0; i < M; i++)
+        for (let j = 0; j < N; j++) {
+          let s = 0;
+          for (let k = 0; k < K; k++) s += (ta ? A[k * M + i] : A[i * K + k]) * (tb ? B[j * K + k] : B[k * N + j]);
+          worst = Math.max(worst, Math.abs(0.5 * s + 2 * C0[i * N + j] - C[i * N + j]));
+        }
       assert.ok(worst < 1e-3, `${kind} ta=${ta} tb=${tb}: max error ${worst}`);
     }
   }
   // the split across threads is taken for large products; compare the two builds on one
-  const M = 300, N = 700, K = 64;
-  const A = rand(M * K), B = rand(N * K), C1 = new Float32Array(M * N), C2 = new Float32Array(M * N);
+  const M = 300,
+    N = 700,
+    K = 64;
+  const A = rand(M * K),
+    B = rand(N * K),
+    C1 = new Float32Array(M * N),
+    C2 = new Float32Array(M * N);
   loadEngine("blas").gemm(0, 1, M, N, K, 1, A, K, B, K, 0, C1, N);
   loadEngine("portable").gemm(0, 1, M, N, K, 1, A, K, B, K, 0, C2, N);
   let worst = 0;
@@ -59,12 +85,23 @@ test("gemm matches a naive product for every transpose, in both builds", () => {
 });
 
 test("layernorm backward matches finite differences (input, weight, bias)", () => {
-  const N = 5, C = 16;
-  const x = rand(N * C), w = rand(C), b = rand(C), R = rand(N * C);
-  const out = new Float32Array(N * C), mean = new Float32Array(N), rstd = new Float32Array(N);
-  const loss = () => { E.layernormForward(out, mean, rstd, x, w, b, N, C); return dot(out, R); };
+  const N = 5,
+    C = 16;
+  const x = rand(N * C),
+    w = rand(C),
+    b = rand(C),
+    R = rand(N * C);
+  const out = new Float32Array(N * C),
+    mean = new Float32Array(N),
+    rstd = new Float32Array(N);
+  const loss = () => {
+    E.layernormForward(out, mean, rstd, x, w, b, N, C);
+    return dot(out, R);
+  };
   loss();
-  const dx = new Float32Array(N * C), dw = new Float32Array(C), db = new Float32Array(C);
+  const dx = new Float32Array(N * C),
+    dw = new Float32Array(C),
+    db = new Float32Array(C);
   E.layernormBackward(dx, dw, db, R, x, w, mean, rstd, N, C, 0);
   checkGrad("layernorm dx", x, loss, dx);
   checkGrad("layernorm dw", w, loss, dw);
@@ -72,10 +109,21 @@ test("layernorm backward matches finite differences (input, weight, bias)", () =
 });
 
 test("linear backward matches finite differences; frozen (null) gradients are skipped", () => {
-  const N = 6, IN = 10, OUT = 7;
-  const x = rand(N * IN), W = rand(OUT * IN), b = rand(OUT), R = rand(N * OUT), out = new Float32Array(N * OUT);
-  const loss = () => { E.linearForward(out, x, W, b, N, IN, OUT); return dot(out, R); };
-  const dx = new Float32Array(N * IN), dW = new Float32Array(OUT * IN), db = new Float32Array(OUT);
+  const N = 6,
+    IN = 10,
+    OUT = 7;
+  const x = rand(N * IN),
+    W = rand(OUT * IN),
+    b = rand(OUT),
+    R = rand(N * OUT),
+    out = new Float32Array(N * OUT);
+  const loss = () => {
+    E.linearForward(out, x, W, b, N, IN, OUT);
+    return dot(out, R);
+  };
+  const dx = new Float32Array(N * IN),
+    dW = new Float32Array(OUT * IN),
+    db = new Float32Array(OUT);
   E.linearBackward(dx, dW, db, R, x, W, N, IN, OUT, 0);
   checkGrad("linear dx", x, loss, dx);
   checkGrad("linear dW", W, loss, dW);
@@ -87,28 +135,51 @@ test("linear backward matches finite differences; frozen (null) gradients are sk
 
 test("GELU (tanh) forward matches the formula and backward matches finite differences", () => {
   const n = 64;
-  const x = rand(n, 3), R = rand(n), out = new Float32Array(n);
+  const x = rand(n, 3),
+    R = rand(n),
+    out = new Float32Array(n);
   E.geluForward(out, x, n);
   for (let i = 0; i < n; i++) {
-    const v = x[i], ref = 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3)));
+    const v = x[i],
+      ref = 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3)));
     assert.ok(Math.abs(out[i] - ref) < 1e-6, `gelu(${v}) = ${out[i]}, expected ${ref}`);
   }
-  const loss = () => { E.geluForward(out, x, n); return dot(out, R); };
+  const loss = () => {
+    E.geluForward(out, x, n);
+    return dot(out, R);
+  };
   const dx = new Float32Array(n);
   E.geluBackward(dx, x, R, n);
   checkGrad("gelu", x, loss, dx, 24);
 });
 
-for (const [label, causal, kvdiv, T, S] of [["causal self", 1, 1, 9, 9], ["bidirectional", 0, 1, 7, 7], ["cross, 2 queries per key set", 0, 2, 5, 11]] as const) {
+for (const [label, causal, kvdiv, T, S] of [
+  ["causal self", 1, 1, 9, 9],
+  ["bidirectional", 0, 1, 7, 7],
+  ["cross, 2 queries per key set", 0, 2, 5, 11],
+] as const) {
   test(`attention (${label}) backward matches finite differences`, () => {
-    const B = 4, H = 2, hd = 4, D = H * hd, BK = B / kvdiv;
+    const B = 4,
+      H = 2,
+      hd = 4,
+      D = H * hd,
+      BK = B / kvdiv;
     // q inside a wider row (stride 3D, offset D) and K/V packed in one [S, 2D] row, as the model lays them out
-    const q = rand(B * T * 3 * D), kv = rand(BK * S * 2 * D), R = rand(B * T * D);
-    const out = new Float32Array(B * T * D), probs = new Float32Array(B * H * T * S);
-    const loss = () => { E.attentionForward(out, probs, q, D, 3 * D, kv, 0, D, 2 * D, B, T, S, H, hd, causal, kvdiv); return dot(out, R); };
+    const q = rand(B * T * 3 * D),
+      kv = rand(BK * S * 2 * D),
+      R = rand(B * T * D);
+    const out = new Float32Array(B * T * D),
+      probs = new Float32Array(B * H * T * S);
+    const loss = () => {
+      E.attentionForward(out, probs, q, D, 3 * D, kv, 0, D, 2 * D, B, T, S, H, hd, causal, kvdiv);
+      return dot(out, R);
+    };
     loss();
-    if (causal) for (let i = 0; i < T; i++) for (let j = i + 1; j < S; j++) assert.equal(probs[i * S + j], 0, "future key visible");
-    const dq = new Float32Array(q.length), dkv = new Float32Array(kv.length);
+    if (causal)
+      for (let i = 0; i < T; i++)
+        for (let j = i + 1; j < S; j++) assert.equal(probs[i * S + j], 0, "future key visible");
+    const dq = new Float32Array(q.length),
+      dkv = new Float32Array(kv.length);
     E.attentionBackward(dq, dkv, R, probs, q, D, 3 * D, kv, 0, D, 2 * D, B, T, S, H, hd, kvdiv);
     checkGrad("attention dq", q, loss, dq, 24);
     checkGrad("attention dkv", kv, loss, dkv, 24);
@@ -118,18 +189,32 @@ for (const [label, causal, kvdiv, T, S] of [["causal self", 1, 1, 9, 9], ["bidir
 }
 
 test("embedding backward matches finite differences (repeated ids accumulate)", () => {
-  const N = 12, T = 4, C = 6, V = 5;
-  const ids = ints(N, V), wte = rand(V * C), wpe = rand(T * C), R = rand(N * C), out = new Float32Array(N * C);
-  const loss = () => { E.embeddingForward(out, ids, wte, wpe, N, T, C, V); return dot(out, R); };
-  const dwte = new Float32Array(V * C), dwpe = new Float32Array(T * C);
+  const N = 12,
+    T = 4,
+    C = 6,
+    V = 5;
+  const ids = ints(N, V),
+    wte = rand(V * C),
+    wpe = rand(T * C),
+    R = rand(N * C),
+    out = new Float32Array(N * C);
+  const loss = () => {
+    E.embeddingForward(out, ids, wte, wpe, N, T, C, V);
+    return dot(out, R);
+  };
+  const dwte = new Float32Array(V * C),
+    dwpe = new Float32Array(T * C);
   E.embeddingBackward(dwte, dwpe, R, ids, N, T, C, V);
   checkGrad("embedding wte", wte, loss, dwte, 20);
   checkGrad("embedding wpe", wpe, loss, dwpe, 20);
 });
 
 test("masked softmax cross-entropy: loss by hand and gradient by finite differences", () => {
-  const N = 4, V = 6;
-  const logits = rand(N * V), targets = Int32Array.from([0, 5, 2, 2]), mask = Float32Array.from([1, 0, 1, 1]);
+  const N = 4,
+    V = 6;
+  const logits = rand(N * V),
+    targets = Int32Array.from([0, 5, 2, 2]),
+    mask = Float32Array.from([1, 0, 1, 1]);
   const losses = new Float32Array(N);
   const lossOf = () => {
     const tmp = logits.slice();
@@ -150,11 +235,16 @@ test("masked softmax cross-entropy: loss by hand and gradient by finite differen
 
 test("AdamW equals PyTorch's update rule written out, with gradient scaling", () => {
   const n = 50;
-  const p = rand(n), g = rand(n), m = rand(n, 0.1), v = rand(n, 0.1).map(Math.abs);
+  const p = rand(n),
+    g = rand(n),
+    m = rand(n, 0.1),
+    v = rand(n, 0.1).map(Math.abs);
   const [lr, b1, b2, eps, wd, t, gs] = [1e-2, 0.9, 0.95, 1e-8, 0.1, 3, 0.5];
   const ref = Array.from(p, (pi, i) => {
-    const gi = g[i] * gs, mi = b1 * m[i] + (1 - b1) * gi, vi = b2 * v[i] + (1 - b2) * gi * gi;
-    return pi * (1 - lr * wd) - (lr / (1 - b1 ** t)) * mi / (Math.sqrt(vi) / Math.sqrt(1 - b2 ** t) + eps);
+    const gi = g[i] * gs,
+      mi = b1 * m[i] + (1 - b1) * gi,
+      vi = b2 * v[i] + (1 - b2) * gi * gi;
+    return pi * (1 - lr * wd) - ((lr / (1 - b1 ** t)) * mi) / (Math.sqrt(vi) / Math.sqrt(1 - b2 ** t) + eps);
   });
   E.adamw(p, g, m, v, n, lr, b1, b2, eps, wd, t, gs);
   for (let i = 0; i < n; i++) assert.ok(Math.abs(p[i] - ref[i]) < 1e-6, `param ${i}: ${p[i]} vs ${ref[i]}`);
@@ -162,11 +252,26 @@ test("AdamW equals PyTorch's update rule written out, with gradient scaling", ()
 
 test("kernels refuse buffers too small for the dimensions given, and out-of-range ids", () => {
   const x = new Float32Array(10);
-  assert.throws(() => E.layernormForward(x, x, x, new Float32Array(3), x, x, 2, 5), /layernormForward: argument 'inp' has 3 elements, needs 10/);
-  assert.throws(() => E.linearForward(new Float32Array(4), x, new Float32Array(15), null, 2, 5, 3), /argument 'out' has 4 elements, needs 6/);
-  assert.throws(() => E.embeddingForward(x, Int32Array.from([0, 9]), x, x, 2, 2, 1, 5), /holds id 9 at 1, outside \[0, 5\)/);
-  assert.throws(() => E.linearForward(x, new Int32Array(10) as unknown as Float32Array, x, null, 2, 5, 1), /must be a Float32Array/);
-  assert.throws(() => E.attentionForward(x, x, x, 0, 1, x, 0, 1, 2, 3, 1, 1, 1, 1, 0, 2), /B must be a multiple of kvdiv/);
+  assert.throws(
+    () => E.layernormForward(x, x, x, new Float32Array(3), x, x, 2, 5),
+    /layernormForward: argument 'inp' has 3 elements, needs 10/,
+  );
+  assert.throws(
+    () => E.linearForward(new Float32Array(4), x, new Float32Array(15), null, 2, 5, 3),
+    /argument 'out' has 4 elements, needs 6/,
+  );
+  assert.throws(
+    () => E.embeddingForward(x, Int32Array.from([0, 9]), x, x, 2, 2, 1, 5),
+    /holds id 9 at 1, outside \[0, 5\)/,
+  );
+  assert.throws(
+    () => E.linearForward(x, new Int32Array(10) as unknown as Float32Array, x, null, 2, 5, 1),
+    /must be a Float32Array/,
+  );
+  assert.throws(
+    () => E.attentionForward(x, x, x, 0, 1, x, 0, 1, 2, 3, 1, 1, 1, 1, 0, 2),
+    /B must be a multiple of kvdiv/,
+  );
 });
 
 test("sumsq is the sum of squares, identical at 1 and 2 threads", () => {
@@ -183,9 +288,16 @@ test("sumsq is the sum of squares, identical at 1 and 2 threads", () => {
   assert.ok(Math.abs(two - ref) / ref < 1e-12);
 });
 
-test("bf16 products stay within bf16 rounding of fp32, and precision switches back", { skip: !E.bf16 && "this build has no AVX512-BF16" }, () => {
-  const M = 300, N = 200, K = 129; // odd K: a half-filled bf16 pair; sizes large enough to split across threads
-  const A = rand(M * K), B = rand(N * K), C32 = new Float32Array(M * N), C16 = new Float32Array(M * N);
+test("bf16 products stay within bf16 rounding of fp32, and precision switches back", {
+  skip: !E.bf16 && "this build has no AVX512-BF16",
+}, () => {
+  const M = 300,
+    N = 200,
+    K = 129; // odd K: a half-filled bf16 pair; sizes large enough to split across threads
+  const A = rand(M * K),
+    B = rand(N * K),
+    C32 = new Float32Array(M * N),
+    C16 = new Float32Array(M * N);
   E.gemm(0, 1, M, N, K, 1, A, K, B, K, 0, C32, N);
   E.setPrecision("bf16");
   try {
@@ -194,7 +306,8 @@ test("bf16 products stay within bf16 rounding of fp32, and precision switches ba
   } finally {
     E.setPrecision("fp32");
   }
-  let worst = 0, diff = 0;
+  let worst = 0,
+    diff = 0;
   for (let i = 0; i < C32.length; i++) {
     // |error| <= sum_k |a_k b_k| * 2^-8 (two roundings of 2^-9 each); sqrt(K) typical, K worst
     worst = Math.max(worst, Math.abs(C16[i] - C32[i]) / Math.sqrt(K));
@@ -209,7 +322,13 @@ test("bf16 products stay within bf16 rounding of fp32, and precision switches ba
 });
 
 test("rope: rotation by hand at an offset and stride, backward = finite differences, round trip, bad arguments", () => {
-  const N = 5, H = 2, hd = 6, stride = 17, off = 3, half = hd / 2, base = 10000;
+  const N = 5,
+    H = 2,
+    hd = 6,
+    stride = 17,
+    off = 3,
+    half = hd / 2,
+    base = 10000;
   const pos = Int32Array.from([3, 0, 7]);
   const x = rand(N * stride);
   const y = x.slice();
@@ -217,10 +336,18 @@ test("rope: rotation by hand at an offset and stride, backward = finite differen
   let worst = 0;
   for (let n = 0; n < N; n++) {
     for (let c = 0; c < stride; c++) {
-      const i = n * stride + c, j = c - off;
-      if (j < 0 || j >= H * hd) { assert.equal(y[i], x[i], "channels outside the heads are untouched"); continue; }
-      const h = Math.floor(j / hd), q = j % hd, fr = q % half, a = pos[n % pos.length] * base ** (-fr / half);
-      const x1 = x[n * stride + off + h * hd + fr], x2 = x[n * stride + off + h * hd + fr + half];
+      const i = n * stride + c,
+        j = c - off;
+      if (j < 0 || j >= H * hd) {
+        assert.equal(y[i], x[i], "channels outside the heads are untouched");
+        continue;
+      }
+      const h = Math.floor(j / hd),
+        q = j % hd,
+        fr = q % half,
+        a = pos[n % pos.length] * base ** (-fr / half);
+      const x1 = x[n * stride + off + h * hd + fr],
+        x2 = x[n * stride + off + h * hd + fr + half];
       const want = q < half ? x1 * Math.cos(a) - x2 * Math.sin(a) : x1 * Math.sin(a) + x2 * Math.cos(a);
       worst = Math.max(worst, Math.abs(y[i] - want));
     }
@@ -233,7 +360,11 @@ test("rope: rotation by hand at an offset and stride, backward = finite differen
   const R = rand(N * stride);
   const g = R.slice();
   E.rope(g, off, stride, N, H, hd, pos, pos.length, base, -1);
-  const loss = () => { const t = x.slice(); E.rope(t, off, stride, N, H, hd, pos, pos.length, base, 1); return dot(t, R); };
+  const loss = () => {
+    const t = x.slice();
+    E.rope(t, off, stride, N, H, hd, pos, pos.length, base, 1);
+    return dot(t, R);
+  };
   checkGrad("rope", x, loss, g, 20, 1e-2);
   assert.throws(() => E.rope(x, off, stride, N, H, 5, pos, 3, base, 1), /hd must be even/);
   assert.throws(() => E.rope(x, 8, 16, N, H, hd, pos, 3, base, 1), /offset \/ stride/);
@@ -244,8 +375,17 @@ test("rope: rotation by hand at an offset and stride, backward = finite differen
 test("linear forward: the few-rows path (decoding, N ≤ 16) and the gemm path (N > 16) equal a naive loop, both builds", () => {
   for (const kind of ["portable", "blas"] as const) {
     const e = loadEngine(kind);
-    for (const [N, IN, OUT, bias] of [[1, 256, 1030, true], [3, 48, 9, false], [5, 37, 13, true], [16, 64, 260, true], [17, 64, 33, true]] as const) {
-      const x = rand(N * IN), W = rand(OUT * IN), b = bias ? rand(OUT) : null, out = new Float32Array(N * OUT);
+    for (const [N, IN, OUT, bias] of [
+      [1, 256, 1030, true],
+      [3, 48, 9, false],
+      [5, 37, 13, true],
+      [16, 64, 260, true],
+      [17, 64, 33, true],
+    ] as const) {
+      const x = rand(N * IN),
+        W = rand(OUT * IN),
+        b = bias ? rand(OUT) : null,
+        out = new Float32Array(N * OUT);
       e.linearForward(out, x, W, b, N, IN, OUT);
       let worst = 0;
       for (let n = 0; n < N; n++) {
