@@ -14,8 +14,7 @@
     "cflags_cc": ["-std=c++17", "-O3", "-march=<(march)", "-fopenmp", "-fexceptions", "-fno-math-errno"],
     "conditions": [
       ["static_runtime=='yes'", {
-        "ldflags": ["-static-libstdc++", "-static-libgcc", "-Wl,--exclude-libs,ALL"],
-        "libraries": ["-l:libgomp.a"]
+        "ldflags": ["-fopenmp", "-static-libstdc++", "-static-libgcc", "-Wl,--exclude-libs,ALL", "-Wl,-rpath,'$$ORIGIN'"]
       }, {
         "ldflags": ["-fopenmp"]
       }]

@@ -1,5 +1,5 @@
 // npm's install step for retro-ts. The package ships a prebuilt engine for linux-x64 (glibc) in
-// prebuilds/linux-x64/ (scripts/prebuild.sh, run by prepack): when it loads on this machine nothing is compiled.
+// prebuilds/linux-x64{,-v4}/ (scripts/prebuild.sh, run by prepack): when it loads on this machine nothing is compiled.
 // Otherwise — another platform, an older glibc, RETRO_BUILD_FROM_SOURCE=1, or a source checkout (no prebuilds/) —
 // the engine is compiled with node-gyp (needs g++ and make; OpenBLAS optional).
 //
@@ -11,9 +11,23 @@ const path = require("node:path");
 const { spawnSync } = require("node:child_process");
 
 const root = path.join(__dirname, "..");
-const prebuilt = path.join(root, "prebuilds", `${process.platform}-${process.arch}`, "retro_engine_portable.node");
+// the prebuilt engines for this machine, best first (the rule of src/engine/native.ts prebuiltDirs)
+function prebuiltDirs() {
+  const base = path.join(root, "prebuilds", `${process.platform}-${process.arch}`);
+  let v4 = false;
+  try {
+    const flags = (/^flags\s*:(.*)$/m.exec(fs.readFileSync("/proc/cpuinfo", "utf8")) || [, ""])[1].split(/\s+/);
+    v4 = process.arch === "x64" && ["avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"].every((f) => flags.includes(f));
+  } catch {
+    v4 = false;
+  }
+  return v4 ? [`${base}-v4`, base] : [base];
+}
+const prebuilt = prebuiltDirs().map((d) => path.join(d, "retro_engine_portable.node")).find((f) => fs.existsSync(f));
 
-if (!process.env.RETRO_BUILD_FROM_SOURCE && fs.existsSync(prebuilt)) {
+// a source checkout (src/ is not in the package) always compiles: its developers want -march=native and their edits
+const checkout = fs.existsSync(path.join(root, "src"));
+if (!process.env.RETRO_BUILD_FROM_SOURCE && !checkout && prebuilt) {
   // load it in a child: a binary that does not fit (glibc, CPU) must not take this process down
   const probe = spawnSync(process.execPath, ["-e", `require(${JSON.stringify(prebuilt)}).setThreads(1)`], { encoding: "utf8" });
   if (probe.status === 0) {
@@ -25,7 +39,7 @@ if (!process.env.RETRO_BUILD_FROM_SOURCE && fs.existsSync(prebuilt)) {
 }
 const r = spawnSync("node-gyp", ["rebuild"], { cwd: root, stdio: "inherit", shell: process.platform === "win32" });
 if (r.error) {
-  console.error(`retro-ts: cannot run node-gyp (${r.error.message}); the engine needs a prebuilt binary or g++ and make`);
+  console.error(`retro-ts: cannot run node-gyp (${r.error.message}): run this through npm (npm run build:native in a checkout, npm rebuild retro-ts in a project); the engine needs a prebuilt binary, or g++ and make`);
   process.exit(1);
 }
 process.exit(r.status ?? 1);

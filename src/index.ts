@@ -28,6 +28,7 @@ export type {
 // step 2: models and training
 export { loadEngine, type Engine } from "./engine/native.ts";
 export { Model, type Batch } from "./model/model.ts";
+export { AdamW } from "./model/optim.ts";
 export { resolveModelConfig, type ModelConfig } from "./model/config.ts";
 export { loadModel, saveCheckpoint } from "./model/checkpoint.ts";
 export { train, runTask, type TrainConfig, type TrainResult, type BatchSource, type RunTask } from "./train/trainer.ts";

@@ -154,6 +154,24 @@ export type EngineKind = "blas" | "portable";
 export const ENGINE_KINDS: readonly EngineKind[] = ["blas", "portable"];
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+
+/**
+ * The package's prebuilt engines for this machine, best first: linux-x64-v4 (AVX-512) where the CPU has it, then
+ * linux-x64 (AVX2 + FMA). The same rule as native/install.cjs, which probes the first at install.
+ */
+export function prebuiltDirs(): string[] {
+  const base = path.join(ROOT, "prebuilds", `${process.platform}-${process.arch}`);
+  let v4 = false;
+  if (process.platform === "linux" && process.arch === "x64") {
+    try {
+      const flags = /^flags\s*:(.*)$/m.exec(fs.readFileSync("/proc/cpuinfo", "utf8"))?.[1].split(/\s+/) ?? [];
+      v4 = ["avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"].every((f) => flags.includes(f));
+    } catch {
+      v4 = false;
+    }
+  }
+  return v4 ? [`${base}-v4`, base] : [base];
+}
 const cache = new Map<EngineKind, Engine>();
 
 /**
@@ -174,10 +192,7 @@ export function loadEngine(kind?: EngineKind): Engine {
   // while JavaScript runs between steps. OMP_WAIT_POLICY in the environment still applies.
   // a source build (build/Release, -march=native) first, then the package's prebuilt binary (portable kernel only)
   const name = k === "portable" ? "retro_engine_portable.node" : "retro_engine.node";
-  const candidates = [
-    path.join(ROOT, "build", "Release", name),
-    path.join(ROOT, "prebuilds", `${process.platform}-${process.arch}`, name),
-  ];
+  const candidates = [path.join(ROOT, "build", "Release", name), ...prebuiltDirs().map((d) => path.join(d, name))];
   const file = candidates.find((f) => fs.existsSync(f));
   if (!file) {
     throw new RetroError(
