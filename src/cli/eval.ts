@@ -1,10 +1,9 @@
 /** `retro eval …` (step 3): perplexity on the held-out split, with the retrieval controls. */
 import type { Command } from "commander";
-import { Database } from "../db/database.ts";
 import { evalControls, type ControlReport } from "../train/controls.ts";
 import { evaluate } from "../train/evaluate.ts";
 import { checkModelAgainstDb } from "../train/loader.ts";
-import { assertSameTokenizer, loadModel } from "../model/checkpoint.ts";
+import { openCheckpoint } from "../model/checkpoint.ts";
 import { intFlag, numFlag, SEED_RANGE } from "./args.ts";
 import { registerQa } from "./qa.ts";
 
@@ -16,7 +15,7 @@ export function registerEval(program: Command): void {
       "perplexity on the database's held-out split (Retro: with retrieval, or --gate 0 for the decoder alone)",
     )
     .requiredOption("--ckpt <dir>", "run folder (its latest checkpoint) or checkpoint folder")
-    .requiredOption("--db <dir>", "database folder")
+    .option("--db <dir>", "database folder (default: the one the checkpoint's run names)")
     .option("--gate <g>", "CCA gate for this evaluation (Retro)", numFlag("--gate"))
     .option("--batch <n>", "sequences per batch", intFlag("--batch", { min: 1 }), 8)
     .option(
@@ -31,10 +30,8 @@ export function registerEval(program: Command): void {
     )
     .option("--seed <n>", "seed of the random neighbours (--controls)", intFlag("--seed", SEED_RANGE), 1)
     .action((o) => {
-      const d = new Database(o.db);
-      const { model, dir, tokenizer } = loadModel(o.ckpt);
+      const { model, dir, db: d } = openCheckpoint(o.ckpt, { db: o.db });
       const cfg = model.config;
-      assertSameTokenizer(tokenizer, o.ckpt, d.manifest.tokenizer!.id, `database ${o.db}`);
       checkModelAgainstDb(cfg, d);
       if (o.controls) {
         const c = evalControls(model, d, { batch: o.batch, seed: o.seed });

@@ -2,9 +2,8 @@
 import * as fs from "node:fs";
 import * as readline from "node:readline";
 import { Option, type Command } from "commander";
-import { Database } from "../db/database.ts";
 import { Retriever } from "../db/retriever.ts";
-import { assertSameTokenizer, loadModel, runConfigOf } from "../model/checkpoint.ts";
+import { openCheckpoint } from "../model/checkpoint.ts";
 import { SAMPLING_SETTINGS } from "../generate/sampling.ts";
 import { defaultsOf } from "../util/settings.ts";
 import { addSettingFlags, settingValues } from "./flags.ts";
@@ -75,14 +74,8 @@ export function registerGenerate(program: Command): void {
     if ((o.prompt === undefined) === (o.prompts === undefined))
       throw new RetroError("usage", "give one of --prompt TEXT or --prompts FILE.jsonl");
     if (o.prompt === "") throw new RetroError("usage", "--prompt: empty (nothing to continue)");
-    const { model, dir, tokenizer } = loadModel(o.ckpt);
+    const { model, db } = openCheckpoint(o.ckpt, { db: o.db });
     if (o.threads) model.engine.setThreads(o.threads);
-    const run = runConfigOf(dir);
-    const dbDir = o.db ?? run.db;
-    if (!dbDir)
-      throw new RetroError("usage", `${o.ckpt}: no run config names a database; pass --db (its tokenizer is needed)`);
-    const db = new Database(dbDir);
-    assertSameTokenizer(tokenizer, o.ckpt, db.manifest.tokenizer!.id, `database ${dbDir}`);
     const mode: RetrieveMode | undefined = o.retrieve;
     const retriever = model.isRetro && mode !== "none" ? await Retriever.open(db) : null;
     const gen = new Generator(model, db.tokenizer, retriever);

@@ -8,7 +8,7 @@ import {
   assertSameTokenizer,
   loadModel,
   resolveCheckpointDir,
-  runConfigOf,
+  checkpointDbDir,
   systemPromptFor,
 } from "../model/checkpoint.ts";
 import { readQaFile } from "../prompt/qa-formats.ts";
@@ -95,12 +95,7 @@ export function registerQa(evalCmd: Command): void {
         items: readQaFile(f).items.slice(0, o.limit ?? undefined),
       }));
       const ckpts = (o.ckpt as string[]).map(labelled);
-      const dbDir = o.db ?? runConfigOf(resolveCheckpointDir(ckpts[0].dir)).db;
-      if (!dbDir)
-        throw new RetroError(
-          "usage",
-          `${ckpts[0].dir}: no run config names a database; pass --db (its tokenizer is needed)`,
-        );
+      const dbDir = checkpointDbDir(ckpts[0].dir, o.db);
       const db = new Database(dbDir);
       let retriever: Retriever | null = null;
       const reports: { ckpt: string; set: string; report: QaReport }[] = [];

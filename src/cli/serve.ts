@@ -3,10 +3,9 @@ import * as path from "node:path";
 import { Option, type Command } from "commander";
 import { Database } from "../db/database.ts";
 import { Retriever } from "../db/retriever.ts";
-import { assertSameTokenizer, loadModel, runConfigOf, systemPromptFor } from "../model/checkpoint.ts";
+import { openCheckpoint, systemPromptFor } from "../model/checkpoint.ts";
 import { RetroServer } from "../serve/server.ts";
 import { SYSTEM_PROMPT } from "../prompt/format.ts";
-import { RetroError } from "../util/errors.ts";
 import { log } from "../util/progress.ts";
 import { intFlag } from "./args.ts";
 
@@ -50,14 +49,11 @@ export function registerServe(program: Command): void {
       "enable POST /v1/documents: documents join the database (retro db add) and are retrieved at once",
     )
     .action(async (o) => {
-      const { model, dir, tokenizer } = loadModel(o.ckpt);
+      const opened = openCheckpoint(o.ckpt, { db: o.db });
+      const { model, dir, run } = opened;
+      let db = opened.db;
+      const dbDir = db.dir;
       if (o.threads) model.engine.setThreads(o.threads);
-      const run = runConfigOf(dir);
-      const dbDir = o.db ?? run.db;
-      if (!dbDir)
-        throw new RetroError("usage", `${o.ckpt}: no run config names a database; pass --db (its tokenizer is needed)`);
-      let db = new Database(dbDir);
-      assertSameTokenizer(tokenizer, o.ckpt, db.manifest.tokenizer!.id, `database ${dbDir}`);
       const retriever = db.manifest.index ? await Retriever.open(db) : null;
       const system = systemPromptFor(dir, o.system, SYSTEM_PROMPT);
       // InstructRetro's use: a tuned model whose decoder reads no neighbours gets its passages in the prompt

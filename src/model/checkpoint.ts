@@ -19,6 +19,7 @@ import { resolveModelConfig, RUN_KEYS, type ModelConfig } from "./config.ts";
 import { Model } from "./model.ts";
 import type { Engine } from "../engine/native.ts";
 import type { ParamGroup } from "./params.ts";
+import { Database } from "../db/database.ts";
 
 export const WEIGHTS_FILE = "model.safetensors";
 export const CONFIG_FILE = "config.json";
@@ -185,4 +186,39 @@ export function loadModel(
   const file = readSafetensors(path.join(dir, WEIGHTS_FILE));
   loadWeights(model, file);
   return { model, dir, tokenizer: tokenizerOf(dir, file.metadata) };
+}
+
+/** The database a checkpoint's run was made with: `--db` when given, else the one its run config names. */
+export function checkpointDbDir(ckpt: string, db?: string): string {
+  const dir = db ?? runConfigOf(resolveCheckpointDir(ckpt)).db;
+  if (!dir)
+    throw new RetroError("usage", `${ckpt}: no run config names a database; pass --db (its tokenizer is needed)`);
+  return dir;
+}
+
+export interface OpenCheckpoint {
+  model: Model;
+  /** the checkpoint folder */
+  dir: string;
+  /** what the run's config.json says (database, tokenizer, tuning) */
+  run: ReturnType<typeof runConfigOf>;
+  db: Database;
+}
+
+/**
+ * Open a checkpoint (run or checkpoint folder) with its database — `o.db`, else the run's — and refuse the pair
+ * when they were made with different tokenizers. The one way every command that reads a checkpoint starts.
+ */
+export function openCheckpoint(ckpt: string, o: { db?: string; engine?: Engine } = {}): OpenCheckpoint {
+  const { model, dir, tokenizer } = loadModel(ckpt, { engine: o.engine });
+  const run = runConfigOf(dir);
+  const dbDir = checkpointDbDir(ckpt, o.db);
+  const db = new Database(dbDir);
+  try {
+    assertSameTokenizer(tokenizer, ckpt, db.manifest.tokenizer!.id, `database ${dbDir}`);
+  } catch (e) {
+    db.close();
+    throw e;
+  }
+  return { model, dir, run, db };
 }
