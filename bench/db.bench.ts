@@ -72,7 +72,9 @@ function loadCost(dir: string): Record<string, string | number> {
 if (a.load) {
   console.log(table([loadCost(a.load)]));
   console.log(
-    "(raw_read: the token, document, chunk and index files read with no check; open_checked: new Database() with the token SHA-256s, id and chunk-range checks; index_crc: the index's size + CRC-32, checked before usearch maps it)",
+    "(raw_read: the token, document, chunk and index files read with no check; open_checked: new Database() with " +
+      "the token SHA-256s, id and chunk-range checks; index_crc: the index's size + CRC-32, checked before usearch " +
+      "maps it)",
   );
   process.exit(0);
 }
@@ -136,5 +138,6 @@ console.log(
 console.log(" items/s of the embed stage excludes fit_s, the embedder's fitting; the others are items / wall_s)");
 console.log("\n" + table(loads));
 console.log(
-  "(load-time cost of the integrity checks: raw_read reads the files unchecked; open_checked is new Database(); index_crc the index's size + CRC-32)",
+  "(load-time cost of the integrity checks: raw_read reads the files unchecked; open_checked is new Database(); " +
+    "index_crc the index's size + CRC-32)",
 );

@@ -201,7 +201,8 @@ const row = (model: string, batch: number, o: Ours, p: Peer | null, how: string)
   ratio: p ? (o.tokensPerS / p.decode_tokens_per_s).toFixed(2) : "–",
 });
 console.log(
-  `prompt ${PROMPT} tokens, ${NEW} new, greedy, random weights; ours: best of ${REPS} at 1 and 2 threads, each config in its own process`,
+  `prompt ${PROMPT} tokens, ${NEW} new, greedy, random weights; ours: best of ${REPS} at 1 and 2 threads, each ` +
+    `config in its own process`,
 );
 for (const batch of [1, 8]) {
   const o = runOurs("gpt", batch);

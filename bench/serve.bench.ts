@@ -163,7 +163,9 @@ try {
 }
 console.log("\n" + table(rows));
 console.log(
-  `(${a.ckpt}; ${maxTokens} new tokens per request, greedy, streamed; each client sends ${perClient} requests in turn; requests with the same settings decoded in batches of up to 8 (a request arriving mid-decode joins the running batch), queue bound ${a["max-queue"]})`,
+  `(${a.ckpt}; ${maxTokens} new tokens per request, greedy, streamed; each client sends ${perClient} requests in ` +
+    `turn; requests with the same settings decoded in batches of up to 8 (a request arriving mid-decode joins the ` +
+    `running batch), queue bound ${a["max-queue"]})`,
 );
 if (lost) {
   console.error(`bench:serve: ${lost} requests were neither answered nor refused with 503`);

@@ -192,7 +192,9 @@ if (argv[0] === "--one") {
       r = ours[`retro/${k}`];
     if (g && r) {
       console.log(
-        `${loadEngine(k).backend}: Retro vs 6-layer GPT: FLOP ratio ${(r.flops / g.flops).toFixed(2)}, time ratio ${(r.stepS / g.stepS).toFixed(2)}, GFLOP/s ${r.gflops.toFixed(1)} vs ${g.gflops.toFixed(1)} (${((100 * r.gflops) / g.gflops).toFixed(0)} %)`,
+        `${loadEngine(k).backend}: Retro vs 6-layer GPT: FLOP ratio ${(r.flops / g.flops).toFixed(2)}, time ratio ` +
+          `${(r.stepS / g.stepS).toFixed(2)}, GFLOP/s ${r.gflops.toFixed(1)} vs ${g.gflops.toFixed(1)} ` +
+          `(${((100 * r.gflops) / g.gflops).toFixed(0)} %)`,
       );
     }
   }

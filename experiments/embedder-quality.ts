@@ -134,7 +134,8 @@ for (const [dim, nfit, iters] of (process.env.LSA ?? "128:50000:2,256:50000:2,25
   const t0 = Date.now();
   const st = fitLsa(sample.slice(0, nfit), dim, { powerIters: iters });
   console.log(
-    `LSA ${dim} on ${nfit} chunks, ${iters} power iterations: fitted in ${((Date.now() - t0) / 1000).toFixed(1)} s (vocab ${st.vocab.length})`,
+    `LSA ${dim} on ${nfit} chunks, ${iters} power iterations: fitted in ${((Date.now() - t0) / 1000).toFixed(1)} s ` +
+      `(vocab ${st.vocab.length})`,
   );
   rows.push(await evalEmbedder(`LSA fit ${nfit}/${iters} it`, new LsaEmbedder(st)));
   console.log(table(rows));

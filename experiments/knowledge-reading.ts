@@ -82,7 +82,8 @@ for (const ck of a.ckpt!) {
   const row = { ckpt: ck, withBio: loss(true), closed: loss(false), em: (100 * hits) / qs.length };
   rows.push(row);
   console.log(
-    `${ck.padEnd(36)} answer loss with the biography ${row.withBio.toFixed(3)}, without ${row.closed.toFixed(3)} (reading gain ${(row.closed - row.withBio).toFixed(3)} nats); EM with it ${row.em.toFixed(1)}`,
+    `${ck.padEnd(36)} answer loss with the biography ${row.withBio.toFixed(3)}, without ${row.closed.toFixed(3)} ` +
+      `(reading gain ${(row.closed - row.withBio).toFixed(3)} nats); EM with it ${row.em.toFixed(1)}`,
   );
 }
 if (a.json) fs.writeFileSync(a.json, JSON.stringify({ dir: a.dir, questions: qs.length, rows }, null, 2) + "\n");

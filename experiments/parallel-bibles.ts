@@ -36,7 +36,8 @@ process.env.RETRO_QUIET ??= "1";
 for (const n of ["kjv", "web"]) {
   if (!isInstalled(corpusEntry(n))) {
     console.error(
-      `corpus "${n}" is not installed: retro corpus install kjv web  (apt-get install -y sword-text-kjv sword-text-web, as root)`,
+      `corpus "${n}" is not installed: retro corpus install kjv web  (apt-get install -y sword-text-kjv ` +
+        `sword-text-web, as root)`,
     );
     process.exit(3);
   }

@@ -119,6 +119,7 @@ for (const run of ["gpt-pretrain", "gpt-fitting", "retro-fitting", "retro-fittin
 }
 const overlap = { own: retrievalOverlap(2, 128), otherSample: retrievalOverlap(2, 128, 101) };
 console.log(
-  `next-chunk word bigrams found in the 2 neighbours: own ${(100 * overlap.own).toFixed(2)} %, another sample's ${(100 * overlap.otherSample).toFixed(2)} %`,
+  `next-chunk word bigrams found in the 2 neighbours: own ${(100 * overlap.own).toFixed(2)} %, another sample's ` +
+    `${(100 * overlap.otherSample).toFixed(2)} %`,
 );
 writeJsonAtomic(path.join(out, "analysis.json"), { ...report, overlap });

@@ -46,7 +46,8 @@ async function stage(name: string, input: Record<string, unknown>): Promise<stri
   const r = await train(dir, input, { resume });
   if (r.interrupted) process.exit(130);
   console.log(
-    `${name}: ${((Date.now() - t0) / 60000).toFixed(1)} min, last loss ${r.lastLoss.toFixed(3)}, held-out ppl (${common.evalBatches} batches) ${r.lastEval?.ppl.toFixed(2)}`,
+    `${name}: ${((Date.now() - t0) / 60000).toFixed(1)} min, last loss ${r.lastLoss.toFixed(3)}, held-out ppl ` +
+      `(${common.evalBatches} batches) ${r.lastEval?.ppl.toFixed(2)}`,
   );
   return dir;
 }

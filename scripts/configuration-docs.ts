@@ -23,17 +23,22 @@ export function errorsMarkdown(): string {
   return [
     "# Errors and exit codes",
     "",
-    "Generated from `ERROR_KINDS` (src/util/errors.ts) by `node --import tsx scripts/configuration-docs.ts`. Every failure",
-    "caused by input is a `RetroError` of one kind: the CLI prints one line (no stack trace) and exits with the kind's code;",
+    "Generated from `ERROR_KINDS` (src/util/errors.ts) by `node --import tsx scripts/configuration-docs.ts`. Every " +
+      "failure",
+    "caused by input is a `RetroError` of one kind: the CLI prints one line (no stack trace) and exits with the " +
+      "kind's code;",
     "`retro serve` answers with its HTTP status and OpenAI error type (a `busy` answer carries `Retry-After`).",
     "",
     "| kind | exit | HTTP | error type | meaning |",
     "|---|---|---|---|---|",
     ...rows,
     "",
-    "Every number a user gives — flag, config key or request field — is read by one strict parser (`src/util/numbers.ts`)",
-    "against the range its settings table declares (docs/configuration.md): `12abc`, `1e30` and `NaN` are refused, and the",
-    "message names the flag or key and its range. `test/e2e/malformed.test.ts` is the table of bad inputs (command lines, each",
+    "Every number a user gives — flag, config key or request field — is read by one strict parser " +
+      "(`src/util/numbers.ts`)",
+    "against the range its settings table declares (docs/configuration.md): `12abc`, `1e30` and `NaN` are refused, " +
+      "and the",
+    "message names the flag or key and its range. `test/e2e/malformed.test.ts` is the table of bad inputs (command " +
+      "lines, each",
     "with its exit code and message) and a fuzz pass over damaged artefacts, every reading command ending with a",
     "documented exit code, never a signal or a trace.",
     "",

@@ -171,7 +171,8 @@ const fmt = (xs: number[], d = 2) => meanSd(xs, d);
 export function report(s: Pick<FittingSetup, "variants" | "fitSteps">, results: Row[]): string {
   const lines: string[] = [];
   lines.push(
-    "| run | seeds | held-out ppl | random neighbours | another sample's | none (gate 0) | vs GPT-fitting | loss, chunks overlapping ≤ 12.5 % / > 50 % |",
+    "| run | seeds | held-out ppl | random neighbours | another sample's | none (gate 0) | vs GPT-fitting | loss, " +
+      "chunks overlapping ≤ 12.5 % / > 50 % |",
   );
   lines.push("|---|---|---|---|---|---|---|---|");
   const gpt = results.filter((r) => r.name === "gpt-fitting" && r.fitSteps === s.fitSteps);

@@ -22,11 +22,13 @@ export function registerCorpus(program: Command): void {
     .action(() => {
       for (const c of CORPORA) {
         process.stdout.write(
-          `${c.name.padEnd(8)} ${(isInstalled(c) ? "installed" : "-").padEnd(10)} ${c.debian.padEnd(15)} ${c.licence.padEnd(14)} ${c.description}\n`,
+          `${c.name.padEnd(8)} ${(isInstalled(c) ? "installed" : "-").padEnd(10)} ${c.debian.padEnd(15)} ` +
+            `${c.licence.padEnd(14)} ${c.description}\n`,
         );
       }
       process.stdout.write(
-        `\nuse one in a database: retro db build --corpus kjv --corpus web:0 ...  (NAME[:WEIGHT]; weight 0 = retrieval-only)\n`,
+        `\nuse one in a database: retro db build --corpus kjv --corpus web:0 ...  (NAME[:WEIGHT]; weight 0 = ` +
+          `retrieval-only)\n`,
       );
     });
   corpus
@@ -39,7 +41,8 @@ export function registerCorpus(program: Command): void {
   corpus
     .command("people")
     .description(
-      "write the labelled synthetic knowledge corpus (fictional people: A for pretraining, B for the database only, C for a knowledge update) as JSONL files with a README",
+      "write the labelled synthetic knowledge corpus (fictional people: A for pretraining, B for the database only, " +
+        "C for a knowledge update) as JSONL files with a README",
     )
     .requiredOption("--out <dir>", "folder for the files")
     .option(
@@ -60,7 +63,8 @@ export function registerCorpus(program: Command): void {
         c: o.c,
       });
       process.stdout.write(
-        `${c.people.length} people, ${c.pretraining.length} pretraining documents → ${files.dir} (README.md says what each file is)\n`,
+        `${c.people.length} people, ${c.pretraining.length} pretraining documents → ${files.dir} (README.md says ` +
+          `what each file is)\n`,
       );
     });
 }
@@ -129,7 +133,8 @@ export function registerDb(program: Command): void {
 
   db.command("add")
     .description(
-      "add documents to a built database as a retrieval-only dataset (tokenized, embedded, indexed; atomic; no retraining)",
+      "add documents to a built database as a retrieval-only dataset (tokenized, embedded, indexed; atomic; no " +
+        "retraining)",
     )
     .requiredOption("--db <dir>", "database folder")
     .requiredOption("--name <name>", "name of the new dataset (as citations will show it)")

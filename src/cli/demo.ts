@@ -8,7 +8,9 @@ export function registerDemo(program: Command): void {
   program
     .command("demo")
     .description(
-      "the main job end to end on a synthetic knowledge corpus: database → GPT → GPT-fitting vs Retro-fitting → perplexity on facts only in the database → instruction tuning → QA with retrieved passages → knowledge update with db add → report.md (~15 min on 2 cores; re-runs reuse finished stages)",
+      "the main job end to end on a synthetic knowledge corpus: database → GPT → GPT-fitting vs Retro-fitting → " +
+        "perplexity on facts only in the database → instruction tuning → QA with retrieved passages → knowledge " +
+        "update with db add → report.md (~15 min on 2 cores; re-runs reuse finished stages)",
     )
     .option("--out <dir>", "folder for everything (data, database, runs, results, figures, report.md)", "runs/demo")
     .option("--db <dir>", "use this database (one the demo built, same seed) instead of building DIR/db")
@@ -55,7 +57,8 @@ export function registerDemo(program: Command): void {
       console.log("\nQA (EM / F1)");
       for (const r of s.qa)
         console.log(
-          `  ${r.set.padEnd(16)} ${r.model.padEnd(14)} ${r.variant.padEnd(5)} ${r.exact_match.toFixed(1)} / ${r.f1.toFixed(1)}`,
+          `  ${r.set.padEnd(16)} ${r.model.padEnd(14)} ${r.variant.padEnd(5)} ${r.exact_match.toFixed(1)} / ` +
+            `${r.f1.toFixed(1)}`,
         );
       for (const [when, rows] of [
         ["before", s.update.before],
@@ -63,7 +66,8 @@ export function registerDemo(program: Command): void {
       ] as const) {
         for (const r of rows)
           console.log(
-            `  C ${when} db add ${r.model.padEnd(14)} ${r.variant.padEnd(5)} ${r.exact_match.toFixed(1)} / ${r.f1.toFixed(1)}`,
+            `  C ${when} db add ${r.model.padEnd(14)} ${r.variant.padEnd(5)} ${r.exact_match.toFixed(1)} / ` +
+              `${r.f1.toFixed(1)}`,
           );
       }
       console.log(

@@ -26,7 +26,8 @@ export function registerEval(program: Command): void {
     .option("--json", "print one JSON line")
     .option(
       "--controls",
-      "does the model read its neighbours? loss with own / another sample's / random / no neighbours, RETRO's overlap buckets, target-in-neighbours split",
+      "does the model read its neighbours? loss with own / another sample's / random / no neighbours, RETRO's " +
+        "overlap buckets, target-in-neighbours split",
     )
     .option("--seed <n>", "seed of the random neighbours (--controls)", intFlag("--seed", SEED_RANGE), 1)
     .action((o) => {
@@ -55,18 +56,21 @@ function formatControls(c: ControlReport): string {
   for (const [k, v] of Object.entries(c.loss))
     lines.push(`  neighbours ${k.padEnd(8)} ${f(v)}  (${Math.exp(v).toFixed(2)})`);
   lines.push(
-    `  positions that read no neighbours (first m-1): ${f(c.noNeighboursRead.loss)} over ${c.noNeighboursRead.tokens} tokens`,
+    `  positions that read no neighbours (first m-1): ${f(c.noNeighboursRead.loss)} over ` +
+      `${c.noNeighboursRead.tokens} tokens`,
   );
   for (const b of c.overlap)
     lines.push(
       `  chunks with overlap <= ${(100 * b.upTo).toFixed(1).padStart(5)} %: ${f(b.loss)} over ${b.chunks} chunks`,
     );
   lines.push(
-    `  target in the neighbours read: ${f(c.targetInNeighbours.yes.loss)} (${c.targetInNeighbours.yes.tokens} tokens); not in them: ${f(c.targetInNeighbours.no.loss)} (${c.targetInNeighbours.no.tokens})`,
+    `  target in the neighbours read: ${f(c.targetInNeighbours.yes.loss)} (${c.targetInNeighbours.yes.tokens} ` +
+      `tokens); not in them: ${f(c.targetInNeighbours.no.loss)} (${c.targetInNeighbours.no.tokens})`,
   );
   if (c.inContext)
     lines.push(
-      `  in-context baseline (neighbours' text before up to ${c.inContext.context} context tokens): ${f(c.inContext.with)} with, ${f(c.inContext.without)} without, over ${c.inContext.tokens} tokens`,
+      `  in-context baseline (neighbours' text before up to ${c.inContext.context} context tokens): ` +
+        `${f(c.inContext.with)} with, ${f(c.inContext.without)} without, over ${c.inContext.tokens} tokens`,
     );
   return lines.join("\n");
 }

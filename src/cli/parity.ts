@@ -26,12 +26,14 @@ export function registerParity(program: Command): void {
         `dump      ${dump} (${report.peer}; ${c.model}, vocab ${c.vocab}, d ${c.d}, layers ${c.layers}${c.model === "retro" ? `, cca ${c.cca_layers.join(",")}, gate ${c.gate}` : ""})`,
       );
       console.log(
-        `loss      ours ${report.loss.ours.toFixed(7)}  theirs ${report.loss.theirs.toFixed(7)}  rel error ${report.loss.rel.toExponential(2)}`,
+        `loss      ours ${report.loss.ours.toFixed(7)}  theirs ${report.loss.theirs.toFixed(7)}  rel error ` +
+          `${report.loss.rel.toExponential(2)}`,
       );
       console.log(`logits    max rel error ${report.logitsRel.toExponential(2)}`);
       const within = report.grads.filter((g) => g.rel <= 1e-4).length;
       console.log(
-        `gradients ${within}/${report.grads.length} within 1e-4; worst gradient ${report.gradWorst} rel error ${report.gradRel.toExponential(2)}`,
+        `gradients ${within}/${report.grads.length} within 1e-4; worst gradient ${report.gradWorst} rel error ` +
+          `${report.gradRel.toExponential(2)}`,
       );
       for (const g of report.grads)
         if (o.all || g.rel > 1e-4)

@@ -32,7 +32,8 @@ export function registerQa(evalCmd: Command): void {
   evalCmd
     .command("qa")
     .description(
-      "step 5: zero-shot QA — passages (the file's or retrieved) in the prompt, greedy answers, EM/F1 (SQuAD); several checkpoints × sets × variants in one table",
+      "step 5: zero-shot QA — passages (the file's or retrieved) in the prompt, greedy answers, EM/F1 (SQuAD); " +
+        "several checkpoints × sets × variants in one table",
     )
     .requiredOption("--ckpt <[label=]dir>", "checkpoint or run folder; repeatable", collect, [])
     .requiredOption(
@@ -44,7 +45,8 @@ export function registerQa(evalCmd: Command): void {
     .option("--db <dir>", "database to retrieve from (default: the first checkpoint's)")
     .option(
       "--variants <list>",
-      "rag (passages in the prompt, gate 0), encoder (Retro, gate 1, top-k in the encoder too), none (no passages); default: all that apply",
+      "rag (passages in the prompt, gate 0), encoder (Retro, gate 1, top-k in the encoder too), none (no passages); " +
+        "default: all that apply",
     )
     .addOption(
       new Option(
@@ -154,7 +156,8 @@ export function registerQa(evalCmd: Command): void {
   evalCmd
     .command("score")
     .description(
-      "score predictions against gold answers: one JSON line {exact_match, f1, count} on the official SQuAD scale (0–100)",
+      "score predictions against gold answers: one JSON line {exact_match, f1, count} on the official SQuAD scale " +
+        "(0–100)",
     )
     .requiredOption("--predictions <file>", `JSONL of {"id", "prediction"} or the official predictions JSON {id: text}`)
     .requiredOption("--gold <file>", "QA file (SQuAD, KILT, Megatron QA JSON, plain JSONL)")

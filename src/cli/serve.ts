@@ -13,7 +13,8 @@ export function registerServe(program: Command): void {
   program
     .command("serve")
     .description(
-      "serve a checkpoint over an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, /v1/models, /v1/retrieve, /health); Retro answers carry their citations",
+      "serve a checkpoint over an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, /v1/models, " +
+        "/v1/retrieve, /health); Retro answers carry their citations",
     )
     .requiredOption("--ckpt <dir>", "run folder (its latest checkpoint) or checkpoint folder")
     .option("--db <dir>", "database (default: the run's)")
@@ -28,7 +29,8 @@ export function registerServe(program: Command): void {
     )
     .option(
       "--system <text>",
-      "chat system prompt when a request has none (default: the one the run was instruction-tuned with, else the paper's)",
+      "chat system prompt when a request has none (default: the one the run was instruction-tuned with, else the " +
+        "paper's)",
     )
     .option("--no-system", "no system prompt")
     .addOption(
@@ -40,7 +42,8 @@ export function registerServe(program: Command): void {
     )
     .option(
       "--passages <k>",
-      "top-k passages retrieved by the user's question into the prompt (default: 2 for an instruction-tuned GPT or a Retro with its CCA gate at 0, else 0)",
+      "top-k passages retrieved by the user's question into the prompt (default: 2 for an instruction-tuned GPT or " +
+        "a Retro with its CCA gate at 0, else 0)",
       intFlag("--passages", { min: 0, max: 16 }),
     )
     .option("--threads <n>", "kernel threads (per server)", intFlag("--threads", { min: 1, max: 256 }))

@@ -55,13 +55,15 @@ export function registerTrain(program: Command): void {
   const s = program
     .command("sft")
     .description(
-      "step 4: instruction-tune a GPT or Retro checkpoint on a blend of conversation files (loss on the last assistant turn; Retro with the CCA gate 0 unless --gate); resumable",
+      "step 4: instruction-tune a GPT or Retro checkpoint on a blend of conversation files (loss on the last " +
+        "assistant turn; Retro with the CCA gate 0 unless --gate); resumable",
     )
     .requiredOption("--out <dir>", "run folder")
     .option("--init <ckpt>", "the checkpoint to tune (run or checkpoint folder); required unless resuming")
     .option(
       "--data <file[:weight]>",
-      "chat JSONL ({messages: [{role, content}]}) or QA file (Megatron QA JSON, SQuAD, KILT, plain JSONL), with its blend weight; repeatable",
+      "chat JSONL ({messages: [{role, content}]}) or QA file (Megatron QA JSON, SQuAD, KILT, plain JSONL), with its " +
+        "blend weight; repeatable",
       collect,
       [],
     )
@@ -100,7 +102,8 @@ export function registerTrain(program: Command): void {
   program
     .command("sft-data")
     .description(
-      "step 4: build the bundled instruction set and held-out QA sets from WordNet, with evidence in --db (labelled synthetic; see the README it writes)",
+      "step 4: build the bundled instruction set and held-out QA sets from WordNet, with evidence in --db (labelled " +
+        "synthetic; see the README it writes)",
     )
     .requiredOption("--db <dir>", "database holding the bundled wordnet (passages are retrieved from it)")
     .requiredOption("--out <dir>", "folder for train-qa.json, train-chat.jsonl, qa-*.jsonl, README.md")

@@ -942,14 +942,17 @@ export function writePeopleCorpus(
       "**Synthetic.** Every person here is fictional: names are generated pseudo-words, attributes are drawn at random",
       `from fixed pools (src/data/people.ts, seed ${o.seed}). Nothing in these files is a fact about the world.`,
       "",
-      `- people-a.jsonl: group A, ${o.a} people × ${o.renderingsA} biographies (pretraining text; the instruction data asks about them);`,
+      `- people-a.jsonl: group A, ${o.a} people × ${o.renderingsA} biographies (pretraining text; the instruction ` +
+        `data asks about them);`,
       `  ${o.quiz ? `documents of one or two biographies followed by ${o.quiz} questions about them, answered ("Q: …" / "A: …", tuning forms)` : "one biography per document"}`,
-      `- people-b.jsonl: group B, ${o.b} people × ${o.renderingsB} biographies (retrieval-only: in the database, never trained on)`,
+      `- people-b.jsonl: group B, ${o.b} people × ${o.renderingsB} biographies (retrieval-only: in the database, ` +
+        `never trained on)`,
       `- people-b-heldout.jsonl: one more biography of each B person (the held-out split: perplexity)`,
       `- people-c.jsonl: group C, ${o.c} people (in neither: added with \`retro db add\` as a knowledge update)`,
       "- people.json: every person and attribute; facts.json: where each fact sits in each held-out biography",
       "",
-      `Attributes: ${ATTRIBUTES.join(", ")}; questions ask about ${ASKED.join(", ")}, in ${TUNING_FORMS} tuning forms per attribute`,
+      `Attributes: ${ATTRIBUTES.join(", ")}; questions ask about ${ASKED.join(", ")}, in ${TUNING_FORMS} tuning ` +
+        `forms per attribute`,
       "and further forms held out of tuning for evaluation.",
       "",
     ].join("\n"),

@@ -180,7 +180,8 @@ export function readTestament(dir: string, testament: "ot" | "nt"): string[] | n
     if (start + n > data.length)
       throw new RetroError(
         "corrupt",
-        `${f("bzv")}: slot ${i} reads bytes ${start}..${start + n} of block ${b}, which has ${data.length} (damaged module)`,
+        `${f("bzv")}: slot ${i} reads bytes ${start}..${start + n} of block ${b}, which has ${data.length} (damaged ` +
+          `module)`,
       );
     try {
       out.push(utf8.decode(data.subarray(start, start + n)));

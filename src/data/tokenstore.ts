@@ -135,7 +135,8 @@ export class SplitReader {
     if (info && (info.tokens !== this.nTokens || info.docs !== this.nDocs)) {
       throw new RetroError(
         "corrupt",
-        `${dir}: ${split} split holds ${this.nTokens} tokens / ${this.nDocs} docs, manifest says ${info.tokens} / ${info.docs} (truncated or replaced)`,
+        `${dir}: ${split} split holds ${this.nTokens} tokens / ${this.nDocs} docs, manifest says ${info.tokens} / ` +
+          `${info.docs} (truncated or replaced)`,
       );
     }
     if (this.nDocs > 0) {

@@ -50,7 +50,8 @@ export function prepareDir(dir: string, config: DbConfig): void {
     if (!fs.existsSync(manifestPath(dir)) && fs.readdirSync(dir).some((f) => f !== LOCK_FILE)) {
       throw new RetroError(
         "usage",
-        `${dir} is not empty and is not a retro-ts database (no ${DB_MARKER}, no manifest.json): choose a new or empty folder`,
+        `${dir} is not empty and is not a retro-ts database (no ${DB_MARKER}, no manifest.json): choose a new or ` +
+          `empty folder`,
       );
     }
     fs.writeFileSync(marker, "a retro-ts database folder (retro db build)\n");
@@ -67,7 +68,8 @@ export function prepareDir(dir: string, config: DbConfig): void {
     if (diff.length)
       throw new RetroError(
         "mismatch",
-        `${dir} was built with another config (differs in: ${diff.join(", ")}); use a new output folder or the same config`,
+        `${dir} was built with another config (differs in: ${diff.join(", ")}); use a new output folder or the same ` +
+          `config`,
       );
   } else writeJsonAtomic(p, config);
   for (const sub of ["", "tokens", "embed", "index", "neighbours/train", "neighbours/valid"])
@@ -181,7 +183,8 @@ async function stageEmbed(dir: string, c: DbConfig, man: Manifest, db: Database)
   const ranges = blockRanges(db.nChunks, c.embedBlockSize);
   const todo = ranges.filter(([s, e]) => !blockIsValid(blockName(edir, s, e), Float32Array));
   log(
-    `embedding ${db.nChunks} chunks with ${emb.id} (${ranges.length - todo.length}/${ranges.length} blocks already done)`,
+    `embedding ${db.nChunks} chunks with ${emb.id} (${ranges.length - todo.length}/${ranges.length} blocks already ` +
+      `done)`,
   );
   const bar = progress("embed", db.nChunks, "chunks");
   bar.update(db.nChunks - todo.reduce((a, [s, e]) => a + e - s, 0));
@@ -276,7 +279,8 @@ export async function stageQuery(dir: string, c: DbConfig, db: Database, split: 
   const ranges = blockRanges(n, blockSize);
   const todo = ranges.filter(([s, e]) => !blockIsValid(blockName(qdir, s, e), Int32Array));
   log(
-    `querying neighbours of ${n} ${split} samples × ${l} chunks (${ranges.length - todo.length}/${ranges.length} blocks already done)`,
+    `querying neighbours of ${n} ${split} samples × ${l} chunks (${ranges.length - todo.length}/${ranges.length} ` +
+      `blocks already done)`,
   );
   const bar = progress(`query ${split}`, n * l, "chunks");
   bar.update((n - todo.reduce((a, [s, e]) => a + e - s, 0)) * l);

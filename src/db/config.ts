@@ -188,7 +188,8 @@ export function resolveConfig(user: unknown): DbConfig {
       if (isRetrievalOnly(ds) && ds.validFraction > 0)
         throw new RetroError(
           "usage",
-          `config.datasets[${i}]: a retrieval-only dataset (weight 0) holds nothing out; validFraction must be 0 or absent`,
+          `config.datasets[${i}]: a retrieval-only dataset (weight 0) holds nothing out; validFraction must be 0 or ` +
+            `absent`,
         );
     }
     if (ds.onBadLine !== undefined && ds.onBadLine !== "fail" && ds.onBadLine !== "skip")

@@ -23,7 +23,8 @@ export function formatStats(man: Manifest, dir?: string): string {
     );
   if (man.splits)
     lines.push(
-      `tokens         train ${man.splits.train.tokens} (${man.splits.train.docs} docs), valid ${man.splits.valid.tokens} (${man.splits.valid.docs} docs)`,
+      `tokens         train ${man.splits.train.tokens} (${man.splits.train.docs} docs), valid ` +
+        `${man.splits.valid.tokens} (${man.splits.valid.docs} docs)`,
     );
   if (man.chunks) lines.push(`chunks         ${man.chunks.count} (${man.chunks.padded} short, EOD-padded)`);
   const bm25 = man.index !== undefined && indexBackend(man.index.description).reads === "texts"; // no vectors: the chunks' words are indexed
@@ -33,7 +34,8 @@ export function formatStats(man: Manifest, dir?: string): string {
     );
   if (man.index)
     lines.push(
-      `index          ${man.index.description}, ${man.index.size} ${bm25 ? "chunks (their words)" : "vectors"}, built in ${man.index.buildSeconds.toFixed(1)} s`,
+      `index          ${man.index.description}, ${man.index.size} ${bm25 ? "chunks (their words)" : "vectors"}, ` +
+        `built in ${man.index.buildSeconds.toFixed(1)} s`,
     );
   for (const [s, n] of Object.entries(man.neighbours ?? {}))
     lines.push(
@@ -67,7 +69,8 @@ export function inspectSample(
   const out: string[] = [];
   const d0 = r.docAt(sample * seq);
   out.push(
-    `== ${split} sample ${sample} (dataset ${db.manifest.datasets?.[r.docDataset(d0)]?.name}, document ${r.docOrdinal(d0)})`,
+    `== ${split} sample ${sample} (dataset ${db.manifest.datasets?.[r.docDataset(d0)]?.name}, document ` +
+      `${r.docOrdinal(d0)})`,
   );
   for (let j = 0; j < Math.min(chunks, seq / m); j++) {
     const toks = r.read(sample * seq + j * m, sample * seq + (j + 1) * m);
@@ -81,7 +84,8 @@ export function inspectSample(
       const doc = db.chunkDoc(id);
       const name = db.manifest.datasets?.[db.train.docDataset(doc)]?.name;
       out.push(
-        `   [${t}] chunk ${id} (${name}, document ${db.train.docOrdinal(doc)}): ${clip(db.tokenizer.decode(db.neighbourTokens(id)), chars)}`,
+        `   [${t}] chunk ${id} (${name}, document ${db.train.docOrdinal(doc)}): ` +
+          `${clip(db.tokenizer.decode(db.neighbourTokens(id)), chars)}`,
       );
     }
   }

@@ -197,7 +197,9 @@ export function loadEngine(kind?: EngineKind): Engine {
   if (!file) {
     throw new RetroError(
       "notFound",
-      `native engine "${k}" not built (no ${path.relative(ROOT, candidates[0])}${k === "portable" ? " or prebuilt binary" : ""}): run \`npm run build:native\` (needs g++ and make; OpenBLAS optional: apt-get install -y libopenblas-dev)`,
+      `native engine "${k}" not built (no ` +
+        `${path.relative(ROOT, candidates[0])}${k === "portable" ? " or prebuilt binary" : ""}): run \`npm run ` +
+        `build:native\` (needs g++ and make; OpenBLAS optional: apt-get install -y libopenblas-dev)`,
     );
   }
   const engine = createRequire(import.meta.url)(file) as Engine;

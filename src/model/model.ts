@@ -84,7 +84,8 @@ function checkMemory(bytes: number, what: string): void {
   if (!(bytes <= limit)) {
     throw new RetroError(
       "usage",
-      `${what} would need ${(bytes / 2 ** 30).toFixed(1)} GiB, more than the ${(limit / 2 ** 30).toFixed(1)} GiB available (RETRO_MAX_MEMORY_GB); use a smaller model, batch or sequence`,
+      `${what} would need ${(bytes / 2 ** 30).toFixed(1)} GiB, more than the ${(limit / 2 ** 30).toFixed(1)} GiB ` +
+        `available (RETRO_MAX_MEMORY_GB); use a smaller model, batch or sequence`,
     );
   }
 }
@@ -214,7 +215,8 @@ export class Model {
     this.layout(B, n, (k) => ((floats += k), EMPTY));
     checkMemory(
       floats * 4 + this.store.size * 16,
-      `activations of a batch of ${B} × ${n} tokens (with the model's ${(this.store.size / 1e6).toFixed(1)}M parameters)`,
+      `activations of a batch of ${B} × ${n} tokens (with the model's ${(this.store.size / 1e6).toFixed(1)}M ` +
+        `parameters)`,
     );
     this.layout(B, n, (k) => new Float32Array(k));
     this.shape = key;
@@ -334,7 +336,8 @@ export class Model {
       if (!b.neighbours && this.gate !== 0) bad(`Retro needs neighbours [B, l, k, r] = ${want} tokens`);
       else if (b.neighbours && b.neighbours.length !== want)
         bad(
-          `neighbours has ${b.neighbours.length} tokens, expected B*l*k*r = ${b.B}*${b.n / c.chunk}*${c.k}*${c.r} = ${want}`,
+          `neighbours has ${b.neighbours.length} tokens, expected B*l*k*r = ${b.B}*${b.n / c.chunk}*${c.k}*${c.r} = ` +
+            `${want}`,
         );
     }
   }

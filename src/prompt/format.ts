@@ -18,7 +18,9 @@ import type { Tokenizer } from "../tokenizer/types.ts";
 
 /** The system prompt of the paper's instruction data (Appendix C.1). */
 export const SYSTEM_PROMPT =
-  "This is a chat between a user and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user's questions based on the context. The assistant should also indicate when the answer cannot be found in the context.";
+  "This is a chat between a user and an artificial intelligence assistant. The assistant gives helpful, detailed, " +
+  "and polite answers to the user's questions based on the context. The assistant should also indicate when the " +
+  "answer cannot be found in the context.";
 
 export const QA_INSTRUCTION = "Answer the above question with a short phrase.";
 export const QA_ANSWER_PREFIX = "The answer is";

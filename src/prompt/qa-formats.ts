@@ -15,7 +15,8 @@ import type { Passage } from "./format.ts";
 
 export type QaFormat = "squad" | "kilt" | "megatron" | "jsonl";
 export const QA_FORMATS =
-  "SQuAD 1.1/2.0 JSON, KILT JSONL, Megatron QA JSON (array of {question, answers, ctxs}), plain JSONL ({question, answers})";
+  "SQuAD 1.1/2.0 JSON, KILT JSONL, Megatron QA JSON (array of {question, answers, ctxs}), plain JSONL ({question, " +
+  "answers})";
 
 export interface QaItem {
   id: string;

@@ -49,7 +49,8 @@ export function scoreFiles(
   if (missing || extra) {
     throw new RetroError(
       "mismatch",
-      `predictions and gold do not match: ${missing} of ${items.length} gold questions have no prediction, ${extra} of ${preds.size} predictions have no gold question`,
+      `predictions and gold do not match: ${missing} of ${items.length} gold questions have no prediction, ${extra} ` +
+        `of ${preds.size} predictions have no gold question`,
     );
   }
   return corpusScore(

@@ -56,7 +56,8 @@ export function parseDescription(desc: string): ParsedDescription {
     : "";
   throw new RetroError(
     "usage",
-    `index description "${desc}" is not supported${why}; use Flat, HNSW<M>, HNSW<M>,SQfp16, HNSW<M>,SQbf16 or HNSW<M>,SQ8`,
+    `index description "${desc}" is not supported${why}; use Flat, HNSW<M>, HNSW<M>,SQfp16, HNSW<M>,SQbf16 or ` +
+      `HNSW<M>,SQ8`,
   );
 }
 

@@ -216,10 +216,13 @@ export async function buildBundledSets(
     [
       "# Bundled instruction and QA sets (labelled synthetic, from WordNet)",
       "",
-      `Built by \`retro sft-data --db ${db.dir} --out ${out}${o.retriever === "bm25" ? " --retriever bm25" : ""}\` (src/sft/bundled.ts, which documents the construction).`,
-      `${counts.synsets} synsets of database documents; ${frac * 100} % held out by a hash of the synset (seed ${seed}).`,
+      `Built by \`retro sft-data --db ${db.dir} --out ${out}${o.retriever === "bm25" ? " --retriever bm25" : ""}\` ` +
+        `(src/sft/bundled.ts, which documents the construction).`,
+      `${counts.synsets} synsets of database documents; ${frac * 100} % held out by a hash of the synset (seed ` +
+        `${seed}).`,
       "",
-      `- train-qa.json: ${counts.train.qa} questions (synonym, word-for-definition, definition) with the database's top-${topK} chunks as ctxs`,
+      `- train-qa.json: ${counts.train.qa} questions (synonym, word-for-definition, definition) with the database's ` +
+        `top-${topK} chunks as ctxs`,
       `- train-chat.jsonl: ${counts.train.chat} two-turn chats, the loss on the last answer`,
       ...Object.entries(heldOut).map(
         ([t, n]) =>

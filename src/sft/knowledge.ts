@@ -131,9 +131,11 @@ export async function buildKnowledgeSets(
       "",
       "Built by src/sft/knowledge.ts over the people corpus (src/data/people.ts) and the database's retriever.",
       "",
-      `- train-qa.json: ${counts.train.qa} questions about group A (tuning forms), each with ${topK} passages retrieved from the database`,
+      `- train-qa.json: ${counts.train.qa} questions about group A (tuning forms), each with ${topK} passages ` +
+        `retrieved from the database`,
       `- train-chat.jsonl: ${counts.train.chat} chats: passages and question in the user turn, the answer as the reply`,
-      `- qa-b.jsonl: ${qb.length} questions about group B (in the database only), in forms held out of tuning; the top-${topK} retrieved passages hold the answer for ${(100 * recallB).toFixed(1)} %`,
+      `- qa-b.jsonl: ${qb.length} questions about group B (in the database only), in forms held out of tuning; the ` +
+        `top-${topK} retrieved passages hold the answer for ${(100 * recallB).toFixed(1)} %`,
       `- qa-c.jsonl: ${qc.length} questions about group C (in no database until \`retro db add\`)`,
       "",
     ].join("\n"),

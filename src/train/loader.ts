@@ -58,7 +58,8 @@ export class Loader {
     if (!info)
       throw new RetroError(
         "badInput",
-        `${db.dir}: the ${o.split} split has no samples/neighbours yet ("retro db query --db ${db.dir} --split ${o.split}")`,
+        `${db.dir}: the ${o.split} split has no samples/neighbours yet ("retro db query --db ${db.dir} --split ` +
+          `${o.split}")`,
       );
     this.dbSeq = info.seq;
     if (info.seq % o.seq)

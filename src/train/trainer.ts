@@ -88,7 +88,8 @@ export function resolveTrainConfig(
   if (input.tokenizer !== undefined && input.tokenizer !== db.manifest.tokenizer!.id) {
     throw new RetroError(
       "mismatch",
-      `the config was made for tokenizer ${String(input.tokenizer)}, database ${db.dir} has ${db.manifest.tokenizer!.id}`,
+      `the config was made for tokenizer ${String(input.tokenizer)}, database ${db.dir} has ` +
+        `${db.manifest.tokenizer!.id}`,
     );
   }
   validateSettings(c, TRAIN_SETTINGS, "train config");
@@ -300,7 +301,8 @@ export async function openRun(
     if (diff.length)
       throw new RetroError(
         "usage",
-        `cannot resume ${out}: the config differs in ${diff.join(", ")} (resume with the original settings, or start a new --out)`,
+        `cannot resume ${out}: the config differs in ${diff.join(", ")} (resume with the original settings, or ` +
+          `start a new --out)`,
       );
   } else {
     if (fs.existsSync(cfgFile) && fs.existsSync(path.join(out, "latest.json")))

@@ -14,14 +14,16 @@ export const ERROR_KINDS: Readonly<Record<ErrorKind, { exit: number; http: numbe
     http: 400,
     type: "invalid_request_error",
     meaning:
-      "bad flags, config or request values; a folder that is not a database given to `db build --out`; a model or batch too large for the memory",
+      "bad flags, config or request values; a folder that is not a database given to `db build --out`; a model or " +
+      "batch too large for the memory",
   },
   notFound: {
     exit: 3,
     http: 404,
     type: "not_found_error",
     meaning:
-      "a path that does not exist (with the install command for an offline corpus that is not installed), or a served model or route",
+      "a path that does not exist (with the install command for an offline corpus that is not installed), or a " +
+      "served model or route",
   },
   badInput: {
     exit: 4,
@@ -34,28 +36,32 @@ export const ERROR_KINDS: Readonly<Record<ErrorKind, { exit: number; http: numbe
     http: 500,
     type: "server_error",
     meaning:
-      "a corrupt artefact: a truncated or checksum-failing block, token file (SHA-256), index file (size + CRC-32), safetensors, neighbour ids outside the chunk table, a damaged SWORD module",
+      "a corrupt artefact: a truncated or checksum-failing block, token file (SHA-256), index file (size + CRC-32), " +
+      "safetensors, neighbour ids outside the chunk table, a damaged SWORD module",
   },
   mismatch: {
     exit: 6,
     http: 409,
     type: "invalid_request_error",
     meaning:
-      "artefacts that do not belong together: tokenizer (also of the same size), chunk length, embedder dimension ≠ index dimension",
+      "artefacts that do not belong together: tokenizer (also of the same size), chunk length, embedder dimension ≠ " +
+      "index dimension",
   },
   busy: {
     exit: 7,
     http: 503,
     type: "server_error",
     meaning:
-      "the folder is being written by another live process (its PID lock file names it; a dead writer's lock is taken over): retry later",
+      "the folder is being written by another live process (its PID lock file names it; a dead writer's lock is " +
+      "taken over): retry later",
   },
   io: {
     exit: 8,
     http: 500,
     type: "server_error",
     meaning:
-      "the file system refused: permission denied, read-only, disk full (re-run after freeing space: finished work is kept), a file where a folder is needed",
+      "the file system refused: permission denied, read-only, disk full (re-run after freeing space: finished work " +
+      "is kept), a file where a folder is needed",
   },
   internal: {
     exit: 70,

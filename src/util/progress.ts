@@ -23,7 +23,8 @@ export function progress(label: string, total: number, unit = "items", start = 0
       const rate = (done - start) / Math.max(s, 1e-9);
       const eta = rate > 0 ? (total - done) / rate : 0;
       process.stderr.write(
-        `${label}: ${done}/${total} ${unit} ${rate.toFixed(rate < 10 ? 2 : 0)}/s ETA ${eta.toFixed(0)}s${note ? " | " + note : ""}\n`,
+        `${label}: ${done}/${total} ${unit} ${rate.toFixed(rate < 10 ? 2 : 0)}/s ETA ` +
+          `${eta.toFixed(0)}s${note ? " | " + note : ""}\n`,
       );
     };
     return {

@@ -169,7 +169,8 @@ export function settingsMarkdown(table: SettingsTable, defaults: Record<string, 
   for (const [k, s] of Object.entries(table)) {
     const flag = s.flag === false ? "—" : `\`--${flagOf(k, s)}\``;
     rows.push(
-      `| \`${k}\` | ${flag} | ${acceptsText(s)} | \`${JSON.stringify(defaults[k])}\` | ${s.help.replace(/\|/g, "\\|")} |`,
+      `| \`${k}\` | ${flag} | ${acceptsText(s)} | \`${JSON.stringify(defaults[k])}\` | ` +
+        `${s.help.replace(/\|/g, "\\|")} |`,
     );
   }
   return rows.join("\n");

@@ -13,61 +13,65 @@ import { systemPromptFor } from "../../src/model/checkpoint.ts";
 import { SYSTEM_PROMPT } from "../../src/prompt/format.ts";
 import { tmpDir } from "../helpers.ts";
 
-test("demo: knowledge corpus → database → GPT → fits → perplexity → tuning → QA → db add → served answer → report; a re-run reuses", async () => {
-  const root = tmpDir("retro-demo-");
-  const o = {
-    out: path.join(root, "demo"),
-    pretrainSteps: 3,
-    fitSteps: 2,
-    sftSteps: 2,
-    qaQuestions: 6,
-    wordnet: null,
-    people: { a: 40, b: 12, c: 6 },
-    model: { d: 32, heads: 4, layers: 2, seq: 64, chunk: 16, r: 32 },
-    threads: 1,
-  };
-  const s = await runDemo(o);
-  const report = fs.readFileSync(s.report, "utf8");
-  for (const h of [
-    "## (a) Perplexity on B's held-out biographies",
-    "| Retro-fitting, random neighbours |",
-    "## (b) QA on B",
-    "| InstructGPT | none (closed book) |",
-    "## (c) Knowledge update",
-    "| after | InstructRetro | top-2 passages in the prompt |",
-  ]) {
-    assert.ok(report.includes(h), `report lacks ${h}`);
-  }
-  for (const f of ["curves.svg", "perplexity.svg", "qa.svg", "update.svg"])
-    assert.ok(fs.existsSync(path.join(o.out, "figures", f)), f);
-  for (const v of Object.values(s.ppl)) assert.ok(Number.isFinite(v) && v > 1);
-  for (const v of Object.values(s.factLoss)) assert.ok(Number.isFinite(v) && v > 0);
-  assert.equal(
-    s.qa.length,
-    5,
-    "people B: InstructGPT × (passages, closed book), InstructRetro × (passages, encoder, closed book)",
-  );
-  // the update put C into the database, and the served answer cites it
-  const db = new Database(path.join(o.out, "db"));
-  assert.ok(db.manifest.datasets!.some((d) => d.name === "people-c"));
-  db.close();
-  assert.ok(
-    s.update.served.citations.length > 0 && s.update.served.citations[0].dataset === "people-c",
-    JSON.stringify(s.update.served.citations[0]),
-  );
-  // a tuned checkpoint is asked in the prompt it was tuned with (none here); an untuned one in the paper's
-  assert.equal(systemPromptFor(path.join(o.out, "sft-retro"), undefined, SYSTEM_PROMPT), null);
-  assert.equal(systemPromptFor(path.join(o.out, "gpt"), undefined, SYSTEM_PROMPT), SYSTEM_PROMPT);
-  assert.equal(systemPromptFor(path.join(o.out, "sft-retro"), "Be brief.", SYSTEM_PROMPT), "Be brief.");
-  assert.equal(systemPromptFor(path.join(o.out, "gpt"), false, SYSTEM_PROMPT), null);
-  const mtime = fs.statSync(path.join(o.out, "sft-retro", "latest.json")).mtimeMs;
-  const again = await runDemo(o);
-  assert.deepEqual(again.ppl, s.ppl);
-  assert.deepEqual(again.qa, s.qa);
-  assert.deepEqual(again.update, s.update);
-  assert.equal(
-    fs.statSync(path.join(o.out, "sft-retro", "latest.json")).mtimeMs,
-    mtime,
-    "finished runs are not trained again",
-  );
-});
+test(
+  "demo: knowledge corpus → database → GPT → fits → perplexity → tuning → QA → db add → served answer → report; " +
+    "a re-run reuses",
+  async () => {
+    const root = tmpDir("retro-demo-");
+    const o = {
+      out: path.join(root, "demo"),
+      pretrainSteps: 3,
+      fitSteps: 2,
+      sftSteps: 2,
+      qaQuestions: 6,
+      wordnet: null,
+      people: { a: 40, b: 12, c: 6 },
+      model: { d: 32, heads: 4, layers: 2, seq: 64, chunk: 16, r: 32 },
+      threads: 1,
+    };
+    const s = await runDemo(o);
+    const report = fs.readFileSync(s.report, "utf8");
+    for (const h of [
+      "## (a) Perplexity on B's held-out biographies",
+      "| Retro-fitting, random neighbours |",
+      "## (b) QA on B",
+      "| InstructGPT | none (closed book) |",
+      "## (c) Knowledge update",
+      "| after | InstructRetro | top-2 passages in the prompt |",
+    ]) {
+      assert.ok(report.includes(h), `report lacks ${h}`);
+    }
+    for (const f of ["curves.svg", "perplexity.svg", "qa.svg", "update.svg"])
+      assert.ok(fs.existsSync(path.join(o.out, "figures", f)), f);
+    for (const v of Object.values(s.ppl)) assert.ok(Number.isFinite(v) && v > 1);
+    for (const v of Object.values(s.factLoss)) assert.ok(Number.isFinite(v) && v > 0);
+    assert.equal(
+      s.qa.length,
+      5,
+      "people B: InstructGPT × (passages, closed book), InstructRetro × (passages, encoder, closed book)",
+    );
+    // the update put C into the database, and the served answer cites it
+    const db = new Database(path.join(o.out, "db"));
+    assert.ok(db.manifest.datasets!.some((d) => d.name === "people-c"));
+    db.close();
+    assert.ok(
+      s.update.served.citations.length > 0 && s.update.served.citations[0].dataset === "people-c",
+      JSON.stringify(s.update.served.citations[0]),
+    );
+    // a tuned checkpoint is asked in the prompt it was tuned with (none here); an untuned one in the paper's
+    assert.equal(systemPromptFor(path.join(o.out, "sft-retro"), undefined, SYSTEM_PROMPT), null);
+    assert.equal(systemPromptFor(path.join(o.out, "gpt"), undefined, SYSTEM_PROMPT), SYSTEM_PROMPT);
+    assert.equal(systemPromptFor(path.join(o.out, "sft-retro"), "Be brief.", SYSTEM_PROMPT), "Be brief.");
+    assert.equal(systemPromptFor(path.join(o.out, "gpt"), false, SYSTEM_PROMPT), null);
+    const mtime = fs.statSync(path.join(o.out, "sft-retro", "latest.json")).mtimeMs;
+    const again = await runDemo(o);
+    assert.deepEqual(again.ppl, s.ppl);
+    assert.deepEqual(again.qa, s.qa);
+    assert.deepEqual(again.update, s.update);
+    assert.equal(
+      fs.statSync(path.join(o.out, "sft-retro", "latest.json")).mtimeMs,
+      mtime,
+      "finished runs are not trained again",
+    );
+  },
+);

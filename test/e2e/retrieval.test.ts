@@ -147,61 +147,65 @@ test("in-context baseline: every evaluated chunk scored with and without its nei
   db.close();
 });
 
-test("the retrieval path learns to copy: Retro-fitting beats GPT-fitting far on held-out documents whose twins are in the database", async () => {
-  const root = tmpDir("copy-");
-  const size = { d: 128, heads: 4, layers: 4, seq: SEQ, r: 2 * CHUNK };
-  const common = {
-    db: DB,
-    batch: 16,
-    evalEvery: 1e9,
-    saveEvery: 1e9,
-    evalBatches: 0,
-    threads: 2,
-    lr: 1e-3,
-    minLr: 1e-4,
-    warmup: 50,
-  };
-  // experiments/copy-task.ts's setup, seed 1 (there: GPT-fitting 5.135, Retro-fitting 4.315, no rope 5.128)
-  await train(path.join(root, "gpt"), {
-    ...common,
-    model: { ...size, model: "gpt" },
-    steps: 300,
-    lr: 2e-3,
-    minLr: 2e-4,
-    seed: 1,
-  });
-  const steps = 800;
-  await train(path.join(root, "gpt-fit"), { ...common, init: path.join(root, "gpt"), steps, seed: 101 });
-  await train(path.join(root, "retro-fit"), {
-    ...common,
-    init: path.join(root, "gpt"),
-    steps,
-    seed: 101,
-    model: { model: "retro", cca_layers: [2, 4], k: 2 },
-  });
-  const db = new Database(DB);
-  const gpt = evalControls(loadModel(path.join(root, "gpt-fit")).model, db, { batch: 16 });
-  const rm = loadModel(path.join(root, "retro-fit")).model;
-  assert.equal(rm.config.retrieval_rope, true, "new Retro runs use the recipe");
-  const retro = evalControls(rm, db, { batch: 16 });
-  db.close();
-  const H = Math.log(WORDS);
-  // GPT cannot beat the unigram entropy on documents it never saw; a Retro that copies goes far below it
-  assert.ok(gpt.loss.own > H - 0.3, `GPT-fitting held-out loss ${gpt.loss.own} (unigram entropy ${H})`);
-  assert.ok(retro.loss.own < gpt.loss.own - 0.5, `Retro-fitting ${retro.loss.own} vs GPT-fitting ${gpt.loss.own}`);
-  // the gain is retrieval: gone with random neighbours or none; positions that read nothing gain nothing
-  assert.ok(
-    retro.loss.random! > retro.loss.own + 0.5 &&
-      retro.loss.another! > retro.loss.own + 0.5 &&
-      retro.loss.none! > retro.loss.own + 0.5,
-    JSON.stringify(retro.loss),
-  );
-  assert.ok(
-    Math.abs(retro.noNeighboursRead.loss - gpt.noNeighboursRead.loss) < 0.2,
-    "positions before the first chunk completes read nothing",
-  );
-  assert.ok(
-    retro.overlap[3].loss < gpt.overlap[3].loss - 0.7,
-    `chunks that overlap their neighbours: ${retro.overlap[3].loss} vs ${gpt.overlap[3].loss}`,
-  );
-});
+test(
+  "the retrieval path learns to copy: Retro-fitting beats GPT-fitting far on held-out documents whose twins are " +
+    "in the database",
+  async () => {
+    const root = tmpDir("copy-");
+    const size = { d: 128, heads: 4, layers: 4, seq: SEQ, r: 2 * CHUNK };
+    const common = {
+      db: DB,
+      batch: 16,
+      evalEvery: 1e9,
+      saveEvery: 1e9,
+      evalBatches: 0,
+      threads: 2,
+      lr: 1e-3,
+      minLr: 1e-4,
+      warmup: 50,
+    };
+    // experiments/copy-task.ts's setup, seed 1 (there: GPT-fitting 5.135, Retro-fitting 4.315, no rope 5.128)
+    await train(path.join(root, "gpt"), {
+      ...common,
+      model: { ...size, model: "gpt" },
+      steps: 300,
+      lr: 2e-3,
+      minLr: 2e-4,
+      seed: 1,
+    });
+    const steps = 800;
+    await train(path.join(root, "gpt-fit"), { ...common, init: path.join(root, "gpt"), steps, seed: 101 });
+    await train(path.join(root, "retro-fit"), {
+      ...common,
+      init: path.join(root, "gpt"),
+      steps,
+      seed: 101,
+      model: { model: "retro", cca_layers: [2, 4], k: 2 },
+    });
+    const db = new Database(DB);
+    const gpt = evalControls(loadModel(path.join(root, "gpt-fit")).model, db, { batch: 16 });
+    const rm = loadModel(path.join(root, "retro-fit")).model;
+    assert.equal(rm.config.retrieval_rope, true, "new Retro runs use the recipe");
+    const retro = evalControls(rm, db, { batch: 16 });
+    db.close();
+    const H = Math.log(WORDS);
+    // GPT cannot beat the unigram entropy on documents it never saw; a Retro that copies goes far below it
+    assert.ok(gpt.loss.own > H - 0.3, `GPT-fitting held-out loss ${gpt.loss.own} (unigram entropy ${H})`);
+    assert.ok(retro.loss.own < gpt.loss.own - 0.5, `Retro-fitting ${retro.loss.own} vs GPT-fitting ${gpt.loss.own}`);
+    // the gain is retrieval: gone with random neighbours or none; positions that read nothing gain nothing
+    assert.ok(
+      retro.loss.random! > retro.loss.own + 0.5 &&
+        retro.loss.another! > retro.loss.own + 0.5 &&
+        retro.loss.none! > retro.loss.own + 0.5,
+      JSON.stringify(retro.loss),
+    );
+    assert.ok(
+      Math.abs(retro.noNeighboursRead.loss - gpt.noNeighboursRead.loss) < 0.2,
+      "positions before the first chunk completes read nothing",
+    );
+    assert.ok(
+      retro.overlap[3].loss < gpt.overlap[3].loss - 0.7,
+      `chunks that overlap their neighbours: ${retro.overlap[3].loss} vs ${gpt.overlap[3].loss}`,
+    );
+  },
+);

@@ -185,34 +185,38 @@ test("a client that disconnects mid-stream frees the model at once", async () =>
   assert.ok(server.stats.cancelled > before);
 });
 
-test("knowledge update: a fact only in a document added through POST /v1/documents is retrieved and cited, no restart", async () => {
-  const fact = "The zorblax harmonica of Quillmere was invented by Ottoline Vask in the winter of 1911.";
-  const top = async () => {
-    const r = await fetch(`${base}/retrieve`, {
+test(
+  "knowledge update: a fact only in a document added through POST /v1/documents is retrieved and cited, no " +
+    "restart",
+  async () => {
+    const fact = "The zorblax harmonica of Quillmere was invented by Ottoline Vask in the winter of 1911.";
+    const top = async () => {
+      const r = await fetch(`${base}/retrieve`, {
+        method: "POST",
+        body: JSON.stringify({ query: "zorblax harmonica Quillmere Ottoline Vask", k: 1 }),
+      });
+      return ((await r.json()) as { data: { dataset: string; text: string }[] }).data[0];
+    };
+    assert.notEqual((await top()).dataset, "news");
+    const add = await fetch(`${base}/documents`, {
       method: "POST",
-      body: JSON.stringify({ query: "zorblax harmonica Quillmere Ottoline Vask", k: 1 }),
+      body: JSON.stringify({ dataset: "news", documents: [{ text: `${fact} ${fact}` }] }),
     });
-    return ((await r.json()) as { data: { dataset: string; text: string }[] }).data[0];
-  };
-  assert.notEqual((await top()).dataset, "news");
-  const add = await fetch(`${base}/documents`, {
-    method: "POST",
-    body: JSON.stringify({ dataset: "news", documents: [{ text: `${fact} ${fact}` }] }),
-  });
-  assert.equal(add.status, 200, await add.clone().text());
-  assert.equal(((await add.json()) as { documents: number }).documents, 1);
-  const t = await top();
-  assert.equal(t.dataset, "news");
-  assert.match(t.text, /zorblax harmonica/);
-  // a completion whose prompt is the fact reads the new chunk among its neighbours
-  const r = await client().completions.create({ model: "tiny-retro", prompt: `${fact} ${fact}`, max_tokens: 2 });
-  const cited = (r as unknown as { retrieval: { neighbours: { dataset: string }[] }[] }).retrieval.flatMap((x) =>
-    x.neighbours.map((n) => n.dataset),
-  );
-  assert.ok(cited.includes("news"), JSON.stringify(cited));
-  const bad = await fetch(`${base}/documents`, { method: "POST", body: JSON.stringify({ documents: [] }) });
-  assert.equal(bad.status, 400);
-});
+    assert.equal(add.status, 200, await add.clone().text());
+    assert.equal(((await add.json()) as { documents: number }).documents, 1);
+    const t = await top();
+    assert.equal(t.dataset, "news");
+    assert.match(t.text, /zorblax harmonica/);
+    // a completion whose prompt is the fact reads the new chunk among its neighbours
+    const r = await client().completions.create({ model: "tiny-retro", prompt: `${fact} ${fact}`, max_tokens: 2 });
+    const cited = (r as unknown as { retrieval: { neighbours: { dataset: string }[] }[] }).retrieval.flatMap((x) =>
+      x.neighbours.map((n) => n.dataset),
+    );
+    assert.ok(cited.includes("news"), JSON.stringify(cited));
+    const bad = await fetch(`${base}/documents`, { method: "POST", body: JSON.stringify({ documents: [] }) });
+    assert.equal(bad.status, 400);
+  },
+);
 
 test("requests waiting with the same settings are decoded together, each answer as it would be alone", async () => {
   const { model } = loadModel(runDir);
@@ -375,81 +379,87 @@ test("requests waiting with the same settings are decoded together, each answer 
   }
 });
 
-test("passage mode (a gate-0 model): a chat retrieves by the user's question, the passages go into the prompt in the tuning template and are the only citations", async () => {
-  const { model } = loadModel(runDir);
-  model.gate = 0;
-  const s = new RetroServer({
-    model,
-    tokenizer: db.tokenizer,
-    retriever: await Retriever.open(new Database(dbDir)),
-    name: "tiny-instruct",
-    port: 0,
-    system: null,
-    passages: 2,
-    updates: { dbDir, reopen: async () => Retriever.open(new Database(dbDir)) },
-  });
-  const addr = await s.listen();
-  const c = new OpenAI({ baseURL: `http://127.0.0.1:${addr.port}/v1`, apiKey: "unused", maxRetries: 0 });
-  try {
-    const bio =
-      "Vorlin Teskad was born in the harbour town of Quellmark in 1931 and repaired clocks for the Brandle company.";
-    const add = await fetch(`http://127.0.0.1:${addr.port}/v1/documents`, {
-      method: "POST",
-      body: JSON.stringify({ dataset: "people", documents: [{ text: bio }] }),
+test(
+  "passage mode (a gate-0 model): a chat retrieves by the user's question, the passages go into the prompt in " +
+    "the tuning template and are the only citations",
+  async () => {
+    const { model } = loadModel(runDir);
+    model.gate = 0;
+    const s = new RetroServer({
+      model,
+      tokenizer: db.tokenizer,
+      retriever: await Retriever.open(new Database(dbDir)),
+      name: "tiny-instruct",
+      port: 0,
+      system: null,
+      passages: 2,
+      updates: { dbDir, reopen: async () => Retriever.open(new Database(dbDir)) },
     });
-    assert.equal(add.status, 200, await add.clone().text());
-    const question = "Where was Vorlin Teskad born?";
-    const r = await c.chat.completions.create({
-      model: "tiny-instruct",
-      messages: [{ role: "user", content: question }],
-      max_tokens: 4,
-      temperature: 0,
-    });
-    const retrieval = (
-      r as unknown as { retrieval: { chunk: number; query: string; neighbours: { dataset: string; text: string }[] }[] }
-    ).retrieval;
-    assert.equal(
-      retrieval.length,
-      1,
-      "one retrieval: the prompt's passages (no chunk-by-chunk neighbours for a gate-0 model)",
-    );
-    assert.equal(retrieval[0].query, question);
-    assert.equal(retrieval[0].neighbours.length, 2);
-    assert.equal(retrieval[0].neighbours[0].dataset, "people");
-    assert.ok(
-      bio.startsWith(retrieval[0].neighbours[0].text),
-      "the added document (cut to its share of this 64-position model)",
-    );
-    // the prompt holds both passages: far more tokens than the question in the chat template alone
-    const plain = await c.chat.completions.create({
-      model: "tiny-instruct",
-      messages: [{ role: "user", content: question }],
-      max_tokens: 4,
-      temperature: 0,
-      passages: 0,
-    } as never);
-    assert.equal((plain as unknown as { retrieval: unknown[] }).retrieval.length, 0);
-    assert.ok(
-      r.usage!.prompt_tokens > plain.usage!.prompt_tokens + 12,
-      `${r.usage!.prompt_tokens} vs ${plain.usage!.prompt_tokens}`,
-    );
-    // streamed: the citations come first
-    const st = await c.chat.completions.create({
-      model: "tiny-instruct",
-      messages: [{ role: "user", content: question }],
-      max_tokens: 4,
-      temperature: 0,
-      stream: true,
-    });
-    let first: unknown = null;
-    for await (const ch of st) first ??= (ch as unknown as { retrieval?: unknown[] }).retrieval ?? "none";
-    assert.ok(Array.isArray(first) && first.length === 1, "the first chunk carries the passages");
-    const bad = await fetch(`http://127.0.0.1:${addr.port}/v1/chat/completions`, {
-      method: "POST",
-      body: JSON.stringify({ messages: [{ role: "user", content: "x" }], passages: -1 }),
-    });
-    assert.equal(bad.status, 400);
-  } finally {
-    await s.close();
-  }
-});
+    const addr = await s.listen();
+    const c = new OpenAI({ baseURL: `http://127.0.0.1:${addr.port}/v1`, apiKey: "unused", maxRetries: 0 });
+    try {
+      const bio =
+        "Vorlin Teskad was born in the harbour town of Quellmark in 1931 and repaired clocks for the Brandle company.";
+      const add = await fetch(`http://127.0.0.1:${addr.port}/v1/documents`, {
+        method: "POST",
+        body: JSON.stringify({ dataset: "people", documents: [{ text: bio }] }),
+      });
+      assert.equal(add.status, 200, await add.clone().text());
+      const question = "Where was Vorlin Teskad born?";
+      const r = await c.chat.completions.create({
+        model: "tiny-instruct",
+        messages: [{ role: "user", content: question }],
+        max_tokens: 4,
+        temperature: 0,
+      });
+      const retrieval = (
+        r as unknown as {
+          retrieval: { chunk: number; query: string; neighbours: { dataset: string; text: string }[] }[];
+        }
+      ).retrieval;
+      assert.equal(
+        retrieval.length,
+        1,
+        "one retrieval: the prompt's passages (no chunk-by-chunk neighbours for a gate-0 model)",
+      );
+      assert.equal(retrieval[0].query, question);
+      assert.equal(retrieval[0].neighbours.length, 2);
+      assert.equal(retrieval[0].neighbours[0].dataset, "people");
+      assert.ok(
+        bio.startsWith(retrieval[0].neighbours[0].text),
+        "the added document (cut to its share of this 64-position model)",
+      );
+      // the prompt holds both passages: far more tokens than the question in the chat template alone
+      const plain = await c.chat.completions.create({
+        model: "tiny-instruct",
+        messages: [{ role: "user", content: question }],
+        max_tokens: 4,
+        temperature: 0,
+        passages: 0,
+      } as never);
+      assert.equal((plain as unknown as { retrieval: unknown[] }).retrieval.length, 0);
+      assert.ok(
+        r.usage!.prompt_tokens > plain.usage!.prompt_tokens + 12,
+        `${r.usage!.prompt_tokens} vs ${plain.usage!.prompt_tokens}`,
+      );
+      // streamed: the citations come first
+      const st = await c.chat.completions.create({
+        model: "tiny-instruct",
+        messages: [{ role: "user", content: question }],
+        max_tokens: 4,
+        temperature: 0,
+        stream: true,
+      });
+      let first: unknown = null;
+      for await (const ch of st) first ??= (ch as unknown as { retrieval?: unknown[] }).retrieval ?? "none";
+      assert.ok(Array.isArray(first) && first.length === 1, "the first chunk carries the passages");
+      const bad = await fetch(`http://127.0.0.1:${addr.port}/v1/chat/completions`, {
+        method: "POST",
+        body: JSON.stringify({ messages: [{ role: "user", content: "x" }], passages: -1 }),
+      });
+      assert.equal(bad.status, 400);
+    } finally {
+      await s.close();
+    }
+  },
+);

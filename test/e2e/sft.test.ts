@@ -55,7 +55,8 @@ test("format: the paper's System/User/Assistant turns; the QA template ends in '
   );
   assert.equal(
     q.head + q.middle + q.tail,
-    "User: title: SB, source: Denver won.\n\ntitle: , source: Second.\n\nWho won? Answer the above question with a short phrase.\n\nAssistant: The answer is",
+    "User: title: SB, source: Denver won.\n\ntitle: , source: Second.\n\nWho won? Answer the above question with a " +
+      "short phrase.\n\nAssistant: The answer is",
   );
 });
 

@@ -37,56 +37,60 @@ before(async () => {
   await buildDatabase(DB, cfg);
 });
 
-test("loader: GPT and Retro read the same tokens; seeded epochs; blend weights; neighbours as the database gives them", () => {
-  const db = new Database(DB);
-  const gpt = new Loader(db, { split: "train", seq: 32, batch: 4, seed: 9 });
-  const retro = new Loader(db, { split: "train", seq: 32, batch: 4, seed: 9, retrieval: { k: 2, r: 32 } });
-  for (let i = 0; i < 5; i++) {
-    const g = gpt.next(),
-      r = retro.next();
-    assert.deepEqual(g.ids, r.ids);
-    assert.deepEqual(g.targets, r.targets);
-    assert.equal(g.neighbours, undefined);
-    // neighbours of item (sample, half): the database's [l=4, k, r] of that sample, rows of this half
-    for (let b = 0; b < 4; b++) {
-      const it = r.items[b],
-        sample = Math.floor(it / 2),
-        half = it % 2;
-      const full = db.sampleRetrieved("train", sample, 2, 32);
-      const mine = r.neighbours!.subarray(b * 2 * 2 * 32, (b + 1) * 2 * 2 * 32);
-      assert.deepEqual(Array.from(mine), Array.from(full.subarray(half * 2 * 2 * 32, (half + 1) * 2 * 2 * 32)));
-      // targets are the inputs shifted by one
-      assert.deepEqual(
-        Array.from(r.ids.subarray(b * 32 + 1, (b + 1) * 32)),
-        Array.from(r.targets.subarray(b * 32, (b + 1) * 32 - 1)),
-      );
+test(
+  "loader: GPT and Retro read the same tokens; seeded epochs; blend weights; neighbours as the database gives " +
+    "them",
+  () => {
+    const db = new Database(DB);
+    const gpt = new Loader(db, { split: "train", seq: 32, batch: 4, seed: 9 });
+    const retro = new Loader(db, { split: "train", seq: 32, batch: 4, seed: 9, retrieval: { k: 2, r: 32 } });
+    for (let i = 0; i < 5; i++) {
+      const g = gpt.next(),
+        r = retro.next();
+      assert.deepEqual(g.ids, r.ids);
+      assert.deepEqual(g.targets, r.targets);
+      assert.equal(g.neighbours, undefined);
+      // neighbours of item (sample, half): the database's [l=4, k, r] of that sample, rows of this half
+      for (let b = 0; b < 4; b++) {
+        const it = r.items[b],
+          sample = Math.floor(it / 2),
+          half = it % 2;
+        const full = db.sampleRetrieved("train", sample, 2, 32);
+        const mine = r.neighbours!.subarray(b * 2 * 2 * 32, (b + 1) * 2 * 2 * 32);
+        assert.deepEqual(Array.from(mine), Array.from(full.subarray(half * 2 * 2 * 32, (half + 1) * 2 * 2 * 32)));
+        // targets are the inputs shifted by one
+        assert.deepEqual(
+          Array.from(r.ids.subarray(b * 32 + 1, (b + 1) * 32)),
+          Array.from(r.targets.subarray(b * 32, (b + 1) * 32 - 1)),
+        );
+      }
     }
-  }
-  const other = new Loader(db, { split: "train", seq: 32, batch: 4, seed: 10 });
-  assert.notDeepEqual(other.next().ids, new Loader(db, { split: "train", seq: 32, batch: 4, seed: 9 }).next().ids);
-  // blend: draws follow the 3:1 weights; each dataset walks a permutation (no repeats within its epoch)
-  const l = new Loader(db, { split: "train", seq: 32, batch: 1, seed: 1 });
-  const seen = [new Set<number>(), new Set<number>()];
-  const reader = db.split("train");
-  const n = 200;
-  for (let i = 0; i < n; i++) {
-    const it = l.next().items[0];
-    const ds = reader.docDataset(reader.docAt(l.start(it)));
-    if (seen[ds].size < 50) assert.ok(!seen[ds].has(it), `item ${it} repeated within an epoch`);
-    seen[ds].add(it);
-  }
-  const total = seen[0].size + seen[1].size;
-  assert.ok(total > 0);
-  const drawnA = l.drawnPerDataset;
-  assert.ok(Math.abs(drawnA[0] / n - 0.75) < 0.01, `dataset a drew ${drawnA[0]} of ${n}`);
-  // seek() replays to the same place
-  const a1 = new Loader(db, { split: "train", seq: 32, batch: 3, seed: 4 });
-  for (let i = 0; i < 7; i++) a1.next();
-  const a2 = new Loader(db, { split: "train", seq: 32, batch: 3, seed: 4 });
-  a2.seek(a1.pos);
-  assert.deepEqual(a2.next().ids, a1.next().ids);
-  db.close();
-});
+    const other = new Loader(db, { split: "train", seq: 32, batch: 4, seed: 10 });
+    assert.notDeepEqual(other.next().ids, new Loader(db, { split: "train", seq: 32, batch: 4, seed: 9 }).next().ids);
+    // blend: draws follow the 3:1 weights; each dataset walks a permutation (no repeats within its epoch)
+    const l = new Loader(db, { split: "train", seq: 32, batch: 1, seed: 1 });
+    const seen = [new Set<number>(), new Set<number>()];
+    const reader = db.split("train");
+    const n = 200;
+    for (let i = 0; i < n; i++) {
+      const it = l.next().items[0];
+      const ds = reader.docDataset(reader.docAt(l.start(it)));
+      if (seen[ds].size < 50) assert.ok(!seen[ds].has(it), `item ${it} repeated within an epoch`);
+      seen[ds].add(it);
+    }
+    const total = seen[0].size + seen[1].size;
+    assert.ok(total > 0);
+    const drawnA = l.drawnPerDataset;
+    assert.ok(Math.abs(drawnA[0] / n - 0.75) < 0.01, `dataset a drew ${drawnA[0]} of ${n}`);
+    // seek() replays to the same place
+    const a1 = new Loader(db, { split: "train", seq: 32, batch: 3, seed: 4 });
+    for (let i = 0; i < 7; i++) a1.next();
+    const a2 = new Loader(db, { split: "train", seq: 32, batch: 3, seed: 4 });
+    a2.seek(a1.pos);
+    assert.deepEqual(a2.next().ids, a1.next().ids);
+    db.close();
+  },
+);
 
 test("cosine schedule: linear warmup, then cosine down to the minimum", () => {
   const c = { lr: 1e-3, minLr: 1e-4, warmup: 10, steps: 110 };

@@ -24,7 +24,8 @@ const CHROMIUM = ["/usr/bin/chromium", "/usr/bin/chromium-browser", process.env.
 );
 const required = process.env.RETRO_REQUIRE_BROWSER === "1";
 const question =
-  "Call me Ishmael. Some years ago, never mind how long precisely, having little or no money in my purse, what did I do?";
+  "Call me Ishmael. Some years ago, never mind how long precisely, having little or no money in my purse, what did " +
+  "I do?";
 
 let server: RetroServer | null = null,
   db: Database | null = null,

@@ -25,7 +25,9 @@ function writeTestament(dir: string, t: "ot" | "nt", books: Book[]): void {
   books.forEach((b, bi) => {
     slots.push({
       block: bi,
-      text: `<div canonical="true" osisID="${b.id}" sID="g${bi}" type="book"/> <title type="main">The Book of ${b.id}</title>`,
+      text:
+        `<div canonical="true" osisID="${b.id}" sID="g${bi}" type="book"/> <title type="main">The Book of ` +
+        `${b.id}</title>`,
     });
     b.chapters.forEach((verses, ci) => {
       slots.push({ block: bi, text: `<chapter n="${ci + 1}" osisID="${b.id}.${ci + 1}" sID="${b.id}.${ci + 1}"/> ` });

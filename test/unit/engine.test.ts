@@ -372,30 +372,34 @@ test("rope: rotation by hand at an offset and stride, backward = finite differen
   assert.throws(() => E.rope(x, off, stride, N, H, hd, pos, 4, base, 1), /'pos'/);
 });
 
-test("linear forward: the few-rows path (decoding, N ≤ 16) and the gemm path (N > 16) equal a naive loop, both builds", () => {
-  for (const kind of ["portable", "blas"] as const) {
-    const e = loadEngine(kind);
-    for (const [N, IN, OUT, bias] of [
-      [1, 256, 1030, true],
-      [3, 48, 9, false],
-      [5, 37, 13, true],
-      [16, 64, 260, true],
-      [17, 64, 33, true],
-    ] as const) {
-      const x = rand(N * IN),
-        W = rand(OUT * IN),
-        b = bias ? rand(OUT) : null,
-        out = new Float32Array(N * OUT);
-      e.linearForward(out, x, W, b, N, IN, OUT);
-      let worst = 0;
-      for (let n = 0; n < N; n++) {
-        for (let o = 0; o < OUT; o++) {
-          let s = b ? b[o] : 0;
-          for (let i = 0; i < IN; i++) s += x[n * IN + i] * W[o * IN + i];
-          worst = Math.max(worst, Math.abs(out[n * OUT + o] - s) / (1 + Math.abs(s)));
+test(
+  "linear forward: the few-rows path (decoding, N ≤ 16) and the gemm path (N > 16) equal a naive loop, both " +
+    "builds",
+  () => {
+    for (const kind of ["portable", "blas"] as const) {
+      const e = loadEngine(kind);
+      for (const [N, IN, OUT, bias] of [
+        [1, 256, 1030, true],
+        [3, 48, 9, false],
+        [5, 37, 13, true],
+        [16, 64, 260, true],
+        [17, 64, 33, true],
+      ] as const) {
+        const x = rand(N * IN),
+          W = rand(OUT * IN),
+          b = bias ? rand(OUT) : null,
+          out = new Float32Array(N * OUT);
+        e.linearForward(out, x, W, b, N, IN, OUT);
+        let worst = 0;
+        for (let n = 0; n < N; n++) {
+          for (let o = 0; o < OUT; o++) {
+            let s = b ? b[o] : 0;
+            for (let i = 0; i < IN; i++) s += x[n * IN + i] * W[o * IN + i];
+            worst = Math.max(worst, Math.abs(out[n * OUT + o] - s) / (1 + Math.abs(s)));
+          }
         }
+        assert.ok(worst < 1e-5, `${kind} N=${N} IN=${IN} OUT=${OUT}: ${worst}`);
       }
-      assert.ok(worst < 1e-5, `${kind} N=${N} IN=${IN} OUT=${OUT}: ${worst}`);
     }
-  }
-});
+  },
+);

@@ -45,52 +45,56 @@ for (const [kind, rope, nullKv] of [
   ["retro", true, false],
   ["retro", true, true],
 ] as const) {
-  test(`decoder: ${kind}${rope ? " + retrieval_rope" : ""}${nullKv ? " + retrieval_null_kv" : ""} incremental logits equal the full forward at every position`, () => {
-    const model = randomModel(kind, rope, 7, nullKv);
-    const c = model.config,
-      V = c.vocab,
-      n = c.seq,
-      l = n / c.chunk,
-      kr = c.k * c.r;
-    const rng = new Rng(3);
-    const seqs = [0, 1].map(() => Int32Array.from({ length: n }, () => rng.int(V)));
-    const nbrs = [0, 1].map(() => Int32Array.from({ length: l * kr }, () => rng.int(V)));
-    const ref = seqs.map((ids, i) => fullLogits(model, ids, kind === "retro" ? nbrs[i] : undefined));
-    const dec = new Decoder(model);
-    const slots = [dec.newSlot(), dec.newSlot()];
-    const got = [new Float32Array(n * V), new Float32Array(n * V)];
-    const feedOf = (i: number, count: number): Feed => {
-      const slot = slots[i],
-        from = slot.pos;
-      const neighbours = new Map(
-        dec.chunksCompleted(from, from + count).map((u) => [u, nbrs[i].slice(u * kr, (u + 1) * kr)] as const),
-      );
-      return { slot, ids: seqs[i].subarray(from, from + count), neighbours };
-    };
-    // prefill of uneven lengths (5 and 9 tokens: chunk 1 completes inside the second), all logits kept
-    const pre = dec.forward([feedOf(0, 5), feedOf(1, 9)], { allLogits: true });
-    got[0].set(pre.subarray(0, 5 * V), 0);
-    got[1].set(pre.subarray(5 * V, 14 * V), 0);
-    // then both together: one token per step for sequence 0, three at a time for sequence 1 while it lasts
-    while (slots[0].pos < n) {
-      const feeds: Feed[] = [feedOf(0, 1)];
-      const take = Math.min(3, n - slots[1].pos);
-      if (take > 0) feeds.push(feedOf(1, take));
-      const p0 = slots[0].pos,
-        p1 = slots[1].pos;
-      const out = dec.forward(feeds, { allLogits: true });
-      got[0].set(out.subarray(0, V), p0 * V);
-      if (take > 0) got[1].set(out.subarray(V, (1 + take) * V), p1 * V);
-    }
-    for (let i = 0; i < 2; i++) {
-      const err = maxRelErr(got[i], ref[i]);
-      assert.ok(err <= 1e-5, `sequence ${i}: max relative error ${err}`);
-    }
-    // the last-position logits (the default) are the all-positions' last row
-    dec.reset(slots[0]);
-    const last = dec.forward([feedOf(0, 13)]);
-    assert.ok(maxRelErr(last, ref[0].subarray(12 * V, 13 * V)) <= 1e-5);
-  });
+  test(
+    `decoder: ${kind}${rope ? " + retrieval_rope" : ""}${nullKv ? " + retrieval_null_kv" : ""} incremental ` +
+      `logits equal the full forward at every position`,
+    () => {
+      const model = randomModel(kind, rope, 7, nullKv);
+      const c = model.config,
+        V = c.vocab,
+        n = c.seq,
+        l = n / c.chunk,
+        kr = c.k * c.r;
+      const rng = new Rng(3);
+      const seqs = [0, 1].map(() => Int32Array.from({ length: n }, () => rng.int(V)));
+      const nbrs = [0, 1].map(() => Int32Array.from({ length: l * kr }, () => rng.int(V)));
+      const ref = seqs.map((ids, i) => fullLogits(model, ids, kind === "retro" ? nbrs[i] : undefined));
+      const dec = new Decoder(model);
+      const slots = [dec.newSlot(), dec.newSlot()];
+      const got = [new Float32Array(n * V), new Float32Array(n * V)];
+      const feedOf = (i: number, count: number): Feed => {
+        const slot = slots[i],
+          from = slot.pos;
+        const neighbours = new Map(
+          dec.chunksCompleted(from, from + count).map((u) => [u, nbrs[i].slice(u * kr, (u + 1) * kr)] as const),
+        );
+        return { slot, ids: seqs[i].subarray(from, from + count), neighbours };
+      };
+      // prefill of uneven lengths (5 and 9 tokens: chunk 1 completes inside the second), all logits kept
+      const pre = dec.forward([feedOf(0, 5), feedOf(1, 9)], { allLogits: true });
+      got[0].set(pre.subarray(0, 5 * V), 0);
+      got[1].set(pre.subarray(5 * V, 14 * V), 0);
+      // then both together: one token per step for sequence 0, three at a time for sequence 1 while it lasts
+      while (slots[0].pos < n) {
+        const feeds: Feed[] = [feedOf(0, 1)];
+        const take = Math.min(3, n - slots[1].pos);
+        if (take > 0) feeds.push(feedOf(1, take));
+        const p0 = slots[0].pos,
+          p1 = slots[1].pos;
+        const out = dec.forward(feeds, { allLogits: true });
+        got[0].set(out.subarray(0, V), p0 * V);
+        if (take > 0) got[1].set(out.subarray(V, (1 + take) * V), p1 * V);
+      }
+      for (let i = 0; i < 2; i++) {
+        const err = maxRelErr(got[i], ref[i]);
+        assert.ok(err <= 1e-5, `sequence ${i}: max relative error ${err}`);
+      }
+      // the last-position logits (the default) are the all-positions' last row
+      dec.reset(slots[0]);
+      const last = dec.forward([feedOf(0, 13)]);
+      assert.ok(maxRelErr(last, ref[0].subarray(12 * V, 13 * V)) <= 1e-5);
+    },
+  );
 }
 
 test("decoder: a chunk's neighbours reach no position before the one that completes the chunk", () => {
@@ -166,74 +170,78 @@ function modelFor(db: Database, kind: "gpt" | "retro", seed: number): Model {
 process.env.RETRO_QUIET = "1";
 const dbReady = smallDb();
 
-test("generate: Retro greedy text with re-retrieval every chunk and a sliding window equals recomputing the whole window each token", async () => {
-  const db = await dbReady;
-  const retriever = await Retriever.open(db);
-  const model = modelFor(db, "retro", 3);
-  const c = model.config,
-    m = c.chunk,
-    kr = c.k * c.r;
-  const prompt =
-    "Call me Ishmael. Some years ago, never mind how long precisely, having little or no money in my purse";
-  const gen = new Generator(model, db.tokenizer, retriever);
-  const events: GenerateEvent[] = [];
-  for await (const ev of gen.stream([prompt], { maxTokens: 90, ignoreEod: true })) events.push(ev);
-  const done = events.find((e) => e.type === "done")!;
-  assert.ok(done.type === "done");
-  const res = done.result;
-  assert.equal(res.tokens.length, 90);
-  assert.equal(res.finish, "length");
-  // the streamed text is the result's text
-  assert.equal(
-    events
-      .filter((e) => e.type === "text")
-      .map((e) => (e as { text: string }).text)
-      .join(""),
-    res.text,
-  );
-  // reference: the training forward over the current window for every new token, neighbours retrieved afresh
-  let window = db.tokenizer.encode(prompt);
-  const out: number[] = [];
-  let total = window.length;
-  while (out.length < 90) {
-    const l = Math.ceil(window.length / m),
-      n = l * m;
-    const ids = new Int32Array(n);
-    ids.set(window);
-    const full = Math.floor(window.length / m);
-    const nb = new Int32Array(l * kr);
-    if (full > 0) {
-      const r = await retriever.retrieveChunks(
-        Array.from({ length: full }, (_, u) => window.slice(u * m, (u + 1) * m)),
-        c.k,
-        c.r,
-      );
-      nb.set(r.tokens);
+test(
+  "generate: Retro greedy text with re-retrieval every chunk and a sliding window equals recomputing the whole " +
+    "window each token",
+  async () => {
+    const db = await dbReady;
+    const retriever = await Retriever.open(db);
+    const model = modelFor(db, "retro", 3);
+    const c = model.config,
+      m = c.chunk,
+      kr = c.k * c.r;
+    const prompt =
+      "Call me Ishmael. Some years ago, never mind how long precisely, having little or no money in my purse";
+    const gen = new Generator(model, db.tokenizer, retriever);
+    const events: GenerateEvent[] = [];
+    for await (const ev of gen.stream([prompt], { maxTokens: 90, ignoreEod: true })) events.push(ev);
+    const done = events.find((e) => e.type === "done")!;
+    assert.ok(done.type === "done");
+    const res = done.result;
+    assert.equal(res.tokens.length, 90);
+    assert.equal(res.finish, "length");
+    // the streamed text is the result's text
+    assert.equal(
+      events
+        .filter((e) => e.type === "text")
+        .map((e) => (e as { text: string }).text)
+        .join(""),
+      res.text,
+    );
+    // reference: the training forward over the current window for every new token, neighbours retrieved afresh
+    let window = db.tokenizer.encode(prompt);
+    const out: number[] = [];
+    let total = window.length;
+    while (out.length < 90) {
+      const l = Math.ceil(window.length / m),
+        n = l * m;
+      const ids = new Int32Array(n);
+      ids.set(window);
+      const full = Math.floor(window.length / m);
+      const nb = new Int32Array(l * kr);
+      if (full > 0) {
+        const r = await retriever.retrieveChunks(
+          Array.from({ length: full }, (_, u) => window.slice(u * m, (u + 1) * m)),
+          c.k,
+          c.r,
+        );
+        nb.set(r.tokens);
+      }
+      model.forward({ B: 1, n, ids, targets: new Int32Array(n), neighbours: nb }, { keepLogits: true });
+      const tok = argmax(model.logits(), (window.length - 1) * c.vocab, window.length * c.vocab);
+      out.push(tok);
+      if (window.length + 1 > c.seq) window = window.slice(Math.floor(c.seq / 2 / m) * m);
+      window = [...window, tok];
+      total++;
     }
-    model.forward({ B: 1, n, ids, targets: new Int32Array(n), neighbours: nb }, { keepLogits: true });
-    const tok = argmax(model.logits(), (window.length - 1) * c.vocab, window.length * c.vocab);
-    out.push(tok);
-    if (window.length + 1 > c.seq) window = window.slice(Math.floor(c.seq / 2 / m) * m);
-    window = [...window, tok];
-    total++;
-  }
-  assert.deepEqual(res.tokens, out);
-  // one retrieval per chunk completed, counted from the sequence's start; each with its citations
-  const retr = events.filter((e) => e.type === "retrieval");
-  assert.equal(retr.length, Math.floor((total - 1) / m));
-  assert.equal(res.retrievals, retr.length);
-  assert.deepEqual(
-    retr.map((e) => (e as { chunk: number }).chunk),
-    retr.map((_, i) => i),
-  );
-  const first = retr[0] as Extract<GenerateEvent, { type: "retrieval" }>;
-  assert.equal(first.neighbours.length, 2);
-  assert.ok(
-    first.neighbours[0].text.length > 0 &&
-      first.neighbours[0].dataset === "moby" &&
-      first.neighbours[0].score <= 1.0001,
-  );
-});
+    assert.deepEqual(res.tokens, out);
+    // one retrieval per chunk completed, counted from the sequence's start; each with its citations
+    const retr = events.filter((e) => e.type === "retrieval");
+    assert.equal(retr.length, Math.floor((total - 1) / m));
+    assert.equal(res.retrievals, retr.length);
+    assert.deepEqual(
+      retr.map((e) => (e as { chunk: number }).chunk),
+      retr.map((_, i) => i),
+    );
+    const first = retr[0] as Extract<GenerateEvent, { type: "retrieval" }>;
+    assert.equal(first.neighbours.length, 2);
+    assert.ok(
+      first.neighbours[0].text.length > 0 &&
+        first.neighbours[0].dataset === "moby" &&
+        first.neighbours[0].score <= 1.0001,
+    );
+  },
+);
 
 test("generate: batch of prompts equals each alone; retrieve none = gate 0; prompt mode retrieves once", async () => {
   const db = await dbReady;

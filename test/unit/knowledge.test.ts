@@ -53,77 +53,86 @@ async function smallKnowledgeDb(prefix: string) {
   return { root, files, corpus, db: new Database(dir) };
 }
 
-test("people: deterministic from the seed; seven attributes, ≥ 8 sentence forms each, ≥ 10 tuning forms per asked attribute and held-out forms apart", () => {
-  const x = makePeopleCorpus(SMALL),
-    y = makePeopleCorpus(SMALL),
-    z = makePeopleCorpus({ ...SMALL, seed: 6 });
-  assert.deepEqual(x, y);
-  assert.notDeepEqual(
-    x.people.map((p) => p.name),
-    z.people.map((p) => p.name),
-  );
-  assert.ok(ATTRIBUTES.length >= 6);
-  for (const a of ATTRIBUTES) assert.ok(sentenceForms(a).length >= 8, `${a}: ${sentenceForms(a).length} forms`);
-  for (const a of ASKED.filter((t) => t !== "hobby") as Exclude<(typeof ASKED)[number], "hobby">[]) {
-    const tune = questionForms(a, "tune"),
-      held = questionForms(a, "eval");
-    assert.ok(tune.length >= 10 && held.length >= 3);
-    for (const f of held) assert.ok(!tune.includes(f));
-  }
-  // names are unique, full and surname
-  assert.equal(new Set(x.people.map((p) => p.name)).size, x.people.length);
-  assert.equal(new Set(x.people.map((p) => p.last)).size, x.people.length);
-  // each rendering's fact spans hold the person's values, and renderings of one person differ
-  for (const bio of [...x.docs.a, ...x.docs.b, ...x.docs.bHeldOut, ...x.docs.c]) {
-    const p = x.people.find((q) => q.id === bio.person)!;
-    assert.equal(bio.facts.length, ATTRIBUTES.length);
-    for (const f of bio.facts) assert.equal(bio.text.slice(f.start, f.end), p.attrs[f.attr]);
-  }
-  const b0 = x.docs.b[0],
-    h0 = x.docs.bHeldOut.find((h) => h.person === b0.person)!;
-  assert.notEqual(b0.text, h0.text);
-});
-
-test("people: no name or fact of B or C in A's pretraining text or instruction data; evaluation asks in held-out forms only", async () => {
-  const { root, files, corpus, db } = await smallKnowledgeDb("retro-people-");
-  const retriever = await Retriever.open(db);
-  const out = path.join(root, "sets");
-  const counts = await buildKnowledgeSets(db, retriever, corpus, out, { seq: 1024, maxTokens: 16, system: null }); // passages whole: this tiny vocabulary makes long token runs
-  const tuning =
-    fs.readFileSync(path.join(out, "train-qa.json"), "utf8") +
-    fs.readFileSync(path.join(out, "train-chat.jsonl"), "utf8");
-  const pretraining = fs.readFileSync(files.a, "utf8");
-  const unseen = corpus.people.filter((p) => p.group !== "A");
-  assert.ok(unseen.length === SMALL.b + SMALL.c);
-  for (const p of unseen) {
-    for (const [what, text] of [
-      ["pretraining text", pretraining],
-      ["instruction data", tuning],
-    ] as const) {
-      assert.ok(!text.includes(p.first) && !text.includes(p.last), `${p.name} (${p.group}) appears in the ${what}`);
-    }
-  }
-  // every tuning question is about A, in a tuning form; every B/C question is in a held-out form
-  const forms = (which: "tune" | "eval") =>
-    ASKED.filter((a) => a !== "hobby").flatMap((a) => questionForms(a as never, which));
-  const fits = (q: string, which: "tune" | "eval") =>
-    forms(which).some((f) =>
-      new RegExp(
-        "^" +
-          f
-            .replace(/[.?*+()[\]^$|\\]/g, "\\$&")
-            .replace("\\{N\\}", ".+")
-            .replace("{N}", ".+") +
-          "$",
-      ).test(q),
+test(
+  "people: deterministic from the seed; seven attributes, ≥ 8 sentence forms each, ≥ 10 tuning forms per asked " +
+    "attribute and held-out forms apart",
+  () => {
+    const x = makePeopleCorpus(SMALL),
+      y = makePeopleCorpus(SMALL),
+      z = makePeopleCorpus({ ...SMALL, seed: 6 });
+    assert.deepEqual(x, y);
+    assert.notDeepEqual(
+      x.people.map((p) => p.name),
+      z.people.map((p) => p.name),
     );
-  for (const q of tuningQuestions(corpus)) assert.ok(q.person.startsWith("A") && fits(q.question, "tune"), q.question);
-  for (const g of ["B", "C"] as const)
-    for (const q of evalQuestions(corpus, g))
-      assert.ok(fits(q.question, "eval") && !fits(q.question, "tune"), q.question);
-  assert.ok(counts.recallB >= 0.9, `top-2 passages hold the answer for ${counts.recallB}`);
-  db.close();
-});
+    assert.ok(ATTRIBUTES.length >= 6);
+    for (const a of ATTRIBUTES) assert.ok(sentenceForms(a).length >= 8, `${a}: ${sentenceForms(a).length} forms`);
+    for (const a of ASKED.filter((t) => t !== "hobby") as Exclude<(typeof ASKED)[number], "hobby">[]) {
+      const tune = questionForms(a, "tune"),
+        held = questionForms(a, "eval");
+      assert.ok(tune.length >= 10 && held.length >= 3);
+      for (const f of held) assert.ok(!tune.includes(f));
+    }
+    // names are unique, full and surname
+    assert.equal(new Set(x.people.map((p) => p.name)).size, x.people.length);
+    assert.equal(new Set(x.people.map((p) => p.last)).size, x.people.length);
+    // each rendering's fact spans hold the person's values, and renderings of one person differ
+    for (const bio of [...x.docs.a, ...x.docs.b, ...x.docs.bHeldOut, ...x.docs.c]) {
+      const p = x.people.find((q) => q.id === bio.person)!;
+      assert.equal(bio.facts.length, ATTRIBUTES.length);
+      for (const f of bio.facts) assert.equal(bio.text.slice(f.start, f.end), p.attrs[f.attr]);
+    }
+    const b0 = x.docs.b[0],
+      h0 = x.docs.bHeldOut.find((h) => h.person === b0.person)!;
+    assert.notEqual(b0.text, h0.text);
+  },
+);
+
+test(
+  "people: no name or fact of B or C in A's pretraining text or instruction data; evaluation asks in held-out " +
+    "forms only",
+  async () => {
+    const { root, files, corpus, db } = await smallKnowledgeDb("retro-people-");
+    const retriever = await Retriever.open(db);
+    const out = path.join(root, "sets");
+    const counts = await buildKnowledgeSets(db, retriever, corpus, out, { seq: 1024, maxTokens: 16, system: null }); // passages whole: this tiny vocabulary makes long token runs
+    const tuning =
+      fs.readFileSync(path.join(out, "train-qa.json"), "utf8") +
+      fs.readFileSync(path.join(out, "train-chat.jsonl"), "utf8");
+    const pretraining = fs.readFileSync(files.a, "utf8");
+    const unseen = corpus.people.filter((p) => p.group !== "A");
+    assert.ok(unseen.length === SMALL.b + SMALL.c);
+    for (const p of unseen) {
+      for (const [what, text] of [
+        ["pretraining text", pretraining],
+        ["instruction data", tuning],
+      ] as const) {
+        assert.ok(!text.includes(p.first) && !text.includes(p.last), `${p.name} (${p.group}) appears in the ${what}`);
+      }
+    }
+    // every tuning question is about A, in a tuning form; every B/C question is in a held-out form
+    const forms = (which: "tune" | "eval") =>
+      ASKED.filter((a) => a !== "hobby").flatMap((a) => questionForms(a as never, which));
+    const fits = (q: string, which: "tune" | "eval") =>
+      forms(which).some((f) =>
+        new RegExp(
+          "^" +
+            f
+              .replace(/[.?*+()[\]^$|\\]/g, "\\$&")
+              .replace("\\{N\\}", ".+")
+              .replace("{N}", ".+") +
+            "$",
+        ).test(q),
+      );
+    for (const q of tuningQuestions(corpus))
+      assert.ok(q.person.startsWith("A") && fits(q.question, "tune"), q.question);
+    for (const g of ["B", "C"] as const)
+      for (const q of evalQuestions(corpus, g))
+        assert.ok(fits(q.question, "eval") && !fits(q.question, "tune"), q.question);
+    assert.ok(counts.recallB >= 0.9, `top-2 passages hold the answer for ${counts.recallB}`);
+    db.close();
+  },
+);
 
 test("held-out fact mask: the marked tokens decode to exactly the attribute values; per-dataset held-out fractions", async () => {
   const { corpus, db } = await smallKnowledgeDb("retro-facts-");
@@ -167,24 +176,28 @@ test("held-out fact mask: the marked tokens decode to exactly the attribute valu
   db.close();
 });
 
-test("passages: a retrieved chunk stands for its document (whole when it fits, else the window around the chunk), one per document", async () => {
-  const { corpus, db } = await smallKnowledgeDb("retro-passages-");
-  const r = await Retriever.open(db);
-  const p = corpus.people.find((x) => x.group === "B")!;
-  const [whole] = await retrievePassages(r, [`Where was ${p.name} born?`], { topK: 2, maxTokens: 1000 });
-  assert.equal(whole.length, 2);
-  assert.notEqual(db.chunkDoc(whole[0].chunk), db.chunkDoc(whole[1].chunk), "one passage per document");
-  const bio = corpus.docs.b.find((b) => b.person === p.id)!;
-  assert.equal(whole[0].text, bio.text, "the best passage is the person's biography, whole");
-  const [cut] = await retrievePassages(r, [`Where was ${p.name} born?`], { topK: 1, maxTokens: 60 });
-  // the passage's share holds its "title: …, source: " header and the blank line too
-  const header = db.tokenizer.encode(formatPassages([{ title: cut[0].title, text: "" }]) + "\n\n").length;
-  const ids = db.tokenizer.encode(cut[0].text);
-  assert.ok(
-    ids.length <= 60 - header + 1 && ids.length >= 60 - header - 3,
-    `a window of ${60 - header} tokens, got ${ids.length}`,
-  );
-  assert.ok(bio.text.includes(cut[0].text), "the window is a stretch of the document");
-  assert.ok(cut[0].text.includes(db.chunkText(cut[0].chunk).trim()), "the window holds the chunk it was found by");
-  db.close();
-});
+test(
+  "passages: a retrieved chunk stands for its document (whole when it fits, else the window around the chunk), " +
+    "one per document",
+  async () => {
+    const { corpus, db } = await smallKnowledgeDb("retro-passages-");
+    const r = await Retriever.open(db);
+    const p = corpus.people.find((x) => x.group === "B")!;
+    const [whole] = await retrievePassages(r, [`Where was ${p.name} born?`], { topK: 2, maxTokens: 1000 });
+    assert.equal(whole.length, 2);
+    assert.notEqual(db.chunkDoc(whole[0].chunk), db.chunkDoc(whole[1].chunk), "one passage per document");
+    const bio = corpus.docs.b.find((b) => b.person === p.id)!;
+    assert.equal(whole[0].text, bio.text, "the best passage is the person's biography, whole");
+    const [cut] = await retrievePassages(r, [`Where was ${p.name} born?`], { topK: 1, maxTokens: 60 });
+    // the passage's share holds its "title: …, source: " header and the blank line too
+    const header = db.tokenizer.encode(formatPassages([{ title: cut[0].title, text: "" }]) + "\n\n").length;
+    const ids = db.tokenizer.encode(cut[0].text);
+    assert.ok(
+      ids.length <= 60 - header + 1 && ids.length >= 60 - header - 3,
+      `a window of ${60 - header} tokens, got ${ids.length}`,
+    );
+    assert.ok(bio.text.includes(cut[0].text), "the window is a stretch of the document");
+    assert.ok(cut[0].text.includes(db.chunkText(cut[0].chunk).trim()), "the window holds the chunk it was found by");
+    db.close();
+  },
+);

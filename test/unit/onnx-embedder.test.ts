@@ -19,23 +19,27 @@ const spec = {
   lowercase: true,
 };
 
-test("ONNX embedder: mean pooling over tokens except [CLS]/[SEP] matches PyTorch's (fixture made by make_tiny_bert.py)", async () => {
-  const emb = (await OnnxEmbedder.create(spec)) as OnnxEmbedder;
-  assert.equal(emb.dim, 16);
-  const expected = JSON.parse(fs.readFileSync(path.join(FIX, "expected.json"), "utf8")) as {
-    ids: number[][];
-    pooled: number[][];
-  };
-  // the fixture's first row is padded with [PAD]=0; the embedder pads itself, so strip the padding
-  const seqs = expected.ids.map((r) => r.filter((t) => t !== 0));
-  const got = await emb.embedIds(seqs);
-  for (let i = 0; i < seqs.length; i++)
-    for (let j = 0; j < 16; j++)
-      assert.ok(Math.abs(got[i * 16 + j] - expected.pooled[i][j]) < 1e-5, `row ${i} dim ${j}`);
-  // batching does not change the result (rows padded to the longest in the batch are masked)
-  const one = await emb.embedIds([seqs[0]]);
-  for (let j = 0; j < 16; j++) assert.ok(Math.abs(one[j] - got[j]) < 1e-5);
-});
+test(
+  "ONNX embedder: mean pooling over tokens except [CLS]/[SEP] matches PyTorch's (fixture made by " +
+    "make_tiny_bert.py)",
+  async () => {
+    const emb = (await OnnxEmbedder.create(spec)) as OnnxEmbedder;
+    assert.equal(emb.dim, 16);
+    const expected = JSON.parse(fs.readFileSync(path.join(FIX, "expected.json"), "utf8")) as {
+      ids: number[][];
+      pooled: number[][];
+    };
+    // the fixture's first row is padded with [PAD]=0; the embedder pads itself, so strip the padding
+    const seqs = expected.ids.map((r) => r.filter((t) => t !== 0));
+    const got = await emb.embedIds(seqs);
+    for (let i = 0; i < seqs.length; i++)
+      for (let j = 0; j < 16; j++)
+        assert.ok(Math.abs(got[i * 16 + j] - expected.pooled[i][j]) < 1e-5, `row ${i} dim ${j}`);
+    // batching does not change the result (rows padded to the longest in the batch are masked)
+    const one = await emb.embedIds([seqs[0]]);
+    for (let j = 0; j < 16; j++) assert.ok(Math.abs(one[j] - got[j]) < 1e-5);
+  },
+);
 
 test("ONNX embedder: WordPiece tokenization of chunk text, truncation and EOD removal", async () => {
   const emb = (await OnnxEmbedder.create(spec)) as OnnxEmbedder;

@@ -174,10 +174,14 @@ test("commander errors of a generated flag stay usage errors", async () => {
   );
 });
 
-test("docs/configuration.md and docs/errors.md are what the tables give (regenerate: node --import tsx scripts/configuration-docs.ts)", async () => {
-  const { configurationMarkdown, CONFIG_DOC, errorsMarkdown, ERRORS_DOC } = await import(
-    "../../scripts/configuration-docs.ts"
-  );
-  assert.equal(fs.readFileSync(ERRORS_DOC, "utf8"), errorsMarkdown());
-  assert.equal(fs.readFileSync(CONFIG_DOC, "utf8"), configurationMarkdown());
-});
+test(
+  "docs/configuration.md and docs/errors.md are what the tables give (regenerate: node --import tsx " +
+    "scripts/configuration-docs.ts)",
+  async () => {
+    const { configurationMarkdown, CONFIG_DOC, errorsMarkdown, ERRORS_DOC } = await import(
+      "../../scripts/configuration-docs.ts"
+    );
+    assert.equal(fs.readFileSync(ERRORS_DOC, "utf8"), errorsMarkdown());
+    assert.equal(fs.readFileSync(CONFIG_DOC, "utf8"), configurationMarkdown());
+  },
+);
