@@ -8,7 +8,9 @@
  * chunk is the first to read that chunk's neighbours. So when a feed of tokens completes chunk u, its
  * neighbours (given by the caller, who retrieved them from the chunk's tokens) are encoded — the encoder's
  * cross-attention reading chunk u's activations at the first CCA layer, as in training — and each CCA layer
- * keeps the encoded neighbours' keys and values; positions u·m+m−1 … u·m+2m−2 then attend to them.
+ * keeps the encoded neighbours' keys and values; positions u·m+m−1 … u·m+2m−2 then attend to them. The encoder
+ * and the CCA keys/values are the model's own code (`Model.encodeChunkForDecoding`); only the query side of CCA —
+ * rows grouped by the chunk they read, over any number of new tokens — is written here.
  *
  * Rows of one feed (any mix of sequences, any number of new tokens each) go through every linear layer
  * together; attention runs per sequence over its own cache (`qpos0` = the cache length).
@@ -320,80 +322,14 @@ export class Decoder {
     }
   }
 
-  /** Encode chunk u's neighbours [k·r] reading the chunk's activations; keep each CCA layer's keys/values. */
+  /**
+   * Encode chunk u's neighbours [k·r] reading the chunk's activations and keep each CCA layer's keys/values: the
+   * model's own encoder and CCA key/value path (Model.encodeChunkForDecoding), the code training runs.
+   */
   private encodeChunk(slot: Slot, u: number, nb: Int32Array): void {
-    const c = this.model.config,
-      e = this.e,
-      D = this.D,
-      H = c.heads,
-      hd = D / H,
-      m = c.chunk,
-      s = this.s;
-    const k = c.k,
-      r = c.r,
-      NE = k * r;
-    let x = s.get("ex", NE * D);
-    const ln = s.get("eln", NE * D),
-      mean = s.get("emean", NE),
-      rstd = s.get("erstd", NE);
-    const q = s.get("eq", NE * D),
-      kv = s.get("ekv", NE * 2 * D),
-      y = s.get("ey", NE * D),
-      tmp = s.get("etmp", NE * D);
-    e.embeddingForward(x, nb, this.p("wte.weight"), this.p("wpe.weight"), NE, r, D, c.vocab);
-    const h = slot.h!.subarray(u * m * D, (u + 1) * m * D);
-    for (let j = 0; j < c.enc_layers; j++) {
-      const pre = `encoder.${j}`;
-      e.layernormForward(ln, mean, rstd, x, this.p(`${pre}.ln1.weight`), this.p(`${pre}.ln1.bias`), NE, D);
-      e.linearForward(q, ln, this.p(`${pre}.attn.q.weight`), this.p(`${pre}.attn.q.bias`), NE, D, D);
-      e.linearForward(kv, ln, this.p(`${pre}.attn.kv.weight`), this.p(`${pre}.attn.kv.bias`), NE, D, 2 * D);
-      if (this.ropeK) {
-        rotate(e, q, { rows: NE, stride: D, heads: H, headDim: hd, pos: this.ropeK, base: ROPE_BASE });
-        rotate(e, kv, { rows: NE, stride: 2 * D, heads: H, headDim: hd, pos: this.ropeK, base: ROPE_BASE });
-      }
-      attention(
-        e,
-        { out: y, probs: s.get("eprobs", k * H * r * r), q, kv },
-        { seqs: k, T: r, S: r, heads: H, headDim: hd },
-      );
-      e.linearForward(tmp, y, this.p(`${pre}.attn.o.weight`), this.p(`${pre}.attn.o.bias`), NE, D, D);
-      const xa = s.get("exa", NE * D);
-      e.add(xa, x, tmp, NE * D);
-      x = xa;
-      if (j === 0) {
-        e.layernormForward(ln, mean, rstd, x, this.p(`${pre}.lnx.weight`), this.p(`${pre}.lnx.bias`), NE, D);
-        e.linearForward(q, ln, this.p(`${pre}.xattn.q.weight`), this.p(`${pre}.xattn.q.bias`), NE, D, D);
-        const hkv = s.get("ehkv", m * 2 * D);
-        e.linearForward(hkv, h, this.p(`${pre}.xattn.kv.weight`), this.p(`${pre}.xattn.kv.bias`), m, D, 2 * D);
-        // each of the k neighbour sequences attends to the chunk's m activations
-        attention(
-          e,
-          { out: y, probs: s.get("exprobs", k * H * r * m), q, kv: hkv },
-          { seqs: k, T: r, S: m, heads: H, headDim: hd, seqsPerKv: k },
-        );
-        e.linearForward(tmp, y, this.p(`${pre}.xattn.o.weight`), this.p(`${pre}.xattn.o.bias`), NE, D, D);
-        const xc = s.get("exc", NE * D);
-        e.add(xc, x, tmp, NE * D);
-        x = xc;
-      }
-      x = this.mlp(pre, x, NE, j % 2 ? "exo1" : "exo0");
-    }
-    this.cca.forEach((li, ci) => {
-      // retrieval_null_kv: the layer's learned null key/value is the chunk's last row (not rotated)
-      const ckv = new Float32Array((NE + (c.retrieval_null_kv ? 1 : 0)) * 2 * D);
-      e.linearForward(
-        ckv,
-        x,
-        this.p(`blocks.${li}.xattn.kv.weight`),
-        this.p(`blocks.${li}.xattn.kv.bias`),
-        NE,
-        D,
-        2 * D,
-      );
-      if (this.ropeK)
-        rotate(e, ckv, { rows: NE, stride: 2 * D, heads: H, headDim: hd, pos: this.ropeK, base: ROPE_BASE });
-      if (c.retrieval_null_kv) ckv.set(this.p(`blocks.${li}.xattn.null_kv`), NE * 2 * D);
-      slot.ckv[ci].set(u, ckv);
-    });
+    const m = this.model.config.chunk,
+      D = this.D;
+    const kvs = this.model.encodeChunkForDecoding(nb, slot.h!.subarray(u * m * D, (u + 1) * m * D));
+    kvs.forEach((ckv, ci) => slot.ckv[ci].set(u, ckv));
   }
 }

@@ -378,7 +378,43 @@ export class Model {
     e.add(out, inp, this.a.tmp, rows * D);
   }
 
-  /** Retro encoder over the neighbours, reading the chunk activations h [B*l*m, D]; result in a.encOut */
+  /**
+   * A CCA layer's keys and values of encoded neighbours (the one path for training and the KV-cache decoder): the
+   * layer's kv projection of enc [seqs·k·r, D] into ckv [seqs·k·r, 2D], rotated at 0 … r−1 (retrieval_rope), then
+   * with retrieval_null_kv the layer's null key/value appended to each chunk's rows (into ckvn). Returns what the
+   * attention reads.
+   */
+  private ccaKv(
+    pre: string,
+    enc: Float32Array,
+    seqs: number,
+    ckv: Float32Array,
+    ckvn: Float32Array | null,
+  ): Float32Array {
+    const D = this.config.d,
+      NE = seqs * this.config.k * this.config.r;
+    this.engine.linearForward(ckv, enc, this.p(`${pre}.xattn.kv.weight`), this.p(`${pre}.xattn.kv.bias`), NE, D, 2 * D);
+    if (this.ropeK) this.rope(ckv, 2 * D, NE, this.ropeK, 1);
+    return ckvn ? this.withNullKv(ckvn, ckv, this.p(`${pre}.xattn.null_kv`), seqs) : ckv;
+  }
+
+  /**
+   * Incremental decoding (src/generate/decoder.ts): encode one chunk's neighbours nbr [k·r] reading its chunk
+   * activations h [m, D] with the model's own encoder, and return each CCA layer's keys/values of them (fresh arrays,
+   * [k·r (+1 null row), 2D]) — the same code as the training forward, so the two cannot drift apart.
+   */
+  encodeChunkForDecoding(nbr: Int32Array, h: Float32Array): Float32Array[] {
+    const c = this.config;
+    if (!this.isRetro) throw new RetroError("usage", "encodeChunkForDecoding: a GPT has no encoder");
+    this.allocate(1, c.chunk);
+    this.encode(nbr, h, 1, 1);
+    const SN = c.k * c.r + (c.retrieval_null_kv ? 1 : 0);
+    return c.cca_layers.map((li) => {
+      const L = this.dec[li - 1];
+      return this.ccaKv(`blocks.${li - 1}`, this.a.encOut, 1, L.ckv!, L.ckvn ?? null).slice(0, SN * 2 * c.d);
+    });
+  }
+
   private encode(nbr: Int32Array, h: Float32Array, B: number, l: number): void {
     const c = this.config,
       e = this.engine,
@@ -481,22 +517,9 @@ export class Model {
         const hs = L.hs!;
         hs.fill(0);
         for (let s = 0; s < B; s++) hs.set(L.lnc!.subarray((s * n + pad) * D, (s + 1) * n * D), s * n * D);
-        const NE = B * l * c.k * c.r;
         e.linearForward(L.cq!, hs, this.p(`${pre}.xattn.q.weight`), this.p(`${pre}.xattn.q.bias`), N, D, D);
-        e.linearForward(
-          L.ckv!,
-          this.a.encOut,
-          this.p(`${pre}.xattn.kv.weight`),
-          this.p(`${pre}.xattn.kv.bias`),
-          NE,
-          D,
-          2 * D,
-        );
-        if (this.ropeQ && this.ropeK) {
-          this.rope(L.cq!, D, N, this.ropeQ, 1);
-          this.rope(L.ckv!, 2 * D, NE, this.ropeK, 1);
-        }
-        const kv = L.ckvn ? this.withNullKv(L.ckvn, L.ckv!, this.p(`${pre}.xattn.null_kv`), B * l) : L.ckv!;
+        if (this.ropeQ) this.rope(L.cq!, D, N, this.ropeQ, 1);
+        const kv = this.ccaKv(pre, this.a.encOut, B * l, L.ckv!, L.ckvn ?? null);
         attention(
           e,
           { out: L.cy!, probs: L.cprobs!, q: L.cq!, kv },
