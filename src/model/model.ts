@@ -43,6 +43,22 @@ export interface Batch {
   neighbours?: Int32Array;
 }
 
+/** the cross-attention activations of a layer that has one */
+interface CrossActs {
+  lnc: Float32Array;
+  lncm: Float32Array;
+  lncr: Float32Array;
+  /** decoder CCA: the m−1-shifted copy of lnc the queries read */
+  hs?: Float32Array;
+  cq: Float32Array;
+  ckv: Float32Array;
+  cprobs: Float32Array;
+  cy: Float32Array;
+  co: Float32Array;
+  ckvn?: Float32Array; // retrieval_null_kv: per chunk its k·r keys/values, then the null one
+  xc: Float32Array; // residual after cross-attention
+}
+
 /** the activations of one transformer layer (decoder or encoder) */
 interface LayerActs {
   x: Float32Array; // residual input
@@ -54,18 +70,8 @@ interface LayerActs {
   probs: Float32Array;
   y: Float32Array;
   xa: Float32Array; // residual after self-attention
-  // cross-attention (decoder CCA layer / encoder layer 0)
-  lnc?: Float32Array;
-  lncm?: Float32Array;
-  lncr?: Float32Array;
-  hs?: Float32Array;
-  cq?: Float32Array;
-  ckv?: Float32Array;
-  cprobs?: Float32Array;
-  cy?: Float32Array;
-  co?: Float32Array;
-  ckvn?: Float32Array; // retrieval_null_kv: per chunk its k·r keys/values, then the null one
-  xc?: Float32Array; // residual after cross-attention
+  /** cross-attention (decoder CCA layer / encoder layer 0); absent in other layers */
+  cross?: CrossActs;
   ln2: Float32Array;
   ln2m: Float32Array;
   ln2r: Float32Array;
@@ -251,17 +257,19 @@ export class Model {
       xa: f(rows * D),
       ...(cross
         ? {
-            lnc: f(rows * D),
-            lncm: f(rows),
-            lncr: f(rows),
-            hs: cross.shift ? f(cross.q * D) : undefined,
-            cq: f(cross.q * D),
-            ckv: f(cross.kvRows * 2 * D),
-            cprobs: f(cross.seqs * H * cross.T * cross.S),
-            cy: f(cross.q * D),
-            co: f(cross.q * D),
-            xc: f(rows * D),
-            ...(cross.shift && nul ? { ckvn: f(cross.seqs * SN * 2 * D) } : {}),
+            cross: {
+              lnc: f(rows * D),
+              lncm: f(rows),
+              lncr: f(rows),
+              hs: cross.shift ? f(cross.q * D) : undefined,
+              cq: f(cross.q * D),
+              ckv: f(cross.kvRows * 2 * D),
+              cprobs: f(cross.seqs * H * cross.T * cross.S),
+              cy: f(cross.q * D),
+              co: f(cross.q * D),
+              xc: f(rows * D),
+              ...(cross.shift && nul ? { ckvn: f(cross.seqs * SN * 2 * D) } : {}),
+            },
           }
         : {}),
       ln2: f(rows * D),
@@ -411,7 +419,10 @@ export class Model {
     const SN = c.k * c.r + (c.retrieval_null_kv ? 1 : 0);
     return c.cca_layers.map((li) => {
       const L = this.dec[li - 1];
-      return this.ccaKv(`blocks.${li - 1}`, this.a.encOut, 1, L.ckv!, L.ckvn ?? null).slice(0, SN * 2 * c.d);
+      return this.ccaKv(`blocks.${li - 1}`, this.a.encOut, 1, L.cross!.ckv, L.cross!.ckvn ?? null).slice(
+        0,
+        SN * 2 * c.d,
+      );
     });
   }
 
@@ -427,23 +438,15 @@ export class Model {
     for (let j = 0; j < this.enc.length; j++) {
       const L = this.enc[j],
         pre = `encoder.${j}`;
+      const X = L.cross;
       const out = j + 1 < this.enc.length ? this.enc[j + 1].x : this.a.encOut;
       this.layerForward(L, pre, NE, seqs, c.r, false, this.ropeK);
       let cur = L.xa;
-      if (L.xc) {
-        e.layernormForward(
-          L.lnc!,
-          L.lncm!,
-          L.lncr!,
-          L.xa,
-          this.p(`${pre}.lnx.weight`),
-          this.p(`${pre}.lnx.bias`),
-          NE,
-          D,
-        );
-        e.linearForward(L.cq!, L.lnc!, this.p(`${pre}.xattn.q.weight`), this.p(`${pre}.xattn.q.bias`), NE, D, D);
+      if (X) {
+        e.layernormForward(X.lnc, X.lncm, X.lncr, L.xa, this.p(`${pre}.lnx.weight`), this.p(`${pre}.lnx.bias`), NE, D);
+        e.linearForward(X.cq, X.lnc, this.p(`${pre}.xattn.q.weight`), this.p(`${pre}.xattn.q.bias`), NE, D, D);
         e.linearForward(
-          L.ckv!,
+          X.ckv,
           h,
           this.p(`${pre}.xattn.kv.weight`),
           this.p(`${pre}.xattn.kv.bias`),
@@ -454,12 +457,12 @@ export class Model {
         // each neighbour sequence (k of them per chunk) attends to its chunk's m activations
         attention(
           e,
-          { out: L.cy!, probs: L.cprobs!, q: L.cq!, kv: L.ckv! },
+          { out: X.cy, probs: X.cprobs, q: X.cq, kv: X.ckv },
           { seqs, T: c.r, S: c.chunk, heads: H, headDim: hd, seqsPerKv: c.k },
         );
-        e.linearForward(L.co!, L.cy!, this.p(`${pre}.xattn.o.weight`), this.p(`${pre}.xattn.o.bias`), NE, D, D);
-        e.add(L.xc, L.xa, L.co!, NE * D);
-        cur = L.xc;
+        e.linearForward(X.co, X.cy, this.p(`${pre}.xattn.o.weight`), this.p(`${pre}.xattn.o.bias`), NE, D, D);
+        e.add(X.xc, L.xa, X.co, NE * D);
+        cur = X.xc;
       }
       this.mlpForward(L, pre, NE, cur, out);
     }
@@ -491,54 +494,46 @@ export class Model {
     for (let i = 0; i < c.layers; i++) {
       const L = this.dec[i],
         pre = `blocks.${i}`;
+      const X = L.cross;
       const out = i + 1 < c.layers ? this.dec[i + 1].x : this.a.xL;
       this.layerForward(L, pre, N, B, n, true);
       let cur = L.xa;
-      if (L.xc && this.gate === 0) {
-        L.xc.set(L.xa);
-        cur = L.xc;
-      } else if (L.xc) {
+      if (X && this.gate === 0) {
+        X.xc.set(L.xa);
+        cur = X.xc;
+      } else if (X) {
         const pad = (n - 1) % m;
-        e.layernormForward(
-          L.lnc!,
-          L.lncm!,
-          L.lncr!,
-          L.xa,
-          this.p(`${pre}.lnc.weight`),
-          this.p(`${pre}.lnc.bias`),
-          N,
-          D,
-        );
+        e.layernormForward(X.lnc, X.lncm, X.lncr, L.xa, this.p(`${pre}.lnc.weight`), this.p(`${pre}.lnc.bias`), N, D);
         if (!encoded) {
-          this.encode(b.neighbours!, L.lnc!, B, l);
+          this.encode(b.neighbours!, X.lnc, B, l);
           encoded = true;
         }
         // hs[b, t'] = h[b, pad + t'] for t' < n - pad, zeros after (the m-1 token shift)
-        const hs = L.hs!;
+        const hs = X.hs!;
         hs.fill(0);
-        for (let s = 0; s < B; s++) hs.set(L.lnc!.subarray((s * n + pad) * D, (s + 1) * n * D), s * n * D);
-        e.linearForward(L.cq!, hs, this.p(`${pre}.xattn.q.weight`), this.p(`${pre}.xattn.q.bias`), N, D, D);
-        if (this.ropeQ) this.rope(L.cq!, D, N, this.ropeQ, 1);
-        const kv = this.ccaKv(pre, this.a.encOut, B * l, L.ckv!, L.ckvn ?? null);
+        for (let s = 0; s < B; s++) hs.set(X.lnc.subarray((s * n + pad) * D, (s + 1) * n * D), s * n * D);
+        e.linearForward(X.cq, hs, this.p(`${pre}.xattn.q.weight`), this.p(`${pre}.xattn.q.bias`), N, D, D);
+        if (this.ropeQ) this.rope(X.cq, D, N, this.ropeQ, 1);
+        const kv = this.ccaKv(pre, this.a.encOut, B * l, X.ckv, X.ckvn ?? null);
         attention(
           e,
-          { out: L.cy!, probs: L.cprobs!, q: L.cq!, kv },
-          { seqs: B * l, T: m, S: c.k * c.r + (L.ckvn ? 1 : 0), heads: H, headDim: hd },
+          { out: X.cy, probs: X.cprobs, q: X.cq, kv },
+          { seqs: B * l, T: m, S: c.k * c.r + (X.ckvn ? 1 : 0), heads: H, headDim: hd },
         );
-        e.linearForward(L.co!, L.cy!, this.p(`${pre}.xattn.o.weight`), this.p(`${pre}.xattn.o.bias`), N, D, D);
+        e.linearForward(X.co, X.cy, this.p(`${pre}.xattn.o.weight`), this.p(`${pre}.xattn.o.bias`), N, D, D);
         // x[b, pad + t'] += gate * co[b, t']
-        L.xc.set(L.xa);
+        X.xc.set(L.xa);
         if (this.gate !== 0) {
           for (let s = 0; s < B; s++) {
             e.axpy(
-              L.xc.subarray((s * n + pad) * D, (s + 1) * n * D),
-              L.co!.subarray(s * n * D),
+              X.xc.subarray((s * n + pad) * D, (s + 1) * n * D),
+              X.co.subarray(s * n * D),
               this.gate,
               (n - pad) * D,
             );
           }
         }
-        cur = L.xc;
+        cur = X.xc;
       }
       this.mlpForward(L, pre, N, cur, out);
     }
@@ -713,14 +708,15 @@ export class Model {
     for (let j = this.enc.length - 1; j >= 0; j--) {
       const L = this.enc[j],
         pre = `encoder.${j}`;
-      this.mlpBackward(L, pre, NE, L.xc ?? L.xa, de);
-      if (L.xc) {
+      const X = L.cross;
+      this.mlpBackward(L, pre, NE, X?.xc ?? L.xa, de);
+      if (X) {
         e.linearBackward(
           a.dcy,
           this.gOrNull(`${pre}.xattn.o.weight`),
           this.gOrNull(`${pre}.xattn.o.bias`),
           de,
-          L.cy!,
+          X.cy,
           this.p(`${pre}.xattn.o.weight`),
           NE,
           D,
@@ -729,7 +725,7 @@ export class Model {
         );
         attentionBackward(
           e,
-          { dq: a.dcq, dkv: a.dckv, dout: a.dcy, probs: L.cprobs!, q: L.cq!, kv: L.ckv! },
+          { dq: a.dcq, dkv: a.dckv, dout: a.dcy, probs: X.cprobs, q: X.cq, kv: X.ckv },
           { seqs, T: c.r, S: c.chunk, heads: H, headDim: hd, seqsPerKv: c.k },
         );
         e.linearBackward(
@@ -749,7 +745,7 @@ export class Model {
           this.gOrNull(`${pre}.xattn.q.weight`),
           this.gOrNull(`${pre}.xattn.q.bias`),
           a.dcq,
-          L.lnc!,
+          X.lnc,
           this.p(`${pre}.xattn.q.weight`),
           NE,
           D,
@@ -763,8 +759,8 @@ export class Model {
           a.dln,
           L.xa,
           this.p(`${pre}.lnx.weight`),
-          L.lncm!,
-          L.lncr!,
+          X.lncm,
+          X.lncr,
           NE,
           D,
           1,
@@ -810,8 +806,9 @@ export class Model {
     for (let i = c.layers - 1; i >= 0; i--) {
       const L = this.dec[i],
         pre = `blocks.${i}`;
-      this.mlpBackward(L, pre, N, L.xc ?? L.xa, dx);
-      if (L.xc && this.gate !== 0) {
+      const X = L.cross;
+      this.mlpBackward(L, pre, N, X?.xc ?? L.xa, dx);
+      if (X && this.gate !== 0) {
         const pad = (n - 1) % m,
           NE = B * l * c.k * c.r;
         // dco[b, t'] = gate * dx[b, pad + t']
@@ -830,24 +827,24 @@ export class Model {
           this.gOrNull(`${pre}.xattn.o.weight`),
           this.gOrNull(`${pre}.xattn.o.bias`),
           a.dco,
-          L.cy!,
+          X.cy,
           this.p(`${pre}.xattn.o.weight`),
           N,
           D,
           D,
           0,
         );
-        if (L.ckvn) {
+        if (X.ckvn) {
           attentionBackward(
             e,
-            { dq: a.dcq, dkv: a.dckvn, dout: a.dcy, probs: L.cprobs!, q: L.cq!, kv: L.ckvn },
+            { dq: a.dcq, dkv: a.dckvn, dout: a.dcy, probs: X.cprobs, q: X.cq, kv: X.ckvn },
             { seqs: B * l, T: m, S: c.k * c.r + 1, heads: H, headDim: hd },
           );
           this.withoutNullKv(a.dckv, a.dckvn, this.gOrNull(`${pre}.xattn.null_kv`), B * l);
         } else {
           attentionBackward(
             e,
-            { dq: a.dcq, dkv: a.dckv, dout: a.dcy, probs: L.cprobs!, q: L.cq!, kv: L.ckv! },
+            { dq: a.dcq, dkv: a.dckv, dout: a.dcy, probs: X.cprobs, q: X.cq, kv: X.ckv },
             { seqs: B * l, T: m, S: c.k * c.r, heads: H, headDim: hd },
           );
         }
@@ -872,7 +869,7 @@ export class Model {
           this.gOrNull(`${pre}.xattn.q.weight`),
           this.gOrNull(`${pre}.xattn.q.bias`),
           a.dcq,
-          L.hs!,
+          X.hs!,
           this.p(`${pre}.xattn.q.weight`),
           N,
           D,
@@ -883,7 +880,7 @@ export class Model {
         const dh = a.dh;
         dh.fill(0);
         for (let s = 0; s < B; s++) dh.set(a.dhs.subarray(s * n * D, (s * n + n - pad) * D), (s * n + pad) * D);
-        if (i === first) this.encodeBackward(b.neighbours!, L.lnc!, dh, B, l);
+        if (i === first) this.encodeBackward(b.neighbours!, X.lnc, dh, B, l);
         e.layernormBackward(
           dx,
           this.g(`${pre}.lnc.weight`),
@@ -891,8 +888,8 @@ export class Model {
           dh,
           L.xa,
           this.p(`${pre}.lnc.weight`),
-          L.lncm!,
-          L.lncr!,
+          X.lncm,
+          X.lncr,
           N,
           D,
           1,
