@@ -11,6 +11,10 @@ import { DEFAULT_SFT_TRAIN } from "../src/sft/config.ts";
 import { SAMPLING_SETTINGS } from "../src/generate/sampling.ts";
 import { settingsMarkdown } from "../src/util/settings.ts";
 import { ERROR_KINDS } from "../src/util/errors.ts";
+import { DB_SETTINGS, QUERY_SETTINGS } from "../src/db/config.ts";
+import { INDEX_SETTINGS } from "../src/search/settings.ts";
+import { EMBEDDER_SETTINGS } from "../src/embed/embedder.ts";
+import { BPE_SETTINGS } from "../src/tokenizer/bpe.ts";
 
 const DOCS = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "docs");
 export const CONFIG_DOC = path.join(DOCS, "configuration.md");
@@ -52,6 +56,31 @@ export function configurationMarkdown(): string {
     "Generated from the settings tables by `node --import tsx scripts/configuration-docs.ts` — do not edit by hand.",
     "Each key is declared once, in the room that owns it; the same row gives the flag, the check of a `--config`",
     "file or a resumed run's `config.json`, and (sampling) the HTTP request field.",
+    "",
+    "## Database (`retro db build --config FILE`: `src/db/config.ts`)",
+    "",
+    "Keys of the config file (`--config`), top level besides `datasets`, `tokenizer`, `embedder`, `index` and `query`",
+    "(below); `retro db build --help` lists the flags that set the common ones (`--index`, `--tokenizer`, `--chunk-length`, …).",
+    "",
+    settingsMarkdown(DB_SETTINGS, undefined, { flags: false }),
+    "",
+    '### `tokenizer`: `{ "kind": "gpt2" }` or `{ "kind": "bpe", … }` (`src/tokenizer/bpe.ts`)',
+    "",
+    settingsMarkdown(BPE_SETTINGS, undefined, { flags: false }),
+    "",
+    ...Object.entries(EMBEDDER_SETTINGS).flatMap(([kind, table]) => [
+      `### \`embedder\` of kind \`${kind}\` (\`src/embed/embedder.ts\`)`,
+      "",
+      settingsMarkdown(table, undefined, { flags: false }),
+      "",
+    ]),
+    "### `index` (`src/search/settings.ts`; the description picks the backend: `src/search/registry.ts`)",
+    "",
+    settingsMarkdown(INDEX_SETTINGS, undefined, { flags: false }),
+    "",
+    "### `query`: the neighbour precompute",
+    "",
+    settingsMarkdown(QUERY_SETTINGS, undefined, { flags: false }),
     "",
     "## Model (`src/model/config.ts`, the `model` section of a run's config.json)",
     "",

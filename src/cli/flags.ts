@@ -25,7 +25,8 @@ export function addSettingFlags(
       if (s.negatable || s.default === true || d === true) cmd.option(`--no-${flag}`, `not --${flag}`);
       continue;
     }
-    const arg = s.kind === "choice" ? s.choices.join("|") : s.kind === "intList" ? "list" : "n";
+    const arg =
+      s.kind === "choice" ? s.choices.join("|") : s.kind === "intList" ? "list" : s.kind === "text" ? "text" : "n";
     const opt = new Option(`--${flag} <${arg}>`, help);
     if (s.kind === "choice") opt.choices(s.choices);
     else if (s.kind === "intList")
@@ -36,7 +37,7 @@ export function addSettingFlags(
           `--${flag}`,
         ),
       );
-    else opt.argParser((v: string) => checkSetting(s, v, `--${flag}`));
+    else if (s.kind !== "text") opt.argParser((v: string) => checkSetting(s, v, `--${flag}`));
     cmd.addOption(opt);
   }
   return cmd;

@@ -3,7 +3,7 @@
  * their names), and written next to the outputs as `config.json`.
  */
 import { RetroError } from "../util/errors.ts";
-import { checkInt, checkNum, SEED_RANGE } from "../util/numbers.ts";
+import { checkNum, SEED_RANGE } from "../util/numbers.ts";
 import { defaultDatasets, type DatasetSpec } from "../data/sources.ts";
 import { checkIndexSettings } from "../search/registry.ts";
 import type { IndexSettings } from "../search/types.ts";
@@ -11,22 +11,39 @@ import type { IndexSettings } from "../search/types.ts";
 /** bpe: `trainChars` caps the text the BPE is learned from (split evenly across datasets), bounding its memory */
 export type TokenizerSpec = { kind: "gpt2" } | { kind: "bpe"; vocabSize: number; trainChars: number };
 export type { EmbedderSpec } from "../embed/embedder.ts";
-import type { EmbedderSpec } from "../embed/embedder.ts";
+import { EMBEDDER_SETTINGS, type EmbedderKind, type EmbedderSpec } from "../embed/embedder.ts";
+import { INDEX_SETTINGS } from "../search/settings.ts";
+import { BPE_SETTINGS } from "../tokenizer/bpe.ts";
+import {
+  checkSection,
+  checkSetting,
+  defaultsOf,
+  defineSettings,
+  unknownKeys,
+  type SettingsTable,
+  type SettingValues,
+} from "../util/settings.ts";
 import { DEFAULT_SEED } from "../util/rng.ts";
 
 /** `config.index`: the backend's description and its build/search settings (src/search/types.ts) */
 export type IndexSpec = IndexSettings;
 
-export interface QuerySpec {
-  /** sample length in tokens (a multiple of the chunk length) */
-  seq: number;
-  /** candidates searched per chunk before the exclusion rule */
-  candidates: number;
-  /** neighbours kept per chunk (padded with -1) */
-  keep: number;
-  /** samples per neighbour block */
-  blockSize: number;
-}
+/** `config.query`: the neighbour precompute (Megatron's query step) */
+export const QUERY_SETTINGS = defineSettings({
+  seq: { kind: "int", min: 1, default: 512, help: "sample length in tokens (a multiple of the chunk length)" },
+  candidates: { kind: "int", min: 1, default: 200, help: "candidates searched per chunk before the exclusion rule" },
+  keep: { kind: "int", min: 1, default: 20, help: "neighbours kept per chunk (padded with −1)" },
+  blockSize: { kind: "int", min: 1, default: 256, help: "samples per neighbour block (the unit of resume)" },
+});
+export type QuerySpec = SettingValues<typeof QUERY_SETTINGS>;
+
+/** the scalar keys of a database config */
+export const DB_SETTINGS = defineSettings({
+  seed: { kind: "int", ...SEED_RANGE, default: DEFAULT_SEED, help: "seed (held-out split, embedder fitting sample)" },
+  validFraction: { kind: "num", above: 0, below: 1, default: 0.01, help: "share of each dataset's documents held out" },
+  chunkLength: { kind: "int", min: 1, default: 64, help: "retrieval chunk length m in tokens" },
+  embedBlockSize: { kind: "int", min: 1, default: 8192, help: "chunks per embedding block (the unit of resume)" },
+});
 
 export interface DbConfig {
   datasets: DatasetSpec[];
@@ -40,33 +57,48 @@ export interface DbConfig {
   query: QuerySpec;
 }
 
-const DEFAULT_BPE = { kind: "bpe", vocabSize: 8192, trainChars: 100_000_000 } as const;
+const DEFAULT_BPE = { kind: "bpe", ...defaultsOf(BPE_SETTINGS) } as const;
 
 export function defaultConfig(): DbConfig {
   return {
     datasets: defaultDatasets(),
     tokenizer: { ...DEFAULT_BPE },
-    seed: DEFAULT_SEED,
-    validFraction: 0.01,
-    chunkLength: 64,
-    embedder: { kind: "lsa", dim: 256, fitSample: 50_000 },
-    embedBlockSize: 8192,
-    index: { description: "HNSW32,SQfp16", efConstruction: 128, efSearch: 256, threads: 2, addThreads: 1 },
-    query: { seq: 512, candidates: 200, keep: 20, blockSize: 256 },
+    seed: DB_SETTINGS.seed.default,
+    validFraction: DB_SETTINGS.validFraction.default,
+    chunkLength: DB_SETTINGS.chunkLength.default,
+    embedder: { kind: "lsa", ...defaultsOf(EMBEDDER_SETTINGS.lsa) },
+    embedBlockSize: DB_SETTINGS.embedBlockSize.default,
+    index: defaultsOf(INDEX_SETTINGS),
+    query: defaultsOf(QUERY_SETTINGS),
   };
 }
 
 type Shape = "number" | "string" | "boolean" | "object" | "array";
+
+/** the JSON shape of each key of a settings table (the structure check before the values are) */
+function shapeOf(table: SettingsTable): Record<string, Shape> {
+  const js = {
+    int: "number",
+    num: "number",
+    bool: "boolean",
+    text: "string",
+    choice: "string",
+    intList: "array",
+  } as const;
+  return Object.fromEntries(Object.entries(table).map(([k, v]) => [k, js[v.kind]]));
+}
 function check(
   obj: unknown,
   where: string,
   fields: Record<string, Shape>,
   required: string[] = [],
+  open = false,
 ): Record<string, unknown> {
   if (typeof obj !== "object" || obj === null || Array.isArray(obj))
     throw new RetroError("usage", `${where}: expected an object`);
   const o = obj as Record<string, unknown>;
   for (const k of Object.keys(o)) {
+    if (open && !(k in fields)) continue;
     if (!(k in fields))
       throw new RetroError("usage", `${where}: unknown key "${k}" (known: ${Object.keys(fields).join(", ")})`);
     const want = fields[k];
@@ -75,10 +107,6 @@ function check(
   }
   for (const k of required) if (!(k in o)) throw new RetroError("usage", `${where}: missing key "${k}"`);
   return o;
-}
-
-function positiveInt(v: number, where: string): void {
-  checkInt(v, where, { min: 1 });
 }
 
 /**
@@ -110,54 +138,31 @@ export function resolveConfig(user: unknown): DbConfig {
     query: { ...d.query, ...(u.query as object) },
   };
   if (u.tokenizer) {
-    const t = check(u.tokenizer, "config.tokenizer", { kind: "string", vocabSize: "number", trainChars: "number" }, [
-      "kind",
-    ]);
+    const t = check(u.tokenizer, "config.tokenizer", { kind: "string", ...shapeOf(BPE_SETTINGS) }, ["kind"]);
     if (t.kind === "gpt2") c.tokenizer = { kind: "gpt2" };
     else if (t.kind === "bpe")
       c.tokenizer = { ...DEFAULT_BPE, ...(t as { vocabSize?: number; trainChars?: number }), kind: "bpe" };
     else throw new RetroError("usage", `config.tokenizer.kind: "${String(t.kind)}" is not one of gpt2, bpe`);
   }
   if (u.embedder) {
-    const e = check(
-      u.embedder,
-      "config.embedder",
-      {
-        kind: "string",
-        dim: "number",
-        fitSample: "number",
-        model: "string",
-        vocab: "string",
-        maxLength: "number",
-        batchSize: "number",
-        lowercase: "boolean",
-      },
-      ["kind"],
-    );
-    if (e.kind === "lexical") c.embedder = { kind: "lexical", dim: (e.dim as number) ?? 256 };
-    else if (e.kind === "lsa")
-      c.embedder = { kind: "lsa", dim: (e.dim as number) ?? 256, fitSample: (e.fitSample as number) ?? 50_000 };
-    else if (e.kind === "onnx") {
-      if (typeof e.model !== "string" || typeof e.vocab !== "string")
-        throw new RetroError("usage", `config.embedder: onnx needs "model" (model.onnx) and "vocab" (vocab.txt)`);
-      c.embedder = {
-        kind: "onnx",
-        model: e.model,
-        vocab: e.vocab,
-        maxLength: (e.maxLength as number) ?? 256,
-        batchSize: (e.batchSize as number) ?? 32,
-        lowercase: (e.lowercase as boolean) ?? true,
-      };
-    } else throw new RetroError("usage", `config.embedder.kind: "${String(e.kind)}" is not one of lsa, lexical, onnx`);
+    const e = check(u.embedder, "config.embedder", { kind: "string" }, ["kind"], true);
+    const kind = e.kind as string;
+    if (!Object.hasOwn(EMBEDDER_SETTINGS, kind))
+      throw new RetroError(
+        "usage",
+        `config.embedder.kind: "${kind}" is not one of ${Object.keys(EMBEDDER_SETTINGS).join(", ")}`,
+      );
+    const table = EMBEDDER_SETTINGS[kind as EmbedderKind];
+    const unknown = unknownKeys(e, [table], ["kind"]);
+    if (unknown.length)
+      throw new RetroError(
+        "usage",
+        `config.embedder: unknown key "${unknown[0]}" for ${kind} (known: kind, ${Object.keys(table).join(", ")})`,
+      );
+    c.embedder = { kind, ...defaultsOf(table), ...e } as EmbedderSpec;
   }
-  check(c.index, "config.index", {
-    description: "string",
-    efConstruction: "number",
-    efSearch: "number",
-    threads: "number",
-    addThreads: "number",
-  });
-  check(c.query, "config.query", { seq: "number", candidates: "number", keep: "number", blockSize: "number" });
+  check(c.index, "config.index", shapeOf(INDEX_SETTINGS));
+  check(c.query, "config.query", shapeOf(QUERY_SETTINGS));
   if (!Array.isArray(c.datasets) || c.datasets.length === 0)
     throw new RetroError("usage", "config.datasets: at least one dataset is needed");
   const names = new Set<string>();
@@ -202,27 +207,14 @@ export function resolveConfig(user: unknown): DbConfig {
     );
   }
   checkIndexSettings(c.index);
-  checkInt(c.seed, "config.seed", SEED_RANGE);
-  if (c.tokenizer.kind === "bpe") {
-    checkInt(c.tokenizer.vocabSize, "config.tokenizer.vocabSize (bpe)", { min: 258, max: 65535 });
-    checkInt(c.tokenizer.trainChars, "config.tokenizer.trainChars", { min: 1 });
-  }
-  if (c.embedder.kind !== "onnx") {
-    checkInt(c.embedder.dim, "config.embedder.dim", { min: 1, max: 65536 });
-    if (c.embedder.kind === "lsa") checkInt(c.embedder.fitSample, "config.embedder.fitSample", { min: 1 });
-  } else {
-    checkInt(c.embedder.maxLength, "config.embedder.maxLength", { min: 1 });
-    checkInt(c.embedder.batchSize, "config.embedder.batchSize", { min: 1 });
-  }
-  for (const k of ["efConstruction", "efSearch", "threads", "addThreads"] as const)
-    if (c.index[k] !== undefined)
-      checkInt(c.index[k], `config.index.${k}`, { min: 1, max: k.endsWith("hreads") ? 256 : 1 << 16 });
-  positiveInt(c.chunkLength, "config.chunkLength");
-  positiveInt(c.embedBlockSize, "config.embedBlockSize");
-  positiveInt(c.query.seq, "config.query.seq");
-  positiveInt(c.query.candidates, "config.query.candidates");
-  positiveInt(c.query.keep, "config.query.keep");
-  positiveInt(c.query.blockSize, "config.query.blockSize");
+  for (const k of Object.keys(DB_SETTINGS))
+    checkSetting(DB_SETTINGS[k as keyof typeof DB_SETTINGS], c[k as keyof DbConfig], `config.${k}`);
+  if (c.tokenizer.kind === "bpe") checkSection(c.tokenizer, BPE_SETTINGS, "config.tokenizer");
+  checkSection(c.embedder, EMBEDDER_SETTINGS[c.embedder.kind], "config.embedder");
+  if (c.embedder.kind === "onnx" && (!c.embedder.model || !c.embedder.vocab))
+    throw new RetroError("usage", `config.embedder: onnx needs "model" (model.onnx) and "vocab" (vocab.txt)`);
+  checkSection(c.index, INDEX_SETTINGS, "config.index");
+  checkSection(c.query, QUERY_SETTINGS, "config.query");
   if (c.query.seq % c.chunkLength !== 0)
     throw new RetroError(
       "usage",
@@ -230,8 +222,7 @@ export function resolveConfig(user: unknown): DbConfig {
     );
   if (c.query.keep > c.query.candidates)
     throw new RetroError("usage", `config.query.keep (${c.query.keep}) exceeds candidates (${c.query.candidates})`);
-  // a database needs held-out documents: training evaluates on them, `eval ppl` measures them
-  checkNum(c.validFraction, "config.validFraction", { above: 0, below: 1 });
+  // a database needs held-out documents (validFraction > 0): training evaluates on them, `eval ppl` measures them
   return c;
 }
 

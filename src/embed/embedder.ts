@@ -3,11 +3,37 @@
  * inner product = cosine similarity in the index. `id` names the embedder and its fitted state:
  * an index built with one embedder refuses queries embedded by another.
  */
+import { defineSettings, type SettingValues } from "../util/settings.ts";
+
+/** Each embedder's settings (`config.embedder` besides its `kind`), declared once (src/util/settings.ts). */
+export const EMBEDDER_SETTINGS = {
+  lsa: defineSettings({
+    dim: { kind: "int", min: 1, max: 65536, default: 256, help: "embedding dimension (truncated SVD rank)" },
+    fitSample: {
+      kind: "int",
+      min: 1,
+      default: 50_000,
+      help: "chunks (a random sample) the LSA projection is fitted on",
+    },
+  }),
+  lexical: defineSettings({
+    dim: { kind: "int", min: 1, max: 65536, default: 256, help: "feature-hashed TF-IDF buckets" },
+  }),
+  onnx: defineSettings({
+    model: { kind: "text", default: "", help: "the BERT-family model.onnx (required)" },
+    vocab: { kind: "text", default: "", help: "its vocab.txt or tokenizer.json (required)" },
+    maxLength: { kind: "int", min: 1, default: 256, help: "tokens per chunk, [CLS] and [SEP] included" },
+    batchSize: { kind: "int", min: 1, default: 32, help: "chunks per inference batch" },
+    lowercase: { kind: "bool", default: true, help: "lowercase before WordPiece (uncased models)" },
+  }),
+} as const;
+
+export type EmbedderKind = keyof typeof EMBEDDER_SETTINGS;
+
 /** `config.embedder` of a database: which embedder and its settings */
-export type EmbedderSpec =
-  | { kind: "lexical"; dim: number }
-  | { kind: "lsa"; dim: number; fitSample: number }
-  | { kind: "onnx"; model: string; vocab: string; maxLength: number; batchSize: number; lowercase: boolean };
+export type EmbedderSpec = {
+  [K in EmbedderKind]: { kind: K } & SettingValues<(typeof EMBEDDER_SETTINGS)[K]>;
+}[EmbedderKind];
 
 export interface Embedder {
   readonly id: string;

@@ -8,19 +8,9 @@
  * backend may need it (a disk or network store), so that a backend that is not in this process fits unchanged.
  */
 
-/** The index settings of a database config (`config.index`). */
-export interface IndexSettings {
-  /** Faiss-style description: which backend and how it is built */
-  description: string;
-  /** graph backends: candidate list while inserting */
-  efConstruction: number;
-  /** graph backends: candidate list while searching */
-  efSearch: number;
-  /** search threads */
-  threads: number;
-  /** threads while adding */
-  addThreads: number;
-}
+/** The index settings of a database config (`config.index`): the table in settings.ts. */
+export type { IndexSettings } from "./settings.ts";
+import type { IndexSettings } from "./settings.ts";
 
 /** What the manifest records of a built index (`manifest.index`). */
 export interface IndexRecord {

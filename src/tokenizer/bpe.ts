@@ -10,6 +10,24 @@
  */
 import { sha256 } from "../util/fsx.ts";
 import type { Tokenizer } from "./types.ts";
+import { defineSettings } from "../util/settings.ts";
+
+/** `config.tokenizer` of kind "bpe": the learned byte-level BPE's settings, declared once (src/util/settings.ts) */
+export const BPE_SETTINGS = defineSettings({
+  vocabSize: {
+    kind: "int",
+    min: 258,
+    max: 65535,
+    default: 8192,
+    help: "vocabulary size (256 bytes + end token + merges)",
+  },
+  trainChars: {
+    kind: "int",
+    min: 1,
+    default: 100_000_000,
+    help: "characters the BPE is learned from at most (split evenly across datasets), bounding its memory",
+  },
+});
 
 export interface BpeModel {
   kind: "bpe-bytes";

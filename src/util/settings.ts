@@ -46,7 +46,12 @@ export interface IntListSetting extends Common {
   default: number[];
   legacy?: number[];
 }
-export type Setting = IntSetting | NumSetting | BoolSetting | ChoiceSetting | IntListSetting;
+export interface TextSetting extends Common {
+  kind: "text";
+  default: string;
+  legacy?: string;
+}
+export type Setting = IntSetting | NumSetting | BoolSetting | ChoiceSetting | IntListSetting | TextSetting;
 export type SettingsTable = Readonly<Record<string, Setting>>;
 
 /** The value type of one row. */
@@ -58,7 +63,9 @@ export type SettingValue<S> = S extends { kind: "int" | "num" }
       ? C
       : S extends { kind: "intList" }
         ? number[]
-        : never;
+        : S extends { kind: "text" }
+          ? string
+          : never;
 
 /** The typed record of a table's values. */
 export type SettingValues<T extends SettingsTable> = { -readonly [K in keyof T]: SettingValue<T[K]> };
@@ -101,6 +108,9 @@ export function checkSetting(s: Setting, v: unknown, what: string): unknown {
     case "bool":
       if (typeof v !== "boolean") bad("true or false");
       return v;
+    case "text":
+      if (typeof v !== "string") bad("a string");
+      return v;
     case "choice":
       if (typeof v !== "string" || !s.choices.includes(v)) bad(s.choices.map((x) => JSON.stringify(x)).join(" or "));
       return v;
@@ -118,6 +128,11 @@ export function checkSetting(s: Setting, v: unknown, what: string): unknown {
 /** Check each key of `table` in `values` (all must be present); the message names `what.key` and what it must be. */
 export function validateSettings(values: Record<string, unknown>, table: SettingsTable, what: string): void {
   for (const [k, s] of Object.entries(table)) checkSetting(s, values[k], `${what}: ${k}`);
+}
+
+/** Check each key of `table` in `values`, the message naming `<prefix>.<key>` (config sections: `config.query.seq`). */
+export function checkSection(values: Record<string, unknown>, table: SettingsTable, prefix: string): void {
+  for (const [k, s] of Object.entries(table)) checkSetting(s, values[k], `${prefix}.${k}`);
 }
 
 /**
@@ -156,6 +171,8 @@ export function acceptsText(s: Setting): string {
       return `number${r ? " " + r : ""}`;
     case "bool":
       return "true | false";
+    case "text":
+      return "text";
     case "choice":
       return s.choices.join(" \\| ");
     case "intList":
@@ -163,15 +180,23 @@ export function acceptsText(s: Setting): string {
   }
 }
 
-/** A Markdown table of a settings table: key, flag, accepted values, default, meaning. */
-export function settingsMarkdown(table: SettingsTable, defaults: Record<string, unknown> = defaultsOf(table)): string {
-  const rows = ["| key | flag | accepts | default | meaning |", "|---|---|---|---|---|"];
+/**
+ * A Markdown table of a settings table: key, flag (unless `o.flags` is false: a config-file section), accepted
+ * values, default, meaning.
+ */
+export function settingsMarkdown(
+  table: SettingsTable,
+  defaults: Record<string, unknown> = defaultsOf(table),
+  o: { flags?: boolean } = {},
+): string {
+  const flags = o.flags ?? true;
+  const rows = flags
+    ? ["| key | flag | accepts | default | meaning |", "|---|---|---|---|---|"]
+    : ["| key | accepts | default | meaning |", "|---|---|---|---|"];
   for (const [k, s] of Object.entries(table)) {
     const flag = s.flag === false ? "—" : `\`--${flagOf(k, s)}\``;
-    rows.push(
-      `| \`${k}\` | ${flag} | ${acceptsText(s)} | \`${JSON.stringify(defaults[k])}\` | ` +
-        `${s.help.replace(/\|/g, "\\|")} |`,
-    );
+    const rest = `${acceptsText(s)} | \`${JSON.stringify(defaults[k])}\` | ${s.help.replace(/\|/g, "\\|")} |`;
+    rows.push(flags ? `| \`${k}\` | ${flag} | ${rest}` : `| \`${k}\` | ${rest}`);
   }
   return rows.join("\n");
 }

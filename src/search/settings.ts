@@ -1,0 +1,34 @@
+/** The index settings of a database config (`config.index`), declared once (src/util/settings.ts). */
+import { defineSettings, type SettingValues } from "../util/settings.ts";
+
+export const INDEX_SETTINGS = defineSettings({
+  description: {
+    kind: "text",
+    default: "HNSW32,SQfp16",
+    help: "which backend and how it is built, in Faiss's vocabulary: Flat, HNSW<M>[,SQfp16|SQbf16|SQ8], or BM25",
+  },
+  efConstruction: {
+    kind: "int",
+    min: 1,
+    max: 1 << 16,
+    default: 128,
+    help: "graph backends: candidate list while inserting",
+  },
+  efSearch: {
+    kind: "int",
+    min: 1,
+    max: 1 << 16,
+    default: 256,
+    help: "graph backends: candidate list while searching (Megatron's default)",
+  },
+  threads: { kind: "int", min: 1, max: 256, default: 2, help: "search threads" },
+  addThreads: {
+    kind: "int",
+    min: 1,
+    max: 256,
+    default: 1,
+    help: "threads while adding: 1 builds the same graph every run; more is faster but not reproducible",
+  },
+});
+
+export type IndexSettings = SettingValues<typeof INDEX_SETTINGS>;
