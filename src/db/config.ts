@@ -209,7 +209,11 @@ export function resolveConfig(user: unknown): DbConfig {
   checkIndexSettings(c.index);
   for (const k of Object.keys(DB_SETTINGS))
     checkSetting(DB_SETTINGS[k as keyof typeof DB_SETTINGS], c[k as keyof DbConfig], `config.${k}`);
-  if (c.tokenizer.kind === "bpe") checkSection(c.tokenizer, BPE_SETTINGS, "config.tokenizer");
+  if (c.tokenizer.kind === "bpe") {
+    const t = c.tokenizer;
+    for (const [k, row] of Object.entries(BPE_SETTINGS))
+      checkSetting(row, t[k as keyof typeof t], `config.tokenizer.${k} (bpe)`);
+  }
   checkSection(c.embedder, EMBEDDER_SETTINGS[c.embedder.kind], "config.embedder");
   if (c.embedder.kind === "onnx" && (!c.embedder.model || !c.embedder.vocab))
     throw new RetroError("usage", `config.embedder: onnx needs "model" (model.onnx) and "vocab" (vocab.txt)`);
