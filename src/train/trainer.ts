@@ -398,6 +398,7 @@ async function loop(task: RunTask, run: OpenRun, opts: { stopAfter?: number }): 
   bar.update(state.step);
   let lastLoss = NaN;
   let lastEval: { loss: number; ppl: number } | null = null;
+  let saved = state.step; // the step of the newest checkpoint on disk
   const runStart = process.hrtime.bigint();
   // the engine is shared by the process: this run's threads and precision hold until it ends
   const before = { threads: engine.getThreads(), precision: engine.getPrecision() };
@@ -447,8 +448,10 @@ async function loop(task: RunTask, run: OpenRun, opts: { stopAfter?: number }): 
         lastEval = { loss: e.loss, ppl: e.ppl };
         appendMetric(metrics, { kind: "eval", step, loss: e.loss, ppl: e.ppl, tokens: e.tokens });
       }
-      if (step % cfg.saveEvery === 0 || step === cfg.steps || stop || step === opts.stopAfter)
+      if (step % cfg.saveEvery === 0 || step === cfg.steps || stop || step === opts.stopAfter) {
         saveTrainCheckpoint(out, model, opt, state, cfg.tokenizer);
+        saved = step;
+      }
       bar.update(
         step,
         `loss ${lastLoss.toFixed(3)}${lastEval ? ` | val ppl ${lastEval.ppl.toFixed(1)}` : ""} | ${(stepTokens / dt).toFixed(0)} tok/s`,
@@ -456,6 +459,8 @@ async function loop(task: RunTask, run: OpenRun, opts: { stopAfter?: number }): 
       if (step === opts.stopAfter) break;
       await new Promise((r) => setImmediate(r)); // let a Ctrl-C in
     }
+    // a Ctrl-C seen between steps (after the step's own save check): the steps done since the last save are kept
+    if (stop && state.step > saved) saveTrainCheckpoint(out, model, opt, state, cfg.tokenizer);
   } finally {
     engine.setThreads(before.threads);
     engine.setPrecision(before.precision);

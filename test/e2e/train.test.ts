@@ -193,6 +193,57 @@ test("a run killed with SIGKILL and resumed gives the same loss curve and bit-id
   assert.equal(cli(args(killed)).code, 2);
 });
 
+test("Ctrl-C (SIGINT) saves a checkpoint of the steps done, exits 130, and --resume continues from it", async () => {
+  const out = path.join(tmpDir("sigint-"), "run");
+  // checkpoints only every 1000 steps: whatever is on disk after the interrupt was saved by the interrupt
+  const args = [
+    "train",
+    "--db",
+    DB,
+    "--out",
+    out,
+    "--d",
+    "32",
+    "--heads",
+    "2",
+    "--layers",
+    "2",
+    "--seq",
+    "32",
+    "--batch",
+    "4",
+    "--steps",
+    "600",
+    "--save-every",
+    "1000",
+    "--eval-every",
+    "1000",
+    "--eval-batches",
+    "1",
+  ];
+  const run = runCli(args);
+  const metrics = path.join(out, "metrics.jsonl");
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 5));
+    if (fs.existsSync(metrics) && fs.readFileSync(metrics, "utf8").split("\n").length > 5) break;
+  }
+  run.proc.kill("SIGINT");
+  const r = await run;
+  assert.equal(r.code, 130);
+  const at = (JSON.parse(fs.readFileSync(path.join(out, "latest.json"), "utf8")) as { step: number }).step;
+  const trained = readMetrics(out).filter((m) => m.kind === "train");
+  assert.ok(at >= 5 && at < 600, `checkpoint at step ${at}`);
+  assert.equal(at, trained[trained.length - 1].step, "the checkpoint holds every step the run logged");
+  // resumed from that step: the next logged step is at + 1, and the run ends at its last step
+  const res = cli([...args, "--resume"]);
+  assert.equal(res.code, 0, res.stderr);
+  const after = readMetrics(out)
+    .filter((m) => m.kind === "train")
+    .map((m) => m.step);
+  assert.equal(after[trained.length], at + 1);
+  assert.equal(after[after.length - 1], 600);
+});
+
 test("Retro-fitting with a frozen decoder trains only the encoder and CCA; GPT-fitting continues all", async () => {
   const base = tmpDir("fit-");
   const common = { db: DB, batch: 4, steps: 6, evalEvery: 6, evalBatches: 1, saveEvery: 6, warmup: 1, lr: 3e-3 };
