@@ -23,6 +23,7 @@ grep -q "retro-ts: using the prebuilt engine" install.log || { cat install.log; 
 [ ! -e node_modules/retro-ts/build ] || { echo "check-package: something was compiled into build/"; exit 1; }
 [ ! -e node_modules/tsx ] || { echo "check-package: tsx was installed (it must not be needed)"; exit 1; }
 npx retro --help | grep -q "retro \[options\] \[command\]"
+[ "$(npx retro --version)" = "$(node -p "require('./node_modules/retro-ts/package.json').version")" ] || { echo "check-package: retro --version"; exit 1; }
 [ -f node_modules/retro-ts/dist/serve/web/index.html ] || { echo "check-package: the chat page is not in the package"; exit 1; }
 node --input-type=module -e '
 import { loadEngine, Model, AdamW, resolveModelConfig, corpusScore, SYSTEM_PROMPT } from "retro-ts";

@@ -1,4 +1,5 @@
 /** The `retro` program: every command registered on one commander instance (run by main.ts; tests build their own). */
+import { createRequire } from "node:module";
 import { Command } from "commander";
 import { registerCorpus, registerDb } from "./db.ts";
 import { registerTrain } from "./train.ts";
@@ -18,6 +19,11 @@ export function buildProgram(): Command {
   // commander's own errors (unknown option, missing argument) are usage errors, exit 2 (its default is 1);
   // set before the commands are added, so that they inherit it
   program.exitOverride();
+  // src/cli/ and dist/cli/ both sit two folders below the package root
+  program.version(
+    (createRequire(import.meta.url)("../../package.json") as { version: string }).version,
+    "-V, --version",
+  );
   registerDb(program);
   registerCorpus(program);
   registerTrain(program);
