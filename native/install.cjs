@@ -11,19 +11,8 @@ const path = require("node:path");
 const { spawnSync } = require("node:child_process");
 
 const root = path.join(__dirname, "..");
-// the prebuilt engines for this machine, best first (the rule of src/engine/native.ts prebuiltDirs)
-function prebuiltDirs() {
-  const base = path.join(root, "prebuilds", `${process.platform}-${process.arch}`);
-  let v4 = false;
-  try {
-    const flags = (/^flags\s*:(.*)$/m.exec(fs.readFileSync("/proc/cpuinfo", "utf8")) || [, ""])[1].split(/\s+/);
-    v4 = process.arch === "x64" && ["avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"].every((f) => flags.includes(f));
-  } catch {
-    v4 = false;
-  }
-  return v4 ? [`${base}-v4`, base] : [base];
-}
-const prebuilt = prebuiltDirs().map((d) => path.join(d, "retro_engine_portable.node")).find((f) => fs.existsSync(f));
+const { prebuiltDirs } = require("./prebuilt-dirs.cjs");
+const prebuilt = prebuiltDirs(root).map((d) => path.join(d, "retro_engine_portable.node")).find((f) => fs.existsSync(f));
 
 // a source checkout (src/ is not in the package) always compiles: its developers want -march=native and their edits
 const checkout = fs.existsSync(path.join(root, "src"));

@@ -15,11 +15,10 @@ import { EMBEDDER_SETTINGS, type EmbedderKind, type EmbedderSpec } from "../embe
 import { INDEX_SETTINGS } from "../search/settings.ts";
 import { BPE_SETTINGS } from "../tokenizer/bpe.ts";
 import {
-  checkSection,
-  checkSetting,
   defaultsOf,
   defineSettings,
   unknownKeys,
+  validateSettings,
   type SettingsTable,
   type SettingValues,
 } from "../util/settings.ts";
@@ -207,18 +206,13 @@ export function resolveConfig(user: unknown): DbConfig {
     );
   }
   checkIndexSettings(c.index);
-  for (const k of Object.keys(DB_SETTINGS))
-    checkSetting(DB_SETTINGS[k as keyof typeof DB_SETTINGS], c[k as keyof DbConfig], `config.${k}`);
-  if (c.tokenizer.kind === "bpe") {
-    const t = c.tokenizer;
-    for (const [k, row] of Object.entries(BPE_SETTINGS))
-      checkSetting(row, t[k as keyof typeof t], `config.tokenizer.${k} (bpe)`);
-  }
-  checkSection(c.embedder, EMBEDDER_SETTINGS[c.embedder.kind], "config.embedder");
+  validateSettings(c, DB_SETTINGS, (k) => `config.${k}`);
+  if (c.tokenizer.kind === "bpe") validateSettings(c.tokenizer, BPE_SETTINGS, (k) => `config.tokenizer.${k} (bpe)`);
+  validateSettings(c.embedder, EMBEDDER_SETTINGS[c.embedder.kind], (k) => `config.embedder.${k}`);
   if (c.embedder.kind === "onnx" && (!c.embedder.model || !c.embedder.vocab))
     throw new RetroError("usage", `config.embedder: onnx needs "model" (model.onnx) and "vocab" (vocab.txt)`);
-  checkSection(c.index, INDEX_SETTINGS, "config.index");
-  checkSection(c.query, QUERY_SETTINGS, "config.query");
+  validateSettings(c.index, INDEX_SETTINGS, (k) => `config.index.${k}`);
+  validateSettings(c.query, QUERY_SETTINGS, (k) => `config.query.${k}`);
   if (c.query.seq % c.chunkLength !== 0)
     throw new RetroError(
       "usage",

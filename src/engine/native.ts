@@ -155,22 +155,13 @@ export const ENGINE_KINDS: readonly EngineKind[] = ["blas", "portable"];
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 
-/**
- * The package's prebuilt engines for this machine, best first: linux-x64-v4 (AVX-512) where the CPU has it, then
- * linux-x64 (AVX2 + FMA). The same rule as native/install.cjs, which probes the first at install.
- */
+/** The package's prebuilt engine folders for this machine, best first (native/prebuilt-dirs.cjs, shared with the
+ * install script). */
 export function prebuiltDirs(): string[] {
-  const base = path.join(ROOT, "prebuilds", `${process.platform}-${process.arch}`);
-  let v4 = false;
-  if (process.platform === "linux" && process.arch === "x64") {
-    try {
-      const flags = /^flags\s*:(.*)$/m.exec(fs.readFileSync("/proc/cpuinfo", "utf8"))?.[1].split(/\s+/) ?? [];
-      v4 = ["avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"].every((f) => flags.includes(f));
-    } catch {
-      v4 = false;
-    }
-  }
-  return v4 ? [`${base}-v4`, base] : [base];
+  const shared = createRequire(import.meta.url)(path.join(ROOT, "native", "prebuilt-dirs.cjs")) as {
+    prebuiltDirs: (root: string) => string[];
+  };
+  return shared.prebuiltDirs(ROOT);
 }
 const cache = new Map<EngineKind, Engine>();
 

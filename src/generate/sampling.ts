@@ -5,7 +5,7 @@
  */
 import { Rng, DEFAULT_SEED } from "../util/rng.ts";
 import { SEED_RANGE } from "../util/numbers.ts";
-import { checkSetting, defineSettings, type SettingValues } from "../util/settings.ts";
+import { defineSettings, validateSettings, type SettingValues } from "../util/settings.ts";
 
 /**
  * The sampling settings, declared once (src/util/settings.ts): `retro generate`'s flags (kebab-case of the key), the
@@ -45,10 +45,7 @@ export const httpFieldOf = (key: string): string => key.replace(/[A-Z]/g, (c) =>
 
 /** Check the given sampling settings against the table (a usage error naming `<prefix><key>`). */
 export function checkSampling(o: SamplingOptions, name: (key: string) => string = (k) => k): void {
-  for (const [k, row] of Object.entries(SAMPLING_SETTINGS)) {
-    const v = (o as Record<string, unknown>)[k];
-    if (v !== undefined) checkSetting(row, v, name(k));
-  }
+  validateSettings(o, SAMPLING_SETTINGS, name, { givenOnly: true });
 }
 
 /** index of the largest value (the lowest index among ties) */

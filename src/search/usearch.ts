@@ -43,14 +43,20 @@ export interface ParsedDescription {
   quantization: Quantization;
 }
 
-export function parseDescription(desc: string): ParsedDescription {
+/** The description as usearch reads it, or null when it is not one of its forms (the backend's `accepts`). */
+function readDescription(desc: string): ParsedDescription | null {
   const s = desc.replace(/\s+/g, "");
   if (s === "Flat") return { kind: "flat", connectivity: 0, quantization: "f32" };
   const m = /^HNSW(\d+)(?:,(Flat|SQfp16|SQbf16|SQ8))?$/.exec(s);
-  if (m) {
-    const q: Record<string, Quantization> = { Flat: "f32", SQfp16: "f16", SQbf16: "bf16", SQ8: "i8" };
-    return { kind: "hnsw", connectivity: Number(m[1]), quantization: q[m[2] ?? "Flat"] };
-  }
+  if (!m) return null;
+  const q: Record<string, Quantization> = { Flat: "f32", SQfp16: "f16", SQbf16: "bf16", SQ8: "i8" };
+  return { kind: "hnsw", connectivity: Number(m[1]), quantization: q[m[2] ?? "Flat"] };
+}
+
+export function parseDescription(desc: string): ParsedDescription {
+  const d = readDescription(desc);
+  if (d) return d;
+  const s = desc.replace(/\s+/g, "");
   const why = /IVF|PQ|OPQ/.test(s)
     ? " (IVF/PQ/OPQ need inverted lists and product quantisation, which the usearch backend does not have)"
     : "";
@@ -229,8 +235,6 @@ export class AnnIndex {
 
 /** the index file in the database's index/ folder */
 export const USEARCH_FILE = "index.usearch";
-const HNSW_SHAPE = /^(Flat|HNSW\d+(,(Flat|SQfp16|SQbf16|SQ8))?)$/;
-
 /** `AnnIndex` behind the `SearchIndex` interface. */
 class UsearchIndex implements SearchIndex {
   constructor(readonly ann: AnnIndex) {}
@@ -262,7 +266,7 @@ export const usearchBackend: IndexBackend = {
   name: "usearch",
   forms: "Flat, HNSW<M>, HNSW<M>,SQfp16, HNSW<M>,SQbf16, HNSW<M>,SQ8",
   reads: "vectors",
-  accepts: (description) => HNSW_SHAPE.test(description.replace(/\s+/g, "")),
+  accepts: (description) => readDescription(description) !== null,
   check(s: IndexSettings): void {
     const d = parseDescription(s.description);
     if (d.kind === "hnsw")

@@ -58,8 +58,6 @@ export interface TrainConfig extends TrainSettings {
   sft?: object;
 }
 
-export { DEFAULT_TRAIN };
-
 const STRUCT_KEYS = ["db", "model", "init", "tokenizer", "sft"] as const;
 
 /** Linear warmup to `lr`, then cosine decay to `minLr` at the last step. */
@@ -92,7 +90,7 @@ export function resolveTrainConfig(
         `${db.manifest.tokenizer!.id}`,
     );
   }
-  validateSettings(c, TRAIN_SETTINGS, "train config");
+  validateSettings(c, TRAIN_SETTINGS, (k) => `train config: ${k}`);
   if ((c.minLr as number) > (c.lr as number)) throw new RetroError("usage", "train config: need minLr <= lr");
   const init = (input.init as string | null | undefined) ?? null;
   if (init) checkCheckpointTokenizer(init, db.manifest.tokenizer!.id, `database ${db.dir}`);

@@ -94,10 +94,7 @@ export function unknownKeys(input: object, tables: readonly SettingsTable[], ext
   return Object.keys(input).filter((k) => !extra.includes(k) && !tables.some((t) => k in t));
 }
 
-const rangeOf = (s: Setting): Range =>
-  "above" in s || "min" in s || "max" in s || "below" in s
-    ? { min: s.min, max: (s as Range).max, above: (s as Range).above, below: (s as Range).below }
-    : {};
+const rangeOf = (s: IntSetting | NumSetting): Range => ({ min: s.min, max: s.max, above: s.above, below: s.below });
 
 /** Check one value against its row; returns it (numbers given as strings are read strictly). */
 export function checkSetting(s: Setting, v: unknown, what: string): unknown {
@@ -125,14 +122,20 @@ export function checkSetting(s: Setting, v: unknown, what: string): unknown {
   }
 }
 
-/** Check each key of `table` in `values` (all must be present); the message names `what.key` and what it must be. */
-export function validateSettings(values: Record<string, unknown>, table: SettingsTable, what: string): void {
-  for (const [k, s] of Object.entries(table)) checkSetting(s, values[k], `${what}: ${k}`);
-}
-
-/** Check each key of `table` in `values`, the message naming `<prefix>.<key>` (config sections: `config.query.seq`). */
-export function checkSection(values: Record<string, unknown>, table: SettingsTable, prefix: string): void {
-  for (const [k, s] of Object.entries(table)) checkSetting(s, values[k], `${prefix}.${k}`);
+/**
+ * Check each key of `table` in `values` (all must be present, or with `givenOnly` those present); a message names
+ * the value as `name(key)` — `train config: lr`, `config.query.seq`, `max_tokens` — and what it must be.
+ */
+export function validateSettings(
+  values: object,
+  table: SettingsTable,
+  name: (key: string) => string,
+  o: { givenOnly?: boolean } = {},
+): void {
+  for (const [k, s] of Object.entries(table)) {
+    const v = (values as Record<string, unknown>)[k];
+    if (!(o.givenOnly && v === undefined)) checkSetting(s, v, name(k));
+  }
 }
 
 /**
@@ -153,7 +156,7 @@ export function resolveSettings<T extends SettingsTable>(
     );
   const out: Record<string, unknown> = { ...defaults };
   for (const [k, v] of Object.entries(input)) if (v !== undefined && v !== null) out[k] = v;
-  validateSettings(out, table, what);
+  validateSettings(out, table, (k) => `${what}: ${k}`);
   return out as SettingValues<T>;
 }
 
@@ -163,12 +166,12 @@ export const flagOf = (key: string, s?: Setting): string =>
 
 /** What a row accepts, in words ("an integer ≥ 1", "fp32 | bf16"). */
 export function acceptsText(s: Setting): string {
-  const r = rangeText(rangeOf(s));
   switch (s.kind) {
     case "int":
-      return `integer${r ? " " + r : ""}`;
-    case "num":
-      return `number${r ? " " + r : ""}`;
+    case "num": {
+      const r = rangeText(rangeOf(s));
+      return `${s.kind === "int" ? "integer" : "number"}${r ? " " + r : ""}`;
+    }
     case "bool":
       return "true | false";
     case "text":
