@@ -6,7 +6,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { RetroError } from "../util/errors.ts";
-import { readJson, writeJsonAtomic } from "../util/fsx.ts";
+import { readJson, resolveStored, writeJsonAtomic } from "../util/fsx.ts";
 import {
   readSafetensors,
   readSafetensorsMetadata,
@@ -51,7 +51,13 @@ function tokenizerOf(dir: string, metadata: Record<string, string>): string | un
 }
 
 /** The run config (db, tokenizer) of a checkpoint folder: its run's config.json (the folder itself or up to two above). */
-export function runConfigOf(ckptDir: string): { db?: string; tokenizer?: string; tuning?: { system: string | null } } {
+export function runConfigOf(ckptDir: string): {
+  db?: string;
+  tokenizer?: string;
+  tuning?: { system: string | null };
+  /** the config.json that said so */
+  configFile?: string;
+} {
   for (const d of [ckptDir, path.dirname(ckptDir), path.dirname(path.dirname(ckptDir))]) {
     const f = path.join(d, "config.json");
     if (!fs.existsSync(f)) continue;
@@ -61,7 +67,8 @@ export function runConfigOf(ckptDir: string): { db?: string; tokenizer?: string;
       const sft = c.sft as { system?: unknown } | undefined;
       const tuning =
         sft && (typeof sft.system === "string" || sft.system === null) ? { system: sft.system } : undefined;
-      return { db: c.db, tokenizer: c.tokenizer, ...(tuning ? { tuning } : {}) };
+      // runs record their database relative to the run folder when they share a tree (see storedPath)
+      return { db: resolveStored(d, c.db), tokenizer: c.tokenizer, ...(tuning ? { tuning } : {}), configFile: f };
     }
   }
   return {};
@@ -190,10 +197,16 @@ export function loadModel(
 
 /** The database a checkpoint's run was made with: `--db` when given, else the one its run config names. */
 export function checkpointDbDir(ckpt: string, db?: string): string {
-  const dir = db ?? runConfigOf(resolveCheckpointDir(ckpt)).db;
-  if (!dir)
+  if (db !== undefined) return db;
+  const run = runConfigOf(resolveCheckpointDir(ckpt));
+  if (!run.db)
     throw new RetroError("usage", `${ckpt}: no run config names a database; pass --db (its tokenizer is needed)`);
-  return dir;
+  if (!fs.existsSync(run.db))
+    throw new RetroError(
+      "notFound",
+      `database not found: ${run.db} (named by ${run.configFile}); pass --db DIR with the database where it is now`,
+    );
+  return run.db;
 }
 
 export interface OpenCheckpoint {

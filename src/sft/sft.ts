@@ -10,7 +10,7 @@ import { RetroError } from "../util/errors.ts";
 import { sha256File } from "../util/fsx.ts";
 import { Retriever } from "../db/retriever.ts";
 import type { Database } from "../db/database.ts";
-import { readCheckpointConfig, resolveCheckpointDir, runConfigOf } from "../model/checkpoint.ts";
+import { checkpointDbDir, readCheckpointConfig, resolveCheckpointDir } from "../model/checkpoint.ts";
 import { resolveTrainConfig, runTask, type RunTask, type TrainConfig, type TrainResult } from "../train/trainer.ts";
 import { DEFAULT_SFT_TRAIN, resolveSftSettings, type SftSettings } from "./config.ts";
 import { loadSftData, sftBatch, SftLoader, type SftBatchOptions } from "./loader.ts";
@@ -123,9 +123,7 @@ export async function sft(
 ): Promise<TrainResult> {
   const i: SftInput = { ...input };
   if (!i.db && i.init && !(opts.resume && fs.existsSync(`${out}/config.json`))) {
-    const run = runConfigOf(resolveCheckpointDir(i.init));
-    if (!run.db) throw new RetroError("usage", `${i.init}: no run config names its database; pass --db`);
-    i.db = run.db;
+    i.db = checkpointDbDir(i.init);
   }
   if (opts.resume && fs.existsSync(`${out}/config.json`)) {
     // the data of a resumed run is its config's (checked against the recorded SHA-256)

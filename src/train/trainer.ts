@@ -16,7 +16,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { RetroError } from "../util/errors.ts";
 import { lockFolder } from "../util/lock.ts";
-import { readJson, tmpPathFor, writeFileAtomic, writeJsonAtomic } from "../util/fsx.ts";
+import { readJson, resolveStored, storedPath, tmpPathFor, writeFileAtomic, writeJsonAtomic } from "../util/fsx.ts";
 import { log, progress } from "../util/progress.ts";
 import { Database } from "../db/database.ts";
 import { loadEngine } from "../engine/native.ts";
@@ -249,10 +249,14 @@ export async function runTask(
 ): Promise<TrainResult> {
   const cfgFile = path.join(out, "config.json");
   // a resumed run may name its database again or take it from its config.json
-  const dbDir =
-    (input.db as string | undefined) ??
-    (opts.resume && fs.existsSync(cfgFile) ? readJson<TrainConfig>(cfgFile, "run config").db : undefined);
+  const recorded = opts.resume && fs.existsSync(cfgFile) ? readRunConfig(out).db : undefined;
+  const dbDir = (input.db as string | undefined) ?? recorded;
   if (!dbDir) throw new RetroError("usage", `${task.name}: a database is required (--db DIR)`);
+  if (input.db === undefined && !fs.existsSync(dbDir))
+    throw new RetroError(
+      "notFound",
+      `database not found: ${dbDir} (named by ${cfgFile}); pass --db DIR to resume with the database where it is now`,
+    );
   const unlock = lockFolder(out, `retro ${task.name}`);
   try {
     const run = await openRun(task, out, input, opts, dbDir);
@@ -264,6 +268,18 @@ export async function runTask(
   } finally {
     unlock();
   }
+}
+
+/** A run folder's config.json, its database path resolved against the folder (runs record it relative). */
+export function readRunConfig(out: string): TrainConfig {
+  const cfg = readJson<TrainConfig>(path.join(out, "config.json"), "run config");
+  if (typeof cfg.db === "string") cfg.db = resolveStored(out, cfg.db);
+  return cfg;
+}
+
+/** Write a run's config.json, its database recorded relative to the run when they share a tree (movable). */
+function writeRunConfig(out: string, cfg: TrainConfig): void {
+  writeJsonAtomic(path.join(out, "config.json"), { ...cfg, db: storedPath(out, cfg.db) });
 }
 
 export async function openRun(
@@ -278,13 +294,20 @@ export async function openRun(
   let state: TrainState = { step: 0, pos: 0, tokens: 0, seconds: 0 };
   const db = new Database(dbDir);
   let resume = Boolean(opts.resume);
+  let moved = false;
   if (resume && !fs.existsSync(cfgFile)) {
     log(`${out}: no run to resume, starting one`);
     resume = false;
   }
   if (resume) {
-    cfg = { ...legacyOf(TRAIN_SETTINGS), ...readJson<TrainConfig>(cfgFile, "run config") };
-    // settings given again must equal the run's; the others come from its config.json
+    cfg = { ...legacyOf(TRAIN_SETTINGS), ...readRunConfig(out) };
+    // settings given again must equal the run's; the others come from its config.json. The database may have
+    // moved (--db names it where it is now): its tokenizer is checked below, and config.json follows it
+    if (path.resolve(dbDir) !== cfg.db) {
+      log(`${out}: its database is now ${path.resolve(dbDir)} (was ${cfg.db})`);
+      cfg.db = path.resolve(dbDir);
+      moved = true;
+    }
     const given: Record<string, unknown> = { ...input, db: path.resolve(dbDir) };
     if (given.init !== undefined && given.init !== null) given.init = path.resolve(given.init as string);
     const diff: string[] = [];
@@ -349,7 +372,8 @@ export async function openRun(
       );
     state = readJson<TrainState>(path.join(dir, "state.json"), "train state");
     log(`resuming ${out} at step ${state.step}`);
-  } else if (cfg.init) {
+  } else if (resume) log(`${out}: no checkpoint was saved yet; starting the run at step 0 with its config.json`);
+  if (!(resume && fs.existsSync(latest)) && cfg.init) {
     const from = resolveCheckpointDir(cfg.init);
     const fromCfg = readCheckpointConfig(from);
     const retrofit = cfg.model.model === "retro" && fromCfg.model === "gpt";
@@ -364,7 +388,7 @@ export async function openRun(
   if (fs.existsSync(ckpts))
     for (const d of fs.readdirSync(ckpts))
       if (d.endsWith(".tmp")) fs.rmSync(path.join(ckpts, d), { recursive: true, force: true });
-  if (!resume || !fs.existsSync(cfgFile)) writeJsonAtomic(cfgFile, cfg);
+  if (!resume || !fs.existsSync(cfgFile) || moved) writeRunConfig(out, cfg);
   const metrics = path.join(out, "metrics.jsonl");
   if (resume) truncateMetrics(metrics, state.step);
   else fs.rmSync(metrics, { force: true });
@@ -386,12 +410,15 @@ async function loop(task: RunTask, run: OpenRun, opts: { stopAfter?: number }): 
   const evaluateNow = task.evaluator(cfg, db, model);
 
   let stop = false;
-  const onSigint = () => {
-    if (stop) process.exit(130);
+  // Ctrl-C or a scheduler's SIGTERM: save after this step and exit; a second signal quits at once (the last
+  // checkpoint on disk is whole: checkpoints are written to a temp folder and renamed)
+  const onSigint = (signal: NodeJS.Signals) => {
+    if (stop) process.exit(signal === "SIGTERM" ? 143 : 130);
     stop = true;
-    log("\ninterrupted: saving a checkpoint after this step (Ctrl-C again to quit now)");
+    log(`\ninterrupted (${signal}): saving a checkpoint after this step (Ctrl-C again to quit now)`);
   };
   process.on("SIGINT", onSigint);
+  process.on("SIGTERM", onSigint);
   const bar = progress(`${task.name} ${cfg.model.model}`, cfg.steps, "steps", state.step);
   bar.update(state.step);
   let lastLoss = NaN;
@@ -464,6 +491,7 @@ async function loop(task: RunTask, run: OpenRun, opts: { stopAfter?: number }): 
     engine.setPrecision(before.precision);
     bar.stop();
     process.off("SIGINT", onSigint);
+    process.off("SIGTERM", onSigint);
   }
   return { out, step: state.step, interrupted: stop, lastLoss, lastEval, load: run.load };
 }

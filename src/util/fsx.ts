@@ -108,3 +108,23 @@ export function fileCheck(file: string): FileCheck {
   }
   return { bytes, crc32: crc };
 }
+
+/**
+ * How a run records a path it depends on (its database): relative to the run folder when the two share a
+ * project tree — a common folder at least two levels below the root (`/work/demo/db` beside
+ * `/work/demo/retro`, not `/tmp/a` beside `/tmp/b`) — so a run moved together with its database keeps working;
+ * else absolute.
+ */
+export function storedPath(fromDir: string, target: string): string {
+  const from = path.resolve(fromDir).split(path.sep).filter(Boolean);
+  const to = path.resolve(target).split(path.sep).filter(Boolean);
+  let common = 0;
+  while (common < from.length && common < to.length && from[common] === to[common]) common++;
+  if (common < 2) return path.resolve(target);
+  return path.relative(path.resolve(fromDir), path.resolve(target)) || ".";
+}
+
+/** The path a run recorded with storedPath, resolved against the run folder (absolute paths unchanged). */
+export function resolveStored(fromDir: string, stored: string): string {
+  return path.resolve(fromDir, stored);
+}

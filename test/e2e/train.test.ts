@@ -244,6 +244,71 @@ test("Ctrl-C (SIGINT) saves a checkpoint of the steps done, exits 130, and --res
   assert.equal(after[after.length - 1], 600);
 });
 
+test("SIGTERM (a scheduler's stop) saves a checkpoint like Ctrl-C", async () => {
+  const out = path.join(tmpDir("sigterm-"), "run");
+  const args = ["train", "--db", DB, "--out", out, "--d", "32", "--heads", "2", "--layers", "2", "--seq", "32"];
+  args.push("--batch", "4", "--steps", "600", "--save-every", "1000", "--eval-every", "1000", "--eval-batches", "1");
+  const run = runCli(args);
+  const metrics = path.join(out, "metrics.jsonl");
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 5));
+    if (fs.existsSync(metrics) && fs.readFileSync(metrics, "utf8").split("\n").length > 5) break;
+  }
+  run.proc.kill("SIGTERM");
+  const r = await run;
+  assert.equal(r.code, 130); // the CLI reports an interrupted run with 130, whichever signal stopped it
+  const at = (JSON.parse(fs.readFileSync(path.join(out, "latest.json"), "utf8")) as { step: number }).step;
+  assert.ok(at >= 5 && at < 600, `checkpoint at step ${at}`);
+});
+
+test("a run moved together with its database keeps working; moved alone, it says to pass --db", async () => {
+  const root = tmpDir("move-");
+  const home = path.join(root, "project");
+  fs.cpSync(DB, path.join(home, "db"), { recursive: true });
+  const run = path.join(home, "runs", "gpt");
+  const common = ["--d", "32", "--heads", "2", "--layers", "2", "--seq", "32", "--batch", "4", "--eval-batches", "1"];
+  let r = cli([
+    "train",
+    "--db",
+    path.join(home, "db"),
+    "--out",
+    run,
+    "--model",
+    "gpt",
+    "--steps",
+    "6",
+    "--stop-after",
+    "2",
+    ...common,
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  // recorded relative to the run: the two share the project folder
+  assert.equal(JSON.parse(fs.readFileSync(path.join(run, "config.json"), "utf8")).db, path.join("..", "..", "db"));
+  const moved = path.join(root, "elsewhere", "project");
+  fs.mkdirSync(path.dirname(moved));
+  fs.renameSync(home, moved);
+  const movedRun = path.join(moved, "runs", "gpt");
+  r = cli(["eval", "ppl", "--ckpt", movedRun, "--batches", "1"]);
+  assert.equal(r.code, 0, r.stderr);
+  const alone = path.join(root, "alone", "x", "gpt");
+  fs.cpSync(movedRun, alone, { recursive: true });
+  r = cli(["train", "--out", movedRun, "--resume", "--model", "gpt", "--steps", "6", ...common]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal((JSON.parse(fs.readFileSync(path.join(movedRun, "latest.json"), "utf8")) as { step: number }).step, 6);
+  // the run alone, somewhere else: a clear error that names the way out, then --db works and is remembered
+  r = cli(["eval", "ppl", "--ckpt", alone, "--batches", "1"]);
+  assert.equal(r.code, 3, r.stderr);
+  assert.match(r.stderr, /database not found: .*pass --db DIR/);
+  r = cli(["eval", "ppl", "--ckpt", alone, "--db", path.join(moved, "db"), "--batches", "1"]);
+  assert.equal(r.code, 0, r.stderr);
+  r = cli(["train", "--out", alone, "--resume"]);
+  assert.match(r.stderr, /pass --db DIR/);
+  r = cli(["train", "--out", alone, "--resume", "--db", path.join(moved, "db")]);
+  assert.equal(r.code, 0, r.stderr);
+  r = cli(["eval", "ppl", "--ckpt", alone, "--batches", "1"]); // config.json now names the database's new place
+  assert.equal(r.code, 0, r.stderr);
+});
+
 test("Retro-fitting with a frozen decoder trains only the encoder and CCA; GPT-fitting continues all", async () => {
   const base = tmpDir("fit-");
   const common = { db: DB, batch: 4, steps: 6, evalEvery: 6, evalBatches: 1, saveEvery: 6, warmup: 1, lr: 3e-3 };
