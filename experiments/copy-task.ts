@@ -47,7 +47,7 @@ const common = {
   batch: 16,
   evalEvery: 1e9,
   saveEvery: 1e9,
-  evalBatches: 0,
+  evalBatches: -1,
   threads: 2,
   steps,
   lr: 1e-3,

@@ -80,7 +80,7 @@ const common = {
   batch: 16,
   evalEvery: 1e9,
   saveEvery: 1e9,
-  evalBatches: 0,
+  evalBatches: -1,
   threads: 2,
   lr: 1e-3,
   minLr: 1e-4,

@@ -51,6 +51,7 @@ export { sft, type SftInput } from "./sft/sft.ts";
 export {
   SYSTEM_PROMPT,
   chatPrompt,
+  chatContinuation,
   qaPrompt,
   encodePrompt,
   type Message,
@@ -86,7 +87,7 @@ export {
 export { Decoder, type Feed, type Slot } from "./generate/decoder.ts";
 export { Sampler, type SamplingOptions } from "./generate/sampling.ts";
 // serving
-export { RetroServer, chatText, type ServeOptions } from "./serve/server.ts";
+export { RetroServer, type ServeOptions } from "./serve/server.ts";
 // the demo
 export { runDemo, type DemoOptions, type DemoSummary } from "./demo/pipeline.ts";
 export { RetroError, ExitCode } from "./util/errors.ts";

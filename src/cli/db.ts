@@ -3,6 +3,7 @@ import { Option, type Command } from "commander";
 import { buildDatabase, saveManifest, STAGES, stageQuery, samplesIn, type Stage } from "../db/build.ts";
 import { Database } from "../db/database.ts";
 import { addDocuments } from "../db/add.ts";
+import { Retriever, type Citation } from "../db/retriever.ts";
 import { resolveConfig } from "../db/config.ts";
 import { inspectSample, formatStats } from "../db/inspect.ts";
 import { readUserJson } from "../util/fsx.ts";
@@ -170,6 +171,26 @@ export function registerDb(program: Command): void {
       console.log(`neighbours of ${samplesIn(d, o.split, d.config.query.seq)} ${o.split} samples ready`);
     });
 
+  db.command("search")
+    .description("the database's top-k chunks for a text: dataset, document, score and text of each")
+    .requiredOption("--db <dir>", "database folder")
+    .argument("<text...>", "what to search for")
+    .option("--k <n>", "chunks to show", intFlag("--k", { min: 1, max: 1000 }), 5)
+    .option("--bm25", "rank by the query's words (BM25) whatever the database's own index")
+    .option("--chars <n>", "characters of text per chunk (0: all)", intFlag("--chars", { min: 0 }), 300)
+    .option("--json", "one JSON object per line: {rank, chunk, dataset, document, score, text}")
+    .action(async (words: string[], o) => {
+      const d = new Database(o.db);
+      try {
+        const r = o.bm25 ? await Retriever.bm25(d) : await Retriever.open(d);
+        const hits = await r.searchText(words.join(" "), o.k);
+        if (o.json) for (const [i, h] of hits.entries()) console.log(JSON.stringify({ rank: i + 1, ...h }));
+        else console.log(formatHits(hits, o.chars) || "no chunk found");
+      } finally {
+        d.close();
+      }
+    });
+
   db.command("inspect")
     .description("print sample chunks with their retrieved neighbours as text")
     .requiredOption("--db <dir>", "database folder")
@@ -197,4 +218,15 @@ export function registerDb(program: Command): void {
       const d = new Database(o.db);
       console.log(formatStats(d.manifest, o.db));
     });
+}
+
+/** Search hits as text: a header line per hit (rank, score, dataset, document, chunk), then its text. */
+function formatHits(hits: Citation[], chars: number): string {
+  return hits
+    .map((h, i) => {
+      const text = h.text.replace(/\s+/g, " ").trim();
+      const shown = chars > 0 && text.length > chars ? `${text.slice(0, chars)}…` : text;
+      return `#${i + 1}  score ${h.score.toFixed(4)}  ${h.dataset} document ${h.document}  chunk ${h.chunk}\n  ${shown}`;
+    })
+    .join("\n\n");
 }

@@ -3,7 +3,9 @@ import * as fs from "node:fs";
 import * as readline from "node:readline";
 import { Option, type Command } from "commander";
 import { Retriever } from "../db/retriever.ts";
-import { openCheckpoint } from "../model/checkpoint.ts";
+import { defaultPassages, openCheckpoint, systemPromptFor } from "../model/checkpoint.ts";
+import { SYSTEM_PROMPT } from "../prompt/format.ts";
+import { promptWithPassages } from "../prompt/passages.ts";
 import { SAMPLING_SETTINGS } from "../generate/sampling.ts";
 import { defaultsOf } from "../util/settings.ts";
 import { addSettingFlags, settingValues } from "./flags.ts";
@@ -67,6 +69,19 @@ export function registerGenerate(program: Command): void {
       "--show-neighbours",
       "print each retrieval's chunks (dataset, document, text) to stderr (--prompt) or into the JSON (--prompts)",
     )
+    .option(
+      "--chat",
+      "the prompt is a user's message: ask it in the template the run was instruction-tuned with (System/User/" +
+        "Assistant), with its system prompt and, for a tuned model that reads no neighbours, its top passages",
+    )
+    .option("--system <text>", "--chat: system prompt (default: the one the run was tuned with, else the paper's)")
+    .option("--no-system", "--chat: no system prompt")
+    .option(
+      "--passages <k>",
+      "--chat: top-k passages retrieved by the message into the prompt (default: 2 for an instruction-tuned GPT or " +
+        "a Retro with its CCA gate at 0, else 0)",
+      intFlag("--passages", { min: 0, max: 16 }),
+    )
     .option("--batch <n>", "prompts decoded together (--prompts)", intFlag("--batch", { min: 1 }), 8)
     .option("--threads <n>", "kernel threads", intFlag("--threads", { min: 1, max: 256 }));
   addSettingFlags(cmd, SAMPLING_SETTINGS, defaultsOf(SAMPLING_SETTINGS));
@@ -74,10 +89,12 @@ export function registerGenerate(program: Command): void {
     if ((o.prompt === undefined) === (o.prompts === undefined))
       throw new RetroError("usage", "give one of --prompt TEXT or --prompts FILE.jsonl");
     if (o.prompt === "") throw new RetroError("usage", "--prompt: empty (nothing to continue)");
-    const { model, db } = openCheckpoint(o.ckpt, { db: o.db });
+    const { model, db, dir, run } = openCheckpoint(o.ckpt, { db: o.db });
     if (o.threads) model.engine.setThreads(o.threads);
     const mode: RetrieveMode | undefined = o.retrieve;
-    const retriever = model.isRetro && mode !== "none" ? await Retriever.open(db) : null;
+    const passages: number = o.chat ? (o.passages ?? defaultPassages(model, run)) : 0;
+    const needRetriever = (model.isRetro && mode !== "none") || passages > 0;
+    const retriever = needRetriever ? await Retriever.open(db) : null;
     const gen = new Generator(model, db.tokenizer, retriever);
     const opts: GenerateOptions = {
       ...settingValues(o, SAMPLING_SETTINGS),
@@ -85,9 +102,23 @@ export function registerGenerate(program: Command): void {
       retrieve: mode,
       ignoreEod: Boolean(o.ignoreEod),
     };
+    // --chat: each prompt is a user's message, asked in the run's tuning template (with passages when due)
+    const system = systemPromptFor(dir, o.system, SYSTEM_PROMPT);
+    const asked = async (p: string) =>
+      o.chat
+        ? (
+            await promptWithPassages(retriever, db.tokenizer, {
+              messages: [{ role: "user", content: p }],
+              system,
+              topK: passages,
+              room: model.config.seq - opts.maxTokens!,
+            })
+          ).prompt
+        : p;
     if (o.prompt !== undefined) {
-      process.stdout.write(o.prompt);
-      for await (const ev of gen.stream([o.prompt], opts)) {
+      const prompt = await asked(o.prompt);
+      process.stdout.write(prompt);
+      for await (const ev of gen.stream([prompt], opts)) {
         if (ev.type === "text") process.stdout.write(ev.text);
         else if (ev.type === "retrieval" && o.showNeighbours) process.stderr.write(`\n${formatRetrieval(ev)}\n`);
         else if (ev.type === "done") {
@@ -95,12 +126,18 @@ export function registerGenerate(program: Command): void {
           process.stderr.write(
             `\n[${r.tokens.length} tokens, finish: ${r.finish}${model.isRetro ? `, ${r.retrievals} retrievals` : ""}${r.truncated ? `; the prompt was longer than the model's ${model.config.seq} positions: its first ${r.truncated} tokens were dropped` : ""}]\n`,
           );
+          // an instruction-tuned model ends a plain prompt at once: it only answers in its tuning template
+          if (!o.chat && run.tuning && r.tokens.length <= 1 && r.finish === "eod")
+            process.stderr.write(
+              "hint: this checkpoint was instruction-tuned; ask it with --chat (its System/User/Assistant template)\n",
+            );
         }
       }
       process.stdout.write("\n");
       return;
     }
-    const prompts = await readPrompts(o.prompts);
+    const raw = await readPrompts(o.prompts);
+    const prompts = await Promise.all(raw.map(asked));
     for (let s = 0; s < prompts.length; s += o.batch) {
       const part = prompts.slice(s, s + o.batch);
       const cites: Extract<GenerateEvent, { type: "retrieval" }>[][] = part.map(() => []);
@@ -110,7 +147,8 @@ export function registerGenerate(program: Command): void {
         if (ev.type === "done") {
           const r = ev.result;
           results[ev.seq] = {
-            prompt: part[ev.seq],
+            prompt: raw[s + ev.seq],
+            ...(o.chat ? { asked: part[ev.seq] } : {}),
             text: r.text,
             finish: r.finish,
             tokens: r.tokens.length,

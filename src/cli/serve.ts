@@ -3,7 +3,7 @@ import * as path from "node:path";
 import { Option, type Command } from "commander";
 import { Database } from "../db/database.ts";
 import { Retriever } from "../db/retriever.ts";
-import { openCheckpoint, systemPromptFor } from "../model/checkpoint.ts";
+import { defaultPassages, openCheckpoint, systemPromptFor } from "../model/checkpoint.ts";
 import { RetroServer } from "../serve/server.ts";
 import { SYSTEM_PROMPT } from "../prompt/format.ts";
 import { log } from "../util/progress.ts";
@@ -60,7 +60,7 @@ export function registerServe(program: Command): void {
       const retriever = db.manifest.index ? await Retriever.open(db) : null;
       const system = systemPromptFor(dir, o.system, SYSTEM_PROMPT);
       // InstructRetro's use: a tuned model whose decoder reads no neighbours gets its passages in the prompt
-      const passages = o.passages ?? (run.tuning && (!model.isRetro || model.gate === 0) ? 2 : 0);
+      const passages = o.passages ?? defaultPassages(model, run);
       const server = new RetroServer({
         model,
         tokenizer: db.tokenizer,

@@ -141,6 +141,14 @@ export class Retriever {
   }
 
   /** What a neighbour id refers to, for citations (chunk + continuation text). */
+  /** The top-k chunks of one text, as citations (best first); `retro db search` and the server's /v1/retrieve. */
+  async searchText(query: string, k: number): Promise<Citation[]> {
+    const r = await this.search([query], { keep: k });
+    const out: Citation[] = [];
+    for (let t = 0; t < k; t++) if (r.ids[t] >= 0) out.push(this.citation(r.ids[t], r.scores[t]));
+    return out;
+  }
+
   citation(id: number, score: number, r = 2 * this.db.m): Citation {
     const db = this.db,
       doc = db.chunkDoc(id);

@@ -15,6 +15,14 @@ export const EMBEDDER_SETTINGS = {
       default: 50_000,
       help: "chunks (a random sample) the LSA projection is fitted on",
     },
+    minDf: {
+      kind: "int",
+      min: 0,
+      default: 0,
+      help:
+        "words kept in the vocabulary: those in at least this many chunks of the fit sample; 0 scales it with the " +
+        "corpus (1 under 2,000 sampled chunks, so a small corpus keeps every word; else 2)",
+    },
   }),
   lexical: defineSettings({
     dim: { kind: "int", min: 1, max: 65536, default: 256, help: "feature-hashed TF-IDF buckets" },

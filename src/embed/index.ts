@@ -31,7 +31,7 @@ export async function openEmbedder(
       if (!fitTexts) throw new Error(`LSA embedder state missing: ${vf}`);
       log(`fitting the LSA embedder (${spec.dim} dims) on a random sample of ${spec.fitSample} chunks...`);
       const t0 = Date.now();
-      const st = fitLsa(fitTexts(spec.fitSample), spec.dim);
+      const st = fitLsa(fitTexts(spec.fitSample), spec.dim, { minDf: spec.minDf });
       log(`LSA fitted in ${((Date.now() - t0) / 1000).toFixed(1)} s (vocabulary ${st.vocab.length} words)`);
       writeBlock(idfF, st.idf, 1, st.idf.length);
       writeBlock(projF, st.proj, st.vocab.length, spec.dim);

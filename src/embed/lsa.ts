@@ -176,13 +176,22 @@ export function symmetricEigen(A: Float64Array, n: number): { values: Float64Arr
   return { values, vectors };
 }
 
-/** Fit vocabulary, IDF and the rank-`dim` projection on sample texts. */
+/**
+ * The document-frequency floor that scales with the corpus: a word seen once in a large sample is mostly noise
+ * (typos, numbers) and costs a row of the projection; in a small corpus it is often the word a query asks for.
+ */
+export function autoMinDf(sampleChunks: number): number {
+  return sampleChunks < 2000 ? 1 : 2;
+}
+
+/** Fit vocabulary, IDF and the rank-`dim` projection on sample texts (`minDf` 0 or absent: autoMinDf). */
 export function fitLsa(
   texts: string[],
   dim: number,
   opts: { maxVocab?: number; minDf?: number; oversample?: number; powerIters?: number; seed?: number } = {},
 ): LsaState {
-  const { maxVocab = 32768, minDf = 2, oversample = 32, powerIters = 2, seed = 1 } = opts;
+  const { maxVocab = 32768, oversample = 32, powerIters = 2, seed = 1 } = opts;
+  const minDf = opts.minDf || autoMinDf(texts.length);
   const df = new Map<string, number>();
   for (const t of texts) for (const w of new Set(tokens(t))) df.set(w, (df.get(w) ?? 0) + 1);
   const vocab = [...df.entries()]

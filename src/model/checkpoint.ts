@@ -235,3 +235,12 @@ export function openCheckpoint(ckpt: string, o: { db?: string; engine?: Engine }
   }
   return { model, dir, run, db };
 }
+
+/**
+ * How many passages to put into a chat prompt by default: InstructRetro's use — an instruction-tuned model whose
+ * decoder reads no neighbours (a GPT, or a Retro with its CCA gate at 0) gets the top 2 passages in its prompt;
+ * any other model none. `retro serve` and `retro generate --chat`.
+ */
+export function defaultPassages(model: Model, run: ReturnType<typeof runConfigOf>): number {
+  return run.tuning && (!model.isRetro || model.gate === 0) ? 2 : 0;
+}

@@ -15,6 +15,7 @@
  * so that a prompt longer than the model's positions loses passage text, never the question.
  */
 import type { Tokenizer } from "../tokenizer/types.ts";
+import { RetroError } from "../util/errors.ts";
 
 /** The system prompt of the paper's instruction data (Appendix C.1). */
 export const SYSTEM_PROMPT =
@@ -89,6 +90,17 @@ export function chatPrompt(messages: Message[], system: string | null): { parts:
     },
     answer: " " + last.content.trim(),
   };
+}
+
+/**
+ * A conversation that ends with the user's turn, as the text the tuned model continues: the tuning template
+ * (system, turns) ending in "Assistant:". `retro serve`'s chat route and `retro generate --chat`.
+ */
+export function chatContinuation(messages: Message[], system: string | null): string {
+  if (!messages.length || messages[messages.length - 1].role !== "user")
+    throw new RetroError("usage", "the last message must be the user's");
+  const { parts } = chatPrompt([...messages, { role: "assistant", content: "" }], system);
+  return parts.head + parts.middle + parts.tail;
 }
 
 /**

@@ -5,7 +5,7 @@
  * passages into prompts through this one function, so that a model is tuned on the passages it will be shown.
  */
 import type { Retriever } from "../db/retriever.ts";
-import { formatPassages, qaPrompt, type Passage } from "./format.ts";
+import { chatContinuation, formatPassages, qaPrompt, type Message, type Passage } from "./format.ts";
 import type { Tokenizer } from "../tokenizer/types.ts";
 import { normalizeAnswer } from "./answers.ts";
 
@@ -24,6 +24,31 @@ export interface RetrievedPassage extends Passage {
 export function passageBudget(room: number, questionTokens: number, topK: number, chunk: number): number {
   if (topK <= 0) return 0;
   return Math.max(chunk, Math.floor((room - questionTokens) / topK));
+}
+
+/**
+ * A chat (ending with the user's turn) or a plain prompt, with the top-`topK` passages retrieved by its question
+ * (the last user turn, or the prompt): chat puts them into the last user turn ("title: …, source: …" blocks,
+ * then the question: the tuning template), a plain prompt gets them in front. The passages share the `room`
+ * tokens left after the question (the model's positions less the tokens to generate).
+ */
+export async function promptWithPassages(
+  retriever: Retriever | null,
+  tok: Tokenizer,
+  o: { messages?: Message[]; prompt?: string; system: string | null; topK: number; room: number },
+): Promise<{ prompt: string; question: string; passages: RetrievedPassage[] }> {
+  const messages = o.messages;
+  const text = messages ? chatContinuation(messages, o.system) : (o.prompt ?? "");
+  const question = messages ? messages[messages.length - 1].content : text;
+  if (o.topK <= 0 || !retriever) return { prompt: text, question, passages: [] };
+  const budget = passageBudget(o.room, tok.encode(text).length, o.topK, retriever.db.m);
+  const [passages] = await retrievePassages(retriever, [question], { topK: o.topK, maxTokens: budget });
+  if (!passages.length) return { prompt: text, question, passages };
+  const block = formatPassages(passages) + "\n\n";
+  const prompt = messages
+    ? chatContinuation([...messages.slice(0, -1), { role: "user", content: block + question }], o.system)
+    : block + text;
+  return { prompt, question, passages };
 }
 
 /** The top `topK` passages (distinct documents) for each question, at most `maxTokens` tokens each. */

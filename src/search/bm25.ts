@@ -7,7 +7,8 @@
  * 141k 16-token chunks of the parallel-Bibles database in 5 s but answered a chunk query in 48 ms (it scores
  * every matching chunk as a JS object, ~8k per query), i.e. about two hours for that database's 140k training
  * queries; these typed arrays accumulate the same scores in a Float32Array. Terms found in more than
- * `maxDfShare` of the chunks (the, and, of …) are not scored: they cost most of the time and move BM25 little.
+ * `maxDfShare` of the chunks (the, and, of …) are not scored: they cost most of the time and move BM25 little
+ * (the share is `config.index.bm25MaxDfShare`; words in fewer than BM25_ALWAYS_SCORED_DF chunks always count).
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -154,7 +155,7 @@ export class Bm25Index {
     const ids = new Int32Array(texts.length * k).fill(-1),
       out = new Float32Array(texts.length * k).fill(-Infinity);
     const N = this.meta.chunks,
-      maxDf = Math.max(1, this.meta.maxDfShare * N);
+      maxDf = Math.max(BM25_ALWAYS_SCORED_DF, this.meta.maxDfShare * N);
     const sc = this.scores,
       touched = this.touched,
       docs = this.docs,
@@ -252,6 +253,13 @@ class Bm25SearchIndex implements SearchIndex {
 }
 
 /** Okapi BM25 over the chunks' words: no embedder, no vectors. */
+/**
+ * Words in at most this many chunks are always scored, whatever `bm25MaxDfShare`: skipping frequent words is a
+ * speed-up for large databases, where they are function words; in a database of a few hundred chunks it would
+ * skip the very words that tell its documents apart.
+ */
+export const BM25_ALWAYS_SCORED_DF = 1000;
+
 export const bm25Backend: IndexBackend = {
   name: "bm25",
   forms: "BM25",
@@ -259,9 +267,9 @@ export const bm25Backend: IndexBackend = {
   textEmbedderId: BM25_EMBEDDER,
   accepts: (description) => description.replace(/\s+/g, "").toUpperCase() === "BM25",
   check: () => {},
-  create: (_s, _dim, ctx) =>
+  create: (s, _dim, ctx) =>
     new Bm25SearchIndex(
-      Bm25Index.build(0, () => ""),
+      Bm25Index.build(0, () => "", s.bm25MaxDfShare),
       ctx,
     ),
   open: async (dir, _rec, _s, ctx) => new Bm25SearchIndex(Bm25Index.load(dir), ctx),

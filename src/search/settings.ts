@@ -21,6 +21,15 @@ export const INDEX_SETTINGS = defineSettings({
     default: 256,
     help: "graph backends: candidate list while searching (Megatron's default)",
   },
+  bm25MaxDfShare: {
+    kind: "num",
+    min: 0,
+    max: 1,
+    default: 0.1,
+    help:
+      "BM25: words in more than this share of the chunks (the, and, of) are not scored, for speed; a word in " +
+      "fewer than 1,000 chunks is always scored, so a small corpus scores every word",
+  },
   threads: { kind: "int", min: 1, max: 256, default: 2, help: "search threads" },
   addThreads: {
     kind: "int",

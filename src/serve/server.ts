@@ -24,8 +24,8 @@ import type { Model } from "../model/model.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import type { Retriever, Citation } from "../db/retriever.ts";
 import { Generator, type GenerateOptions, type GenerateResult, type RetrieveMode } from "../generate/generate.ts";
-import { chatPrompt, formatPassages, type Message } from "../prompt/format.ts";
-import { passageBudget, retrievePassages } from "../prompt/passages.ts";
+import type { Message } from "../prompt/format.ts";
+import { promptWithPassages } from "../prompt/passages.ts";
 import { ERROR_KINDS, RetroError } from "../util/errors.ts";
 import { addDocuments } from "../db/add.ts";
 import { DEFAULT_SEED } from "../util/rng.ts";
@@ -175,15 +175,6 @@ function messagesOf(b: Json): Message[] {
   });
 }
 
-/** A chat's prompt in the instruction-tuning format, ending with "Assistant:" for the model to continue. */
-export function chatText(messages: Message[], system: string | null): string {
-  const withReply: Message[] = [...messages, { role: "assistant", content: "" }];
-  if (messages[messages.length - 1].role !== "user")
-    throw new HttpError(400, "the last message must be the user's", "messages");
-  const { parts } = chatPrompt(withReply, system);
-  return parts.head + parts.middle + parts.tail;
-}
-
 export class RetroServer {
   readonly server: http.Server;
   private gen: Generator;
@@ -282,34 +273,25 @@ export class RetroServer {
     const k = body.passages === undefined || body.passages === null ? (this.o.passages ?? 0) : body.passages;
     if (typeof k !== "number" || !Number.isInteger(k) || k < 0 || k > 16)
       throw new HttpError(400, "passages must be an integer in [0, 16]", "passages");
-    const messages = chat ? messagesOf(body) : null;
-    const text = messages ? chatText(messages, this.o.system) : promptOf(body);
-    if (k === 0 || !this.o.retriever) return { prompt: text, cites: [] };
-    const question = messages ? messages[messages.length - 1].content : text;
-    const room = this.o.model.config.seq - maxTokens;
-    const budget = passageBudget(room, this.o.tokenizer.encode(text).length, k, this.o.retriever.db.m);
-    const [ps] = await retrievePassages(this.o.retriever, [question], { topK: k, maxTokens: budget });
-    if (!ps.length) return { prompt: text, cites: [] };
-    const block = formatPassages(ps) + "\n\n";
-    const prompt = messages
-      ? chatText([...messages.slice(0, -1), { role: "user", content: block + question }], this.o.system)
-      : block + text;
-    return {
-      prompt,
-      cites: [
-        {
-          chunk: -1,
-          query: question,
-          neighbours: ps.map((p) => ({
-            chunk: p.chunk,
-            dataset: p.dataset,
-            document: p.document,
-            score: p.score,
-            text: p.text,
-          })),
-        },
-      ],
-    };
+    const messages = chat ? messagesOf(body) : undefined;
+    if (messages && messages[messages.length - 1].role !== "user")
+      throw new HttpError(400, "the last message must be the user's", "messages");
+    const r = await promptWithPassages(this.o.retriever, this.o.tokenizer, {
+      messages,
+      prompt: messages ? undefined : promptOf(body),
+      system: this.o.system,
+      topK: k,
+      room: this.o.model.config.seq - maxTokens,
+    });
+    if (!r.passages.length) return { prompt: r.prompt, cites: [] };
+    const neighbours = r.passages.map((p) => ({
+      chunk: p.chunk,
+      dataset: p.dataset,
+      document: p.document,
+      score: p.score,
+      text: p.text,
+    }));
+    return { prompt: r.prompt, cites: [{ chunk: -1, query: r.question, neighbours }] };
   }
 
   /** an error as OpenAI's error body (a stream already started is ended) */
@@ -578,10 +560,7 @@ export class RetroServer {
     const k = b.k === undefined ? 5 : b.k;
     if (typeof k !== "number" || !Number.isInteger(k) || k < 1 || k > 100)
       throw new HttpError(400, "k must be an integer in [1, 100]", "k");
-    const r = await this.o.retriever.search([b.query], { keep: k });
-    const data: Citation[] = [];
-    for (let t = 0; t < k; t++) if (r.ids[t] >= 0) data.push(this.o.retriever.citation(r.ids[t], r.scores[t]));
-    sendJson(res, 200, { object: "list", query: b.query, data });
+    sendJson(res, 200, { object: "list", query: b.query, data: await this.o.retriever.searchText(b.query, k) });
   }
 }
 

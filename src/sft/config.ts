@@ -34,7 +34,7 @@ export const DEFAULT_SFT_TRAIN: TrainSettings = {
   minLr: 3e-5,
   warmup: 20,
   evalEvery: 100,
-  evalBatches: 0,
+  evalBatches: -1,
   saveEvery: 100,
 };
 

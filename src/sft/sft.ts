@@ -99,7 +99,7 @@ const sftTask: RunTask = {
       let sum = 0,
         tokens = 0;
       const batches = Math.ceil(valid.length / cfg.batch);
-      const limit = cfg.evalBatches > 0 ? Math.min(cfg.evalBatches, batches) : batches;
+      const limit = cfg.evalBatches >= 0 ? Math.min(cfg.evalBatches, batches) : batches; // −1: all
       for (let i = 0; i < limit; i++) {
         const b = await sftBatch(valid.slice(i * cfg.batch, (i + 1) * cfg.batch), o);
         const r = model.forward(b);

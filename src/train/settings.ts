@@ -53,7 +53,12 @@ export const TRAIN_SETTINGS = defineSettings({
   weightDecay: { kind: "num", min: 0, default: 0.1, help: "AdamW weight decay (matrices and embeddings)" },
   clip: { kind: "num", min: 0, default: 1.0, help: "gradient-norm clip (0 = off)" },
   evalEvery: { kind: "int", min: 1, default: 200, help: "steps between evaluations" },
-  evalBatches: { kind: "int", min: 0, default: 20, help: "validation batches per evaluation (0 = the whole split)" },
+  evalBatches: {
+    kind: "int",
+    min: -1,
+    default: 20,
+    help: "validation batches per evaluation (0: no evaluation; -1: the whole split)",
+  },
   saveEvery: { kind: "int", min: 1, default: 200, help: "steps between checkpoints" },
   seed: { kind: "int", ...SEED_RANGE, default: DEFAULT_SEED, help: "seed (init and data order)" },
   threads: {

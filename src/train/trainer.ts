@@ -227,8 +227,13 @@ const pretrain: RunTask = {
     });
   },
   evaluator(cfg, db, model) {
-    const validLoader = new Loader(db, validLoaderOptions(cfg.model, cfg.batch));
-    return async () => evaluate(model, db, { batch: cfg.batch, batches: cfg.evalBatches, loader: validLoader });
+    let validLoader: Loader | undefined; // opened at the first evaluation: a run with evalBatches 0 needs no valid split
+    return async () =>
+      evaluate(model, db, {
+        batch: cfg.batch,
+        batches: cfg.evalBatches < 0 ? undefined : cfg.evalBatches,
+        loader: (validLoader ??= new Loader(db, validLoaderOptions(cfg.model, cfg.batch))),
+      });
   },
 };
 
@@ -468,7 +473,7 @@ async function loop(task: RunTask, run: OpenRun, opts: { stopAfter?: number }): 
         epoch: source.epoch,
         elapsed: Number(process.hrtime.bigint() - runStart) / 1e9,
       });
-      if (step % cfg.evalEvery === 0 || step === cfg.steps) {
+      if (cfg.evalBatches !== 0 && (step % cfg.evalEvery === 0 || step === cfg.steps)) {
         const e = await evaluateNow();
         lastEval = { loss: e.loss, ppl: e.ppl };
         appendMetric(metrics, { kind: "eval", step, loss: e.loss, ppl: e.ppl, tokens: e.tokens });

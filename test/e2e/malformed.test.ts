@@ -72,7 +72,7 @@ test("malformed input: each case one line, its documented exit code", () => {
     [[...T(), "--seq", "0"], 2, /--seq must be an integer ≥ 1, got 0/],
     [[...T(), "--clip", "-1"], 2, /--clip must be a number ≥ 0, got -1/],
     [[...T(), "--warmup", "-10"], 2, /--warmup must be an integer ≥ 0/],
-    [[...T(), "--eval-batches", "-3"], 2, /--eval-batches must be an integer ≥ 0/],
+    [[...T(), "--eval-batches", "-3"], 2, /--eval-batches must be an integer ≥ -1/],
     [[...T(), "--lr", "abc"], 2, /--lr must be a number > 0, got abc/],
     [[...T(), "--beta2", "1"], 2, /--beta2 must be a number ≥ 0 and < 1/],
     [[...T(), "--bogus"], 2, /unknown option '--bogus'/],

@@ -391,6 +391,23 @@ test("retro sft end to end: GPT and Retro (gate 0: encoder and CCA untouched), r
   const line = JSON.parse(rr.stdout.trim().split("\n").pop()!);
   assert.equal(line.passages, "retrieve");
   assert.equal(line.count, 1);
+
+  // generate --chat: the message asked in the run's tuning template (its system prompt), passages in the user turn
+  const ask = (extra: string[]) =>
+    cli(["generate", "--ckpt", path.join(root, "sft-a"), "--chat", "--max-tokens", "3", ...extra]);
+  const chat = ask(["--prompt", "What is the number after 3?", "--passages", "1"]);
+  assert.equal(chat.code, 0, chat.stderr);
+  assert.ok(chat.stdout.startsWith(`System: ${cfg.sft.system}\n\nUser: title: `), chat.stdout.slice(0, 120));
+  assert.match(chat.stdout, /, source: [\s\S]*\n\nWhat is the number after 3\?\n\nAssistant:/);
+  const bare = ask(["--prompt", "What is the number after 3?", "--passages", "0", "--no-system"]);
+  assert.ok(bare.stdout.startsWith("User: What is the number after 3?\n\nAssistant:"), bare.stdout.slice(0, 80));
+  const prompts = path.join(root, "ask.jsonl");
+  fs.writeFileSync(prompts, '{"prompt": "What is the number after 7?"}\n');
+  const batch = ask(["--prompts", prompts, "--passages", "0", "--no-system"]);
+  assert.equal(batch.code, 0, batch.stderr);
+  const got = JSON.parse(batch.stdout.trim());
+  assert.equal(got.prompt, "What is the number after 7?");
+  assert.equal(got.asked, "User: What is the number after 7?\n\nAssistant:");
 });
 
 test("bundled WordNet sets: synsets parsed from database documents; no held-out question in the instruction data", async () => {

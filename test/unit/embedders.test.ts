@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { fitLsa, LsaEmbedder, symmetricEigen } from "../../src/embed/lsa.ts";
+import { autoMinDf, fitLsa, LsaEmbedder, symmetricEigen } from "../../src/embed/lsa.ts";
 import { fitIdf, LexicalEmbedder } from "../../src/embed/lexical.ts";
 import { ROOT } from "../helpers.ts";
 
@@ -52,6 +52,16 @@ test("LSA: the projection's columns are orthonormal (truncated SVD), embeddings 
     e.subarray(a * dim, a * dim + dim).reduce((s, x, k) => s + x * e[b * dim + k], 0);
   assert.ok(Math.abs(dot(0, 0) - 1) < 1e-5);
   assert.ok(dot(0, 1) > dot(0, 2), `whale/whale ${dot(0, 1)} should beat whale/inn ${dot(0, 2)}`);
+});
+
+test("LSA vocabulary floor scales with the corpus: a small sample keeps words seen once; minDf sets it", () => {
+  const texts = ["bees make honey from nectar", "the mercator projection of the globe", "the glassblower and the pipe"];
+  const auto = fitLsa(texts, 2, { seed: 1 });
+  assert.ok(auto.vocab.includes("mercator") && auto.vocab.includes("honey"), "words in one chunk kept");
+  const two = fitLsa(texts, 2, { seed: 1, minDf: 2 });
+  assert.deepEqual(two.vocab, ["the"]);
+  assert.equal(autoMinDf(100), 1);
+  assert.equal(autoMinDf(50_000), 2);
 });
 
 test("lexical embedder: identical texts match exactly, shared rare words beat shared stopwords", async () => {
