@@ -1,6 +1,8 @@
 /** `retro db …` (step 1: the retrieval database) and `retro corpus …` (the offline corpora). */
+import * as fs from "node:fs";
+import * as path from "node:path";
 import { Option, type Command } from "commander";
-import { buildDatabase, saveManifest, STAGES, stageQuery, samplesIn, type Stage } from "../db/build.ts";
+import { buildDatabase, DB_MARKER, saveManifest, STAGES, stageQuery, samplesIn, type Stage } from "../db/build.ts";
 import { Database } from "../db/database.ts";
 import { addDocuments } from "../db/add.ts";
 import { Retriever, type Citation } from "../db/retriever.ts";
@@ -98,7 +100,14 @@ export function registerDb(program: Command): void {
     )
     .addOption(new Option("--until <stage>", "stop after this stage").choices(STAGES))
     .action(async (o) => {
-      const cfg: Record<string, unknown> = o.config ? readUserJson<Record<string, unknown>>(o.config, "config") : {};
+      // a database already there continues with its own config (`retro db build --out DB` resumes or rebuilds
+      // what is missing); flags given over it must agree with it, as a --config must
+      const own = path.join(o.out, "config.json");
+      const cfg: Record<string, unknown> = o.config
+        ? readUserJson<Record<string, unknown>>(o.config, "config")
+        : fs.existsSync(path.join(o.out, DB_MARKER)) && fs.existsSync(own)
+          ? readUserJson<Record<string, unknown>>(own, "database config")
+          : {};
       const sets: DatasetSpec[] = [];
       for (const p of o.text as string[]) sets.push({ name: `text${sets.length}`, source: "text", path: p, weight: 1 });
       for (const p of o.jsonl as string[])

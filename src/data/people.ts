@@ -16,7 +16,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { Rng, hash32, DEFAULT_SEED } from "../util/rng.ts";
-import { writeFileAtomic, writeJsonAtomic } from "../util/fsx.ts";
+import { claimOutputFolder, writeFileAtomic, writeJsonAtomic } from "../util/fsx.ts";
 
 export const ATTRIBUTES = [
   "birth_city",
@@ -910,7 +910,12 @@ export function writePeopleCorpus(
   o: PeopleOptions = DEFAULT_PEOPLE,
 ): { files: PeopleFiles; corpus: PeopleCorpus } {
   const corpus = makePeopleCorpus(o);
-  fs.mkdirSync(dir, { recursive: true });
+  claimOutputFolder(dir, {
+    marker: ".retro-corpus",
+    command: "retro corpus people",
+    writes: ["README.md", "people-a.jsonl", "people-b.jsonl", "people-b-heldout.jsonl", "people-c.jsonl"],
+    legacy: ["people.json", "facts.json"],
+  });
   const files: PeopleFiles = {
     dir,
     a: path.join(dir, "people-a.jsonl"),

@@ -41,13 +41,23 @@ export function saveManifest(dir: string, m: Manifest) {
 /** The file that marks a folder as a database (written before anything else). */
 export const DB_MARKER = ".retro-db";
 
+function isLegacyDatabase(dir: string): boolean {
+  try {
+    const m = JSON.parse(fs.readFileSync(manifestPath(dir), "utf8")) as { format?: unknown };
+    return m.format === DB_FORMAT;
+  } catch {
+    return false;
+  }
+}
+
 /** Write config.json, or check that an existing one matches once a stage has finished (a changed config is refused, keys named). */
 export function prepareDir(dir: string, config: DbConfig): void {
   fs.mkdirSync(dir, { recursive: true });
   // a folder this build did not make (a training run, anything else) is never written into or cleaned up
   const marker = path.join(dir, DB_MARKER);
   if (!fs.existsSync(marker)) {
-    if (!fs.existsSync(manifestPath(dir)) && fs.readdirSync(dir).some((f) => f !== LOCK_FILE)) {
+    // a database built before the marker existed has a manifest.json of this format; any other is not ours
+    if (!isLegacyDatabase(dir) && fs.readdirSync(dir).some((f) => f !== LOCK_FILE)) {
       throw new RetroError(
         "usage",
         `${dir} is not empty and is not a retro-ts database (no ${DB_MARKER}, no manifest.json): choose a new or ` +
@@ -351,7 +361,11 @@ async function buildLocked(dir: string, c: DbConfig, opts: BuildOptions): Promis
       await stageEmbed(dir, c, man, db);
       saveManifest(dir, man);
     }
-    if (stop >= 3 && !man.index) {
+    const indexGone = man.index && !indexBackend(man.index.description).isSaved(path.join(dir, "index"));
+    if (indexGone) log(`the index of ${dir} was deleted: building it again from the stored embeddings`);
+    if (stop >= 3 && (!man.index || indexGone)) {
+      // chunks added since the build (retro db add) have no embedding blocks yet: embedded first, as at build time
+      if (indexGone) await stageEmbed(dir, c, man, db);
       await stageIndex(dir, c, man, db);
       saveManifest(dir, man);
     }

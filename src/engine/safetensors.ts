@@ -154,6 +154,13 @@ export function readSafetensors(file: string): SafetensorsFile {
   }
   if (at !== data.length) bad(`the tensors cover ${at} of the ${data.length} data bytes`);
   metadata = checkMetadata(metadata, bad);
+  // a file this project wrote always carries its checksum: one without (a header edited or damaged so that the
+  // key is gone, or a checkpoint from before checksums) is refused unless RETRO_ALLOW_UNCHECKED=1
+  if (metadata[CRC_KEY] === undefined && metadata.format === "retro-ts" && process.env.RETRO_ALLOW_UNCHECKED !== "1")
+    bad(
+      `written by retro-ts but without its data checksum (${CRC_KEY}): damaged header or a checkpoint from ` +
+        `before checksums; RETRO_ALLOW_UNCHECKED=1 loads it unchecked`,
+    );
   if (metadata[CRC_KEY] !== undefined) {
     if (String(zlib.crc32(data)) !== metadata[CRC_KEY]) bad("data checksum mismatch (damaged file)");
     metadata = { ...metadata };

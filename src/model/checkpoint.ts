@@ -20,6 +20,7 @@ import { Model } from "./model.ts";
 import type { Engine } from "../engine/native.ts";
 import type { ParamGroup } from "./params.ts";
 import { Database } from "../db/database.ts";
+import { warn } from "../util/progress.ts";
 
 export const WEIGHTS_FILE = "model.safetensors";
 export const CONFIG_FILE = "config.json";
@@ -97,7 +98,11 @@ export function assertSameTokenizer(
   tokenizerId: string,
   where: string,
 ): void {
-  if (trained !== undefined && trained !== tokenizerId)
+  if (trained === undefined)
+    warn(
+      `${ckpt} records no tokenizer id (a foreign or early checkpoint): not checked against ${where}'s ${tokenizerId}`,
+    );
+  else if (trained !== tokenizerId)
     throw new RetroError("mismatch", `${ckpt} was trained with tokenizer ${trained}, ${where} has ${tokenizerId}`);
 }
 
@@ -229,6 +234,13 @@ export function openCheckpoint(ckpt: string, o: { db?: string; engine?: Engine }
   const db = new Database(dbDir);
   try {
     assertSameTokenizer(tokenizer, ckpt, db.manifest.tokenizer!.id, `database ${dbDir}`);
+    // a model may pad its vocabulary; one smaller than the tokenizer's would read embeddings it does not have
+    if (model.config.vocab < db.tokenizer.vocabSize)
+      throw new RetroError(
+        "mismatch",
+        `${ckpt} has a vocabulary of ${model.config.vocab}, the tokenizer of database ${dbDir} has ` +
+          `${db.tokenizer.vocabSize}`,
+      );
   } catch (e) {
     db.close();
     throw e;

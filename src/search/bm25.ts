@@ -267,6 +267,7 @@ export const bm25Backend: IndexBackend = {
   textEmbedderId: BM25_EMBEDDER,
   accepts: (description) => description.replace(/\s+/g, "").toUpperCase() === "BM25",
   check: () => {},
+  isSaved: (dir) => fs.existsSync(path.join(dir, "bm25.json")),
   create: (s, _dim, ctx) =>
     new Bm25SearchIndex(
       Bm25Index.build(0, () => "", s.bm25MaxDfShare),

@@ -88,6 +88,8 @@ export interface IndexBackend {
   accepts(description: string): boolean;
   /** Refuse (RetroError "usage", naming the value) settings it accepts by shape but cannot build. */
   check(settings: IndexSettings): void;
+  /** Are the index's files in `dir`? (a build whose index was deleted builds it again) */
+  isSaved(dir: string): boolean;
   /** An empty index. */
   create(settings: IndexSettings, dim: number, ctx: IndexContext): SearchIndex;
   /** The index saved in `dir`, checked against its manifest record. */

@@ -17,6 +17,7 @@
  */
 import * as fs from "node:fs";
 import { createRequire } from "node:module";
+import { spawnSync } from "node:child_process";
 import { RetroError } from "../util/errors.ts";
 import { checkInt } from "../util/numbers.ts";
 import { fileCheck, tmpPathFor, type FileCheck } from "../util/fsx.ts";
@@ -197,19 +198,31 @@ export class AnnIndex {
       if (got.bytes !== check.bytes || got.crc32 !== check.crc32) {
         throw new RetroError(
           "corrupt",
-          `${file}: ${got.bytes !== check.bytes ? `${got.bytes} bytes, the build wrote ${check.bytes}` : "checksum mismatch"} (damaged index); delete it and re-run "retro db build" to rebuild`,
+          `${file}: ${got.bytes !== check.bytes ? `${got.bytes} bytes, the build wrote ${check.bytes}` : "checksum mismatch"} (damaged index); delete it and run "retro db build --out DB" again: the index is built anew from the database`,
         );
       }
-    }
+    } else if (description.replace(/\s+/g, "") !== "Flat") probeInChild(file, description, dim);
     const idx = new AnnIndex(description, dim, 128, efSearch, threads);
     if (idx.index) {
+      // usearch maps the file with open(O_NOATIME), which Linux refuses (EPERM) to anyone but the file's owner
+      // (or root), even when the file is readable: a database built by another account is read into memory
+      const viewable = mmap && ownsOrPrivileged(file);
       try {
-        if (mmap) idx.index.view(file);
+        fs.accessSync(file, fs.constants.R_OK);
+      } catch (e) {
+        throw new RetroError("io", `${file}: cannot read the index (${(e as NodeJS.ErrnoException).code})`);
+      }
+      try {
+        if (viewable) idx.index.view(file);
         else idx.index.load(file);
       } catch (e) {
+        const msg = (e as Error).message;
+        if (/permission|not permitted|EPERM|EACCES/i.test(msg))
+          throw new RetroError("io", `${file}: the file system refused to open the index (${msg})`);
         throw new RetroError(
           "corrupt",
-          `${file}: cannot load the index (${(e as Error).message}); delete it and re-run "retro db build" to rebuild`,
+          `${file}: cannot load the index (${msg}); delete it and run "retro db build --out DB" again: the index ` +
+            `is built anew from the database`,
         );
       }
       if (idx.index.dimensions() !== dim)
@@ -231,6 +244,37 @@ export class AnnIndex {
       );
     return idx;
   }
+}
+
+/**
+ * An index file with no recorded size and CRC-32 (a database built before the build recorded them) cannot be
+ * checked against the build, and usearch trusts its bytes: a damaged graph can crash the process (SIGSEGV).
+ * Such a file is first loaded and searched in a child process; if that child dies, the file is refused.
+ */
+function probeInChild(file: string, description: string, dim: number): void {
+  const spec = parseDescription(description);
+  const code = `
+    const usearch = require(${JSON.stringify(require.resolve("usearch"))});
+    const idx = new usearch.Index({ dimensions: ${dim}, metric: usearch.MetricKind.IP,
+      quantization: ${JSON.stringify(spec.quantization)}, connectivity: ${spec.connectivity}, multi: false });
+    idx.load(${JSON.stringify(file)});
+    const q = new Float32Array(${dim} * 8);
+    for (let i = 0; i < q.length; i++) q[i] = Math.sin(i * 12.9898) * 0.5;
+    idx.search(q, 10, 1);
+    process.stdout.write(String(idx.size()));`;
+  const r = spawnSync(process.execPath, ["-e", code], { encoding: "utf8", timeout: 600_000 });
+  if (r.status !== 0 || r.signal)
+    throw new RetroError(
+      "corrupt",
+      `${file}: the index has no recorded checksum and does not load (${r.signal ?? `exit ${r.status}`}: ` +
+        `${(r.stderr || "").trim().split("\n").pop() ?? ""}); it is damaged: rebuild the database`,
+    );
+}
+
+/** whether open(O_NOATIME) is allowed on the file: the caller owns it, or is root (CAP_FOWNER) */
+function ownsOrPrivileged(file: string): boolean {
+  const uid = process.getuid?.();
+  return uid === undefined || uid === 0 || fs.statSync(file).uid === uid;
 }
 
 /** the index file in the database's index/ folder */
@@ -272,6 +316,7 @@ export const usearchBackend: IndexBackend = {
     if (d.kind === "hnsw")
       checkInt(d.connectivity, `config.index.description "${s.description}": HNSW's M`, { min: 2, max: 512 });
   },
+  isSaved: (dir) => fs.existsSync(path.join(dir, USEARCH_FILE)),
   create: (s, dim) =>
     new UsearchIndex(new AnnIndex(s.description, dim, s.efConstruction, s.efSearch, s.threads, s.addThreads)),
   async open(dir: string, rec: IndexRecord, s: IndexSettings, _ctx, o = {}): Promise<SearchIndex> {

@@ -26,7 +26,15 @@ import { isHeldOut } from "../db/build.ts";
 import type { Database } from "../db/database.ts";
 import { Retriever } from "../db/retriever.ts";
 import { hashUniform } from "../util/rng.ts";
-import { writeFileAtomic, writeJsonAtomic } from "../util/fsx.ts";
+import { claimOutputFolder, writeFileAtomic, writeJsonAtomic } from "../util/fsx.ts";
+
+/** What `retro sft-data` writes into its --out folder (bundled and knowledge sets alike), for claimOutputFolder. */
+export const SFT_DATA_FOLDER = {
+  marker: ".retro-sft-data",
+  command: "retro sft-data",
+  writes: ["README.md", "qa-synonym.jsonl", "qa-word.jsonl", "qa-define.jsonl", "qa-b.jsonl", "qa-c.jsonl"],
+  legacy: ["train-qa.json", "train-chat.jsonl"],
+};
 import { RetroError } from "../util/errors.ts";
 import { log } from "../util/progress.ts";
 import { passagesHold } from "../prompt/passages.ts";
@@ -147,6 +155,7 @@ export async function buildBundledSets(
     maxTrain = o.maxTrain ?? 6000,
     maxHeld = o.maxHeldOut ?? 200,
     topK = o.topK ?? 2;
+  claimOutputFolder(out, SFT_DATA_FOLDER); // before any work: a folder that is not ours is refused at once
   const synsets = await wordnetSynsets(db);
   const split = splitQuestions(synsets, seed, frac);
   const trainQ = split.train.slice(0, maxTrain),
@@ -171,7 +180,6 @@ export async function buildBundledSets(
     }
     return res;
   };
-  fs.mkdirSync(out, { recursive: true });
   const trainPs = await passages(trainQ);
   writeJsonAtomic(
     path.join(out, "train-qa.json"),

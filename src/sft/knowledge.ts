@@ -26,7 +26,8 @@ import {
 } from "../prompt/passages.ts";
 import { formatPassages, type Passage } from "../prompt/format.ts";
 import { Rng } from "../util/rng.ts";
-import { writeFileAtomic, writeJsonAtomic } from "../util/fsx.ts";
+import { claimOutputFolder, writeFileAtomic, writeJsonAtomic } from "../util/fsx.ts";
+import { SFT_DATA_FOLDER } from "./bundled.ts";
 
 export interface KnowledgeCounts {
   train: { qa: number; chat: number };
@@ -74,6 +75,7 @@ export async function buildKnowledgeSets(
 ): Promise<KnowledgeCounts> {
   const topK = o.topK ?? 2,
     seed = corpus.options.seed;
+  claimOutputFolder(out, SFT_DATA_FOLDER);
   const byId = new Map(corpus.people.map((p) => [p.id, p]));
   const train = tuningQuestions(corpus).slice(0, o.maxTrain ?? 12000);
   // the person's best passage and the best one about someone else

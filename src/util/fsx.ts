@@ -128,3 +128,28 @@ export function storedPath(fromDir: string, target: string): string {
 export function resolveStored(fromDir: string, stored: string): string {
   return path.resolve(fromDir, stored);
 }
+
+/**
+ * Make `dir` an output folder of one command, or refuse it: a folder that holds the command's marker file is its
+ * own (re-run, resume); a missing or empty one is claimed (the marker written first); one holding only files the
+ * command writes, `legacy` among them, is an output of a version before the marker and is claimed too. Anything
+ * else — a user's folder that happens to hold a README.md or a manifest.json — is never written into.
+ */
+export function claimOutputFolder(
+  dir: string,
+  o: { marker: string; command: string; writes: string[]; legacy: string[]; ignore?: string[] },
+): void {
+  fs.mkdirSync(dir, { recursive: true });
+  const marker = path.join(dir, o.marker);
+  if (fs.existsSync(marker)) return;
+  const entries = fs.readdirSync(dir).filter((f) => !(o.ignore ?? []).includes(f));
+  const earlier = entries.length > 0 && entries.every((f) => o.writes.includes(f) || o.legacy.includes(f));
+  if (entries.length && !(earlier && entries.some((f) => o.legacy.includes(f))))
+    throw new RetroError(
+      "usage",
+      `${dir} is not empty and was not written by ${o.command} (no ${o.marker}; it holds ${entries
+        .slice(0, 3)
+        .join(", ")}${entries.length > 3 ? ", …" : ""}): choose a new or empty folder`,
+    );
+  fs.writeFileSync(marker, `an output folder of ${o.command}\n`);
+}

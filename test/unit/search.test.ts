@@ -57,6 +57,7 @@ const listBackend: IndexBackend = {
   reads: "vectors",
   accepts: (d) => d === "List",
   check: () => {},
+  isSaved: (dir) => fs.existsSync(path.join(dir, "list.json")),
   create: (_s, dim) => new ListIndex(dim),
   open: async (dir, rec) => {
     const rows = JSON.parse(fs.readFileSync(path.join(dir, "list.json"), "utf8")) as number[][];
