@@ -13,7 +13,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { DbConfig } from "./config.ts";
 import { JOURNAL, recoverUpdate } from "./journal.ts";
-import { lockHolder } from "../util/lock.ts";
+import { lockHolder, sleepSync, tryLockFolder } from "../util/lock.ts";
+import { log } from "../util/progress.ts";
 import { RetroError } from "../util/errors.ts";
 import { readJson } from "../util/fsx.ts";
 import { readBlock, blockName, blockRanges } from "../util/blockfile.ts";
@@ -45,55 +46,33 @@ export class Database {
     manifest?: Manifest,
   ) {
     if (!fs.existsSync(dir)) throw new RetroError("notFound", `database not found: ${dir}`);
-    // an update (`retro db add`) whose journal is written: finished here, unless its writer is still at it
-    if (fs.existsSync(path.join(dir, JOURNAL))) {
-      const holder = lockHolder(dir);
-      if (holder !== null && holder !== process.pid)
-        throw new RetroError("busy", `${dir} is being updated by process ${holder}; retry when it is done`);
-      if (holder === null) recoverUpdate(dir);
-    }
-    this.manifest = manifest ?? readJson<Manifest>(path.join(dir, "manifest.json"), "database manifest");
-    this.config = readJson<DbConfig>(path.join(dir, "config.json"), "database config");
-    if (this.manifest.format !== DB_FORMAT)
-      throw new RetroError(
-        "corrupt",
-        `${dir}: unknown database format "${this.manifest.format}" (expected ${DB_FORMAT})`,
-      );
-    const t = this.manifest.tokenizer,
-      s = this.manifest.splits;
-    if (!t || !s || !this.manifest.chunks)
-      throw new RetroError(
-        "badInput",
-        `${dir}: database is incomplete (tokens/chunks stage missing); run "retro db build" again`,
-      );
-    this.tokenizer = loadTokenizer(t.id === "gpt2" ? "gpt2" : path.join(dir, "tokenizer.json"));
-    if (this.tokenizer.id !== t.id)
-      throw new RetroError(
-        "corrupt",
-        `${dir}: tokenizer.json (${this.tokenizer.id}) does not match the manifest (${t.id})`,
-      );
-    this.m = this.manifest.chunkLength;
-    // every open checks both token files against the SHA-256s and ids the build recorded (~30 ms per 10 MB)
-    this.train = new SplitReader(path.join(dir, "tokens"), "train", t.dtype, s.train, t.vocabSize);
-    this.valid = new SplitReader(path.join(dir, "tokens"), "valid", t.dtype, s.valid, t.vocabSize);
-    const c = readBlock(path.join(dir, "chunks.blk"), Uint32Array);
-    this.chunks = c.data;
-    this.nChunks = c.rows;
-    if (c.rows !== this.manifest.chunks.count)
-      throw new RetroError(
-        "corrupt",
-        `${dir}: chunks.blk holds ${c.rows} chunks, manifest says ${this.manifest.chunks.count}`,
-      );
-    // every chunk inside the train token file and its document table
-    for (let i = 0; i < this.nChunks; i++) {
-      const doc = this.chunks[CHUNK_COLS * i + 1],
-        start = this.chunks[CHUNK_COLS * i + 2],
-        len = this.chunks[CHUNK_COLS * i + 3];
-      if (doc >= this.train.nDocs || len > this.m || start + len > this.train.nTokens) {
-        throw new RetroError(
-          "corrupt",
-          `${dir}: chunks.blk row ${i} (document ${doc}, tokens ${start}+${len}) lies outside the token store`,
-        );
+    // A reader may meet an update (`retro db add`) in its commit: the journal written, files being renamed into
+    // place. It waits for a live writer to finish (the commit is renames: milliseconds) and rolls forward, under
+    // the folder's lock, the update of a writer that died; what it read in between (an old manifest beside a new
+    // token file, say) is read again rather than reported corrupt.
+    const deadline = Date.now() + OPEN_WAIT_MS;
+    for (;;) {
+      settleUpdate(dir, deadline);
+      try {
+        const st = readState(dir, manifest);
+        this.manifest = st.manifest;
+        this.config = st.config;
+        this.tokenizer = st.tokenizer;
+        this.m = st.m;
+        this.train = st.train;
+        this.valid = st.valid;
+        this.chunks = st.chunks;
+        this.nChunks = st.nChunks;
+        return;
+      } catch (e) {
+        const writer = lockHolder(dir);
+        // read while a live writer renames files into place: a file missing or not matching the manifest
+        const midCommit =
+          (e instanceof RetroError && (e.kind === "corrupt" || e.kind === "notFound")) ||
+          (e as NodeJS.ErrnoException).code === "ENOENT";
+        const transient = midCommit && writer !== null && writer !== process.pid;
+        if (!transient || Date.now() > deadline) throw e;
+        sleepSync(50);
       }
     }
   }
@@ -242,4 +221,94 @@ export class Database {
     this.train.close();
     this.valid.close();
   }
+}
+
+/** how long opening a database waits for a live `db add` to commit (its journal's renames) */
+const OPEN_WAIT_MS = 30_000;
+
+/**
+ * Before reading: an update whose journal is written is finished — by its live writer (waited for until
+ * `deadline`), or here, under the folder's lock, for a writer that died. One reader rolls forward; others wait.
+ */
+function settleUpdate(dir: string, deadline: number): void {
+  let said = false;
+  while (fs.existsSync(path.join(dir, JOURNAL))) {
+    const holder = lockHolder(dir);
+    if (holder === process.pid) return; // this process is the writer (its own commit step)
+    if (holder === null) {
+      let release: (() => void) | null = null;
+      try {
+        release = tryLockFolder(dir, "recovering an interrupted retro db add");
+      } catch (e) {
+        if (!(e instanceof RetroError && e.kind === "busy")) throw e; // another reader is rolling it forward
+      }
+      if (release) {
+        try {
+          recoverUpdate(dir);
+        } finally {
+          release();
+        }
+        return;
+      }
+    }
+    if (Date.now() > deadline)
+      throw new RetroError("busy", `${dir} is being updated by process ${holder ?? "?"}; retry when it is done`);
+    if (!said) log(`${dir}: waiting for the update by process ${holder ?? "?"} to finish`);
+    said = true;
+    sleepSync(50);
+  }
+}
+
+interface DbState {
+  manifest: Manifest;
+  config: DbConfig;
+  tokenizer: Tokenizer;
+  m: number;
+  train: SplitReader;
+  valid: SplitReader;
+  chunks: Uint32Array;
+  nChunks: number;
+}
+
+/** Read and check a database's manifest, config, tokenizer, token files and chunk table. */
+function readState(dir: string, given?: Manifest): DbState {
+  const manifest = given ?? readJson<Manifest>(path.join(dir, "manifest.json"), "database manifest");
+  const config = readJson<DbConfig>(path.join(dir, "config.json"), "database config");
+  if (manifest.format !== DB_FORMAT)
+    throw new RetroError("corrupt", `${dir}: unknown database format "${manifest.format}" (expected ${DB_FORMAT})`);
+  const t = manifest.tokenizer,
+    s = manifest.splits;
+  if (!t || !s || !manifest.chunks)
+    throw new RetroError(
+      "badInput",
+      `${dir}: database is incomplete (tokens/chunks stage missing); run "retro db build" again`,
+    );
+  const tokenizer = loadTokenizer(t.id === "gpt2" ? "gpt2" : path.join(dir, "tokenizer.json"));
+  if (tokenizer.id !== t.id)
+    throw new RetroError("corrupt", `${dir}: tokenizer.json (${tokenizer.id}) does not match the manifest (${t.id})`);
+  const m = manifest.chunkLength;
+  // every open checks both token files against the SHA-256s and ids the build recorded (~30 ms per 10 MB)
+  const train = new SplitReader(path.join(dir, "tokens"), "train", t.dtype, s.train, t.vocabSize);
+  const valid = new SplitReader(path.join(dir, "tokens"), "valid", t.dtype, s.valid, t.vocabSize);
+  const c = readBlock(path.join(dir, "chunks.blk"), Uint32Array);
+  const chunks = c.data;
+  const nChunks = c.rows;
+  if (c.rows !== manifest.chunks.count)
+    throw new RetroError(
+      "corrupt",
+      `${dir}: chunks.blk holds ${c.rows} chunks, manifest says ${manifest.chunks.count}`,
+    );
+  // every chunk inside the train token file and its document table
+  for (let i = 0; i < nChunks; i++) {
+    const doc = chunks[CHUNK_COLS * i + 1],
+      start = chunks[CHUNK_COLS * i + 2],
+      len = chunks[CHUNK_COLS * i + 3];
+    if (doc >= train.nDocs || len > m || start + len > train.nTokens) {
+      throw new RetroError(
+        "corrupt",
+        `${dir}: chunks.blk row ${i} (document ${doc}, tokens ${start}+${len}) lies outside the token store`,
+      );
+    }
+  }
+  return { manifest, config, tokenizer, m, train, valid, chunks, nChunks };
 }

@@ -28,8 +28,10 @@ export function recoverUpdate(dir: string, o: { commit?: boolean } = {}): boolea
   if (!fs.existsSync(jf)) {
     for (const p of [path.join(dir, "tokens"), dir, path.join(dir, "index")]) {
       if (!fs.existsSync(p)) continue;
+      // staged files and folders, and the temp files of staged files a killed add was still writing
       for (const f of fs.readdirSync(p))
-        if (f.endsWith(STAGED)) fs.rmSync(path.join(p, f), { recursive: true, force: true });
+        if (f.endsWith(STAGED) || (f.includes(`${STAGED}.`) && f.endsWith(".tmp")))
+          fs.rmSync(path.join(p, f), { recursive: true, force: true });
     }
     return false;
   }

@@ -168,8 +168,22 @@ export class AnnIndex {
   /** Persist atomically. Flat indexes are stored as raw float32 rows. */
   save(file: string): void {
     const tmp = tmpPathFor(file);
-    if (this.index) this.index.save(tmp);
-    else {
+    if (this.index) {
+      try {
+        this.index.save(tmp);
+      } catch (e) {
+        // usearch reports a failed write as a bare message ("Failed to serialize into stream"): writing a file
+        // fails for the file system's reasons (full, read-only, quota), an io error; the partial file goes
+        fs.rmSync(tmp, { force: true });
+        const st = fs.statfsSync(path.dirname(file));
+        const free = st.bavail * st.bsize;
+        throw new RetroError(
+          "io",
+          `${file}: the index could not be written (${(e as Error).message}; ${(free / 2 ** 20).toFixed(1)} MiB ` +
+            `free on its device); free space (or fix the folder's permissions) and re-run: finished work is kept`,
+        );
+      }
+    } else {
       const fd = fs.openSync(tmp, "w");
       for (const b of this.flat) fs.writeSync(fd, new Uint8Array(b.buffer, b.byteOffset, b.byteLength));
       fs.fsyncSync(fd);

@@ -375,7 +375,13 @@ export async function openRun(
         "corrupt",
         `${dir}/optim.safetensors: its metadata has no valid step count "t" (got ${JSON.stringify(o.metadata.t)})`,
       );
-    state = readJson<TrainState>(path.join(dir, "state.json"), "train state");
+    state = checkState(readJson<TrainState>(path.join(dir, "state.json"), "train state"), dir, cfg, opt.t);
+    const named = readJson<{ step?: unknown }>(latest, "latest checkpoint").step;
+    if (named !== state.step)
+      throw new RetroError(
+        "corrupt",
+        `${latest} names step ${JSON.stringify(named)}, its checkpoint is at ${state.step}`,
+      );
     log(`resuming ${out} at step ${state.step}`);
   } else if (resume) log(`${out}: no checkpoint was saved yet; starting the run at step 0 with its config.json`);
   if (!(resume && fs.existsSync(latest)) && cfg.init) {
@@ -398,6 +404,31 @@ export async function openRun(
   if (resume) truncateMetrics(metrics, state.step);
   else fs.rmSync(metrics, { force: true });
   return { out, cfg, db, model, opt, state, load, metrics, resumed: resume };
+}
+
+/**
+ * A checkpoint's state.json, checked before a resume trusts it: the step is the one its folder, latest.json and
+ * the optimizer's step count name, within the run's steps; the data position is the items those steps drew
+ * (step × accum × batch); the counters are finite and not negative.
+ */
+function checkState(st: TrainState, dir: string, cfg: TrainConfig, optSteps: number): TrainState {
+  const file = path.join(dir, "state.json");
+  const bad = (why: string): never => {
+    throw new RetroError("corrupt", `${file}: ${why}; resume from an intact checkpoint or start the run again`);
+  };
+  const nonNegInt = (v: unknown) => typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
+  if (!nonNegInt(st.step)) bad(`"step" ${JSON.stringify(st.step)} is not a step number`);
+  if (!nonNegInt(st.pos)) bad(`"pos" ${JSON.stringify(st.pos)} is not a data position`);
+  for (const k of ["tokens", "seconds"] as const)
+    if (typeof st[k] !== "number" || !Number.isFinite(st[k]) || st[k] < 0)
+      bad(`"${k}" ${JSON.stringify(st[k])} is not a count`);
+  const named = /^step-(\d+)$/.exec(path.basename(dir));
+  if (named && Number(named[1]) !== st.step) bad(`step ${st.step} in a checkpoint folder of step ${Number(named[1])}`);
+  if (st.step > cfg.steps) bad(`step ${st.step} is past the run's ${cfg.steps} steps`);
+  if (optSteps !== st.step) bad(`step ${st.step}, but the optimizer state was saved after ${optSteps} steps`);
+  if (st.pos !== st.step * cfg.accum * cfg.batch)
+    bad(`"pos" ${st.pos} is not the ${st.step * cfg.accum * cfg.batch} items that ${st.step} steps draw`);
+  return st;
 }
 
 /**

@@ -22,15 +22,71 @@ function alive(pid: number): boolean {
 
 /** A lock file's holder: "PID@host" (a lock from before host names were recorded holds the PID alone). */
 function readLock(file: string): { pid: number; pidText: string; host: string } {
-  const [pidText, host = os.hostname()] = fs.readFileSync(file, "utf8").trim().split("@");
+  return parseLock(fs.readFileSync(file, "utf8"));
+}
+
+function parseLock(text: string): { pid: number; pidText: string; host: string } {
+  const [pidText, host = os.hostname()] = text.trim().split("@");
   return { pid: Number(pidText), pidText, host };
+}
+
+/** Block the thread for `ms` milliseconds (the callers are synchronous: a constructor, a lock loop). */
+export function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/**
+ * Remove a stale lock file, atomically with respect to other processes doing the same: the takeover runs under a
+ * second, short-lived lock (a folder, created exclusively), and the lock file is removed only if it still holds
+ * the dead writer's text. Without it, of three processes finding the same stale lock, one could remove the lock
+ * another had just taken, and two would write at once. A takeover folder left by a process killed mid-takeover
+ * (older than 30 s) is removed.
+ */
+function removeStaleLock(file: string, staleText: string): void {
+  const guard = `${file}.takeover`;
+  for (let i = 0; ; i++) {
+    try {
+      fs.mkdirSync(guard);
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+      try {
+        if (Date.now() - fs.statSync(guard).mtimeMs > 30_000) fs.rmdirSync(guard);
+      } catch {
+        /* gone meanwhile */
+      }
+      if (i > 600) throw new RetroError("busy", `${file}: another process is taking over this lock; retry`);
+      sleepSync(5);
+    }
+  }
+  try {
+    let now: string | null = null;
+    try {
+      now = fs.readFileSync(file, "utf8");
+    } catch {
+      /* removed by the process before us */
+    }
+    if (now === staleText) fs.rmSync(file, { force: true });
+  } finally {
+    fs.rmdirSync(guard);
+  }
 }
 
 /** Take the folder's lock (the folder is created); returns the release function (also run at exit). */
 export function lockFolder(dir: string, what: string): () => void {
+  const release = tryLockFolder(dir, what);
+  if (release) return release;
+  throw new RetroError("usage", `${dir}: could not take the lock ${path.join(dir, LOCK_FILE)}`);
+}
+
+/**
+ * Take the folder's lock, or say who holds it: throws "busy" for a live holder (or another host's), returns null
+ * when the lock changed hands too often to take (a crowd of processes), else the release function.
+ */
+export function tryLockFolder(dir: string, what: string): (() => void) | null {
   fs.mkdirSync(dir, { recursive: true });
   const file = path.join(dir, LOCK_FILE);
-  for (let attempt = 0; attempt < 3; attempt++) {
+  for (let attempt = 0; attempt < 20; attempt++) {
     try {
       const mine = `${process.pid}@${os.hostname()}`;
       fs.writeFileSync(file, mine, { flag: "wx" });
@@ -49,7 +105,13 @@ export function lockFolder(dir: string, what: string): () => void {
       return release;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-      const { pid, pidText, host } = readLock(file);
+      let text: string;
+      try {
+        text = fs.readFileSync(file, "utf8");
+      } catch {
+        continue; // released meanwhile: try again
+      }
+      const { pid, pidText, host } = parseLock(text);
       if (host !== os.hostname())
         throw new RetroError(
           "busy",
@@ -59,16 +121,21 @@ export function lockFolder(dir: string, what: string): () => void {
       if (Number.isInteger(pid) && pid > 0 && alive(pid))
         throw new RetroError("busy", `${dir} is in use by process ${pid} (${what}); wait for it or stop it`);
       log(`${dir}: taking over the lock of process ${pid}, which is gone`);
-      fs.rmSync(file, { force: true }); // stale: its writer is gone
+      removeStaleLock(file, text); // stale: its writer is gone
     }
   }
-  throw new RetroError("usage", `${dir}: could not take the lock ${file}`);
+  return null;
 }
 
 /** The live process on this host that holds the folder's lock, or null (no lock, a stale one, another host's). */
 export function lockHolder(dir: string): number | null {
   const file = path.join(dir, LOCK_FILE);
-  if (!fs.existsSync(file)) return null;
-  const { pid, host } = readLock(file);
+  let holder: { pid: number; host: string };
+  try {
+    holder = readLock(file);
+  } catch {
+    return null; // no lock (or released while looking)
+  }
+  const { pid, host } = holder;
   return host === os.hostname() && Number.isInteger(pid) && pid > 0 && alive(pid) ? pid : null;
 }

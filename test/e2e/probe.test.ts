@@ -8,11 +8,13 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { spawnSync } from "node:child_process";
+import { createRequire } from "node:module";
 import { buildDatabase } from "../../src/db/build.ts";
 import { train } from "../../src/train/trainer.ts";
 import { resolveCheckpointDir } from "../../src/model/checkpoint.ts";
 import { cli, ROOT, smallConfig, tmpDir, writeTextCorpus } from "../helpers.ts";
 
+const require = createRequire(import.meta.url);
 let root = "",
   db = "",
   run = "";
@@ -148,4 +150,205 @@ test("9: a retro-ts checkpoint without its checksum is refused; one without a to
     },
   );
   assert.equal(allowed.status, 0, allowed.stderr);
+});
+
+/** run a command in the background; resolves with its exit code and stderr */
+function spawnCli(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stderr: string }> {
+  const { spawn } = require("node:child_process") as typeof import("node:child_process");
+  return new Promise((res) => {
+    const p = spawn(process.execPath, [path.join(ROOT, "bin", "retro.js"), ...args], {
+      env: { ...process.env, RETRO_QUIET: "1", ...env },
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    let err = "";
+    p.stderr!.on("data", (d) => (err += d));
+    p.on("exit", (code) => res({ code, stderr: err }));
+  });
+}
+
+test("10: three processes finding one stale lock: exactly one holds it at a time (10 rounds)", async () => {
+  const { spawn } = await import("node:child_process");
+  const dead = spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"], { encoding: "utf8" });
+  const script = path.join(root, "hold-lock.ts");
+  fs.writeFileSync(
+    script,
+    `import * as fs from "node:fs";
+import { lockFolder } from ${JSON.stringify(path.join(ROOT, "src/util/lock.ts"))};
+const [dir, log, at] = process.argv.slice(2);
+while (Date.now() < Number(at)) {}
+let release = null;
+try { release = lockFolder(dir, "probe"); } catch { process.exit(0); }
+const t0 = performance.timeOrigin + performance.now();
+const until = Date.now() + 150; while (Date.now() < until) {}
+fs.appendFileSync(log, JSON.stringify([t0, performance.timeOrigin + performance.now()]) + "\\n");
+release();
+`,
+  );
+  for (let round = 0; round < 10; round++) {
+    const dir = path.join(root, `lock-${round}`);
+    fs.mkdirSync(dir);
+    fs.writeFileSync(path.join(dir, ".lock"), `${dead.stdout}@${(await import("node:os")).hostname()}`);
+    const at = Date.now() + 1200; // a start barrier: the three find the stale lock at the same instant
+    const log = path.join(dir, "held.jsonl");
+    fs.writeFileSync(log, "");
+    await Promise.all(
+      [0, 1, 2].map(
+        () =>
+          new Promise((res) =>
+            spawn(process.execPath, ["--import", "tsx", script, dir, log, String(at)], {
+              cwd: ROOT,
+              stdio: "ignore",
+            }).on("exit", res),
+          ),
+      ),
+    );
+    const spans = fs
+      .readFileSync(log, "utf8")
+      .trim()
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as [number, number])
+      .sort((a, b) => a[0] - b[0]);
+    assert.ok(spans.length >= 1, `round ${round}: nobody took the stale lock`);
+    for (let i = 1; i < spans.length; i++)
+      assert.ok(spans[i][0] >= spans[i - 1][1], `round ${round}: two holders at once ${JSON.stringify(spans)}`);
+  }
+});
+
+/** a process that opens the database at time `at` (ms since the epoch): exit 0, or the error on stderr */
+async function openAt(d: string, at: number): Promise<{ code: number | null; stderr: string }> {
+  const { spawn } = await import("node:child_process");
+  const script = path.join(root, "open-at.ts");
+  if (!fs.existsSync(script))
+    fs.writeFileSync(
+      script,
+      `import { Database } from ${JSON.stringify(path.join(ROOT, "src/db/database.ts"))};
+const [dir, at] = process.argv.slice(2);
+while (Date.now() < Number(at)) {}
+try { new Database(dir).close(); } catch (e) { console.error(String(e)); process.exit(1); }
+`,
+    );
+  return new Promise((res) => {
+    const p = spawn(process.execPath, ["--import", "tsx", script, d, String(at)], {
+      cwd: ROOT,
+      env: { ...process.env, RETRO_QUIET: "1" },
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    let err = "";
+    p.stderr!.on("data", (x) => (err += x));
+    p.on("exit", (code) => res({ code, stderr: err }));
+  });
+}
+
+test("10: three readers meeting a crashed db add: one rolls it forward under the lock, none fails", async () => {
+  const { addDocuments } = await import("../../src/db/add.ts");
+  const notes = path.join(root, "notes10");
+  fs.mkdirSync(notes);
+  fs.writeFileSync(path.join(notes, "n.txt"), "Queequeg sharpened his harpoon on the deck of the Pequod. ".repeat(20));
+  for (let round = 0; round < 5; round++) {
+    const d = dbCopy(`crashed-${round}`);
+    await addDocuments(d, { name: "notes", source: "text", path: notes, weight: 0 }, { stopAfter: "journal" });
+    assert.ok(fs.existsSync(path.join(d, "update.journal.json")));
+    // three readers released at the same instant (a start barrier), as the probe's concurrent commands met it
+    const at = Date.now() + 1500;
+    const rs = await Promise.all([0, 1, 2].map(() => openAt(d, at)));
+    for (const r of rs) assert.equal(r.code, 0, `round ${round}: ${r.stderr}`);
+    assert.ok(!fs.existsSync(path.join(d, "update.journal.json")));
+    assert.match(cli(["db", "stats", "--db", d]).stdout, /notes/);
+  }
+});
+
+test("10: readers opening during live db adds never see a false 'corrupt'", async () => {
+  const { Database } = await import("../../src/db/database.ts");
+  const d = dbCopy("live-db");
+  const notes = path.join(root, "notes-live");
+  fs.mkdirSync(notes);
+  for (let i = 0; i < 4; i++)
+    fs.writeFileSync(path.join(notes, `n${i}.txt`), `Starbuck counted the casks ${i}. `.repeat(40));
+  let opened = 0;
+  for (let round = 0; round < 4; round++) {
+    // the add in another process; this process opens the database over and over meanwhile (a few ms each)
+    const add = spawnCli(["db", "add", "--db", d, "--name", `live${round}`, "--text", notes]);
+    let done = false;
+    void add.then(() => (done = true));
+    while (!done) {
+      try {
+        new Database(d).close();
+        opened++;
+      } catch (e) {
+        const kind = (e as { kind?: string }).kind;
+        assert.ok(kind === "busy", `round ${round}: a reader failed: ${(e as Error).message}`);
+      }
+      await new Promise((r) => setImmediate(r));
+    }
+    const a = await add;
+    assert.equal(a.code, 0, a.stderr);
+  }
+  assert.ok(opened > 20, `only ${opened} opens`);
+});
+
+test("11: a resume trusts no state.json that contradicts its checkpoint", () => {
+  const cases: [string, (s: Record<string, unknown>) => void, RegExp][] = [
+    ["pos not a number", (s) => (s.pos = "abc"), /"pos" "abc" is not a data position/],
+    ["pos far ahead", (s) => (s.pos = 99999999), /"pos" 99999999 is not the \d+ items/],
+    ["step of another folder", (s) => (s.step = 1), /step 1 in a checkpoint folder of step 2/],
+    ["negative seconds", (s) => (s.seconds = -5), /"seconds" -5 is not a count/],
+  ];
+  for (const [name, edit, msg] of cases) {
+    const copy = path.join(root, `state-${name.replace(/\W/g, "")}`);
+    fs.cpSync(run, copy, { recursive: true });
+    const f = path.join(resolveCheckpointDir(copy), "state.json");
+    const st = JSON.parse(fs.readFileSync(f, "utf8"));
+    edit(st);
+    fs.writeFileSync(f, JSON.stringify(st));
+    const r = cli(["train", "--out", copy, "--resume"]);
+    assert.equal(r.code, 5, `${name}: ${r.stderr}`);
+    assert.match(r.stderr, msg, name);
+  }
+});
+
+test("12: staging temp files of a killed db add are swept by the next add", () => {
+  const d = dbCopy("swept-db");
+  const junk = [path.join(d, "tokens", "train.tok.update.4242.0.tmp"), path.join(d, "chunks.blk.update.4242.1.tmp")];
+  for (const j of junk) fs.writeFileSync(j, Buffer.alloc(4096));
+  const notes = path.join(root, "notes12");
+  fs.mkdirSync(notes);
+  fs.writeFileSync(path.join(notes, "a.txt"), "Ahab paced the quarterdeck. ".repeat(10));
+  const r = cli(["db", "add", "--db", d, "--name", "notes", "--text", notes]);
+  assert.equal(r.code, 0, r.stderr);
+  for (const j of junk) assert.ok(!fs.existsSync(j), `${j} left behind`);
+});
+
+const canMount =
+  process.getuid?.() === 0 &&
+  (() => {
+    const dir = fs.mkdtempSync("/tmp/retro-mnt-");
+    const ok = spawnSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", dir]).status === 0;
+    if (ok) spawnSync("umount", [dir]);
+    fs.rmdirSync(dir);
+    return ok;
+  })();
+
+test("12: a full disk while the index is written is an io error (exit 8); freeing space and re-running finishes", {
+  skip: canMount ? false : "needs root to mount a small tmpfs",
+}, () => {
+  const mnt = fs.mkdtempSync("/tmp/retro-full-");
+  assert.equal(spawnSync("mount", ["-t", "tmpfs", "-o", "size=8m", "tmpfs", mnt]).status, 0);
+  try {
+    const d = path.join(mnt, "db");
+    fs.cpSync(db, d, { recursive: true });
+    fs.rmSync(path.join(d, "index", "index.usearch"));
+    // fill the device but for a few KiB (the index needs more)
+    const used = Number(spawnSync("du", ["-sk", mnt], { encoding: "utf8" }).stdout.split("\t")[0]);
+    fs.writeFileSync(path.join(mnt, "fill"), Buffer.alloc((8192 - used - 12) * 1024));
+    const r = cli(["db", "build", "--out", d]);
+    assert.equal(r.code, 8, r.stderr);
+    assert.match(r.stderr, /index could not be written .* free on its device/);
+    fs.rmSync(path.join(mnt, "fill"));
+    const again = cli(["db", "build", "--out", d]);
+    assert.equal(again.code, 0, again.stderr);
+  } finally {
+    spawnSync("umount", [mnt]);
+    fs.rmdirSync(mnt);
+  }
 });
