@@ -1,6 +1,4 @@
 /** `retro generate`: text from a GPT or Retro checkpoint, streamed; Retro retrieves from its database as it goes. */
-import * as fs from "node:fs";
-import * as readline from "node:readline";
 import { Option, type Command } from "commander";
 import { Retriever } from "../db/retriever.ts";
 import { defaultPassages, openCheckpoint, systemPromptFor } from "../model/checkpoint.ts";
@@ -11,27 +9,17 @@ import { defaultsOf } from "../util/settings.ts";
 import { addSettingFlags, settingValues } from "./flags.ts";
 import { Generator, type GenerateEvent, type GenerateOptions, type RetrieveMode } from "../generate/generate.ts";
 import { RetroError } from "../util/errors.ts";
+import { readTextFile } from "../util/fsx.ts";
+import { jsonLines } from "../util/jsonl.ts";
 import { collect, intFlag } from "./args.ts";
 
-async function readPrompts(file: string): Promise<string[]> {
-  if (!fs.existsSync(file)) throw new RetroError("notFound", `prompts file not found: ${file}`);
-  const out: string[] = [];
-  let n = 0;
-  for await (const line of readline.createInterface({
-    input: fs.createReadStream(file, "utf8"),
-    crlfDelay: Infinity,
-  })) {
-    n++;
-    if (!line.trim()) continue;
-    let p: unknown;
-    try {
-      p = (JSON.parse(line) as Record<string, unknown>).prompt;
-    } catch (e) {
-      throw new RetroError("badInput", `${file}:${n}: malformed JSONL line (${(e as Error).message})`);
-    }
-    if (typeof p !== "string") throw new RetroError("badInput", `${file}:${n}: expected {"prompt": "..."}`);
-    out.push(p);
-  }
+function readPrompts(file: string): string[] {
+  const out = jsonLines(readTextFile(file, "prompts file"), file).map(({ line, value }) => {
+    const p = value && typeof value === "object" ? (value as Record<string, unknown>).prompt : undefined;
+    if (typeof p !== "string") throw new RetroError("badInput", `${file}:${line}: expected {"prompt": "..."}`);
+    return p;
+  });
+  if (!out.length) throw new RetroError("badInput", `${file}: no prompts`);
   return out;
 }
 
@@ -136,7 +124,7 @@ export function registerGenerate(program: Command): void {
       process.stdout.write("\n");
       return;
     }
-    const raw = await readPrompts(o.prompts);
+    const raw = readPrompts(o.prompts);
     const prompts = await Promise.all(raw.map(asked));
     for (let s = 0; s < prompts.length; s += o.batch) {
       const part = prompts.slice(s, s + o.batch);

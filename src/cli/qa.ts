@@ -97,6 +97,16 @@ export function registerQa(evalCmd: Command): void {
         items: readQaFile(f).items.slice(0, o.limit ?? undefined),
       }));
       const ckpts = (o.ckpt as string[]).map(labelled);
+      // each checkpoint's rows and prediction files are named by its label: two alike would overwrite each other
+      const seen = new Set<string>();
+      for (const c of ckpts) {
+        if (seen.has(c.label))
+          throw new RetroError(
+            "usage",
+            `--ckpt: two checkpoints labelled "${c.label}"; name them apart with --ckpt LABEL=DIR`,
+          );
+        seen.add(c.label);
+      }
       const dbDir = checkpointDbDir(ckpts[0].dir, o.db);
       const db = new Database(dbDir);
       let retriever: Retriever | null = null;

@@ -13,7 +13,6 @@
  * Question forms: at least 10 per asked attribute are for tuning; a further set per attribute is held out of
  * tuning and used only for evaluation (`questionForms(attr, "eval")`).
  */
-import * as fs from "node:fs";
 import * as path from "node:path";
 import { Rng, hash32, DEFAULT_SEED } from "../util/rng.ts";
 import { claimOutputFolder, writeFileAtomic, writeJsonAtomic } from "../util/fsx.ts";

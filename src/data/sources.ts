@@ -7,6 +7,7 @@ import * as path from "node:path";
 import * as readline from "node:readline";
 import { createRequire } from "node:module";
 import { RetroError } from "../util/errors.ts";
+import { decodeUtf8 } from "../util/fsx.ts";
 import { warn } from "../util/progress.ts";
 import { findSwordModule, swordDocs } from "./sword.ts";
 import { dictdDocs } from "./dictd.ts";
@@ -23,27 +24,6 @@ export {
 import { BUNDLED, type BundledName, type DatasetSpec, type Document, type SourceStats } from "./document.ts";
 
 const require = createRequire(import.meta.url);
-const utf8 = new TextDecoder("utf-8", { fatal: true });
-
-/** Offset of the first byte that starts no valid UTF-8 sequence (for the error message; linear time). */
-function firstBadUtf8Byte(b: Uint8Array): number {
-  for (let i = 0; i < b.length; ) {
-    const c = b[i];
-    const n = c < 0x80 ? 0 : c >= 0xc2 && c < 0xe0 ? 1 : c >= 0xe0 && c < 0xf0 ? 2 : c >= 0xf0 && c <= 0xf4 ? 3 : -1;
-    if (n < 0) return i;
-    for (let k = 1; k <= n; k++) if (i + k >= b.length || (b[i + k] & 0xc0) !== 0x80) return i;
-    i += n + 1;
-  }
-  return 0; // overlong or surrogate forms: the fatal decoder is the judge, the offset is approximate
-}
-
-function decodeUtf8(bytes: Uint8Array, where: string): string {
-  try {
-    return utf8.decode(bytes);
-  } catch {
-    throw new RetroError("badInput", `${where}: not valid UTF-8 (first bad byte at offset ${firstBadUtf8Byte(bytes)})`);
-  }
-}
 
 /**
  * The text files under a path, sorted. Symbolic links are followed (a linked file is read like any other, a

@@ -12,6 +12,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { RetroError } from "../util/errors.ts";
 import { lockFolder } from "../util/lock.ts";
+import { checkDatasetName } from "./config.ts";
 import { sha256File, writeFileAtomic, writeJsonAtomic } from "../util/fsx.ts";
 import { writeBlock } from "../util/blockfile.ts";
 import { openSource, type DatasetSpec } from "../data/sources.ts";
@@ -39,6 +40,10 @@ export async function addDocuments(
   spec: DatasetSpec,
   o: { stopAfter?: "staged" | "journal" } = {},
 ): Promise<AddReport> {
+  checkDatasetName(spec.name, "--name");
+  // an update needs a database: a missing or foreign folder is refused before the lock would create it
+  if (!fs.existsSync(path.join(dir, "manifest.json")))
+    throw new RetroError("notFound", `database not found: ${dir} (no manifest.json; build one with retro db build)`);
   const unlock = lockFolder(dir, "retro db add");
   try {
     recoverUpdate(dir);

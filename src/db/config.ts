@@ -180,6 +180,7 @@ export function resolveConfig(user: unknown): DbConfig {
       },
       ["name", "source", "path"],
     );
+    checkDatasetName(ds.name, `config.datasets[${i}].name`);
     if (names.has(ds.name)) throw new RetroError("usage", `config.datasets: duplicate name "${ds.name}"`);
     names.add(ds.name);
     if (ds.weight !== undefined && !(ds.weight >= 0 && Number.isFinite(ds.weight)))
@@ -235,4 +236,17 @@ export function diffKeys(a: unknown, b: unknown, prefix = ""): string[] {
       ...diffKeys((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], prefix ? `${prefix}.${k}` : k),
     );
   return out;
+}
+
+/**
+ * A dataset's name: it labels citations, `db stats` lines and prediction files, so it is one short word — letters,
+ * digits, ".", "_", "-" (not first), at most 64 — never empty, a path or a line break.
+ */
+export function checkDatasetName(name: string, where: string): void {
+  if (!/^[\p{L}\p{N}][\p{L}\p{N}._-]{0,63}$/u.test(name))
+    throw new RetroError(
+      "usage",
+      `${where}: ${JSON.stringify(name)} is not a dataset name (1–64 letters, digits, ".", "_" or "-", starting ` +
+        `with a letter or digit)`,
+    );
 }

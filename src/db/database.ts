@@ -181,14 +181,31 @@ export class Database {
     const [s, e] = blockRanges(info.samples, info.blockSize)[Math.floor(sample / info.blockSize)];
     const file = blockName(path.join(this.dir, "neighbours", split), s, e);
     // samples are read in order (inspect, the in-context baseline): the last block read is kept
-    if (this.lastBlock?.file !== file) {
-      const blk = readBlock(file, Int32Array);
-      this.checkNeighbourIds(blk.data, file);
-      this.lastBlock = { file, data: blk.data };
-    }
+    if (this.lastBlock?.file !== file) this.lastBlock = { file, data: this.neighbourIdBlock(split, s, e) };
     const b = this.lastBlock;
     const rowsPer = info.chunksPerSample;
     return b.data.slice((sample - s) * rowsPer * info.keep, (sample - s + 1) * rowsPer * info.keep);
+  }
+
+  /**
+   * The neighbour ids of samples [s, e) of a split, as the query stage wrote them: [(e − s)·chunksPerSample, keep].
+   * The block's own header must say that shape (a block of another shape, its CRC intact, would shift every
+   * sample after it) and every id must be −1 or a chunk.
+   */
+  neighbourIdBlock(split: string, s: number, e: number): Int32Array {
+    const info = this.manifest.neighbours![split];
+    const file = blockName(path.join(this.dir, "neighbours", split), s, e);
+    const b = readBlock(file, Int32Array);
+    const rows = (e - s) * info.chunksPerSample;
+    if (b.rows !== rows || b.cols !== info.keep)
+      throw new RetroError(
+        "corrupt",
+        `${file}: a block of ${b.rows}×${b.cols} neighbour ids, the manifest says ${rows}×${info.keep} ` +
+          `(${e - s} samples × ${info.chunksPerSample} chunks, top ${info.keep}); run "retro db build --out ` +
+          `${this.dir}" to recompute it`,
+      );
+    this.checkNeighbourIds(b.data, file);
+    return b.data;
   }
 
   /**

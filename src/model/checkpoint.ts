@@ -167,7 +167,12 @@ export function loadWeights(
   }
   for (const p of model.store.params) {
     if (!f.tensors.has(p.name)) continue;
-    p.data.set(tensorF32(f, p.name));
+    const w = tensorF32(f, p.name);
+    // a NaN or infinite weight makes every loss NaN (a perplexity of null, reported as if measured): refused
+    for (let i = 0; i < w.length; i++)
+      if (!Number.isFinite(w[i]))
+        throw new RetroError("corrupt", `${f.path}: ${p.name}[${i}] is ${w[i]} (a weight must be finite)`);
+    p.data.set(w);
     report.loaded.push(p.name);
   }
   return report;

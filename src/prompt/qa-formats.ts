@@ -8,9 +8,9 @@
  *   - plain JSONL: one {"question", "answers" | "answer", "id"?, "passages"?: [{"title", "text"}] | "context"?} per line.
  * A missing field is an error naming the file and the line (JSONL) or item (JSON); so is an empty answer list.
  */
-import * as fs from "node:fs";
 import { RetroError } from "../util/errors.ts";
 import { jsonLines } from "../util/jsonl.ts";
+import { readTextFile } from "../util/fsx.ts";
 import type { Passage } from "./format.ts";
 
 export type QaFormat = "squad" | "kilt" | "megatron" | "jsonl";
@@ -35,13 +35,7 @@ export interface QaFile {
 type Rec = Record<string, unknown>;
 
 export function readQaFile(file: string): QaFile {
-  if (!fs.existsSync(file)) throw new RetroError("badInput", `${file}: no such file`);
-  let text: string;
-  try {
-    text = fs.readFileSync(file, "utf8");
-  } catch (e) {
-    throw new RetroError("badInput", `${file}: cannot read (${(e as Error).message})`);
-  }
+  const text = readTextFile(file, "QA file");
   let whole: unknown;
   try {
     whole = JSON.parse(text);
@@ -49,8 +43,9 @@ export function readQaFile(file: string): QaFile {
     whole = undefined;
   }
   if (whole && typeof whole === "object" && !Array.isArray(whole) && Array.isArray((whole as Rec).data))
-    return { format: "squad", items: readSquad(file, whole as Rec) };
-  if (Array.isArray(whole)) return { format: "megatron", items: whole.map((r, i) => megatronItem(file, r, i)) };
+    return nonEmpty(file, { format: "squad", items: readSquad(file, whole as Rec) });
+  if (Array.isArray(whole))
+    return nonEmpty(file, { format: "megatron", items: whole.map((r, i) => megatronItem(file, r, i)) });
   // JSON lines
   const items: QaItem[] = [];
   let format: QaFormat | null = null;
@@ -69,6 +64,12 @@ export function readQaFile(file: string): QaFile {
   });
   if (!format) throw new RetroError("badInput", `${file}: no questions found; accepted formats: ${QA_FORMATS}`);
   return { format, items };
+}
+
+/** a QA set without questions scores nothing: refused, not reported as a score of 0 over 0 questions */
+function nonEmpty(file: string, f: QaFile): QaFile {
+  if (!f.items.length) throw new RetroError("badInput", `${file}: no questions (an empty ${f.format} set)`);
+  return f;
 }
 
 const where = (file: string, at: number | string) => (typeof at === "number" ? `${file}:${at}` : `${file} ${at}`);
@@ -124,7 +125,11 @@ function readSquad(file: string, doc: Rec): QaItem[] {
         const id = str(file, qat, qr, "id"),
           question = str(file, qat, qr, "question");
         if (!Array.isArray(qr.answers)) throw new RetroError("badInput", `${file} ${qat}: field "answers" is missing`);
-        let answers = (qr.answers as Rec[]).map((x) => (x && typeof x.text === "string" ? x.text : ""));
+        let answers = (qr.answers as Rec[]).map((x, j) => {
+          if (!x || typeof x.text !== "string")
+            throw new RetroError("badInput", `${file} ${qat}: answer ${j} has no "text" (a string)`);
+          return x.text;
+        });
         if (qr.is_impossible === true) answers = [""];
         if (!answers.length)
           throw new RetroError(

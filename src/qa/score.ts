@@ -3,15 +3,14 @@
  * Predictions: JSONL of {"id", "prediction"} (what `retro eval qa` writes) or the official predictions JSON
  * ({id: text}). Gold: any QA format of formats.ts. Every gold id needs a prediction; mismatches are counted.
  */
-import * as fs from "node:fs";
 import { RetroError } from "../util/errors.ts";
 import { jsonLines } from "../util/jsonl.ts";
+import { readTextFile } from "../util/fsx.ts";
 import { readQaFile } from "../prompt/qa-formats.ts";
 import { corpusScore, type CorpusScore, type F1Variant } from "./metrics.ts";
 
 export function readPredictions(file: string): Map<string, string> {
-  if (!fs.existsSync(file)) throw new RetroError("notFound", `predictions not found: ${file}`);
-  const text = fs.readFileSync(file, "utf8");
+  const text = readTextFile(file, "predictions");
   const out = new Map<string, string>();
   let whole: unknown;
   try {

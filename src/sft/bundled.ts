@@ -19,7 +19,6 @@
  *   README.md          this construction and the counts, including how often the retrieved passages
  *                      contain the answer (the ceiling of retrieval-augmented answering here).
  */
-import * as fs from "node:fs";
 import * as path from "node:path";
 import { openSource } from "../data/sources.ts";
 import { isHeldOut } from "../db/build.ts";

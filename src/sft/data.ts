@@ -4,9 +4,10 @@
  * each question with its passages becomes one conversation in the QA template, answer = the first gold answer),
  * then tokenized to fit the model: prompt + answer + end-of-document, the loss on the answer and its end token.
  */
-import * as fs from "node:fs";
 import { RetroError } from "../util/errors.ts";
 import { jsonLines } from "../util/jsonl.ts";
+import { readTextFile } from "../util/fsx.ts";
+import { warn } from "../util/progress.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { readQaFile } from "../prompt/qa-formats.ts";
 import { chatPrompt, encodePrompt, qaPrompt, type Message, type PromptParts } from "../prompt/format.ts";
@@ -34,17 +35,19 @@ function isChatFile(text: string): boolean {
 
 /** The conversations of one file (chat JSONL or a QA file); malformed lines are errors naming file:line. */
 export function readConversations(file: string, system: string | null): Conversation[] {
-  if (!fs.existsSync(file)) throw new RetroError("notFound", `instruction data not found: ${file}`);
-  const text = fs.readFileSync(file, "utf8");
+  const text = readTextFile(file, "instruction data");
   if (!isChatFile(text)) {
-    return readQaFile(file).items.map((q) => {
-      const ans = q.answers[0].trim();
-      return {
-        where: `${file} ${q.id}`,
-        parts: qaPrompt(q.question, q.passages, system),
-        answer: ans ? " " + ans : "",
-      };
-    });
+    return checkAnswers(
+      file,
+      readQaFile(file).items.map((q) => {
+        const ans = q.answers[0].trim();
+        return {
+          where: `${file} ${q.id}`,
+          parts: qaPrompt(q.question, q.passages, system),
+          answer: ans ? " " + ans : "",
+        };
+      }),
+    );
   }
   const out: Conversation[] = [];
   jsonLines(text, file).forEach(({ line, value: rec }) => {
@@ -70,7 +73,22 @@ export function readConversations(file: string, system: string | null): Conversa
     out.push({ where, ...chatPrompt(m, system) });
   });
   if (!out.length) throw new RetroError("badInput", `${file}: no conversations`);
-  return out;
+  return checkAnswers(file, out);
+}
+
+/**
+ * The loss is on the answers: a file whose answers are all empty would teach only the end token (refused); some
+ * empty answers are named in a warning (a SQuAD 2.0 file's unanswerable questions are such, on purpose).
+ */
+function checkAnswers(file: string, cs: Conversation[]): Conversation[] {
+  const empty = cs.filter((c) => !c.answer.trim());
+  if (empty.length === cs.length)
+    throw new RetroError("badInput", `${file}: every answer is empty (${cs.length} conversations): nothing to learn`);
+  if (empty.length)
+    warn(
+      `${file}: ${empty.length} of ${cs.length} answers are empty (first: ${empty[0].where}); they teach the end token`,
+    );
+  return cs;
 }
 
 export interface TokenizedExample {

@@ -17,11 +17,10 @@
 import { RetroError } from "../util/errors.ts";
 import { hash32 } from "../util/rng.ts";
 import { BlendOrder } from "./blend.ts";
-import { blockName, blockRanges, readBlock } from "../util/blockfile.ts";
+import { blockRanges } from "../util/blockfile.ts";
 import type { Database } from "../db/database.ts";
 import type { Batch } from "../model/model.ts";
 import type { ModelConfig } from "../model/config.ts";
-import * as path from "node:path";
 
 export interface LoaderOptions {
   split: "train" | "valid";
@@ -86,12 +85,8 @@ export class Loader {
       this.chunksPerSample = info.chunksPerSample;
       this.nbr = new Int32Array(info.samples * info.chunksPerSample * info.keep);
       // all neighbour blocks of the split in memory (20 ints per chunk: ~10 MB for the bundled corpus)
-      for (const [s, e] of blockRanges(info.samples, info.blockSize)) {
-        const file = blockName(path.join(db.dir, "neighbours", o.split), s, e);
-        const b = readBlock(file, Int32Array);
-        db.checkNeighbourIds(b.data, file);
-        this.nbr.set(b.data, s * info.chunksPerSample * info.keep);
-      }
+      for (const [s, e] of blockRanges(info.samples, info.blockSize))
+        this.nbr.set(db.neighbourIdBlock(o.split, s, e), s * info.chunksPerSample * info.keep);
     }
     const reader = db.split(o.split);
     const nd = Math.max(1, db.manifest.datasets?.length ?? 1);

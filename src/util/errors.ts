@@ -94,8 +94,20 @@ export class RetroError extends Error {
   }
 }
 
-/** Node's file-system errors as RetroErrors (what the user can act on), or null for anything else. */
+/**
+ * Node's file-system errors, and allocations too large for the memory (a typed array of a batch or model the
+ * settings ask for), as RetroErrors (what the user can act on), or null for anything else.
+ */
 export function fromSystemError(e: unknown): RetroError | null {
+  if (
+    e instanceof RangeError &&
+    /Invalid typed array length|Array buffer allocation failed|Array buffer/.test(e.message)
+  )
+    return new RetroError(
+      "usage",
+      `the settings ask for more memory than this process can allocate (${e.message}): lower --batch, --seq or ` +
+        `the model size`,
+    );
   const err = e as NodeJS.ErrnoException;
   if (!err || typeof err.code !== "string" || !err.syscall) return null;
   const where = err.path ? `${err.path}: ` : "";

@@ -153,3 +153,47 @@ export function claimOutputFolder(
     );
   fs.writeFileSync(marker, `an output folder of ${o.command}\n`);
 }
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** Offset of the first byte that starts no valid UTF-8 sequence (for the error message; linear time). */
+function firstBadUtf8Byte(b: Uint8Array): number {
+  for (let i = 0; i < b.length; ) {
+    const c = b[i];
+    const n = c < 0x80 ? 0 : c >= 0xc2 && c < 0xe0 ? 1 : c >= 0xe0 && c < 0xf0 ? 2 : c >= 0xf0 && c <= 0xf4 ? 3 : -1;
+    if (n < 0) return i;
+    for (let k = 1; k <= n; k++) if (i + k >= b.length || (b[i + k] & 0xc0) !== 0x80) return i;
+    i += n + 1;
+  }
+  return 0; // overlong or surrogate forms: the fatal decoder is the judge, the offset is approximate
+}
+
+export function decodeUtf8(bytes: Uint8Array, where: string): string {
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    throw new RetroError("badInput", `${where}: not valid UTF-8 (first bad byte at offset ${firstBadUtf8Byte(bytes)})`);
+  }
+}
+
+/**
+ * A text file's contents, strictly UTF-8: invalid bytes are an error naming the offset (and the line), never
+ * replaced silently by U+FFFD. Every reader of user text (corpora, instruction and QA data, prompts) uses it.
+ */
+export function readTextFile(file: string, what: string): string {
+  requirePath(file, what);
+  let bytes: Buffer;
+  try {
+    bytes = fs.readFileSync(file);
+  } catch (e) {
+    throw new RetroError("badInput", `${file}: cannot read the ${what} (${(e as NodeJS.ErrnoException).code ?? e})`);
+  }
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    const at = firstBadUtf8Byte(bytes);
+    let line = 1;
+    for (let i = 0; i < at; i++) if (bytes[i] === 10) line++;
+    throw new RetroError("badInput", `${file}:${line}: not valid UTF-8 (first bad byte at offset ${at})`);
+  }
+}

@@ -352,3 +352,125 @@ test("12: a full disk while the index is written is an io error (exit 8); freein
     fs.rmdirSync(mnt);
   }
 });
+
+test("13: lenient QA and instruction data is refused, named", () => {
+  const f = (name: string, content: string | Buffer) => {
+    const p = path.join(root, name);
+    fs.writeFileSync(p, content);
+    return p;
+  };
+  const squad = f(
+    "no-text.json",
+    JSON.stringify({
+      data: [
+        {
+          title: "t",
+          paragraphs: [{ context: "c", qas: [{ id: "q1", question: "who?", answers: [{ answer_start: 0 }] }] }],
+        },
+      ],
+    }),
+  );
+  let r = cli(["eval", "score", "--predictions", f("p.jsonl", '{"id": "q1", "prediction": ""}\n'), "--gold", squad]);
+  assert.equal(r.code, 4, r.stderr);
+  assert.match(r.stderr, /no-text\.json .*qas\[0\]: answer 0 has no "text"/);
+  const empty = f("empty.json", "[]");
+  r = cli(["eval", "qa", "--ckpt", run, "--data", empty, "--max-tokens", "2"]);
+  assert.equal(r.code, 4, r.stderr);
+  assert.match(r.stderr, /no questions/);
+  const qa = f("qa.jsonl", '{"question": "Who is Ahab?", "answers": ["a captain"]}\n');
+  r = cli(["eval", "qa", "--ckpt", run, "--ckpt", run, "--data", qa, "--max-tokens", "2"]);
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /two checkpoints labelled "gpt"/);
+  // invalid UTF-8 (a Latin-1 é) is named with its line, never replaced silently
+  const latin1 = Buffer.concat([
+    Buffer.from('{"prompt": "ok"}\n{"prompt": "caf'),
+    Buffer.from([0xe9]),
+    Buffer.from('"}\n'),
+  ]);
+  r = cli(["generate", "--ckpt", run, "--prompts", f("bad-utf8.jsonl", latin1), "--max-tokens", "2"]);
+  assert.equal(r.code, 4, r.stderr);
+  assert.match(r.stderr, /bad-utf8\.jsonl:2: not valid UTF-8/);
+  const chat = (a: string) =>
+    JSON.stringify({
+      messages: [
+        { role: "user", content: "q" },
+        { role: "assistant", content: a },
+      ],
+    });
+  const chatBad = Buffer.concat([Buffer.from(`${chat("yes")}\n`), Buffer.from([0xff, 0x0a])]);
+  r = cli([
+    "sft",
+    "--init",
+    run,
+    "--out",
+    path.join(root, "sft-bad"),
+    "--data",
+    f("chat-bad.jsonl", chatBad),
+    "--steps",
+    "1",
+  ]);
+  assert.equal(r.code, 4, r.stderr);
+  assert.match(r.stderr, /chat-bad\.jsonl:2: not valid UTF-8/);
+  r = cli(["eval", "qa", "--ckpt", run, "--data", f("qa-bad.jsonl", latin1), "--max-tokens", "2"]);
+  assert.equal(r.code, 4, r.stderr);
+  const blank = f("blank-answers.jsonl", `${chat("")}\n${chat(" ")}\n`);
+  r = cli(["sft", "--init", run, "--out", path.join(root, "sft-blank"), "--data", blank, "--steps", "1"]);
+  assert.equal(r.code, 4, r.stderr);
+  assert.match(r.stderr, /every answer is empty/);
+});
+
+test("14: out-of-range values: a huge batch, a NaN weight, a neighbour block of another shape, dataset names", async () => {
+  const small = ["--model", "gpt", "--d", "16", "--heads", "2", "--layers", "1", "--seq", "64"];
+  let r = cli(["train", "--db", db, "--out", path.join(root, "huge"), ...small, "--batch", "100000000"]);
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /lower --batch|smaller model, batch/);
+  // a NaN weight: refused at load (exit 5), not a perplexity of null
+  const { readSafetensors, writeSafetensors, tensorF32 } = await import("../../src/engine/safetensors.ts");
+  const nan = path.join(root, "nan-ckpt");
+  fs.cpSync(resolveCheckpointDir(run), nan, { recursive: true });
+  const wf = path.join(nan, "model.safetensors");
+  const file = readSafetensors(wf);
+  const tensors = new Map(
+    [...file.tensors.entries()].map(([name, t]) => [
+      name,
+      { dtype: "F32" as const, shape: t.shape, data: tensorF32(file, name) },
+    ]),
+  );
+  tensors.values().next().value!.data[3] = Number.NaN;
+  writeSafetensors(wf, tensors, file.metadata);
+  r = cli(["eval", "ppl", "--ckpt", nan, "--db", db, "--batches", "1"]);
+  assert.equal(r.code, 5, r.stderr);
+  assert.match(r.stderr, /\[3\] is NaN/);
+  // a neighbour block rewritten with another shape (its CRC valid): refused, not read shifted
+  const { readBlock, writeBlock, blockName } = await import("../../src/util/blockfile.ts");
+  const d = dbCopy("reshaped-db");
+  const man = JSON.parse(fs.readFileSync(path.join(d, "manifest.json"), "utf8"));
+  const info = man.neighbours.valid;
+  const bf = blockName(path.join(d, "neighbours", "valid"), 0, Math.min(info.blockSize, info.samples));
+  const blk = readBlock(bf, Int32Array);
+  writeBlock(bf, blk.data, (blk.rows * blk.cols) / (blk.cols / 2), blk.cols / 2);
+  const { Database } = await import("../../src/db/database.ts");
+  assert.throws(() => new Database(d).sampleRetrieved("valid", 0, 1, 32), /the manifest says/);
+  // dataset names: empty, a path, a line break; a missing database is not created
+  const notes = path.join(root, "notes14");
+  fs.mkdirSync(notes);
+  fs.writeFileSync(path.join(notes, "a.txt"), "Stubb lit his pipe. ".repeat(10));
+  for (const name of ["", "../../evil", "two\nlines"]) {
+    r = cli([
+      "db",
+      "add",
+      "--db",
+      dbCopy(`names-${Math.random().toString(36).slice(2)}`),
+      "--name",
+      name,
+      "--text",
+      notes,
+    ]);
+    assert.equal(r.code, 2, `${JSON.stringify(name)}: ${r.stderr}`);
+    assert.match(r.stderr, /is not a dataset name/);
+  }
+  const missing = path.join(root, "no", "such", "db");
+  r = cli(["db", "add", "--db", missing, "--name", "notes", "--text", notes]);
+  assert.equal(r.code, 3, r.stderr);
+  assert.ok(!fs.existsSync(path.join(root, "no")), "the folder tree was created");
+});

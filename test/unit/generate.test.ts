@@ -382,7 +382,7 @@ test("retro generate: streams the continuation, JSONL for a prompts file, one-li
   fs.appendFileSync(file, "{not json\n");
   const bad = cli(["generate", "--ckpt", run, "--prompts", file]);
   assert.equal(bad.code, 4);
-  assert.match(bad.stderr, /prompts\.jsonl:4: malformed JSONL line/);
+  assert.match(bad.stderr, /prompts\.jsonl:4: not JSON/);
   assert.equal(cli(["generate", "--ckpt", run, "--prompt", "x", "--top-p", "2"]).code, 2);
   assert.equal(cli(["generate", "--ckpt", run]).code, 2);
   assert.match(
