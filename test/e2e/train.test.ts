@@ -242,6 +242,11 @@ test("Ctrl-C (SIGINT) saves a checkpoint of the steps done, exits 130, and --res
     .map((m) => m.step);
   assert.equal(after[trained.length], at + 1);
   assert.equal(after[after.length - 1], 600);
+  // and byte-identical to a run never interrupted
+  const clean = path.join(path.dirname(out), "clean");
+  assert.equal(cli(args.map((a) => (a === out ? clean : a))).code, 0);
+  const weights = (run: string) => readSafetensors(path.join(resolveCheckpointDir(run), WEIGHTS_FILE)).data;
+  assert.ok(Buffer.compare(weights(out), weights(clean)) === 0, "interrupted + resumed ≠ uninterrupted");
 });
 
 test("SIGTERM (a scheduler's stop) saves a checkpoint like Ctrl-C", async () => {
