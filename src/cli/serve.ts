@@ -4,7 +4,10 @@ import { Option, type Command } from "commander";
 import { Database } from "../db/database.ts";
 import { Retriever } from "../db/retriever.ts";
 import { defaultPassages, openCheckpoint, systemPromptFor } from "../model/checkpoint.ts";
-import { RetroServer } from "../serve/server.ts";
+import { LIMITS, RetroServer } from "../serve/server.ts";
+import { isLoopback } from "../serve/guard.ts";
+import { RetroError } from "../util/errors.ts";
+import { readTextFile } from "../util/fsx.ts";
 import { SYSTEM_PROMPT } from "../prompt/format.ts";
 import { log } from "../util/progress.ts";
 import { intFlag } from "./args.ts";
@@ -49,9 +52,51 @@ export function registerServe(program: Command): void {
     .option("--threads <n>", "kernel threads (per server)", intFlag("--threads", { min: 1, max: 256 }))
     .option(
       "--allow-updates",
-      "enable POST /v1/documents: documents join the database (retro db add) and are retrieved at once",
+      "enable POST /v1/documents: documents join the database (retro db add) and are retrieved at once; on an " +
+        "address other than loopback it needs an API key",
+    )
+    .option("--api-key <key>", "require Authorization: Bearer KEY on every /v1 route (also RETRO_API_KEY)")
+    .option("--api-key-file <file>", "read the API key from this file (its first line)")
+    .option("--cors-origin <origin>", "allow browsers on this origin (Access-Control-Allow-Origin); off by default")
+    .option(
+      "--request-timeout <s>",
+      `seconds for a request to arrive, body included (default ${LIMITS.requestTimeoutS}; headers: ` +
+        `${LIMITS.headersTimeoutS})`,
+      intFlag("--request-timeout", { min: 1, max: 3600 }),
+    )
+    .option(
+      "--generation-timeout <s>",
+      `seconds a generation may run before its answer is ended (default ${LIMITS.generationTimeoutS})`,
+      intFlag("--generation-timeout", { min: 1, max: 86400 }),
+    )
+    .option(
+      "--max-connections <n>",
+      `open connections at most (default ${LIMITS.maxConnections})`,
+      intFlag("--max-connections", { min: 1, max: 1 << 20 }),
+    )
+    .option(
+      "--max-body-bytes <n>",
+      `request body bytes at most (default ${LIMITS.maxBodyBytes})`,
+      intFlag("--max-body-bytes", { min: 1024, max: 1 << 30 }),
+    )
+    .option(
+      "--max-documents <n>",
+      `documents per POST /v1/documents at most (default ${LIMITS.maxDocuments})`,
+      intFlag("--max-documents", { min: 1, max: 1 << 20 }),
+    )
+    .addOption(
+      new Option("--log-format <format>", "one access-log line per request on stderr")
+        .choices(["json", "text", "none"])
+        .default("text"),
     )
     .action(async (o) => {
+      const apiKey = apiKeyOf(o.apiKey, o.apiKeyFile);
+      if (o.allowUpdates && !isLoopback(o.host) && apiKey === undefined)
+        throw new RetroError(
+          "usage",
+          `--allow-updates on ${o.host} would let anyone who reaches the port write into the database: give an ` +
+            `API key (--api-key, --api-key-file or RETRO_API_KEY), or listen on 127.0.0.1`,
+        );
       const opened = openCheckpoint(o.ckpt, { db: o.db });
       const { model, dir, run } = opened;
       let db = opened.db;
@@ -61,6 +106,16 @@ export function registerServe(program: Command): void {
       const system = systemPromptFor(dir, o.system, SYSTEM_PROMPT);
       // InstructRetro's use: a tuned model whose decoder reads no neighbours gets its passages in the prompt
       const passages = o.passages ?? defaultPassages(model, run);
+      const database = {
+        dbDir,
+        reopen: async () => {
+          const fresh = new Database(dbDir);
+          const r = await Retriever.open(fresh);
+          db.close();
+          db = fresh;
+          return r;
+        },
+      };
       const server = new RetroServer({
         model,
         tokenizer: db.tokenizer,
@@ -72,24 +127,47 @@ export function registerServe(program: Command): void {
         system,
         retrieve: o.retrieve,
         passages,
-        updates: o.allowUpdates
-          ? {
-              dbDir,
-              reopen: async () => {
-                const fresh = new Database(dbDir);
-                const r = await Retriever.open(fresh);
-                db.close();
-                db = fresh;
-                return r;
-              },
-            }
-          : undefined,
+        updates: o.allowUpdates ? database : undefined,
+        database: retriever ? database : undefined,
+        apiKey,
+        corsOrigin: o.corsOrigin,
+        logFormat: o.logFormat,
+        limits: {
+          ...(o.requestTimeout ? { requestTimeoutS: o.requestTimeout } : {}),
+          ...(o.generationTimeout ? { generationTimeoutS: o.generationTimeout } : {}),
+          ...(o.maxConnections ? { maxConnections: o.maxConnections } : {}),
+          ...(o.maxBodyBytes ? { maxBodyBytes: o.maxBodyBytes } : {}),
+          ...(o.maxDocuments ? { maxDocuments: o.maxDocuments } : {}),
+        },
       });
       const addr = await server.listen();
-      log(`serving ${dir} as "${server.o.name}" on http://${addr.address}:${addr.port}/v1 (Ctrl-C to stop)`);
+      log(
+        `serving ${dir} as "${server.o.name}" on http://${addr.address}:${addr.port}/v1` +
+          `${apiKey === undefined ? "" : " (API key required)"} (Ctrl-C to stop)`,
+      );
       console.log(JSON.stringify({ url: `http://${addr.address}:${addr.port}/v1`, model: server.o.name }));
-      await new Promise<void>((resolve) => process.once("SIGINT", () => resolve()));
-      await server.close();
+      // SIGTERM (a service manager) or Ctrl-C: a graceful stop within the shutdown bound, exit 0; a second one
+      // quits at once
+      await new Promise<void>((resolve) => {
+        const stop = () => {
+          process.once("SIGINT", () => process.exit(130));
+          process.once("SIGTERM", () => process.exit(143));
+          resolve();
+        };
+        process.once("SIGINT", stop);
+        process.once("SIGTERM", stop);
+      });
+      log("stopping: finishing or ending the requests in flight");
+      await server.shutdown();
       db.close();
+      process.exit(0);
     });
+}
+
+/** The API key: --api-key, else the first line of --api-key-file, else RETRO_API_KEY; an empty key is refused. */
+function apiKeyOf(flag: string | undefined, file: string | undefined): string | undefined {
+  const key =
+    flag ?? (file !== undefined ? readTextFile(file, "API key file").split("\n")[0].trim() : process.env.RETRO_API_KEY);
+  if (key !== undefined && !key.trim()) throw new RetroError("usage", "the API key is empty");
+  return key;
 }

@@ -35,11 +35,14 @@ export interface AddReport {
  * Add the documents of `spec` (a text file or folder, or a JSONL file) to the database at `dir` as the new
  * retrieval-only dataset `spec.name`. `stopAfter: "journal"` (tests) stops as a crash would, after the journal.
  */
-export async function addDocuments(
-  dir: string,
-  spec: DatasetSpec,
-  o: { stopAfter?: "staged" | "journal" } = {},
-): Promise<AddReport> {
+export interface AddOptions {
+  /** (tests) stop as a crash would: after the staged files, or after the journal */
+  stopAfter?: "staged" | "journal";
+  /** the documents' texts, given in memory instead of read from `spec`'s source (`spec.path` is then a label) */
+  texts?: string[];
+}
+
+export async function addDocuments(dir: string, spec: DatasetSpec, o: AddOptions = {}): Promise<AddReport> {
   checkDatasetName(spec.name, "--name");
   // an update needs a database: a missing or foreign folder is refused before the lock would create it
   if (!fs.existsSync(path.join(dir, "manifest.json")))
@@ -53,7 +56,7 @@ export async function addDocuments(
   }
 }
 
-async function addLocked(dir: string, spec: DatasetSpec, o: { stopAfter?: "staged" | "journal" }): Promise<AddReport> {
+async function addLocked(dir: string, spec: DatasetSpec, o: AddOptions): Promise<AddReport> {
   const t0 = performance.now();
   const db = new Database(dir);
   let open = true;
@@ -75,7 +78,9 @@ async function addLocked(dir: string, spec: DatasetSpec, o: { stopAfter?: "stage
     // tokenize the new documents
     const stats = { skippedLines: 0 };
     const docs: Uint32Array[] = [];
-    for await (const doc of openSource({ ...spec, weight: 0 }, stats)) {
+    // documents given in memory (the server's POST /v1/documents) need no files; else the dataset's source
+    const source = o.texts ? o.texts.map((text) => ({ text })) : openSource({ ...spec, weight: 0 }, stats);
+    for await (const doc of source) {
       const ids = tok.encode(doc.text);
       if (ids.length) docs.push(Uint32Array.from(ids));
     }

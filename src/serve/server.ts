@@ -17,7 +17,6 @@
  */
 import * as fs from "node:fs";
 import * as http from "node:http";
-import * as os from "node:os";
 import * as path from "node:path";
 import type { AddressInfo } from "node:net";
 import type { Model } from "../model/model.ts";
@@ -31,6 +30,8 @@ import { addDocuments } from "../db/add.ts";
 import { DEFAULT_SEED } from "../util/rng.ts";
 import { SAMPLING_SETTINGS, httpFieldOf } from "../generate/sampling.ts";
 import { checkSetting } from "../util/settings.ts";
+import { ServeMetrics } from "./metrics.ts";
+import { keyMatches, redact } from "./guard.ts";
 
 export interface ServeOptions {
   model: Model;
@@ -56,7 +57,43 @@ export interface ServeOptions {
   passages?: number;
   /** `POST /v1/documents` (off unless given): the database folder, and how to open its retriever again */
   updates?: { dbDir: string; reopen: () => Promise<Retriever> };
+  /**
+   * The database folder and how to open its retriever again, so that an update committed by another process
+   * (`retro db add` from the CLI) is retrieved from at once, with no restart (default: `updates`').
+   */
+  database?: { dbDir: string; reopen: () => Promise<Retriever> };
+  /** every `/v1/*` route requires `Authorization: Bearer KEY` (absent: open) */
+  apiKey?: string;
+  /** `Access-Control-Allow-Origin` for browsers on other origins (absent: no CORS headers) */
+  corsOrigin?: string;
+  /** limits (defaults in LIMITS) */
+  limits?: Partial<typeof LIMITS>;
+  /** one access-log line per request on stderr (default "none": the CLI passes its --log-format) */
+  logFormat?: "json" | "text" | "none";
 }
+
+/**
+ * What one request or connection may take. Header and body timeouts are node's own (checked every second),
+ * the body cap is checked against a declared Content-Length before anything is read.
+ */
+export const LIMITS = {
+  /** seconds for a request's headers to arrive */
+  headersTimeoutS: 10,
+  /** seconds for a whole request (headers and body) to arrive */
+  requestTimeoutS: 30,
+  /** seconds an idle keep-alive connection is kept */
+  keepAliveTimeoutS: 5,
+  /** open connections at most (more are refused by the socket layer) */
+  maxConnections: 256,
+  /** request body bytes at most */
+  maxBodyBytes: 4 << 20,
+  /** documents per POST /v1/documents at most */
+  maxDocuments: 1000,
+  /** seconds a generation may run before it is ended (finish "length") */
+  generationTimeoutS: 300,
+  /** seconds a shutdown waits for in-flight work before cutting connections */
+  shutdownGraceS: 5,
+};
 
 interface RetrievalOut {
   chunk: number;
@@ -72,6 +109,10 @@ interface GenRequest {
   sampling: GenerateOptions;
   chat: boolean;
   stream: boolean;
+  /** stream_options.include_usage: a last chunk with the usage and no choices, as OpenAI sends it */
+  includeUsage: boolean;
+  /** when the request arrived (performance.now()), for the time to first token */
+  arrived: number;
   res: http.ServerResponse;
 }
 
@@ -87,9 +128,52 @@ class HttpError extends Error {
     readonly status: number,
     message: string,
     readonly param: string | null = null,
+    readonly code: string | null = null,
   ) {
     super(message);
   }
+}
+
+/** the routes counted by name in the metrics (anything else is "other": no unbounded label values) */
+const ROUTES = new Set([
+  "",
+  "/index.html",
+  "/health",
+  "/metrics",
+  "/v1/models",
+  "/v1/completions",
+  "/v1/chat/completions",
+  "/v1/retrieve",
+  "/v1/embeddings",
+  "/v1/documents",
+]);
+
+/** the database manifest's identity (size, mtime, inode): an update by any process changes it */
+function manifestStamp(dbDir: string): string | null {
+  try {
+    const st = fs.statSync(path.join(dbDir, "manifest.json"));
+    return `${st.size}:${st.mtimeMs}:${st.ino}`;
+  } catch {
+    return null;
+  }
+}
+
+/** `stream` (a boolean: "yes" is refused as OpenAI does) and `stream_options.include_usage` */
+function streamOf(b: Json): { stream: boolean; includeUsage: boolean } {
+  if (b.stream !== undefined && b.stream !== null && typeof b.stream !== "boolean")
+    throw new HttpError(400, `stream must be true or false, got ${JSON.stringify(b.stream)}`, "stream");
+  const so = b.stream_options;
+  if (so !== undefined && so !== null) {
+    if (typeof so !== "object" || Array.isArray(so))
+      throw new HttpError(400, "stream_options must be an object", "stream_options");
+    const iu = (so as Json).include_usage;
+    if (iu !== undefined && typeof iu !== "boolean")
+      throw new HttpError(400, "stream_options.include_usage must be true or false", "stream_options");
+    if (b.stream !== true)
+      throw new HttpError(400, "stream_options is only allowed with stream: true", "stream_options");
+  }
+  if (b.user !== undefined && typeof b.user !== "string") throw new HttpError(400, "user must be a string", "user");
+  return { stream: b.stream === true, includeUsage: (so as Json | undefined)?.include_usage === true };
 }
 
 type Json = Record<string, unknown>;
@@ -108,11 +192,14 @@ function sendPage(res: http.ServerResponse): void {
   res.end(page);
 }
 
-function errorBody(message: string, type: string, param: string | null = null): Json {
-  return { error: { message, type, param, code: null } };
+function errorBody(message: string, type: string, param: string | null = null, code: string | null = null): Json {
+  return { error: { message, type, param, code } };
 }
 
-async function readBody(req: http.IncomingMessage, limit = 4 << 20): Promise<Json> {
+async function readBody(req: http.IncomingMessage, limit: number): Promise<Json> {
+  const declared = Number(req.headers["content-length"]);
+  if (Number.isFinite(declared) && declared > limit)
+    throw new HttpError(413, `request body of ${declared} bytes declared, over the ${limit}-byte limit`);
   const parts: Buffer[] = [];
   let size = 0;
   for await (const p of req) {
@@ -183,10 +270,34 @@ export class RetroServer {
   readonly created = Math.floor(Date.now() / 1000);
   /** requests answered, refused with 503, cancelled by their client; generation batches run, requests that joined one already decoding (for the load benchmark) */
   readonly stats = { served: 0, refused: 0, cancelled: 0, batches: 0, joined: 0 };
+  readonly metrics: ServeMetrics;
+  private readonly limits: typeof LIMITS;
+  /** set by shutdown(): generation ends at the next step, new requests are refused */
+  private stopping = false;
+  /** the database manifest's identity when its retriever was opened (an update by another process changes it) */
+  private dbSeen: string | null = null;
 
   constructor(readonly o: ServeOptions) {
     this.gen = new Generator(o.model, o.tokenizer, o.retriever);
-    this.server = http.createServer((req, res) => void this.handle(req, res));
+    this.limits = { ...LIMITS, ...o.limits };
+    const l = this.limits;
+    this.server = http.createServer(
+      {
+        headersTimeout: l.headersTimeoutS * 1000,
+        requestTimeout: l.requestTimeoutS * 1000,
+        keepAliveTimeout: l.keepAliveTimeoutS * 1000,
+        connectionsCheckingInterval: 1000,
+      },
+      (req, res) => void this.handle(req, res),
+    );
+    this.server.maxConnections = l.maxConnections;
+    this.metrics = new ServeMetrics({ queued: () => this.queue.length, busy: () => this.busy });
+    const db = this.database;
+    if (db) this.dbSeen = manifestStamp(db.dbDir);
+  }
+
+  private get database(): { dbDir: string; reopen: () => Promise<Retriever> } | undefined {
+    return this.o.database ?? this.o.updates;
   }
 
   listen(): Promise<AddressInfo> {
@@ -206,14 +317,89 @@ export class RetroServer {
   }
 
   close(): Promise<void> {
-    return new Promise((resolve) => this.server.close(() => resolve()));
+    return new Promise((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeIdleConnections();
+    });
+  }
+
+  /**
+   * Graceful stop (SIGTERM, SIGINT): no new connections; generation ends at its next step (a stream gets its
+   * final chunk and [DONE], a waiting request a 503); idle connections are closed at once, and every connection
+   * left (a slow client) after `shutdownGraceS`. A document update in progress finishes (or, cut by the bound,
+   * leaves the database as before: `db add` is atomic).
+   */
+  async shutdown(): Promise<void> {
+    this.stopping = true;
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeIdleConnections();
+    for (const j of this.queue.splice(0)) {
+      if (!j.res.headersSent) this.fail(j.res, new HttpError(503, "the server is shutting down", null));
+      j.resolve();
+    }
+    const bound = new Promise<void>((resolve) =>
+      setTimeout(() => {
+        this.server.closeAllConnections();
+        resolve();
+      }, this.limits.shutdownGraceS * 1000).unref(),
+    );
+    await Promise.race([closed, bound]);
+    this.server.closeAllConnections();
+  }
+
+  /**
+   * A committed update of the database by another process (`retro db add` from the CLI) is noticed before the
+   * next request that retrieves: the manifest changed, so the retriever is opened again.
+   */
+  private async refreshRetriever(): Promise<void> {
+    const db = this.database;
+    if (!db) return;
+    const now = manifestStamp(db.dbDir);
+    if (now === this.dbSeen) return;
+    this.dbSeen = now;
+    const r = await db.reopen();
+    this.o.retriever = r;
+    this.gen = new Generator(this.o.model, this.o.tokenizer, r);
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const t0 = performance.now();
+    const url = new URL(req.url ?? "/", "http://localhost");
+    const pathName = url.pathname.replace(/\/+$/, "");
+    const route = `${req.method} ${pathName}`;
+    res.on("close", () => this.logRequest(req, res, pathName, t0));
+    if (this.o.corsOrigin) {
+      res.setHeader("access-control-allow-origin", this.o.corsOrigin);
+      res.setHeader("vary", "origin");
+    }
     try {
-      const url = new URL(req.url ?? "/", "http://localhost");
-      const route = `${req.method} ${url.pathname.replace(/\/+$/, "")}`;
+      if (req.method === "OPTIONS" && this.o.corsOrigin) {
+        res.writeHead(204, {
+          "access-control-allow-methods": "GET, POST, OPTIONS",
+          "access-control-allow-headers": "authorization, content-type",
+          "access-control-max-age": "600",
+        });
+        return void res.end();
+      }
+      if (
+        pathName.startsWith("/v1/") &&
+        this.o.apiKey !== undefined &&
+        !keyMatches(req.headers.authorization, this.o.apiKey)
+      )
+        throw new HttpError(
+          401,
+          "missing or incorrect API key (send Authorization: Bearer KEY)",
+          null,
+          "invalid_api_key",
+        );
+      if (this.stopping) throw new HttpError(503, "the server is shutting down");
+      const limit = this.limits.maxBodyBytes;
       switch (route) {
+        case "GET /metrics": {
+          const text = await this.metrics.text();
+          res.writeHead(200, { "content-type": this.metrics.contentType, "content-length": Buffer.byteLength(text) });
+          return void res.end(text);
+        }
         case "GET ":
         case "GET /index.html":
           return sendPage(res);
@@ -225,30 +411,34 @@ export class RetroServer {
             data: [{ id: this.o.name, object: "model", created: this.created, owned_by: "retro-ts" }],
           });
         case "POST /v1/retrieve":
-          return await this.retrieve(await readBody(req), res);
+          return await this.retrieve(await readBody(req, limit), res);
+        case "POST /v1/embeddings":
+          return await this.embeddings(await readBody(req, limit), res);
         case "POST /v1/documents": {
           if (!this.o.updates)
             throw new HttpError(403, "knowledge updates are off (start the server with --allow-updates)");
-          const body = await readBody(req);
+          const body = await readBody(req, limit);
           return await this.enqueue(res, () => this.addDocs(body, res));
         }
         case "POST /v1/completions":
         case "POST /v1/chat/completions": {
-          const body = await readBody(req);
+          const body = await readBody(req, limit);
           const chat = route.endsWith("chat/completions");
           const sampling = samplingOf(body);
+          const stream = streamOf(body);
           if (body.model !== undefined && body.model !== this.o.name)
             throw new HttpError(
               404,
               `model "${String(body.model)}" is not served here (this server serves "${this.o.name}")`,
               "model",
             );
+          await this.refreshRetriever();
           const { prompt, cites } = await this.withPassages(
             body,
             chat,
             sampling.maxTokens ?? SAMPLING_SETTINGS.maxTokens.default,
           );
-          return await this.enqueue(res, { prompt, cites, sampling, chat, stream: body.stream === true, res });
+          return await this.enqueue(res, { prompt, cites, sampling, chat, ...stream, arrived: t0, res });
         }
         default:
           throw new HttpError(404, `no route ${route}`);
@@ -294,18 +484,62 @@ export class RetroServer {
     return { prompt: r.prompt, cites: [{ chunk: -1, query: r.question, neighbours }] };
   }
 
-  /** an error as OpenAI's error body (a stream already started is ended) */
+  /**
+   * An error as OpenAI's error body (a stream already started is ended). Messages are redacted: no absolute path
+   * or process id reaches a client.
+   */
   private fail(res: http.ServerResponse, e: unknown): void {
     if (res.headersSent) res.end();
     else if (e instanceof HttpError) {
       const type =
-        e.status === 404 ? "not_found_error" : e.status === 403 ? "permission_error" : "invalid_request_error";
-      sendJson(res, e.status, errorBody(e.message, type, e.param), e.status === 413 ? { connection: "close" } : {});
+        e.status === 401 || e.status === 404
+          ? e.status === 404
+            ? "not_found_error"
+            : "invalid_request_error"
+          : e.status === 403
+            ? "permission_error"
+            : e.status === 503
+              ? "server_error"
+              : "invalid_request_error";
+      sendJson(
+        res,
+        e.status,
+        errorBody(redact(e.message), type, e.param, e.code),
+        e.status === 413 ? { connection: "close" } : e.status === 503 ? { "retry-after": "1" } : {},
+      );
     } else if (e instanceof RetroError) {
       // the one error table: a lock held by another writer is a retryable 503, a corrupt artefact a 500, …
       const kind = ERROR_KINDS[e.kind];
-      sendJson(res, kind.http, errorBody(e.message, kind.type), e.kind === "busy" ? { "retry-after": "1" } : {});
-    } else sendJson(res, 500, errorBody(`internal error: ${(e as Error).message}`, "server_error"));
+      sendJson(
+        res,
+        kind.http,
+        errorBody(redact(e.message), kind.type),
+        e.kind === "busy" ? { "retry-after": "1" } : {},
+      );
+    } else sendJson(res, 500, errorBody(`internal error: ${redact((e as Error).message)}`, "server_error"));
+  }
+
+  /** one access-log line per request (method, path, status, bytes, milliseconds; no key, path or PID) */
+  private logRequest(req: http.IncomingMessage, res: http.ServerResponse, pathName: string, t0: number): void {
+    const ms = performance.now() - t0;
+    const route = ROUTES.has(pathName) ? pathName : "other";
+    this.metrics.requests.inc({ route, status: String(res.statusCode) });
+    this.metrics.latency.observe({ route }, ms / 1000);
+    const fmt = this.o.logFormat ?? "none";
+    if (fmt === "none") return;
+    const line = {
+      time: new Date().toISOString(),
+      method: req.method,
+      path: route === "other" ? "(other)" : pathName,
+      status: res.statusCode,
+      ms: Math.round(ms * 10) / 10,
+      completed: res.writableEnded,
+    };
+    process.stderr.write(
+      fmt === "json"
+        ? `${JSON.stringify(line)}\n`
+        : `${line.time} ${line.method} ${line.path} ${line.status} ${line.ms} ms${line.completed ? "" : " (cut)"}\n`,
+    );
   }
 
   /**
@@ -316,6 +550,7 @@ export class RetroServer {
     const max = this.o.maxQueue ?? 16;
     if (this.busy && this.queue.length >= max) {
       this.stats.refused++;
+      this.metrics.refused.inc();
       sendJson(
         res,
         503,
@@ -339,6 +574,7 @@ export class RetroServer {
     while (this.queue.length && this.queue[0].gone()) {
       this.queue.shift()!.resolve();
       this.stats.cancelled++;
+      this.metrics.cancelled.inc();
     }
     return this.queue.length > 0;
   }
@@ -426,6 +662,8 @@ export class RetroServer {
         retrieval: [...w.cites],
         closed: false,
         ended: false,
+        firstToken: false,
+        text: "",
       };
       j.res.on("close", () => {
         if (!j.res.writableEnded) st.closed = true;
@@ -463,29 +701,77 @@ export class RetroServer {
       admit,
       cancelled: (seq: number) => states[seq].ended,
     };
-    for await (const ev of this.gen.stream(
-      states.map((s) => s.w.prompt),
-      opts,
-    )) {
-      // decoding is synchronous work between microtasks: give the event loop a turn after each event, so that
-      // new requests are accepted (and queued, joined or refused), written chunks flushed and a disconnect noticed
-      await new Promise((r) => setImmediate(r));
-      for (const st of states) if (st.closed && !st.ended) (st.ended = true), this.stats.cancelled++;
-      if (states.every((st) => st.ended)) return; // every client gone: leaving the iterator stops the generation
-      const st = states[ev.seq];
-      if (st.ended) continue;
-      const res = st.job.res;
-      if (ev.type === "retrieval") {
-        const r = { chunk: ev.chunk, query: ev.query, neighbours: ev.neighbours };
-        st.retrieval.push(r);
-        if (st.w.stream) res.write(`data: ${JSON.stringify({ ...chunk(st, "", null), retrieval: [r] })}\n\n`);
-      } else if (ev.type === "text") {
-        if (st.w.stream) res.write(`data: ${JSON.stringify(chunk(st, ev.text, null))}\n\n`);
-      } else {
-        st.ended = true;
-        this.finish(st.w, res, st.id, created, ev.result, st.retrieval, (t, f, x) => chunk(st, t, f, x));
+    const deadline = performance.now() + this.limits.generationTimeoutS * 1000;
+    const retrieval0 = this.gen.retriever ? this.gen.retriever.timing.embedS + this.gen.retriever.timing.searchS : 0;
+    try {
+      for await (const ev of this.gen.stream(
+        states.map((s) => s.w.prompt),
+        opts,
+      )) {
+        // decoding is synchronous work between microtasks: give the event loop a turn after each event, so that
+        // new requests are accepted (and queued, joined or refused), written chunks flushed and a disconnect noticed
+        await new Promise((r) => setImmediate(r));
+        for (const st of states)
+          if (st.closed && !st.ended) (st.ended = true), this.stats.cancelled++, this.metrics.cancelled.inc();
+        // a shutdown, or a generation past its deadline: every answer still open ends here, cleanly
+        if (this.stopping || performance.now() > deadline) {
+          for (const st of states) if (!st.ended) (st.ended = true), this.cut(st, created, chunk);
+          return;
+        }
+        if (states.every((st) => st.ended)) return; // every client gone: leaving the iterator stops the generation
+        const st = states[ev.seq];
+        if (st.ended) continue;
+        const res = st.job.res;
+        if (ev.type === "retrieval") {
+          const r = { chunk: ev.chunk, query: ev.query, neighbours: ev.neighbours };
+          st.retrieval.push(r);
+          if (st.w.stream) res.write(`data: ${JSON.stringify({ ...chunk(st, "", null), retrieval: [r] })}\n\n`);
+        } else if (ev.type === "text") {
+          if (!st.firstToken)
+            (st.firstToken = true), this.metrics.ttft.observe((performance.now() - st.w.arrived) / 1000);
+          st.text += ev.text;
+          if (st.w.stream) res.write(`data: ${JSON.stringify(chunk(st, ev.text, null))}\n\n`);
+        } else {
+          st.ended = true;
+          this.finish(st.w, res, st.id, created, ev.result, st.retrieval, (t, f, x) => chunk(st, t, f, x));
+        }
+      }
+    } finally {
+      this.metrics.batchSize.observe(states.length);
+      if (this.gen.retriever) {
+        const t = this.gen.retriever.timing;
+        this.metrics.retrievalSeconds.inc(Math.max(0, t.embedS + t.searchS - retrieval0));
       }
     }
+  }
+
+  /**
+   * End an answer the server stops (a shutdown, the generation deadline): a stream gets a last chunk (finish
+   * "length": the text so far is all there is) and [DONE]; a client waiting for JSON gets the text so far.
+   */
+  private cut(
+    st: { job: Job; w: GenRequest; id: string; text: string; retrieval: RetrievalOut[] },
+    created: number,
+    chunk: (st: { id: string; w: GenRequest }, text: string, finish: string | null, extra?: Json) => Json,
+  ): void {
+    const res = st.job.res;
+    if (res.writableEnded || res.destroyed) return;
+    if (st.w.stream) {
+      res.write(`data: ${JSON.stringify(chunk(st, "", "length"))}\n\n`);
+      res.end("data: [DONE]\n\n");
+      return;
+    }
+    const choice = st.w.chat
+      ? { index: 0, message: { role: "assistant", content: st.text }, finish_reason: "length", logprobs: null }
+      : { index: 0, text: st.text, finish_reason: "length", logprobs: null };
+    sendJson(res, 200, {
+      id: st.id,
+      object: st.w.chat ? "chat.completion" : "text_completion",
+      created,
+      model: this.o.name,
+      choices: [choice],
+      retrieval: st.retrieval,
+    });
   }
 
   private finish(
@@ -504,8 +790,16 @@ export class RetroServer {
       total_tokens: r.promptTokens + r.tokens.length,
     };
     this.stats.served++;
+    this.metrics.tokens.inc({ kind: "prompt" }, r.promptTokens);
+    this.metrics.tokens.inc({ kind: "completion" }, r.tokens.length);
     if (w.stream) {
+      // the finish chunk; with stream_options.include_usage, OpenAI's extra last chunk: no choices, the usage
+      // (retro-ts has always sent the usage on the finish chunk as well; clients that ignore it lose nothing)
       res.write(`data: ${JSON.stringify(chunk("", finish, { usage }))}\n\n`);
+      if (w.includeUsage) {
+        const last = { ...chunk("", null, { usage }), choices: [] };
+        res.write(`data: ${JSON.stringify(last)}\n\n`);
+      }
       res.end("data: [DONE]\n\n");
       return;
     }
@@ -537,23 +831,59 @@ export class RetroServer {
     const name = b.dataset === undefined ? `update-${Date.now().toString(36)}` : b.dataset;
     if (typeof name !== "string" || !/^[\w.-]{1,64}$/.test(name))
       throw new HttpError(400, "dataset must be a name of letters, digits, '.', '_' or '-'", "dataset");
-    const u = this.o.updates!;
-    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "retro-docs-"));
-    try {
-      docs.forEach((d, i) =>
-        fs.writeFileSync(path.join(tmp, `${String(i).padStart(6, "0")}.txt`), (d as Json).text as string),
+    if (docs.length > this.limits.maxDocuments)
+      throw new HttpError(
+        413,
+        `${docs.length} documents in one request, over the limit of ${this.limits.maxDocuments}`,
+        "documents",
       );
-      const report = await addDocuments(u.dbDir, { name, source: "text", path: tmp, weight: 0 });
-      const retriever = await u.reopen();
-      this.o.retriever = retriever;
-      this.gen = new Generator(this.o.model, this.o.tokenizer, retriever);
-      sendJson(res, 200, { object: "update", ...report });
-    } finally {
-      fs.rmSync(tmp, { recursive: true, force: true });
-    }
+    const u = this.o.updates!;
+    // the texts go straight into the add (no temporary file per document)
+    const texts = docs.map((d) => (d as Json).text as string);
+    const report = await addDocuments(u.dbDir, { name, source: "text", path: `request ${name}`, weight: 0 }, { texts });
+    const retriever = await u.reopen();
+    this.o.retriever = retriever;
+    this.gen = new Generator(this.o.model, this.o.tokenizer, retriever);
+    this.dbSeen = manifestStamp(u.dbDir);
+    this.metrics.documents.inc(report.documents);
+    sendJson(res, 200, { object: "update", ...report });
+  }
+
+  /**
+   * `POST /v1/embeddings` {input: string | string[]}: the database's embedder (the vectors its index holds),
+   * OpenAI's shape. A BM25 database has no embedder: 400.
+   */
+  private async embeddings(b: Json, res: http.ServerResponse): Promise<void> {
+    await this.refreshRetriever();
+    const r = this.o.retriever;
+    if (!r) throw new HttpError(400, "this server has no database (start it with --db)");
+    if (!r.embedder)
+      throw new HttpError(400, "this database's index reads words (BM25): it has no embedder to embed with", "input");
+    const input = typeof b.input === "string" ? [b.input] : b.input;
+    if (!Array.isArray(input) || !input.length || input.some((x) => typeof x !== "string") || input.length > 2048)
+      throw new HttpError(400, "input must be a string or a list of 1 to 2048 strings", "input");
+    const format = b.encoding_format ?? "float";
+    if (format !== "float" && format !== "base64")
+      throw new HttpError(400, 'encoding_format must be "float" or "base64"', "encoding_format");
+    const texts = input as string[];
+    const vecs = await r.embedder.embed(texts);
+    const dim = r.embedder.dim;
+    const tokens = texts.reduce((a, t) => a + this.o.tokenizer.encode(t).length, 0);
+    sendJson(res, 200, {
+      object: "list",
+      model: r.embedder.id,
+      data: texts.map((_, i) => {
+        const v = vecs.slice(i * dim, (i + 1) * dim);
+        // base64: the float32 values' little-endian bytes (what the openai clients ask for by default)
+        const embedding = format === "base64" ? Buffer.from(v.buffer).toString("base64") : Array.from(v);
+        return { object: "embedding", index: i, embedding };
+      }),
+      usage: { prompt_tokens: tokens, total_tokens: tokens },
+    });
   }
 
   private async retrieve(b: Json, res: http.ServerResponse): Promise<void> {
+    await this.refreshRetriever();
     if (!this.o.retriever) throw new HttpError(400, "this server has no database (start it with --db)");
     if (typeof b.query !== "string" || !b.query.trim())
       throw new HttpError(400, "query must be a non-empty string", "query");

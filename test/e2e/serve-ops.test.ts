@@ -1,0 +1,284 @@
+/**
+ * `retro serve` as a team deploys it: the API key, the updates route's guard and caps, header and body timeouts,
+ * a graceful stop with a stream in flight or a slow client connected, /metrics counting what was served, OpenAI's
+ * stream_options.include_usage and /v1/embeddings, redacted errors, and an update by another process noticed.
+ */
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as net from "node:net";
+import * as path from "node:path";
+import { spawn } from "node:child_process";
+import OpenAI from "openai";
+import { buildDatabase } from "../../src/db/build.ts";
+import { Database } from "../../src/db/database.ts";
+import { Retriever } from "../../src/db/retriever.ts";
+import { train } from "../../src/train/trainer.ts";
+import { loadModel } from "../../src/model/checkpoint.ts";
+import { RetroServer } from "../../src/serve/server.ts";
+import { cli, ROOT, smallConfig, tmpDir, writeTextCorpus } from "../helpers.ts";
+
+const KEY = "sk-test-0123456789abcdef";
+let server: RetroServer,
+  db: Database,
+  base = "",
+  root = "",
+  runDir = "",
+  dbDir = "";
+
+before(async () => {
+  root = tmpDir("retro-serve-ops-");
+  dbDir = path.join(root, "db");
+  process.env.RETRO_QUIET = "1";
+  await buildDatabase(dbDir, smallConfig(writeTextCorpus(path.join(root, "corpus"), 30, 1200)));
+  runDir = path.join(root, "gpt");
+  await train(runDir, {
+    db: dbDir,
+    model: { model: "gpt", d: 32, heads: 4, layers: 2, seq: 64 },
+    steps: 2,
+    batch: 2,
+    evalEvery: 1e9,
+    saveEvery: 1e9,
+    evalBatches: 0,
+    threads: 1,
+  });
+  db = new Database(dbDir);
+  const reopen = { dbDir, reopen: async () => Retriever.open(new Database(dbDir)) };
+  server = new RetroServer({
+    model: loadModel(runDir).model,
+    tokenizer: db.tokenizer,
+    retriever: await Retriever.open(db),
+    name: "tiny",
+    port: 0,
+    system: null,
+    apiKey: KEY,
+    updates: reopen,
+    limits: { headersTimeoutS: 1, requestTimeoutS: 2, maxDocuments: 3, maxBodyBytes: 64 * 1024 },
+  });
+  base = `http://127.0.0.1:${(await server.listen()).port}`;
+});
+
+after(async () => {
+  await server.close();
+  db.close();
+});
+
+const post = (route: string, body: unknown, key: string | null = KEY) =>
+  fetch(`${base}${route}`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...(key === null ? {} : { authorization: `Bearer ${key}` }) },
+    body: JSON.stringify(body),
+  });
+
+test("API key: every /v1 route is 401 without it or with a wrong one of the same length; /health stays open", async () => {
+  const routes: [string, string, unknown][] = [
+    ["GET", "/v1/models", undefined],
+    ["POST", "/v1/completions", { prompt: "x", max_tokens: 1 }],
+    ["POST", "/v1/chat/completions", { messages: [{ role: "user", content: "x" }], max_tokens: 1 }],
+    ["POST", "/v1/retrieve", { query: "whale" }],
+    ["POST", "/v1/embeddings", { input: "whale" }],
+    ["POST", "/v1/documents", { documents: [{ text: "x" }] }],
+  ];
+  const wrong = KEY.replace(/.$/, (c) => (c === "f" ? "e" : "f"));
+  for (const [method, route, body] of routes) {
+    for (const key of [null, wrong]) {
+      const r = await fetch(`${base}${route}`, {
+        method,
+        headers: { "content-type": "application/json", ...(key ? { authorization: `Bearer ${key}` } : {}) },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      assert.equal(r.status, 401, `${method} ${route} with ${key ? "a wrong key" : "no key"}`);
+      const e = (await r.json()) as { error: { code: string; message: string } };
+      assert.equal(e.error.code, "invalid_api_key");
+      assert.ok(!e.error.message.includes(KEY));
+    }
+  }
+  assert.equal((await fetch(`${base}/health`)).status, 200);
+  const ok = await fetch(`${base}/v1/models`, { headers: { authorization: `Bearer ${KEY}` } });
+  assert.equal(ok.status, 200);
+  // the openai client with the key
+  const c = new OpenAI({ baseURL: `${base}/v1`, apiKey: KEY, maxRetries: 0 });
+  assert.equal((await c.models.list()).data[0].id, "tiny");
+});
+
+test("updates: over the document cap or a declared oversize body is 413 and adds nothing; no path or PID in errors", async () => {
+  const before = JSON.parse(fs.readFileSync(path.join(dbDir, "manifest.json"), "utf8")).chunks.count;
+  const four = { documents: [1, 2, 3, 4].map((i) => ({ text: `document ${i} about the whale` })) };
+  const r = await post("/v1/documents", four);
+  assert.equal(r.status, 413);
+  // a declared Content-Length over the limit: refused before the body is read
+  const sock = net.connect(Number(new URL(base).port), "127.0.0.1");
+  await new Promise((res) => sock.once("connect", res));
+  sock.write(
+    `POST /v1/documents HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${KEY}\r\ncontent-type: application/json\r\n` +
+      "content-length: 99999999999\r\n\r\n{",
+  );
+  const head = await new Promise<string>((res) => sock.once("data", (d) => res(String(d))));
+  assert.match(head, /^HTTP\/1\.1 413/);
+  sock.destroy();
+  assert.equal(JSON.parse(fs.readFileSync(path.join(dbDir, "manifest.json"), "utf8")).chunks.count, before);
+  // a lock held by another live process: a retryable 503 whose message names neither the folder nor the PID
+  const holder = spawn(process.execPath, ["-e", "setTimeout(() => {}, 60000)"]);
+  fs.writeFileSync(path.join(dbDir, ".lock"), `${holder.pid}@${(await import("node:os")).hostname()}`);
+  try {
+    const busy = await post("/v1/documents", { documents: [{ text: "Ahab's leg was of whale bone." }] });
+    assert.equal(busy.status, 503);
+    const msg = ((await busy.json()) as { error: { message: string } }).error.message;
+    assert.ok(!msg.includes(root) && !msg.includes(String(holder.pid)), msg);
+  } finally {
+    fs.rmSync(path.join(dbDir, ".lock"), { force: true });
+    holder.kill();
+  }
+});
+
+test("a client sending its headers one byte a second is cut at the header timeout", async () => {
+  const sock = net.connect(Number(new URL(base).port), "127.0.0.1");
+  const t0 = Date.now();
+  const closed = new Promise<number>((res) => sock.on("close", () => res(Date.now() - t0)));
+  sock.on("error", () => {});
+  const text = "GET /health HTTP/1.1\r\nhost: x\r\nx-slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+  let i = 0;
+  const timer = setInterval(() => {
+    if (!sock.destroyed && i < text.length) sock.write(text[i++]);
+  }, 1000);
+  const ms = await closed;
+  clearInterval(timer);
+  // node starts the header clock at the first byte and checks every second: cut within a few seconds, where the
+  // headers would have taken 70 s to arrive
+  assert.ok(ms < 6000, `cut after ${ms} ms (header timeout 1 s)`);
+  assert.ok(i < 10, `${i} bytes were sent before the cut`);
+});
+
+test("stream: a boolean only; stream_options.include_usage adds OpenAI's last usage chunk", async () => {
+  const bad = await post("/v1/chat/completions", { messages: [{ role: "user", content: "x" }], stream: "yes" });
+  assert.equal(bad.status, 400);
+  assert.equal(((await bad.json()) as { error: { param: string } }).error.param, "stream");
+  const c = new OpenAI({ baseURL: `${base}/v1`, apiKey: KEY, maxRetries: 0 });
+  const chunks = [];
+  for await (const ch of await c.chat.completions.create({
+    model: "tiny",
+    messages: [{ role: "user", content: "Who is Ahab?" }],
+    max_tokens: 5,
+    stream: true,
+    stream_options: { include_usage: true },
+    user: "someone",
+  }))
+    chunks.push(ch);
+  const last = chunks[chunks.length - 1];
+  assert.deepEqual(last.choices, []);
+  assert.ok(last.usage && last.usage.completion_tokens >= 1 && last.usage.total_tokens > last.usage.completion_tokens);
+});
+
+test("/v1/embeddings: the database's embedder, OpenAI's shape", async () => {
+  const c = new OpenAI({ baseURL: `${base}/v1`, apiKey: KEY, maxRetries: 0 });
+  const r = await c.embeddings.create({ model: "tiny", input: ["the white whale", "a harpoon"] });
+  const emb = (await Retriever.open(db)).embedder!;
+  const want = await emb.embed(["the white whale", "a harpoon"]);
+  assert.equal(r.data.length, 2);
+  for (let i = 0; i < 2; i++)
+    r.data[i].embedding.forEach((v, j) => assert.ok(Math.abs(v - want[i * emb.dim + j]) < 1e-6));
+});
+
+test("/metrics: Prometheus text whose counters equal what was served", async () => {
+  const count = async (route: string, status: string) => {
+    const text = await (await fetch(`${base}/metrics`)).text();
+    const m = new RegExp(`retro_requests_total\\{route="${route}",status="${status}"\\} (\\d+)`).exec(text);
+    return m ? Number(m[1]) : 0;
+  };
+  const before = await count("/v1/completions", "200");
+  for (let i = 0; i < 3; i++)
+    assert.equal((await post("/v1/completions", { prompt: "The whale", max_tokens: 2 })).status, 200);
+  await new Promise((r) => setTimeout(r, 50)); // the access log counts a request when its connection's response closes
+  assert.equal(await count("/v1/completions", "200"), before + 3);
+  const text = await (await fetch(`${base}/metrics`)).text();
+  assert.match(text, /retro_tokens_total\{kind="completion"\} \d+/);
+  assert.match(text, /retro_time_to_first_token_seconds_count \d+/);
+  assert.match(text, /retro_queue_depth 0/);
+});
+
+test("an update committed by another process (retro db add) is retrieved at once, no restart", async () => {
+  const notes = path.join(root, "notes");
+  fs.mkdirSync(notes);
+  fs.writeFileSync(path.join(notes, "n.txt"), "Zorbulak the glassblower of Venturia lived on the moon. ".repeat(6));
+  const found = async () =>
+    (
+      (await (await post("/v1/retrieve", { query: "Zorbulak glassblower Venturia", k: 5 })).json()) as {
+        data: { dataset: string }[];
+      }
+    ).data.some((d) => d.dataset === "notes");
+  assert.equal(await found(), false);
+  const r = cli(["db", "add", "--db", dbDir, "--name", "notes", "--text", notes]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(await found(), true, "the added document among the top 5");
+});
+
+test("retro serve: --allow-updates on a network address without a key refuses to start", () => {
+  const r = cli(["serve", "--ckpt", runDir, "--host", "0.0.0.0", "--port", "0", "--allow-updates"]);
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /needs|API key/);
+});
+
+/** `retro serve` as a child process; resolves with its URL once listening */
+let err = "";
+function serveCli(args: string[]): {
+  proc: ReturnType<typeof spawn>;
+  url: Promise<string>;
+  exit: Promise<number | null>;
+} {
+  const proc = spawn(process.execPath, [path.join(ROOT, "bin", "retro.js"), "serve", ...args], {
+    env: { ...process.env, RETRO_QUIET: "1" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  proc.stderr!.on("data", (d) => (err += d));
+  const url = new Promise<string>((res) =>
+    proc.stdout!.on("data", (d) => {
+      out += d;
+      const m = /"url":"([^"]+)"/.exec(out);
+      if (m) res(m[1]);
+    }),
+  );
+  const exit = new Promise<number | null>((res) =>
+    proc.on("exit", (code, signal) => {
+      if (code !== 0) process.stderr.write(`serve exited ${code} ${signal}: ${err}\n`);
+      res(code);
+    }),
+  );
+  return { proc, url, exit };
+}
+
+test("SIGTERM during a stream: the stream ends with [DONE] and the process exits 0", async () => {
+  const s = serveCli(["--ckpt", runDir, "--port", "0", "--log-format", "none"]);
+  const url = await s.url;
+  const res = await fetch(`${url}/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ prompt: "The whale", max_tokens: 4000, ignore_eos: true, stream: true }),
+  });
+  const reader = res.body!.getReader();
+  let text = "";
+  const first = await reader.read();
+  text += new TextDecoder().decode(first.value);
+  s.proc.kill("SIGTERM");
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    text += new TextDecoder().decode(value);
+  }
+  assert.match(text, /"finish_reason":"length"[\s\S]*data: \[DONE\]\n\n$/);
+  assert.equal(await s.exit, 0);
+});
+
+test("SIGINT with a slow-header client connected exits within the shutdown bound", async () => {
+  const s = serveCli(["--ckpt", runDir, "--port", "0", "--log-format", "none"]);
+  const url = new URL(await s.url);
+  const sock = net.connect(Number(url.port), "127.0.0.1");
+  sock.on("error", () => {});
+  await new Promise((res) => sock.once("connect", res));
+  sock.write("GET /health HTTP/1.1\r\nhost: x\r\n"); // and never the rest
+  const t0 = Date.now();
+  s.proc.kill("SIGINT");
+  assert.equal(await s.exit, 0);
+  assert.ok(Date.now() - t0 < 8000, `exited after ${Date.now() - t0} ms`);
+  sock.destroy();
+});
