@@ -109,11 +109,62 @@ interface GenRequest {
   sampling: GenerateOptions;
   chat: boolean;
   stream: boolean;
+  /** choices (sequences decoded for this request, seeds seed, seed + 1, …) */
+  n: number;
   /** stream_options.include_usage: a last chunk with the usage and no choices, as OpenAI sends it */
   includeUsage: boolean;
   /** when the request arrived (performance.now()), for the time to first token */
   arrived: number;
   res: http.ServerResponse;
+}
+
+/** the answer to one request: its choices (n), written when the last one ends */
+interface Reply {
+  job: Job;
+  w: GenRequest;
+  id: string;
+  created: number;
+  model: string;
+  retrieval: RetrievalOut[];
+  choices: (Json | null)[];
+  /** choices still generating */
+  open: number;
+  promptTokens: number;
+  completionTokens: number;
+  truncated: number;
+  /** its client has gone */
+  closed: boolean;
+}
+
+/** one sequence being decoded: choice `choice` of a reply */
+interface Seq {
+  reply: Reply;
+  choice: number;
+  seed: number;
+  ended: boolean;
+  /** its first text was seen (time to first token) */
+  first: boolean;
+  text: string;
+}
+
+/** a streamed chunk of one choice, in OpenAI's shape for the request's kind */
+function chunkOf(reply: Reply, index: number, text: string, finish: string | null, extra: Json = {}): Json {
+  const base = { id: reply.id, created: reply.created, model: reply.model };
+  return reply.w.chat
+    ? {
+        ...base,
+        object: "chat.completion.chunk",
+        choices: [
+          { index, delta: text || finish === null ? { role: "assistant", content: text } : {}, finish_reason: finish },
+        ],
+        ...extra,
+      }
+    : {
+        ...base,
+        object: "text_completion",
+        choices: [{ index, text, finish_reason: finish, logprobs: null }],
+        ...extra,
+      };
 }
 
 interface Job {
@@ -438,7 +489,10 @@ export class RetroServer {
             chat,
             sampling.maxTokens ?? SAMPLING_SETTINGS.maxTokens.default,
           );
-          return await this.enqueue(res, { prompt, cites, sampling, chat, ...stream, arrived: t0, res });
+          const n = body.n ?? 1;
+          if (typeof n !== "number" || !Number.isInteger(n) || n < 1 || n > (this.o.maxBatch ?? 8))
+            throw new HttpError(400, `n must be an integer in [1, ${this.o.maxBatch ?? 8}] (the batch size)`, "n");
+          return await this.enqueue(res, { prompt, cites, sampling, chat, ...stream, n, arrived: t0, res });
         }
         default:
           throw new HttpError(404, `no route ${route}`);
@@ -585,9 +639,11 @@ export class RetroServer {
    */
   private takeSame(key: string, room: number): Job[] {
     const taken: Job[] = [];
-    while (taken.length < room && this.dropGoneHead()) {
+    let seqs = 0; // a request with n choices takes n places
+    while (this.dropGoneHead()) {
       const other = this.queue[0].work;
-      if (typeof other === "function" || JSON.stringify(other.sampling) !== key) break;
+      if (typeof other === "function" || JSON.stringify(other.sampling) !== key || seqs + other.n > room) break;
+      seqs += other.n;
       taken.push(this.queue.shift()!);
     }
     return taken;
@@ -607,7 +663,7 @@ export class RetroServer {
           continue;
         }
         // the requests next in line with the same settings are decoded together, one batch
-        const batch = [job, ...this.takeSame(JSON.stringify(w.sampling), (this.o.maxBatch ?? 8) - 1)];
+        const batch = [job, ...this.takeSame(JSON.stringify(w.sampling), (this.o.maxBatch ?? 8) - w.n)];
         await this.completeBatch(batch)
           .catch((e) => batch.forEach((j) => this.fail(j.res, e)))
           .finally(() => batch.forEach((j) => j.resolve()));
@@ -618,75 +674,66 @@ export class RetroServer {
   }
 
   /**
-   * Decode a batch of requests together; each response is written (streamed) as its own sequence advances.
+   * Decode a batch of requests together; each response is written (streamed) as its own sequences advance.
    * Continuous batching: before every decoding step, requests that arrived with the same settings join the
-   * batch (up to maxBatch sequences in all), prefilled in the same forward as the others' next token.
+   * batch (up to maxBatch sequences in all), prefilled in the same forward as the others' next token. A request
+   * with `n` > 1 is n sequences (seeds seed, seed + 1, …), its choices answered together.
    */
   private async completeBatch(jobs: Job[]): Promise<void> {
     this.stats.batches++;
     const model = this.o.name,
       created = Math.floor(Date.now() / 1000);
-    const sampling = jobs[0].work as GenRequest,
-      key = JSON.stringify(sampling.sampling),
+    const head = jobs[0].work as GenRequest,
+      key = JSON.stringify(head.sampling),
       maxBatch = this.o.maxBatch ?? 8;
-    const chunk = (st: { id: string; w: GenRequest }, text: string, finish: string | null, extra: Json = {}) =>
-      st.w.chat
-        ? {
-            id: st.id,
-            object: "chat.completion.chunk",
-            created,
-            model,
-            choices: [
-              {
-                index: 0,
-                delta: text || finish === null ? { role: "assistant", content: text } : {},
-                finish_reason: finish,
-              },
-            ],
-            ...extra,
-          }
-        : {
-            id: st.id,
-            object: "text_completion",
-            created,
-            model,
-            choices: [{ index: 0, text, finish_reason: finish, logprobs: null }],
-            ...extra,
-          };
-    const start = (j: Job) => {
+    const states: Seq[] = [];
+    const start = (j: Job): Seq[] => {
       const w = j.work as GenRequest;
-      const st = {
+      const reply: Reply = {
         job: j,
         w,
         id: `${w.chat ? "chatcmpl" : "cmpl"}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`,
+        created,
+        model,
         retrieval: [...w.cites],
+        choices: new Array(w.n).fill(null),
+        open: w.n,
+        promptTokens: 0,
+        completionTokens: 0,
+        truncated: 0,
         closed: false,
-        ended: false,
-        firstToken: false,
-        text: "",
       };
       j.res.on("close", () => {
-        if (!j.res.writableEnded) st.closed = true;
+        if (!j.res.writableEnded) reply.closed = true;
       });
-      if (w.stream)
+      if (w.stream) {
         j.res.writeHead(200, {
           "content-type": "text/event-stream",
           "cache-control": "no-cache",
           connection: "keep-alive",
         });
-      if (w.stream && w.cites.length)
-        j.res.write(`data: ${JSON.stringify({ ...chunk(st, "", null), retrieval: w.cites })}\n\n`);
-      return st;
+        if (w.cites.length)
+          j.res.write(`data: ${JSON.stringify({ ...chunkOf(reply, 0, "", null), retrieval: w.cites })}\n\n`);
+      }
+      const seed = w.sampling.seed ?? DEFAULT_SEED;
+      return Array.from({ length: w.n }, (_, choice) => ({
+        reply,
+        choice,
+        seed: seed + choice,
+        ended: false,
+        first: false,
+        text: "",
+      }));
     };
-    const states = jobs.map(start);
+    for (const j of jobs) states.push(...start(j));
     // requests next in line with the same settings join (sequence numbers follow the batch's, in order)
     const admit = (active: number) =>
-      this.takeSame(key, maxBatch - active).map((q) => {
-        const w = q.work as GenRequest;
+      this.takeSame(key, maxBatch - active).flatMap((q) => {
         jobs.push(q);
-        states.push(start(q));
         this.stats.joined++;
-        return { prompt: w.prompt, seed: w.sampling.seed ?? DEFAULT_SEED };
+        const added = start(q);
+        states.push(...added);
+        return added.map((st) => ({ prompt: st.reply.w.prompt, seed: st.seed }));
       });
     // a model with its CCA gate at 0 reads no neighbours: retrieving them by chunk would cite what it never read
     const retrieve: RetrieveMode | undefined = !this.o.model.isRetro
@@ -695,9 +742,9 @@ export class RetroServer {
         ? "none"
         : this.o.retrieve;
     const opts: GenerateOptions = {
-      ...sampling.sampling,
+      ...head.sampling,
       retrieve,
-      seeds: jobs.map(() => sampling.sampling.seed ?? DEFAULT_SEED),
+      seeds: states.map((st) => st.seed),
       admit,
       cancelled: (seq: number) => states[seq].ended,
     };
@@ -705,35 +752,42 @@ export class RetroServer {
     const retrieval0 = this.gen.retriever ? this.gen.retriever.timing.embedS + this.gen.retriever.timing.searchS : 0;
     try {
       for await (const ev of this.gen.stream(
-        states.map((s) => s.w.prompt),
+        states.map((st) => st.reply.w.prompt),
         opts,
       )) {
         // decoding is synchronous work between microtasks: give the event loop a turn after each event, so that
         // new requests are accepted (and queued, joined or refused), written chunks flushed and a disconnect noticed
         await new Promise((r) => setImmediate(r));
         for (const st of states)
-          if (st.closed && !st.ended) (st.ended = true), this.stats.cancelled++, this.metrics.cancelled.inc();
+          if (st.reply.closed && !st.ended) {
+            st.ended = true;
+            if (st.choice === 0) this.stats.cancelled++, this.metrics.cancelled.inc();
+          }
         // a shutdown, or a generation past its deadline: every answer still open ends here, cleanly
         if (this.stopping || performance.now() > deadline) {
-          for (const st of states) if (!st.ended) (st.ended = true), this.cut(st, created, chunk);
+          for (const st of states) if (!st.ended) (st.ended = true), this.endChoice(st, null);
           return;
         }
         if (states.every((st) => st.ended)) return; // every client gone: leaving the iterator stops the generation
         const st = states[ev.seq];
         if (st.ended) continue;
-        const res = st.job.res;
+        const reply = st.reply,
+          res = reply.job.res;
         if (ev.type === "retrieval") {
           const r = { chunk: ev.chunk, query: ev.query, neighbours: ev.neighbours };
-          st.retrieval.push(r);
-          if (st.w.stream) res.write(`data: ${JSON.stringify({ ...chunk(st, "", null), retrieval: [r] })}\n\n`);
+          reply.retrieval.push(r);
+          if (reply.w.stream)
+            res.write(`data: ${JSON.stringify({ ...chunkOf(reply, st.choice, "", null), retrieval: [r] })}\n\n`);
         } else if (ev.type === "text") {
-          if (!st.firstToken)
-            (st.firstToken = true), this.metrics.ttft.observe((performance.now() - st.w.arrived) / 1000);
+          if (!st.first) {
+            st.first = true;
+            if (st.choice === 0) this.metrics.ttft.observe((performance.now() - reply.w.arrived) / 1000);
+          }
           st.text += ev.text;
-          if (st.w.stream) res.write(`data: ${JSON.stringify(chunk(st, ev.text, null))}\n\n`);
+          if (reply.w.stream) res.write(`data: ${JSON.stringify(chunkOf(reply, st.choice, ev.text, null))}\n\n`);
         } else {
           st.ended = true;
-          this.finish(st.w, res, st.id, created, ev.result, st.retrieval, (t, f, x) => chunk(st, t, f, x));
+          this.endChoice(st, ev.result);
         }
       }
     } finally {
@@ -746,76 +800,57 @@ export class RetroServer {
   }
 
   /**
-   * End an answer the server stops (a shutdown, the generation deadline): a stream gets a last chunk (finish
-   * "length": the text so far is all there is) and [DONE]; a client waiting for JSON gets the text so far.
+   * One choice of a reply is complete (`r`), or ended by the server (null: a shutdown, the generation deadline —
+   * finish "length", the text so far). A stream gets the choice's finish chunk at once; the reply is closed (the
+   * JSON body, or the usage chunk and [DONE]) when its last choice ends.
    */
-  private cut(
-    st: { job: Job; w: GenRequest; id: string; text: string; retrieval: RetrievalOut[] },
-    created: number,
-    chunk: (st: { id: string; w: GenRequest }, text: string, finish: string | null, extra?: Json) => Json,
-  ): void {
-    const res = st.job.res;
+  private endChoice(st: Seq, r: GenerateResult | null): void {
+    const reply = st.reply,
+      w = reply.w,
+      res = reply.job.res;
+    const finish = r === null || r.finish === "length" ? "length" : "stop";
+    const text = r ? r.text : st.text;
+    if (r) {
+      // the prompt is read once per choice, counted once per reply (as OpenAI counts n)
+      if (st.choice === 0) reply.promptTokens = r.promptTokens;
+      reply.completionTokens += r.tokens.length;
+      reply.truncated = Math.max(reply.truncated, r.truncated);
+      this.metrics.tokens.inc({ kind: "prompt" }, st.choice === 0 ? r.promptTokens : 0);
+      this.metrics.tokens.inc({ kind: "completion" }, r.tokens.length);
+    }
+    reply.choices[st.choice] = w.chat
+      ? { index: st.choice, message: { role: "assistant", content: text }, finish_reason: finish, logprobs: null }
+      : { index: st.choice, text, finish_reason: finish, logprobs: null };
+    reply.open--;
     if (res.writableEnded || res.destroyed) return;
-    if (st.w.stream) {
-      res.write(`data: ${JSON.stringify(chunk(st, "", "length"))}\n\n`);
-      res.end("data: [DONE]\n\n");
-      return;
-    }
-    const choice = st.w.chat
-      ? { index: 0, message: { role: "assistant", content: st.text }, finish_reason: "length", logprobs: null }
-      : { index: 0, text: st.text, finish_reason: "length", logprobs: null };
-    sendJson(res, 200, {
-      id: st.id,
-      object: st.w.chat ? "chat.completion" : "text_completion",
-      created,
-      model: this.o.name,
-      choices: [choice],
-      retrieval: st.retrieval,
-    });
-  }
-
-  private finish(
-    w: GenRequest,
-    res: http.ServerResponse,
-    id: string,
-    created: number,
-    r: GenerateResult,
-    retrieval: RetrievalOut[],
-    chunk: (text: string, finish: string | null, extra: Json) => Json,
-  ): void {
-    const finish = r.finish === "length" ? "length" : "stop";
     const usage = {
-      prompt_tokens: r.promptTokens,
-      completion_tokens: r.tokens.length,
-      total_tokens: r.promptTokens + r.tokens.length,
+      prompt_tokens: reply.promptTokens,
+      completion_tokens: reply.completionTokens,
+      total_tokens: reply.promptTokens + reply.completionTokens,
     };
-    this.stats.served++;
-    this.metrics.tokens.inc({ kind: "prompt" }, r.promptTokens);
-    this.metrics.tokens.inc({ kind: "completion" }, r.tokens.length);
     if (w.stream) {
-      // the finish chunk; with stream_options.include_usage, OpenAI's extra last chunk: no choices, the usage
-      // (retro-ts has always sent the usage on the finish chunk as well; clients that ignore it lose nothing)
-      res.write(`data: ${JSON.stringify(chunk("", finish, { usage }))}\n\n`);
-      if (w.includeUsage) {
-        const last = { ...chunk("", null, { usage }), choices: [] };
-        res.write(`data: ${JSON.stringify(last)}\n\n`);
-      }
+      // each choice's finish chunk (the last one also carries the usage); with stream_options.include_usage,
+      // OpenAI's extra last chunk: no choices, the usage
+      const extra = reply.open === 0 && r ? { usage } : {};
+      res.write(`data: ${JSON.stringify(chunkOf(reply, st.choice, "", finish, extra))}\n\n`);
+      if (reply.open > 0) return;
+      if (w.includeUsage)
+        res.write(`data: ${JSON.stringify({ ...chunkOf(reply, 0, "", null, { usage }), choices: [] })}\n\n`);
       res.end("data: [DONE]\n\n");
-      return;
+    } else {
+      if (reply.open > 0) return;
+      sendJson(res, 200, {
+        id: reply.id,
+        object: w.chat ? "chat.completion" : "text_completion",
+        created: reply.created,
+        model: reply.model,
+        choices: reply.choices,
+        usage,
+        retrieval: reply.retrieval,
+        truncated_prompt_tokens: reply.truncated,
+      });
     }
-    const choice = w.chat
-      ? { index: 0, message: { role: "assistant", content: r.text }, finish_reason: finish, logprobs: null }
-      : { index: 0, text: r.text, finish_reason: finish, logprobs: null };
-    sendJson(res, 200, {
-      id,
-      object: w.chat ? "chat.completion" : "text_completion",
-      created,
-      model: this.o.name,
-      choices: [choice],
-      usage,
-      retrieval,
-      truncated_prompt_tokens: r.truncated,
-    });
+    if (r) this.stats.served++;
   }
 
   /** Add documents to the database (a new retrieval-only dataset) and retrieve from it at once, no restart. */

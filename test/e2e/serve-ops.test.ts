@@ -169,6 +169,33 @@ test("stream: a boolean only; stream_options.include_usage adds OpenAI's last us
   assert.ok(last.usage && last.usage.completion_tokens >= 1 && last.usage.total_tokens > last.usage.completion_tokens);
 });
 
+test("n = 3: three choices, each equal to a single request with seed, seed + 1, seed + 2; streamed the same", async () => {
+  const c = new OpenAI({ baseURL: `${base}/v1`, apiKey: KEY, maxRetries: 0 });
+  const ask = { model: "tiny", prompt: "The whale", max_tokens: 8, temperature: 1.2, seed: 40 };
+  const three = await c.completions.create({ ...ask, n: 3 });
+  assert.equal(three.choices.length, 3);
+  const singles = [];
+  for (let i = 0; i < 3; i++) singles.push((await c.completions.create({ ...ask, seed: 40 + i })).choices[0].text);
+  assert.deepEqual(
+    three.choices.map((ch) => ch.text),
+    singles,
+  );
+  assert.deepEqual(
+    three.choices.map((ch) => ch.index),
+    [0, 1, 2],
+  );
+  assert.notEqual(new Set(singles).size, 1, "three seeds, one text: the test would prove nothing");
+  const texts = ["", "", ""];
+  let usage = null;
+  for await (const ch of await c.completions.create({ ...ask, n: 3, stream: true })) {
+    for (const x of ch.choices) texts[x.index] += x.text;
+    if (ch.usage) usage = ch.usage;
+  }
+  assert.deepEqual(texts, singles);
+  assert.equal(usage!.completion_tokens, three.usage!.completion_tokens);
+  assert.equal((await post("/v1/completions", { prompt: "x", n: 0 })).status, 400);
+});
+
 test("/v1/embeddings: the database's embedder, OpenAI's shape", async () => {
   const c = new OpenAI({ baseURL: `${base}/v1`, apiKey: KEY, maxRetries: 0 });
   const r = await c.embeddings.create({ model: "tiny", input: ["the white whale", "a harpoon"] });

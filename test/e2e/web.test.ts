@@ -129,4 +129,15 @@ test("web page in headless chromium: the answer and its citations, highlighted, 
   assert.ok(markPx > 200, `highlight colour drawn in the citations panel: ${markPx} pixels (screenshot ${shot})`);
   assert.equal(markLeft, 0, "no highlight in the chat column");
   assert.ok(inkLeft > 500, `question and answer drawn in the chat column: ${inkLeft} dark pixels (screenshot ${shot})`);
+
+  // the keyboard, as every chat page: Shift+Enter a new line, Enter sends
+  await page.type("#q", "first line");
+  await page.keyboard.down("Shift");
+  await page.keyboard.press("Enter");
+  await page.keyboard.up("Shift");
+  await page.type("#q", "second line");
+  await page.keyboard.press("Enter");
+  await page.waitForFunction(() => document.querySelectorAll(".turn.user").length === 2, { timeout: 10_000 });
+  const second = await page.evaluate(() => [...document.querySelectorAll(".turn.user")][1].textContent ?? "");
+  assert.equal(second, "first line\nsecond line");
 });
