@@ -42,6 +42,40 @@ export interface GenerateOptions extends SamplingOptions {
   admit?: (active: number) => { prompt: string | number[]; seed?: number }[];
   /** a sequence whose consumer is gone: asked before every step; true ends it (finish "stop") and frees its place */
   cancelled?: (seq: number) => boolean;
+  /**
+   * Record each generated token's log-probability under the model (log-softmax of its logits: temperature,
+   * top-k and top-p shape the draw, not the reported distribution), with this many most likely alternatives
+   * (0: the chosen token's alone). Absent: none recorded.
+   */
+  logprobs?: number;
+}
+
+/** a generated token's log-probability and the most likely alternatives at its position */
+export interface TokenLogprob {
+  token: number;
+  logprob: number;
+  top: { token: number; logprob: number }[];
+}
+
+/** log-softmax of a logits row at `token`, and the `top` most likely tokens (highest first, ties: lower id) */
+export function tokenLogprob(row: Float32Array, token: number, top: number): TokenLogprob {
+  let mx = -Infinity;
+  for (let i = 0; i < row.length; i++) if (row[i] > mx) mx = row[i];
+  let sum = 0;
+  for (let i = 0; i < row.length; i++) sum += Math.exp(row[i] - mx);
+  const lse = mx + Math.log(sum);
+  const best: number[] = [];
+  if (top > 0) {
+    // a sorted list of the best `top` ids so far (top ≤ 20: insertion beats sorting the vocabulary)
+    for (let i = 0; i < row.length; i++) {
+      if (best.length === top && row[i] <= row[best[top - 1]]) continue;
+      let j = Math.min(best.length, top - 1);
+      if (best.length < top) best.push(i);
+      while (j > 0 && row[best[j - 1]] < row[i]) (best[j] = best[j - 1]), j--;
+      best[j] = i;
+    }
+  }
+  return { token, logprob: row[token] - lse, top: best.map((t) => ({ token: t, logprob: row[t] - lse })) };
 }
 
 export type FinishReason = "eod" | "stop" | "length";
@@ -64,6 +98,8 @@ export interface GenerateResult {
   finish: FinishReason;
   /** retrievals made for this sequence */
   retrievals: number;
+  /** per generated token (`logprobs` asked): its log-probability and the top alternatives */
+  logprobs?: TokenLogprob[];
 }
 
 interface SeqState {
@@ -87,6 +123,8 @@ interface SeqState {
   truncated: number;
   /** admitted since the last forward: its feed is its prompt (replay), no sampled token yet */
   fresh: boolean;
+  /** per generated token, when logprobs are asked */
+  lp: TokenLogprob[];
 }
 
 export class Generator {
@@ -141,10 +179,12 @@ export class Generator {
         count = seqs.length;
       while (active.length) {
         active.forEach((st, j) => {
-          const tok = st.sampler.pick(logits.subarray(j * c.vocab, (j + 1) * c.vocab));
+          const row = logits.subarray(j * c.vocab, (j + 1) * c.vocab);
+          const tok = st.sampler.pick(row);
           st.next = tok;
           if (tok === this.tokenizer.eod && !o.ignoreEod) return void (st.done = "eod");
           st.gen.push(tok);
+          if (o.logprobs !== undefined) st.lp.push(tokenLogprob(row, tok, o.logprobs));
           st.text = this.tokenizer.decode(st.gen);
           for (const s of stops) {
             const at = st.text.indexOf(s);
@@ -174,6 +214,7 @@ export class Generator {
                 truncated: st.truncated,
                 finish: st.done,
                 retrievals: st.retrievals,
+                ...(o.logprobs !== undefined ? { logprobs: st.lp.slice() } : {}),
               },
             };
         }
@@ -239,6 +280,7 @@ export class Generator {
       promptNbr: null,
       truncated,
       fresh: false,
+      lp: [],
     };
     const given = o.neighbours?.[i];
     if (mode === "prompt" && given) {

@@ -22,7 +22,13 @@ import type { AddressInfo } from "node:net";
 import type { Model } from "../model/model.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import type { Retriever, Citation } from "../db/retriever.ts";
-import { Generator, type GenerateOptions, type GenerateResult, type RetrieveMode } from "../generate/generate.ts";
+import {
+  Generator,
+  type GenerateOptions,
+  type GenerateResult,
+  type RetrieveMode,
+  type TokenLogprob,
+} from "../generate/generate.ts";
 import type { Message } from "../prompt/format.ts";
 import { promptWithPassages } from "../prompt/passages.ts";
 import { ERROR_KINDS, RetroError } from "../util/errors.ts";
@@ -207,6 +213,25 @@ function manifestStamp(dbDir: string): string | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * The alternatives per token to report, or undefined (no logprobs): completions' `logprobs` (an integer), chat's
+ * `logprobs` (true) with `top_logprobs`; at most 20, as OpenAI allows.
+ */
+function logprobsOf(b: Json, chat: boolean): number | undefined {
+  const int = (v: unknown, field: string) => {
+    if (typeof v !== "number" || !Number.isInteger(v) || v < 0 || v > 20)
+      throw new HttpError(400, `${field} must be an integer in [0, 20]`, field);
+    return v;
+  };
+  if (!chat) return b.logprobs === undefined || b.logprobs === null ? undefined : int(b.logprobs, "logprobs");
+  if (b.logprobs !== undefined && b.logprobs !== null && typeof b.logprobs !== "boolean")
+    throw new HttpError(400, "logprobs must be true or false", "logprobs");
+  const top = b.top_logprobs === undefined || b.top_logprobs === null ? undefined : int(b.top_logprobs, "top_logprobs");
+  if (top !== undefined && b.logprobs !== true)
+    throw new HttpError(400, "top_logprobs needs logprobs: true", "top_logprobs");
+  return b.logprobs === true ? (top ?? 0) : undefined;
 }
 
 /** `stream` (a boolean: "yes" is refused as OpenAI does) and `stream_options.include_usage` */
@@ -477,6 +502,12 @@ export class RetroServer {
           const chat = route.endsWith("chat/completions");
           const sampling = samplingOf(body);
           const stream = streamOf(body);
+          const lp = logprobsOf(body, chat);
+          if (lp !== undefined) {
+            if (stream.stream)
+              throw new HttpError(400, "logprobs are served on requests without stream (not streamed yet)", "logprobs");
+            sampling.logprobs = lp;
+          }
           if (body.model !== undefined && body.model !== this.o.name)
             throw new HttpError(
               404,
@@ -818,9 +849,10 @@ export class RetroServer {
       this.metrics.tokens.inc({ kind: "prompt" }, st.choice === 0 ? r.promptTokens : 0);
       this.metrics.tokens.inc({ kind: "completion" }, r.tokens.length);
     }
+    const logprobs = r?.logprobs ? this.logprobsBody(r.logprobs, w.chat) : null;
     reply.choices[st.choice] = w.chat
-      ? { index: st.choice, message: { role: "assistant", content: text }, finish_reason: finish, logprobs: null }
-      : { index: st.choice, text, finish_reason: finish, logprobs: null };
+      ? { index: st.choice, message: { role: "assistant", content: text }, finish_reason: finish, logprobs }
+      : { index: st.choice, text, finish_reason: finish, logprobs };
     reply.open--;
     if (res.writableEnded || res.destroyed) return;
     const usage = {
@@ -851,6 +883,33 @@ export class RetroServer {
       });
     }
     if (r) this.stats.served++;
+  }
+
+  /** OpenAI's logprobs object: chat's {content: [{token, logprob, bytes, top_logprobs}]}, completions' lists */
+  private logprobsBody(lp: TokenLogprob[], chat: boolean): Json {
+    const tok = this.o.tokenizer;
+    const str = (t: number) => tok.decode([t]);
+    if (chat) {
+      const entry = (t: number, logprob: number) => ({ token: str(t), logprob, bytes: [...Buffer.from(str(t))] });
+      return {
+        content: lp.map((x) => ({
+          ...entry(x.token, x.logprob),
+          top_logprobs: x.top.map((a) => entry(a.token, a.logprob)),
+        })),
+      };
+    }
+    let offset = 0;
+    const textOffset = lp.map((x) => {
+      const at = offset;
+      offset += str(x.token).length;
+      return at;
+    });
+    return {
+      tokens: lp.map((x) => str(x.token)),
+      token_logprobs: lp.map((x) => x.logprob),
+      top_logprobs: lp.map((x) => Object.fromEntries(x.top.map((a) => [str(a.token), a.logprob]))),
+      text_offset: textOffset,
+    };
   }
 
   /** Add documents to the database (a new retrieval-only dataset) and retrieve from it at once, no restart. */

@@ -196,6 +196,56 @@ test("n = 3: three choices, each equal to a single request with seed, seed + 1, 
   assert.equal((await post("/v1/completions", { prompt: "x", n: 0 })).status, 400);
 });
 
+test("logprobs: each token's and the top alternatives equal the full forward's log-softmax (1e-5)", async () => {
+  const r = (await (
+    await post("/v1/completions", { prompt: "The whale", max_tokens: 5, logprobs: 3, ignore_eos: true })
+  ).json()) as {
+    choices: { logprobs: { tokens: string[]; token_logprobs: number[]; top_logprobs: Record<string, number>[] } }[];
+  };
+  const lp = r.choices[0].logprobs;
+  assert.equal(lp.token_logprobs.length, 5);
+  // the independent computation: the whole sequence through the training forward, log-softmax in float64
+  const { model } = loadModel(runDir);
+  const tok = db.tokenizer;
+  const promptIds = tok.encode("The whale");
+  const gen = (
+    await new (
+      await import("../../src/generate/generate.ts")
+    ).Generator(model, tok).generate(["The whale"], {
+      maxTokens: 5,
+      ignoreEod: true,
+    })
+  )[0].tokens;
+  const ids = Int32Array.from([...promptIds, ...gen]);
+  model.forward({ B: 1, n: ids.length, ids, targets: new Int32Array(ids.length) }, { keepLogits: true });
+  const logits = model.logits(),
+    V = model.config.vocab;
+  gen.forEach((t, i) => {
+    const row = logits.subarray((promptIds.length - 1 + i) * V, (promptIds.length + i) * V);
+    let mx = -Infinity;
+    for (const x of row) mx = Math.max(mx, x);
+    let sum = 0;
+    for (const x of row) sum += Math.exp(x - mx);
+    const want = row[t] - mx - Math.log(sum);
+    assert.ok(Math.abs(lp.token_logprobs[i] - want) < 1e-5, `token ${i}: ${lp.token_logprobs[i]} vs ${want}`);
+    const tops = Object.values(lp.top_logprobs[i]);
+    assert.ok(Math.abs(Math.max(...tops) - (Math.max(...row) - mx - Math.log(sum))) < 1e-5);
+  });
+  // chat's shape
+  const c = new OpenAI({ baseURL: `${base}/v1`, apiKey: KEY, maxRetries: 0 });
+  const chat = await c.chat.completions.create({
+    model: "tiny",
+    messages: [{ role: "user", content: "Who is Ahab?" }],
+    max_tokens: 3,
+    logprobs: true,
+    top_logprobs: 2,
+  });
+  const content = chat.choices[0].logprobs!.content!;
+  assert.ok(content.length >= 1 && content[0].top_logprobs.length === 2);
+  assert.ok(content[0].top_logprobs[0].logprob >= content[0].top_logprobs[1].logprob);
+  assert.equal((await post("/v1/completions", { prompt: "x", logprobs: 21 })).status, 400);
+});
+
 test("/v1/embeddings: the database's embedder, OpenAI's shape", async () => {
   const c = new OpenAI({ baseURL: `${base}/v1`, apiKey: KEY, maxRetries: 0 });
   const r = await c.embeddings.create({ model: "tiny", input: ["the white whale", "a harpoon"] });
