@@ -18,6 +18,7 @@ const ROOMS = [
   "sft", // step 4
   "qa", // step 5
   "serve",
+  "integrations", // adapters for other libraries' interfaces (LangChain.js), each its own package entry point
   "demo",
   "cli",
 ];
