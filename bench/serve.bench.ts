@@ -5,7 +5,12 @@
  * Prints requests/s, generated tokens/s, p50/p99 latency, p50 time to first token, refused (503) and failed
  * requests, and the server's peak RSS. Exits 1 if any request is neither answered nor refused with a 503.
  * Flags: --ckpt RUN (default runs/demo/retro-fit)  --db DIR  --clients 1,8,64  --requests 4  --max-tokens 32
- *        --threads N (the server's engine threads)
+ *        --threads N (the server's engine threads)  --repeats 5  --single-tokens 128  --min-ratio 0.9
+ *
+ * First, one client at the engine's speed: the same checkpoint decodes `--single-tokens` tokens in this process
+ * (the Generator, no HTTP) and through the server (one streamed request), `--repeats` times each; the ratio of
+ * the medians (min and max shown) must reach `--min-ratio` (exit 1 otherwise). Last, GET /metrics is scraped:
+ * its request and token counters must equal the bench's own counts (exit 1 otherwise).
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -22,6 +27,9 @@ const { values: a } = parseArgs({
     "max-tokens": { type: "string", default: "32" },
     "max-queue": { type: "string", default: "16" },
     threads: { type: "string" },
+    repeats: { type: "string", default: "5" },
+    "single-tokens": { type: "string", default: "128" },
+    "min-ratio": { type: "string", default: "0.9" },
   },
 });
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
@@ -38,6 +46,8 @@ const args = [
   "0",
   "--max-queue",
   a["max-queue"]!,
+  "--log-format",
+  "none",
   ...(a.db ? ["--db", a.db] : []),
   ...(a.threads ? ["--threads", a.threads] : []),
 ];
@@ -74,13 +84,14 @@ interface One {
   ttft: number;
   tokens: number;
 }
-async function request(i: number): Promise<One> {
+let served = { answered: 0, tokens: 0 }; // what the bench saw, to check /metrics against
+async function request(i: number, want = maxTokens): Promise<One> {
   const t0 = performance.now();
   const res = await fetch(`${url}/completions`, {
     method: "POST",
     body: JSON.stringify({
       prompt: prompts[i % prompts.length],
-      max_tokens: maxTokens,
+      max_tokens: want,
       temperature: 0,
       stream: true,
       ignore_eos: true,
@@ -107,6 +118,7 @@ async function request(i: number): Promise<One> {
       if (j.usage) tokens = j.usage.completion_tokens;
     }
   }
+  served = { answered: served.answered + 1, tokens: served.tokens + tokens };
   return { ok: true, refused: false, latency: performance.now() - t0, ttft, tokens };
 }
 
@@ -114,10 +126,68 @@ const q = (xs: number[], p: number) => {
   const s = xs.filter((x) => Number.isFinite(x)).sort((x, y) => x - y);
   return s.length ? s[Math.min(s.length - 1, Math.floor(p * s.length))] : NaN;
 };
+/** counters of the server's /metrics: completions answered (200) and completion tokens */
+async function scrape(): Promise<{ answered: number; tokens: number }> {
+  const text = await (await fetch(`${url.replace(/\/v1$/, "")}/metrics`)).text();
+  const num = (re: RegExp) => Number(re.exec(text)?.[1] ?? 0);
+  return {
+    answered: num(/retro_requests_total\{route="\/v1\/completions",status="200"\} (\d+)/),
+    tokens: num(/retro_tokens_total\{kind="completion"\} (\d+)/),
+  };
+}
+
+/** one client at the engine's speed: in-process decode vs one streamed request, same checkpoint and prompt */
+async function single(): Promise<{ row: Record<string, string | number>; ratio: number }> {
+  const { openCheckpoint } = await import("../src/model/checkpoint.ts");
+  const { Retriever } = await import("../src/db/retriever.ts");
+  const { Generator } = await import("../src/generate/generate.ts");
+  const opened = openCheckpoint(a.ckpt!, { db: a.db });
+  if (a.threads) opened.model.engine.setThreads(Number(a.threads));
+  const retriever = opened.model.isRetro && opened.model.gate !== 0 ? await Retriever.open(opened.db) : null;
+  const gen = new Generator(opened.model, opened.db.tokenizer, retriever);
+  const n = Number(a["single-tokens"]),
+    reps = Number(a.repeats);
+  const opts = { maxTokens: n, temperature: 0, ignoreEod: true };
+  await gen.generate([prompts[0]], opts); // warm-up
+  const local: number[] = [],
+    served: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    const t0 = performance.now();
+    const [res] = await gen.generate([prompts[0]], opts);
+    local.push(res.tokens.length / ((performance.now() - t0) / 1000));
+    const one = await request(0, n);
+    served.push(one.tokens / (one.latency / 1000));
+  }
+  opened.db.close();
+  const med = (xs: number[]) => q(xs, 0.5);
+  const ratio = med(served) / med(local);
+  return {
+    ratio,
+    row: {
+      tokens: n,
+      repeats: reps,
+      "in-process tok/s (min/med/max)": `${Math.min(...local).toFixed(0)}/${med(local).toFixed(0)}/${Math.max(...local).toFixed(0)}`,
+      "one client tok/s (min/med/max)": `${Math.min(...served).toFixed(0)}/${med(served).toFixed(0)}/${Math.max(...served).toFixed(0)}`,
+      ratio: ratio.toFixed(3),
+    },
+  };
+}
+
 const rows: Record<string, string | number>[] = [];
-let lost = 0;
+let lost = 0,
+  failedChecks = 0;
 try {
   await request(0); // warm-up (model pages, first retrieval)
+  const m0 = await scrape();
+  const firstTokens = served.tokens;
+  const s1 = await single();
+  console.log(table([s1.row]));
+  if (!(s1.ratio >= Number(a["min-ratio"]))) {
+    console.error(
+      `bench:serve: one client streams at ${s1.ratio.toFixed(3)} of the in-process speed (< ${a["min-ratio"]})`,
+    );
+    failedChecks++;
+  }
   for (const c of a.clients!.split(",").map(Number)) {
     const t0 = performance.now();
     const all = (
@@ -158,6 +228,19 @@ try {
     });
     console.log(table([rows[rows.length - 1]]));
   }
+  // the server's own counters against what the bench received since the first scrape (a response is counted
+  // when its connection's response closes: a moment after the client has read [DONE])
+  await new Promise((r) => setTimeout(r, 200));
+  const m1 = await scrape();
+  const want = { answered: served.answered - 1, tokens: served.tokens - firstTokens };
+  const got = { answered: m1.answered - m0.answered, tokens: m1.tokens - m0.tokens };
+  console.log(
+    `/metrics: ${got.answered} completions and ${got.tokens} tokens counted; the bench received ${want.answered} and ${want.tokens}`,
+  );
+  if (got.answered !== want.answered || got.tokens !== want.tokens) {
+    console.error("bench:serve: /metrics disagrees with the bench's counts");
+    failedChecks++;
+  }
 } finally {
   child.kill("SIGINT");
 }
@@ -167,7 +250,5 @@ console.log(
     `turn; requests with the same settings decoded in batches of up to 8 (a request arriving mid-decode joins the ` +
     `running batch), queue bound ${a["max-queue"]})`,
 );
-if (lost) {
-  console.error(`bench:serve: ${lost} requests were neither answered nor refused with 503`);
-  process.exit(1);
-}
+if (lost) console.error(`bench:serve: ${lost} requests were neither answered nor refused with 503`);
+if (lost || failedChecks) process.exit(1);
