@@ -2,7 +2,18 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { Option, type Command } from "commander";
-import { buildDatabase, DB_MARKER, saveManifest, STAGES, stageQuery, samplesIn, type Stage } from "../db/build.ts";
+import {
+  buildDatabase,
+  DB_MARKER,
+  mergeQuery,
+  parseShard,
+  saveManifest,
+  STAGES,
+  stageQuery,
+  samplesIn,
+  type Stage,
+} from "../db/build.ts";
+import { lockFolder } from "../util/lock.ts";
 import { Database } from "../db/database.ts";
 import { addDocuments } from "../db/add.ts";
 import { Retriever, type Citation } from "../db/retriever.ts";
@@ -170,14 +181,42 @@ export function registerDb(program: Command): void {
     });
 
   db.command("query")
-    .description("precompute (or resume) the neighbours of every sample chunk of a split")
+    .description(
+      "precompute (or resume) the neighbours of every sample chunk of a split; --shard i/n computes one slice " +
+        "(N processes or machines sharing the folder), --merge n checks the n slices and records the split",
+    )
     .requiredOption("--db <dir>", "database folder")
     .option("--split <name>", "train | valid", "valid")
+    .option("--shard <i/n>", "compute only blocks b with b mod n = i (the manifest is left to --merge)")
+    .option(
+      "--merge <n>",
+      "after n shards: check every block is there once, record the split",
+      intFlag("--merge", { min: 1 }),
+    )
     .action(async (o) => {
+      if (o.shard && o.merge) throw new RetroError("usage", "give --shard or --merge, not both");
       const d = new Database(o.db);
-      await stageQuery(o.db, resolveConfig(d.config), d, o.split);
-      saveManifest(o.db, d.manifest);
-      console.log(`neighbours of ${samplesIn(d, o.split, d.config.query.seq)} ${o.split} samples ready`);
+      try {
+        const c = resolveConfig(d.config);
+        if (o.shard) {
+          const shard = parseShard(o.shard);
+          await stageQuery(o.db, c, d, o.split, shard);
+          console.log(`shard ${shard.i}/${shard.n} of the ${o.split} neighbours ready (merge with --merge ${shard.n})`);
+          return;
+        }
+        // recording the split writes the manifest: one writer at a time
+        const unlock = lockFolder(o.db, "retro db query");
+        try {
+          if (o.merge) await mergeQuery(o.db, c, d, o.split, o.merge);
+          else await stageQuery(o.db, c, d, o.split);
+          saveManifest(o.db, d.manifest);
+        } finally {
+          unlock();
+        }
+        console.log(`neighbours of ${samplesIn(d, o.split, d.config.query.seq)} ${o.split} samples ready`);
+      } finally {
+        d.close();
+      }
     });
 
   db.command("search")

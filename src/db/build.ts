@@ -276,7 +276,29 @@ export function samplesIn(db: Database, split: string, seq: number): number {
  * Megatron's query step: for every chunk of every sample, search `candidates` neighbours, drop
  * each DB chunk whose document appears anywhere in the sample, keep the best `keep` (−1 padded).
  */
-export async function stageQuery(dir: string, c: DbConfig, db: Database, split: string): Promise<void> {
+/** one slice of the query stage: blocks b with b mod n = i (`retro db query --shard i/n`) */
+export interface Shard {
+  i: number;
+  n: number;
+}
+
+/** "i/n" → a shard, 0 ≤ i < n */
+export function parseShard(text: string): Shard {
+  const m = /^(\d+)\/(\d+)$/.exec(text);
+  const i = m ? Number(m[1]) : NaN,
+    n = m ? Number(m[2]) : NaN;
+  if (!m || !(n >= 1 && n <= 65536) || !(i < n))
+    throw new RetroError("usage", `--shard: expected i/n with 0 ≤ i < n ≤ 65536, got "${text}"`);
+  return { i, n };
+}
+
+/**
+ * Compute the neighbours of a split's samples (resumable: valid blocks are kept). With `shard`, only the blocks
+ * b with b mod n = i, and the manifest is not touched: N processes — on N machines sharing the database folder —
+ * each take a shard, and `mergeQuery` checks that every block is there and records the split. Each block is a
+ * function of the database alone, so the merged result is byte-identical to one process's.
+ */
+export async function stageQuery(dir: string, c: DbConfig, db: Database, split: string, shard?: Shard): Promise<void> {
   const man = db.manifest;
   const { seq, candidates, keep, blockSize } = c.query;
   const m = db.m,
@@ -286,11 +308,11 @@ export async function stageQuery(dir: string, c: DbConfig, db: Database, split: 
   const qdir = path.join(dir, "neighbours", split);
   fs.mkdirSync(qdir, { recursive: true });
   const n = samplesIn(db, split, seq);
-  const ranges = blockRanges(n, blockSize);
+  const ranges = blockRanges(n, blockSize).filter((_, b) => !shard || b % shard.n === shard.i);
   const todo = ranges.filter(([s, e]) => !blockIsValid(blockName(qdir, s, e), Int32Array));
   log(
-    `querying neighbours of ${n} ${split} samples × ${l} chunks (${ranges.length - todo.length}/${ranges.length} ` +
-      `blocks already done)`,
+    `querying neighbours of ${n} ${split} samples × ${l} chunks${shard ? ` (shard ${shard.i}/${shard.n})` : ""} ` +
+      `(${ranges.length - todo.length}/${ranges.length} blocks already done)`,
   );
   const bar = progress(`query ${split}`, n * l, "chunks");
   bar.update((n - todo.reduce((a, [s, e]) => a + e - s, 0)) * l);
@@ -317,8 +339,47 @@ export async function stageQuery(dir: string, c: DbConfig, db: Database, split: 
     bar.increment((e - s) * l);
   }
   bar.stop();
+  if (shard) return; // the merge records the split once every shard's blocks are there
   man.neighbours = {
     ...(man.neighbours ?? {}),
+    [split]: { seq, samples: n, chunksPerSample: l, keep, candidates, blockSize, embedderId: retriever.embedderId },
+  };
+}
+
+/**
+ * After sharded queries: every block of the split must be present and valid (CRC) exactly once — no block
+ * missing, none of another block size or sample count — then the split is recorded in the manifest as a single
+ * process would record it. Missing blocks are named with the shard that owes them.
+ */
+export async function mergeQuery(dir: string, c: DbConfig, db: Database, split: string, shards: number): Promise<void> {
+  const { seq, candidates, keep, blockSize } = c.query;
+  const l = seq / db.m;
+  const qdir = path.join(dir, "neighbours", split);
+  const n = samplesIn(db, split, seq);
+  const ranges = blockRanges(n, blockSize);
+  const expected = new Set(ranges.map(([s, e]) => path.basename(blockName(qdir, s, e))));
+  const missing = ranges
+    .map(([s, e], b) => ({ file: blockName(qdir, s, e), b }))
+    .filter(({ file }) => !blockIsValid(file, Int32Array));
+  if (missing.length) {
+    const owed = [...new Set(missing.map(({ b }) => b % shards))].sort((x, y) => x - y);
+    throw new RetroError(
+      "badInput",
+      `${qdir}: ${missing.length} of ${ranges.length} neighbour blocks missing or damaged (first: ` +
+        `${path.basename(missing[0].file)}); shards ${owed.map((i) => `${i}/${shards}`).join(", ")} have not ` +
+        `finished (re-run them: finished blocks are kept)`,
+    );
+  }
+  const stray = fs.existsSync(qdir) ? fs.readdirSync(qdir).filter((f) => f.endsWith(".blk") && !expected.has(f)) : [];
+  if (stray.length)
+    throw new RetroError(
+      "mismatch",
+      `${qdir}: ${stray.length} block file(s) of another partition (first: ${stray[0]}): shards run with another ` +
+        `block size or database; remove them and re-run the shards`,
+    );
+  const retriever = await Retriever.open(db);
+  db.manifest.neighbours = {
+    ...(db.manifest.neighbours ?? {}),
     [split]: { seq, samples: n, chunksPerSample: l, keep, candidates, blockSize, embedderId: retriever.embedderId },
   };
 }
