@@ -6,8 +6,9 @@ import { RetroError } from "../util/errors.ts";
 import { bm25Backend } from "./bm25.ts";
 import type { IndexBackend, IndexSettings } from "./types.ts";
 import { usearchBackend } from "./usearch.ts";
+import { lancedbBackend } from "./lancedb.ts";
 
-const BACKENDS: IndexBackend[] = [usearchBackend, bm25Backend];
+const BACKENDS: IndexBackend[] = [usearchBackend, bm25Backend, lancedbBackend];
 
 /** The backends, in lookup order. */
 export function indexBackends(): readonly IndexBackend[] {
@@ -28,9 +29,7 @@ export function registerIndexBackend(b: IndexBackend): void {
 export function indexBackend(description: string): IndexBackend {
   const b = BACKENDS.find((x) => x.accepts(description));
   if (b) return b;
-  const why = /IVF|PQ|OPQ/.test(description)
-    ? " (IVF/PQ/OPQ need inverted lists and product quantisation, which no backend here has)"
-    : "";
+  const why = /IVF|PQ|OPQ/i.test(description) ? " (IVF-PQ is read in the form IVF<n>,PQ<m>)" : "";
   const forms = BACKENDS.map((x) => x.forms).join(", ");
   throw new RetroError("usage", `index description "${description}" is not supported${why}; use one of: ${forms}`);
 }

@@ -5,7 +5,22 @@ export const INDEX_SETTINGS = defineSettings({
   description: {
     kind: "text",
     default: "HNSW32,SQfp16",
-    help: "which backend and how it is built, in Faiss's vocabulary: Flat, HNSW<M>[,SQfp16|SQbf16|SQ8], or BM25",
+    help:
+      "which backend and how it is built, in Faiss's vocabulary: Flat, HNSW<M>[,SQfp16|SQbf16|SQ8] (usearch, in " +
+      "memory), IVF<n>,PQ<m> (LanceDB, on disk), or BM25",
+  },
+  store: {
+    kind: "text",
+    default: "",
+    help: "LanceDB: where its dataset lives (a folder, relative to the database, or s3://…); empty: lance/ in the database",
+  },
+  nprobes: { kind: "int", min: 1, max: 1 << 20, default: 20, help: "IVF: inverted lists searched per query" },
+  refineFactor: {
+    kind: "int",
+    min: 0,
+    max: 1000,
+    default: 0,
+    help: "IVF-PQ: re-rank refineFactor·k candidates by their full vectors (0: PQ distances only)",
   },
   efConstruction: {
     kind: "int",

@@ -25,10 +25,13 @@ export interface IndexRecord {
   /** size and CRC-32 of the index file (vector backends), checked before every load */
   bytes?: number;
   crc32?: number;
+  /** a store outside the index folder (LanceDB): where it is, and the table version the database is at */
+  store?: string;
+  version?: number;
 }
 
 /** What `save` wrote that `open` checks again (merged into the manifest record). */
-export type IndexFiles = Pick<IndexRecord, "bytes" | "crc32">;
+export type IndexFiles = Pick<IndexRecord, "bytes" | "crc32" | "store" | "version">;
 
 /** Top-k results: [queries, k] chunk ids (−1 where fewer were found) and scores, best first. */
 export interface SearchHits {
@@ -57,6 +60,8 @@ export interface IndexBatch {
 export interface IndexContext {
   /** the text of a chunk already in the database (an index of texts rebuilt on add reads the old ones) */
   chunkText(id: number): string;
+  /** the database folder (a backend whose store lives beside the index: LanceDB's `lance/`) */
+  readonly dir?: string;
 }
 
 export interface SearchIndex {

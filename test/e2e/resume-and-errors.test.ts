@@ -269,8 +269,12 @@ describe("bad input gives a clear error and exit code", () => {
     assert.throws(() => resolveConfig({ chunkLen: 64 }), /unknown key "chunkLen"/);
     assert.throws(() => resolveConfig({ query: { seq: 100 } }), /multiple of chunkLength/);
     assert.throws(
-      () => resolveConfig({ index: { description: "IVF4096,PQ16" } }),
-      (e: RetroError) => e.code === 2 && /not supported/.test(e.message),
+      () => resolveConfig({ index: { description: "OPQ16_64,IVF4096,PQ16" } }),
+      (e: RetroError) => e.code === 2 && /LanceDB has no OPQ rotation.*use "IVF4096,PQ16"/.test(e.message),
+    );
+    assert.throws(
+      () => resolveConfig({ index: { description: "IVF65536_HNSW32,PQ64" } }),
+      (e: RetroError) => e.code === 2 && /not HNSW; use "IVF65536,PQ64"/.test(e.message),
     );
     assert.throws(() => resolveConfig({ tokenizer: { kind: "wordpiece" } }), /not one of gpt2, bpe/);
     const r = cli([
@@ -281,11 +285,11 @@ describe("bad input gives a clear error and exit code", () => {
       "--text",
       corpus,
       "--index",
-      "IVF4096,PQ16",
+      "OPQ16,IVF4096,PQ16",
       "--tokenizer",
       "gpt2",
     ]);
     assert.equal(r.code, 2);
-    assert.match(r.stderr, /IVF\/PQ\/OPQ/);
+    assert.match(r.stderr, /LanceDB has no OPQ rotation/);
   });
 });

@@ -100,10 +100,11 @@ test("index descriptions: one lookup; an unknown one is refused with the forms e
   assert.equal(indexBackend("HNSW32,SQfp16").name, "usearch");
   assert.equal(indexBackend("Flat").reads, "vectors");
   assert.equal(indexBackend("bm25").reads, "texts");
+  assert.equal(indexBackend("IVF4096,PQ16").name, "lancedb");
   assert.throws(
-    () => indexBackend("IVF4096,PQ16"),
+    () => indexBackend("LSH"),
     (e: RetroError) =>
-      e.code === 2 && /IVF\/PQ\/OPQ/.test(e.message) && /HNSW<M>/.test(e.message) && /BM25/.test(e.message),
+      e.code === 2 && /IVF<n>,PQ<m>/.test(e.message) && /HNSW<M>/.test(e.message) && /BM25/.test(e.message),
   );
   assert.throws(
     () => indexBackend("HNSW"),

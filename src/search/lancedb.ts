@@ -1,0 +1,250 @@
+/**
+ * IVF-PQ on disk through LanceDB (`@lancedb/lancedb`, an optional peer dependency: `npm install
+ * @lancedb/lancedb@0.31.0`), for databases whose vectors do not fit in memory: the vectors and the PQ codes live
+ * in a Lance dataset (by default `lance/` in the database folder; `config.index.store` puts it elsewhere, e.g. a
+ * shared file system), and a query reads the partitions it probes, never the whole table.
+ *
+ * Descriptions in Faiss's vocabulary: `IVF<n>,PQ<m>` — n inverted lists (LanceDB's partitions), m sub-vectors of
+ * 8 bits (PQ<m>x4 for 4 bits). Faiss's OPQ rotation and an HNSW coarse quantizer have no LanceDB equivalent and
+ * are refused with the form to use instead. Query options: `nprobes` (lists searched) and `refineFactor` (re-rank
+ * refineFactor·k candidates by their full vectors; 0: PQ distances only).
+ *
+ * Atomic updates without copying the table: Lance commits every write as a new table version. The manifest
+ * records the version the database was built or updated to; readers open the table at that version (a snapshot),
+ * and `db add` first restores it — so the rows of an add that crashed before its manifest commit are never seen.
+ * The `index/lancedb.json` file (renamed into place with the rest of an update) names the store and version.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { RetroError } from "../util/errors.ts";
+import { readJson, writeJsonAtomic } from "../util/fsx.ts";
+import { log } from "../util/progress.ts";
+import type {
+  IndexBackend,
+  IndexBatch,
+  IndexContext,
+  IndexFiles,
+  IndexRecord,
+  IndexSettings,
+  SearchHits,
+  SearchIndex,
+  SearchQueries,
+} from "./types.ts";
+
+type LanceModule = typeof import("@lancedb/lancedb");
+type Table = import("@lancedb/lancedb").Table;
+
+let lance: LanceModule | null = null;
+/** The LanceDB module, loaded on first use (so that retro-ts installs and runs without it). */
+async function lancedb(): Promise<LanceModule> {
+  if (lance) return lance;
+  try {
+    lance = await import("@lancedb/lancedb");
+    return lance;
+  } catch (e) {
+    throw new RetroError(
+      "usage",
+      `the LanceDB index backend needs @lancedb/lancedb (npm install @lancedb/lancedb@0.31.0): ${(e as Error).message}`,
+    );
+  }
+}
+
+const TABLE = "chunks";
+export const LANCE_FILE = "lancedb.json";
+
+export interface IvfPq {
+  lists: number;
+  subVectors: number;
+  bits: 4 | 8;
+}
+
+/** `IVF<n>,PQ<m>[x4|x8]`, or null when the description is not of the IVF/PQ family at all. */
+function readDescription(desc: string): { ivfpq: IvfPq | null; problem: string | null } | null {
+  const s = desc.replace(/\s+/g, "");
+  if (!/IVF/i.test(s) || !/PQ/i.test(s)) return null;
+  const m = /^(OPQ\d+(?:_\d+)?,)?IVF(\d+)(_HNSW\d+)?,PQ(\d+)(?:x(\d+))?$/i.exec(s);
+  if (!m) return { ivfpq: null, problem: `"${desc}" is not of the form IVF<n>,PQ<m>` };
+  const plain = `IVF${m[2]},PQ${m[4]}${m[5] ? `x${m[5]}` : ""}`;
+  if (m[1])
+    return {
+      ivfpq: null,
+      problem: `"${desc}": LanceDB has no OPQ rotation (Faiss's learned rotation before PQ); use "${plain}"`,
+    };
+  if (m[3])
+    return {
+      ivfpq: null,
+      problem: `"${desc}": LanceDB assigns lists by a flat coarse quantizer, not HNSW; use "${plain}"`,
+    };
+  const bits = m[5] === undefined ? 8 : Number(m[5]);
+  if (bits !== 4 && bits !== 8)
+    return { ivfpq: null, problem: `"${desc}": LanceDB's PQ codes have 4 or 8 bits, not ${bits}` };
+  const ivfpq: IvfPq = { lists: Number(m[2]), subVectors: Number(m[4]), bits };
+  if (ivfpq.lists < 1 || ivfpq.subVectors < 1)
+    return { ivfpq: null, problem: `"${desc}": the lists and sub-vectors must be at least 1` };
+  return { ivfpq, problem: null };
+}
+
+export function parseIvfPq(desc: string): IvfPq {
+  const r = readDescription(desc);
+  if (!r || r.problem) throw new RetroError("usage", `index description ${r?.problem ?? `"${desc}" is not IVF-PQ`}`);
+  return r.ivfpq!;
+}
+
+/** where the Lance dataset lives: config.index.store (relative to the database), else `lance/` inside it */
+function storeOf(s: IndexSettings, ctx: IndexContext): string {
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(s.store)) return s.store; // s3://, gs://, az://, …
+  if (!ctx.dir) throw new RetroError("usage", "the LanceDB backend needs the database folder");
+  return path.resolve(ctx.dir, s.store || "lance");
+}
+
+class LanceIndex implements SearchIndex {
+  private table: Table | null = null;
+  /** the version rows are added on top of (an add restores it first: a crashed add's rows are dropped) */
+  private base: number | null;
+
+  constructor(
+    readonly description: string,
+    private readonly spec: IvfPq,
+    private readonly settings: IndexSettings,
+    private readonly dim: number,
+    private readonly uri: string,
+    private count: number,
+    private version: number | null,
+    private readonly opened: Table | null,
+  ) {
+    this.table = opened;
+    this.base = version;
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  async add(b: IndexBatch): Promise<void> {
+    if (!b.vectors) throw new Error("LanceDB index: add needs vectors");
+    if (b.first !== this.count) throw new Error(`LanceDB index: ids must continue at ${this.count}, got ${b.first}`);
+    const rows = Array.from({ length: b.count }, (_, i) => ({
+      id: b.first + i,
+      vector: Array.from(b.vectors!.subarray(i * this.dim, (i + 1) * this.dim)),
+    }));
+    const db = await lancedb();
+    if (!this.table) {
+      const conn = await db.connect(this.uri);
+      // a build that was killed may have left a table: the build starts its index again from nothing
+      this.table = await conn.createTable(TABLE, rows, { mode: "overwrite" });
+    } else {
+      if (this.base !== null) {
+        await this.table.checkout(this.base);
+        await this.table.restore(); // the committed version, whatever a crashed add wrote after it
+        this.base = null;
+      }
+      await this.table.add(rows);
+    }
+    this.count += b.count;
+  }
+
+  async search(q: SearchQueries, k: number): Promise<SearchHits> {
+    if (!q.vectors) throw new Error("LanceDB index: search needs query vectors");
+    const nq = q.vectors.length / this.dim;
+    const ids = new Int32Array(nq * k).fill(-1);
+    const scores = new Float32Array(nq * k).fill(-Infinity);
+    if (!this.table || this.count === 0) return { ids, scores };
+    for (let i = 0; i < nq; i++) {
+      let query = this.table
+        .vectorSearch(Array.from(q.vectors.subarray(i * this.dim, (i + 1) * this.dim)))
+        .distanceType("dot")
+        .limit(k)
+        .nprobes(this.settings.nprobes)
+        .select(["id"]);
+      if (this.settings.refineFactor > 0) query = query.refineFactor(this.settings.refineFactor);
+      const rows = (await query.toArray()) as { id: number | bigint; _distance: number }[];
+      rows.forEach((r, j) => {
+        ids[i * k + j] = Number(r.id);
+        scores[i * k + j] = 1 - r._distance; // LanceDB's dot distance is 1 − a·b
+      });
+    }
+    return { ids, scores };
+  }
+
+  /**
+   * Train the IVF-PQ index on the rows (at a build: when the table holds enough rows to train it; LanceDB searches
+   * rows added after the training by scanning them, and `optimize` folds them into the index), then record the
+   * table's version in `dir/lancedb.json` — the version readers will open.
+   */
+  async save(dir: string): Promise<IndexFiles> {
+    if (!this.table) throw new RetroError("badInput", "LanceDB index: nothing was added");
+    const db = await lancedb();
+    const indices = await this.table.listIndices();
+    const trainable = this.count >= Math.max(256, this.spec.lists);
+    if (!indices.length && trainable) {
+      if (this.dim % this.spec.subVectors)
+        throw new RetroError(
+          "usage",
+          `index description "${this.description}": PQ${this.spec.subVectors} must divide the dimension ${this.dim}`,
+        );
+      log(`training LanceDB IVF${this.spec.lists},PQ${this.spec.subVectors} on ${this.count} vectors...`);
+      await this.table.createIndex("vector", {
+        config: db.Index.ivfPq({
+          numPartitions: this.spec.lists,
+          numSubVectors: this.spec.subVectors,
+          numBits: this.spec.bits,
+          distanceType: "dot",
+        }),
+      });
+    } else if (indices.length) await this.table.optimize({ cleanupOlderThan: new Date(0), deleteUnverified: false });
+    else log(`LanceDB: ${this.count} vectors are too few to train IVF-PQ; queries scan them all`);
+    this.version = await this.table.version();
+    fs.mkdirSync(dir, { recursive: true });
+    writeJsonAtomic(path.join(dir, LANCE_FILE), { store: this.uri, table: TABLE, version: this.version });
+    return { version: this.version, store: this.uri };
+  }
+}
+
+/** LanceDB IVF-PQ: vectors and codes on disk, queried without loading the table. */
+export const lancedbBackend: IndexBackend = {
+  name: "lancedb",
+  forms: "IVF<n>,PQ<m> (LanceDB, on disk)",
+  reads: "vectors",
+  accepts: (description) => readDescription(description) !== null,
+  check(s: IndexSettings): void {
+    parseIvfPq(s.description);
+  },
+  isSaved: (dir) => fs.existsSync(path.join(dir, LANCE_FILE)),
+  create: (s, dim, ctx) =>
+    new LanceIndex(s.description, parseIvfPq(s.description), s, dim, storeOf(s, ctx), 0, null, null),
+  async open(dir: string, rec: IndexRecord, s: IndexSettings): Promise<SearchIndex> {
+    const file = path.join(dir, LANCE_FILE);
+    if (!fs.existsSync(file)) throw new RetroError("notFound", `index file not found: ${file}`);
+    const saved = readJson<{ store: string; table: string; version: number }>(file, "LanceDB index record");
+    if (saved.version !== rec.version || saved.store !== rec.store)
+      throw new RetroError(
+        "corrupt",
+        `${file}: LanceDB table version ${saved.version} at ${saved.store}, the manifest says ${rec.version} at ` +
+          `${rec.store}`,
+      );
+    const db = await lancedb();
+    let table: Table;
+    try {
+      table = await (await db.connect(saved.store)).openTable(saved.table);
+      await table.checkout(saved.version); // the snapshot the manifest describes
+    } catch (e) {
+      throw new RetroError("corrupt", `LanceDB table ${saved.store}/${saved.table}: ${(e as Error).message}`);
+    }
+    const rows = await table.countRows();
+    if (rows !== rec.size)
+      throw new RetroError(
+        "corrupt",
+        `LanceDB table ${saved.store}: ${rows} rows at version ${saved.version}, expected ${rec.size}`,
+      );
+    return new LanceIndex(
+      rec.description,
+      parseIvfPq(rec.description),
+      s,
+      rec.dim,
+      saved.store,
+      rows,
+      saved.version,
+      table,
+    );
+  },
+};
