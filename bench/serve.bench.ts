@@ -83,6 +83,8 @@ interface One {
   latency: number;
   ttft: number;
   tokens: number;
+  /** ms from the first streamed text to the last (the decode phase, prefill and HTTP set-up excluded) */
+  decodeMs: number;
 }
 let served = { answered: 0, tokens: 0 }; // what the bench saw, to check /metrics against
 async function request(i: number, want = maxTokens): Promise<One> {
@@ -99,10 +101,12 @@ async function request(i: number, want = maxTokens): Promise<One> {
   });
   if (res.status === 503) {
     await res.text();
-    return { ok: false, refused: true, latency: performance.now() - t0, ttft: NaN, tokens: 0 };
+    return { ok: false, refused: true, latency: performance.now() - t0, ttft: NaN, tokens: 0, decodeMs: NaN };
   }
-  if (res.status !== 200) return { ok: false, refused: false, latency: performance.now() - t0, ttft: NaN, tokens: 0 };
+  if (res.status !== 200)
+    return { ok: false, refused: false, latency: performance.now() - t0, ttft: NaN, tokens: 0, decodeMs: NaN };
   let ttft = NaN,
+    lastText = NaN,
     tokens = 0,
     buf = "";
   const dec = new TextDecoder();
@@ -114,12 +118,15 @@ async function request(i: number, want = maxTokens): Promise<One> {
       buf = buf.slice(at + 2);
       if (!ev.startsWith("data: ") || ev === "data: [DONE]") continue;
       const j = JSON.parse(ev.slice(6)) as { choices: { text: string }[]; usage?: { completion_tokens: number } };
-      if (j.choices[0].text && Number.isNaN(ttft)) ttft = performance.now() - t0;
+      if (j.choices[0].text) {
+        if (Number.isNaN(ttft)) ttft = performance.now() - t0;
+        lastText = performance.now() - t0;
+      }
       if (j.usage) tokens = j.usage.completion_tokens;
     }
   }
   served = { answered: served.answered + 1, tokens: served.tokens + tokens };
-  return { ok: true, refused: false, latency: performance.now() - t0, ttft, tokens };
+  return { ok: true, refused: false, latency: performance.now() - t0, ttft, tokens, decodeMs: lastText - ttft };
 }
 
 const q = (xs: number[], p: number) => {
@@ -149,26 +156,44 @@ async function single(): Promise<{ row: Record<string, string | number>; ratio: 
     reps = Number(a.repeats);
   const opts = { maxTokens: n, temperature: 0, ignoreEod: true };
   await gen.generate([prompts[0]], opts); // warm-up
+  // decode rate: tokens after the first over the time from the first text to the last (both sides alike);
+  // end to end: all tokens over the whole request (prefill, and for the server HTTP and the prompt's parsing)
   const local: number[] = [],
-    served: number[] = [];
+    served: number[] = [],
+    localE2e: number[] = [],
+    servedE2e: number[] = [];
   for (let r = 0; r < reps; r++) {
     const t0 = performance.now();
-    const [res] = await gen.generate([prompts[0]], opts);
-    local.push(res.tokens.length / ((performance.now() - t0) / 1000));
+    let first = NaN,
+      last = NaN,
+      tokens = 0;
+    for await (const ev of gen.stream([prompts[0]], opts)) {
+      if (ev.type === "text") {
+        if (Number.isNaN(first)) first = performance.now();
+        last = performance.now();
+      } else if (ev.type === "done") tokens = ev.result.tokens.length;
+    }
+    local.push((tokens - 1) / ((last - first) / 1000));
+    localE2e.push(tokens / ((performance.now() - t0) / 1000));
     const one = await request(0, n);
-    served.push(one.tokens / (one.latency / 1000));
+    served.push((one.tokens - 1) / (one.decodeMs / 1000));
+    servedE2e.push(one.tokens / (one.latency / 1000));
   }
   opened.db.close();
   const med = (xs: number[]) => q(xs, 0.5);
+  const span = (xs: number[]) => `${Math.min(...xs).toFixed(0)}/${med(xs).toFixed(0)}/${Math.max(...xs).toFixed(0)}`;
   const ratio = med(served) / med(local);
   return {
     ratio,
     row: {
       tokens: n,
       repeats: reps,
-      "in-process tok/s (min/med/max)": `${Math.min(...local).toFixed(0)}/${med(local).toFixed(0)}/${Math.max(...local).toFixed(0)}`,
-      "one client tok/s (min/med/max)": `${Math.min(...served).toFixed(0)}/${med(served).toFixed(0)}/${Math.max(...served).toFixed(0)}`,
+      "in-process decode tok/s (min/med/max)": span(local),
+      "one client decode tok/s": span(served),
       ratio: ratio.toFixed(3),
+      "end to end: in-process": span(localE2e),
+      "one client": span(servedE2e),
+      "e2e ratio": (med(servedE2e) / med(localE2e)).toFixed(3),
     },
   };
 }
