@@ -79,7 +79,9 @@ export function registerGenerate(program: Command): void {
     if (o.prompt === "") throw new RetroError("usage", "--prompt: empty (nothing to continue)");
     const { model, db, dir, run } = openCheckpoint(o.ckpt, { db: o.db });
     if (o.threads) model.engine.setThreads(o.threads);
-    const mode: RetrieveMode | undefined = o.retrieve;
+    // a Retro with its CCA gate at 0 (InstructRetro as tuned) reads no neighbours: none are retrieved by chunk
+    // unless asked for (as retro serve does)
+    const mode: RetrieveMode | undefined = o.retrieve ?? (model.isRetro && model.gate === 0 ? "none" : undefined);
     const passages: number = o.chat ? (o.passages ?? defaultPassages(model, run)) : 0;
     const needRetriever = (model.isRetro && mode !== "none") || passages > 0;
     const retriever = needRetriever ? await Retriever.open(db) : null;
