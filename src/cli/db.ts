@@ -24,6 +24,7 @@ import { RetroError } from "../util/errors.ts";
 import type { DatasetSpec } from "../data/sources.ts";
 import { CORPORA, corpusDataset, installCorpora, isInstalled } from "../data/catalogue.ts";
 import { DEFAULT_PEOPLE, writePeopleCorpus } from "../data/people.ts";
+import { writeMegatronDataset } from "../data/megatron.ts";
 import { collect, intFlag, numFlag, SEED_RANGE } from "./args.ts";
 
 export function registerCorpus(program: Command): void {
@@ -97,6 +98,12 @@ export function registerDb(program: Command): void {
       collect,
       [],
     )
+    .option(
+      "--megatron <prefix>",
+      "add a Megatron-LM indexed dataset (PREFIX.bin + PREFIX.idx, GPT-2 token ids; needs --tokenizer gpt2) (repeatable)",
+      collect,
+      [],
+    )
     .option("--field <name>", "JSONL text field", "text")
     .option("--skip-bad-lines", "skip malformed JSONL lines (counted) instead of failing")
     .option("--tokenizer <spec>", "gpt2 | bpe:<vocab size>")
@@ -130,6 +137,8 @@ export function registerDb(program: Command): void {
           weight: 1,
           onBadLine: o.skipBadLines ? "skip" : "fail",
         });
+      for (const p of o.megatron as string[])
+        sets.push({ name: `megatron${sets.length}`, source: "megatron", path: p, weight: 1 });
       for (const c of o.corpus as string[]) {
         const [name, w] = c.split(":");
         const weight = w === undefined ? 1 : Number(w);
@@ -161,6 +170,12 @@ export function registerDb(program: Command): void {
     .requiredOption("--name <name>", "name of the new dataset (as citations will show it)")
     .option("--text <path>", "a plain-text file or a folder of them (one document per file)")
     .option("--jsonl <file>", "a JSONL file, one document per line")
+    .option(
+      "--megatron <prefix>",
+      "add a Megatron-LM indexed dataset (PREFIX.bin + PREFIX.idx, GPT-2 token ids; needs --tokenizer gpt2) (repeatable)",
+      collect,
+      [],
+    )
     .option("--field <name>", "JSONL text field", "text")
     .option("--skip-bad-lines", "skip malformed JSONL lines (counted) instead of failing")
     .action(async (o) => {
@@ -277,4 +292,44 @@ function formatHits(hits: Citation[], chars: number): string {
       return `#${i + 1}  score ${h.score.toFixed(4)}  ${h.dataset} document ${h.document}  chunk ${h.chunk}\n  ${shown}`;
     })
     .join("\n\n");
+}
+
+export function registerExport(program: Command): void {
+  const ex = program.command("export").description("hand-offs to other engines: Megatron-LM's data format");
+  ex.command("megatron-data")
+    .description(
+      "a database's tokenized documents as Megatron-LM's indexed dataset (PREFIX.bin + PREFIX.idx, MMIDIDX " +
+        "version 1, one sequence per document ending with the end-of-document token): a Megatron GPT or Retro " +
+        "run trains on the same tokens",
+    )
+    .requiredOption("--db <dir>", "database folder")
+    .requiredOption("--out <prefix>", "output prefix: PREFIX.bin and PREFIX.idx are written (atomically)")
+    .addOption(new Option("--split <name>", "which split").choices(["train", "valid"]).default("train"))
+    .option("--trained-only", "leave out the retrieval-only datasets (weight 0): the documents training reads")
+    .action((o) => {
+      const d = new Database(o.db);
+      try {
+        const r = d.split(o.split);
+        const retrievalOnly = new Set(
+          (d.manifest.datasets ?? []).flatMap((ds, i) => (o.trainedOnly && ds.weight === 0 ? [i] : [])),
+        );
+        const eod = d.tokenizer.eod;
+        function* docs(): Generator<Uint32Array> {
+          for (let i = 0; i < r.nDocs; i++) {
+            if (retrievalOnly.has(r.docDataset(i))) continue;
+            const start = r.docs[4 * i + 2],
+              len = r.docs[4 * i + 3];
+            const ids = new Uint32Array(len + 1);
+            ids.set(r.read(start, start + len));
+            ids[len] = eod;
+            yield ids;
+          }
+        }
+        fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
+        const sum = writeMegatronDataset(o.out, docs(), d.tokenizer.vocabSize);
+        console.log(JSON.stringify({ prefix: o.out, tokenizer: d.tokenizer.id, ...sum }));
+      } finally {
+        d.close();
+      }
+    });
 }

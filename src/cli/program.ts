@@ -1,7 +1,7 @@
 /** The `retro` program: every command registered on one commander instance (run by main.ts; tests build their own). */
 import { createRequire } from "node:module";
 import { Command } from "commander";
-import { registerCorpus, registerDb } from "./db.ts";
+import { registerCorpus, registerDb, registerExport } from "./db.ts";
 import { registerTrain } from "./train.ts";
 import { registerEval } from "./eval.ts";
 import { registerGenerate } from "./generate.ts";
@@ -33,5 +33,6 @@ export function buildProgram(): Command {
   registerPlot(program);
   registerDemo(program);
   registerServe(program);
+  registerExport(program);
   return program;
 }

@@ -5,7 +5,7 @@ export interface Document {
   text: string;
 }
 
-export type SourceKind = "bundled" | "text" | "jsonl" | "sword" | "dictd";
+export type SourceKind = "bundled" | "text" | "jsonl" | "sword" | "dictd" | "megatron";
 export const BUNDLED = ["sotu", "moby-dick", "brown", "wordnet"] as const;
 export type BundledName = (typeof BUNDLED)[number];
 
@@ -25,6 +25,8 @@ export interface DatasetSpec {
   /** share of this dataset's documents held out (overrides the corpus's validFraction; 1 = all of them, a
    * held-out-only dataset: evaluation text that never enters the database) */
   validFraction?: number;
+  /** a source of token ids (megatron): how to turn them into text (set by the build from its tokenizer) */
+  detokenize?: (ids: Int32Array) => string;
 }
 
 export interface SourceStats {

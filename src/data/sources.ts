@@ -11,6 +11,7 @@ import { decodeUtf8 } from "../util/fsx.ts";
 import { warn } from "../util/progress.ts";
 import { findSwordModule, swordDocs } from "./sword.ts";
 import { dictdDocs } from "./dictd.ts";
+import { readMegatronDataset } from "./megatron.ts";
 import { installHint } from "./catalogue.ts";
 
 export {
@@ -223,12 +224,29 @@ export function openSource(spec: DatasetSpec, stats: SourceStats): AsyncGenerato
       return swordDocs(findSwordModule(spec.path, installHint("sword", spec.path)));
     case "dictd":
       return dictdDocs(spec.path, 25, installHint("dictd", spec.path));
+    case "megatron":
+      if (!spec.detokenize)
+        throw new RetroError(
+          "usage",
+          `dataset "${spec.name}": a Megatron dataset is token ids: it needs the tokenizer`,
+        );
+      return megatronDocs(spec.path, spec.detokenize);
     default:
       throw new RetroError(
         "usage",
-        `dataset "${spec.name}": unknown source "${String(spec.source)}" (bundled, text, jsonl, sword, dictd)`,
+        `dataset "${spec.name}": unknown source "${String(spec.source)}" (bundled, text, jsonl, sword, dictd, megatron)`,
       );
   }
+}
+
+/**
+ * A Megatron indexed dataset's documents as text: their token ids decoded with the tokenizer they were made with
+ * (the database's, GPT-2's for data prepared for Megatron's GPT), the end-of-document tokens dropped; the tokens
+ * stage encodes them again (GPT-2's byte-level BPE gives back the same ids for what it encoded: tested).
+ */
+async function* megatronDocs(prefix: string, detokenize: (ids: Int32Array) => string): AsyncGenerator<Document> {
+  let i = 0;
+  for (const ids of readMegatronDataset(prefix)) yield { key: String(i++), text: detokenize(ids) };
 }
 
 /** The default corpus: the four bundled npm datasets (~4M words), equal blend weights. */

@@ -134,7 +134,13 @@ async function stageTokens(dir: string, c: DbConfig, man: Manifest): Promise<voi
     const info: DatasetInfo = { name: ds.name, weight: ds.weight ?? 1, trainDocs: 0, validDocs: 0, skippedLines: 0 };
     let ordinal = 0;
     const t0 = Date.now();
-    for await (const doc of openSource(ds, stats)) {
+    // a source of token ids (a Megatron dataset) is decoded with the database's tokenizer, then encoded again
+    const eod = tok.eod;
+    const spec =
+      ds.source === "megatron"
+        ? { ...ds, detokenize: (ids: Int32Array) => tok.decode(ids.filter((t) => t !== eod)) }
+        : ds;
+    for await (const doc of openSource(spec, stats)) {
       const ids = tok.encode(doc.text);
       if (ids.length === 0) continue;
       if (isHeldOut(c.seed, ds, doc.key, c.validFraction)) valid.addDocument(di, ordinal, ids), info.validDocs++;

@@ -207,6 +207,13 @@ export function resolveConfig(user: unknown): DbConfig {
     );
   }
   checkIndexSettings(c.index);
+  // a Megatron dataset holds GPT-2 token ids (what Megatron's GPT and Retro data are tokenized with)
+  const mg = c.datasets.find((d) => d.source === "megatron");
+  if (mg && c.tokenizer.kind !== "gpt2")
+    throw new RetroError(
+      "usage",
+      `config.datasets: "${mg.name}" is a Megatron dataset of GPT-2 token ids: build with the gpt2 tokenizer (--tokenizer gpt2)`,
+    );
   validateSettings(c, DB_SETTINGS, (k) => `config.${k}`);
   if (c.tokenizer.kind === "bpe") validateSettings(c.tokenizer, BPE_SETTINGS, (k) => `config.tokenizer.${k} (bpe)`);
   validateSettings(c.embedder, EMBEDDER_SETTINGS[c.embedder.kind], (k) => `config.embedder.${k}`);

@@ -1,0 +1,92 @@
+// Megatron-LM's indexed dataset: a database's documents exported (read back by the Python peer written from the
+// format's description, when python3 + numpy are here), and a database built from such a dataset holds the same
+// documents' tokens; damaged files and a tokenizer that cannot read GPT-2 ids are refused.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { spawnSync } from "node:child_process";
+import { buildDatabase } from "../../src/db/build.ts";
+import { Database } from "../../src/db/database.ts";
+import { readMegatronDataset } from "../../src/data/megatron.ts";
+import { cli, ROOT, smallConfig, tmpDir, writeTextCorpus } from "../helpers.ts";
+
+const PEER = path.join(ROOT, "..", "shared", "peers", "megatron_indexed.py");
+
+/** every document of both splits, as comma-joined token ids (EOD included), sorted */
+function allDocs(dir: string): string[] {
+  const db = new Database(dir);
+  const out: string[] = [];
+  for (const r of [db.train, db.valid])
+    for (let i = 0; i < r.nDocs; i++) {
+      const start = r.docs[4 * i + 2],
+        len = r.docs[4 * i + 3];
+      out.push([...r.read(start, start + len), db.tokenizer.eod].join(","));
+    }
+  db.close();
+  return out.sort();
+}
+
+test("export megatron-data: MMIDIDX files the peer reads; db build --megatron gives back the same documents", async () => {
+  const root = tmpDir("retro-megatron-");
+  process.env.RETRO_QUIET = "1";
+  const db = path.join(root, "db");
+  await buildDatabase(
+    db,
+    smallConfig(writeTextCorpus(path.join(root, "corpus"), 12, 1500), {
+      tokenizer: { kind: "gpt2" },
+      validFraction: 0.2,
+    }),
+  );
+  const prefix = path.join(root, "mg", "moby");
+  const r = cli(["export", "megatron-data", "--db", db, "--out", prefix]);
+  assert.equal(r.code, 0, r.stderr);
+  const sum = JSON.parse(r.stdout) as { sequences: number; tokens: number; dtype: string; sha256: string };
+  assert.equal(sum.dtype, "uint16", "Megatron stores a vocabulary under 65,500 ids as uint16");
+  // read back by our reader: the train split's documents, each ending with EOD
+  const d = new Database(db);
+  const back = [...readMegatronDataset(prefix)];
+  assert.equal(back.length, d.train.nDocs);
+  for (let i = 0; i < back.length; i++) {
+    const start = d.train.docs[4 * i + 2],
+      len = d.train.docs[4 * i + 3];
+    assert.deepEqual([...back[i]], [...d.train.read(start, start + len), d.tokenizer.eod]);
+  }
+  d.close();
+  // the peer, written from Megatron's format description
+  const py = spawnSync("python3", ["-c", "import numpy"]);
+  if (fs.existsSync(PEER) && py.status === 0) {
+    const p = spawnSync("python3", [PEER, prefix, "--sha256", "--doc", "0"], { encoding: "utf8" });
+    assert.equal(p.status, 0, p.stderr);
+    const info = JSON.parse(p.stdout) as {
+      version: number;
+      sequences: number;
+      documents: number;
+      tokens: number;
+      doc: number[];
+      sha256_int64: string;
+    };
+    assert.equal(info.version, 1);
+    assert.equal(info.sequences, sum.sequences);
+    assert.equal(info.documents, sum.sequences);
+    assert.equal(info.tokens, sum.tokens);
+    assert.equal(info.sha256_int64, sum.sha256);
+    assert.deepEqual(info.doc, [...back[0]]);
+  }
+  // and back in: a database built from the Megatron dataset holds the same documents (train and held out)
+  const db2 = path.join(root, "db2");
+  const b = cli(["db", "build", "--out", db2, "--megatron", prefix, "--tokenizer", "gpt2", "--until", "chunks"]);
+  assert.equal(b.code, 0, b.stderr);
+  const exported = back.map((x) => [...x].join(",")).sort();
+  assert.deepEqual(allDocs(db2), exported);
+  // refused: a learned BPE cannot read GPT-2 ids; a damaged index
+  const bpe = cli(["db", "build", "--out", path.join(root, "db3"), "--megatron", prefix, "--tokenizer", "bpe:300"]);
+  assert.equal(bpe.code, 2, bpe.stderr);
+  assert.match(bpe.stderr, /Megatron dataset of GPT-2 token ids/);
+  const idx = fs.readFileSync(`${prefix}.idx`);
+  idx.writeBigInt64LE(7n, 34 + 4 * sum.sequences); // the first sequence's offset
+  fs.writeFileSync(`${prefix}.idx`, idx);
+  const bad = cli(["db", "build", "--out", path.join(root, "db4"), "--megatron", prefix, "--tokenizer", "gpt2"]);
+  assert.equal(bad.code, 5, bad.stderr);
+  assert.match(bad.stderr, /not a Megatron indexed dataset/);
+});
