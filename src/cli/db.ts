@@ -25,6 +25,8 @@ import type { DatasetSpec } from "../data/sources.ts";
 import { CORPORA, corpusDataset, installCorpora, isInstalled } from "../data/catalogue.ts";
 import { DEFAULT_PEOPLE, writePeopleCorpus } from "../data/people.ts";
 import { writeMegatronDataset } from "../data/megatron.ts";
+import { loadModel } from "../model/checkpoint.ts";
+import { exportHf } from "../model/hf.ts";
 import { collect, intFlag, numFlag, SEED_RANGE } from "./args.ts";
 
 export function registerCorpus(program: Command): void {
@@ -295,7 +297,27 @@ function formatHits(hits: Citation[], chars: number): string {
 }
 
 export function registerExport(program: Command): void {
-  const ex = program.command("export").description("hand-offs to other engines: Megatron-LM's data format");
+  const ex = program
+    .command("export")
+    .description("hand-offs to other engines: Hugging Face GPT-2 folders, Megatron-LM's data format");
+  ex.command("hf")
+    .description(
+      "a GPT, or a Retro's decoder at CCA gate 0, as a Hugging Face GPT2LMHeadModel folder (config.json, " +
+        "model.safetensors, vocab.json, merges.txt) that transformers loads with from_pretrained",
+    )
+    .requiredOption("--ckpt <dir>", "run or checkpoint folder (a model of a database built --tokenizer gpt2)")
+    .requiredOption("--out <dir>", "output folder")
+    .option(
+      "--gate <g>",
+      "a Retro's CCA gate: 0 exports its decoder alone (InstructRetro's use)",
+      numFlag("--gate", { min: 0, max: 0 }),
+    )
+    .action((o) => {
+      const { model, tokenizer } = loadModel(o.ckpt);
+      if (o.gate !== undefined) model.gate = o.gate;
+      const r = exportHf(model, tokenizer ?? "unknown", o.out);
+      console.log(JSON.stringify({ out: o.out, model: model.config.model, ...r }));
+    });
   ex.command("megatron-data")
     .description(
       "a database's tokenized documents as Megatron-LM's indexed dataset (PREFIX.bin + PREFIX.idx, MMIDIDX " +

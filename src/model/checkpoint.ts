@@ -20,6 +20,7 @@ import { Model } from "./model.ts";
 import type { Engine } from "../engine/native.ts";
 import type { ParamGroup } from "./params.ts";
 import { Database } from "../db/database.ts";
+import { hfDir, hfTokenizerId, isHfRef, readHfConfig, readHfWeights } from "./hf.ts";
 import { warn } from "../util/progress.ts";
 
 export const WEIGHTS_FILE = "model.safetensors";
@@ -43,6 +44,7 @@ export function saveCheckpoint(dir: string, model: Model, metadata: Record<strin
  * undefined when neither says (a peer's dump, a copied checkpoint).
  */
 export function checkpointTokenizer(dirOrRun: string): string | undefined {
+  if (isHfRef(dirOrRun)) return hfTokenizerId(hfDir(dirOrRun));
   const dir = resolveCheckpointDir(dirOrRun);
   return tokenizerOf(dir, readSafetensorsMetadata(path.join(dir, WEIGHTS_FILE))); // the header only: the weights are read once, by the load
 }
@@ -108,6 +110,7 @@ export function assertSameTokenizer(
 
 /** The model config of a checkpoint directory (or of a safetensors file's metadata). */
 export function readCheckpointConfig(dirOrFile: string): ModelConfig {
+  if (isHfRef(dirOrFile)) return readHfConfig(hfDir(dirOrFile));
   const isDir = fs.existsSync(dirOrFile) && fs.statSync(dirOrFile).isDirectory();
   if (isDir) {
     const cfg = path.join(dirOrFile, CONFIG_FILE);
@@ -180,6 +183,7 @@ export function loadWeights(
 
 /** A checkpoint folder from a run folder (its latest checkpoint) or a checkpoint folder itself. */
 export function resolveCheckpointDir(p: string): string {
+  if (isHfRef(p)) return `hf:${hfDir(p)}`; // a Hugging Face folder: read in place (model/hf.ts)
   if (!fs.existsSync(p)) throw new RetroError("notFound", `checkpoint not found: ${p}`);
   const latest = path.join(p, "latest.json");
   if (fs.existsSync(latest)) return path.join(p, readJson<{ dir: string }>(latest, "latest checkpoint").dir);
@@ -200,14 +204,28 @@ export function loadModel(
 ): { model: Model; dir: string; tokenizer: string | undefined } {
   const dir = resolveCheckpointDir(dirOrRun);
   const model = new Model(readCheckpointConfig(dir), { engine: opts.engine });
+  if (isHfRef(dir)) {
+    loadWeights(model, readCheckpointWeights(dir));
+    return { model, dir, tokenizer: hfTokenizerId(hfDir(dir)) };
+  }
   const file = readSafetensors(path.join(dir, WEIGHTS_FILE));
   loadWeights(model, file);
   return { model, dir, tokenizer: tokenizerOf(dir, file.metadata) };
 }
 
+/** A checkpoint folder's weights (its model.safetensors), or a Hugging Face folder's under retro-ts names. */
+export function readCheckpointWeights(dir: string): SafetensorsFile {
+  if (isHfRef(dir)) {
+    const d = hfDir(dir);
+    return readHfWeights(d, readHfConfig(d));
+  }
+  return readSafetensors(path.join(dir, WEIGHTS_FILE));
+}
+
 /** The database a checkpoint's run was made with: `--db` when given, else the one its run config names. */
 export function checkpointDbDir(ckpt: string, db?: string): string {
   if (db !== undefined) return db;
+  if (isHfRef(ckpt)) throw new RetroError("usage", `${ckpt}: a Hugging Face folder names no database; pass --db`);
   const run = runConfigOf(resolveCheckpointDir(ckpt));
   if (!run.db)
     throw new RetroError("usage", `${ckpt}: no run config names a database; pass --db (its tokenizer is needed)`);

@@ -110,7 +110,7 @@ class LanceIndex implements SearchIndex {
     private readonly uri: string,
     private count: number,
     private version: number | null,
-    private readonly opened: Table | null,
+    opened: Table | null,
   ) {
     this.table = opened;
     this.base = version;

@@ -811,8 +811,7 @@ export class RetroServer {
         if (states.every((st) => st.ended)) return; // every client gone: leaving the iterator stops the generation
         const st = states[ev.seq];
         if (st.ended) continue;
-        const reply = st.reply,
-          res = reply.job.res;
+        const reply = st.reply;
         if (ev.type === "retrieval") {
           const r = { chunk: ev.chunk, query: ev.query, neighbours: ev.neighbours };
           reply.retrieval.push(r);

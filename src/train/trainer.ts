@@ -19,6 +19,7 @@ import { lockFolder } from "../util/lock.ts";
 import { readJson, resolveStored, storedPath, tmpPathFor, writeFileAtomic, writeJsonAtomic } from "../util/fsx.ts";
 import { log, progress } from "../util/progress.ts";
 import { Database } from "../db/database.ts";
+import { isHfRef } from "../model/hf.ts";
 import { loadEngine } from "../engine/native.ts";
 import { readSafetensors, tensorF32, writeSafetensors, type TensorOut } from "../engine/safetensors.ts";
 import { NEW_RETRO, resolveModelConfig, type ModelConfig } from "../model/config.ts";
@@ -31,6 +32,7 @@ import {
   resolveCheckpointDir,
   saveCheckpoint,
   WEIGHTS_FILE,
+  readCheckpointWeights,
   type LoadReport,
 } from "../model/checkpoint.ts";
 import { Loader, checkModelAgainstDb } from "./loader.ts";
@@ -98,6 +100,7 @@ export function resolveTrainConfig(
   const over = (input.model ?? {}) as Record<string, unknown>;
   if (init && over.model === "retro" && base.model === "gpt") {
     delete base.cca_layers; // Megatron's default placement
+    delete base.chunk; // a GPT reads no chunks (a Hugging Face GPT-2 has none): the database's chunk length
     delete base.retrieval_rope; // a GPT's "false" says nothing about retrieval: the recipe below applies
     delete base.retrieval_null_kv;
   }
@@ -111,7 +114,7 @@ export function resolveTrainConfig(
     db: path.resolve(db.dir),
     tokenizer: t.id,
     model,
-    init: init ? path.resolve(init) : null,
+    init: init ? (isHfRef(init) ? resolveCheckpointDir(init) : path.resolve(init)) : null,
   } as TrainConfig;
   if (input.sft !== undefined) out.sft = input.sft as object;
   return out;
@@ -314,7 +317,10 @@ export async function openRun(
       moved = true;
     }
     const given: Record<string, unknown> = { ...input, db: path.resolve(dbDir) };
-    if (given.init !== undefined && given.init !== null) given.init = path.resolve(given.init as string);
+    if (given.init !== undefined && given.init !== null)
+      given.init = isHfRef(given.init as string)
+        ? resolveCheckpointDir(given.init as string)
+        : path.resolve(given.init as string);
     const diff: string[] = [];
     for (const [k, v] of Object.entries(given)) {
       if (v === undefined) continue;
@@ -388,7 +394,7 @@ export async function openRun(
     const from = resolveCheckpointDir(cfg.init);
     const fromCfg = readCheckpointConfig(from);
     const retrofit = cfg.model.model === "retro" && fromCfg.model === "gpt";
-    load = loadWeights(model, path.join(from, WEIGHTS_FILE), { allowMissing: retrofit ? ["retrieval"] : [] });
+    load = loadWeights(model, readCheckpointWeights(from), { allowMissing: retrofit ? ["retrieval"] : [] });
     if (retrofit && cfg.zeroCcaOut) zeroCcaOut(model);
     log(
       `${retrofit ? "retro-fitting" : "continuing"} from ${from}: ${load.loaded.length} tensors loaded${load.fresh.length ? `, ${load.fresh.length} initialised fresh (${summarise(load.fresh)})` : ""}`,

@@ -90,3 +90,56 @@ test("export megatron-data: MMIDIDX files the peer reads; db build --megatron gi
   assert.equal(bad.code, 5, bad.stderr);
   assert.match(bad.stderr, /not a Megatron indexed dataset/);
 });
+
+test("hf:DIR as a checkpoint: Retro-fitting a GPT-2 folder, and eval / generate reading it in place", async () => {
+  const { Model } = await import("../../src/model/model.ts");
+  const { resolveModelConfig } = await import("../../src/model/config.ts");
+  const { exportHf } = await import("../../src/model/hf.ts");
+  const root = tmpDir("retro-hf-e2e-");
+  process.env.RETRO_QUIET = "1";
+  const db = path.join(root, "db");
+  await buildDatabase(
+    db,
+    smallConfig(writeTextCorpus(path.join(root, "corpus"), 12, 1500), { tokenizer: { kind: "gpt2" } }),
+  );
+  const hf = path.join(root, "gpt2-tiny");
+  exportHf(
+    new Model(resolveModelConfig({ model: "gpt", vocab: 50257, d: 32, heads: 4, layers: 2, seq: 64, r: 64 }), {
+      seed: 3,
+    }),
+    "gpt2",
+    hf,
+  );
+  const t = cli(
+    ["train", "--db", db, "--out", path.join(root, "rfit"), "--init", `hf:${hf}`, "--model", "retro"].concat([
+      "--r",
+      "32",
+      "--k",
+      "2",
+      "--steps",
+      "2",
+      "--batch",
+      "2",
+      "--eval-batches",
+      "1",
+    ]),
+  );
+  assert.equal(t.code, 0, t.stderr);
+  const cfg = JSON.parse(fs.readFileSync(path.join(root, "rfit", "config.json"), "utf8"));
+  assert.equal(cfg.init, `hf:${hf}`);
+  assert.equal(cfg.model.model, "retro");
+  assert.equal(cfg.model.d, 32);
+  const e = cli(["eval", "ppl", "--ckpt", `hf:${hf}`, "--db", db, "--batches", "1"]);
+  assert.equal(e.code, 0, e.stderr);
+  const g = cli(["generate", "--ckpt", `hf:${hf}`, "--db", db, "--prompt", "The whale", "--max-tokens", "3"]);
+  assert.equal(g.code, 0, g.stderr);
+  const noDb = cli(["eval", "ppl", "--ckpt", `hf:${hf}`]);
+  assert.equal(noDb.code, 2);
+  assert.match(noDb.stderr, /names no database; pass --db/);
+  // a database of another tokenizer is refused before any training
+  const bpeDb = path.join(root, "bpe-db");
+  await buildDatabase(bpeDb, smallConfig(path.join(root, "corpus")));
+  const m = cli(["train", "--db", bpeDb, "--out", path.join(root, "x"), "--init", `hf:${hf}`, "--steps", "1"]);
+  assert.equal(m.code, 6, m.stderr);
+  assert.match(m.stderr, /trained with tokenizer gpt2/);
+});
