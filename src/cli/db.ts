@@ -111,7 +111,15 @@ export function registerDb(program: Command): void {
     .option("--tokenizer <spec>", "gpt2 | bpe:<vocab size>")
     .option("--chunk-length <n>", "tokens per chunk", intFlag("--chunk-length", { min: 1, max: 4096 }))
     .option("--seq <n>", "sample length for the neighbour query", intFlag("--seq", { min: 1, max: 1 << 20 }))
-    .option("--index <description>", 'ANN index description, e.g. "HNSW32,SQfp16"')
+    .option(
+      "--index <description>",
+      'index description: "HNSW32,SQfp16" (usearch, in memory), "IVF1024,PQ32" (LanceDB, on disk), "BM25"',
+    )
+    .option(
+      "--store <url>",
+      "where the index lives: a folder or s3://… (LanceDB), or postgres://user@host/db (pgvector; the password " +
+        "from PGPASSWORD)",
+    )
     .option("--seed <n>", "seed of the held-out split and samplers", intFlag("--seed", SEED_RANGE))
     .option(
       "--valid-fraction <f>",
@@ -158,6 +166,7 @@ export function registerDb(program: Command): void {
       if (o.seed !== undefined) cfg.seed = o.seed;
       if (o.validFraction !== undefined) cfg.validFraction = o.validFraction;
       if (o.index) cfg.index = { ...((cfg.index as object) ?? {}), description: o.index };
+      if (o.store) cfg.index = { ...((cfg.index as object) ?? {}), store: o.store };
       if (o.seq) cfg.query = { ...((cfg.query as object) ?? {}), seq: o.seq };
       const man = await buildDatabase(o.out, cfg, { until: o.until as Stage | undefined });
       console.log(formatStats(man));

@@ -138,7 +138,7 @@ async function addLocked(dir: string, spec: DatasetSpec, o: AddOptions): Promise
       ["chunks.blk" + STAGED, "chunks.blk"],
     ];
     // the index: opened read into memory (not viewed: it is written again), the new chunks added, saved staged
-    const backend = indexBackend(man.index.description);
+    const backend = indexBackend(man.index.description, db.config.index.store);
     const idx = await backend.open(path.join(dir, "index"), man.index, db.config.index, db, { mmap: false });
     const vectors = backend.reads === "vectors" ? await embedNew(db, n0, total, text) : undefined;
     await idx.add({ first: n0, count: added, vectors, text });

@@ -187,7 +187,7 @@ function stageChunks(dir: string, c: DbConfig, man: Manifest): void {
 }
 
 async function stageEmbed(dir: string, c: DbConfig, man: Manifest, db: Database): Promise<void> {
-  const backend = indexBackend(c.index.description);
+  const backend = indexBackend(c.index.description, c.index.store);
   if (backend.reads === "texts") {
     man.embeddings = { embedderId: backend.textEmbedderId ?? backend.name, dim: 0, blocks: 0 }; // it reads the chunk texts, not vectors
     return;
@@ -223,7 +223,7 @@ async function stageEmbed(dir: string, c: DbConfig, man: Manifest, db: Database)
 
 async function stageIndex(dir: string, c: DbConfig, man: Manifest, db: Database): Promise<void> {
   const emb = man.embeddings!;
-  const backend = indexBackend(c.index.description);
+  const backend = indexBackend(c.index.description, c.index.store);
   const idx = backend.create(c.index, emb.dim, db);
   const t0 = Date.now();
   if (backend.reads === "texts") {
@@ -428,7 +428,7 @@ async function buildLocked(dir: string, c: DbConfig, opts: BuildOptions): Promis
       await stageEmbed(dir, c, man, db);
       saveManifest(dir, man);
     }
-    const indexGone = man.index && !indexBackend(man.index.description).isSaved(path.join(dir, "index"));
+    const indexGone = man.index && !indexBackend(man.index.description, c.index.store).isSaved(path.join(dir, "index"));
     if (indexGone) log(`the index of ${dir} was deleted: building it again from the stored embeddings`);
     if (stop >= 3 && (!man.index || indexGone)) {
       // chunks added since the build (retro db add) have no embedding blocks yet: embedded first, as at build time

@@ -160,7 +160,7 @@ export class Database {
     const info = this.manifest.index;
     if (!info)
       throw new RetroError("badInput", `${this.dir}: the index stage has not run ("retro db build --out ${this.dir}")`);
-    return (this.indexCache ??= indexBackend(info.description).open(
+    return (this.indexCache ??= indexBackend(info.description, this.config.index.store).open(
       path.join(this.dir, "index"),
       info,
       this.config.index,

@@ -27,7 +27,7 @@ export function formatStats(man: Manifest, dir?: string): string {
         `${man.splits.valid.tokens} (${man.splits.valid.docs} docs)`,
     );
   if (man.chunks) lines.push(`chunks         ${man.chunks.count} (${man.chunks.padded} short, EOD-padded)`);
-  const bm25 = man.index !== undefined && indexBackend(man.index.description).reads === "texts"; // no vectors: the chunks' words are indexed
+  const bm25 = man.index !== undefined && indexBackend(man.index.description, man.index.store).reads === "texts"; // no vectors: the chunks' words are indexed
   if (man.embeddings && !bm25)
     lines.push(
       `embeddings     ${man.embeddings.embedderId}, dim ${man.embeddings.dim}, ${man.embeddings.blocks} blocks`,

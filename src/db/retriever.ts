@@ -58,7 +58,8 @@ export class Retriever {
     const man = db.manifest;
     if (!man.index)
       throw new RetroError("badInput", `${db.dir}: the index stage has not run ("retro db build --out ${db.dir}")`);
-    if (indexBackend(man.index.description).reads === "texts") return new Retriever(db, null, await db.openIndex());
+    if (indexBackend(man.index.description, db.config.index.store).reads === "texts")
+      return new Retriever(db, null, await db.openIndex());
     const emb = await openDbEmbedder(db);
     if (emb.dim !== man.index.dim)
       throw new RetroError("mismatch", `embedder dimension ${emb.dim} ≠ index dimension ${man.index.dim}`);
@@ -77,7 +78,8 @@ export class Retriever {
    */
   static async bm25(db: Database): Promise<Retriever> {
     const man = db.manifest;
-    if (man.index && indexBackend(man.index.description) === bm25Backend) return Retriever.open(db);
+    if (man.index && indexBackend(man.index.description, db.config.index.store) === bm25Backend)
+      return Retriever.open(db);
     log(`indexing the words of ${db.nChunks} chunks for BM25 passage retrieval...`);
     const idx = bm25Backend.create(db.config.index, 0, db);
     await idx.add({ first: 0, count: db.nChunks });

@@ -265,7 +265,7 @@ export const bm25Backend: IndexBackend = {
   forms: "BM25",
   reads: "texts",
   textEmbedderId: BM25_EMBEDDER,
-  accepts: (description) => description.replace(/\s+/g, "").toUpperCase() === "BM25",
+  accepts: (description, store) => description.replace(/\s+/g, "").toUpperCase() === "BM25" && !store,
   check: () => {},
   isSaved: (dir) => fs.existsSync(path.join(dir, "bm25.json")),
   create: (s, _dim, ctx) =>

@@ -205,7 +205,7 @@ export const lancedbBackend: IndexBackend = {
   name: "lancedb",
   forms: "IVF<n>,PQ<m> (LanceDB, on disk)",
   reads: "vectors",
-  accepts: (description) => readDescription(description) !== null,
+  accepts: (description, store) => readDescription(description) !== null && !/^postgres(ql)?:/i.test(store),
   check(s: IndexSettings): void {
     parseIvfPq(s.description);
   },

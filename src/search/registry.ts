@@ -7,8 +7,9 @@ import { bm25Backend } from "./bm25.ts";
 import type { IndexBackend, IndexSettings } from "./types.ts";
 import { usearchBackend } from "./usearch.ts";
 import { lancedbBackend } from "./lancedb.ts";
+import { pgvectorBackend } from "./pgvector.ts";
 
-const BACKENDS: IndexBackend[] = [usearchBackend, bm25Backend, lancedbBackend];
+const BACKENDS: IndexBackend[] = [pgvectorBackend, usearchBackend, bm25Backend, lancedbBackend];
 
 /** The backends, in lookup order. */
 export function indexBackends(): readonly IndexBackend[] {
@@ -25,9 +26,12 @@ export function registerIndexBackend(b: IndexBackend): void {
   BACKENDS.unshift(b);
 }
 
-/** The backend that reads `description`, or a usage error listing every form the backends read. */
-export function indexBackend(description: string): IndexBackend {
-  const b = BACKENDS.find((x) => x.accepts(description));
+/**
+ * The backend that reads `description` in `store` (config.index.store: a database server's URL chooses the
+ * server's backend), or a usage error listing every form the backends read.
+ */
+export function indexBackend(description: string, store = ""): IndexBackend {
+  const b = BACKENDS.find((x) => x.accepts(description, store));
   if (b) return b;
   const why = /IVF|PQ|OPQ/i.test(description) ? " (IVF-PQ is read in the form IVF<n>,PQ<m>)" : "";
   const forms = BACKENDS.map((x) => x.forms).join(", ");
@@ -36,7 +40,7 @@ export function indexBackend(description: string): IndexBackend {
 
 /** Validate index settings: the backend exists and accepts them. */
 export function checkIndexSettings(s: IndexSettings): IndexBackend {
-  const b = indexBackend(s.description);
+  const b = indexBackend(s.description, s.store);
   b.check(s);
   return b;
 }

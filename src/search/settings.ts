@@ -12,7 +12,14 @@ export const INDEX_SETTINGS = defineSettings({
   store: {
     kind: "text",
     default: "",
-    help: "LanceDB: where its dataset lives (a folder, relative to the database, or s3://…); empty: lance/ in the database",
+    help:
+      "where the index lives outside the database folder: LanceDB's dataset (a folder, or s3://…; empty: lance/ " +
+      "in the database) or a Postgres server with pgvector (postgres://user@host/db; the password from PGPASSWORD)",
+  },
+  table: {
+    kind: "text",
+    default: "",
+    help: "Postgres: the table of this database's vectors; empty: retro_ and a hash of the database folder's path",
   },
   nprobes: { kind: "int", min: 1, max: 1 << 20, default: 20, help: "IVF: inverted lists searched per query" },
   refineFactor: {

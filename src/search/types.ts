@@ -25,13 +25,15 @@ export interface IndexRecord {
   /** size and CRC-32 of the index file (vector backends), checked before every load */
   bytes?: number;
   crc32?: number;
-  /** a store outside the index folder (LanceDB): where it is, and the table version the database is at */
+  /** a store outside the index folder (LanceDB, Postgres): where it is (no password), the table version the
+   * database is at (LanceDB), the table (Postgres) */
   store?: string;
   version?: number;
+  table?: string;
 }
 
 /** What `save` wrote that `open` checks again (merged into the manifest record). */
-export type IndexFiles = Pick<IndexRecord, "bytes" | "crc32" | "store" | "version">;
+export type IndexFiles = Pick<IndexRecord, "bytes" | "crc32" | "store" | "version" | "table">;
 
 /** Top-k results: [queries, k] chunk ids (−1 where fewer were found) and scores, best first. */
 export interface SearchHits {
@@ -89,8 +91,8 @@ export interface IndexBackend {
   readonly reads: "vectors" | "texts";
   /** the embedder id recorded for an index of texts (its queries are words, not vectors) */
   readonly textEmbedderId?: string;
-  /** Is this description one of this backend's? (no throw) */
-  accepts(description: string): boolean;
+  /** Is this description (in this store: config.index.store, "" for the database folder) one of this backend's? */
+  accepts(description: string, store: string): boolean;
   /** Refuse (RetroError "usage", naming the value) settings it accepts by shape but cannot build. */
   check(settings: IndexSettings): void;
   /** Are the index's files in `dir`? (a build whose index was deleted builds it again) */

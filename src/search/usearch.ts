@@ -324,7 +324,8 @@ export const usearchBackend: IndexBackend = {
   name: "usearch",
   forms: "Flat, HNSW<M>, HNSW<M>,SQfp16, HNSW<M>,SQbf16, HNSW<M>,SQ8",
   reads: "vectors",
-  accepts: (description) => readDescription(description) !== null,
+  // in memory, in the database folder: a store elsewhere is another backend's
+  accepts: (description, store) => readDescription(description) !== null && !store,
   check(s: IndexSettings): void {
     const d = parseDescription(s.description);
     if (d.kind === "hnsw")

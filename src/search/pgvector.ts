@@ -1,0 +1,246 @@
+/**
+ * A Postgres server with pgvector as the index — for a team that shares one database between several trainers
+ * and servers: `config.index.store` (`--store`) is its URL, `postgres://user@host:5432/dbname` (the password from
+ * PGPASSWORD or ~/.pgpass: the manifest records the URL without it). Any Postgres with the pgvector extension
+ * serves, a distributed one (Citus) included; the standard `pg` client speaks to it (`npm install pg`, an optional
+ * peer dependency). The tests run it against PGlite (Postgres in WebAssembly, with its vector extension) behind
+ * pglite-socket on a loopback port — the same wire protocol.
+ *
+ * Descriptions: `HNSW<M>` (pgvector's HNSW, inner product; `efConstruction`, `efSearch` as for usearch),
+ * `IVF<n>,Flat` (IVFFlat with n lists; `nprobes` probes), `Flat` (no index: exact search).
+ *
+ * The table holds (id, embedding). Rows go in by batches of 512, one transaction each. The same promise as
+ * `db add`: readers and writers use only the rows below the manifest's chunk count — an add that crashed before
+ * its manifest commit leaves rows nobody reads, and the next add deletes them first.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { createHash } from "node:crypto";
+import { RetroError } from "../util/errors.ts";
+import { readJson, writeJsonAtomic } from "../util/fsx.ts";
+import type {
+  IndexBackend,
+  IndexBatch,
+  IndexContext,
+  IndexFiles,
+  IndexRecord,
+  IndexSettings,
+  SearchHits,
+  SearchIndex,
+  SearchQueries,
+} from "./types.ts";
+
+type PgPool = import("pg").Pool;
+
+async function pool(url: string): Promise<PgPool> {
+  let pg: typeof import("pg");
+  try {
+    pg = (await import("pg")).default as unknown as typeof import("pg");
+  } catch (e) {
+    throw new RetroError(
+      "usage",
+      `the Postgres index backend needs the pg client (npm install pg): ${(e as Error).message}`,
+    );
+  }
+  // idle connections never hold the process open (a command ends when its work does)
+  return new pg.Pool({ connectionString: url, max: 2, idleTimeoutMillis: 1000, allowExitOnIdle: true });
+}
+
+export const PG_FILE = "pgvector.json";
+const isPostgres = (store: string) => /^postgres(ql)?:\/\//i.test(store);
+
+/** the URL without its password (what the manifest and messages may hold) */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    u.password = "";
+    return u.toString();
+  } catch {
+    throw new RetroError("usage", `config.index.store: "${url}" is not a URL`);
+  }
+}
+
+type Shape = { kind: "hnsw"; m: number } | { kind: "ivfflat"; lists: number } | { kind: "flat" };
+
+function shapeOf(desc: string): Shape | null {
+  const s = desc.replace(/\s+/g, "");
+  if (/^Flat$/i.test(s)) return { kind: "flat" };
+  const h = /^HNSW(\d+)$/i.exec(s);
+  if (h) return { kind: "hnsw", m: Number(h[1]) };
+  const v = /^IVF(\d+),Flat$/i.exec(s);
+  if (v) return { kind: "ivfflat", lists: Number(v[1]) };
+  return null;
+}
+
+/** a table name for a database folder (settings.table, else one derived from the folder's path) */
+function tableFor(s: IndexSettings, ctx: IndexContext): string {
+  const name =
+    s.table ||
+    `retro_${createHash("sha256")
+      .update(path.resolve(ctx.dir ?? ""))
+      .digest("hex")
+      .slice(0, 16)}`;
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name))
+    throw new RetroError("usage", `config.index.table: "${name}" is not a Postgres table name (a-z, 0-9, _)`);
+  return name;
+}
+
+const vec = (v: Float32Array, i: number, dim: number) =>
+  `[${Array.from(v.subarray(i * dim, (i + 1) * dim)).join(",")}]`;
+
+class PgIndex implements SearchIndex {
+  private db: PgPool | null = null;
+  /** rows at and above it belong to no committed version (a crashed add): deleted before the next add */
+  private committed: number;
+
+  constructor(
+    readonly description: string,
+    private readonly shape: Shape,
+    private readonly settings: IndexSettings,
+    private readonly dim: number,
+    private readonly url: string,
+    private readonly table: string,
+    private count: number,
+    private readonly fresh: boolean,
+  ) {
+    this.committed = count;
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  private async conn(): Promise<PgPool> {
+    if (!this.db) {
+      this.db = await pool(this.url);
+      this.db.on("error", () => {}); // an idle client's error must not kill the process; queries report theirs
+    }
+    return this.db;
+  }
+
+  async add(b: IndexBatch): Promise<void> {
+    if (!b.vectors) throw new Error("pgvector index: add needs vectors");
+    if (b.first !== this.count) throw new Error(`pgvector index: ids must continue at ${this.count}, got ${b.first}`);
+    const db = await this.conn();
+    if (this.count === this.committed) {
+      if (this.fresh && this.count === 0) {
+        await db.query("CREATE EXTENSION IF NOT EXISTS vector");
+        await db.query(`DROP TABLE IF EXISTS ${this.table}`); // a killed build's table: built again from nothing
+        await db.query(`CREATE TABLE ${this.table} (id integer PRIMARY KEY, embedding vector(${this.dim}) NOT NULL)`);
+      } else await db.query(`DELETE FROM ${this.table} WHERE id >= $1`, [this.committed]); // a crashed add's rows
+    }
+    for (let s = 0; s < b.count; s += 512) {
+      const n = Math.min(512, b.count - s);
+      const params: (number | string)[] = [];
+      const rows: string[] = [];
+      for (let i = 0; i < n; i++) {
+        params.push(b.first + s + i, vec(b.vectors, s + i, this.dim));
+        rows.push(`($${2 * i + 1}, $${2 * i + 2})`);
+      }
+      const c = await db.connect();
+      try {
+        await c.query("BEGIN");
+        await c.query(`INSERT INTO ${this.table} (id, embedding) VALUES ${rows.join(",")}`, params);
+        await c.query("COMMIT");
+      } catch (e) {
+        await c.query("ROLLBACK").catch(() => {});
+        throw new RetroError("io", `Postgres ${redactUrl(this.url)}: insert failed (${(e as Error).message})`);
+      } finally {
+        c.release();
+      }
+    }
+    this.count += b.count;
+  }
+
+  async search(q: SearchQueries, k: number): Promise<SearchHits> {
+    if (!q.vectors) throw new Error("pgvector index: search needs query vectors");
+    const nq = q.vectors.length / this.dim;
+    const ids = new Int32Array(nq * k).fill(-1);
+    const scores = new Float32Array(nq * k).fill(-Infinity);
+    if (this.count === 0) return { ids, scores };
+    const db = await this.conn();
+    const c = await db.connect();
+    try {
+      if (this.shape.kind === "hnsw") await c.query(`SET hnsw.ef_search = ${Math.max(k, this.settings.efSearch)}`);
+      if (this.shape.kind === "ivfflat") await c.query(`SET ivfflat.probes = ${this.settings.nprobes}`);
+      for (let i = 0; i < nq; i++) {
+        const r = await c.query<{ id: number; d: number }>(
+          `SELECT id, (embedding <#> $1) AS d FROM ${this.table} WHERE id < $2 ORDER BY embedding <#> $1 LIMIT $3`,
+          [vec(q.vectors, i, this.dim), this.count, k],
+        );
+        r.rows.forEach((row, j) => {
+          ids[i * k + j] = row.id;
+          scores[i * k + j] = -row.d; // <#> is the negative inner product
+        });
+      }
+    } finally {
+      c.release();
+    }
+    return { ids, scores };
+  }
+
+  /** Build the table's index (once; rows added later are indexed by Postgres as they come), record the store. */
+  async save(dir: string): Promise<IndexFiles> {
+    const db = await this.conn();
+    const s = this.settings;
+    if (this.shape.kind === "hnsw")
+      await db.query(
+        `CREATE INDEX IF NOT EXISTS ${this.table}_hnsw ON ${this.table} USING hnsw (embedding vector_ip_ops) ` +
+          `WITH (m = ${this.shape.m}, ef_construction = ${s.efConstruction})`,
+      );
+    else if (this.shape.kind === "ivfflat")
+      await db.query(
+        `CREATE INDEX IF NOT EXISTS ${this.table}_ivf ON ${this.table} USING ivfflat (embedding vector_ip_ops) ` +
+          `WITH (lists = ${this.shape.lists})`,
+      );
+    const store = redactUrl(this.url);
+    fs.mkdirSync(dir, { recursive: true });
+    writeJsonAtomic(path.join(dir, PG_FILE), { store, table: this.table, size: this.count });
+    await this.close();
+    return { store, table: this.table };
+  }
+
+  async close(): Promise<void> {
+    const db = this.db;
+    this.db = null;
+    await db?.end();
+  }
+}
+
+/** Postgres + pgvector: a shared server's table, chosen by a postgres:// store. */
+export const pgvectorBackend: IndexBackend = {
+  name: "pgvector",
+  forms: "HNSW<M>, IVF<n>,Flat, Flat with --store postgres://… (pgvector)",
+  reads: "vectors",
+  accepts: (description, store) => isPostgres(store) && shapeOf(description) !== null,
+  check(s: IndexSettings): void {
+    redactUrl(s.store);
+  },
+  isSaved: (dir) => fs.existsSync(path.join(dir, PG_FILE)),
+  create: (s, dim, ctx) =>
+    new PgIndex(s.description, shapeOf(s.description)!, s, dim, s.store, tableFor(s, ctx), 0, true),
+  async open(dir: string, rec: IndexRecord, s: IndexSettings): Promise<SearchIndex> {
+    const file = path.join(dir, PG_FILE);
+    if (!fs.existsSync(file)) throw new RetroError("notFound", `index file not found: ${file}`);
+    const saved = readJson<{ store: string; table: string; size: number }>(file, "pgvector index record");
+    if (saved.table !== rec.table)
+      throw new RetroError("corrupt", `${file}: table ${saved.table}, the manifest says ${rec.table}`);
+    // the URL of the config (it may carry what the recorded one lacks: a password is never recorded)
+    const url = s.store && redactUrl(s.store) === rec.store ? s.store : rec.store!;
+    const db = await pool(url);
+    try {
+      const r = await db.query<{ n: string }>(`SELECT count(*) AS n FROM ${rec.table} WHERE id < $1`, [rec.size]);
+      if (Number(r.rows[0].n) !== rec.size)
+        throw new RetroError(
+          "corrupt",
+          `Postgres table ${rec.table}: ${r.rows[0].n} rows below ${rec.size}, expected ${rec.size}`,
+        );
+    } catch (e) {
+      if (e instanceof RetroError) throw e;
+      throw new RetroError("io", `Postgres ${rec.store}: ${(e as Error).message}`);
+    } finally {
+      await db.end();
+    }
+    return new PgIndex(rec.description, shapeOf(rec.description)!, s, rec.dim, url, rec.table!, rec.size, false);
+  },
+};
