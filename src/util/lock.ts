@@ -72,6 +72,25 @@ function removeStaleLock(file: string, staleText: string): void {
   }
 }
 
+/**
+ * Create `file` holding `text`, or fail with EEXIST: the text is written to a private temp file that is then
+ * hard-linked into place, so the lock never exists empty (an empty lock read by another process looked stale,
+ * and two processes held the lock at once, 1 round in 10 in CI).
+ */
+function createWithContent(file: string, text: string): void {
+  const tmp = `${file}.${process.pid}.${Date.now()}.tmp`;
+  fs.writeFileSync(tmp, text);
+  try {
+    fs.linkSync(tmp, file);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "EEXIST") throw e;
+    fs.writeFileSync(file, text, { flag: "wx" }); // a file system without hard links: exclusive create
+  } finally {
+    fs.rmSync(tmp, { force: true });
+  }
+}
+
 /** Take the folder's lock (the folder is created); returns the release function (also run at exit). */
 export function lockFolder(dir: string, what: string): () => void {
   const release = tryLockFolder(dir, what);
@@ -89,7 +108,7 @@ export function tryLockFolder(dir: string, what: string): (() => void) | null {
   for (let attempt = 0; attempt < 20; attempt++) {
     try {
       const mine = `${process.pid}@${os.hostname()}`;
-      fs.writeFileSync(file, mine, { flag: "wx" });
+      createWithContent(file, mine);
       let held = true;
       const release = () => {
         if (!held) return;
@@ -110,6 +129,20 @@ export function tryLockFolder(dir: string, what: string): (() => void) | null {
         text = fs.readFileSync(file, "utf8");
       } catch {
         continue; // released meanwhile: try again
+      }
+      if (!text.trim()) {
+        // a lock file without a holder: written by a version that created it empty first, or by a process killed
+        // in between. Young, it is being written (wait); old, it is stale
+        let age = 0;
+        try {
+          age = Date.now() - fs.statSync(file).mtimeMs;
+        } catch {
+          continue;
+        }
+        if (age < 2000) {
+          sleepSync(5);
+          continue;
+        }
       }
       const { pid, pidText, host } = parseLock(text);
       if (host !== os.hostname())
