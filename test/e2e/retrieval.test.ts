@@ -158,7 +158,7 @@ test(
       batch: 16,
       evalEvery: 1e9,
       saveEvery: 1e9,
-      evalBatches: -1,
+      evalBatches: 0, // no evaluation during training: evalControls below measures what is asserted
       threads: 2,
       lr: 1e-3,
       minLr: 1e-4,

@@ -332,7 +332,7 @@ test("retro generate: streams the continuation, JSONL for a prompts file, one-li
     batch: 2,
     evalEvery: 1e9,
     saveEvery: 1e9,
-    evalBatches: -1,
+    evalBatches: 0,
     threads: 1,
   });
   const one = cli([
