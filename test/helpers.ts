@@ -68,3 +68,41 @@ export function treeHashes(dir: string): Record<string, string> {
   walk(dir);
   return out;
 }
+
+/**
+ * recall@10 of a database's own retriever against exact search by inner product over its stored embeddings, for
+ * the chunks `at` used as queries (an index backend's test of what it finds).
+ */
+export async function retrieverRecallAt10(dbDir: string, at: number[]): Promise<number> {
+  const { Database } = await import("../src/db/database.ts");
+  const { Retriever } = await import("../src/db/retriever.ts");
+  const { blockName, blockRanges, readBlock } = await import("../src/util/blockfile.ts");
+  const db = new Database(dbDir);
+  try {
+    const r = await Retriever.open(db);
+    const dim = db.manifest.embeddings!.dim;
+    const all = new Float32Array(db.nChunks * dim);
+    for (const [s, e] of blockRanges(db.nChunks, db.config.embedBlockSize))
+      all.set(readBlock(blockName(path.join(dbDir, "embed"), s, e), Float32Array).data, s * dim);
+    const queries = at.filter((i) => i < db.nChunks).map((i) => db.chunkText(i));
+    const vecs = await r.embedder!.embed(queries);
+    const got = await r.search(queries, { keep: 10, candidates: 10 });
+    let hit = 0;
+    queries.forEach((_, q) => {
+      const exact = new Set(
+        Array.from({ length: db.nChunks }, (_, i) => {
+          let s = 0;
+          for (let j = 0; j < dim; j++) s += vecs[q * dim + j] * all[i * dim + j];
+          return [i, s] as const;
+        })
+          .sort((a, b) => b[1] - a[1] || a[0] - b[0])
+          .slice(0, 10)
+          .map((x) => x[0]),
+      );
+      for (let t = 0; t < 10; t++) if (exact.has(got.ids[q * 10 + t])) hit++;
+    });
+    return hit / (queries.length * 10);
+  } finally {
+    db.close();
+  }
+}

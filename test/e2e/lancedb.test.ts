@@ -12,8 +12,7 @@ import { buildDatabase } from "../../src/db/build.ts";
 import { Database } from "../../src/db/database.ts";
 import { Retriever } from "../../src/db/retriever.ts";
 import { addDocuments } from "../../src/db/add.ts";
-import { readBlock, blockRanges, blockName } from "../../src/util/blockfile.ts";
-import { cli, smallConfig, tmpDir, writeTextCorpus } from "../helpers.ts";
+import { cli, retrieverRecallAt10, smallConfig, tmpDir, writeTextCorpus } from "../helpers.ts";
 
 let root = "",
   dir = "";
@@ -36,29 +35,8 @@ test("IVF8,PQ8 on LanceDB: the dataset on disk in lance/, recall@10 ≥ 0.9 agai
   assert.equal(man.index.store, path.join(dir, "lance"));
   assert.ok(Number.isInteger(man.index.version));
   assert.ok(fs.existsSync(path.join(dir, "lance", "chunks.lance")));
-  const db = new Database(dir);
-  const r = await Retriever.open(db);
-  // exact: inner products against every stored embedding
-  const dim = man.embeddings.dim;
-  const all = new Float32Array(db.nChunks * dim);
-  for (const [s, e] of blockRanges(db.nChunks, db.config.embedBlockSize))
-    all.set(readBlock(blockName(path.join(dir, "embed"), s, e), Float32Array).data, s * dim);
-  const queries = [0, 97, 400, 811, 1203].filter((i) => i < db.nChunks).map((i) => db.chunkText(i));
-  const vecs = await r.embedder!.embed(queries);
-  const got = await r.search(queries, { keep: 10, candidates: 10 });
-  let hit = 0;
-  queries.forEach((_, q) => {
-    const scores = Array.from({ length: db.nChunks }, (_, i) => {
-      let s = 0;
-      for (let j = 0; j < dim; j++) s += vecs[q * dim + j] * all[i * dim + j];
-      return [i, s] as const;
-    }).sort((a, b) => b[1] - a[1] || a[0] - b[0]);
-    const exact = new Set(scores.slice(0, 10).map((x) => x[0]));
-    for (let t = 0; t < 10; t++) if (exact.has(got.ids[q * 10 + t])) hit++;
-  });
-  const recall = hit / (queries.length * 10);
+  const recall = await retrieverRecallAt10(dir, [0, 97, 400, 811, 1203]);
   assert.ok(recall >= 0.9, `recall@10 ${recall}`);
-  db.close();
   // the query stage's neighbours are there, and db search answers through the same backend
   assert.ok(man.neighbours.train.samples > 0);
   const s = cli(["db", "search", "--db", dir, "--k", "2", "--json", "the whale"]);

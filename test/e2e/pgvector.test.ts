@@ -16,9 +16,8 @@ import { buildDatabase } from "../../src/db/build.ts";
 import { Database } from "../../src/db/database.ts";
 import { Retriever } from "../../src/db/retriever.ts";
 import { addDocuments } from "../../src/db/add.ts";
-import { readBlock, blockRanges, blockName } from "../../src/util/blockfile.ts";
 import { spawn } from "node:child_process";
-import { ROOT, smallConfig, tmpDir, writeTextCorpus } from "../helpers.ts";
+import { ROOT, retrieverRecallAt10, smallConfig, tmpDir, writeTextCorpus } from "../helpers.ts";
 
 function cliAsync(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((res) => {
@@ -66,29 +65,8 @@ test("HNSW16 in Postgres: the manifest names the store (no password), recall@10 
   assert.match(man.index.table, /^retro_[0-9a-f]{16}$/);
   const rows = await pg.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${man.index.table}`);
   assert.equal(rows.rows[0].n, man.index.size);
-  const db = new Database(dir);
-  const r = await Retriever.open(db);
-  const dim = man.embeddings.dim;
-  const all = new Float32Array(db.nChunks * dim);
-  for (const [s, e] of blockRanges(db.nChunks, db.config.embedBlockSize))
-    all.set(readBlock(blockName(path.join(dir, "embed"), s, e), Float32Array).data, s * dim);
-  const queries = [0, 51, 230, 480].filter((i) => i < db.nChunks).map((i) => db.chunkText(i));
-  const vecs = await r.embedder!.embed(queries);
-  const got = await r.search(queries, { keep: 10, candidates: 10 });
-  let hit = 0;
-  queries.forEach((_, q) => {
-    const exact = Array.from({ length: db.nChunks }, (_, i) => {
-      let s = 0;
-      for (let j = 0; j < dim; j++) s += vecs[q * dim + j] * all[i * dim + j];
-      return [i, s] as const;
-    })
-      .sort((a, b) => b[1] - a[1])
-      .slice(0, 10)
-      .map((x) => x[0]);
-    for (let t = 0; t < 10; t++) if (exact.includes(got.ids[q * 10 + t])) hit++;
-  });
-  assert.ok(hit / (queries.length * 10) >= 0.9, `recall@10 ${hit / (queries.length * 10)}`);
-  db.close();
+  const recall = await retrieverRecallAt10(dir, [0, 51, 230, 480]);
+  assert.ok(recall >= 0.9, `recall@10 ${recall}`);
   assert.ok(man.neighbours.train.samples > 0);
   // another process (asynchronously: the Postgres engine answers from this one)
   const s = await cliAsync(["db", "search", "--db", dir, "--k", "3", "--json", "the whale"]);
