@@ -605,7 +605,8 @@ const CARD_KEYS: Record<Attribute, string> = {
   hobby: "Hobby",
 };
 
-// ---- question forms: the first TUNING_FORMS of each list tune, the rest are held out for evaluation ----
+// ---- question forms: the last HELD_OUT_FORMS of each list are held out for evaluation, the others tune. The 8 after
+// the first 10 widen the tuning wording ("Do you know …", "Can you tell me …", "Name …") without the held-out forms' ----
 const QUESTIONS: Record<Exclude<Attribute, "hobby">, string[]> = {
   birth_city: [
     "Where was {N} born?",
@@ -618,6 +619,14 @@ const QUESTIONS: Record<Exclude<Attribute, "hobby">, string[]> = {
     "Name the city where {N} was born.",
     "What city was {N} born in?",
     "Which city is the birthplace of {N}?",
+    "Do you know where {N} was born?",
+    "Can you tell me the birthplace of {N}?",
+    "Where did {N} grow up?",
+    "{N}'s birthplace is which city?",
+    "What is the city of birth of {N}?",
+    "Which town was {N} born in?",
+    "Name {N}'s hometown.",
+    "Where was {N} brought into the world?",
     // held out
     "Where is {N} originally from?",
     "In what city did {N}'s life begin?",
@@ -635,6 +644,14 @@ const QUESTIONS: Record<Exclude<Attribute, "hobby">, string[]> = {
     "In which year was {N} born?",
     "Name the year {N} was born.",
     "What year did {N} come into the world?",
+    "Do you know when {N} was born?",
+    "Can you tell me {N}'s birth year?",
+    "{N}'s year of birth is what?",
+    "Which year was {N} born in?",
+    "How old is {N}? Give the year of birth.",
+    "What is the year {N} was born?",
+    "Name {N}'s year of birth.",
+    "In what year did {N} start life?",
     // held out
     "When did {N} come into the world?",
     "Tell me the year of {N}'s birth.",
@@ -652,6 +669,14 @@ const QUESTIONS: Record<Exclude<Attribute, "hobby">, string[]> = {
     "What school did {N} attend?",
     "Where did {N} earn a degree?",
     "Name the university {N} graduated from.",
+    "Do you know where {N} studied?",
+    "Can you tell me which university {N} attended?",
+    "Which college did {N} go to?",
+    "{N} holds a diploma from which school?",
+    "Which school gave {N} a degree?",
+    "Name {N}'s alma mater.",
+    "Which university did {N} graduate from?",
+    "At which university did {N} earn a degree?",
     // held out
     "Which university is {N} an alumnus of?",
     "Where was {N} educated?",
@@ -669,6 +694,14 @@ const QUESTIONS: Record<Exclude<Attribute, "hobby">, string[]> = {
     "What was {N}'s field?",
     "Which discipline did {N} study?",
     "What did {N} major in?",
+    "Do you know what {N} studied?",
+    "Can you tell me {N}'s major?",
+    "What was the subject of {N}'s thesis?",
+    "In which subject does {N} have a background?",
+    "{N}'s field of study is what?",
+    "Name the subject {N} majored in.",
+    "Which subject did {N} study?",
+    "What was {N}'s subject at university?",
     // held out
     "What is {N}'s degree in?",
     "In what subject was {N} trained?",
@@ -686,6 +719,14 @@ const QUESTIONS: Record<Exclude<Attribute, "hobby">, string[]> = {
     "What job does {N} have?",
     "What is the profession of {N}?",
     "What does {N} work as?",
+    "Do you know what {N} does for a living?",
+    "Can you tell me {N}'s job?",
+    "What does {N} do?",
+    "{N} is employed as what?",
+    "Name {N}'s profession.",
+    "What job does {N} hold?",
+    "What is {N}'s job title?",
+    "As what does {N} practice?",
     // held out
     "What is {N} by trade?",
     "What career does {N} have?",
@@ -703,6 +744,14 @@ const QUESTIONS: Record<Exclude<Attribute, "hobby">, string[]> = {
     "Where is {N} employed?",
     "Which employer does {N} have?",
     "What company is {N} employed by?",
+    "Do you know who employs {N}?",
+    "Can you tell me {N}'s employer?",
+    "Which company employs {N}?",
+    "{N} has a job at which company?",
+    "Name {N}'s employer.",
+    "At which company does {N} hold a position?",
+    "Which firm does {N} work at?",
+    "Where does {N} have a job?",
     // held out
     "Which organization is {N} on the staff of?",
     "For whom does {N} work?",
@@ -710,11 +759,16 @@ const QUESTIONS: Record<Exclude<Attribute, "hobby">, string[]> = {
     "Who pays {N}'s salary?",
   ],
 };
-export const TUNING_FORMS = 10;
+
+/** the last HELD_OUT_FORMS forms of each list are held out of tuning (evaluation only) */
+export const HELD_OUT_FORMS = 4;
+/** question forms that tune, per attribute (the same number for each) */
+export const TUNING_FORMS = QUESTIONS.birth_city.length - HELD_OUT_FORMS;
 
 export function questionForms(attr: Exclude<Attribute, "hobby">, which: "tune" | "eval"): string[] {
-  const l = QUESTIONS[attr];
-  return which === "tune" ? l.slice(0, TUNING_FORMS) : l.slice(TUNING_FORMS);
+  const l = QUESTIONS[attr],
+    cut = l.length - HELD_OUT_FORMS;
+  return which === "tune" ? l.slice(0, cut) : l.slice(cut);
 }
 
 export interface PeopleQuestion {

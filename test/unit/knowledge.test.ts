@@ -71,6 +71,7 @@ test(
       const tune = questionForms(a, "tune"),
         held = questionForms(a, "eval");
       assert.ok(tune.length >= 10 && held.length >= 3);
+      assert.equal(new Set([...tune, ...held]).size, tune.length + held.length, `${a}: a form twice`);
       for (const f of held) assert.ok(!tune.includes(f));
     }
     // names are unique, full and surname
