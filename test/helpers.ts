@@ -106,3 +106,31 @@ export async function retrieverRecallAt10(dbDir: string, at: number[]): Promise<
     db.close();
   }
 }
+
+/**
+ * The serving and CLI tests' fixture: a small database over 30 short Moby-Dick files (`root/db`) and a tiny model
+ * of `model`'s settings trained `steps` steps on it (`root/<model.model>`), no evaluation, one thread.
+ */
+export async function tinyRun(
+  root: string,
+  model: Record<string, unknown>,
+  o: { steps?: number; evalBatches?: number } = {},
+): Promise<{ dbDir: string; run: string; corpus: string }> {
+  const { buildDatabase } = await import("../src/db/build.ts");
+  const { train } = await import("../src/train/trainer.ts");
+  const corpus = writeTextCorpus(path.join(root, "corpus"), 30, 1200);
+  const dbDir = path.join(root, "db");
+  await buildDatabase(dbDir, smallConfig(corpus));
+  const run = path.join(root, String(model.model));
+  await train(run, {
+    db: dbDir,
+    model,
+    steps: o.steps ?? 2,
+    batch: 2,
+    evalEvery: 1e9,
+    saveEvery: 1e9,
+    evalBatches: o.evalBatches ?? 0,
+    threads: 1,
+  });
+  return { dbDir, run, corpus };
+}

@@ -109,7 +109,7 @@ class LanceIndex implements SearchIndex {
     private readonly dim: number,
     private readonly uri: string,
     private count: number,
-    private version: number | null,
+    version: number | null,
     opened: Table | null,
   ) {
     this.table = opened;
@@ -193,10 +193,10 @@ class LanceIndex implements SearchIndex {
       });
     } else if (indices.length) await this.table.optimize({ cleanupOlderThan: new Date(0), deleteUnverified: false });
     else log(`LanceDB: ${this.count} vectors are too few to train IVF-PQ; queries scan them all`);
-    this.version = await this.table.version();
+    const version = await this.table.version();
     fs.mkdirSync(dir, { recursive: true });
-    writeJsonAtomic(path.join(dir, LANCE_FILE), { store: this.uri, table: TABLE, version: this.version });
-    return { version: this.version, store: this.uri };
+    writeJsonAtomic(path.join(dir, LANCE_FILE), { store: this.uri, table: TABLE, version });
+    return { version, store: this.uri };
   }
 }
 

@@ -33,6 +33,7 @@ import type { Message } from "../prompt/format.ts";
 import { promptWithPassages } from "../prompt/passages.ts";
 import { ERROR_KINDS, RetroError } from "../util/errors.ts";
 import { addDocuments } from "../db/add.ts";
+import { checkDatasetName } from "../db/config.ts";
 import { DEFAULT_SEED } from "../util/rng.ts";
 import { SAMPLING_SETTINGS, httpFieldOf } from "../generate/sampling.ts";
 import { checkSetting } from "../util/settings.ts";
@@ -942,8 +943,12 @@ export class RetroServer {
       throw new HttpError(400, "documents must be a non-empty list of {text}", "documents");
     }
     const name = b.dataset === undefined ? `update-${Date.now().toString(36)}` : b.dataset;
-    if (typeof name !== "string" || !/^[\w.-]{1,64}$/.test(name))
-      throw new HttpError(400, "dataset must be a name of letters, digits, '.', '_' or '-'", "dataset");
+    if (typeof name !== "string") throw new HttpError(400, "dataset must be a string", "dataset");
+    try {
+      checkDatasetName(name, "dataset"); // the rule `retro db add --name` and db build follow
+    } catch (e) {
+      throw new HttpError(400, (e as Error).message, "dataset");
+    }
     if (docs.length > this.limits.maxDocuments)
       throw new HttpError(
         413,

@@ -5,18 +5,15 @@
  */
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import * as path from "node:path";
 import { createOpenAICompatible } from "@ai-sdk/openai-compatible";
 import { generateText, streamText } from "ai";
 import { ChatOpenAI } from "@langchain/openai";
-import { buildDatabase } from "../../src/db/build.ts";
 import { Database } from "../../src/db/database.ts";
 import { Retriever } from "../../src/db/retriever.ts";
-import { train } from "../../src/train/trainer.ts";
 import { loadModel } from "../../src/model/checkpoint.ts";
 import { RetroServer } from "../../src/serve/server.ts";
 import { RetroRetriever } from "../../src/integrations/langchain.ts";
-import { smallConfig, tmpDir, writeTextCorpus } from "../helpers.ts";
+import { tmpDir, tinyRun } from "../helpers.ts";
 
 const KEY = "sk-clients-test";
 let server: RetroServer,
@@ -24,13 +21,8 @@ let server: RetroServer,
   base = "";
 
 before(async () => {
-  const root = tmpDir("retro-clients-");
-  const dbDir = path.join(root, "db");
   process.env.RETRO_QUIET = "1";
-  await buildDatabase(dbDir, smallConfig(writeTextCorpus(path.join(root, "corpus"), 30, 1200)));
-  const run = path.join(root, "gpt");
-  const model = { model: "gpt", d: 32, heads: 4, layers: 2, seq: 64 };
-  await train(run, { db: dbDir, model, steps: 2, batch: 2, evalEvery: 1e9, saveEvery: 1e9, evalBatches: 0 });
+  const { dbDir, run } = await tinyRun(tmpDir("retro-clients-"), { model: "gpt", d: 32, heads: 4, layers: 2, seq: 64 });
   db = new Database(dbDir);
   server = new RetroServer({
     model: loadModel(run).model,

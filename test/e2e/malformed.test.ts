@@ -7,11 +7,9 @@ import { test, before } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { buildDatabase } from "../../src/db/build.ts";
-import { train } from "../../src/train/trainer.ts";
 import { readSafetensors, writeSafetensors, tensorF32, type TensorOut } from "../../src/engine/safetensors.ts";
 import { Rng } from "../../src/util/rng.ts";
-import { cli, smallConfig, tmpDir, writeTextCorpus } from "../helpers.ts";
+import { cli, tmpDir, writeTextCorpus, tinyRun } from "../helpers.ts";
 
 let root = "",
   db = "",
@@ -19,20 +17,11 @@ let root = "",
   corpus = "";
 before(async () => {
   root = tmpDir("retro-bad-");
-  corpus = writeTextCorpus(path.join(root, "corpus"), 30, 1200);
-  db = path.join(root, "db");
-  await buildDatabase(db, smallConfig(corpus));
-  run = path.join(root, "gpt");
-  await train(run, {
-    db,
-    model: { model: "gpt", d: 32, heads: 4, layers: 2, seq: 64, r: 32 },
-    steps: 2,
-    batch: 2,
-    evalEvery: 1e9,
-    saveEvery: 1e9,
-    evalBatches: 1,
-    threads: 1,
-  });
+  ({
+    dbDir: db,
+    run,
+    corpus,
+  } = await tinyRun(root, { model: "gpt", d: 32, heads: 4, layers: 2, seq: 64, r: 32 }, { evalBatches: 1 }));
 });
 
 const noTrace = (s: string) => !/\n\s+at .+:\d+:\d+\)?\n/.test(s) && !/node:internal/.test(s);

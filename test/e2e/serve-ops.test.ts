@@ -10,13 +10,11 @@ import * as net from "node:net";
 import * as path from "node:path";
 import { spawn } from "node:child_process";
 import OpenAI from "openai";
-import { buildDatabase } from "../../src/db/build.ts";
 import { Database } from "../../src/db/database.ts";
 import { Retriever } from "../../src/db/retriever.ts";
-import { train } from "../../src/train/trainer.ts";
 import { loadModel } from "../../src/model/checkpoint.ts";
 import { RetroServer } from "../../src/serve/server.ts";
-import { cli, ROOT, smallConfig, tmpDir, writeTextCorpus } from "../helpers.ts";
+import { cli, ROOT, tmpDir, tinyRun } from "../helpers.ts";
 
 const KEY = "sk-test-0123456789abcdef";
 let server: RetroServer,
@@ -28,20 +26,8 @@ let server: RetroServer,
 
 before(async () => {
   root = tmpDir("retro-serve-ops-");
-  dbDir = path.join(root, "db");
   process.env.RETRO_QUIET = "1";
-  await buildDatabase(dbDir, smallConfig(writeTextCorpus(path.join(root, "corpus"), 30, 1200)));
-  runDir = path.join(root, "gpt");
-  await train(runDir, {
-    db: dbDir,
-    model: { model: "gpt", d: 32, heads: 4, layers: 2, seq: 64 },
-    steps: 2,
-    batch: 2,
-    evalEvery: 1e9,
-    saveEvery: 1e9,
-    evalBatches: 0,
-    threads: 1,
-  });
+  ({ dbDir, run: runDir } = await tinyRun(root, { model: "gpt", d: 32, heads: 4, layers: 2, seq: 64 }));
   db = new Database(dbDir);
   const reopen = { dbDir, reopen: async () => Retriever.open(new Database(dbDir)) };
   server = new RetroServer({

@@ -5,15 +5,12 @@
  */
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import * as path from "node:path";
 import OpenAI from "openai";
-import { buildDatabase } from "../../src/db/build.ts";
 import { Database } from "../../src/db/database.ts";
 import { Retriever } from "../../src/db/retriever.ts";
-import { train } from "../../src/train/trainer.ts";
 import { loadModel } from "../../src/model/checkpoint.ts";
 import { RetroServer } from "../../src/serve/server.ts";
-import { smallConfig, tmpDir, writeTextCorpus } from "../helpers.ts";
+import { tmpDir, tinyRun } from "../helpers.ts";
 
 let server: RetroServer,
   db: Database,
@@ -23,20 +20,11 @@ let server: RetroServer,
 const prompt = "Call me Ishmael. Some years ago, never mind how long precisely, having little or no money in my purse";
 
 before(async () => {
-  const root = tmpDir("retro-serve-");
-  const dir = path.join(root, "db");
-  await buildDatabase(dir, smallConfig(writeTextCorpus(path.join(root, "corpus"), 30, 1200)));
-  const run = path.join(root, "retro");
-  await train(run, {
-    db: dir,
-    model: { model: "retro", d: 32, heads: 4, layers: 2, seq: 64, k: 2, r: 32, cca_layers: [2] },
-    steps: 2,
-    batch: 2,
-    evalEvery: 1e9,
-    saveEvery: 1e9,
-    evalBatches: 1,
-    threads: 1,
-  });
+  const { dbDir: dir, run } = await tinyRun(
+    tmpDir("retro-serve-"),
+    { model: "retro", d: 32, heads: 4, layers: 2, seq: 64, k: 2, r: 32, cca_layers: [2] },
+    { evalBatches: 1 },
+  );
   db = new Database(dir);
   runDir = run;
   dbDir = dir;
