@@ -164,7 +164,9 @@ test(
       minLr: 1e-4,
       warmup: 50,
     };
-    // experiments/copy-task.ts's setup, seed 1 (there: GPT-fitting 5.135, Retro-fitting 4.315, no rope 5.128)
+    // experiments/copy-task.ts's setup, seed 1, with the retrieval part at 3× the learning rate and half the fit
+    // (400 steps: GPT-fitting 5.134, Retro-fitting 4.494, random neighbours 6.018, gate 0 5.139; at 1× it needs
+    // ~450 steps to leave its plateau, docs/measurements.md)
     await train(path.join(root, "gpt"), {
       ...common,
       model: { ...size, model: "gpt" },
@@ -173,13 +175,14 @@ test(
       minLr: 2e-4,
       seed: 1,
     });
-    const steps = 800;
+    const steps = 400;
     await train(path.join(root, "gpt-fit"), { ...common, init: path.join(root, "gpt"), steps, seed: 101 });
     await train(path.join(root, "retro-fit"), {
       ...common,
       init: path.join(root, "gpt"),
       steps,
       seed: 101,
+      retrievalLr: 3,
       model: { model: "retro", cca_layers: [2, 4], k: 2 },
     });
     const db = new Database(DB);
