@@ -32,6 +32,12 @@ export function registerDemo(program: Command): void {
     .option("--d <n>", "model width (GPT and Retro decoder)", intFlag("--d", { min: 8 }))
     .option("--layers <n>", "decoder layers", intFlag("--layers", { min: 1 }))
     .option(
+      "--people-a <n>",
+      "people in group A (the pretraining text; more people, fewer epochs over each)",
+      intFlag("--people-a", { min: 10 }),
+      DEMO_PEOPLE.a,
+    )
+    .option(
       "--qa-questions <n>",
       "questions per QA set at most",
       intFlag("--qa-questions", { min: 1 }),
@@ -48,6 +54,7 @@ export function registerDemo(program: Command): void {
         sftSteps: o.sftSteps,
         qaQuestions: o.qaQuestions,
         model: { ...(o.d ? { d: o.d } : {}), ...(o.layers ? { layers: o.layers } : {}) },
+        people: { a: o.peopleA },
       });
       console.log("\nheld-out perplexity on B's biographies (loss on fact tokens)");
       for (const [k, v] of Object.entries(s.ppl))

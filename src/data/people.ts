@@ -56,6 +56,26 @@ export interface Biography {
 }
 
 const CITIES = [
+  "Kraków",
+  "Zürich",
+  "São Paulo",
+  "Malmö",
+  "Bogotá",
+  "Córdoba",
+  "Düsseldorf",
+  "Gdańsk",
+  "Poznań",
+  "Brno",
+  "Nairobi",
+  "Accra",
+  "Dakar",
+  "Lagos",
+  "Addis Ababa",
+  "Kampala",
+  "Lusaka",
+  "Hanoi",
+  "Manila",
+  "Dhaka",
   "Lisbon",
   "Porto",
   "Madrid",
@@ -334,6 +354,26 @@ const HOBBIES = [
   "kayaking",
 ];
 const EMPLOYER_KINDS = [
+  "Health",
+  "Aviation",
+  "Freight",
+  "Media",
+  "Holdings",
+  "Consulting",
+  "Software",
+  "Chemicals",
+  "Mining",
+  "Hotels",
+  "Railways",
+  "Dairy",
+  "Works",
+  "Transport",
+  "Bakery",
+  "Partners",
+  "Analytics",
+  "Orchestra",
+  "Theatre",
+  "Archive",
   "Industries",
   "Laboratories",
   "Group",
@@ -551,9 +591,63 @@ export function sentenceForms(attr: Attribute): readonly string[] {
 }
 
 /**
+ * Sentences that state two facts at once ({A}: the pair's first attribute, {B}: its second), so that a reader
+ * must tell two values apart inside one sentence, in either order: the wording of real biographies, where one
+ * attribute per sentence is the exception.
+ */
+const PAIRS: { a: Attribute; b: Attribute; forms: string[] }[] = [
+  {
+    a: "birth_city",
+    b: "birth_year",
+    forms: [
+      "{N} was born in {A} in {B}.",
+      "{N} was born in {B} in {A}.",
+      "{S} birthplace is {A}, and {h} birth year is {B}.",
+      "In {B}, {n} was born in the city of {A}.",
+      "{N} is a native of {A}, born there in {B}.",
+      "{N} came into the world in {A} in the year {B}.",
+      "A native of {A}, {n} was born in {B}.",
+    ],
+  },
+  {
+    a: "university",
+    b: "field",
+    forms: [
+      "{N} studied {B} at {A}.",
+      "{N} earned a degree in {B} from {A}.",
+      "{N} majored in {B} at {A}.",
+      "At {A}, {n} specialized in {B}.",
+      "{N} graduated from {A} with a degree in {B}.",
+      "{N} is an alumnus of {A}, where {p} majored in {B}.",
+    ],
+  },
+  {
+    a: "occupation",
+    b: "employer",
+    forms: [
+      "{N} works as {a} {A} at {B}.",
+      "{N} is {a} {A} employed by {B}.",
+      "{N} is {a} {A} for {B}.",
+      "At {B}, {n} works as {a} {A}.",
+      "{N} has a job as {a} {A} with {B}.",
+      "{B} employs {o} as {a} {A}.",
+    ],
+  },
+];
+/** share of a pair's two facts told in one sentence (when the first of them comes up) */
+const PAIR_SHARE = 0.4;
+
+/** the pair sentence forms (two facts in one sentence) */
+export function pairSentenceForms(): readonly { a: Attribute; b: Attribute; forms: readonly string[] }[] {
+  return PAIRS;
+}
+
+/**
  * One biography of `p`: every attribute's sentence in a shuffled order, each in one of its forms (at least 8
- * per attribute). The subject of a sentence is the full name (always in the first sentence), the surname, or the
- * pronoun, with no two pronoun subjects in a row, so every stretch of a few sentences names the person.
+ * per attribute); in a share of cases two related facts (birth city and year, university and field, occupation
+ * and employer) share one sentence. The subject of a sentence is the full name (always in the first sentence),
+ * the surname, or the pronoun, with no two pronoun subjects in a row, so every stretch of a few sentences names
+ * the person.
  */
 export function renderBiography(p: Person, rng: Rng, rendering: number, paraphrase = 1): Biography {
   // the person's own sentence form per attribute (a pure function of the person: every rendering agrees on it)
@@ -568,12 +662,19 @@ export function renderBiography(p: Person, rng: Rng, rendering: number, paraphra
   let text = "";
   const facts: Biography["facts"] = [];
   let lastWasPronoun = true;
-  order.forEach((attr, i) => {
+  const told = new Set<Attribute>();
+  let i = 0;
+  for (const attr of order) {
+    if (told.has(attr)) continue;
     const u = rng.next();
-    const ref = i === 0 ? p.name : lastWasPronoun || u < 0.45 ? p.name : u < 0.7 ? p.last : p.pronoun;
-    const pron = ref === p.pronoun;
+    const ref: string = i++ === 0 ? p.name : lastWasPronoun || u < 0.45 ? p.name : u < 0.7 ? p.last : p.pronoun;
+    const pron: boolean = ref === p.pronoun;
     lastWasPronoun = pron;
-    const v = p.attrs[attr];
+    const pair = PAIRS.find((x) => x.a === attr || x.b === attr);
+    const both = pair && !told.has(pair.a === attr ? pair.b : pair.a) && rng.next() < PAIR_SHARE;
+    // the value slots of the sentence: {V} alone, or {A} and {B} of a pair
+    const slots: [string, Attribute][] = both ? [["A", pair.a], ["B", pair.b]] : [["V", attr]];
+    const occupation = both ? pair.a : attr; // the value "a"/"an" goes before (an occupation's)
     const fill: Record<string, string> = {
       N: ref,
       n: ref,
@@ -581,16 +682,35 @@ export function renderBiography(p: Person, rng: Rng, rendering: number, paraphra
       o: pron ? him : ref,
       h: his,
       p: p.pronoun,
-      a: /^[aeiou]/i.test(v) ? "an" : "a",
+      a: /^[aeiou]/i.test(p.attrs[occupation]) ? "an" : "a",
     };
-    const fresh = rng.next() < paraphrase;
-    const k = rng.int(SENTENCES[attr].length);
-    const form = SENTENCES[attr][fresh ? k : ownForm[attr]].replace(/\{([NnSohpa])\}/g, (_, k: string) => fill[k]);
-    const s = form[0].toUpperCase() + form.slice(1);
-    const start = text.length + (text ? 1 : 0) + s.indexOf("{V}");
-    text += (text ? " " : "") + s.replace("{V}", v);
-    facts.push({ attr, start, end: start + v.length });
-  });
+    let form: string;
+    if (both) form = pick(rng, pair.forms);
+    else {
+      const fresh = rng.next() < paraphrase;
+      const k = rng.int(SENTENCES[attr].length);
+      form = SENTENCES[attr][fresh ? k : ownForm[attr]];
+    }
+    form = form.replace(/\{([NnSohpa])\}/g, (_, k: string) => fill[k]);
+    // the values go in left to right, each fact's span measured where it lands
+    let sentence = "";
+    const spans: Biography["facts"] = [];
+    for (const part of form.split(/(\{[VAB]\})/)) {
+      const slot = slots.find(([name]) => part === `{${name}}`);
+      if (!slot) {
+        sentence += part;
+        continue;
+      }
+      const v = p.attrs[slot[1]];
+      spans.push({ attr: slot[1], start: sentence.length, end: sentence.length + v.length });
+      sentence += v;
+    }
+    sentence = sentence[0].toUpperCase() + sentence.slice(1);
+    const at = text.length + (text ? 1 : 0);
+    text += (text ? " " : "") + sentence;
+    for (const f of spans) facts.push({ attr: f.attr, start: at + f.start, end: at + f.end });
+    for (const [, a] of slots) told.add(a);
+  }
   return { person: p.id, rendering, text, facts };
 }
 

@@ -171,7 +171,22 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
     chunk = modelIn.chunk as number;
 
   stage(1, "knowledge corpus (fictional people) and retrieval database");
-  const { files, corpus } = writePeopleCorpus(path.join(out, "data", "people"), { ...DEMO_PEOPLE, ...o.people, seed });
+  const peopleDir = path.join(out, "data", "people"),
+    want: PeopleOptions = { ...DEMO_PEOPLE, ...o.people, seed };
+  // a re-run reuses every finished stage: they must have been made from this corpus
+  const had = path.join(peopleDir, "people.json");
+  if (!fresh && fs.existsSync(had)) {
+    const was = readJson<{ options?: PeopleOptions }>(had, "the demo's corpus record").options;
+    const canon = (x: object | undefined) =>
+      JSON.stringify(Object.entries(x ?? {}).sort(([p], [q]) => (p < q ? -1 : p > q ? 1 : 0)));
+    if (canon(was) !== canon(want))
+      throw new RetroError(
+        "mismatch",
+        `${out} holds a demo made from another corpus (${JSON.stringify(was)}; asked: ${JSON.stringify(want)}): ` +
+          `its stages cannot be reused — pass --fresh to start over there, or another --out`,
+      );
+  }
+  const { files, corpus } = writePeopleCorpus(peopleDir, want);
   const dbDir = o.db ? path.resolve(o.db) : path.join(out, "db");
   const dbConfig: DbConfig = knowledgeDbConfig(files, { seed, chunk, seq, wordnet: o.wordnet });
   const built =

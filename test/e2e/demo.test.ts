@@ -73,5 +73,8 @@ test(
       mtime,
       "finished runs are not trained again",
     );
+    // another corpus in the same folder would reuse stages made from this one: refused, nothing touched
+    await assert.rejects(runDemo({ ...o, people: { ...o.people, a: 41 } }), /another corpus.*--fresh/s);
+    assert.equal(fs.statSync(path.join(o.out, "sft-retro", "latest.json")).mtimeMs, mtime);
   },
 );
