@@ -673,7 +673,12 @@ export function renderBiography(p: Person, rng: Rng, rendering: number, paraphra
     const pair = PAIRS.find((x) => x.a === attr || x.b === attr);
     const both = pair && !told.has(pair.a === attr ? pair.b : pair.a) && rng.next() < PAIR_SHARE;
     // the value slots of the sentence: {V} alone, or {A} and {B} of a pair
-    const slots: [string, Attribute][] = both ? [["A", pair.a], ["B", pair.b]] : [["V", attr]];
+    const slots: [string, Attribute][] = both
+      ? [
+          ["A", pair.a],
+          ["B", pair.b],
+        ]
+      : [["V", attr]];
     const occupation = both ? pair.a : attr; // the value "a"/"an" goes before (an occupation's)
     const fill: Record<string, string> = {
       N: ref,
