@@ -24,7 +24,7 @@ import { Database } from "../../src/db/database.ts";
 import { Retriever } from "../../src/db/retriever.ts";
 import { knowledgeDbConfig, KNOWLEDGE } from "../../src/demo/knowledge.ts";
 import { heldOutFactMask } from "../../src/demo/facts.ts";
-import { buildKnowledgeSets } from "../../src/sft/knowledge.ts";
+import { buildKnowledgeSets, passagesFor } from "../../src/sft/knowledge.ts";
 import { retrievePassages } from "../../src/prompt/passages.ts";
 import { formatPassages } from "../../src/prompt/format.ts";
 import { tmpDir } from "../helpers.ts";
@@ -131,6 +131,7 @@ test(
       for (const q of evalQuestions(corpus, g))
         assert.ok(fits(q.question, "eval") && !fits(q.question, "tune"), q.question);
     assert.ok(counts.recallB >= 0.9, `top-2 passages hold the answer for ${counts.recallB}`);
+    assert.ok(counts.recallTrain >= 0.9, `the tuning passages hold the answer for ${counts.recallTrain}`);
     db.close();
   },
 );
@@ -199,6 +200,18 @@ test(
     );
     assert.ok(bio.text.includes(cut[0].text), "the window is a stretch of the document");
     assert.ok(cut[0].text.includes(db.chunkText(cut[0].chunk).trim()), "the window holds the chunk it was found by");
+    // candidates to choose from (the tuning sets take 6) keep the size a passage has in a prompt of top-2: the
+    // first two are exactly the top-2 passages, not shorter windows
+    const qs = corpus.people.filter((x) => x.group === "A").map((x) => ({ question: `What is ${x.name}'s job?` }));
+    const o = { topK: 2, seq: 128, maxTokens: 16, system: null };
+    const two = await passagesFor(r, qs, o),
+      six = await passagesFor(r, qs, { ...o, candidates: 6 });
+    assert.ok(six.filter((ps) => ps.length > 2).length > qs.length / 2, "more candidates than passages");
+    // (top-2 searches fewer chunks, so it may find fewer documents; those it finds are the candidates' first)
+    assert.deepEqual(
+      six.map((ps, i) => ps.slice(0, two[i].length).map((x) => x.text)),
+      two.map((ps) => ps.map((x) => x.text)),
+    );
     db.close();
   },
 );
