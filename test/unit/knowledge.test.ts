@@ -13,6 +13,7 @@ import {
   makePeopleCorpus,
   questionForms,
   sentenceForms,
+  pairSentenceForms,
   tuningQuestions,
   evalQuestions,
   writePeopleCorpus,
@@ -67,6 +68,15 @@ test(
     );
     assert.ok(ATTRIBUTES.length >= 6);
     for (const a of ATTRIBUTES) assert.ok(sentenceForms(a).length >= 8, `${a}: ${sentenceForms(a).length} forms`);
+    // two facts in one sentence: each pair form has both value slots once
+    for (const pr of pairSentenceForms())
+      for (const f of pr.forms) assert.ok(f.split("{A}").length === 2 && f.split("{B}").length === 2, f);
+    // and such sentences occur: a biography with two fact spans in one sentence (no sentence end between them)
+    const bios = [...x.docs.a, ...x.docs.b];
+    const shared = bios.filter((b) =>
+      b.facts.some((f) => b.facts.some((g) => g.start > f.end && !b.text.slice(f.end, g.start).includes(". "))),
+    ).length;
+    assert.ok(shared > 0.5 * bios.length && shared < bios.length, `${shared} of ${bios.length} biographies`);
     for (const a of ASKED.filter((t) => t !== "hobby") as Exclude<(typeof ASKED)[number], "hobby">[]) {
       const tune = questionForms(a, "tune"),
         held = questionForms(a, "eval");
