@@ -7,6 +7,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { RetroError } from "./errors.ts";
+import { tmpPathFor } from "./fsx.ts";
 import { log } from "./progress.ts";
 
 export const LOCK_FILE = ".lock";
@@ -78,7 +79,7 @@ function removeStaleLock(file: string, staleText: string): void {
  * and two processes held the lock at once, 1 round in 10 in CI).
  */
 function createWithContent(file: string, text: string): void {
-  const tmp = `${file}.${process.pid}.${Date.now()}.tmp`;
+  const tmp = tmpPathFor(file);
   fs.writeFileSync(tmp, text);
   try {
     fs.linkSync(tmp, file);
