@@ -48,7 +48,11 @@ const db = new Database(dbDir);
 const retriever = await Retriever.open(db);
 const seq = db.config.query.seq;
 const kdir = path.join(out, "data");
-fs.rmSync(out, { recursive: true, force: true });
+// a fresh folder each time (never deleted here: it may be someone's)
+if (fs.existsSync(out) && fs.readdirSync(out).length) {
+  console.error(`${out} is not empty: remove it or give another --out`);
+  process.exit(2);
+}
 fs.mkdirSync(out, { recursive: true });
 const counts = await buildKnowledgeSets(db, retriever, corpus, kdir, { seq, maxTokens: 16, topK: 2, system: null });
 const lr = Number(a.lr);
