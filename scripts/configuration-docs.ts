@@ -12,6 +12,7 @@ import { SAMPLING_SETTINGS } from "../src/generate/sampling.ts";
 import { settingsMarkdown } from "../src/util/settings.ts";
 import { ERROR_KINDS } from "../src/util/errors.ts";
 import { DB_SETTINGS, QUERY_SETTINGS } from "../src/db/config.ts";
+import { DATASET_SETTINGS } from "../src/data/document.ts";
 import { INDEX_SETTINGS } from "../src/search/settings.ts";
 import { EMBEDDER_SETTINGS } from "../src/embed/embedder.ts";
 import { BPE_SETTINGS } from "../src/tokenizer/bpe.ts";
@@ -60,9 +61,16 @@ export function configurationMarkdown(): string {
     "## Database (`retro db build --config FILE`: `src/db/config.ts`)",
     "",
     "Keys of the config file (`--config`), top level besides `datasets`, `tokenizer`, `embedder`, `index` and `query`",
-    "(below); `retro db build --help` lists the flags that set the common ones (`--index`, `--tokenizer`, `--chunk-length`, …).",
+    "(below); each has a flag of `retro db build`, as have the `index` and `query` keys.",
     "",
-    settingsMarkdown(DB_SETTINGS, undefined, { flags: false }),
+    settingsMarkdown(DB_SETTINGS),
+    "",
+    "### `datasets`: a list of entries (`src/data/document.ts`)",
+    "",
+    "Flags: `--text PATH[:WEIGHT]`, `--jsonl PATH[:WEIGHT]`, `--corpus NAME[:WEIGHT]`, `--megatron PREFIX[:WEIGHT]`",
+    "(names text0, jsonl1, …; `--field`, `--skip-bad-lines` for JSONL).",
+    "",
+    settingsMarkdown(DATASET_SETTINGS, undefined, { flags: false }),
     "",
     '### `tokenizer`: `{ "kind": "gpt2" }` or `{ "kind": "bpe", … }` (`src/tokenizer/bpe.ts`)',
     "",
@@ -76,11 +84,11 @@ export function configurationMarkdown(): string {
     ]),
     "### `index` (`src/search/settings.ts`; the description picks the backend: `src/search/registry.ts`)",
     "",
-    settingsMarkdown(INDEX_SETTINGS, undefined, { flags: false }),
+    settingsMarkdown(INDEX_SETTINGS),
     "",
     "### `query`: the neighbour precompute",
     "",
-    settingsMarkdown(QUERY_SETTINGS, undefined, { flags: false }),
+    settingsMarkdown(QUERY_SETTINGS),
     "",
     "## Model (`src/model/config.ts`, the `model` section of a run's config.json)",
     "",

@@ -17,7 +17,9 @@ import { lockFolder } from "../util/lock.ts";
 import { Database } from "../db/database.ts";
 import { addDocuments } from "../db/add.ts";
 import { Retriever, type Citation } from "../db/retriever.ts";
-import { resolveConfig } from "../db/config.ts";
+import { DB_SETTINGS, QUERY_SETTINGS, resolveConfig } from "../db/config.ts";
+import { INDEX_SETTINGS } from "../search/settings.ts";
+import { addSettingFlags, settingValues } from "./flags.ts";
 import { inspectSample, formatStats } from "../db/inspect.ts";
 import { readUserJson } from "../util/fsx.ts";
 import { RetroError } from "../util/errors.ts";
@@ -25,6 +27,7 @@ import type { DatasetSpec } from "../data/sources.ts";
 import { CORPORA, corpusDataset, installCorpora, isInstalled } from "../data/catalogue.ts";
 import { DEFAULT_PEOPLE, writePeopleCorpus } from "../data/people.ts";
 import { writeMegatronDataset } from "../data/megatron.ts";
+import { writeTwinCorpus } from "../data/synthetic.ts";
 import { loadModel } from "../model/checkpoint.ts";
 import { exportHf } from "../model/hf.ts";
 import { collect, intFlag, numFlag, SEED_RANGE } from "./args.ts";
@@ -84,16 +87,63 @@ export function registerCorpus(program: Command): void {
           `what each file is)\n`,
       );
     });
+  corpus
+    .command("twins")
+    .description(
+      "write the labelled synthetic twin corpus (random pseudo-word documents, and the same documents again for " +
+        "a retrieval-only dataset): the check that a Retro reads its neighbours",
+    )
+    .requiredOption("--out <dir>", "folder for docs.jsonl and twins.jsonl")
+    .option("--docs <n>", "documents (each written twice)", intFlag("--docs", { min: 1 }), 3000)
+    .option(
+      "--doc-tokens <n>",
+      "tokens per document with its end token (a multiple of the chunk length keeps chunks aligned)",
+      intFlag("--doc-tokens", { min: 3 }),
+      64,
+    )
+    .option("--words <n>", "distinct pseudo-words", intFlag("--words", { min: 1, max: 4900 }), 200)
+    .option("--seed <n>", "seed (the corpus is a pure function of it)", intFlag("--seed", SEED_RANGE), 1)
+    .action((o) => {
+      const files = writeTwinCorpus(o.out, { docs: o.docs, docTokens: o.docTokens, words: o.words, seed: o.seed });
+      process.stdout.write(
+        `${o.docs} documents → ${files.docs}, their twins → ${files.twins}\n` +
+          `use: retro db build --jsonl ${files.docs} --jsonl ${files.twins}:0 ... (weight 0 = retrieval-only)\n`,
+      );
+    });
+}
+
+/**
+ * A dataset flag's value: PATH or PATH:WEIGHT (the blend weight; 0 = retrieval-only). Only a trailing ":number"
+ * is a weight, so paths that hold a colon elsewhere stay whole.
+ */
+export function withWeight(flag: string, spec: string): { path: string; weight: number } {
+  const m = /^(.+):([^:/\\]*)$/.exec(spec);
+  if (!m || !/^[0-9.eE+-]+$/.test(m[2]) || m[2] === "") return { path: spec, weight: 1 };
+  const weight = Number(m[2]);
+  if (!(weight >= 0) || !Number.isFinite(weight))
+    throw new RetroError("usage", `${flag} ${spec}: the weight after ":" must be a number ≥ 0`);
+  return { path: m[1], weight };
 }
 
 export function registerDb(program: Command): void {
   const db = program.command("db").description("step 1: the retrieval database");
-  db.command("build")
+  const build = db
+    .command("build")
     .description("ingest a corpus, tokenize, chunk, embed, build the ANN index and precompute neighbours (resumable)")
     .requiredOption("--out <dir>", "database folder")
     .option("--config <file>", "JSON config (see README); flags below override it")
-    .option("--text <path>", "add a plain-text file or folder as a dataset (repeatable)", collect, [])
-    .option("--jsonl <path>", "add a JSONL file as a dataset (repeatable)", collect, [])
+    .option(
+      "--text <path[:weight]>",
+      "add a plain-text file or folder as a dataset (repeatable; weight 0 = retrieval-only)",
+      collect,
+      [],
+    )
+    .option(
+      "--jsonl <path[:weight]>",
+      "add a JSONL file as a dataset (repeatable; weight 0 = retrieval-only)",
+      collect,
+      [],
+    )
     .option(
       "--corpus <name[:weight]>",
       "add an installed offline corpus (retro corpus list) as a dataset (repeatable)",
@@ -101,7 +151,7 @@ export function registerDb(program: Command): void {
       [],
     )
     .option(
-      "--megatron <prefix>",
+      "--megatron <prefix[:weight]>",
       "add a Megatron-LM indexed dataset (PREFIX.bin + PREFIX.idx, GPT-2 token ids; needs --tokenizer gpt2) (repeatable)",
       collect,
       [],
@@ -109,68 +159,62 @@ export function registerDb(program: Command): void {
     .option("--field <name>", "JSONL text field", "text")
     .option("--skip-bad-lines", "skip malformed JSONL lines (counted) instead of failing")
     .option("--tokenizer <spec>", "gpt2 | bpe:<vocab size>")
-    .option("--chunk-length <n>", "tokens per chunk", intFlag("--chunk-length", { min: 1, max: 4096 }))
-    .option("--seq <n>", "sample length for the neighbour query", intFlag("--seq", { min: 1, max: 1 << 20 }))
-    .option(
-      "--index <description>",
-      'index description: "HNSW32,SQfp16" (usearch, in memory), "IVF1024,PQ32" (LanceDB, on disk), "BM25"',
-    )
-    .option(
-      "--store <url>",
-      "where the index lives: a folder or s3://… (LanceDB), or postgres://user@host/db (pgvector; the password " +
-        "from PGPASSWORD)",
-    )
-    .option("--seed <n>", "seed of the held-out split and samplers", intFlag("--seed", SEED_RANGE))
-    .option(
-      "--valid-fraction <f>",
-      "share of documents held out per dataset",
-      numFlag("--valid-fraction", { above: 0, below: 1 }),
-    )
-    .addOption(new Option("--until <stage>", "stop after this stage").choices(STAGES))
-    .action(async (o) => {
-      // a database already there continues with its own config (`retro db build --out DB` resumes or rebuilds
-      // what is missing); flags given over it must agree with it, as a --config must
-      const own = path.join(o.out, "config.json");
-      const cfg: Record<string, unknown> = o.config
-        ? readUserJson<Record<string, unknown>>(o.config, "config")
-        : fs.existsSync(path.join(o.out, DB_MARKER)) && fs.existsSync(own)
-          ? readUserJson<Record<string, unknown>>(own, "database config")
-          : {};
-      const sets: DatasetSpec[] = [];
-      for (const p of o.text as string[]) sets.push({ name: `text${sets.length}`, source: "text", path: p, weight: 1 });
-      for (const p of o.jsonl as string[])
-        sets.push({
-          name: `jsonl${sets.length}`,
-          source: "jsonl",
-          path: p,
-          field: o.field,
-          weight: 1,
-          onBadLine: o.skipBadLines ? "skip" : "fail",
-        });
-      for (const p of o.megatron as string[])
-        sets.push({ name: `megatron${sets.length}`, source: "megatron", path: p, weight: 1 });
-      for (const c of o.corpus as string[]) {
-        const [name, w] = c.split(":");
-        const weight = w === undefined ? 1 : Number(w);
-        if (!(weight >= 0)) throw new RetroError("usage", `--corpus ${c}: the weight must be a number ≥ 0`);
-        sets.push(corpusDataset(name, weight));
-      }
-      if (sets.length) cfg.datasets = sets;
-      if (o.tokenizer) {
-        const m = /^(gpt2|bpe(?::(\d+))?)$/.exec(o.tokenizer);
-        if (!m) throw new RetroError("usage", `--tokenizer: expected gpt2 or bpe:<size>, got "${o.tokenizer}"`);
-        cfg.tokenizer =
-          m[1] === "gpt2" ? { kind: "gpt2" } : m[2] ? { kind: "bpe", vocabSize: Number(m[2]) } : { kind: "bpe" };
-      }
-      if (o.chunkLength) cfg.chunkLength = o.chunkLength;
-      if (o.seed !== undefined) cfg.seed = o.seed;
-      if (o.validFraction !== undefined) cfg.validFraction = o.validFraction;
-      if (o.index) cfg.index = { ...((cfg.index as object) ?? {}), description: o.index };
-      if (o.store) cfg.index = { ...((cfg.index as object) ?? {}), store: o.store };
-      if (o.seq) cfg.query = { ...((cfg.query as object) ?? {}), seq: o.seq };
-      const man = await buildDatabase(o.out, cfg, { until: o.until as Stage | undefined });
-      console.log(formatStats(man));
-    });
+    .addOption(new Option("--until <stage>", "stop after this stage").choices(STAGES));
+  // the config's scalars, the index's and the neighbour query's settings: one flag per row of their tables
+  addSettingFlags(build, DB_SETTINGS);
+  addSettingFlags(build, INDEX_SETTINGS);
+  addSettingFlags(build, QUERY_SETTINGS);
+  build.action(async (o) => {
+    // a database already there continues with its own config (`retro db build --out DB` resumes or rebuilds
+    // what is missing); flags given over it must agree with it, as a --config must
+    const own = path.join(o.out, "config.json");
+    const cfg: Record<string, unknown> = o.config
+      ? readUserJson<Record<string, unknown>>(o.config, "config")
+      : fs.existsSync(path.join(o.out, DB_MARKER)) && fs.existsSync(own)
+        ? readUserJson<Record<string, unknown>>(own, "database config")
+        : {};
+    const sets: DatasetSpec[] = [];
+    for (const spec of o.text as string[]) {
+      const { path: p, weight } = withWeight("--text", spec);
+      sets.push({ name: `text${sets.length}`, source: "text", path: p, weight });
+    }
+    for (const spec of o.jsonl as string[]) {
+      const { path: p, weight } = withWeight("--jsonl", spec);
+      sets.push({
+        name: `jsonl${sets.length}`,
+        source: "jsonl",
+        path: p,
+        field: o.field,
+        weight,
+        onBadLine: o.skipBadLines ? "skip" : "fail",
+      });
+    }
+    for (const spec of o.megatron as string[]) {
+      const { path: p, weight } = withWeight("--megatron", spec);
+      sets.push({ name: `megatron${sets.length}`, source: "megatron", path: p, weight });
+    }
+    for (const spec of o.corpus as string[]) {
+      const { path: name, weight } = withWeight("--corpus", spec);
+      sets.push(corpusDataset(name, weight));
+    }
+    if (sets.length) cfg.datasets = sets;
+    if (o.tokenizer) {
+      const m = /^(gpt2|bpe(?::(\d+))?)$/.exec(o.tokenizer);
+      if (!m) throw new RetroError("usage", `--tokenizer: expected gpt2 or bpe:<size>, got "${o.tokenizer}"`);
+      cfg.tokenizer =
+        m[1] === "gpt2" ? { kind: "gpt2" } : m[2] ? { kind: "bpe", vocabSize: Number(m[2]) } : { kind: "bpe" };
+    }
+    Object.assign(cfg, settingValues(o, DB_SETTINGS));
+    for (const [section, table] of [
+      ["index", INDEX_SETTINGS],
+      ["query", QUERY_SETTINGS],
+    ] as const) {
+      const given = settingValues(o, table);
+      if (Object.keys(given).length) cfg[section] = { ...((cfg[section] as object) ?? {}), ...given };
+    }
+    const man = await buildDatabase(o.out, cfg, { until: o.until as Stage | undefined });
+    console.log(formatStats(man));
+  });
 
   db.command("add")
     .description(
@@ -182,7 +226,7 @@ export function registerDb(program: Command): void {
     .option("--text <path>", "a plain-text file or a folder of them (one document per file)")
     .option("--jsonl <file>", "a JSONL file, one document per line")
     .option(
-      "--megatron <prefix>",
+      "--megatron <prefix[:weight]>",
       "add a Megatron-LM indexed dataset (PREFIX.bin + PREFIX.idx, GPT-2 token ids; needs --tokenizer gpt2) (repeatable)",
       collect,
       [],

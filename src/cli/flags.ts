@@ -19,7 +19,8 @@ export function addSettingFlags(
     if (s.flag === false || skip.includes(key)) continue;
     const flag = flagOf(key, s),
       d = key in defaults ? defaults[key] : s.default;
-    const help = s.help + (d !== undefined ? ` (default ${JSON.stringify(d)})` : "");
+    const shown = key in defaults || s.defaultText === undefined ? JSON.stringify(d) : s.defaultText;
+    const help = s.help + (d !== undefined ? ` (default ${shown})` : "");
     if (s.kind === "bool") {
       cmd.option(`--${flag}`, help);
       if (s.negatable || s.default === true || d === true) cmd.option(`--no-${flag}`, `not --${flag}`);

@@ -3,8 +3,9 @@
  * their names), and written next to the outputs as `config.json`.
  */
 import { RetroError } from "../util/errors.ts";
-import { checkNum, SEED_RANGE } from "../util/numbers.ts";
+import { SEED_RANGE } from "../util/numbers.ts";
 import { defaultDatasets, type DatasetSpec } from "../data/sources.ts";
+import { DATASET_SETTINGS, REQUIRED_DATASET_KEYS } from "../data/document.ts";
 import { checkIndexSettings } from "../search/registry.ts";
 import type { IndexSettings } from "../search/types.ts";
 
@@ -166,39 +167,26 @@ export function resolveConfig(user: unknown): DbConfig {
     throw new RetroError("usage", "config.datasets: at least one dataset is needed");
   const names = new Set<string>();
   c.datasets.forEach((ds, i) => {
-    check(
-      ds,
-      `config.datasets[${i}]`,
-      {
-        name: "string",
-        source: "string",
-        path: "string",
-        field: "string",
-        weight: "number",
-        onBadLine: "string",
-        validFraction: "number",
-      },
-      ["name", "source", "path"],
-    );
+    const where = `config.datasets[${i}]`;
+    if (typeof ds !== "object" || ds === null || Array.isArray(ds))
+      throw new RetroError("usage", `${where}: expected an object`);
+    const unknown = unknownKeys(ds, [DATASET_SETTINGS]);
+    if (unknown.length)
+      throw new RetroError(
+        "usage",
+        `${where}: unknown key "${unknown[0]}" (known: ${Object.keys(DATASET_SETTINGS).join(", ")})`,
+      );
+    for (const k of REQUIRED_DATASET_KEYS)
+      if (!(k in ds)) throw new RetroError("usage", `${where}: missing key "${k}"`);
+    validateSettings(ds, DATASET_SETTINGS, (k) => `${where}.${k}`, { givenOnly: true });
     checkDatasetName(ds.name, `config.datasets[${i}].name`);
     if (names.has(ds.name)) throw new RetroError("usage", `config.datasets: duplicate name "${ds.name}"`);
     names.add(ds.name);
-    if (ds.weight !== undefined && !(ds.weight >= 0 && Number.isFinite(ds.weight)))
+    if (isRetrievalOnly(ds) && ds.validFraction !== undefined && ds.validFraction > 0)
       throw new RetroError(
         "usage",
-        `config.datasets[${i}].weight must be a number ≥ 0 (0 = retrieval-only), got ${ds.weight}`,
+        `${where}: a retrieval-only dataset (weight 0) holds nothing out; validFraction must be 0 or absent`,
       );
-    if (ds.validFraction !== undefined) {
-      checkNum(ds.validFraction, `config.datasets[${i}].validFraction`, { min: 0, max: 1 });
-      if (isRetrievalOnly(ds) && ds.validFraction > 0)
-        throw new RetroError(
-          "usage",
-          `config.datasets[${i}]: a retrieval-only dataset (weight 0) holds nothing out; validFraction must be 0 or ` +
-            `absent`,
-        );
-    }
-    if (ds.onBadLine !== undefined && ds.onBadLine !== "fail" && ds.onBadLine !== "skip")
-      throw new RetroError("usage", `config.datasets[${i}].onBadLine must be "fail" or "skip"`);
   });
   if (c.datasets.every(isRetrievalOnly)) {
     throw new RetroError(

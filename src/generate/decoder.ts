@@ -16,9 +16,8 @@
  * together; attention runs per sequence over its own cache (`qpos0` = the cache length).
  */
 import type { Engine } from "../engine/native.ts";
-import { attention, rotate } from "../engine/ops.ts";
+import { attention } from "../engine/ops.ts";
 import type { Model } from "../model/model.ts";
-import { ROPE_BASE } from "../model/config.ts";
 import { RetroError } from "../util/errors.ts";
 
 /** One sequence's cached state. */
@@ -63,7 +62,6 @@ export class Decoder {
   private readonly e: Engine;
   private readonly s = new Scratch();
   private readonly cca: number[]; // 0-based decoder layers with CCA
-  private readonly ropeK: Int32Array | null;
   private readonly D: number;
 
   constructor(model: Model) {
@@ -72,7 +70,6 @@ export class Decoder {
     const c = model.config;
     this.D = c.d;
     this.cca = model.isRetro ? c.cca_layers.map((i) => i - 1) : [];
-    this.ropeK = model.isRetro && c.retrieval_rope ? Int32Array.from({ length: c.r }, (_, i) => i) : null;
   }
 
   newSlot(): Slot {
@@ -243,7 +240,6 @@ export class Decoder {
       e = this.e,
       D = this.D,
       H = c.heads,
-      hd = D / H,
       m = c.chunk;
     const pre = `blocks.${li}`,
       s = this.s,
@@ -295,26 +291,17 @@ export class Decoder {
     for (const gq of groups) hq.set(lnc.subarray(gq.row0 * D, (gq.row0 + gq.T) * D), r * D), (r += gq.T);
     const cq = s.get("cq", R * D),
       cy = s.get("cy", R * D),
-      co = s.get("co", R * D);
-    e.linearForward(cq, hq, this.p(`${pre}.xattn.q.weight`), this.p(`${pre}.xattn.q.bias`), R, D, D);
+      co = s.get("co", R * D),
+      probs = s.get("cprobs", H * R * S);
     r = 0;
-    for (const gq of groups) {
-      const ckv = feeds[gq.fi].slot.ckv[ci].get(gq.u);
-      if (!ckv) throw new Error(`internal: chunk ${gq.u} was never encoded`);
-      if (this.ropeK) {
-        // queries of the shifted window at m−1+i, i.e. at t − u·m
-        const pos = Int32Array.from({ length: gq.T }, (_, i) => gq.qpos0 + i);
-        rotate(e, cq.subarray(r * D), { rows: gq.T, stride: D, heads: H, headDim: hd, pos, base: ROPE_BASE });
-      }
-      const probs = s.get("cprobs", H * gq.T * S);
-      attention(
-        e,
-        { out: cy.subarray(r * D), probs, q: cq.subarray(r * D), kv: ckv },
-        { seqs: 1, T: gq.T, S, heads: H, headDim: hd },
-      );
+    const runs = groups.map((gq) => {
+      const kv = feeds[gq.fi].slot.ckv[ci].get(gq.u);
+      if (!kv) throw new Error(`internal: chunk ${gq.u} was never encoded`);
+      const run = { row0: r, seqs: 1, T: gq.T, qpos0: gq.qpos0, kv };
       r += gq.T;
-    }
-    e.linearForward(co, cy, this.p(`${pre}.xattn.o.weight`), this.p(`${pre}.xattn.o.bias`), R, D, D);
+      return run;
+    });
+    model.ccaQuery(li, { hs: hq, cq, cy, probs, co }, R, runs);
     r = 0;
     for (const gq of groups) {
       e.axpy(x.subarray(gq.row0 * D, (gq.row0 + gq.T) * D), co.subarray(r * D), model.gate, gq.T * D);

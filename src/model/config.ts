@@ -15,7 +15,17 @@ export const MODEL_SETTINGS = defineSettings({
   seq: { kind: "int", min: 1, default: 256, help: "longest decoder sequence (learned positions: max(seq, r) of them)" },
   chunk: { kind: "int", min: 1, default: 64, flag: false, help: "retrieval chunk length m (from the database)" },
   k: { kind: "int", min: 1, default: 2, help: "neighbours per chunk" },
-  r: { kind: "int", min: 1, default: 128, help: "tokens per neighbour (chunk + continuation)" },
+  // The paper's r = 2m (a chunk and its continuation): absent from a config, r follows the chunk length, so a
+  // database of 16-token chunks gets 32-token neighbours, not 128 (which would encode 8 chunks per neighbour: 4× the
+  // encoder work and a continuation that runs far past the chunk a neighbour predicts). `default` is the value at
+  // the default chunk (64), the peer's.
+  r: {
+    kind: "int",
+    min: 1,
+    default: 128,
+    defaultText: "2 × chunk",
+    help: "tokens per neighbour (chunk + continuation)",
+  },
   enc_layers: { kind: "int", min: 1, default: 2, help: "Retro encoder layers" },
   cca_layers: {
     kind: "intList",
@@ -82,7 +92,9 @@ export const RUN_KEYS = ["batch", "threads", "warmup", "steps", "seed", "dump"] 
 export function resolveModelConfig(input: Record<string, unknown>, ignore: readonly string[] = []): ModelConfig {
   const given = Object.fromEntries(Object.entries(input).filter(([k]) => !ignore.includes(k)));
   const autoCca = given.cca_layers === undefined || given.cca_layers === null;
+  const autoR = given.r === undefined || given.r === null;
   const cfg = resolveSettings(MODEL_SETTINGS, given, "model config");
+  if (autoR) cfg.r = 2 * cfg.chunk;
   if (cfg.d % cfg.heads)
     throw new RetroError("usage", `model config: d (${cfg.d}) must be a multiple of heads (${cfg.heads})`);
   if (cfg.model === "gpt") return { ...cfg, cca_layers: [], retrieval_rope: false, retrieval_null_kv: false };

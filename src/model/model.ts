@@ -407,6 +407,48 @@ export class Model {
   }
 
   /**
+   * CCA's query side in decoder layer `li` (0-based) — the one code training and the KV-cache decoder run:
+   * co = xattn.o(attend(rope(xattn.q(hs)), kv)) for `rows` rows of hs (the lnc activations, already shifted so
+   * that a row sits in the window of the chunk it reads). Rows come in groups: `seqs` runs of `T` consecutive rows
+   * from `row0`, run j reading the j-th [S, 2D] block of its `kv` (S = k·r, + 1 with the null key/value); the
+   * first row of a run sits at window offset `qpos0` (m−1 … 2m−2: the rotary position of a query, its neighbour's
+   * keys at 0 … r−1). Training: one group of B·l runs of m rows at offset m−1; decoding: a run per (sequence,
+   * chunk) of the new rows that read it. `probs` holds H·T·S floats per run, in group order (kept for backward).
+   */
+  ccaQuery(
+    li: number,
+    io: { hs: Float32Array; cq: Float32Array; cy: Float32Array; probs: Float32Array; co: Float32Array },
+    rows: number,
+    groups: readonly { row0: number; seqs: number; T: number; qpos0: number; kv: Float32Array }[],
+  ): void {
+    const c = this.config,
+      e = this.engine,
+      D = c.d,
+      H = c.heads,
+      pre = `blocks.${li}`,
+      S = c.k * c.r + (c.retrieval_null_kv ? 1 : 0);
+    e.linearForward(io.cq, io.hs, this.p(`${pre}.xattn.q.weight`), this.p(`${pre}.xattn.q.bias`), rows, D, D);
+    let p0 = 0;
+    for (const g of groups) {
+      const q = io.cq.subarray(g.row0 * D);
+      if (this.ropeQ) {
+        const pos =
+          g.qpos0 === c.chunk - 1 && g.T === c.chunk
+            ? this.ropeQ
+            : Int32Array.from({ length: g.T }, (_, i) => g.qpos0 + i);
+        this.rope(q, D, g.seqs * g.T, pos, 1);
+      }
+      attention(
+        e,
+        { out: io.cy.subarray(g.row0 * D), probs: io.probs.subarray(p0), q, kv: g.kv },
+        { seqs: g.seqs, T: g.T, S, heads: H, headDim: D / H },
+      );
+      p0 += g.seqs * H * g.T * S;
+    }
+    e.linearForward(io.co, io.cy, this.p(`${pre}.xattn.o.weight`), this.p(`${pre}.xattn.o.bias`), rows, D, D);
+  }
+
+  /**
    * Incremental decoding (src/generate/decoder.ts): encode one chunk's neighbours nbr [k·r] reading its chunk
    * activations h [m, D] with the model's own encoder, and return each CCA layer's keys/values of them (fresh arrays,
    * [k·r (+1 null row), 2D]) — the same code as the training forward, so the two cannot drift apart.
@@ -482,8 +524,6 @@ export class Model {
     const c = this.config,
       e = this.engine,
       D = c.d,
-      H = c.heads,
-      hd = D / H,
       m = c.chunk;
     const { B, n } = b;
     this.allocate(B, n);
@@ -512,15 +552,11 @@ export class Model {
         const hs = X.hs!;
         hs.fill(0);
         for (let s = 0; s < B; s++) hs.set(X.lnc.subarray((s * n + pad) * D, (s + 1) * n * D), s * n * D);
-        e.linearForward(X.cq, hs, this.p(`${pre}.xattn.q.weight`), this.p(`${pre}.xattn.q.bias`), N, D, D);
-        if (this.ropeQ) this.rope(X.cq, D, N, this.ropeQ, 1);
         const kv = this.ccaKv(pre, this.a.encOut, B * l, X.ckv, X.ckvn ?? null);
-        attention(
-          e,
-          { out: X.cy, probs: X.cprobs, q: X.cq, kv },
-          { seqs: B * l, T: m, S: c.k * c.r + (X.ckvn ? 1 : 0), heads: H, headDim: hd },
-        );
-        e.linearForward(X.co, X.cy, this.p(`${pre}.xattn.o.weight`), this.p(`${pre}.xattn.o.bias`), N, D, D);
+        // every chunk's m rows read it, from the window's offset m−1 on
+        this.ccaQuery(i, { hs, cq: X.cq, cy: X.cy, probs: X.cprobs, co: X.co }, N, [
+          { row0: 0, seqs: B * l, T: m, qpos0: m - 1, kv },
+        ]);
         // x[b, pad + t'] += gate * co[b, t']
         X.xc.set(L.xa);
         if (this.gate !== 0) {

@@ -4,6 +4,7 @@ import { defineSettings, type SettingValues } from "../util/settings.ts";
 export const INDEX_SETTINGS = defineSettings({
   description: {
     kind: "text",
+    flagName: "index",
     default: "HNSW32,SQfp16",
     help:
       "which backend and how it is built, in Faiss's vocabulary: Flat, HNSW<M>[,SQfp16|SQbf16|SQ8] (usearch, in " +

@@ -14,6 +14,8 @@ interface Common {
   flag?: false;
   /** the flag's name when it is not the kebab-case of the key */
   flagName?: string;
+  /** the default as help and docs show it, when the program derives it from another key (e.g. "2 × chunk") */
+  defaultText?: string;
 }
 export interface IntSetting extends Common, Range {
   kind: "int";
@@ -198,7 +200,8 @@ export function settingsMarkdown(
     : ["| key | accepts | default | meaning |", "|---|---|---|---|"];
   for (const [k, s] of Object.entries(table)) {
     const flag = s.flag === false ? "—" : `\`--${flagOf(k, s)}\``;
-    const rest = `${acceptsText(s)} | \`${JSON.stringify(defaults[k])}\` | ${s.help.replace(/\|/g, "\\|")} |`;
+    const shown = s.defaultText ?? `\`${JSON.stringify(defaults[k])}\``;
+    const rest = `${acceptsText(s)} | ${shown} | ${s.help.replace(/\|/g, "\\|")} |`;
     rows.push(flags ? `| \`${k}\` | ${flag} | ${rest}` : `| \`${k}\` | ${rest}`);
   }
   return rows.join("\n");

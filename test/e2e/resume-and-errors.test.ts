@@ -277,6 +277,18 @@ describe("bad input gives a clear error and exit code", () => {
       (e: RetroError) => e.code === 2 && /not HNSW; use "IVF65536,PQ64"/.test(e.message),
     );
     assert.throws(() => resolveConfig({ tokenizer: { kind: "wordpiece" } }), /not one of gpt2, bpe/);
+    // a dataset entry: its keys, its required keys and each value checked by the datasets table
+    const ds = { name: "a", source: "text", path: "x" };
+    assert.throws(() => resolveConfig({ datasets: [{ ...ds, wieght: 0 }] }), /datasets\[0\]: unknown key "wieght"/);
+    assert.throws(() => resolveConfig({ datasets: [{ name: "a", source: "text" }] }), /missing key "path"/);
+    assert.throws(() => resolveConfig({ datasets: [{ ...ds, weight: -1 }] }), /datasets\[0\]\.weight must be/);
+    assert.throws(() => resolveConfig({ datasets: [{ ...ds, source: "csv" }] }), /datasets\[0\]\.source must be/);
+    assert.throws(() => resolveConfig({ datasets: [{ ...ds, onBadLine: "ignore" }] }), /onBadLine must be/);
+    assert.throws(
+      () => resolveConfig({ datasets: [ds, { ...ds, name: "b", weight: 0, validFraction: 0.5 }] }),
+      /retrieval-only dataset \(weight 0\) holds nothing out/,
+    );
+    assert.equal(resolveConfig({ datasets: [ds, { ...ds, name: "b", weight: 0 }] }).datasets[1].weight, 0);
     const r = cli([
       "db",
       "build",
