@@ -6,7 +6,7 @@ import { checkInt, checkNum, SEED_RANGE, type Range } from "../util/numbers.ts";
 
 export { checkInt, checkNum, SEED_RANGE, type Range };
 
-/** commander parsers: `int` / `num` accept any value of their kind; `intFlag` / `numFlag` name the flag and its range */
+/** commander parsers: `int` / `num` accept any value of their kind; `intFlag` / `numFlag` name the flag and range */
 export const int = (v: string): number => checkInt(v, "value");
 export const num = (v: string): number => checkNum(v, "value");
 export const intFlag =

@@ -4,13 +4,7 @@ import * as path from "node:path";
 import { Option, type Command } from "commander";
 import { Database } from "../db/database.ts";
 import { Retriever } from "../db/retriever.ts";
-import {
-  assertSameTokenizer,
-  loadModel,
-  resolveCheckpointDir,
-  checkpointDbDir,
-  systemPromptFor,
-} from "../model/checkpoint.ts";
+import { resolveCheckpointDir, checkpointDbDir, openCheckpoint, systemPromptFor } from "../model/checkpoint.ts";
 import { readQaFile } from "../prompt/qa-formats.ts";
 import { evalQa, type QaReport, type QaVariant } from "../qa/evaluate.ts";
 import { scoreFiles } from "../qa/score.ts";
@@ -113,8 +107,7 @@ export function registerQa(evalCmd: Command): void {
       const reports: { ckpt: string; set: string; report: QaReport }[] = [];
       try {
         for (const ck of ckpts) {
-          const { model, tokenizer } = loadModel(ck.dir);
-          assertSameTokenizer(tokenizer, ck.dir, db.manifest.tokenizer!.id, `database ${dbDir}`);
+          const { model } = openCheckpoint(ck.dir, { db });
           const variants = (asked ?? VARIANTS).filter((v) => v !== "encoder" || model.isRetro) as QaVariant[];
           if (asked?.includes("encoder") && !model.isRetro)
             process.stderr.write(`retro: note: ${ck.label} is a GPT: variant "encoder" skipped\n`);

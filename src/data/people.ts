@@ -731,7 +731,8 @@ const CARD_KEYS: Record<Attribute, string> = {
 };
 
 // ---- question forms: the last HELD_OUT_FORMS of each list are held out for evaluation, the others tune. The 8 after
-// the first 10 widen the tuning wording ("Do you know …", "Can you tell me …", "Name …"); none uses a held-out form's key
+// the first 10 widen the tuning wording ("Do you know …", "Can you tell me …", "Name …"); none uses a held-out form's
+// key
 // word ("career", "trade", "salary", "educated", …) ----
 const QUESTIONS: Record<Exclude<Attribute, "hobby">, string[]> = {
   birth_city: [

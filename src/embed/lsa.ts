@@ -129,7 +129,9 @@ function orthonormalize(Y: Float32Array, n: number, l: number): void {
   }
 }
 
-/** Eigen-decomposition of a symmetric matrix (cyclic Jacobi). Returns eigenvalues and column eigenvectors, descending. */
+/**
+ * Eigen-decomposition of a symmetric matrix (cyclic Jacobi). Returns eigenvalues and column eigenvectors, descending.
+ */
 export function symmetricEigen(A: Float64Array, n: number): { values: Float64Array; vectors: Float64Array } {
   const a = Float64Array.from(A),
     v = new Float64Array(n * n);

@@ -107,7 +107,9 @@ export interface Engine {
     t: number,
     gscale: number,
   ): void;
-  /** rotary positions in place: row n of x (at offset, stride) is at position pos[n % P]; sign 1 forward, -1 backward */
+  /**
+   * rotary positions in place: row n of x (at offset, stride) is at position pos[n % P]; sign 1 forward, -1 backward
+   */
   rope(
     x: F,
     offset: number,
@@ -142,14 +144,16 @@ export interface Engine {
   getThreads(): number;
   /** whether this build can multiply in bf16 (compiled for a CPU with AVX512-BF16) */
   readonly bf16: boolean;
-  /** precision of the linear layers' products: "bf16" multiplies in bf16 with fp32 inputs, accumulation and master weights */
+  /** precision of the linear layers' products: "bf16" multiplies in bf16 with fp32 inputs, accumulation and master
+   * weights */
   setPrecision(p: Precision): void;
   getPrecision(): Precision;
 }
 
 export type Precision = "fp32" | "bf16";
 
-/** "blas": the build linked to OpenBLAS (or, where none was installed, the same portable kernel); "portable": the built-in sgemm */
+/** "blas": the build linked to OpenBLAS (or, where none was installed, the same portable kernel); "portable": the
+ * built-in sgemm */
 export type EngineKind = "blas" | "portable";
 export const ENGINE_KINDS: readonly EngineKind[] = ["blas", "portable"];
 

@@ -53,7 +53,9 @@ function tokenizerOf(dir: string, metadata: Record<string, string>): string | un
   return typeof metadata.tokenizer === "string" ? metadata.tokenizer : runConfigOf(dir).tokenizer;
 }
 
-/** The run config (db, tokenizer) of a checkpoint folder: its run's config.json (the folder itself or up to two above). */
+/**
+ * The run config (db, tokenizer) of a checkpoint folder: its run's config.json (the folder itself or up to two above).
+ */
 export function runConfigOf(ckptDir: string): {
   db?: string;
   tokenizer?: string;
@@ -249,23 +251,25 @@ export interface OpenCheckpoint {
 /**
  * Open a checkpoint (run or checkpoint folder) with its database — `o.db`, else the run's — and refuse the pair
  * when they were made with different tokenizers. The one way every command that reads a checkpoint starts.
+ * `o.db` may be a database already open (several checkpoints against one database: `retro eval qa`); it is then
+ * the caller's to close, else the returned one is.
  */
-export function openCheckpoint(ckpt: string, o: { db?: string; engine?: Engine } = {}): OpenCheckpoint {
+export function openCheckpoint(ckpt: string, o: { db?: string | Database; engine?: Engine } = {}): OpenCheckpoint {
   const { model, dir, tokenizer } = loadModel(ckpt, { engine: o.engine });
   const run = runConfigOf(dir);
-  const dbDir = checkpointDbDir(ckpt, o.db);
-  const db = new Database(dbDir);
+  const shared = o.db instanceof Database ? o.db : null;
+  const db = shared ?? new Database(checkpointDbDir(ckpt, o.db as string | undefined));
   try {
-    assertSameTokenizer(tokenizer, ckpt, db.manifest.tokenizer!.id, `database ${dbDir}`);
+    assertSameTokenizer(tokenizer, ckpt, db.manifest.tokenizer!.id, `database ${db.dir}`);
     // a model may pad its vocabulary; one smaller than the tokenizer's would read embeddings it does not have
     if (model.config.vocab < db.tokenizer.vocabSize)
       throw new RetroError(
         "mismatch",
-        `${ckpt} has a vocabulary of ${model.config.vocab}, the tokenizer of database ${dbDir} has ` +
+        `${ckpt} has a vocabulary of ${model.config.vocab}, the tokenizer of database ${db.dir} has ` +
           `${db.tokenizer.vocabSize}`,
       );
   } catch (e) {
-    db.close();
+    if (!shared) db.close();
     throw e;
   }
   return { model, dir, run, db };
