@@ -185,3 +185,20 @@ test(
     assert.equal(fs.readFileSync(CONFIG_DOC, "utf8"), configurationMarkdown());
   },
 );
+
+test("r follows the chunk length when absent (the paper's r = 2m), and stays what a config or flag says", async () => {
+  assert.equal(resolveModelConfig({ model: "retro", chunk: 16, seq: 64 }).r, 32);
+  assert.equal(resolveModelConfig({ model: "retro", chunk: 64 }).r, 128);
+  assert.equal(resolveModelConfig({ model: "retro", chunk: 16, seq: 64, r: 48 }).r, 48);
+  // a GPT's r sizes its position table (max(seq, r)), so a Retro-fit of it keeps the same table
+  assert.equal(resolveModelConfig({ model: "gpt", chunk: 32 }).r, 64);
+  const { settingsMarkdown } = await import("../../src/util/settings.ts");
+  assert.match(settingsMarkdown(MODEL_SETTINGS), /\| `r` \| `--r` \| integer ≥ 1 \| 2 × chunk \|/);
+  const help = buildProgram()
+    .commands.find((c) => c.name() === "train")!
+    .helpInformation();
+  assert.match(
+    help.replace(/\s+/g, " "),
+    /--r <n> tokens per neighbour \(chunk \+ continuation\) \(default 2 × chunk\)/,
+  );
+});
