@@ -196,7 +196,6 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
   let db = new Database(dbDir);
   const run = (n: string) => path.join(out, n);
   const quiet = { evalEvery: 100, saveEvery: 100, seed, ...threads };
-  const layers = (modelIn.layers as number | undefined) ?? 4;
   try {
     stage(
       2,
@@ -215,7 +214,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
     await timed("Retro-fitting", () =>
       train(
         run("retro-fit"),
-        { ...fit, retrievalLr: 3, model: { model: "retro", cca_layers: layers >= 4 ? [2, 4] : [layers] } },
+        { ...fit, retrievalLr: 3, model: { model: "retro" } }, // CCA where the model room puts it: [2, 4] of 4 layers
         { resume: true },
       ),
     );

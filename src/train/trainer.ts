@@ -99,7 +99,7 @@ export function resolveTrainConfig(
   const base: Record<string, unknown> = init ? { ...readCheckpointConfig(resolveCheckpointDir(init)) } : {};
   const over = (input.model ?? {}) as Record<string, unknown>;
   if (init && over.model === "retro" && base.model === "gpt") {
-    delete base.cca_layers; // Megatron's default placement
+    delete base.cca_layers; // the model room's default placement (defaultCcaLayers)
     delete base.chunk; // a GPT reads no chunks (a Hugging Face GPT-2 has none): the database's chunk length
     delete base.retrieval_rope; // a GPT's "false" says nothing about retrieval: the recipe below applies
     delete base.retrieval_null_kv;

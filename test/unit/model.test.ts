@@ -196,6 +196,11 @@ test("bad configs and batches are refused with their names", () => {
   assert.throws(() => resolveModelConfig({ model: "retro", layers: 4, cca_layers: [5] }), /cca_layers must be/);
   assert.throws(() => resolveModelConfig({ model: "bert" }), /model must be "gpt" or "retro"/);
   assert.deepEqual(resolveModelConfig({ model: "retro", layers: 12 }).cca_layers, [6, 9, 12]);
+  // below 6 layers: every second layer from 2 (Megatron's rule would leave the last layer alone)
+  assert.deepEqual(resolveModelConfig({ model: "retro", layers: 4 }).cca_layers, [2, 4]);
+  assert.deepEqual(resolveModelConfig({ model: "retro", layers: 5 }).cca_layers, [2, 4]);
+  assert.deepEqual(resolveModelConfig({ model: "retro", layers: 1 }).cca_layers, [1]);
+  assert.deepEqual(resolveModelConfig({ model: "retro", layers: 6 }).cca_layers, [6]);
   assert.deepEqual(resolveModelConfig({ model: "retro", layers: 24 }).cca_layers, [9, 12, 15, 18, 21, 24]);
   const m = new Model(resolveModelConfig({ model: "retro", ...tiny }));
   const b = randomBatch(m.config, 2, 3);
