@@ -152,7 +152,8 @@ export function registerDb(program: Command): void {
     )
     .option(
       "--megatron <prefix[:weight]>",
-      "add a Megatron-LM indexed dataset (PREFIX.bin + PREFIX.idx, GPT-2 token ids; needs --tokenizer gpt2) (repeatable)",
+      "add a Megatron-LM indexed dataset (PREFIX.bin + PREFIX.idx, GPT-2 token ids; needs --tokenizer gpt2) " +
+        "(repeatable)",
       collect,
       [],
     )
@@ -227,7 +228,8 @@ export function registerDb(program: Command): void {
     .option("--jsonl <file>", "a JSONL file, one document per line")
     .option(
       "--megatron <prefix[:weight]>",
-      "add a Megatron-LM indexed dataset (PREFIX.bin + PREFIX.idx, GPT-2 token ids; needs --tokenizer gpt2) (repeatable)",
+      "add a Megatron-LM indexed dataset (PREFIX.bin + PREFIX.idx, GPT-2 token ids; needs --tokenizer gpt2) " +
+        "(repeatable)",
       collect,
       [],
     )
@@ -344,7 +346,9 @@ function formatHits(hits: Citation[], chars: number): string {
     .map((h, i) => {
       const text = h.text.replace(/\s+/g, " ").trim();
       const shown = chars > 0 && text.length > chars ? `${text.slice(0, chars)}…` : text;
-      return `#${i + 1}  score ${h.score.toFixed(4)}  ${h.dataset} document ${h.document}  chunk ${h.chunk}\n  ${shown}`;
+      return (
+        `#${i + 1}  score ${h.score.toFixed(4)}  ${h.dataset} document ${h.document}  chunk ${h.chunk}\n  ` + `${shown}`
+      );
     })
     .join("\n\n");
 }

@@ -44,7 +44,8 @@ export function registerEval(program: Command): void {
       if (o.json) console.log(JSON.stringify({ ckpt: dir, model: cfg.model, ...r }));
       else
         console.log(
-          `${cfg.model}${r.gate !== null ? ` (gate ${r.gate})` : ""}: loss ${r.loss.toFixed(4)} nats/token, perplexity ${r.ppl.toFixed(2)}, ${r.tokens} held-out tokens`,
+          `${cfg.model}${r.gate !== null ? ` (gate ${r.gate})` : ""}: loss ${r.loss.toFixed(4)} nats/token, ` +
+            `perplexity ${r.ppl.toFixed(2)}, ${r.tokens} held-out tokens`,
         );
     });
   registerQa(evalCmd);

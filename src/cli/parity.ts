@@ -8,7 +8,8 @@ export function registerParity(program: Command): void {
   program
     .command("parity")
     .description(
-      'check the engine against a PyTorch dump (torch_retro_step.py with "dump"): max relative error of loss, logits, gradients',
+      'check the engine against a PyTorch dump (torch_retro_step.py with "dump"): max relative error of loss, ' +
+        "logits, gradients",
     )
     .argument("<dump>", "safetensors file written by the peer")
     .option("--config <json>", "model config as JSON, when the dump's metadata has none")
@@ -23,7 +24,8 @@ export function registerParity(program: Command): void {
       });
       const c = report.config;
       console.log(
-        `dump      ${dump} (${report.peer}; ${c.model}, vocab ${c.vocab}, d ${c.d}, layers ${c.layers}${c.model === "retro" ? `, cca ${c.cca_layers.join(",")}, gate ${c.gate}` : ""})`,
+        `dump      ${dump} (${report.peer}; ${c.model}, vocab ${c.vocab}, d ${c.d}, layers ` +
+          `${c.layers}${c.model === "retro" ? `, cca ${c.cca_layers.join(",")}, gate ${c.gate}` : ""})`,
       );
       console.log(
         `loss      ours ${report.loss.ours.toFixed(7)}  theirs ${report.loss.theirs.toFixed(7)}  rel error ` +

@@ -108,7 +108,8 @@ export function installCorpora(names: string[], log: (s: string) => void = conso
   if (r.error || r.status !== 0) {
     throw new RetroError(
       "notFound",
-      `apt-get install ${pkgs.join(" ")} failed (${r.error?.message ?? `exit ${r.status}`}); is the Debian archive reachable? (apt-get update first)`,
+      `apt-get install ${pkgs.join(" ")} failed (${r.error?.message ?? `exit ${r.status}`}); is the Debian archive ` +
+        "reachable? (apt-get update first)",
     );
   }
   for (const e of entries)

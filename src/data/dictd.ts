@@ -31,7 +31,8 @@ export async function* dictdDocs(base: string, group = 25, installHint?: string)
   if (!fs.existsSync(indexFile) || !fs.existsSync(dictFile)) {
     throw new RetroError(
       "notFound",
-      `dictd database ${base}: ${indexFile} or ${base}.dict[.dz] not found${installHint ? ` (install it: ${installHint})` : ""}`,
+      `dictd database ${base}: ${indexFile} or ${base}.dict[.dz] not ` +
+        `found${installHint ? ` (install it: ${installHint})` : ""}`,
     );
   }
   let dict: Buffer;

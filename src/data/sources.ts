@@ -22,7 +22,14 @@ export {
   type SourceKind,
   type SourceStats,
 } from "./document.ts";
-import { BUNDLED, type BundledName, type DatasetSpec, type Document, type SourceStats } from "./document.ts";
+import {
+  BUNDLED,
+  SOURCE_KINDS,
+  type BundledName,
+  type DatasetSpec,
+  type Document,
+  type SourceStats,
+} from "./document.ts";
 
 const require = createRequire(import.meta.url);
 
@@ -234,7 +241,7 @@ export function openSource(spec: DatasetSpec, stats: SourceStats): AsyncGenerato
     default:
       throw new RetroError(
         "usage",
-        `dataset "${spec.name}": unknown source "${String(spec.source)}" (bundled, text, jsonl, sword, dictd, megatron)`,
+        `dataset "${spec.name}": unknown source "${String(spec.source)}" (${SOURCE_KINDS.join(", ")})`,
       );
   }
 }

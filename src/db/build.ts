@@ -190,7 +190,8 @@ function stageChunks(dir: string, c: DbConfig, man: Manifest): void {
 async function stageEmbed(dir: string, c: DbConfig, man: Manifest, db: Database): Promise<void> {
   const backend = indexBackend(c.index.description, c.index.store);
   if (backend.reads === "texts") {
-    man.embeddings = { embedderId: backend.textEmbedderId ?? backend.name, dim: 0, blocks: 0 }; // it reads the chunk texts, not vectors
+    // it reads the chunk texts, not vectors
+    man.embeddings = { embedderId: backend.textEmbedderId ?? backend.name, dim: 0, blocks: 0 };
     return;
   }
   const t0 = Date.now();

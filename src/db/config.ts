@@ -200,7 +200,8 @@ export function resolveConfig(user: unknown): DbConfig {
   if (mg && c.tokenizer.kind !== "gpt2")
     throw new RetroError(
       "usage",
-      `config.datasets: "${mg.name}" is a Megatron dataset of GPT-2 token ids: build with the gpt2 tokenizer (--tokenizer gpt2)`,
+      `config.datasets: "${mg.name}" is a Megatron dataset of GPT-2 token ids: build with the gpt2 tokenizer ` +
+        "(--tokenizer gpt2)",
     );
   validateSettings(c, DB_SETTINGS, (k) => `config.${k}`);
   if (c.tokenizer.kind === "bpe") validateSettings(c.tokenizer, BPE_SETTINGS, (k) => `config.tokenizer.${k} (bpe)`);

@@ -19,7 +19,8 @@ export function formatStats(man: Manifest, dir?: string): string {
   lines.push(`chunk length   ${man.chunkLength}`);
   for (const d of man.datasets ?? [])
     lines.push(
-      `dataset        ${d.name.padEnd(12)} weight ${d.weight}${d.weight === 0 ? " (retrieval-only)" : ""}  train docs ${d.trainDocs}  held-out docs ${d.validDocs}${d.skippedLines ? `  skipped lines ${d.skippedLines}` : ""}`,
+      `dataset        ${d.name.padEnd(12)} weight ${d.weight}${d.weight === 0 ? " (retrieval-only)" : ""}  train ` +
+        `docs ${d.trainDocs}  held-out docs ${d.validDocs}${d.skippedLines ? `  skipped lines ${d.skippedLines}` : ""}`,
     );
   if (man.splits)
     lines.push(
@@ -27,7 +28,8 @@ export function formatStats(man: Manifest, dir?: string): string {
         `${man.splits.valid.tokens} (${man.splits.valid.docs} docs)`,
     );
   if (man.chunks) lines.push(`chunks         ${man.chunks.count} (${man.chunks.padded} short, EOD-padded)`);
-  const bm25 = man.index !== undefined && indexBackend(man.index.description, man.index.store).reads === "texts"; // no vectors: the chunks' words are indexed
+  // no vectors: the chunks' words are indexed
+  const bm25 = man.index !== undefined && indexBackend(man.index.description, man.index.store).reads === "texts";
   if (man.embeddings && !bm25)
     lines.push(
       `embeddings     ${man.embeddings.embedderId}, dim ${man.embeddings.dim}, ${man.embeddings.blocks} blocks`,

@@ -668,7 +668,11 @@ function reportText(a: {
       `(${(paramCount(rc) / 1e6).toFixed(2)}M), k ${rc.k} neighbours of ${rc.r} tokens.`,
     `- GPT pretrained ${a.P} steps (batch ${batch} × ${gc.seq} tokens, lr 3e-3); GPT-fitting and Retro-fitting ` +
       `continue it ${a.F} steps each on the same tokens (lr 3e-4 → 3e-5; Retro's encoder and CCA at 3×).`,
-    `- Instruction tuning: ${a.S} steps of 8 conversations (lr 3e-4), loss on the answer; ${a.kcounts.train.qa} QA and ${a.kcounts.train.chat} chats about A${a.wcounts ? `, WordNet at weight 0.1` : ""} (${TUNING_FORMS} question forms per attribute; their passages hold the answer for ${a.kcounts.recallTrain === undefined ? "–" : (100 * a.kcounts.recallTrain).toFixed(1)} %); InstructRetro with the CCA gate at 0; no system prompt.`,
+    `- Instruction tuning: ${a.S} steps of 8 conversations (lr 3e-4), loss on the answer; ${a.kcounts.train.qa} QA ` +
+      `and ${a.kcounts.train.chat} chats about A${a.wcounts ? `, WordNet at weight 0.1` : ""} (${TUNING_FORMS} ` +
+      `question forms per attribute; their passages hold the answer for ` +
+      `${a.kcounts.recallTrain === undefined ? "–" : (100 * a.kcounts.recallTrain).toFixed(1)} %); InstructRetro ` +
+      `with the CCA gate at 0; no system prompt.`,
     `- Time per stage (s), as first run: ${Object.entries(a.times)
       .map(([k, v]) => `${k} ${v.toFixed(0)}`)
       .join(", ")}.`,

@@ -45,7 +45,8 @@ export class LexicalEmbedder implements Embedder {
   ) {
     if (idf.length !== IDF_BUCKETS)
       throw new Error(`lexical embedder: IDF table has ${idf.length} entries, expected ${IDF_BUCKETS}`);
-    this.id = `lexical${dim}${ngrams === 2 ? "" : `n${ngrams}`}-${sha256(new Uint8Array(idf.buffer, idf.byteOffset, idf.byteLength)).slice(0, 12)}`;
+    const hash = sha256(new Uint8Array(idf.buffer, idf.byteOffset, idf.byteLength)).slice(0, 12);
+    this.id = `lexical${dim}${ngrams === 2 ? "" : `n${ngrams}`}-${hash}`;
   }
 
   embedOne(text: string, out: Float32Array, off: number): void {

@@ -241,7 +241,8 @@ export class LsaEmbedder implements Embedder {
   constructor(private state: LsaState) {
     this.dim = state.dim;
     this.index = new Map(state.vocab.map((w, i) => [w, i]));
-    this.id = `lsa${state.dim}-${sha256(new Uint8Array(state.proj.buffer, state.proj.byteOffset, state.proj.byteLength)).slice(0, 12)}`;
+    const proj = state.proj;
+    this.id = `lsa${state.dim}-${sha256(new Uint8Array(proj.buffer, proj.byteOffset, proj.byteLength)).slice(0, 12)}`;
   }
   async embed(texts: string[]): Promise<Float32Array> {
     const X = tfidfRows(texts, this.index, this.state.idf);

@@ -46,7 +46,8 @@ export function saveCheckpoint(dir: string, model: Model, metadata: Record<strin
 export function checkpointTokenizer(dirOrRun: string): string | undefined {
   if (isHfRef(dirOrRun)) return hfTokenizerId(hfDir(dirOrRun));
   const dir = resolveCheckpointDir(dirOrRun);
-  return tokenizerOf(dir, readSafetensorsMetadata(path.join(dir, WEIGHTS_FILE))); // the header only: the weights are read once, by the load
+  // the header only: the weights are read once, by the load
+  return tokenizerOf(dir, readSafetensorsMetadata(path.join(dir, WEIGHTS_FILE)));
 }
 
 function tokenizerOf(dir: string, metadata: Record<string, string>): string | undefined {

@@ -262,7 +262,8 @@ export function hfTokenizerId(dir: string): string {
   if (entries.length !== strings.length || wrong)
     throw new RetroError(
       "mismatch",
-      `${dir}: its tokenizer is not GPT-2's (${entries.length} entries${wrong ? `; "${wrong[0]}" is ${wrong[1]}` : ""}); ` +
+      `${dir}: its tokenizer is not GPT-2's (${entries.length} entries` +
+        `${wrong ? `; "${wrong[0]}" is ${wrong[1]}` : ""}); ` +
         `retro-ts reads GPT-2-tokenized models, with a database built --tokenizer gpt2`,
     );
   return "gpt2";
@@ -302,8 +303,8 @@ export function exportHf(model: Model, tokenizerId: string, out: string): { tens
   if (tokenizerId !== "gpt2")
     throw new RetroError(
       "mismatch",
-      `the model was trained with tokenizer ${tokenizerId}; a GPT2LMHeadModel folder carries GPT-2's tokenizer files, ` +
-        `so only a model of a database built --tokenizer gpt2 is exported`,
+      `the model was trained with tokenizer ${tokenizerId}; a GPT2LMHeadModel folder carries GPT-2's tokenizer ` +
+        `files, so only a model of a database built --tokenizer gpt2 is exported`,
     );
   if (c.model === "retro" && model.gate !== 0)
     throw new RetroError(

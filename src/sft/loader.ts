@@ -49,7 +49,8 @@ export function loadSftData(s: SftSettings, tok: Tokenizer, seq: number, seed: n
     train.push(mine);
   }
   log(
-    `instruction data: ${total} conversations from ${s.data.length} file(s), ${valid.length} held out${cut ? `, ${cut} prompts cut to fit ${seq} positions` : ""}`,
+    `instruction data: ${total} conversations from ${s.data.length} file(s), ${valid.length} held ` +
+      `out${cut ? `, ${cut} prompts cut to fit ${seq} positions` : ""}`,
   );
   return { train, valid, weights: s.data.map((d) => d.weight) };
 }

@@ -75,7 +75,8 @@ export class Loader {
       throw new RetroError(
         "badInput",
         `${db.dir}: the ${o.split} split holds no complete sample of ${info.seq} tokens (it has ` +
-          `${(o.split === "train" ? db.train : db.valid).nTokens} tokens). Add text, or rebuild the database with a larger share held out ` +
+          `${(o.split === "train" ? db.train : db.valid).nTokens} tokens). Add text, or rebuild the database with a ` +
+          `larger share held out ` +
           `(retro db build --valid-fraction 0.1) or shorter samples (retro db build --seq ${Math.max(db.m, 128)}; ` +
           `then train with --seq at most that)`,
       );

@@ -230,7 +230,8 @@ const pretrain: RunTask = {
     });
   },
   evaluator(cfg, db, model) {
-    let validLoader: Loader | undefined; // opened at the first evaluation: a run with evalBatches 0 needs no valid split
+    // opened at the first evaluation: a run with evalBatches 0 needs no valid split
+    let validLoader: Loader | undefined;
     return async () =>
       evaluate(model, db, {
         batch: cfg.batch,
@@ -397,7 +398,8 @@ export async function openRun(
     load = loadWeights(model, readCheckpointWeights(from), { allowMissing: retrofit ? ["retrieval"] : [] });
     if (retrofit && cfg.zeroCcaOut) zeroCcaOut(model);
     log(
-      `${retrofit ? "retro-fitting" : "continuing"} from ${from}: ${load.loaded.length} tensors loaded${load.fresh.length ? `, ${load.fresh.length} initialised fresh (${summarise(load.fresh)})` : ""}`,
+      `${retrofit ? "retro-fitting" : "continuing"} from ${from}: ${load.loaded.length} tensors ` +
+        `loaded${load.fresh.length ? `, ${load.fresh.length} initialised fresh (${summarise(load.fresh)})` : ""}`,
     );
   }
   fs.mkdirSync(out, { recursive: true });
@@ -521,7 +523,8 @@ async function loop(task: RunTask, run: OpenRun, opts: { stopAfter?: number }): 
       }
       bar.update(
         step,
-        `loss ${lastLoss.toFixed(3)}${lastEval ? ` | val ppl ${lastEval.ppl.toFixed(1)}` : ""} | ${(stepTokens / dt).toFixed(0)} tok/s`,
+        `loss ${lastLoss.toFixed(3)}${lastEval ? ` | val ppl ${lastEval.ppl.toFixed(1)}` : ""} | ` +
+          `${(stepTokens / dt).toFixed(0)} tok/s`,
       );
       if (step === opts.stopAfter) break;
       await new Promise((r) => setImmediate(r)); // let a Ctrl-C in
