@@ -84,8 +84,10 @@ export type GenerateEvent =
   /** a retrieval: the neighbours chunk `chunk` (counted from the sequence's start) of sequence `seq` reads
    * (in "prompt" mode, one retrieval by the whole prompt: chunk −1) */
   | { type: "retrieval"; seq: number; chunk: number; query: string; neighbours: Citation[] }
-  /** new text of sequence `seq` */
-  | { type: "text"; seq: number; text: string }
+  /** new text of sequence `seq`; with logprobs asked, the tokens whose text ends in it (a token held back — the
+   * start of a stop string, part of a character — comes with the text that completes it; the tokens cut by a stop
+   * string come with the last event, whose text may then be empty) */
+  | { type: "text"; seq: number; text: string; logprobs?: TokenLogprob[] }
   | { type: "done"; seq: number; result: GenerateResult };
 
 export interface GenerateResult {
@@ -125,6 +127,9 @@ interface SeqState {
   fresh: boolean;
   /** per generated token, when logprobs are asked */
   lp: TokenLogprob[];
+  /** the decoded text's length after each token of `lp`, and how many of `lp` the text events have carried */
+  lpEnd: number[];
+  lpSent: number;
 }
 
 export class Generator {
@@ -184,8 +189,8 @@ export class Generator {
           st.next = tok;
           if (tok === this.tokenizer.eod && !o.ignoreEod) return void (st.done = "eod");
           st.gen.push(tok);
-          if (o.logprobs !== undefined) st.lp.push(tokenLogprob(row, tok, o.logprobs));
           st.text = this.tokenizer.decode(st.gen);
+          if (o.logprobs !== undefined) st.lp.push(tokenLogprob(row, tok, o.logprobs)), st.lpEnd.push(st.text.length);
           for (const s of stops) {
             const at = st.text.indexOf(s);
             if (at >= 0) {
@@ -201,7 +206,15 @@ export class Generator {
           // hold back a tail that may be the start of a stop string or of a multi-byte character
           let upto = st.done ? st.text.length : Math.max(st.emitted, st.text.length - hold);
           while (!st.done && upto > st.emitted && st.text.charCodeAt(upto - 1) === 0xfffd) upto--;
-          if (upto > st.emitted) yield { type: "text", seq: i, text: st.text.slice(st.emitted, upto) };
+          let lp: TokenLogprob[] | undefined;
+          if (o.logprobs !== undefined) {
+            let k = st.lpSent;
+            while (k < st.lp.length && (st.done || st.lpEnd[k] <= upto)) k++;
+            lp = st.lp.slice(st.lpSent, k);
+            st.lpSent = k;
+          }
+          if (upto > st.emitted || lp?.length)
+            yield { type: "text", seq: i, text: st.text.slice(st.emitted, upto), ...(lp ? { logprobs: lp } : {}) };
           st.emitted = Math.max(st.emitted, upto);
           if (st.done)
             yield {
@@ -281,6 +294,8 @@ export class Generator {
       truncated,
       fresh: false,
       lp: [],
+      lpEnd: [],
+      lpSent: 0,
     };
     const given = o.neighbours?.[i];
     if (mode === "prompt" && given) {

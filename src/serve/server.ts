@@ -102,6 +102,12 @@ export const LIMITS = {
   shutdownGraceS: 5,
   /** a stream's events are written at most this often (ms; the first at once): fewer system calls per token */
   streamIntervalMs: 15,
+  /**
+   * the decode loop gives the event loop a turn at most this often (ms): new requests are admitted, written chunks
+   * flushed and disconnects noticed within it; a turn per token (~0.1 ms) cost a single streamed client 10–25 % of
+   * the decode rate
+   */
+  yieldIntervalMs: 5,
 };
 
 interface RetrievalOut {
@@ -157,24 +163,38 @@ interface Seq {
   /** its first text was seen (time to first token) */
   first: boolean;
   text: string;
+  /** streamed logprobs: the characters of the tokens already sent (completions' text_offset) */
+  lpOffset: number;
 }
 
-/** a streamed chunk of one choice, in OpenAI's shape for the request's kind */
-function chunkOf(reply: Reply, index: number, text: string, finish: string | null, extra: Json = {}): Json {
+/** a streamed chunk of one choice, in OpenAI's shape for the request's kind (`logprobs`: of this chunk's tokens) */
+function chunkOf(
+  reply: Reply,
+  index: number,
+  text: string,
+  finish: string | null,
+  extra: Json = {},
+  logprobs: Json | null = null,
+): Json {
   const base = { id: reply.id, created: reply.created, model: reply.model };
   return reply.w.chat
     ? {
         ...base,
         object: "chat.completion.chunk",
         choices: [
-          { index, delta: text || finish === null ? { role: "assistant", content: text } : {}, finish_reason: finish },
+          {
+            index,
+            delta: text || finish === null ? { role: "assistant", content: text } : {},
+            finish_reason: finish,
+            ...(logprobs ? { logprobs } : {}),
+          },
         ],
         ...extra,
       }
     : {
         ...base,
         object: "text_completion",
-        choices: [{ index, text, finish_reason: finish, logprobs: null }],
+        choices: [{ index, text, finish_reason: finish, logprobs }],
         ...extra,
       };
 }
@@ -513,11 +533,7 @@ export class RetroServer {
           const sampling = samplingOf(body);
           const stream = streamOf(body);
           const lp = logprobsOf(body, chat);
-          if (lp !== undefined) {
-            if (stream.stream)
-              throw new HttpError(400, "logprobs are served on requests without stream (not streamed yet)", "logprobs");
-            sampling.logprobs = lp;
-          }
+          if (lp !== undefined) sampling.logprobs = lp;
           if (body.model !== undefined && body.model !== this.o.name)
             throw new HttpError(
               404,
@@ -764,6 +780,7 @@ export class RetroServer {
         seed: seed + choice,
         ended: false,
         first: false,
+        lpOffset: 0,
         text: "",
       }));
     };
@@ -792,14 +809,19 @@ export class RetroServer {
     };
     const deadline = performance.now() + this.limits.generationTimeoutS * 1000;
     const retrieval0 = this.gen.retriever ? this.gen.retriever.timing.embedS + this.gen.retriever.timing.searchS : 0;
+    let lastYield = performance.now();
     try {
       for await (const ev of this.gen.stream(
         states.map((st) => st.reply.w.prompt),
         opts,
       )) {
-        // decoding is synchronous work between microtasks: give the event loop a turn after each event, so that
-        // new requests are accepted (and queued, joined or refused), written chunks flushed and a disconnect noticed
-        await new Promise((r) => setImmediate(r));
+        // decoding is synchronous work between microtasks: give the event loop a turn every yieldIntervalMs, so
+        // that new requests are accepted (and queued, joined or refused), written chunks flushed and a disconnect
+        // noticed
+        if (performance.now() - lastYield >= this.limits.yieldIntervalMs) {
+          await new Promise((r) => setImmediate(r));
+          lastYield = performance.now();
+        }
         for (const st of states)
           if (st.reply.closed && !st.ended) {
             st.ended = true;
@@ -824,7 +846,11 @@ export class RetroServer {
             if (st.choice === 0) this.metrics.ttft.observe((performance.now() - reply.w.arrived) / 1000);
           }
           st.text += ev.text;
-          if (reply.w.stream) this.send(reply, chunkOf(reply, st.choice, ev.text, null));
+          if (reply.w.stream) {
+            const lp = ev.logprobs ? this.logprobsBody(ev.logprobs, reply.w.chat, st.lpOffset) : null;
+            if (ev.logprobs) for (const x of ev.logprobs) st.lpOffset += this.o.tokenizer.decode([x.token]).length;
+            this.send(reply, chunkOf(reply, st.choice, ev.text, null, {}, lp));
+          }
         } else {
           st.ended = true;
           this.endChoice(st, ev.result);
@@ -906,12 +932,24 @@ export class RetroServer {
     if (r) this.stats.served++;
   }
 
-  /** OpenAI's logprobs object: chat's {content: [{token, logprob, bytes, top_logprobs}]}, completions' lists */
-  private logprobsBody(lp: TokenLogprob[], chat: boolean): Json {
+  /**
+   * OpenAI's logprobs object: chat's {content: [{token, logprob, bytes, top_logprobs}]}, completions' lists (a
+   * streamed chunk's text_offset counts from `offset0`, the characters of the tokens sent before it)
+   */
+  private logprobsBody(lp: TokenLogprob[], chat: boolean, offset0 = 0): Json {
     const tok = this.o.tokenizer;
     const str = (t: number) => tok.decode([t]);
+    // a token that holds part of a UTF-8 character decodes to U+FFFD, as its neighbours in the top list may: named
+    // by its bytes as OpenAI does ("bytes:\xe2\x80"), so that no two alternatives share a key
+    const name = (t: number) => {
+      const s = str(t);
+      if (!s.includes("\ufffd")) return s;
+      const b = tok.tokenBytes?.(t);
+      return b ? `bytes:${[...b].map((x) => `\\x${x.toString(16).padStart(2, "0")}`).join("")}` : `token:${t}`;
+    };
+    const bytesOf = (t: number) => [...(tok.tokenBytes?.(t) ?? Buffer.from(str(t)))];
     if (chat) {
-      const entry = (t: number, logprob: number) => ({ token: str(t), logprob, bytes: [...Buffer.from(str(t))] });
+      const entry = (t: number, logprob: number) => ({ token: name(t), logprob, bytes: bytesOf(t) });
       return {
         content: lp.map((x) => ({
           ...entry(x.token, x.logprob),
@@ -919,16 +957,16 @@ export class RetroServer {
         })),
       };
     }
-    let offset = 0;
+    let offset = offset0;
     const textOffset = lp.map((x) => {
       const at = offset;
       offset += str(x.token).length;
       return at;
     });
     return {
-      tokens: lp.map((x) => str(x.token)),
+      tokens: lp.map((x) => name(x.token)),
       token_logprobs: lp.map((x) => x.logprob),
-      top_logprobs: lp.map((x) => Object.fromEntries(x.top.map((a) => [str(a.token), a.logprob]))),
+      top_logprobs: lp.map((x) => Object.fromEntries(x.top.map((a) => [name(a.token), a.logprob]))),
       text_offset: textOffset,
     };
   }

@@ -98,6 +98,10 @@ export class BpeTokenizer implements Tokenizer {
     return out;
   }
 
+  tokenBytes(id: number): Uint8Array | undefined {
+    return this.bytesOf[id];
+  }
+
   decode(ids: ArrayLike<number>): string {
     let n = 0;
     for (let i = 0; i < ids.length; i++) n += this.bytesOf[ids[i]]?.length ?? 0;

@@ -6,4 +6,6 @@ export interface Tokenizer {
   readonly eod: number;
   encode(text: string): number[];
   decode(ids: ArrayLike<number>): string;
+  /** the bytes of one token, where the tokenizer knows them (a token may hold part of a UTF-8 character) */
+  tokenBytes?(id: number): Uint8Array | undefined;
 }

@@ -214,8 +214,13 @@ test("logprobs: each token's and the top alternatives equal the full forward's l
     for (const x of row) sum += Math.exp(x - mx);
     const want = row[t] - mx - Math.log(sum);
     assert.ok(Math.abs(lp.token_logprobs[i] - want) < 1e-5, `token ${i}: ${lp.token_logprobs[i]} vs ${want}`);
+    // three alternatives, three keys (a token holding part of a character is named by its bytes)
+    assert.equal(Object.keys(lp.top_logprobs[i]).length, 3, JSON.stringify(lp.top_logprobs[i]));
     const tops = Object.values(lp.top_logprobs[i]);
-    assert.ok(Math.abs(Math.max(...tops) - (Math.max(...row) - mx - Math.log(sum))) < 1e-5);
+    assert.ok(
+      Math.abs(Math.max(...tops) - (Math.max(...row) - mx - Math.log(sum))) < 1e-5,
+      `token ${i}: top ${JSON.stringify(lp.top_logprobs[i])} vs ${Math.max(...row) - mx - Math.log(sum)}`,
+    );
   });
   // chat's shape
   const c = new OpenAI({ baseURL: `${base}/v1`, apiKey: KEY, maxRetries: 0 });
@@ -230,6 +235,44 @@ test("logprobs: each token's and the top alternatives equal the full forward's l
   assert.ok(content.length >= 1 && content[0].top_logprobs.length === 2);
   assert.ok(content[0].top_logprobs[0].logprob >= content[0].top_logprobs[1].logprob);
   assert.equal((await post("/v1/completions", { prompt: "x", logprobs: 21 })).status, 400);
+});
+
+test("logprobs streamed: the chunks carry the same tokens, values and offsets as the unstreamed answer", async () => {
+  const c = new OpenAI({ baseURL: `${base}/v1`, apiKey: KEY, maxRetries: 0 });
+  const ask = { model: "tiny", prompt: "The whale", max_tokens: 7, logprobs: 2, seed: 3, temperature: 0 };
+  const whole = (await c.completions.create(ask)).choices[0];
+  const tokens: string[] = [],
+    values: number[] = [],
+    offsets: number[] = [];
+  let text = "";
+  for await (const ch of await c.completions.create({ ...ask, stream: true })) {
+    const choice = ch.choices[0];
+    if (!choice) continue;
+    text += choice.text;
+    const lp = choice.logprobs;
+    if (lp) tokens.push(...lp.tokens!), values.push(...lp.token_logprobs!), offsets.push(...lp.text_offset!);
+  }
+  assert.equal(text, whole.text);
+  assert.deepEqual(tokens, whole.logprobs!.tokens);
+  assert.deepEqual(values, whole.logprobs!.token_logprobs);
+  assert.deepEqual(offsets, whole.logprobs!.text_offset);
+  // chat: each streamed chunk's content entries, in order, are the unstreamed answer's
+  const chatAsk = {
+    model: "tiny",
+    messages: [{ role: "user" as const, content: "Who is Ahab?" }],
+    max_tokens: 5,
+    logprobs: true,
+    top_logprobs: 2,
+    temperature: 0,
+  };
+  const full = (await c.chat.completions.create(chatAsk)).choices[0].logprobs!.content!;
+  const streamed: number[] = [];
+  for await (const ch of await c.chat.completions.create({ ...chatAsk, stream: true }))
+    for (const e of ch.choices[0]?.logprobs?.content ?? []) streamed.push(e.logprob);
+  assert.deepEqual(
+    streamed,
+    full.map((e) => e.logprob),
+  );
 });
 
 test("/v1/embeddings: the database's embedder, OpenAI's shape", async () => {
