@@ -5,7 +5,7 @@
  * Prints requests/s, generated tokens/s, p50/p99 latency, p50 time to first token, refused (503) and failed
  * requests, and the server's peak RSS. Exits 1 if any request is neither answered nor refused with a 503.
  * Flags: --ckpt RUN (default runs/demo/retro-fit)  --db DIR  --clients 1,8,64  --requests 4  --max-tokens 32
- *        --threads N (the server's engine threads)  --repeats 5  --single-tokens 128  --min-ratio 0.9
+ *        --threads N (the server's engine threads)  --repeats 9  --single-tokens 128  --min-ratio 0.9
  *
  * First, one client at the engine's speed: the same checkpoint decodes `--single-tokens` tokens in this process
  * (the Generator, no HTTP) and through the server (one streamed request), `--repeats` times each; the ratio of
@@ -27,7 +27,7 @@ const { values: a } = parseArgs({
     "max-tokens": { type: "string", default: "32" },
     "max-queue": { type: "string", default: "16" },
     threads: { type: "string" },
-    repeats: { type: "string", default: "5" },
+    repeats: { type: "string", default: "9" },
     "single-tokens": { type: "string", default: "128" },
     "min-ratio": { type: "string", default: "0.9" },
   },

@@ -217,6 +217,9 @@ test("requests waiting with the same settings are decoded together, each answer 
     port: 0,
     maxQueue: 8,
     system: null,
+    // a turn of the event loop after every token: this tiny model decodes 40 tokens in under the default 5 ms,
+    // and the test needs a request to arrive mid-decode
+    limits: { yieldIntervalMs: 0 },
   });
   const addr = await s.listen();
   const c = new OpenAI({ baseURL: `http://127.0.0.1:${addr.port}/v1`, apiKey: "unused", maxRetries: 0 });
