@@ -218,7 +218,9 @@ rows.push(row(`retro 6L (${rt.live ? "live retrieval" : "random neighbours"})`, 
 console.log(table(rows));
 if (!rt.live) console.log(`retro: random neighbour tokens, retrieval not timed: ${rt.why}`);
 console.log(
-  `retro: ${rt.retrievals} retrievals, each ${rt.live ? `embed ${rt.embedMs.toFixed(2)} ms + search ${rt.searchMs.toFixed(2)} ms + ` : ""}encode ${rt.encodeMs.toFixed(2)} ms; ${(rt.tokensPerS / g6.tokensPerS).toFixed(2)}× our 6-layer GPT`,
+  `retro: ${rt.retrievals} retrievals, each ` +
+    `${rt.live ? `embed ${rt.embedMs.toFixed(2)} ms + search ${rt.searchMs.toFixed(2)} ms + ` : ""}encode ` +
+    `${rt.encodeMs.toFixed(2)} ms; ${(rt.tokensPerS / g6.tokensPerS).toFixed(2)}× our 6-layer GPT`,
 );
 if (pr) check("Retro vs PyTorch recompute", rt.tokensPerS / pr.decode_tokens_per_s, 10);
 check("Retro vs our 6-layer GPT", rt.tokensPerS / g6.tokensPerS, 0.5);

@@ -194,7 +194,8 @@ for (const desc of a.descriptions!.split(";")) {
     jf = qpsAtRecall(faissPts, 0.9);
   summary.push(
     `${desc.padEnd(16)} index ${(bytes / 2 ** 20).toFixed(1)} MiB | best QPS with recall@10 ≥ 0.9: ours ${bestOurs || "n/a"}, Faiss ${bestFaiss ? Math.round(bestFaiss) : "n/a"}${bestOurs && bestFaiss ? ` (${(bestOurs / bestFaiss).toFixed(2)}×)` : ""}` +
-      ` | QPS at recall@10 = 0.90 (interpolated): ours ${io ? Math.round(io) : "n/a"}, Faiss ${jf ? Math.round(jf) : "n/a"}${io && jf ? ` → ratio ${(io / jf).toFixed(2)}×` : ""}`,
+      ` | QPS at recall@10 = 0.90 (interpolated): ours ${io ? Math.round(io) : "n/a"}, Faiss ` +
+      `${jf ? Math.round(jf) : "n/a"}${io && jf ? ` → ratio ${(io / jf).toFixed(2)}×` : ""}`,
   );
 }
 console.log("\n" + table(rows as unknown as Record<string, string | number>[]));

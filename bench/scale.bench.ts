@@ -2,7 +2,8 @@
  * npm run bench:scale -- --chunks N — the index backends at scale, on synthetic clustered vectors (unit norm, the
  * shape of chunk embeddings: a few hundred topics, points scattered around them), each backend in its own process
  * (its peak RSS is its own): build time (training and adding), peak RSS, disk size, and the search parameter that
- * first reaches recall@10 ≥ 0.9 against exact search, with its queries/s (LanceDB re-ranking 10·k candidates). Faiss IVF-PQ is the peer, measured in
+ * first reaches recall@10 ≥ 0.9 against exact search, with its queries/s (LanceDB re-ranking 10·k candidates). Faiss
+ * IVF-PQ is the peer, measured in
  * the same run on the same vectors (`../shared/peers/faiss_index.py`; apt-get install -y python3-faiss), at one
  * setting (a quarter of the lists probed, PQ distances): the peer trains on every call.
  *
@@ -183,7 +184,8 @@ for (let q = 0; q < Q; q++) {
 }
 fs.writeFileSync(path.join(dir, "gt.i32"), Buffer.from(gt.buffer));
 console.log(
-  `${N} vectors of ${D} dims in ${Number(a.clusters)} clusters, ${Q} queries, exact top-10 in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+  `${N} vectors of ${D} dims in ${Number(a.clusters)} clusters, ${Q} queries, exact top-10 in ` +
+    `${((performance.now() - t0) / 1000).toFixed(1)} s`,
 );
 
 const rows: Record<string, string | number>[] = [];

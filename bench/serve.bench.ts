@@ -260,7 +260,8 @@ try {
   const want = { answered: served.answered - 1, tokens: served.tokens - firstTokens };
   const got = { answered: m1.answered - m0.answered, tokens: m1.tokens - m0.tokens };
   console.log(
-    `/metrics: ${got.answered} completions and ${got.tokens} tokens counted; the bench received ${want.answered} and ${want.tokens}`,
+    `/metrics: ${got.answered} completions and ${got.tokens} tokens counted; the bench received ${want.answered} and ` +
+      `${want.tokens}`,
   );
   if (got.answered !== want.answered || got.tokens !== want.tokens) {
     console.error("bench:serve: /metrics disagrees with the bench's counts");

@@ -184,7 +184,8 @@ if (argv[0] === "--one") {
     }
   }
   console.log(
-    `sgemm peak (this machine, this run): ${kinds.map((k) => `${loadEngine(k).backend} ${peaks[k].toFixed(0)} GFLOP/s`).join(", ")}`,
+    `sgemm peak (this machine, this run): ` +
+      `${kinds.map((k) => `${loadEngine(k).backend} ${peaks[k].toFixed(0)} GFLOP/s`).join(", ")}`,
   );
   console.log(table(rows));
   for (const k of kinds) {

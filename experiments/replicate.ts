@@ -7,11 +7,12 @@
  *   §5.4    InstructRetro with vs without its encoder (gate 1 with the passages also retrieved into the encoder)
  *   leakage the gain of Retro-fitting per overlap bucket (RETRO §2.6)
  * Sources: experiments/results/parallel-bibles*.json (experiments/parallel-bibles.ts), bundled-corpus.json
- * (experiments/bundled-corpus.ts), instruct.json and instruct-seed<N>.json (experiments/instruct.sh, SEED=<N>). What a file lacks is reported as
+ * (experiments/bundled-corpus.ts), instruct.json and instruct-seed<N>.json (experiments/instruct.sh, SEED=<N>). What a
+ * file lacks is reported as
  * not measured, with the command that measures it.
  *
  *   node --import tsx experiments/replicate.ts            # write docs/replication.md from the results present
- *   node --import tsx experiments/replicate.ts --run      # first run what is missing (many hours on 2 cores; resumable)
+ * node --import tsx experiments/replicate.ts --run      # first run what is missing (many hours on 2 cores; resumable)
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -257,7 +258,13 @@ else {
   const pplOf = (model: string) =>
     meanSd(instructRuns.flatMap((r) => r.ppl.filter((p) => p.model === model).map((p) => p.ppl)));
   out.push(
-    `\`experiments/instruct.sh\` (${instructRuns.length} seed${instructRuns.length > 1 ? "s" : ""}: ${seeds}; \`SEED=<n>\` runs another; mean ± sd where more than one): the demo's 400-step GPT (d 256, 4 layers, bundled corpus; one pretrained GPT shared by the seeds), GPT-fitting and Retro-fitting ${first.fit} steps each (dense LSA neighbours; held-out ppl ${[...new Set(first.ppl.map((p) => p.model))].map((m) => `${m} ${pplOf(m)}`).join(", ")}), instruction tuning ${first.sft} steps each on the bundled WordNet sets (labelled synthetic), top-${first.topk} BM25 passages in the prompt; the seed sets the fitting's and the tuning's initialisation and data order.`,
+    `\`experiments/instruct.sh\` (${instructRuns.length} seed${instructRuns.length > 1 ? "s" : ""}: ${seeds}; ` +
+      `\`SEED=<n>\` runs another; mean ± sd where more than one): the demo's 400-step GPT (d 256, 4 layers, bundled ` +
+      `corpus; one pretrained GPT shared by the seeds), GPT-fitting and Retro-fitting ${first.fit} steps each (dense ` +
+      `LSA neighbours; held-out ppl ` +
+      `${[...new Set(first.ppl.map((p) => p.model))].map((m) => `${m} ${pplOf(m)}`).join(", ")}), instruction tuning ` +
+      `${first.sft} steps each on the bundled WordNet sets (labelled synthetic), top-${first.topk} BM25 passages in ` +
+      `the prompt; the seed sets the fitting's and the tuning's initialisation and data order.`,
     "",
     "| model | passages | synonym EM / F1 | word EM / F1 | define ROUGE gm |",
     "|---|---|---|---|---|",

@@ -3,7 +3,8 @@
  * the same tokens — GPT-fitting (no retrieval), Retro-fitting with the decoder unfrozen, and (optionally) with
  * the decoder frozen — and compare held-out perplexity (documents never in the database).
  *
- *   node --import tsx experiments/retrofit.ts [--db runs/default-db] [--out runs/retrofit] [--pretrain 2000] [--fit 600] [--fit-lr 3e-4] [--no-frozen]
+ * node --import tsx experiments/retrofit.ts [--db runs/default-db] [--out runs/retrofit] [--pretrain 2000] [--fit 600]
+ * [--fit-lr 3e-4] [--no-frozen]
  *
  * Every stage is a `retro train` run folder under --out; an interrupted experiment re-run resumes each stage
  * where it stopped. Results: <out>/results.json and <out>/curves.{svg,png}.
@@ -122,7 +123,10 @@ writeJsonAtomic(path.join(out, "results.json"), {
 console.log("\nheld-out perplexity (every held-out token):");
 for (const r of results) {
   console.log(
-    `  ${String(r.run).padEnd(22)} ${String(r.model).padEnd(6)} steps ${String(r.steps).padStart(5)}  loss ${(r.loss as number).toFixed(4)}  ppl ${(r.ppl as number).toFixed(2)}${r.ppl_gate0 ? `  (gate 0: ${(r.ppl_gate0 as number).toFixed(2)})` : ""}  tokens ${r.tokens}`,
+    `  ${String(r.run).padEnd(22)} ${String(r.model).padEnd(6)} steps ${String(r.steps).padStart(5)}  loss ` +
+      `${(r.loss as number).toFixed(4)}  ppl ` +
+      `${(r.ppl as number).toFixed(2)}${r.ppl_gate0 ? `  (gate 0: ${(r.ppl_gate0 as number).toFixed(2)})` : ""}  ` +
+      `tokens ${r.tokens}`,
   );
 }
 const files = await plotRuns(

@@ -1,5 +1,6 @@
 /**
- * docs/configuration.md from the settings tables (src/util/settings.ts) and docs/errors.md from the error table: `node --import tsx scripts/configuration-docs.ts`
+ * docs/configuration.md from the settings tables (src/util/settings.ts) and docs/errors.md from the error table: `node
+ * --import tsx scripts/configuration-docs.ts`
  * writes it; `--check` exits 1 when the file is not what the tables give (CI and test/unit/settings.test.ts run it).
  */
 import * as fs from "node:fs";
