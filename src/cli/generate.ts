@@ -113,8 +113,13 @@ export function registerGenerate(program: Command): void {
         else if (ev.type === "retrieval" && o.showNeighbours) process.stderr.write(`\n${formatRetrieval(ev)}\n`);
         else if (ev.type === "done") {
           const r = ev.result;
+          const cut = r.truncated
+            ? `; the prompt was longer than the model's ${model.config.seq} positions: its first ${r.truncated} ` +
+              "tokens were dropped"
+            : "";
           process.stderr.write(
-            `\n[${r.tokens.length} tokens, finish: ${r.finish}${model.isRetro ? `, ${r.retrievals} retrievals` : ""}${r.truncated ? `; the prompt was longer than the model's ${model.config.seq} positions: its first ${r.truncated} tokens were dropped` : ""}]\n`,
+            `\n[${r.tokens.length} tokens, finish: ${r.finish}${model.isRetro ? `, ${r.retrievals} retrievals` : ""}` +
+              `${cut}]\n`,
           );
           // an instruction-tuned model ends a plain prompt at once: it only answers in its tuning template
           if (!o.chat && run.tuning && r.tokens.length <= 1 && r.finish === "eod")

@@ -1129,7 +1129,10 @@ export function writePeopleCorpus(
       "",
       `- people-a.jsonl: group A, ${o.a} people × ${o.renderingsA} biographies (pretraining text; the instruction ` +
         `data asks about them);`,
-      `  ${o.quiz ? `documents of one or two biographies followed by ${o.quiz} questions about them, answered ("Q: …" / "A: …", tuning forms)` : "one biography per document"}`,
+      o.quiz
+        ? `  documents of one or two biographies followed by ${o.quiz} questions about them, answered ` +
+          `("Q: …" / "A: …", tuning forms)`
+        : "  one biography per document",
       `- people-b.jsonl: group B, ${o.b} people × ${o.renderingsB} biographies (retrieval-only: in the database, ` +
         `never trained on)`,
       `- people-b-heldout.jsonl: one more biography of each B person (the held-out split: perplexity)`,

@@ -151,9 +151,11 @@ async function stageTokens(dir: string, c: DbConfig, man: Manifest): Promise<voi
     info.skippedLines = stats.skippedLines;
     if (ordinal === 0)
       throw new RetroError("badInput", `dataset "${ds.name}" (${ds.path}) holds no documents with text`);
-    log(
-      `tokenized ${ds.name}: ${isRetrievalOnly(ds) ? `${info.trainDocs} retrieval-only` : `${info.trainDocs} train + ${info.validDocs} held-out`} documents${stats.skippedLines ? `, ${stats.skippedLines} malformed lines skipped` : ""} (${((Date.now() - t0) / 1000).toFixed(1)} s)`,
-    );
+    const docs = isRetrievalOnly(ds)
+      ? `${info.trainDocs} retrieval-only`
+      : `${info.trainDocs} train + ${info.validDocs} held-out`;
+    const skipped = stats.skippedLines ? `, ${stats.skippedLines} malformed lines skipped` : "";
+    log(`tokenized ${ds.name}: ${docs} documents${skipped} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
     datasets.push(info);
   }
   const splits = { train: train.finish(), valid: valid.finish() };

@@ -645,7 +645,10 @@ function reportText(a: {
     "",
     wn.length
       ? [
-          `Questions on the bundled WordNet (synonyms; definitions by ROUGE), its text retrieval-only in the database; ${a.wcounts ? `the top-2 BM25 passages hold a gold synonym for ${(100 * a.wcounts.recall.synonym).toFixed(1)} %` : ""}. The models saw 0.1 of a weight of these in tuning.`,
+          "Questions on the bundled WordNet (synonyms; definitions by ROUGE), its text retrieval-only in the " +
+            `database; ${a.wcounts ? `the top-2 BM25 passages hold a gold synonym for ` : ""}` +
+            `${a.wcounts ? `${(100 * a.wcounts.recall.synonym).toFixed(1)} %` : ""}. The models saw 0.1 of a weight ` +
+            "of these in tuning.",
           "",
           "| set | model | passages | EM | F1 | ROUGE gm |",
           "|---|---|---|---|---|---|",

@@ -212,7 +212,10 @@ export class AnnIndex {
       if (got.bytes !== check.bytes || got.crc32 !== check.crc32) {
         throw new RetroError(
           "corrupt",
-          `${file}: ${got.bytes !== check.bytes ? `${got.bytes} bytes, the build wrote ${check.bytes}` : "checksum mismatch"} (damaged index); delete it and run "retro db build --out DB" again: the index is built anew from the database`,
+          `${file}: ` +
+            (got.bytes !== check.bytes ? `${got.bytes} bytes, the build wrote ${check.bytes}` : "checksum mismatch") +
+            ' (damaged index); delete it and run "retro db build --out DB" again: the index is built anew from the ' +
+            "database",
         );
       }
     } else if (description.replace(/\s+/g, "") !== "Flat") probeInChild(file, description, dim);

@@ -233,7 +233,10 @@ export async function buildBundledSets(
       `- train-chat.jsonl: ${counts.train.chat} two-turn chats, the loss on the last answer`,
       ...Object.entries(heldOut).map(
         ([t, n]) =>
-          `- qa-${t}.jsonl: ${n} held-out questions${recall[t] !== undefined ? `; the top-${topK} retrieved chunks contain a gold answer for ${(100 * recall[t]).toFixed(1)} %` : " (long-form: ROUGE)"}`,
+          `- qa-${t}.jsonl: ${n} held-out questions` +
+          (recall[t] !== undefined
+            ? `; the top-${topK} retrieved chunks contain a gold answer for ${(100 * recall[t]).toFixed(1)} %`
+            : " (long-form: ROUGE)"),
       ),
       "",
     ].join("\n"),

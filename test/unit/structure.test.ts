@@ -46,3 +46,21 @@ test("the rule file fails on a planted cycle, an upward import and a folder that
   const ok = depcruise(dir);
   assert.equal(ok.status, 0, ok.stdout + ok.stderr);
 });
+
+test("no line of src/ is over 120 characters (Biome formats to 120 but cannot break a string)", () => {
+  const long: string[] = [];
+  const walk = (dir: string) => {
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (/\.ts$/.test(e.name))
+        fs.readFileSync(p, "utf8")
+          .split("\n")
+          .forEach((l, i) => {
+            if ([...l].length > 120) long.push(`${path.relative(ROOT, p)}:${i + 1}`);
+          });
+    }
+  };
+  walk(path.join(ROOT, "src"));
+  assert.deepEqual(long, []);
+});
