@@ -5,8 +5,8 @@
  * (documents never trained on, whose twins are in the database) with the controls of `retro eval ppl`.
  * The unigram entropy, log(words), is the best a model that does not read its neighbours can do.
  *
- * node --import tsx experiments/copy-task.ts [--steps 800] [--seeds 1] [--only name,name] [--out
- * experiments/results/copy-task.json]
+ *   node --import tsx experiments/copy-task.ts [--steps 800] [--seeds 1] [--only name,name]
+ *     [--out experiments/results/copy-task.json]
  */
 import * as fs from "node:fs";
 import * as path from "node:path";

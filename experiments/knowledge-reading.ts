@@ -8,8 +8,8 @@
  * ways — a model that reads has a lower loss with the biography — and the greedy exact match with it. This is the
  * instrument behind the README's "what the 15-minute demo cannot reach": it shows when reading starts.
  *
- * node --import tsx experiments/knowledge-reading.ts --dir runs/demo --ckpt gpt [--ckpt gpt/checkpoints/step-000500 …]
- * [--n 192]
+ *   node --import tsx experiments/knowledge-reading.ts --dir runs/demo --ckpt gpt
+ *     [--ckpt gpt/checkpoints/step-000500 …] [--n 192]
  *
  * --dir is a `retro demo` output folder (its data/people/people.json and db/); checkpoints are relative to it.
  */

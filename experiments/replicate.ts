@@ -12,7 +12,7 @@
  * not measured, with the command that measures it.
  *
  *   node --import tsx experiments/replicate.ts            # write docs/replication.md from the results present
- * node --import tsx experiments/replicate.ts --run      # first run what is missing (many hours on 2 cores; resumable)
+ *   node --import tsx experiments/replicate.ts --run      # first run what is missing (hours on 2 cores; resumable)
  */
 import * as fs from "node:fs";
 import * as path from "node:path";

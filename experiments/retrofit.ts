@@ -3,8 +3,8 @@
  * the same tokens — GPT-fitting (no retrieval), Retro-fitting with the decoder unfrozen, and (optionally) with
  * the decoder frozen — and compare held-out perplexity (documents never in the database).
  *
- * node --import tsx experiments/retrofit.ts [--db runs/default-db] [--out runs/retrofit] [--pretrain 2000] [--fit 600]
- * [--fit-lr 3e-4] [--no-frozen]
+ *   node --import tsx experiments/retrofit.ts [--db runs/default-db] [--out runs/retrofit] [--pretrain 2000]
+ *     [--fit 600] [--fit-lr 3e-4] [--no-frozen]
  *
  * Every stage is a `retro train` run folder under --out; an interrupted experiment re-run resumes each stage
  * where it stopped. Results: <out>/results.json and <out>/curves.{svg,png}.

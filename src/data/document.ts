@@ -16,8 +16,10 @@ export interface DatasetSpec {
   /** dataset name, unique in a corpus (used in the chunk table and in reports) */
   name: string;
   source: SourceKind;
-  /** file or folder (text, jsonl); the bundled dataset name (bundled); a SWORD module id, .conf or folder
-   * (sword); a dictd database path without .index (dictd). `retro corpus list` names the installable ones. */
+  /**
+   * file or folder (text, jsonl); the bundled dataset name (bundled); a SWORD module id, .conf or folder
+   * (sword); a dictd database path without .index (dictd). `retro corpus list` names the installable ones.
+   */
   path: string;
   /** JSONL field holding the text */
   field?: string;
@@ -25,8 +27,10 @@ export interface DatasetSpec {
   weight?: number;
   /** what to do with a malformed JSONL line */
   onBadLine?: "fail" | "skip";
-  /** share of this dataset's documents held out (overrides the corpus's validFraction; 1 = all of them, a
-   * held-out-only dataset: evaluation text that never enters the database) */
+  /**
+   * share of this dataset's documents held out (overrides the corpus's validFraction; 1 = all of them, a
+   * held-out-only dataset: evaluation text that never enters the database)
+   */
   validFraction?: number;
   /** a source of token ids (megatron): how to turn them into text (set by the build from its tokenizer) */
   detokenize?: (ids: Int32Array) => string;

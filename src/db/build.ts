@@ -50,8 +50,10 @@ function isLegacyDatabase(dir: string): boolean {
   }
 }
 
-/** Write config.json, or check that an existing one matches once a stage has finished (a changed config is refused,
- * keys named). */
+/**
+ * Write config.json, or check that an existing one matches once a stage has finished (a changed config is refused,
+ * keys named).
+ */
 export function prepareDir(dir: string, config: DbConfig): void {
   fs.mkdirSync(dir, { recursive: true });
   // a folder this build did not make (a training run, anything else) is never written into or cleaned up

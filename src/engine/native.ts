@@ -144,23 +144,29 @@ export interface Engine {
   getThreads(): number;
   /** whether this build can multiply in bf16 (compiled for a CPU with AVX512-BF16) */
   readonly bf16: boolean;
-  /** precision of the linear layers' products: "bf16" multiplies in bf16 with fp32 inputs, accumulation and master
-   * weights */
+  /**
+   * precision of the linear layers' products: "bf16" multiplies in bf16 with fp32 inputs, accumulation and master
+   * weights
+   */
   setPrecision(p: Precision): void;
   getPrecision(): Precision;
 }
 
 export type Precision = "fp32" | "bf16";
 
-/** "blas": the build linked to OpenBLAS (or, where none was installed, the same portable kernel); "portable": the
- * built-in sgemm */
+/**
+ * "blas": the build linked to OpenBLAS (or, where none was installed, the same portable kernel); "portable": the
+ * built-in sgemm
+ */
 export type EngineKind = "blas" | "portable";
 export const ENGINE_KINDS: readonly EngineKind[] = ["blas", "portable"];
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 
-/** The package's prebuilt engine folders for this machine, best first (native/prebuilt-dirs.cjs, shared with the
- * install script). */
+/**
+ * The package's prebuilt engine folders for this machine, best first (native/prebuilt-dirs.cjs, shared with the
+ * install script).
+ */
 export function prebuiltDirs(): string[] {
   const shared = createRequire(import.meta.url)(path.join(ROOT, "native", "prebuilt-dirs.cjs")) as {
     prebuiltDirs: (root: string) => string[];

@@ -40,8 +40,10 @@ export interface Feed {
   slot: Slot;
   /** new tokens, at positions slot.pos … slot.pos + ids.length − 1 */
   ids: ArrayLike<number>;
-  /** Retro: neighbour tokens [k·r] for each chunk u these tokens complete (chunk u ends at position u·m+m−1);
-   * not needed when the gate is 0 */
+  /**
+   * Retro: neighbour tokens [k·r] for each chunk u these tokens complete (chunk u ends at position u·m+m−1);
+   * not needed when the gate is 0
+   */
   neighbours?: Map<number, Int32Array>;
 }
 

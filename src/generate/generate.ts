@@ -81,8 +81,10 @@ export function tokenLogprob(row: Float32Array, token: number, top: number): Tok
 export type FinishReason = "eod" | "stop" | "length";
 
 export type GenerateEvent =
-  /** a retrieval: the neighbours chunk `chunk` (counted from the sequence's start) of sequence `seq` reads
-   * (in "prompt" mode, one retrieval by the whole prompt: chunk −1) */
+  /**
+   * a retrieval: the neighbours chunk `chunk` (counted from the sequence's start) of sequence `seq` reads
+   * (in "prompt" mode, one retrieval by the whole prompt: chunk −1)
+   */
   | { type: "retrieval"; seq: number; chunk: number; query: string; neighbours: Citation[] }
   /** new text of sequence `seq`; with logprobs asked, the tokens whose text ends in it (a token held back — the
    * start of a stop string, part of a character — comes with the text that completes it; the tokens cut by a stop

@@ -6,11 +6,12 @@
  *   per decoder layer i:   x += attn(ln1(x), causal)
  *                          if i+1 in cca_layers:  h = lnc(x)
  *                              (first CCA layer: enc = encoder(wte[nbr] + wpe[:r], chunk activations h))
- * x += gate * shift_right(pad, xattn(shift_left(pad, h) per chunk of m, enc of that chunk))
+ *                              x += gate * shift_right(pad, xattn(shift_left(pad, h) per chunk of m,
+ *                                                          enc of that chunk))
  *                          x += mlp(ln2(x))
  *   logits = lnf(x) @ wte^T
- * encoder layer j:       e += attn(ln1(e)) (bidirectional);  j == 0: e += xattn(lnx(e), h of e's chunk);  e +=
- * mlp(ln2(e))
+ *   encoder layer j:       e += attn(ln1(e)) (bidirectional);  j == 0: e += xattn(lnx(e), h of e's chunk);
+ *                          e += mlp(ln2(e))
  *
  * with pad = (n-1) % m: the token at position t >= pad reads the neighbours of chunk (t-pad)/m, so no token sees
  * neighbours retrieved for a chunk it has not finished. Shapes: decoder rows N = B*n, encoder rows NE = B*l*k*r.
@@ -97,8 +98,10 @@ function checkMemory(bytes: number, what: string): void {
   }
 }
 
-/** Whole-model activations and the backward pass's scratch, sized for one batch shape (decoder rows N, encoder rows
- * NE). */
+/**
+ * Whole-model activations and the backward pass's scratch, sized for one batch shape (decoder rows N, encoder rows
+ * NE).
+ */
 interface ModelBuffers {
   /** [N, D] decoder output, its final layernorm (and mean / rstd per row) */
   xL: Float32Array;
@@ -195,8 +198,10 @@ export class Model {
     }
   }
 
-  /** rotate (sign 1) or rotate back (sign -1) the first D floats of rows of `stride` floats, row i at pos[i %
-   * pos.length] */
+  /**
+   * rotate (sign 1) or rotate back (sign -1) the first D floats of rows of `stride` floats, row i at pos[i %
+   * pos.length]
+   */
   private rope(x: Float32Array, stride: number, rows: number, pos: Int32Array, sign: 1 | -1): void {
     const H = this.config.heads;
     rotate(this.engine, x, { rows, stride, heads: H, headDim: this.config.d / H, pos, base: ROPE_BASE, sign });

@@ -5,7 +5,8 @@
  *     marked impossible has the empty answer as its only gold (the official v2.0 script's rule);
  *   - KILT JSONL (NQ, TriviaQA, …): one {"id", "input", "output": [{"answer"}, …]} per line;
  *   - Megatron QA JSON: a JSON array of {"question", "answers" | "answer", "ctxs"?: [{"title", "text"}], "id"?};
- * - plain JSONL: one {"question", "answers" | "answer", "id"?, "passages"?: [{"title", "text"}] | "context"?} per line.
+ *   - plain JSONL: one {"question", "answers" | "answer", "id"?, "passages"?: [{"title", "text"}] | "context"?} per
+ *     line.
  * A missing field is an error naming the file and the line (JSONL) or item (JSON); so is an empty answer list.
  */
 import { RetroError } from "../util/errors.ts";

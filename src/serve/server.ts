@@ -370,8 +370,10 @@ export class RetroServer {
   private queue: Job[] = [];
   private busy = false;
   readonly created = Math.floor(Date.now() / 1000);
-  /** requests answered, refused with 503, cancelled by their client; generation batches run, requests that joined one
-   * already decoding (for the load benchmark) */
+  /**
+   * requests answered, refused with 503, cancelled by their client; generation batches run, requests that joined one
+   * already decoding (for the load benchmark)
+   */
   readonly stats = { served: 0, refused: 0, cancelled: 0, batches: 0, joined: 0 };
   readonly metrics: ServeMetrics;
   private readonly limits: typeof LIMITS;

@@ -15,8 +15,10 @@ export class BlendOrder {
   /** the dataset of the item `next` returned last */
   lastDataset = -1;
 
-  /** `lists[d]`: the items of dataset d; `weights`: blend weights (normalised here; a dataset without items is never
-   * drawn) */
+  /**
+   * `lists[d]`: the items of dataset d; `weights`: blend weights (normalised here; a dataset without items is never
+   * drawn)
+   */
   constructor(
     private readonly lists: Uint32Array[],
     weights: number[],

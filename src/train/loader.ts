@@ -34,8 +34,10 @@ export interface LoaderOptions {
    * (mod items) instead of its own, i.e. real retrieved text that belongs to another sample.
    */
   shiftNeighbours?: number;
-  /** A control for evaluation: every neighbour a chunk of the database drawn at random (seeded by this value, item,
-   * chunk, slot). */
+  /**
+   * A control for evaluation: every neighbour a chunk of the database drawn at random (seeded by this value, item,
+   * chunk, slot).
+   */
   randomNeighbours?: number;
 }
 
