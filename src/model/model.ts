@@ -443,13 +443,14 @@ export class Model {
     let p0 = 0;
     for (const g of groups) {
       const q = io.cq.subarray(g.row0 * D);
-      if (this.ropeQ) {
-        const pos =
-          g.qpos0 === c.chunk - 1 && g.T === c.chunk
-            ? this.ropeQ
-            : Int32Array.from({ length: g.T }, (_, i) => g.qpos0 + i);
-        this.rope(q, D, g.seqs * g.T, pos, 1);
-      }
+      if (this.ropeQ)
+        this.rope(
+          q,
+          D,
+          g.seqs * g.T,
+          Int32Array.from({ length: g.T }, (_, i) => g.qpos0 + i),
+          1,
+        );
       attention(
         e,
         { out: io.cy.subarray(g.row0 * D), probs: io.probs.subarray(p0), q, kv: g.kv },
