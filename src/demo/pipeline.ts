@@ -575,6 +575,9 @@ function reportText(a: {
   const gf = g.masked!.facts,
     rf = r.masked!.facts;
   const wn = a.qa.filter((x) => x.set.startsWith("wordnet"));
+  const wnRecall = a.wcounts
+    ? `the top-2 BM25 passages hold a gold synonym for ${(100 * a.wcounts.recall.synonym).toFixed(1)} %`
+    : "";
   return [
     "# retro-ts demo report: what retrieval adds",
     "",
@@ -646,9 +649,7 @@ function reportText(a: {
     wn.length
       ? [
           "Questions on the bundled WordNet (synonyms; definitions by ROUGE), its text retrieval-only in the " +
-            `database; ${a.wcounts ? `the top-2 BM25 passages hold a gold synonym for ` : ""}` +
-            `${a.wcounts ? `${(100 * a.wcounts.recall.synonym).toFixed(1)} %` : ""}. The models saw 0.1 of a weight ` +
-            "of these in tuning.",
+            `database; ${wnRecall}. The models saw 0.1 of a weight of these in tuning.`,
           "",
           "| set | model | passages | EM | F1 | ROUGE gm |",
           "|---|---|---|---|---|---|",

@@ -849,8 +849,12 @@ export class RetroServer {
           }
           st.text += ev.text;
           if (reply.w.stream) {
-            const lp = ev.logprobs ? this.logprobsBody(ev.logprobs, reply.w.chat, st.lpOffset) : null;
-            if (ev.logprobs) for (const x of ev.logprobs) st.lpOffset += this.o.tokenizer.decode([x.token]).length;
+            let lp: Json | null = null;
+            if (ev.logprobs) {
+              const out = this.logprobsBody(ev.logprobs, reply.w.chat, st.lpOffset);
+              lp = out.body;
+              st.lpOffset = out.end;
+            }
             this.send(reply, chunkOf(reply, st.choice, ev.text, null, {}, lp));
           }
         } else {
@@ -899,7 +903,7 @@ export class RetroServer {
       this.metrics.tokens.inc({ kind: "prompt" }, st.choice === 0 ? r.promptTokens : 0);
       this.metrics.tokens.inc({ kind: "completion" }, r.tokens.length);
     }
-    const logprobs = r?.logprobs ? this.logprobsBody(r.logprobs, w.chat) : null;
+    const logprobs = r?.logprobs ? this.logprobsBody(r.logprobs, w.chat).body : null;
     reply.choices[st.choice] = w.chat
       ? { index: st.choice, message: { role: "assistant", content: text }, finish_reason: finish, logprobs }
       : { index: st.choice, text, finish_reason: finish, logprobs };
@@ -936,9 +940,10 @@ export class RetroServer {
 
   /**
    * OpenAI's logprobs object: chat's {content: [{token, logprob, bytes, top_logprobs}]}, completions' lists (a
-   * streamed chunk's text_offset counts from `offset0`, the characters of the tokens sent before it)
+   * streamed chunk's text_offset counts from `offset0`, the characters of the tokens sent before it); `end`: the
+   * offset after these tokens, the next chunk's `offset0`
    */
-  private logprobsBody(lp: TokenLogprob[], chat: boolean, offset0 = 0): Json {
+  private logprobsBody(lp: TokenLogprob[], chat: boolean, offset0 = 0): { body: Json; end: number } {
     const tok = this.o.tokenizer;
     const str = (t: number) => tok.decode([t]);
     // a token that holds part of a UTF-8 character decodes to U+FFFD, as its neighbours in the top list may: named
@@ -950,27 +955,27 @@ export class RetroServer {
       return b ? `bytes:${[...b].map((x) => `\\x${x.toString(16).padStart(2, "0")}`).join("")}` : `token:${t}`;
     };
     const bytesOf = (t: number) => [...(tok.tokenBytes?.(t) ?? Buffer.from(str(t)))];
-    if (chat) {
-      const entry = (t: number, logprob: number) => ({ token: name(t), logprob, bytes: bytesOf(t) });
-      return {
-        content: lp.map((x) => ({
-          ...entry(x.token, x.logprob),
-          top_logprobs: x.top.map((a) => entry(a.token, a.logprob)),
-        })),
-      };
-    }
     let offset = offset0;
     const textOffset = lp.map((x) => {
       const at = offset;
       offset += str(x.token).length;
       return at;
     });
-    return {
+    if (chat) {
+      const entry = (t: number, logprob: number) => ({ token: name(t), logprob, bytes: bytesOf(t) });
+      const content = lp.map((x) => ({
+        ...entry(x.token, x.logprob),
+        top_logprobs: x.top.map((a) => entry(a.token, a.logprob)),
+      }));
+      return { body: { content }, end: offset };
+    }
+    const body = {
       tokens: lp.map((x) => name(x.token)),
       token_logprobs: lp.map((x) => x.logprob),
       top_logprobs: lp.map((x) => Object.fromEntries(x.top.map((a) => [name(a.token), a.logprob]))),
       text_offset: textOffset,
     };
+    return { body, end: offset };
   }
 
   /** Add documents to the database (a new retrieval-only dataset) and retrieve from it at once, no restart. */
