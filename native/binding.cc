@@ -187,6 +187,37 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// attentionForwardLse(out, lse, q, qOffset, qs, kv, kOffset, vOffset, kvs, B, T, S, H, hd, causal, kvdiv[, qpos0]):
+// attentionForward keeping lse [B, H, T] instead of probs
+Napi::Value AttentionForwardLse(const Napi::CallbackInfo& info) {
+  Call c{info, "attentionForwardLse"};
+  AttnArgs a = attnArgs(c, 2, 15);
+  long causal = c.num(14, "causal");
+  long qpos0 = info.Length() > 16 && !info[16].IsUndefined() ? c.num(16, "qpos0") : 0;
+  if (qpos0 < 0) c.fail("qpos0 must be >= 0");
+  if (causal && qpos0 + a.T > a.S) c.fail("causal attention: qpos0 + T exceeds S (a query would see keys that are not there)");
+  float* out = c.f(0, "out", (Z)a.B * a.T * a.D);
+  float* lse = c.f(1, "lse", (Z)a.B * a.H * a.T);
+  retro::attention_forward_lse(out, lse, a.q + a.qo, a.qs, a.kv + a.ko, a.kv + a.vo, a.kvs, a.B, a.T, a.S, a.H, a.hd,
+                               causal, a.kvdiv, (int)qpos0);
+  return info.Env().Undefined();
+}
+
+// attentionBackwardLse(dq, dkv, dout, lse, q, qOffset, qs, kv, kOffset, vOffset, kvs, B, T, S, H, hd, kvdiv, causal)
+Napi::Value AttentionBackwardLse(const Napi::CallbackInfo& info) {
+  Call c{info, "attentionBackwardLse"};
+  AttnArgs a = attnArgs(c, 4, 16);
+  long causal = c.num(17, "causal");
+  if (causal && a.T > a.S) c.fail("causal attention: T exceeds S");
+  float* dq = c.f(0, "dq", (Z)a.B * a.T * a.qs);
+  float* dkv = c.f(1, "dkv", (Z)(a.B / a.kvdiv) * a.S * a.kvs);
+  float* dout = c.f(2, "dout", (Z)a.B * a.T * a.D);
+  float* lse = c.f(3, "lse", (Z)a.B * a.H * a.T);
+  retro::attention_backward_lse(dq + a.qo, dkv + a.ko, dkv + a.vo, dout, lse, a.q + a.qo, a.qs, a.kv + a.ko,
+                                a.kv + a.vo, a.kvs, a.B, a.T, a.S, a.H, a.hd, causal, a.kvdiv);
+  return info.Env().Undefined();
+}
+
 // crossentropy(logits -> dlogits in place, losses, targets, mask|null, N, V, dscale) -> sum of masked losses
 Napi::Value Crossentropy(const Napi::CallbackInfo& info) {
   Call c{info, "crossentropy"};
@@ -301,6 +332,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("geluBackward", Napi::Function::New(env, GeluBackward));
   exports.Set("attentionForward", Napi::Function::New(env, AttentionForward));
   exports.Set("attentionBackward", Napi::Function::New(env, AttentionBackward));
+  exports.Set("attentionForwardLse", Napi::Function::New(env, AttentionForwardLse));
+  exports.Set("attentionBackwardLse", Napi::Function::New(env, AttentionBackwardLse));
   exports.Set("crossentropy", Napi::Function::New(env, Crossentropy));
   exports.Set("adamw", Napi::Function::New(env, Adamw));
   exports.Set("rope", Napi::Function::New(env, Rope));

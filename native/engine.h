@@ -52,6 +52,15 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
                         int qs, const float* k, const float* v, int kvs, int B, int T, int S, int H, int hd,
                         int kvdiv);
 
+// The same attention keeping only each query row's log-sum-exp, lse [B, H, T], instead of probs: no [T, S] buffer
+// (blocks of 64 query rows in a per-thread scratch; the backward recomputes their probabilities)
+void attention_forward_lse(float* out, float* lse, const float* q, int qs, const float* k, const float* v, int kvs,
+                           int B, int T, int S, int H, int hd, int causal, int kvdiv, int qpos0 = 0);
+// overwrites dq (stride qs) and dk/dv (stride kvs); causal as in the forward (qpos0 0: training)
+void attention_backward_lse(float* dq, float* dk, float* dv, const float* dout, const float* lse, const float* q,
+                            int qs, const float* k, const float* v, int kvs, int B, int T, int S, int H, int hd,
+                            int causal, int kvdiv);
+
 // Fused softmax cross-entropy: turns logits[N,V] into dlogits in place, scaled by mask[n] * dscale
 // (mask may be null = all ones). losses[n] gets each row's loss. Returns sum_n mask[n] * losses[n].
 double crossentropy_forward_backward(float* logits, float* losses, const int32_t* targets, const float* mask, int N,

@@ -337,6 +337,119 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
   }
 }
 
+// ------------------------------------------------------------------------------- attention, lse variant
+// The same attention without a [T, S] buffer per head (what a 1,024-token context needs: GPT-2 small keeps
+// 12 heads × 1,024² floats per sequence and layer otherwise). Queries run in blocks of QB rows against all
+// the keys they see, in a per-thread [QB, S] scratch; the forward keeps each row's log-sum-exp, the backward
+// recomputes the block's probabilities from it (FlashAttention's recomputation, with whole rows per block: no
+// online softmax is needed when a block's row of scores fits in the scratch, so the arithmetic per row is the
+// forward above, term for term).
+namespace {
+constexpr int QB = 64;
+thread_local std::vector<float> attn_scratch;
+float* scratch(size_t n) {
+  if (attn_scratch.size() < n) attn_scratch.resize(n);
+  return attn_scratch.data();
+}
+// P[nb, Sb] = exp(scale Q Kᵀ − lse) for the rows [i0, i0 + nb) of one head (0 past each row's causal limit);
+// with lse null, a softmax whose log-sum-exp is written to lse_out
+void block_probs(float* P, int Sb, const float* Q, int qs, const float* K, int kvs, int hd, float scale, int i0,
+                 int nb, int S, int causal, int qpos0, const float* lse, float* lse_out) {
+  gemm1(false, true, nb, Sb, hd, scale, Q + (size_t)i0 * qs, qs, K, kvs, 0.f, P, Sb);
+  for (int r = 0; r < nb; r++) {
+    float* row = P + (size_t)r * Sb;
+    int lim = causal ? std::min(qpos0 + i0 + r + 1, S) : S;
+    float off;
+    if (lse) {
+      off = lse[i0 + r];
+    } else {
+      float mx = -INFINITY;
+      for (int j = 0; j < lim; j++) mx = std::max(mx, row[j]);
+      float sum = 0.f;
+#pragma omp simd reduction(+ : sum)
+      for (int j = 0; j < lim; j++) sum += std::exp(row[j] - mx);
+      off = mx + std::log(sum);
+      lse_out[i0 + r] = off;
+    }
+#pragma omp simd
+    for (int j = 0; j < lim; j++) row[j] = std::exp(row[j] - off);
+    for (int j = lim; j < Sb; j++) row[j] = 0.f;
+  }
+}
+// keys seen by rows [i0, i0 + nb): all S, or up to the last row's causal limit
+inline int block_keys(int i0, int nb, int S, int causal, int qpos0) {
+  return causal ? std::min(qpos0 + i0 + nb, S) : S;
+}
+}  // namespace
+
+void attention_forward_lse(float* out, float* lse, const float* q, int qs, const float* k, const float* v, int kvs,
+                           int B, int T, int S, int H, int hd, int causal, int kvdiv, int qpos0) {
+  const int D = H * hd;
+  const float scale = 1.f / std::sqrt((float)hd);
+  const int NB = (T + QB - 1) / QB;
+#pragma omp parallel for collapse(3) schedule(static) if ((size_t)B * H * T * S * hd >= 16 * PAR_MIN)
+  for (int b = 0; b < B; b++) {
+    for (int h = 0; h < H; h++) {
+      for (int blk = 0; blk < NB; blk++) {
+        const int i0 = blk * QB, nb = std::min(QB, T - i0), Sb = block_keys(i0, nb, S, causal, qpos0);
+        const float* Q = q + (size_t)b * T * qs + h * hd;
+        const float* K = k + (size_t)(b / kvdiv) * S * kvs + h * hd;
+        const float* V = v + (size_t)(b / kvdiv) * S * kvs + h * hd;
+        float* P = scratch((size_t)QB * S);
+        block_probs(P, Sb, Q, qs, K, kvs, hd, scale, i0, nb, S, causal, qpos0, nullptr,
+                    lse + ((size_t)b * H + h) * T);
+        gemm1(false, false, nb, hd, Sb, 1.f, P, Sb, V, kvs, 0.f, out + ((size_t)b * T + i0) * D + h * hd, D);
+      }
+    }
+  }
+}
+
+void attention_backward_lse(float* dq, float* dk, float* dv, const float* dout, const float* lse, const float* q,
+                            int qs, const float* k, const float* v, int kvs, int B, int T, int S, int H, int hd,
+                            int causal, int kvdiv) {
+  const int D = H * hd;
+  const float scale = 1.f / std::sqrt((float)hd);
+  const int BK = B / kvdiv, NB = (T + QB - 1) / QB;
+  // one task per (key batch, head), as in attention_backward: dK / dV summed in a fixed order without races
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int bk = 0; bk < BK; bk++) {
+    for (int h = 0; h < H; h++) {
+      const float* K = k + (size_t)bk * S * kvs + h * hd;
+      const float* V = v + (size_t)bk * S * kvs + h * hd;
+      float* dK = dk + (size_t)bk * S * kvs + h * hd;
+      float* dV = dv + (size_t)bk * S * kvs + h * hd;
+      for (int j = 0; j < S; j++) {
+        std::memset(dK + (size_t)j * kvs, 0, hd * sizeof(float));
+        std::memset(dV + (size_t)j * kvs, 0, hd * sizeof(float));
+      }
+      float* P = scratch((size_t)2 * QB * S);
+      float* dP = P + (size_t)QB * S;
+      for (int sub = 0; sub < kvdiv; sub++) {
+        const int b = bk * kvdiv + sub;
+        const float* Q = q + (size_t)b * T * qs + h * hd;
+        const float* L = lse + ((size_t)b * H + h) * T;
+        for (int blk = 0; blk < NB; blk++) {
+          const int i0 = blk * QB, nb = std::min(QB, T - i0), Sb = block_keys(i0, nb, S, causal, 0);
+          const float* dY = dout + ((size_t)b * T + i0) * D + h * hd;
+          float* dQ = dq + ((size_t)b * T + i0) * qs + h * hd;
+          block_probs(P, Sb, Q, qs, K, kvs, hd, scale, i0, nb, S, causal, 0, L, nullptr);
+          gemm1(false, true, nb, Sb, hd, 1.f, dY, D, V, kvs, 0.f, dP, Sb);  // dP = dY Vᵀ
+          gemm1(true, false, Sb, hd, nb, 1.f, P, Sb, dY, D, 1.f, dV, kvs);  // dV += Pᵀ dY
+          for (int r = 0; r < nb; r++) {  // dS = P * (dP - rowsum(P * dP)), times the score scale
+            const float* p = P + (size_t)r * Sb;
+            float* d = dP + (size_t)r * Sb;
+            double dot = 0.0;
+            for (int j = 0; j < Sb; j++) dot += (double)p[j] * d[j];
+            for (int j = 0; j < Sb; j++) d[j] = p[j] * (float)((double)d[j] - dot) * scale;
+          }
+          gemm1(false, false, nb, hd, Sb, 1.f, dP, Sb, K, kvs, 0.f, dQ, qs);  // dQ = dS K
+          gemm1(true, false, Sb, hd, nb, 1.f, dP, Sb, Q + (size_t)i0 * qs, qs, 1.f, dK, kvs);  // dK += dSᵀ Q
+        }
+      }
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------- loss
 double crossentropy_forward_backward(float* logits, float* losses, const int32_t* targets, const float* mask, int N,
                                      int V, float dscale) {

@@ -39,6 +39,21 @@ export function smallConfig(corpus: string, over: Record<string, unknown> = {}):
   };
 }
 
+/**
+ * A Python interpreter that imports `module` for the peers in ../shared/peers (Debian's python3-torch and
+ * python3-numpy install for /usr/bin/python3, which a pyenv `python3` on PATH does not see), or null. With
+ * RETRO_REQUIRE_PEERS=1 (CI installs them) a missing peer fails instead of skipping the comparison.
+ */
+export function peerPython(module: string): string | null {
+  for (const py of ["/usr/bin/python3", "python3"]) {
+    if (spawnSync(py, ["-c", `import ${module}`]).status === 0) return py;
+  }
+  if (process.env.RETRO_REQUIRE_PEERS === "1") {
+    throw new Error(`RETRO_REQUIRE_PEERS=1 but no python3 imports ${module} (apt-get install -y python3-${module})`);
+  }
+  return null;
+}
+
 export interface CliResult {
   code: number;
   stdout: string;

@@ -91,6 +91,47 @@ export interface Engine {
     hd: number,
     kvdiv: number,
   ): void;
+  /** attentionForward keeping each query row's log-sum-exp, lse [B, H, T], instead of probs [B, H, T, S] */
+  attentionForwardLse(
+    out: F,
+    lse: F,
+    q: F,
+    qOffset: number,
+    qStride: number,
+    kv: F,
+    kOffset: number,
+    vOffset: number,
+    kvStride: number,
+    B: number,
+    T: number,
+    S: number,
+    H: number,
+    hd: number,
+    causal: number,
+    kvdiv: number,
+    qpos0?: number,
+  ): void;
+  /** attentionBackward from lse (the probabilities recomputed block by block); causal as in the forward */
+  attentionBackwardLse(
+    dq: F,
+    dkv: F,
+    dout: F,
+    lse: F,
+    q: F,
+    qOffset: number,
+    qStride: number,
+    kv: F,
+    kOffset: number,
+    vOffset: number,
+    kvStride: number,
+    B: number,
+    T: number,
+    S: number,
+    H: number,
+    hd: number,
+    kvdiv: number,
+    causal: number,
+  ): void;
   /** logits become dlogits (scaled by mask * dscale) in place; returns the sum of masked row losses */
   crossentropy(logits: F, losses: F, targets: I, mask: Nullable<F>, N: number, V: number, dscale: number): number;
   adamw(

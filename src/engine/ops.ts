@@ -22,16 +22,24 @@ export interface AttentionShape {
   qpos0?: number;
 }
 
-/** out [seqs, T, D] = softmax(q kᵀ / √hd) v per head; probs [seqs, H, T, S] kept for the backward pass */
+/**
+ * What the forward keeps for the backward pass: probs [seqs, H, T, S], or only each query row's log-sum-exp,
+ * lse [seqs, H, T] (no [T, S] buffer per head: the backward recomputes the probabilities in blocks of rows)
+ */
+export type AttentionSaved = { probs: Float32Array } | { lse: Float32Array };
+
+/** out [seqs, T, D] = softmax(q kᵀ / √hd) v per head */
 export function attention(
   e: Engine,
-  io: { out: Float32Array; probs: Float32Array; q: Float32Array; kv: Float32Array },
+  io: { out: Float32Array; q: Float32Array; kv: Float32Array } & AttentionSaved,
   s: AttentionShape,
 ): void {
   const D = s.heads * s.headDim;
-  e.attentionForward(
+  const [fn, saved] = "lse" in io ? [e.attentionForwardLse, io.lse] : [e.attentionForward, io.probs];
+  fn.call(
+    e,
     io.out,
-    io.probs,
+    saved,
     io.q,
     0,
     D,
@@ -50,39 +58,16 @@ export function attention(
   );
 }
 
-/** dq and dkv (overwritten) from dout and the forward's probs */
+/** dq and dkv (overwritten) from dout and what the forward kept (with lse, `causal` as in the forward) */
 export function attentionBackward(
   e: Engine,
-  io: {
-    dq: Float32Array;
-    dkv: Float32Array;
-    dout: Float32Array;
-    probs: Float32Array;
-    q: Float32Array;
-    kv: Float32Array;
-  },
+  io: { dq: Float32Array; dkv: Float32Array; dout: Float32Array; q: Float32Array; kv: Float32Array } & AttentionSaved,
   s: AttentionShape,
 ): void {
   const D = s.heads * s.headDim;
-  e.attentionBackward(
-    io.dq,
-    io.dkv,
-    io.dout,
-    io.probs,
-    io.q,
-    0,
-    D,
-    io.kv,
-    0,
-    D,
-    2 * D,
-    s.seqs,
-    s.T,
-    s.S,
-    s.heads,
-    s.headDim,
-    s.seqsPerKv ?? 1,
-  );
+  const args = [io.q, 0, D, io.kv, 0, D, 2 * D, s.seqs, s.T, s.S, s.heads, s.headDim, s.seqsPerKv ?? 1] as const;
+  if ("lse" in io) e.attentionBackwardLse(io.dq, io.dkv, io.dout, io.lse, ...args, s.causal ? 1 : 0);
+  else e.attentionBackward(io.dq, io.dkv, io.dout, io.probs, ...args);
 }
 
 export interface RotaryOptions {

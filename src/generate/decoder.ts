@@ -176,10 +176,12 @@ export class Decoder {
           S = p0 + T,
           cache = f.slot.kv[li];
         cache.set(kvNew.subarray(starts[fi] * 2 * D, (starts[fi] + T) * 2 * D), p0 * 2 * D);
-        const probs = s.get("probs", H * T * S);
+        // a prompt keeps only log-sum-exps (no [T, S] buffer); a few new tokens take the probs kernel's dot
+        // products, cheaper than the blocked products at T ≤ 4
+        const saved = T > 4 ? { lse: s.get("lse", H * T) } : { probs: s.get("probs", H * T * S) };
         attention(
           e,
-          { out: y.subarray(starts[fi] * D), probs, q: q.subarray(starts[fi] * D), kv: cache },
+          { out: y.subarray(starts[fi] * D), ...saved, q: q.subarray(starts[fi] * D), kv: cache },
           { seqs: 1, T, S, heads: H, headDim: hd, causal: true, qpos0: p0 },
         );
       });

@@ -69,7 +69,8 @@ interface LayerActs {
   ln1r: Float32Array;
   q: Float32Array;
   kv: Float32Array;
-  probs: Float32Array;
+  /** [seqs, H, T] each query row's log-sum-exp (self-attention keeps no [T, T] probabilities: ops.attention) */
+  lse: Float32Array;
   y: Float32Array;
   xa: Float32Array; // residual after self-attention
   /** cross-attention (decoder CCA layer / encoder layer 0); absent in other layers */
@@ -264,7 +265,7 @@ export class Model {
       ln1r: f(rows),
       q: f(rows * D),
       kv: f(rows * 2 * D),
-      probs: f(seqs * H * T * T),
+      lse: f(seqs * H * T),
       y: f(rows * D),
       xa: f(rows * D),
       ...(cross
@@ -383,7 +384,7 @@ export class Model {
       this.rope(L.q, D, rows, rope, 1);
       this.rope(L.kv, 2 * D, rows, rope, 1);
     }
-    attention(e, { out: L.y, probs: L.probs, q: L.q, kv: L.kv }, { seqs, T, S: T, heads: H, headDim: hd, causal });
+    attention(e, { out: L.y, lse: L.lse, q: L.q, kv: L.kv }, { seqs, T, S: T, heads: H, headDim: hd, causal });
     e.linearForward(this.a.tmp, L.y, this.p(`${pre}.attn.o.weight`), this.p(`${pre}.attn.o.bias`), rows, D, D);
     e.add(L.xa, L.x, this.a.tmp, rows * D);
   }
@@ -630,6 +631,7 @@ export class Model {
     rows: number,
     seqs: number,
     T: number,
+    causal: boolean,
     dres: Float32Array,
     rope: Int32Array | null = null,
   ): void {
@@ -652,8 +654,8 @@ export class Model {
     );
     attentionBackward(
       e,
-      { dq: a.dq, dkv: a.dkv, dout: a.dy, probs: L.probs, q: L.q, kv: L.kv },
-      { seqs, T, S: T, heads: H, headDim: hd },
+      { dq: a.dq, dkv: a.dkv, dout: a.dy, lse: L.lse, q: L.q, kv: L.kv },
+      { seqs, T, S: T, heads: H, headDim: hd, causal },
     );
     if (rope) {
       this.rope(a.dq, D, rows, rope, -1);
@@ -815,7 +817,7 @@ export class Model {
           1,
         );
       }
-      this.attnBackward(L, pre, NE, seqs, c.r, de, this.ropeK);
+      this.attnBackward(L, pre, NE, seqs, c.r, false, de, this.ropeK);
     }
     e.embeddingBackward(this.g("wte.weight"), this.g("wpe.weight"), de, nbr, NE, c.r, D, c.vocab);
   }
@@ -944,7 +946,7 @@ export class Model {
           1,
         );
       }
-      this.attnBackward(L, pre, N, B, n, dx);
+      this.attnBackward(L, pre, N, B, n, true, dx);
     }
     e.embeddingBackward(this.g("wte.weight"), this.g("wpe.weight"), dx, b.ids, N, n, D, c.vocab);
   }

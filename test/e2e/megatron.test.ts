@@ -9,7 +9,7 @@ import { spawnSync } from "node:child_process";
 import { buildDatabase } from "../../src/db/build.ts";
 import { Database } from "../../src/db/database.ts";
 import { readMegatronDataset } from "../../src/data/megatron.ts";
-import { cli, ROOT, smallConfig, tmpDir, writeTextCorpus } from "../helpers.ts";
+import { cli, peerPython, ROOT, smallConfig, tmpDir, writeTextCorpus } from "../helpers.ts";
 
 const PEER = path.join(ROOT, "..", "shared", "peers", "megatron_indexed.py");
 
@@ -54,9 +54,9 @@ test("export megatron-data: MMIDIDX files the peer reads; db build --megatron gi
   }
   d.close();
   // the peer, written from Megatron's format description
-  const py = spawnSync("python3", ["-c", "import numpy"]);
-  if (fs.existsSync(PEER) && py.status === 0) {
-    const p = spawnSync("python3", [PEER, prefix, "--sha256", "--doc", "0"], { encoding: "utf8" });
+  const py = peerPython("numpy");
+  if (fs.existsSync(PEER) && py) {
+    const p = spawnSync(py, [PEER, prefix, "--sha256", "--doc", "0"], { encoding: "utf8" });
     assert.equal(p.status, 0, p.stderr);
     const info = JSON.parse(p.stdout) as {
       version: number;

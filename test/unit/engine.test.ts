@@ -188,6 +188,86 @@ for (const [label, causal, kvdiv, T, S] of [
   });
 }
 
+for (const [label, causal, kvdiv, T, S, qpos0] of [
+  ["causal self, 3 query blocks", 1, 1, 150, 150, 0],
+  ["bidirectional cross, 2 queries per key set", 0, 2, 70, 133, 0],
+  ["causal, queries after a cache", 1, 1, 66, 200, 134],
+] as const) {
+  test(`attention without a [T, S] buffer (${label}) equals the probs kernel, forward and backward`, () => {
+    const B = 2,
+      H = 3,
+      hd = 8,
+      D = H * hd,
+      BK = B / kvdiv;
+    const q = rand(B * T * 2 * D),
+      kv = rand(BK * S * 2 * D),
+      R = rand(B * T * D);
+    const out = new Float32Array(B * T * D),
+      out2 = new Float32Array(B * T * D),
+      probs = new Float32Array(B * H * T * S),
+      lse = new Float32Array(B * H * T);
+    E.attentionForward(out, probs, q, D, 2 * D, kv, 0, D, 2 * D, B, T, S, H, hd, causal, kvdiv, qpos0);
+    E.attentionForwardLse(out2, lse, q, D, 2 * D, kv, 0, D, 2 * D, B, T, S, H, hd, causal, kvdiv, qpos0);
+    // differences relative to the largest entry: the two kernels sum in different block shapes
+    const close = (a: Float32Array, b: Float32Array, what: string) => {
+      let worst = 0,
+        top = 0;
+      for (let i = 0; i < a.length; i++) {
+        worst = Math.max(worst, Math.abs(a[i] - b[i]));
+        top = Math.max(top, Math.abs(b[i]));
+      }
+      assert.ok(worst / top < 1e-5, `${what}: worst difference ${worst} of ${top}`);
+    };
+    close(out2, out, "out");
+    // lse of row i of head h = log Σ_j exp(score): the probs kernel's row recovered from it
+    const b = 1,
+      h = 2,
+      i = T - 1;
+    const lim = causal ? Math.min(qpos0 + i + 1, S) : S;
+    let z = 0;
+    for (let j = 0; j < lim; j++) {
+      let s2 = 0;
+      for (let c = 0; c < hd; c++)
+        s2 += q[(b * T + i) * 2 * D + D + h * hd + c] * kv[(Math.floor(b / kvdiv) * S + j) * 2 * D + h * hd + c];
+      z += Math.exp(s2 / Math.sqrt(hd));
+    }
+    assert.ok(Math.abs(lse[(b * H + h) * T + i] - Math.log(z)) < 1e-4, "log-sum-exp of a row");
+    if (qpos0 > 0) return; // the backward is training's: queries from position 0
+    const dq = new Float32Array(q.length),
+      dkv = new Float32Array(kv.length).fill(7), // overwritten, not accumulated into
+      dq2 = new Float32Array(q.length),
+      dkv2 = new Float32Array(kv.length).fill(7);
+    E.attentionBackward(dq, dkv, R, probs, q, D, 2 * D, kv, 0, D, 2 * D, B, T, S, H, hd, kvdiv);
+    E.attentionBackwardLse(dq2, dkv2, R, lse, q, D, 2 * D, kv, 0, D, 2 * D, B, T, S, H, hd, kvdiv, causal);
+    close(dq2, dq, "dq");
+    close(dkv2, dkv, "dkv");
+  });
+}
+
+test("attention without a [T, S] buffer: backward matches finite differences", () => {
+  const B = 2,
+    H = 2,
+    hd = 4,
+    D = H * hd,
+    T = 67,
+    S = 67;
+  const q = rand(B * T * D),
+    kv = rand(B * S * 2 * D),
+    R = rand(B * T * D);
+  const out = new Float32Array(B * T * D),
+    lse = new Float32Array(B * H * T);
+  const loss = () => {
+    E.attentionForwardLse(out, lse, q, 0, D, kv, 0, D, 2 * D, B, T, S, H, hd, 1, 1);
+    return dot(out, R);
+  };
+  loss();
+  const dq = new Float32Array(q.length),
+    dkv = new Float32Array(kv.length);
+  E.attentionBackwardLse(dq, dkv, R, lse, q, 0, D, kv, 0, D, 2 * D, B, T, S, H, hd, 1, 1);
+  checkGrad("attention (lse) dq", q, loss, dq, 24);
+  checkGrad("attention (lse) dkv", kv, loss, dkv, 24);
+});
+
 test("embedding backward matches finite differences (repeated ids accumulate)", () => {
   const N = 12,
     T = 4,

@@ -17,7 +17,7 @@ import { exportHf } from "../../src/model/hf.ts";
 import { readSafetensors, tensorF32 } from "../../src/engine/safetensors.ts";
 import { gpt2Tokenizer } from "../../src/tokenizer/tokenizer.ts";
 import { Rng } from "../../src/util/rng.ts";
-import { ROOT, tmpDir } from "../helpers.ts";
+import { peerPython, ROOT, tmpDir } from "../helpers.ts";
 
 const cfg = resolveModelConfig({ model: "gpt", vocab: 50257, d: 32, heads: 4, layers: 2, seq: 64, r: 64 });
 
@@ -30,7 +30,13 @@ function randomModel(): Model {
 
 function logits(m: Model, ids: number[]): Float32Array {
   const x = Int32Array.from(ids);
-  m.forward({ B: 1, n: x.length, ids: x, targets: new Int32Array(x.length) }, { keepLogits: true });
+  const c = m.config;
+  // a Retro reads (random) neighbours: at gate 0 they must change nothing
+  const neighbours =
+    c.model === "retro"
+      ? Int32Array.from({ length: (x.length / c.chunk) * c.k * c.r }, (_, i) => (i * 7919) % c.vocab)
+      : undefined;
+  m.forward({ B: 1, n: x.length, ids: x, targets: new Int32Array(x.length), neighbours }, { keepLogits: true });
   return m.logits().slice();
 }
 
@@ -61,18 +67,59 @@ test("export hf → hf:DIR: the same weights and logits; GPT2LMHeadModel names, 
   assert.equal(tokenizer, "gpt2");
   for (const p of m.store.params) assert.deepEqual(back.store.get(p.name).data, p.data, p.name);
   assert.deepEqual(logits(back, ids), logits(m, ids));
-  // the peer, when PyTorch is here: the same logits from the files alone
-  const peer = path.join(ROOT, "..", "shared", "peers", "hf_gpt2.py");
-  if (fs.existsSync(peer) && spawnSync("python3", ["-c", "import torch"]).status === 0) {
-    const out = path.join(dir, "peer.f32");
-    const r = spawnSync("python3", [peer, "logits", dir, "--ids", ids.join(","), "--out", out], { encoding: "utf8" });
-    assert.equal(r.status, 0, r.stderr);
-    const want = new Float32Array(fs.readFileSync(out).buffer.slice(0));
-    const got = logits(m, ids);
-    let err = 0;
-    for (let i = 0; i < got.length; i++) err = Math.max(err, Math.abs(got[i] - want[i]));
-    assert.ok(err < 1e-4, `max |logit difference| ${err}`);
+});
+
+/** the peer's logits [T, vocab] for the folder's files alone */
+function peerLogits(py: string, dir: string, x = ids): Float32Array {
+  const out = path.join(dir, "peer.f32");
+  const r = spawnSync(py, [PEER, "logits", dir, "--ids", x.join(","), "--out", out], { encoding: "utf8" });
+  assert.equal(r.status, 0, r.stderr);
+  return new Float32Array(fs.readFileSync(out).buffer.slice(0));
+}
+
+/** max |a − b| relative to max |b| */
+function relErr(a: Float32Array, b: Float32Array): number {
+  assert.equal(a.length, b.length);
+  let err = 0,
+    top = 0;
+  for (let i = 0; i < a.length; i++) {
+    err = Math.max(err, Math.abs(a[i] - b[i]));
+    top = Math.max(top, Math.abs(b[i]));
   }
+  return err / top;
+}
+
+const PEER = path.join(ROOT, "..", "shared", "peers", "hf_gpt2.py");
+const py = fs.existsSync(PEER) ? peerPython("torch") : null;
+
+test("the peer (PyTorch, HF layout): its random GPT-2 imported, a GPT and a gate-0 Retro exported: same logits to 1e-5", {
+  skip: py ? false : "no python3 with torch (apt-get install -y python3-torch)",
+}, () => {
+  const dir = tmpDir("retro-hf-peer-");
+  const made = spawnSync(
+    py!,
+    [PEER, "make", dir, "--layers", "2", "--d", "64", "--heads", "4", "--ctx", "128", "--seed", "3"],
+    {
+      encoding: "utf8",
+    },
+  );
+  assert.equal(made.status, 0, made.stderr);
+  const { model: imported } = loadModel(`hf:${dir}`);
+  const e1 = relErr(logits(imported, ids), peerLogits(py!, dir));
+  assert.ok(e1 < 1e-5, `imported: logits differ by ${e1} (relative)`);
+  const out = tmpDir("retro-hf-peer-gpt-");
+  exportHf(randomModel(), "gpt2", out);
+  const e2 = relErr(logits(randomModel(), ids), peerLogits(py!, out));
+  assert.ok(e2 < 1e-5, `exported GPT: logits differ by ${e2}`);
+  const retro = new Model(resolveModelConfig({ ...cfg, model: "retro", chunk: 16, r: 32, cca_layers: [2] }), {
+    seed: 9,
+  });
+  retro.gate = 0;
+  const rd = tmpDir("retro-hf-peer-retro-");
+  exportHf(retro, "gpt2", rd);
+  const x = [...ids, ...ids, ...ids].slice(0, 32); // whole chunks
+  const e3 = relErr(logits(retro, x), peerLogits(py!, rd, x));
+  assert.ok(e3 < 1e-5, `exported gate-0 Retro: logits differ by ${e3}`);
 });
 
 test("hf:DIR variants: BF16 / F16 tensors, keys without the prefix, a tied lm_head, mask buffers; refusals", () => {
