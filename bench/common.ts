@@ -4,7 +4,7 @@ import * as path from "node:path";
 import { spawnSync } from "node:child_process";
 
 export const PEERS = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..", "..", "shared", "peers");
-const PY = "/usr/bin/python3";
+export const PY = "/usr/bin/python3";
 
 /** Is a Python peer module importable? (prints why not, never throws) */
 export function peerAvailable(module: string, script: string): boolean {
@@ -20,8 +20,16 @@ export function peerAvailable(module: string, script: string): boolean {
   return true;
 }
 
-export function runPeer<T>(script: string, args: string[]): T {
-  const r = spawnSync(PY, [path.join(PEERS, script), ...args], { encoding: "utf8", maxBuffer: 1 << 26 });
+/**
+ * This machine's environment sets OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, which slow an OpenBLAS-backed PyTorch:
+ * a peer run with `unsetBlasEnv` has both removed (the benchmarks print both figures and compare against the better).
+ */
+export const BLAS_ENV = ["OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"] as const;
+
+export function runPeer<T>(script: string, args: string[], opts: { unsetBlasEnv?: boolean } = {}): T {
+  const env = { ...process.env };
+  if (opts.unsetBlasEnv) for (const k of BLAS_ENV) delete env[k];
+  const r = spawnSync(PY, [path.join(PEERS, script), ...args], { encoding: "utf8", maxBuffer: 1 << 26, env });
   if (r.status !== 0) throw new Error(`peer ${script} failed: ${r.stderr}`);
   const last = r.stdout.trim().split("\n").pop()!;
   return JSON.parse(last) as T;
