@@ -146,29 +146,41 @@ static inline float dot(const float* a, const float* b, int n) {
   for (; i < n; i++) s += a[i] * b[i];
   return s;
 }
-// out[n, o0..o0+3] for rows n0..n0+nn-1 (nn <= 4): a 4×4 block of dot products sharing each load
-static inline void block_4x4(float* out, const float* inp, const float* W, const float* bias, int n0, int nn, int o0,
-                             int no, int IN, int OUT) {
+// out[n, o0..o0+NW-1] for rows n0..n0+NN-1: a block of NN × NW dot products sharing each load. NN and NW are
+// template arguments so that the accumulators stay in registers (with a run-time row count GCC kept them in memory)
+template <int NN, int NW>
+static inline void block_rows(float* out, const float* inp, const float* W, const float* bias, int n0, int o0, int no,
+                              int IN, int OUT, bool prefetch) {
 #ifdef __AVX512F__
-  if (no == 4 && IN % 16 == 0) {
-    __m512 acc[4][4];
-    for (int a = 0; a < 4; a++)
-      for (int b = 0; b < 4; b++) acc[a][b] = _mm512_setzero_ps();
+  if (no == NW && IN % 16 == 0) {
+    __m512 acc[NN][NW];
+    for (int a = 0; a < NN; a++)
+      for (int b = 0; b < NW; b++) acc[a][b] = _mm512_setzero_ps();
     const float* w0 = W + (size_t)o0 * IN;
+    const float* x0 = inp + (size_t)n0 * IN;
     for (int i = 0; i < IN; i += 16) {
-      __m512 w[4];
-      for (int b = 0; b < 4; b++) w[b] = _mm512_loadu_ps(w0 + (size_t)b * IN + i);
-      for (int a = 0; a < nn; a++) {
-        __m512 x = _mm512_loadu_ps(inp + (size_t)(n0 + a) * IN + i);
-        for (int b = 0; b < 4; b++) acc[a][b] = _mm512_fmadd_ps(w[b], x, acc[a][b]);
+      __m512 w[NW];
+      if (prefetch)  // the next block's rows, as far ahead as this block is long: DRAM streams while we compute
+        for (int b = 0; b < NW; b++) _mm_prefetch((const char*)(w0 + (size_t)(NW + b) * IN + i), _MM_HINT_T0);
+      for (int b = 0; b < NW; b++) {
+        w[b] = _mm512_loadu_ps(w0 + (size_t)b * IN + i);
+        // keep each loaded vector in a register: GCC otherwise folds the x loads into every FMA (NN·NW loads
+        // instead of NN + NW), which made this load-bound
+        asm("" : "+v"(w[b]));
+      }
+      for (int a = 0; a < NN; a++) {
+        __m512 x = _mm512_loadu_ps(x0 + (size_t)a * IN + i);
+        asm("" : "+v"(x));
+        for (int b = 0; b < NW; b++) acc[a][b] = _mm512_fmadd_ps(w[b], x, acc[a][b]);
       }
     }
-    for (int a = 0; a < nn; a++)
-      for (int b = 0; b < 4; b++) out[(size_t)(n0 + a) * OUT + o0 + b] = _mm512_reduce_add_ps(acc[a][b]) + (bias ? bias[o0 + b] : 0.f);
+    for (int a = 0; a < NN; a++)
+      for (int b = 0; b < NW; b++)
+        out[(size_t)(n0 + a) * OUT + o0 + b] = _mm512_reduce_add_ps(acc[a][b]) + (bias ? bias[o0 + b] : 0.f);
     return;
   }
 #endif
-  for (int a = 0; a < nn; a++)
+  for (int a = 0; a < NN; a++)
     for (int b = 0; b < no; b++)
       out[(size_t)(n0 + a) * OUT + o0 + b] = dot(inp + (size_t)(n0 + a) * IN, W + (size_t)(o0 + b) * IN, IN) + (bias ? bias[o0 + b] : 0.f);
 }
@@ -177,7 +189,16 @@ static void linear_forward_rows(float* out, const float* inp, const float* W, co
 #pragma omp parallel for schedule(static) if ((size_t)OUT * IN >= 32768)
   for (int bo = 0; bo < blocks; bo++) {
     const int o0 = bo * 4, no = std::min(4, OUT - o0);
-    for (int n0 = 0; n0 < N; n0 += 4) block_4x4(out, inp, W, bias, n0, std::min(4, N - n0), o0, no, IN, OUT);
+    int n0 = 0;
+    // the first pass over this block's weights prefetches the next block's (not past the last row)
+    const bool pf = o0 + 8 <= OUT;
+    for (; n0 + 4 <= N; n0 += 4) block_rows<4, 4>(out, inp, W, bias, n0, o0, no, IN, OUT, pf && n0 == 0);
+    switch (N - n0) {
+      case 3: block_rows<3, 4>(out, inp, W, bias, n0, o0, no, IN, OUT, pf && n0 == 0); break;
+      case 2: block_rows<2, 4>(out, inp, W, bias, n0, o0, no, IN, OUT, pf && n0 == 0); break;
+      case 1: block_rows<1, 4>(out, inp, W, bias, n0, o0, no, IN, OUT, pf && n0 == 0); break;
+      default: break;
+    }
   }
 }
 

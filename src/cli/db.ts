@@ -369,10 +369,17 @@ export function registerExport(program: Command): void {
       "a Retro's CCA gate: 0 exports its decoder alone (InstructRetro's use)",
       numFlag("--gate", { min: 0, max: 0 }),
     )
+    .option(
+      "--full",
+      "a Retro whole: the decoder as GPT-2's keys plus its encoder and CCA under retro-ts's key map " +
+        "(docs/training.md; hf:DIR reads it back, no transformers class reads the retrieval part)",
+    )
     .action((o) => {
       const { model, tokenizer } = loadModel(o.ckpt);
+      if (o.gate !== undefined && o.full)
+        throw new RetroError("usage", "--gate 0 exports the decoder alone; --full the whole Retro: not both");
       if (o.gate !== undefined) model.gate = o.gate;
-      const r = exportHf(model, tokenizer ?? "unknown", o.out);
+      const r = exportHf(model, tokenizer ?? "unknown", o.out, { full: Boolean(o.full) });
       console.log(JSON.stringify({ out: o.out, model: model.config.model, ...r }));
     });
   ex.command("megatron-data")

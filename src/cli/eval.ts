@@ -3,7 +3,11 @@ import type { Command } from "commander";
 import { evalControls, type ControlReport } from "../train/controls.ts";
 import { evaluate } from "../train/evaluate.ts";
 import { checkModelAgainstDb } from "../train/loader.ts";
-import { openCheckpoint } from "../model/checkpoint.ts";
+import * as fs from "node:fs";
+import { loadModel, openCheckpoint } from "../model/checkpoint.ts";
+import { relativeDifference, sequenceLogits } from "../model/logits.ts";
+import { RetroError } from "../util/errors.ts";
+import { writeFileAtomic } from "../util/fsx.ts";
 import { intFlag, numFlag, SEED_RANGE } from "./args.ts";
 import { registerQa } from "./qa.ts";
 
@@ -48,7 +52,68 @@ export function registerEval(program: Command): void {
             `perplexity ${r.ppl.toFixed(2)}, ${r.tokens} held-out tokens`,
         );
     });
+  evalCmd
+    .command("logits")
+    .description(
+      "the logits of a token sequence (a GPT, or a Retro's decoder with --gate 0), written as raw little-endian " +
+        "float32 [T, vocab] as ../shared/peers/hf_gpt2.py writes them; --compare checks them against such a file " +
+        "(exit 1 beyond --tol)",
+    )
+    .requiredOption("--ckpt <dir>", "run folder, checkpoint folder, or hf:DIR")
+    .requiredOption("--ids <list>", "token ids, comma-separated", parseIds)
+    .option(
+      "--gate <g>",
+      "a Retro's CCA gate: 0 (its decoder alone) is the only one without neighbours",
+      numFlag("--gate", { min: 0, max: 0 }),
+    )
+    .option("--out <file>", "write the logits here (atomically)")
+    .option("--compare <file>", "logits to compare with (float32 [T, vocab]): max |difference| / max |logit|")
+    .option("--tol <x>", "largest relative difference --compare accepts", numFlag("--tol", { min: 0 }), 1e-5)
+    .action((o) => {
+      const { model, dir } = loadModel(o.ckpt);
+      if (o.gate !== undefined) model.gate = o.gate;
+      const r = sequenceLogits(model, o.ids as number[]);
+      if (o.out) writeFileAtomic(o.out, Buffer.from(r.logits.buffer, r.logits.byteOffset, r.logits.byteLength));
+      let compare: { file: string; rel: number; ok: boolean } | undefined;
+      if (o.compare) {
+        const raw = readFileOrFail(o.compare, "logits to compare");
+        if (raw.length !== r.logits.byteLength)
+          throw new RetroError(
+            "mismatch",
+            `${o.compare}: ${raw.length} bytes, expected ${r.logits.byteLength} (float32 [${o.ids.length}, ` +
+              `${model.config.vocab}])`,
+          );
+        const theirs = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.length));
+        const rel = relativeDifference(r.logits, theirs);
+        compare = { file: o.compare, rel, ok: rel <= o.tol };
+      }
+      console.log(
+        JSON.stringify({
+          ckpt: dir,
+          tokens: o.ids.length,
+          vocab: model.config.vocab,
+          loss: r.loss,
+          ...(compare ? { compare } : {}),
+        }),
+      );
+      if (compare && !compare.ok) {
+        console.error(`logits differ from ${o.compare} by ${compare.rel.toExponential(2)} (> --tol ${o.tol})`);
+        process.exitCode = 1;
+      }
+    });
   registerQa(evalCmd);
+}
+
+function parseIds(v: string): number[] {
+  const ids = v.split(",").map((x) => Number(x.trim()));
+  if (!ids.length || ids.some((x) => !Number.isInteger(x) || x < 0))
+    throw new RetroError("usage", `--ids ${v}: a comma-separated list of token ids`);
+  return ids;
+}
+
+function readFileOrFail(file: string, what: string): Buffer {
+  if (!fs.existsSync(file)) throw new RetroError("notFound", `${what}: ${file} not found`);
+  return fs.readFileSync(file);
 }
 
 function formatControls(c: ControlReport): string {

@@ -22,7 +22,8 @@ import { RetroError } from "../util/errors.ts";
 import { readJson, writeFileAtomic, writeJsonAtomic } from "../util/fsx.ts";
 import { warn } from "../util/progress.ts";
 import { readSafetensors, writeSafetensors, type SafetensorsFile, type TensorOut } from "../engine/safetensors.ts";
-import { resolveModelConfig, type ModelConfig } from "./config.ts";
+import { MODEL_SETTINGS, positions, resolveModelConfig, type ModelConfig } from "./config.ts";
+import { paramSpecs } from "./params.ts";
 import type { Model } from "./model.ts";
 
 export const HF_PREFIX = "hf:";
@@ -54,7 +55,13 @@ interface Gpt2Config {
   scale_attn_weights?: boolean;
   scale_attn_by_inverse_layer_idx?: boolean;
   reorder_and_upcast_attn?: boolean;
+  /** a Retro exported whole: the model config's Retro keys (RETRO_KEYS) */
+  retro?: Record<string, unknown>;
 }
+
+/** the model config's keys that GPT-2's config.json does not carry: a whole Retro's `retro` section */
+const GPT2_KEYS = new Set(["model", "vocab", "d", "heads", "layers"]);
+const RETRO_KEYS = Object.keys(MODEL_SETTINGS).filter((k) => !GPT2_KEYS.has(k));
 
 /** The retro-ts model config of a GPT2LMHeadModel folder, or a clear error naming what does not match. */
 export function readHfConfig(dir: string): ModelConfig {
@@ -78,16 +85,19 @@ export function readHfConfig(dir: string): ModelConfig {
     if (!Number.isInteger(c[k]) || c[k] < 1) throw new RetroError("corrupt", `${where}: ${k} is missing or invalid`);
   const seq = c.n_positions ?? c.n_ctx;
   if (!Number.isInteger(seq)) throw new RetroError("corrupt", `${where}: n_positions is missing`);
-  return resolveModelConfig({
-    model: "gpt",
-    vocab: c.vocab_size,
-    d: c.n_embd,
-    heads: c.n_head,
-    layers: c.n_layer,
-    seq,
-    // learned positions are max(seq, r): a GPT's neighbour length must not add rows GPT-2 does not have
-    r: Math.min(128, seq as number),
-  });
+  const gpt2 = { vocab: c.vocab_size, d: c.n_embd, heads: c.n_head, layers: c.n_layer };
+  if (c.retro !== undefined) {
+    if (typeof c.retro !== "object" || c.retro === null || Array.isArray(c.retro))
+      throw new RetroError("corrupt", `${where}: "retro" is not an object`);
+    const unknown = Object.keys(c.retro).filter((k) => !RETRO_KEYS.includes(k));
+    if (unknown.length) throw new RetroError("mismatch", `${where}: unknown retro keys ${unknown.join(", ")}`);
+    const cfg = resolveModelConfig({ ...c.retro, ...gpt2, model: "retro" });
+    if (positions(cfg) !== seq)
+      throw new RetroError("mismatch", `${where}: n_positions ${seq}, but the Retro has ${positions(cfg)} positions`);
+    return cfg;
+  }
+  // learned positions are max(seq, r): a GPT's neighbour length must not add rows GPT-2 does not have
+  return resolveModelConfig({ ...gpt2, model: "gpt", seq, r: Math.min(128, seq as number) });
 }
 
 /** IEEE half / bfloat16 → float32 */
@@ -123,61 +133,116 @@ function transpose(x: Float32Array, rows: number, cols: number): Float32Array {
 }
 
 /**
- * The weights of a GPT2LMHeadModel folder under retro-ts names, F32, as an in-memory safetensors file that
- * `loadWeights` reads like any checkpoint (shapes checked there).
+ * One tensor of the folder and the retro-ts parameters it holds: `ours` concatenated along their first axis (q then
+ * k, v: GPT-2's c_attn), transposed when `conv1d` (Conv1D stores [in, out]).
+ */
+interface KeyMapEntry {
+  hf: string;
+  ours: string[];
+  /** the folder's shape */
+  shape: number[];
+  conv1d: boolean;
+}
+
+/**
+ * The key map, both ways. The decoder is GPT2LMHeadModel's (module comment). A Retro exported whole adds its
+ * retrieval part in GPT-2's own naming for cross-attention (`add_cross_attention` blocks) and Conv1D layouts:
+ *   transformer.h.N.ln_cross_attn                  ← blocks.N.lnc            (CCA layer N+1)
+ *   transformer.h.N.crossattention.q_attn [D, D]   ← blocks.N.xattn.q
+ *   transformer.h.N.crossattention.c_attn [D, 2D]  ← blocks.N.xattn.kv       (k | v)
+ *   transformer.h.N.crossattention.c_proj [D, D]   ← blocks.N.xattn.o
+ *   transformer.h.N.crossattention.null_kv [2D]    ← blocks.N.xattn.null_kv  (retrieval_null_kv)
+ *   retro_encoder.h.J.{ln_1, attn, ln_2, mlp}      ← encoder.J.*             (as the decoder's blocks)
+ *   retro_encoder.h.0.{ln_cross_attn, crossattention.*} ← encoder.0.lnx / xattn (the encoder reading the chunk)
+ * and config.json's `retro` section (the Retro keys of the model config: chunk, k, r, cca_layers, gate, …).
+ */
+function keyMap(c: ModelConfig, wpeRows: number): KeyMapEntry[] {
+  const D = c.d;
+  const out: KeyMapEntry[] = [
+    { hf: "transformer.wte.weight", ours: ["wte.weight"], shape: [c.vocab, D], conv1d: false },
+    { hf: "transformer.wpe.weight", ours: ["wpe.weight"], shape: [wpeRows, D], conv1d: false },
+  ];
+  const vec = (hf: string, ours: string, n: number) => out.push({ hf, ours: [ours], shape: [n], conv1d: false });
+  const ln = (hf: string, ours: string) => {
+    vec(`${hf}.weight`, `${ours}.weight`, D);
+    vec(`${hf}.bias`, `${ours}.bias`, D);
+  };
+  const conv = (hf: string, ours: string[], inp: number, outDim: number) => {
+    out.push({ hf: `${hf}.weight`, ours: ours.map((o) => `${o}.weight`), shape: [inp, outDim], conv1d: true });
+    out.push({ hf: `${hf}.bias`, ours: ours.map((o) => `${o}.bias`), shape: [outDim], conv1d: false });
+  };
+  const block = (h: string, b: string) => {
+    ln(`${h}.ln_1`, `${b}.ln1`);
+    conv(`${h}.attn.c_attn`, [`${b}.attn.q`, `${b}.attn.kv`], D, 3 * D);
+    conv(`${h}.attn.c_proj`, [`${b}.attn.o`], D, D);
+    ln(`${h}.ln_2`, `${b}.ln2`);
+    conv(`${h}.mlp.c_fc`, [`${b}.mlp.fc`], D, 4 * D);
+    conv(`${h}.mlp.c_proj`, [`${b}.mlp.proj`], 4 * D, D);
+  };
+  const cross = (h: string, b: string, lnName: string) => {
+    ln(`${h}.ln_cross_attn`, `${b}.${lnName}`);
+    conv(`${h}.crossattention.q_attn`, [`${b}.xattn.q`], D, D);
+    conv(`${h}.crossattention.c_attn`, [`${b}.xattn.kv`], D, 2 * D);
+    conv(`${h}.crossattention.c_proj`, [`${b}.xattn.o`], D, D);
+  };
+  const cca = new Set(c.model === "retro" ? c.cca_layers : []);
+  for (let i = 0; i < c.layers; i++) {
+    block(`transformer.h.${i}`, `blocks.${i}`);
+    if (cca.has(i + 1)) {
+      cross(`transformer.h.${i}`, `blocks.${i}`, "lnc");
+      if (c.retrieval_null_kv) vec(`transformer.h.${i}.crossattention.null_kv`, `blocks.${i}.xattn.null_kv`, 2 * D);
+    }
+  }
+  if (cca.size)
+    for (let j = 0; j < c.enc_layers; j++) {
+      block(`retro_encoder.h.${j}`, `encoder.${j}`);
+      if (j === 0) cross(`retro_encoder.h.${j}`, `encoder.${j}`, "lnx");
+    }
+  ln("transformer.ln_f", "lnf");
+  return out;
+}
+
+/**
+ * The weights of a GPT2LMHeadModel folder (or a Retro exported whole) under retro-ts names, F32, as an in-memory
+ * safetensors file that `loadWeights` reads like any checkpoint (shapes checked there).
  */
 export function readHfWeights(dir: string, cfg: ModelConfig): SafetensorsFile {
   const file = path.join(dir, "model.safetensors");
   if (!fs.existsSync(file))
     throw new RetroError("notFound", `${dir}: no model.safetensors (pytorch_model.bin is not read: convert it first)`);
   const f = readSafetensors(file);
-  const src = new Map<string, Float32Array & { shape?: number[] }>();
+  const src = new Map<string, Float32Array>();
   const shapes = new Map<string, number[]>();
   for (const [name, t] of f.tensors) {
-    const key = name.startsWith("transformer.") ? name.slice("transformer.".length) : name;
-    if (/^h\.\d+\.attn\.(bias|masked_bias)$/.test(key)) continue; // causal-mask buffers, not weights
+    // keys with or without the `transformer.` prefix (the encoder's always carry theirs)
+    const key = /^(transformer|retro_encoder|lm_head)\./.test(name) ? name : `transformer.${name}`;
+    if (/^transformer\.h\.\d+\.attn\.(bias|masked_bias)$/.test(key)) continue; // causal-mask buffers, not weights
     src.set(key, widen(t.dtype, f.data.subarray(t.begin, t.end)));
     shapes.set(key, t.shape);
   }
-  const D = cfg.d;
+  const what = cfg.model === "retro" ? `a Retro of ${cfg.layers} layers` : `a GPT2LMHeadModel of ${cfg.layers} layers`;
   const take = (key: string, shape: number[]): Float32Array => {
     const x = src.get(key);
-    if (!x) throw new RetroError("mismatch", `${file}: no tensor ${key} (a GPT2LMHeadModel of ${cfg.layers} layers)`);
+    if (!x) throw new RetroError("mismatch", `${file}: no tensor ${key} (${what})`);
     if (shapes.get(key)!.join(",") !== shape.join(","))
       throw new RetroError("mismatch", `${file}: ${key} is [${shapes.get(key)}], expected [${shape}]`);
     src.delete(key);
     return x;
   };
   const out = new Map<string, TensorOut>();
-  const put = (name: string, shape: number[], data: Float32Array) => out.set(name, { dtype: "F32", shape, data });
-  const wte = take("wte.weight", [cfg.vocab, D]);
-  put("wte.weight", [cfg.vocab, D], wte);
-  put("wpe.weight", [cfg.seq, D], take("wpe.weight", [cfg.seq, D]));
-  for (let i = 0; i < cfg.layers; i++) {
-    const h = `h.${i}`,
-      b = `blocks.${i}`;
-    for (const [from, to] of [
-      ["ln_1", "ln1"],
-      ["ln_2", "ln2"],
-    ]) {
-      put(`${b}.${to}.weight`, [D], take(`${h}.${from}.weight`, [D]));
-      put(`${b}.${to}.bias`, [D], take(`${h}.${from}.bias`, [D]));
+  const ourShape = new Map(paramSpecs(cfg).map((p) => [p.name, p.shape]));
+  for (const e of keyMap(cfg, positions(cfg))) {
+    let x = take(e.hf, e.shape);
+    if (e.conv1d) x = transpose(x, e.shape[0], e.shape[1]); // [out, in]
+    let at = 0;
+    for (const name of e.ours) {
+      const shape = ourShape.get(name)!;
+      const n = shape.reduce((a, b) => a * b, 1);
+      out.set(name, { dtype: "F32", shape, data: x.slice(at, at + n) });
+      at += n;
     }
-    const qkv = transpose(take(`${h}.attn.c_attn.weight`, [D, 3 * D]), D, 3 * D); // [3D, D]
-    const qkvb = take(`${h}.attn.c_attn.bias`, [3 * D]);
-    put(`${b}.attn.q.weight`, [D, D], qkv.slice(0, D * D));
-    put(`${b}.attn.q.bias`, [D], qkvb.slice(0, D));
-    put(`${b}.attn.kv.weight`, [2 * D, D], qkv.slice(D * D));
-    put(`${b}.attn.kv.bias`, [2 * D], qkvb.slice(D));
-    put(`${b}.attn.o.weight`, [D, D], transpose(take(`${h}.attn.c_proj.weight`, [D, D]), D, D));
-    put(`${b}.attn.o.bias`, [D], take(`${h}.attn.c_proj.bias`, [D]));
-    put(`${b}.mlp.fc.weight`, [4 * D, D], transpose(take(`${h}.mlp.c_fc.weight`, [D, 4 * D]), D, 4 * D));
-    put(`${b}.mlp.fc.bias`, [4 * D], take(`${h}.mlp.c_fc.bias`, [4 * D]));
-    put(`${b}.mlp.proj.weight`, [D, 4 * D], transpose(take(`${h}.mlp.c_proj.weight`, [4 * D, D]), 4 * D, D));
-    put(`${b}.mlp.proj.bias`, [D], take(`${h}.mlp.c_proj.bias`, [D]));
   }
-  put("lnf.weight", [D], take("ln_f.weight", [D]));
-  put("lnf.bias", [D], take("ln_f.bias", [D]));
+  const wte = out.get("wte.weight")!.data as Float32Array;
   const head = src.get("lm_head.weight");
   if (head) {
     if (head.length !== wte.length || head.some((v, i) => v !== wte[i]))
@@ -187,7 +252,7 @@ export function readHfWeights(dir: string, cfg: ModelConfig): SafetensorsFile {
   if (src.size)
     throw new RetroError(
       "mismatch",
-      `${file}: tensors that are not GPT-2's: ${[...src.keys()].slice(0, 5).join(", ")}`,
+      `${file}: tensors that are not ${what}'s: ${[...src.keys()].slice(0, 5).join(", ")}`,
     );
   return inMemory(file, out);
 }
@@ -296,9 +361,17 @@ function gpt2Merges(): string[] {
 /**
  * Write a GPT (or a Retro's decoder, its CCA gate at 0: InstructRetro's decoder alone is a GPT) as a
  * GPT2LMHeadModel folder `transformers` loads with `from_pretrained`: config.json, model.safetensors (the
- * `transformer.` keys, Conv1D layouts; the head tied, not stored), vocab.json + merges.txt.
+ * `transformer.` keys, Conv1D layouts; the head tied, not stored), vocab.json + merges.txt. With `full`, a Retro
+ * whole: the same folder plus its encoder and CCA under the key map of `keyMap` and config.json's `retro` section
+ * (`hf:DIR` reads it back as that Retro; no `transformers` class reads the retrieval part: GPT2LMHeadModel loads the
+ * decoder and reports the rest as unused weights).
  */
-export function exportHf(model: Model, tokenizerId: string, out: string): { tensors: number; bytes: number } {
+export function exportHf(
+  model: Model,
+  tokenizerId: string,
+  out: string,
+  opts: { full?: boolean } = {},
+): { tensors: number; bytes: number; full: boolean } {
   const c = model.config;
   if (tokenizerId !== "gpt2")
     throw new RetroError(
@@ -306,53 +379,41 @@ export function exportHf(model: Model, tokenizerId: string, out: string): { tens
       `the model was trained with tokenizer ${tokenizerId}; a GPT2LMHeadModel folder carries GPT-2's tokenizer ` +
         `files, so only a model of a database built --tokenizer gpt2 is exported`,
     );
-  if (c.model === "retro" && model.gate !== 0)
+  const full = c.model === "retro" && Boolean(opts.full);
+  if (c.model === "retro" && model.gate !== 0 && !full)
     throw new RetroError(
       "usage",
       "a Retro reading its neighbours (CCA gate ≠ 0) is not a GPT: export its decoder with --gate 0 (InstructRetro's " +
-        "use) — its encoder and CCA have no GPT2LMHeadModel counterpart",
+        "use), or the whole Retro with --full (its encoder and CCA under retro-ts's documented key map)",
     );
-  if (c.seq < 1) throw new RetroError("usage", "no positions");
   const D = c.d;
-  const p = (n: string) => model.store.get(n).data;
+  const rows = full ? positions(c) : c.seq;
   const t = new Map<string, TensorOut>();
-  const put = (name: string, shape: number[], data: Float32Array) =>
-    t.set(`transformer.${name}`, { dtype: "F32", shape, data });
-  put("wte.weight", [c.vocab, D], p("wte.weight"));
-  const wpe = p("wpe.weight");
-  put("wpe.weight", [c.seq, D], wpe.slice(0, c.seq * D));
-  for (let i = 0; i < c.layers; i++) {
-    const b = `blocks.${i}`,
-      h = `h.${i}`;
-    put(`${h}.ln_1.weight`, [D], p(`${b}.ln1.weight`));
-    put(`${h}.ln_1.bias`, [D], p(`${b}.ln1.bias`));
-    const qkv = new Float32Array(3 * D * D);
-    qkv.set(p(`${b}.attn.q.weight`));
-    qkv.set(p(`${b}.attn.kv.weight`), D * D);
-    put(`${h}.attn.c_attn.weight`, [D, 3 * D], transpose(qkv, 3 * D, D));
-    const qkvb = new Float32Array(3 * D);
-    qkvb.set(p(`${b}.attn.q.bias`));
-    qkvb.set(p(`${b}.attn.kv.bias`), D);
-    put(`${h}.attn.c_attn.bias`, [3 * D], qkvb);
-    put(`${h}.attn.c_proj.weight`, [D, D], transpose(p(`${b}.attn.o.weight`), D, D));
-    put(`${h}.attn.c_proj.bias`, [D], p(`${b}.attn.o.bias`));
-    put(`${h}.ln_2.weight`, [D], p(`${b}.ln2.weight`));
-    put(`${h}.ln_2.bias`, [D], p(`${b}.ln2.bias`));
-    put(`${h}.mlp.c_fc.weight`, [D, 4 * D], transpose(p(`${b}.mlp.fc.weight`), 4 * D, D));
-    put(`${h}.mlp.c_fc.bias`, [4 * D], p(`${b}.mlp.fc.bias`));
-    put(`${h}.mlp.c_proj.weight`, [4 * D, D], transpose(p(`${b}.mlp.proj.weight`), D, 4 * D));
-    put(`${h}.mlp.c_proj.bias`, [D], p(`${b}.mlp.proj.bias`));
+  const gptPart = full ? c : { ...c, model: "gpt" as const, cca_layers: [] };
+  for (const e of keyMap(gptPart, rows)) {
+    const parts = e.ours.map((n) => model.store.get(n).data);
+    const cat = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+    let at = 0;
+    for (const p of parts) cat.set(p, at), (at += p.length);
+    const data =
+      e.hf === "transformer.wpe.weight"
+        ? cat.slice(0, rows * D)
+        : e.conv1d
+          ? transpose(cat, e.shape[1], e.shape[0])
+          : cat;
+    t.set(e.hf, { dtype: "F32", shape: e.shape, data });
   }
-  put("ln_f.weight", [D], p("lnf.weight"));
-  put("ln_f.bias", [D], p("lnf.bias"));
   fs.mkdirSync(out, { recursive: true });
   writeSafetensors(path.join(out, "model.safetensors"), t, { format: "pt" });
+  const retro = full
+    ? Object.fromEntries(RETRO_KEYS.map((k) => [k, k === "gate" ? model.gate : c[k as keyof ModelConfig]]))
+    : null;
   writeJsonAtomic(path.join(out, "config.json"), {
     architectures: ["GPT2LMHeadModel"],
     model_type: "gpt2",
     vocab_size: c.vocab,
-    n_positions: c.seq,
-    n_ctx: c.seq,
+    n_positions: rows,
+    n_ctx: rows,
     n_embd: D,
     n_head: c.heads,
     n_layer: c.layers,
@@ -367,6 +428,7 @@ export function exportHf(model: Model, tokenizerId: string, out: string): { tens
     eos_token_id: 50256,
     tie_word_embeddings: true,
     torch_dtype: "float32",
+    ...(retro ? { retro } : {}),
   });
   const { strings } = gpt2Tokens();
   writeJsonAtomic(path.join(out, "vocab.json"), Object.fromEntries(strings.map((s, i) => [s, i])));
@@ -379,5 +441,5 @@ export function exportHf(model: Model, tokenizerId: string, out: string): { tens
     unk_token: "<|endoftext|>",
     add_prefix_space: false,
   });
-  return { tensors: t.size, bytes: fs.statSync(path.join(out, "model.safetensors")).size };
+  return { tensors: t.size, bytes: fs.statSync(path.join(out, "model.safetensors")).size, full };
 }

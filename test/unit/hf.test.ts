@@ -17,6 +17,7 @@ import { exportHf } from "../../src/model/hf.ts";
 import { readSafetensors, tensorF32 } from "../../src/engine/safetensors.ts";
 import { gpt2Tokenizer } from "../../src/tokenizer/tokenizer.ts";
 import { Rng } from "../../src/util/rng.ts";
+import { RetroError } from "../../src/util/errors.ts";
 import { peerPython, ROOT, tmpDir } from "../helpers.ts";
 
 const cfg = resolveModelConfig({ model: "gpt", vocab: 50257, d: 32, heads: 4, layers: 2, seq: 64, r: 64 });
@@ -122,6 +123,53 @@ test("the peer (PyTorch, HF layout): its random GPT-2 imported, a GPT and a gate
   assert.ok(e3 < 1e-5, `exported gate-0 Retro: logits differ by ${e3}`);
 });
 
+test("export hf --full: a Retro whole (encoder, CCA, null key/value, rotary flag, gate) reads back as the same Retro", () => {
+  const rc = resolveModelConfig({
+    ...cfg,
+    model: "retro",
+    chunk: 16,
+    r: 32,
+    cca_layers: [1, 2],
+    retrieval_rope: true,
+    retrieval_null_kv: true,
+  });
+  const m = new Model(rc, { seed: 4 });
+  const rng = new Rng(8);
+  for (let i = 0; i < m.store.data.length; i++) m.store.data[i] += 0.05 * rng.normal();
+  m.gate = 0.75;
+  const dir = tmpDir("retro-hf-full-");
+  assert.throws(() => exportHf(m, "gpt2", dir), /--full/);
+  const r = exportHf(m, "gpt2", dir, { full: true });
+  assert.equal(r.full, true);
+  const st = readSafetensors(path.join(dir, "model.safetensors"));
+  assert.deepEqual(st.tensors.get("transformer.h.1.crossattention.c_attn.weight")!.shape, [32, 64]);
+  assert.deepEqual(st.tensors.get("transformer.h.0.crossattention.null_kv")!.shape, [64]);
+  assert.deepEqual(st.tensors.get("retro_encoder.h.0.crossattention.q_attn.weight")!.shape, [32, 32]);
+  assert.ok(
+    st.tensors.has("retro_encoder.h.1.mlp.c_proj.bias") && !st.tensors.has("retro_encoder.h.1.ln_cross_attn.weight"),
+  );
+  const conf = JSON.parse(fs.readFileSync(path.join(dir, "config.json"), "utf8"));
+  assert.equal(conf.retro.gate, 0.75);
+  assert.deepEqual(conf.retro.cca_layers, [1, 2]);
+  const { model: back } = loadModel(`hf:${dir}`);
+  assert.deepEqual(back.config, { ...rc, gate: 0.75 }); // the gate it was exported at
+  assert.equal(back.gate, 0.75);
+  for (const p of m.store.params) assert.deepEqual(back.store.get(p.name).data, p.data, p.name);
+  const x = [...ids, ...ids, ...ids].slice(0, 32);
+  assert.deepEqual(logits(back, x), logits(m, x));
+  // the decoder alone, as a GPT-2 reader sees the folder: the Retro at gate 0
+  if (py) {
+    m.gate = 0;
+    const e = relErr(logits(m, x), peerLogits(py, dir, x));
+    assert.ok(e < 1e-5, `the peer reading the whole Retro's folder: logits differ by ${e}`);
+  }
+  // a retro section that does not fit is refused by name
+  fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify({ ...conf, retro: { ...conf.retro, kk: 1 } }));
+  assert.throws(() => loadModel(`hf:${dir}`), /unknown retro keys kk/);
+  fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify({ ...conf, retro: { ...conf.retro, enc_layers: 3 } }));
+  assert.throws(() => loadModel(`hf:${dir}`), /no tensor retro_encoder\.h\.2/);
+});
+
 test("hf:DIR variants: BF16 / F16 tensors, keys without the prefix, a tied lm_head, mask buffers; refusals", () => {
   const dir = tmpDir("retro-hf2-");
   const m = randomModel();
@@ -177,6 +225,23 @@ test("hf:DIR variants: BF16 / F16 tensors, keys without the prefix, a tied lm_he
   fs.writeFileSync(path.join(dir, "vocab.json"), JSON.stringify(v));
   assert.throws(() => loadModel(`hf:${dir}`), /not GPT-2's/);
   assert.throws(() => loadModel(`hf:${tmpDir()}`), /no config\.json/);
+  // each refusal with its exit code (docs/errors.md): 6 mismatch, 5 corrupt
+  const refused = (re: RegExp, code: number) => (e: unknown) =>
+    e instanceof RetroError && re.test(e.message) && e.code === code;
+  const v0 = JSON.parse(fs.readFileSync(path.join(dir, "vocab.json"), "utf8"));
+  v0["Ġthe" as string] = 262;
+  fs.writeFileSync(path.join(dir, "vocab.json"), JSON.stringify(v0));
+  fs.writeFileSync(conf, c0.replace('"model_type": "gpt2"', '"model_type": "llama"'));
+  assert.throws(() => loadModel(`hf:${dir}`), refused(/model_type "llama", only GPT-2/, 6));
+  fs.writeFileSync(conf, c0.replace(/"n_embd": 32/, '"n_embd": 64'));
+  assert.throws(() => loadModel(`hf:${dir}`), refused(/wte\.weight is \[50257,32\], expected \[50257,64\]/, 6));
+  fs.writeFileSync(conf, c0.replace(/"n_layer": 2/, '"n_layer": 3'));
+  assert.throws(() => loadModel(`hf:${dir}`), refused(/no tensor transformer\.h\.2\.ln_1\.weight/, 6));
+  fs.writeFileSync(conf, c0);
+  loadModel(`hf:${dir}`); // whole again
+  const weights = path.join(dir, "model.safetensors");
+  fs.truncateSync(weights, fs.statSync(weights).size - 100);
+  assert.throws(() => loadModel(`hf:${dir}`), (e: unknown) => e instanceof RetroError && e.code === 5);
   // a Retro reading its neighbours is not a GPT
   const retro = new Model(resolveModelConfig({ ...cfg, model: "retro", cca_layers: [2] }), { seed: 1 });
   assert.throws(() => exportHf(retro, "gpt2", tmpDir()), /--gate 0/);
