@@ -241,7 +241,10 @@ test("hf:DIR variants: BF16 / F16 tensors, keys without the prefix, a tied lm_he
   loadModel(`hf:${dir}`); // whole again
   const weights = path.join(dir, "model.safetensors");
   fs.truncateSync(weights, fs.statSync(weights).size - 100);
-  assert.throws(() => loadModel(`hf:${dir}`), (e: unknown) => e instanceof RetroError && e.code === 5);
+  assert.throws(
+    () => loadModel(`hf:${dir}`),
+    (e: unknown) => e instanceof RetroError && e.code === 5,
+  );
   // a Retro reading its neighbours is not a GPT
   const retro = new Model(resolveModelConfig({ ...cfg, model: "retro", cca_layers: [2] }), { seed: 1 });
   assert.throws(() => exportHf(retro, "gpt2", tmpDir()), /--gate 0/);
