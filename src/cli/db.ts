@@ -30,6 +30,7 @@ import { writeMegatronDataset } from "../data/megatron.ts";
 import { writeTwinCorpus } from "../data/synthetic.ts";
 import { loadModel } from "../model/checkpoint.ts";
 import { exportHf } from "../model/hf.ts";
+import type { SplitReader } from "../data/tokenstore.ts";
 import { collect, intFlag, numFlag, SEED_RANGE } from "./args.ts";
 
 export function registerCorpus(program: Command): void {
@@ -390,21 +391,35 @@ export function registerExport(program: Command): void {
     )
     .requiredOption("--db <dir>", "database folder")
     .requiredOption("--out <prefix>", "output prefix: PREFIX.bin and PREFIX.idx are written (atomically)")
-    .addOption(new Option("--split <name>", "which split").choices(["train", "valid"]).default("train"))
+    .addOption(
+      new Option(
+        "--split <name>",
+        "which split; all = both, each dataset's documents in their original order (a database built from one " +
+          "Megatron dataset gives it back byte for byte)",
+      )
+        .choices(["train", "valid", "all"])
+        .default("train"),
+    )
     .option("--trained-only", "leave out the retrieval-only datasets (weight 0): the documents training reads")
     .action((o) => {
       const d = new Database(o.db);
       try {
-        const r = d.split(o.split);
+        const splits = o.split === "all" ? [d.split("train"), d.split("valid")] : [d.split(o.split)];
         const retrievalOnly = new Set(
           (d.manifest.datasets ?? []).flatMap((ds, i) => (o.trainedOnly && ds.weight === 0 ? [i] : [])),
         );
+        // (split, document) pairs in export order: a split's own order, or with `all` by (dataset, ordinal)
+        const order: [SplitReader, number][] = splits.flatMap((r) =>
+          Array.from({ length: r.nDocs }, (_, i): [SplitReader, number] => [r, i]).filter(
+            ([, i]) => !retrievalOnly.has(r.docDataset(i)),
+          ),
+        );
+        if (o.split === "all") order.sort(([ra, a], [rb, b]) => ra.docKey(a) - rb.docKey(b));
         const eod = d.tokenizer.eod;
         function* docs(): Generator<Uint32Array> {
-          for (let i = 0; i < r.nDocs; i++) {
-            if (retrievalOnly.has(r.docDataset(i))) continue;
-            const start = r.docs[4 * i + 2],
-              len = r.docs[4 * i + 3];
+          for (const [r, i] of order) {
+            const start = r.docStart(i),
+              len = r.docLength(i);
             const ids = new Uint32Array(len + 1);
             ids.set(r.read(start, start + len));
             ids[len] = eod;

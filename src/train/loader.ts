@@ -67,7 +67,8 @@ export class Loader {
     if (info.seq % o.seq)
       throw new RetroError(
         "mismatch",
-        `model seq ${o.seq} must divide the database's sample length ${info.seq} (config.query.seq)`,
+        `model seq ${o.seq} must divide the database's sample length ${info.seq} (config.query.seq): build the ` +
+          `database with --seq ${o.seq} (or a multiple of it)`,
       );
     if (o.seq % db.m)
       throw new RetroError("mismatch", `model seq ${o.seq} must be a multiple of the database's chunk length ${db.m}`);

@@ -79,6 +79,12 @@ test("export megatron-data: MMIDIDX files the peer reads; db build --megatron gi
   assert.equal(b.code, 0, b.stderr);
   const exported = back.map((x) => [...x].join(",")).sort();
   assert.deepEqual(allDocs(db2), exported);
+  // …and out again, both splits in the original order: the same bytes as the dataset it was built from
+  const again = path.join(root, "again");
+  const x = cli(["export", "megatron-data", "--db", db2, "--out", again, "--split", "all"]);
+  assert.equal(x.code, 0, x.stderr);
+  assert.ok(fs.readFileSync(`${again}.bin`).equals(fs.readFileSync(`${prefix}.bin`)), "PREFIX.bin differs");
+  assert.ok(fs.readFileSync(`${again}.idx`).equals(fs.readFileSync(`${prefix}.idx`)), "PREFIX.idx differs");
   // refused: a learned BPE cannot read GPT-2 ids; a damaged index
   const bpe = cli(["db", "build", "--out", path.join(root, "db3"), "--megatron", prefix, "--tokenizer", "bpe:300"]);
   assert.equal(bpe.code, 2, bpe.stderr);
@@ -142,4 +148,24 @@ test("hf:DIR as a checkpoint: Retro-fitting a GPT-2 folder, and eval / generate 
   const m = cli(["train", "--db", bpeDb, "--out", path.join(root, "x"), "--init", `hf:${hf}`, "--steps", "1"]);
   assert.equal(m.code, 6, m.stderr);
   assert.match(m.stderr, /trained with tokenizer gpt2/);
+  // eval logits: the logits file of a GPT-2 folder and of the Retro-fit's decoder (gate 0: the same decoder
+  // weights after 2 steps differ), compared: a file equals itself, a perturbed one exits 1, a wrong size 6
+  const ids = ["--ids", "464,1893,286,262,995"];
+  const out = path.join(root, "logits.f32");
+  const l = cli(["eval", "logits", "--ckpt", `hf:${hf}`, ...ids, "--out", out]);
+  assert.equal(l.code, 0, l.stderr);
+  assert.equal(fs.statSync(out).size, 5 * 50257 * 4);
+  assert.equal(cli(["eval", "logits", "--ckpt", `hf:${hf}`, ...ids, "--compare", out]).code, 0);
+  const bent = fs.readFileSync(out);
+  bent.writeFloatLE(bent.readFloatLE(400) + 1, 400);
+  fs.writeFileSync(out, bent);
+  const differ = cli(["eval", "logits", "--ckpt", `hf:${hf}`, ...ids, "--compare", out]);
+  assert.equal(differ.code, 1, differ.stderr);
+  assert.match(differ.stderr, /logits differ/);
+  const short = cli(["eval", "logits", "--ckpt", `hf:${hf}`, "--ids", "464,1893", "--compare", out]);
+  assert.equal(short.code, 6, short.stderr);
+  const retro = cli(["eval", "logits", "--ckpt", path.join(root, "rfit"), ...ids]);
+  assert.equal(retro.code, 2, retro.stderr);
+  assert.match(retro.stderr, /--gate 0/);
+  assert.equal(cli(["eval", "logits", "--ckpt", path.join(root, "rfit"), "--gate", "0", ...ids]).code, 0);
 });
