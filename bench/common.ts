@@ -35,6 +35,20 @@ export function runPeer<T>(script: string, args: string[], opts: { unsetBlasEnv?
   return JSON.parse(last) as T;
 }
 
+/**
+ * A peer run both ways — with this machine's OpenBLAS variables and with both unset — and the faster of the two by
+ * `speed` (every ratio is taken against it, so no ratio is flattered by a handicapped peer).
+ */
+export function runPeerBothEnvs<T>(
+  script: string,
+  args: string[],
+  speed: (r: T) => number,
+): { set: T; unset: T; best: T } {
+  const set = runPeer<T>(script, args),
+    unset = runPeer<T>(script, args, { unsetBlasEnv: true });
+  return { set, unset, best: speed(unset) > speed(set) ? unset : set };
+}
+
 export function time<T>(f: () => T): [T, number] {
   const t0 = process.hrtime.bigint();
   const v = f();

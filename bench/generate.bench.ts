@@ -8,7 +8,9 @@
  *     (target ≥ 0.5×). The retrieval is real when a database with an 8192-id tokenizer and chunk 64 is at
  *     --db (default runs/default-db, what `retro db build --out runs/default-db` makes); else random neighbour
  *     tokens are used and the output says so.
- * Weights are random; each of ours is the best of `reps` runs at 1 and 2 threads. Exits 1 when a target is missed.
+ * Weights are random; each of ours is the best of `reps` runs at 1 and 2 threads; the peer runs with this machine's
+ * OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE and with both unset (both printed, ratios against the faster). Exits 1 when a
+ * target is missed.
  *
  *   npm run bench:generate [-- --quick] [-- --db DIR] [-- --no-peer]
  */
@@ -25,7 +27,7 @@ import { argmax } from "../src/generate/sampling.ts";
 import { Database } from "../src/db/database.ts";
 import { Retriever } from "../src/db/retriever.ts";
 import { Rng } from "../src/util/rng.ts";
-import { peerAvailable, runPeer, table } from "./common.ts";
+import { peerAvailable, runPeerBothEnvs, table } from "./common.ts";
 
 const { values: a } = parseArgs({
   options: {
@@ -174,12 +176,20 @@ function runOurs(name: string, batch: number): Ours {
 
 type Peer = { decode_tokens_per_s: number; prefill_s: number; threads: number; peer: string; peak_rss_mb: number };
 const peerOk = !a["no-peer"] && peerAvailable("torch", "torch_generate.py");
-const peer = (spec: Record<string, unknown>, mode: string, batch: number): Peer | null =>
-  peerOk
-    ? runPeer<Peer>("torch_generate.py", [
-        JSON.stringify({ ...spec, mode, batch, prompt: PROMPT, new: NEW, reps: REPS }),
-      ])
-    : null;
+/** the peer with this machine's OpenBLAS variables and with both unset: the faster (both printed) */
+const peer = (spec: Record<string, unknown>, mode: string, batch: number): Peer | null => {
+  if (!peerOk) return null;
+  const both = runPeerBothEnvs<Peer>(
+    "torch_generate.py",
+    [JSON.stringify({ ...spec, mode, batch, prompt: PROMPT, new: NEW, reps: REPS })],
+    (r) => r.decode_tokens_per_s,
+  );
+  console.log(
+    `peer ${spec.model} ${mode} batch ${batch}: OpenBLAS env set ${both.set.decode_tokens_per_s.toFixed(0)} tok/s, ` +
+      `unset ${both.unset.decode_tokens_per_s.toFixed(0)} tok/s`,
+  );
+  return both.best;
+};
 
 const rows: Record<string, string | number>[] = [];
 let failed = false;

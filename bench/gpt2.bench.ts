@@ -28,7 +28,7 @@ import { exportHf } from "../src/model/hf.ts";
 import { Decoder, type Feed } from "../src/generate/decoder.ts";
 import { argmax } from "../src/generate/sampling.ts";
 import { Rng } from "../src/util/rng.ts";
-import { PEERS, PY, peerAvailable, runPeer, table } from "./common.ts";
+import { PEERS, PY, peerAvailable, runPeerBothEnvs, table } from "./common.ts";
 
 const { values: a } = parseArgs({
   options: {
@@ -196,9 +196,8 @@ type PeerTrain = {
 };
 type PeerDecode = { decode_tokens_per_s: number; peak_rss_mb: number; threads: number };
 /** the peer as this machine's environment runs it, and with the two OpenBLAS variables unset */
-function bothEnvs<T>(script: string, cfg: Record<string, unknown>): { set: T; unset: T } {
-  const arg = [JSON.stringify(cfg)];
-  return { set: runPeer<T>(script, arg), unset: runPeer<T>(script, arg, { unsetBlasEnv: true }) };
+function bothEnvs<T>(script: string, cfg: Record<string, unknown>, speed: (r: T) => number): { set: T; unset: T } {
+  return runPeerBothEnvs<T>(script, [JSON.stringify(cfg)], speed);
 }
 
 const peerOk = !a["no-peer"] && peerAvailable("torch", "torch_retro_step.py") && peerAvailable("torch", "hf_gpt2.py");
@@ -227,12 +226,11 @@ for (const name of only.has("train") ? ["gpt", "retro"] : []) {
     peerRss = "–";
   if (peerOk) {
     const cfg = { ...SPECS[name], cca_layers: o.ccaLayers.length ? o.ccaLayers : null, batch: BATCH };
-    const p = bothEnvs<PeerTrain>("torch_retro_step.py", {
-      ...cfg,
-      warmup: WARMUP,
-      steps: STEPS,
-      threads: peerThreads,
-    });
+    const p = bothEnvs<PeerTrain>(
+      "torch_retro_step.py",
+      { ...cfg, warmup: WARMUP, steps: STEPS, threads: peerThreads },
+      (r) => r.tokens_per_s_median,
+    );
     const best = Math.max(p.set.tokens_per_s_median, p.unset.tokens_per_s_median);
     const rss = Math.min(p.set.peak_rss_mb, p.unset.peak_rss_mb);
     peerCol = `${p.set.tokens_per_s_median.toFixed(1)} / ${p.unset.tokens_per_s_median.toFixed(1)}`;
@@ -257,7 +255,7 @@ for (const batch of only.has("decode") ? [1, 8] : []) {
     peerRss = "–";
   if (peerOk) {
     const cfg = { ...GPT2, mode: "cache", batch, prompt: PROMPT, new: NEW, reps: REPS, threads: peerThreads };
-    const p = bothEnvs<PeerDecode>("torch_generate.py", cfg);
+    const p = bothEnvs<PeerDecode>("torch_generate.py", cfg, (r) => r.decode_tokens_per_s);
     const best = Math.max(p.set.decode_tokens_per_s, p.unset.decode_tokens_per_s);
     peerCol = `${p.set.decode_tokens_per_s.toFixed(1)} / ${p.unset.decode_tokens_per_s.toFixed(1)}`;
     peerRss = Math.min(p.set.peak_rss_mb, p.unset.peak_rss_mb).toFixed(0);

@@ -1,7 +1,9 @@
 /**
  * Training-step speed of the engine against PyTorch (Debian's python3-torch via ../shared/peers/torch_retro_step.py)
  * on the reference configs, in the same run: tokens/s, achieved GFLOP/s, % of the machine's measured sgemm peak,
- * peak RSS, and the Retro-vs-GPT FLOP and time ratios. Each measurement runs in its own process (clean RSS).
+ * peak RSS, and the Retro-vs-GPT FLOP and time ratios. Each measurement runs in its own process (clean RSS). The peer
+ * runs with this machine's OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE and with both unset (both shown; ratios against the
+ * faster).
  *
  *   npm run bench:train                      # both builds, fp32, with the peer when installed
  *   npm run bench:train -- --quick           # fewer steps, no peer
@@ -15,7 +17,7 @@ import { resolveModelConfig } from "../src/model/config.ts";
 import { Model, type Batch } from "../src/model/model.ts";
 import { AdamW } from "../src/model/optim.ts";
 import { Rng } from "../src/util/rng.ts";
-import { peerAvailable, runPeer, table } from "./common.ts";
+import { peerAvailable, runPeerBothEnvs, table } from "./common.ts";
 
 const CONFIGS: Record<string, Record<string, unknown>> = {
   gpt: { model: "gpt", vocab: 8192, d: 256, heads: 4, layers: 4, seq: 256 },
@@ -138,14 +140,26 @@ if (argv[0] === "--one") {
   const rows: Record<string, string | number>[] = [];
   const ours: Record<string, One> = {};
   for (const name of only) {
-    let peer: {
+    type PeerRun = {
       tokens_per_s_median: number;
       by_threads: Record<string, number>;
       peak_rss_mb: number;
       threads: number;
-    } | null = null;
-    if (withPeer)
-      peer = runPeer("torch_retro_step.py", [JSON.stringify({ ...CONFIGS[name], batch: BATCH, warmup, steps })]);
+    };
+    let peer: PeerRun | null = null,
+      peerEnv = "";
+    if (withPeer) {
+      // with this machine's OpenBLAS variables and with both unset; the ratios are against the faster
+      const both = runPeerBothEnvs<PeerRun>(
+        "torch_retro_step.py",
+        [JSON.stringify({ ...CONFIGS[name], batch: BATCH, warmup, steps })],
+        (r) => r.tokens_per_s_median,
+      );
+      peer = both.best;
+      peerEnv =
+        `; OpenBLAS env set ${both.set.tokens_per_s_median.toFixed(0)}, unset ` +
+        `${both.unset.tokens_per_s_median.toFixed(0)}`;
+    }
     const modes: [EngineKind, Precision][] = kinds.map((k) => [k, "fp32"]);
     // bf16 (our AVX512-BF16 kernel; Debian's OpenBLAS has no sbgemm): shown for the default build
     if (!argv.includes("--no-bf16") && loadEngine(kinds[kinds.length - 1]).bf16)
@@ -173,7 +187,7 @@ if (argv[0] === "--one") {
         engine: "pytorch",
         threads: `${peer.threads} (best of ${Object.entries(peer.by_threads)
           .map(([t, v]) => `${t}:${v}`)
-          .join(" ")})`,
+          .join(" ")}${peerEnv})`,
         "tokens/s": peer.tokens_per_s_median.toFixed(0),
         "step s": stepS.toFixed(3),
         "GFLOP/s": (f / stepS / 1e9).toFixed(1),
