@@ -5,6 +5,7 @@
 #include <omp.h>
 
 #include <string>
+#include <vector>
 
 #include "engine.h"
 
@@ -218,6 +219,39 @@ Napi::Value AttentionBackwardLse(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// attentionDecode(out, q, kvs: Float32Array[], T: Int32Array, S: Int32Array, row0: Int32Array, H, hd)
+Napi::Value AttentionDecode(const Napi::CallbackInfo& info) {
+  Call c{info, "attentionDecode"};
+  long H = c.num(6, "H"), hd = c.num(7, "hd");
+  c.positive(H, "H"); c.positive(hd, "hd");
+  if (!info[2].IsArray()) c.fail("argument 'kvs' must be an array of Float32Array");
+  Napi::Array list = info[2].As<Napi::Array>();
+  const long F = list.Length();
+  c.positive(F, "number of sequences");
+  int32_t* T = c.arr<int32_t, napi_int32_array>(3, "T", F, false);
+  int32_t* S = c.arr<int32_t, napi_int32_array>(4, "S", F, false);
+  int32_t* row0 = c.arr<int32_t, napi_int32_array>(5, "row0", F, false);
+  const long D = H * hd;
+  std::vector<const float*> kv(F);
+  long rows = 0;
+  for (long f = 0; f < F; f++) {
+    if (T[f] <= 0 || S[f] < T[f] || row0[f] < 0) c.fail("each sequence needs 0 < T <= S and row0 >= 0");
+    rows = std::max(rows, (long)row0[f] + T[f]);
+    Napi::Value v = list.Get((uint32_t)f);
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+      c.fail("argument 'kvs' must hold Float32Arrays");
+    auto a = v.As<Napi::Float32Array>();
+    if (a.ElementLength() < (Z)S[f] * 2 * D)
+      c.fail("kvs[" + std::to_string(f) + "] has " + std::to_string(a.ElementLength()) + " elements, needs " +
+             std::to_string((Z)S[f] * 2 * D));
+    kv[f] = a.Data();
+  }
+  float* out = c.f(0, "out", (Z)rows * D);
+  float* q = c.f(1, "q", (Z)rows * D);
+  retro::attention_decode(out, q, kv.data(), T, S, row0, F, H, hd);
+  return info.Env().Undefined();
+}
+
 // crossentropy(logits -> dlogits in place, losses, targets, mask|null, N, V, dscale) -> sum of masked losses
 Napi::Value Crossentropy(const Napi::CallbackInfo& info) {
   Call c{info, "crossentropy"};
@@ -332,6 +366,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("geluBackward", Napi::Function::New(env, GeluBackward));
   exports.Set("attentionForward", Napi::Function::New(env, AttentionForward));
   exports.Set("attentionBackward", Napi::Function::New(env, AttentionBackward));
+  exports.Set("attentionDecode", Napi::Function::New(env, AttentionDecode));
   exports.Set("attentionForwardLse", Napi::Function::New(env, AttentionForwardLse));
   exports.Set("attentionBackwardLse", Napi::Function::New(env, AttentionBackwardLse));
   exports.Set("crossentropy", Napi::Function::New(env, Crossentropy));

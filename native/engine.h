@@ -61,6 +61,12 @@ void attention_backward_lse(float* dq, float* dk, float* dv, const float* dout, 
                             int qs, const float* k, const float* v, int kvs, int B, int T, int S, int H, int hd,
                             int causal, int kvdiv);
 
+// Decoding: F sequences in one call, each with its own key/value cache kv[f] (S[f] rows of stride 2·H·hd: keys,
+// then values) and T[f] new query rows (few: one per decoding step) at positions S[f] − T[f] … S[f] − 1, causal.
+// Query and output rows of sequence f start at row0[f] (stride H·hd). Parallel over (sequence, head).
+void attention_decode(float* out, const float* q, const float* const* kv, const int* T, const int* S, const int* row0,
+                      int F, int H, int hd);
+
 // Fused softmax cross-entropy: turns logits[N,V] into dlogits in place, scaled by mask[n] * dscale
 // (mask may be null = all ones). losses[n] gets each row's loss. Returns sum_n mask[n] * losses[n].
 double crossentropy_forward_backward(float* logits, float* losses, const int32_t* targets, const float* mask, int N,

@@ -358,6 +358,48 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
   }
 }
 
+// ------------------------------------------------------------------------------- attention, decoding
+void attention_decode(float* out, const float* q, const float* const* kv, const int* T, const int* S, const int* row0,
+                      int F, int H, int hd) {
+  const int D = H * hd;
+  const float scale = 1.f / std::sqrt((float)hd);
+  size_t work = 0;
+  int smax = 0;
+  for (int f = 0; f < F; f++) work += (size_t)T[f] * S[f], smax = std::max(smax, S[f]);
+  work *= (size_t)H * hd;
+#pragma omp parallel if (work >= 16 * PAR_MIN)
+  {
+    std::vector<float> row(smax);
+#pragma omp for collapse(2) schedule(static)
+    for (int f = 0; f < F; f++) {
+      for (int h = 0; h < H; h++) {
+        const float* K = kv[f] + h * hd;
+        const float* V = kv[f] + D + h * hd;
+        for (int i = 0; i < T[f]; i++) {
+          const int lim = S[f] - T[f] + i + 1;  // causal: the query at position S − T + i sees keys 0 … itself
+          const float* Q = q + (size_t)(row0[f] + i) * D + h * hd;
+          float mx = -INFINITY;
+          for (int j = 0; j < lim; j++) {
+            row[j] = scale * dot(Q, K + (size_t)j * 2 * D, hd);
+            mx = std::max(mx, row[j]);
+          }
+          float sum = 0.f;
+          for (int j = 0; j < lim; j++) sum += (row[j] = std::exp(row[j] - mx));
+          const float inv = 1.f / sum;
+          float* o = out + (size_t)(row0[f] + i) * D + h * hd;
+          for (int c = 0; c < hd; c++) o[c] = 0.f;
+          for (int j = 0; j < lim; j++) {
+            const float pj = row[j] * inv;
+            const float* vj = V + (size_t)j * 2 * D;
+#pragma omp simd
+            for (int c = 0; c < hd; c++) o[c] += pj * vj[c];
+          }
+        }
+      }
+    }
+  }
+}
+
 // ------------------------------------------------------------------------------- attention, lse variant
 // The same attention without a [T, S] buffer per head (what a 1,024-token context needs: GPT-2 small keeps
 // 12 heads × 1,024² floats per sequence and layer otherwise). Queries run in blocks of QB rows against all

@@ -91,6 +91,11 @@ export interface Engine {
     hd: number,
     kvdiv: number,
   ): void;
+  /**
+   * Decoding: causal attention of F sequences in one call, each over its own cache kvs[f] (S[f] rows of K then V),
+   * its T[f] new query rows at positions S[f] − T[f] …, rows of q / out starting at row0[f]
+   */
+  attentionDecode(out: F, q: F, kvs: F[], T: I, S: I, row0: I, H: number, hd: number): void;
   /** attentionForward keeping each query row's log-sum-exp, lse [B, H, T], instead of probs [B, H, T, S] */
   attentionForwardLse(
     out: F,

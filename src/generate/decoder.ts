@@ -21,6 +21,9 @@ import type { Model } from "../model/model.ts";
 import { RetroError } from "../util/errors.ts";
 
 /** One sequence's cached state. */
+/** new tokens per feed up to which a forward is a decoding step (one attention call for all feeds) */
+const DECODE_ROWS = 4;
+
 export interface Slot {
   /** tokens processed (the next token's position) */
   pos: number;
@@ -164,6 +167,11 @@ export class Decoder {
       );
     });
 
+    // a decoding step: at most DECODE_ROWS new tokens in every feed (attentionDecode), else per-feed kernels
+    const decoding = feeds.every((f) => f.ids.length <= DECODE_ROWS);
+    const nNew = Int32Array.from(feeds, (f) => f.ids.length),
+      nKeys = Int32Array.from(feeds, (f) => f.slot.pos + f.ids.length),
+      row0 = Int32Array.from(starts);
     for (let li = 0; li < c.layers; li++) {
       const pre = `blocks.${li}`;
       // ---- causal self-attention over the cache
@@ -171,20 +179,37 @@ export class Decoder {
       e.linearForward(q, ln, this.p(`${pre}.attn.q.weight`), this.p(`${pre}.attn.q.bias`), N, D, D);
       e.linearForward(kvNew, ln, this.p(`${pre}.attn.kv.weight`), this.p(`${pre}.attn.kv.bias`), N, D, 2 * D);
       feeds.forEach((f, fi) => {
-        const T = f.ids.length,
-          p0 = f.slot.pos,
-          S = p0 + T,
-          cache = f.slot.kv[li];
-        cache.set(kvNew.subarray(starts[fi] * 2 * D, (starts[fi] + T) * 2 * D), p0 * 2 * D);
-        // a prompt keeps only log-sum-exps (no [T, S] buffer); a few new tokens take the probs kernel's dot
-        // products, cheaper than the blocked products at T ≤ 4
-        const saved = T > 4 ? { lse: s.get("lse", H * T) } : { probs: s.get("probs", H * T * S) };
-        attention(
-          e,
-          { out: y.subarray(starts[fi] * D), ...saved, q: q.subarray(starts[fi] * D), kv: cache },
-          { seqs: 1, T, S, heads: H, headDim: hd, causal: true, qpos0: p0 },
-        );
+        const T = f.ids.length;
+        f.slot.kv[li].set(kvNew.subarray(starts[fi] * 2 * D, (starts[fi] + T) * 2 * D), f.slot.pos * 2 * D);
       });
+      if (decoding) {
+        // a decoding step (a few new tokens per sequence): every sequence's attention over its own cache in one
+        // call, parallel over (sequence, head) — one call per sequence ran each on one thread
+        e.attentionDecode(
+          y,
+          q,
+          feeds.map((f) => f.slot.kv[li]),
+          nNew,
+          nKeys,
+          row0,
+          H,
+          hd,
+        );
+      } else {
+        feeds.forEach((f, fi) => {
+          const T = f.ids.length,
+            p0 = f.slot.pos,
+            S = p0 + T;
+          // a prompt keeps only log-sum-exps (no [T, S] buffer); a few new tokens take the probs kernel's dot
+          // products, cheaper than the blocked products at T ≤ 4
+          const saved = T > 4 ? { lse: s.get("lse", H * T) } : { probs: s.get("probs", H * T * S) };
+          attention(
+            e,
+            { out: y.subarray(starts[fi] * D), ...saved, q: q.subarray(starts[fi] * D), kv: f.slot.kv[li] },
+            { seqs: 1, T, S, heads: H, headDim: hd, causal: true, qpos0: p0 },
+          );
+        });
+      }
       e.linearForward(tmp, y, this.p(`${pre}.attn.o.weight`), this.p(`${pre}.attn.o.bias`), N, D, D);
       const xa = s.get(li % 2 ? "xa1" : "xa0", N * D);
       e.add(xa, x, tmp, N * D);

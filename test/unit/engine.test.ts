@@ -244,6 +244,48 @@ for (const [label, causal, kvdiv, T, S, qpos0] of [
   });
 }
 
+test("attentionDecode: sequences of their own caches in one call equal one attentionForward each", () => {
+  const H = 3,
+    hd = 8,
+    D = H * hd;
+  const T = Int32Array.from([1, 3, 1, 2]),
+    S = Int32Array.from([5, 40, 1, 17]);
+  const row0 = Int32Array.from([0, 1, 4, 5]);
+  const rows = 7;
+  const q = rand(rows * D),
+    kvs = [...S].map((n) => rand(n * 2 * D + 5)); // caches may be longer than their S rows
+  const out = new Float32Array(rows * D).fill(9);
+  E.attentionDecode(out, q, kvs, T, S, row0, H, hd);
+  for (let f = 0; f < T.length; f++) {
+    const want = new Float32Array(T[f] * D),
+      probs = new Float32Array(H * T[f] * S[f]);
+    E.attentionForward(
+      want,
+      probs,
+      q.subarray(row0[f] * D),
+      0,
+      D,
+      kvs[f],
+      0,
+      D,
+      2 * D,
+      1,
+      T[f],
+      S[f],
+      H,
+      hd,
+      1,
+      1,
+      S[f] - T[f],
+    );
+    const got = out.subarray(row0[f] * D, (row0[f] + T[f]) * D);
+    for (let i = 0; i < want.length; i++)
+      assert.ok(Math.abs(got[i] - want[i]) < 1e-5, `sequence ${f} [${i}]: ${got[i]} vs ${want[i]}`);
+  }
+  assert.throws(() => E.attentionDecode(out, q, [kvs[2], kvs[1], kvs[2], kvs[3]], T, S, row0, H, hd), /kvs\[0\] has/);
+  assert.throws(() => E.attentionDecode(out, q, kvs, Int32Array.from([6, 1, 1, 1]), S, row0, H, hd), /0 < T <= S/);
+});
+
 test("attention without a [T, S] buffer: backward matches finite differences", () => {
   const B = 2,
     H = 2,
