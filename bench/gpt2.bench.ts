@@ -261,6 +261,11 @@ for (const batch of only.has("decode") ? [1, 8] : []) {
     peerRss = Math.min(p.set.peak_rss_mb, p.unset.peak_rss_mb).toFixed(0);
     ratio = `${(o.tokensPerS / best).toFixed(2)}x`;
     check(`decode batch ${batch} (KV cache) vs PyTorch`, o.tokensPerS / best >= 2, `${ratio} (target ≥ 2×)`);
+    check(
+      `decode batch ${batch} peak RSS`,
+      o.peakRssMiB <= Number(peerRss),
+      `${o.peakRssMiB.toFixed(0)} vs ${peerRss} MiB`,
+    );
   }
   rows.push({
     job: `decode batch ${batch} (KV cache)`,

@@ -20,10 +20,10 @@ import { attention } from "../engine/ops.ts";
 import type { Model } from "../model/model.ts";
 import { RetroError } from "../util/errors.ts";
 
-/** One sequence's cached state. */
 /** new tokens per feed up to which a forward is a decoding step (one attention call for all feeds) */
 const DECODE_ROWS = 4;
 
+/** One sequence's cached state. */
 export interface Slot {
   /** tokens processed (the next token's position) */
   pos: number;

@@ -1,7 +1,8 @@
 /**
  * Hugging Face GPT-2 checkpoints in and out (`hf:DIR`): a GPT2LMHeadModel folder — config.json, model.safetensors,
  * the tokenizer (vocab.json + merges.txt, or tokenizer.json) — read as a retro-ts GPT (the decoder of a Retro
- * when Retro-fitting), and a retro-ts GPT (or a Retro's decoder at CCA gate 0) written as one.
+ * when Retro-fitting), and a retro-ts GPT (or a Retro's decoder at CCA gate 0) written as one; a whole Retro goes
+ * out and back in the same folder layout with its retrieval part under the key map of `keyMap`.
  *
  * The architectures are the same (llm.c's GPT-2: learned positions, pre-LayerNorm with ε 1e-5, GELU with the tanh
  * approximation, a head tied to the token embedding, biases everywhere), so the map is names and layouts only:
