@@ -160,62 +160,42 @@ AttnArgs attnArgs(const Call& c, size_t qi, size_t kdi) {
   return a;
 }
 
-// attentionForward(out, probs, q, qOffset, qs, kv, kOffset, vOffset, kvs, B, T, S, H, hd, causal, kvdiv[, qpos0])
-Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
-  Call c{info, "attentionForward"};
+// attentionForward(out, probs, q, qOffset, qs, kv, kOffset, vOffset, kvs, B, T, S, H, hd, causal, kvdiv[, qpos0]);
+// attentionForwardLse: the same arguments with lse [B, H, T] in place of probs [B, H, T, S]
+template <bool LSE>
+Napi::Value AttentionForwardT(const Napi::CallbackInfo& info) {
+  Call c{info, LSE ? "attentionForwardLse" : "attentionForward"};
   AttnArgs a = attnArgs(c, 2, 15);
   long causal = c.num(14, "causal");
   long qpos0 = info.Length() > 16 && !info[16].IsUndefined() ? c.num(16, "qpos0") : 0;
   if (qpos0 < 0) c.fail("qpos0 must be >= 0");
   if (causal && qpos0 + a.T > a.S) c.fail("causal attention: qpos0 + T exceeds S (a query would see keys that are not there)");
   float* out = c.f(0, "out", (Z)a.B * a.T * a.D);
-  float* probs = c.f(1, "probs", (Z)a.B * a.H * a.T * a.S);
-  retro::attention_forward(out, probs, a.q + a.qo, a.qs, a.kv + a.ko, a.kv + a.vo, a.kvs, a.B, a.T, a.S, a.H, a.hd, causal,
-                           a.kvdiv, (int)qpos0);
+  float* saved = c.f(1, LSE ? "lse" : "probs", (Z)a.B * a.H * a.T * (LSE ? 1 : a.S));
+  (LSE ? retro::attention_forward_lse : retro::attention_forward)(out, saved, a.q + a.qo, a.qs, a.kv + a.ko, a.kv + a.vo,
+                                                                  a.kvs, a.B, a.T, a.S, a.H, a.hd, causal, a.kvdiv,
+                                                                  (int)qpos0);
   return info.Env().Undefined();
 }
 
-// attentionBackward(dq, dkv, dout, probs, q, qOffset, qs, kv, kOffset, vOffset, kvs, B, T, S, H, hd, kvdiv)
-Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
-  Call c{info, "attentionBackward"};
+// attentionBackward(dq, dkv, dout, probs, q, qOffset, qs, kv, kOffset, vOffset, kvs, B, T, S, H, hd, kvdiv);
+// attentionBackwardLse: lse in place of probs, and causal after kvdiv
+template <bool LSE>
+Napi::Value AttentionBackwardT(const Napi::CallbackInfo& info) {
+  Call c{info, LSE ? "attentionBackwardLse" : "attentionBackward"};
   AttnArgs a = attnArgs(c, 4, 16);
-  float* dq = c.f(0, "dq", (Z)a.B * a.T * a.qs);
-  float* dkv = c.f(1, "dkv", (Z)(a.B / a.kvdiv) * a.S * a.kvs);
-  float* dout = c.f(2, "dout", (Z)a.B * a.T * a.D);
-  float* probs = c.f(3, "probs", (Z)a.B * a.H * a.T * a.S);
-  retro::attention_backward(dq + a.qo, dkv + a.ko, dkv + a.vo, dout, probs, a.q + a.qo, a.qs, a.kv + a.ko, a.kv + a.vo,
-                            a.kvs, a.B, a.T, a.S, a.H, a.hd, a.kvdiv);
-  return info.Env().Undefined();
-}
-
-// attentionForwardLse(out, lse, q, qOffset, qs, kv, kOffset, vOffset, kvs, B, T, S, H, hd, causal, kvdiv[, qpos0]):
-// attentionForward keeping lse [B, H, T] instead of probs
-Napi::Value AttentionForwardLse(const Napi::CallbackInfo& info) {
-  Call c{info, "attentionForwardLse"};
-  AttnArgs a = attnArgs(c, 2, 15);
-  long causal = c.num(14, "causal");
-  long qpos0 = info.Length() > 16 && !info[16].IsUndefined() ? c.num(16, "qpos0") : 0;
-  if (qpos0 < 0) c.fail("qpos0 must be >= 0");
-  if (causal && qpos0 + a.T > a.S) c.fail("causal attention: qpos0 + T exceeds S (a query would see keys that are not there)");
-  float* out = c.f(0, "out", (Z)a.B * a.T * a.D);
-  float* lse = c.f(1, "lse", (Z)a.B * a.H * a.T);
-  retro::attention_forward_lse(out, lse, a.q + a.qo, a.qs, a.kv + a.ko, a.kv + a.vo, a.kvs, a.B, a.T, a.S, a.H, a.hd,
-                               causal, a.kvdiv, (int)qpos0);
-  return info.Env().Undefined();
-}
-
-// attentionBackwardLse(dq, dkv, dout, lse, q, qOffset, qs, kv, kOffset, vOffset, kvs, B, T, S, H, hd, kvdiv, causal)
-Napi::Value AttentionBackwardLse(const Napi::CallbackInfo& info) {
-  Call c{info, "attentionBackwardLse"};
-  AttnArgs a = attnArgs(c, 4, 16);
-  long causal = c.num(17, "causal");
+  long causal = LSE ? c.num(17, "causal") : 0;
   if (causal && a.T > a.S) c.fail("causal attention: T exceeds S");
   float* dq = c.f(0, "dq", (Z)a.B * a.T * a.qs);
   float* dkv = c.f(1, "dkv", (Z)(a.B / a.kvdiv) * a.S * a.kvs);
   float* dout = c.f(2, "dout", (Z)a.B * a.T * a.D);
-  float* lse = c.f(3, "lse", (Z)a.B * a.H * a.T);
-  retro::attention_backward_lse(dq + a.qo, dkv + a.ko, dkv + a.vo, dout, lse, a.q + a.qo, a.qs, a.kv + a.ko,
-                                a.kv + a.vo, a.kvs, a.B, a.T, a.S, a.H, a.hd, causal, a.kvdiv);
+  float* saved = c.f(3, LSE ? "lse" : "probs", (Z)a.B * a.H * a.T * (LSE ? 1 : a.S));
+  if (LSE)
+    retro::attention_backward_lse(dq + a.qo, dkv + a.ko, dkv + a.vo, dout, saved, a.q + a.qo, a.qs, a.kv + a.ko,
+                                  a.kv + a.vo, a.kvs, a.B, a.T, a.S, a.H, a.hd, causal, a.kvdiv);
+  else
+    retro::attention_backward(dq + a.qo, dkv + a.ko, dkv + a.vo, dout, saved, a.q + a.qo, a.qs, a.kv + a.ko,
+                              a.kv + a.vo, a.kvs, a.B, a.T, a.S, a.H, a.hd, a.kvdiv);
   return info.Env().Undefined();
 }
 
@@ -364,11 +344,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("linearBackward", Napi::Function::New(env, LinearBackward));
   exports.Set("geluForward", Napi::Function::New(env, GeluForward));
   exports.Set("geluBackward", Napi::Function::New(env, GeluBackward));
-  exports.Set("attentionForward", Napi::Function::New(env, AttentionForward));
-  exports.Set("attentionBackward", Napi::Function::New(env, AttentionBackward));
+  exports.Set("attentionForward", Napi::Function::New(env, AttentionForwardT<false>));
+  exports.Set("attentionBackward", Napi::Function::New(env, AttentionBackwardT<false>));
   exports.Set("attentionDecode", Napi::Function::New(env, AttentionDecode));
-  exports.Set("attentionForwardLse", Napi::Function::New(env, AttentionForwardLse));
-  exports.Set("attentionBackwardLse", Napi::Function::New(env, AttentionBackwardLse));
+  exports.Set("attentionForwardLse", Napi::Function::New(env, AttentionForwardT<true>));
+  exports.Set("attentionBackwardLse", Napi::Function::New(env, AttentionBackwardT<true>));
   exports.Set("crossentropy", Napi::Function::New(env, Crossentropy));
   exports.Set("adamw", Napi::Function::New(env, Adamw));
   exports.Set("rope", Napi::Function::New(env, Rope));

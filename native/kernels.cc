@@ -267,6 +267,17 @@ void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) {
 }
 
 // ---------------------------------------------------------------------------------------------- attention
+// dP [rows, cols] becomes dS = P * (dP - rowsum(P * dP)), times the score scale (the softmax's backward)
+static inline void softmax_backward_rows(float* dP, const float* P, int rows, int cols, float scale) {
+  for (int i = 0; i < rows; i++) {
+    const float* p = P + (size_t)i * cols;
+    float* d = dP + (size_t)i * cols;
+    double dot = 0.0;  // double: dS is a small difference of nearly equal terms when attention is flat
+    for (int j = 0; j < cols; j++) dot += (double)p[j] * d[j];
+    for (int j = 0; j < cols; j++) d[j] = p[j] * (float)((double)d[j] - dot) * scale;
+  }
+}
+
 void attention_forward(float* out, float* probs, const float* q, int qs, const float* k, const float* v, int kvs,
                        int B, int T, int S, int H, int hd, int causal, int kvdiv, int qpos0) {
   const int D = H * hd;
@@ -343,13 +354,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
           float beta = sub == 0 ? 0.f : 1.f;
           gemm1(false, true, T, S, hd, 1.f, dY, D, V, kvs, 0.f, dP.data(), S);  // dP = dY V^T
           gemm1(true, false, S, hd, T, 1.f, P, S, dY, D, beta, dV, kvs);         // dV = P^T dY
-          for (int i = 0; i < T; i++) {  // dS = P * (dP - rowsum(P * dP)), times the score scale
-            const float* p = P + (size_t)i * S;
-            float* d = dP.data() + (size_t)i * S;
-            double dot = 0.0;  // double: dS is a small difference of nearly equal terms when attention is flat
-            for (int j = 0; j < S; j++) dot += (double)p[j] * d[j];
-            for (int j = 0; j < S; j++) d[j] = p[j] * (float)((double)d[j] - dot) * scale;
-          }
+          softmax_backward_rows(dP.data(), P, T, S, scale);
           gemm1(false, false, T, hd, S, 1.f, dP.data(), S, K, kvs, 0.f, dQ, qs);  // dQ = dS K
           gemm1(true, false, S, hd, T, 1.f, dP.data(), S, Q, qs, beta, dK, kvs);  // dK = dS^T Q
         }
@@ -498,13 +503,7 @@ void attention_backward_lse(float* dq, float* dk, float* dv, const float* dout, 
           block_probs(P, Sb, Q, qs, K, kvs, hd, scale, i0, nb, S, causal, 0, L, nullptr);
           gemm1(false, true, nb, Sb, hd, 1.f, dY, D, V, kvs, 0.f, dP, Sb);  // dP = dY Vᵀ
           gemm1(true, false, Sb, hd, nb, 1.f, P, Sb, dY, D, 1.f, dV, kvs);  // dV += Pᵀ dY
-          for (int r = 0; r < nb; r++) {  // dS = P * (dP - rowsum(P * dP)), times the score scale
-            const float* p = P + (size_t)r * Sb;
-            float* d = dP + (size_t)r * Sb;
-            double dot = 0.0;
-            for (int j = 0; j < Sb; j++) dot += (double)p[j] * d[j];
-            for (int j = 0; j < Sb; j++) d[j] = p[j] * (float)((double)d[j] - dot) * scale;
-          }
+          softmax_backward_rows(dP, P, nb, Sb, scale);
           gemm1(false, false, nb, hd, Sb, 1.f, dP, Sb, K, kvs, 0.f, dQ, qs);  // dQ = dS K
           gemm1(true, false, Sb, hd, nb, 1.f, dP, Sb, Q + (size_t)i0 * qs, qs, 1.f, dK, kvs);  // dK += dSᵀ Q
         }
