@@ -25,6 +25,7 @@ import { Model, type Batch } from "../src/model/model.ts";
 import { AdamW } from "../src/model/optim.ts";
 import { loadModel } from "../src/model/checkpoint.ts";
 import { exportHf } from "../src/model/hf.ts";
+import { relativeDifference, sequenceLogits } from "../src/model/logits.ts";
 import { Decoder, type Feed } from "../src/generate/decoder.ts";
 import { argmax } from "../src/generate/sampling.ts";
 import { Rng } from "../src/util/rng.ts";
@@ -127,17 +128,6 @@ function decode(batch: number): DecodeRun {
   return best!;
 }
 
-/** max |a − b| over max |b| */
-function relErr(x: Float32Array, y: Float32Array): number {
-  let err = 0,
-    top = 0;
-  for (let i = 0; i < x.length; i++) {
-    err = Math.max(err, Math.abs(x[i] - y[i]));
-    top = Math.max(top, Math.abs(y[i]));
-  }
-  return err / top;
-}
-
 /** the peer's random GPT-2 imported, and ours exported: relative logit differences against the peer */
 function parity(): { imported: number; exported: number } {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "retro-gpt2-"));
@@ -150,22 +140,18 @@ function parity(): { imported: number; exported: number } {
     if (r.status !== 0) throw new Error(`hf_gpt2.py logits: ${r.stderr}`);
     return new Float32Array(fs.readFileSync(out).buffer.slice(0));
   };
-  const ours = (m: Model): Float32Array => {
-    const x = Int32Array.from(ids);
-    m.forward({ B: 1, n: x.length, ids: x, targets: new Int32Array(x.length) }, { keepLogits: true });
-    return m.logits().slice();
-  };
+  const ours = (m: Model): Float32Array => sequenceLogits(m, ids).logits;
   try {
     const made = path.join(dir, "peer-gpt2");
     const args = ["make", made, "--layers", "12", "--d", "768", "--heads", "12", "--ctx", "1024", "--seed", "7"];
     const r = spawnSync(PY, [path.join(PEERS, "hf_gpt2.py"), ...args], { encoding: "utf8" });
     if (r.status !== 0) throw new Error(`hf_gpt2.py make: ${r.stderr}`);
-    const imported = relErr(ours(loadModel(`hf:${made}`).model), peerLogits(made));
+    const imported = relativeDifference(ours(loadModel(`hf:${made}`).model), peerLogits(made));
     fs.rmSync(made, { recursive: true });
     const m = new Model(resolveModelConfig(GPT2), { seed: 99 });
     const out = path.join(dir, "ours-gpt2");
     exportHf(m, "gpt2", out);
-    const exported = relErr(ours(m), peerLogits(out));
+    const exported = relativeDifference(ours(m), peerLogits(out));
     return { imported, exported };
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
@@ -195,11 +181,6 @@ type PeerTrain = {
   by_threads: Record<string, number>;
 };
 type PeerDecode = { decode_tokens_per_s: number; peak_rss_mb: number; threads: number };
-/** the peer as this machine's environment runs it, and with the two OpenBLAS variables unset */
-function bothEnvs<T>(script: string, cfg: Record<string, unknown>, speed: (r: T) => number): { set: T; unset: T } {
-  return runPeerBothEnvs<T>(script, [JSON.stringify(cfg)], speed);
-}
-
 const peerOk = !a["no-peer"] && peerAvailable("torch", "torch_retro_step.py") && peerAvailable("torch", "hf_gpt2.py");
 const peerThreads = a["peer-threads"] ? Number(a["peer-threads"]) : null;
 let failed = false;
@@ -226,12 +207,13 @@ for (const name of only.has("train") ? ["gpt", "retro"] : []) {
     peerRss = "–";
   if (peerOk) {
     const cfg = { ...SPECS[name], cca_layers: o.ccaLayers.length ? o.ccaLayers : null, batch: BATCH };
-    const p = bothEnvs<PeerTrain>(
+    // the peer as this machine's environment runs it, and with the two OpenBLAS variables unset
+    const p = runPeerBothEnvs<PeerTrain>(
       "torch_retro_step.py",
-      { ...cfg, warmup: WARMUP, steps: STEPS, threads: peerThreads },
+      [JSON.stringify({ ...cfg, warmup: WARMUP, steps: STEPS, threads: peerThreads })],
       (r) => r.tokens_per_s_median,
     );
-    const best = Math.max(p.set.tokens_per_s_median, p.unset.tokens_per_s_median);
+    const best = p.best.tokens_per_s_median;
     const rss = Math.min(p.set.peak_rss_mb, p.unset.peak_rss_mb);
     peerCol = `${p.set.tokens_per_s_median.toFixed(1)} / ${p.unset.tokens_per_s_median.toFixed(1)}`;
     peerRss = rss.toFixed(0);
@@ -255,8 +237,8 @@ for (const batch of only.has("decode") ? [1, 8] : []) {
     peerRss = "–";
   if (peerOk) {
     const cfg = { ...GPT2, mode: "cache", batch, prompt: PROMPT, new: NEW, reps: REPS, threads: peerThreads };
-    const p = bothEnvs<PeerDecode>("torch_generate.py", cfg, (r) => r.decode_tokens_per_s);
-    const best = Math.max(p.set.decode_tokens_per_s, p.unset.decode_tokens_per_s);
+    const p = runPeerBothEnvs<PeerDecode>("torch_generate.py", [JSON.stringify(cfg)], (r) => r.decode_tokens_per_s);
+    const best = p.best.decode_tokens_per_s;
     peerCol = `${p.set.decode_tokens_per_s.toFixed(1)} / ${p.unset.decode_tokens_per_s.toFixed(1)}`;
     peerRss = Math.min(p.set.peak_rss_mb, p.unset.peak_rss_mb).toFixed(0);
     ratio = `${(o.tokensPerS / best).toFixed(2)}x`;

@@ -14,6 +14,7 @@ import { Model } from "../../src/model/model.ts";
 import { resolveModelConfig } from "../../src/model/config.ts";
 import { loadModel } from "../../src/model/checkpoint.ts";
 import { exportHf } from "../../src/model/hf.ts";
+import { relativeDifference } from "../../src/model/logits.ts";
 import { readSafetensors, tensorF32 } from "../../src/engine/safetensors.ts";
 import { gpt2Tokenizer } from "../../src/tokenizer/tokenizer.ts";
 import { Rng } from "../../src/util/rng.ts";
@@ -78,16 +79,10 @@ function peerLogits(py: string, dir: string, x = ids): Float32Array {
   return new Float32Array(fs.readFileSync(out).buffer.slice(0));
 }
 
-/** max |a − b| relative to max |b| */
+/** max |a − b| relative to max |b| (src/model/logits.ts), of tables of the same shape */
 function relErr(a: Float32Array, b: Float32Array): number {
   assert.equal(a.length, b.length);
-  let err = 0,
-    top = 0;
-  for (let i = 0; i < a.length; i++) {
-    err = Math.max(err, Math.abs(a[i] - b[i]));
-    top = Math.max(top, Math.abs(b[i]));
-  }
-  return err / top;
+  return relativeDifference(a, b);
 }
 
 const PEER = path.join(ROOT, "..", "shared", "peers", "hf_gpt2.py");
