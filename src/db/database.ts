@@ -53,6 +53,7 @@ export class Database {
     const deadline = Date.now() + OPEN_WAIT_MS;
     for (;;) {
       settleUpdate(dir, deadline);
+      const stamp = manifest ? "" : manifestStamp(dir);
       try {
         const st = readState(dir, manifest);
         this.manifest = st.manifest;
@@ -70,7 +71,9 @@ export class Database {
         const midCommit =
           (e instanceof RetroError && (e.kind === "corrupt" || e.kind === "notFound")) ||
           (e as NodeJS.ErrnoException).code === "ENOENT";
-        const transient = midCommit && writer !== null && writer !== process.pid;
+        // a writer that finished between this reader's reads leaves no lock but another manifest behind it
+        const transient =
+          midCommit && ((writer !== null && writer !== process.pid) || (!manifest && manifestStamp(dir) !== stamp));
         if (!transient || Date.now() > deadline) throw e;
         sleepSync(50);
       }
@@ -273,6 +276,15 @@ function settleUpdate(dir: string, deadline: number): void {
     if (!said) log(`${dir}: waiting for the update by process ${holder ?? "?"} to finish`);
     said = true;
     sleepSync(50);
+  }
+}
+
+/** The manifest's bytes as read now ("" when absent): a commit in between two reads changes them. */
+function manifestStamp(dir: string): string {
+  try {
+    return fs.readFileSync(path.join(dir, "manifest.json"), "utf8");
+  } catch {
+    return "";
   }
 }
 
