@@ -80,6 +80,11 @@ export class Database {
     }
   }
 
+  /** the embedder of the chunk embeddings (what an index store records of its vectors) */
+  get embedderId(): string | undefined {
+    return this.manifest.embeddings?.embedderId;
+  }
+
   /** Refuse neighbour ids that are neither −1 nor a chunk of this database. */
   checkNeighbourIds(ids: Int32Array, where: string): void {
     for (let i = 0; i < ids.length; i++) {

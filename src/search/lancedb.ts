@@ -19,6 +19,7 @@ import * as path from "node:path";
 import { RetroError } from "../util/errors.ts";
 import { readJson, writeJsonAtomic } from "../util/fsx.ts";
 import { log } from "../util/progress.ts";
+import { checkStoreIdentity, type StoreIdentity } from "./identity.ts";
 import type {
   IndexBackend,
   IndexBatch,
@@ -50,6 +51,19 @@ async function lancedb(): Promise<LanceModule> {
 }
 
 const TABLE = "chunks";
+/** the schema metadata key of the table's identity (identity.ts) */
+const IDENTITY_KEY = "retro";
+/** query vectors per LanceDB plan (see `search`) */
+const QUERY_GROUP = 32;
+
+/** Sort row [o, o + k) of a hit list by score, best first (−1 ids, at −∞, stay last). */
+function sortRow(ids: Int32Array, scores: Float32Array, o: number, k: number): void {
+  const order = Array.from({ length: k }, (_, j) => j).sort((x, y) => scores[o + y] - scores[o + x] || 0);
+  const i2 = order.map((j) => ids[o + j]),
+    s2 = order.map((j) => scores[o + j]);
+  ids.set(i2, o);
+  scores.set(s2, o);
+}
 export const LANCE_FILE = "lancedb.json";
 
 export interface IvfPq {
@@ -111,6 +125,7 @@ class LanceIndex implements SearchIndex {
     private count: number,
     version: number | null,
     opened: Table | null,
+    private readonly embedderId?: string,
   ) {
     this.table = opened;
     this.base = version;
@@ -130,8 +145,22 @@ class LanceIndex implements SearchIndex {
     const db = await lancedb();
     if (!this.table) {
       const conn = await db.connect(this.uri);
-      // a build that was killed may have left a table: the build starts its index again from nothing
-      this.table = await conn.createTable(TABLE, rows, { mode: "overwrite" });
+      // a build that was killed may have left a table: the build starts its index again from nothing. The
+      // schema's metadata records whose vectors these are (checked by open)
+      const arrow = await import("apache-arrow");
+      const identity: StoreIdentity = { dim: this.dim, embedderId: this.embedderId };
+      const schema = new arrow.Schema(
+        [
+          new arrow.Field("id", new arrow.Int32(), false),
+          new arrow.Field(
+            "vector",
+            new arrow.FixedSizeList(this.dim, new arrow.Field("item", new arrow.Float32(), true)),
+            false,
+          ),
+        ],
+        new Map([[IDENTITY_KEY, JSON.stringify(identity)]]),
+      );
+      this.table = await conn.createTable(TABLE, rows, { mode: "overwrite", schema });
     } else {
       if (this.base !== null) {
         await this.table.checkout(this.base);
@@ -143,26 +172,52 @@ class LanceIndex implements SearchIndex {
     this.count += b.count;
   }
 
+  /**
+   * Queries go to LanceDB in groups of QUERY_GROUP vectors per plan (`addQueryVector`: one plan, rows tagged by
+   * `query_index`), with `threads` plans in flight: one query per call spent most of its ~5 ms crossing into the
+   * Rust core and planning, not probing lists.
+   */
   async search(q: SearchQueries, k: number): Promise<SearchHits> {
     if (!q.vectors) throw new Error("LanceDB index: search needs query vectors");
     const nq = q.vectors.length / this.dim;
     const ids = new Int32Array(nq * k).fill(-1);
     const scores = new Float32Array(nq * k).fill(-Infinity);
-    if (!this.table || this.count === 0) return { ids, scores };
-    for (let i = 0; i < nq; i++) {
-      let query = this.table
-        .vectorSearch(Array.from(q.vectors.subarray(i * this.dim, (i + 1) * this.dim)))
+    const table = this.table;
+    if (!table || this.count === 0) return { ids, scores };
+    const group = async (g0: number): Promise<void> => {
+      const g1 = Math.min(nq, g0 + QUERY_GROUP);
+      let query = table
+        .vectorSearch(q.vectors!.subarray(g0 * this.dim, (g0 + 1) * this.dim))
         .distanceType("dot")
         .limit(k)
         .nprobes(this.settings.nprobes)
-        .select(["id"]);
+        .select(["id", "_distance"]);
+      for (let i = g0 + 1; i < g1; i++)
+        query = query.addQueryVector(q.vectors!.subarray(i * this.dim, (i + 1) * this.dim));
       if (this.settings.refineFactor > 0) query = query.refineFactor(this.settings.refineFactor);
-      const rows = (await query.toArray()) as { id: number | bigint; _distance: number }[];
-      rows.forEach((r, j) => {
-        ids[i * k + j] = Number(r.id);
-        scores[i * k + j] = 1 - r._distance; // LanceDB's dot distance is 1 − a·b
-      });
-    }
+      const t = await query.toArrow();
+      // one query vector: no query_index column
+      const qi = t.getChild("query_index"),
+        id = t.getChild("id")!,
+        dist = t.getChild("_distance")!;
+      const filled = new Int32Array(g1 - g0);
+      for (let r = 0; r < t.numRows; r++) {
+        const i = g0 + (qi ? Number(qi.get(r)) : 0);
+        const j = filled[i - g0]++;
+        if (j >= k) continue;
+        ids[i * k + j] = Number(id.get(r));
+        scores[i * k + j] = 1 - Number(dist.get(r)); // LanceDB's dot distance is 1 − a·b
+      }
+    };
+    const starts = Array.from({ length: Math.ceil(nq / QUERY_GROUP) }, (_, i) => i * QUERY_GROUP);
+    const lanes = Math.max(1, this.settings.threads);
+    await Promise.all(
+      Array.from({ length: lanes }, async (_, lane) => {
+        for (let s = lane; s < starts.length; s += lanes) await group(starts[s]);
+      }),
+    );
+    // rows of one query come back best first; keep that order per query whatever the group's row order
+    for (let i = 0; i < nq; i++) sortRow(ids, scores, i * k, k);
     return { ids, scores };
   }
 
@@ -211,7 +266,7 @@ export const lancedbBackend: IndexBackend = {
   },
   isSaved: (dir) => fs.existsSync(path.join(dir, LANCE_FILE)),
   create: (s, dim, ctx) =>
-    new LanceIndex(s.description, parseIvfPq(s.description), s, dim, storeOf(s, ctx), 0, null, null),
+    new LanceIndex(s.description, parseIvfPq(s.description), s, dim, storeOf(s, ctx), 0, null, null, ctx.embedderId),
   async open(dir: string, rec: IndexRecord, s: IndexSettings): Promise<SearchIndex> {
     const file = path.join(dir, LANCE_FILE);
     if (!fs.existsSync(file)) throw new RetroError("notFound", `index file not found: ${file}`);
@@ -230,6 +285,15 @@ export const lancedbBackend: IndexBackend = {
     } catch (e) {
       throw new RetroError("corrupt", `LanceDB table ${saved.store}/${saved.table}: ${(e as Error).message}`);
     }
+    const schema = await table.schema();
+    const vector = schema.fields.find((f) => f.name === "vector");
+    const listSize = (vector?.type as { listSize?: number } | undefined)?.listSize ?? -1;
+    const meta = schema.metadata.get(IDENTITY_KEY);
+    checkStoreIdentity(
+      `LanceDB table ${saved.store}/${saved.table}`,
+      { dim: listSize, embedderId: meta ? (JSON.parse(meta) as StoreIdentity).embedderId : undefined },
+      rec,
+    );
     const rows = await table.countRows();
     if (rows !== rec.size)
       throw new RetroError(
@@ -245,6 +309,7 @@ export const lancedbBackend: IndexBackend = {
       rows,
       saved.version,
       table,
+      rec.embedderId,
     );
   },
 };

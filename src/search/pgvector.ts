@@ -18,6 +18,7 @@ import * as path from "node:path";
 import { createHash } from "node:crypto";
 import { RetroError } from "../util/errors.ts";
 import { readJson, writeJsonAtomic } from "../util/fsx.ts";
+import { checkStoreIdentity, type StoreIdentity } from "./identity.ts";
 import type {
   IndexBackend,
   IndexBatch,
@@ -102,6 +103,7 @@ class PgIndex implements SearchIndex {
     private readonly table: string,
     private count: number,
     private readonly fresh: boolean,
+    private readonly embedderId?: string,
   ) {
     this.committed = count;
   }
@@ -127,6 +129,9 @@ class PgIndex implements SearchIndex {
         await db.query("CREATE EXTENSION IF NOT EXISTS vector");
         await db.query(`DROP TABLE IF EXISTS ${this.table}`); // a killed build's table: built again from nothing
         await db.query(`CREATE TABLE ${this.table} (id integer PRIMARY KEY, embedding vector(${this.dim}) NOT NULL)`);
+        // whose vectors these are, checked by open (identity.ts)
+        const identity: StoreIdentity = { dim: this.dim, embedderId: this.embedderId };
+        await db.query(`COMMENT ON TABLE ${this.table} IS '${JSON.stringify(identity).replace(/'/g, "''")}'`);
       } else await db.query(`DELETE FROM ${this.table} WHERE id >= $1`, [this.committed]); // a crashed add's rows
     }
     for (let s = 0; s < b.count; s += 512) {
@@ -218,7 +223,7 @@ export const pgvectorBackend: IndexBackend = {
   },
   isSaved: (dir) => fs.existsSync(path.join(dir, PG_FILE)),
   create: (s, dim, ctx) =>
-    new PgIndex(s.description, shapeOf(s.description)!, s, dim, s.store, tableFor(s, ctx), 0, true),
+    new PgIndex(s.description, shapeOf(s.description)!, s, dim, s.store, tableFor(s, ctx), 0, true, ctx.embedderId),
   async open(dir: string, rec: IndexRecord, s: IndexSettings): Promise<SearchIndex> {
     const file = path.join(dir, PG_FILE);
     if (!fs.existsSync(file)) throw new RetroError("notFound", `index file not found: ${file}`);
@@ -229,6 +234,24 @@ export const pgvectorBackend: IndexBackend = {
     const url = s.store && redactUrl(s.store) === rec.store ? s.store : rec.store!;
     const db = await pool(url);
     try {
+      // the table's vector dimension (pgvector keeps it as the column's type modifier) and its recorded identity
+      const t = await db.query<{ dim: number; note: string | null }>(
+        `SELECT a.atttypmod AS dim, obj_description(a.attrelid, 'pg_class') AS note FROM pg_attribute a ` +
+          `WHERE a.attrelid = to_regclass($1) AND a.attname = 'embedding'`,
+        [rec.table],
+      );
+      if (!t.rows.length)
+        throw new RetroError(
+          "corrupt",
+          `Postgres ${rec.store}: table ${rec.table} (or its embedding column) is missing`,
+        );
+      let embedderId: string | undefined;
+      try {
+        embedderId = t.rows[0].note ? (JSON.parse(t.rows[0].note) as StoreIdentity).embedderId : undefined;
+      } catch {
+        embedderId = undefined; // a comment someone else wrote: only the dimension is checked
+      }
+      checkStoreIdentity(`Postgres table ${rec.table} at ${rec.store}`, { dim: t.rows[0].dim, embedderId }, rec);
       const r = await db.query<{ n: string }>(`SELECT count(*) AS n FROM ${rec.table} WHERE id < $1`, [rec.size]);
       if (Number(r.rows[0].n) !== rec.size)
         throw new RetroError(

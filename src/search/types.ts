@@ -64,6 +64,8 @@ export interface IndexContext {
   chunkText(id: number): string;
   /** the database folder (a backend whose store lives beside the index: LanceDB's `lance/`) */
   readonly dir?: string;
+  /** the embedder of the vectors added (a store outside the folder records it; `open` checks it: identity.ts) */
+  readonly embedderId?: string;
 }
 
 export interface SearchIndex {
