@@ -86,6 +86,9 @@ function tableFor(s: IndexSettings, ctx: IndexContext): string {
   return name;
 }
 
+/** queries per search statement */
+const QUERY_GROUP = 64;
+
 const vec = (v: Float32Array, i: number, dim: number) =>
   `[${Array.from(v.subarray(i * dim, (i + 1) * dim)).join(",")}]`;
 
@@ -168,15 +171,24 @@ class PgIndex implements SearchIndex {
     try {
       if (this.shape.kind === "hnsw") await c.query(`SET hnsw.ef_search = ${Math.max(k, this.settings.efSearch)}`);
       if (this.shape.kind === "ivfflat") await c.query(`SET ivfflat.probes = ${this.settings.nprobes}`);
-      for (let i = 0; i < nq; i++) {
-        const r = await c.query<{ id: number; d: number }>(
-          `SELECT id, (embedding <#> $1) AS d FROM ${this.table} WHERE id < $2 ORDER BY embedding <#> $1 LIMIT $3`,
-          [vec(q.vectors, i, this.dim), this.count, k],
+      // QUERY_GROUP queries per statement (a lateral join: each query's own index scan), one round trip each
+      for (let g0 = 0; g0 < nq; g0 += QUERY_GROUP) {
+        const g1 = Math.min(nq, g0 + QUERY_GROUP);
+        const qi = Array.from({ length: g1 - g0 }, (_, i) => g0 + i);
+        const r = await c.query<{ i: number; id: number; d: number }>(
+          `SELECT q.i, t.id, t.d FROM unnest($1::int[], $2::text[]) AS q(i, v) CROSS JOIN LATERAL ` +
+            `(SELECT id, (embedding <#> q.v::vector) AS d FROM ${this.table} WHERE id < $3 ` +
+            `ORDER BY embedding <#> q.v::vector LIMIT $4) t ORDER BY q.i, t.d`,
+          [qi, qi.map((i) => vec(q.vectors!, i, this.dim)), this.count, k],
         );
-        r.rows.forEach((row, j) => {
-          ids[i * k + j] = row.id;
-          scores[i * k + j] = -row.d; // <#> is the negative inner product
-        });
+        let last = -1,
+          j = 0;
+        for (const row of r.rows) {
+          j = row.i === last ? j + 1 : 0;
+          last = row.i;
+          ids[row.i * k + j] = row.id;
+          scores[row.i * k + j] = -row.d; // <#> is the negative inner product
+        }
       }
     } finally {
       c.release();
