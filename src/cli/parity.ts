@@ -4,6 +4,9 @@ import { runParity } from "../model/parity.ts";
 import { RetroError } from "../util/errors.ts";
 import { loadEngine, type EngineKind } from "../engine/native.ts";
 
+/** gradients smaller than this share of the model's largest are judged against it (see the action) */
+const GRAD_FLOOR = 1e-4;
+
 export function registerParity(program: Command): void {
   program
     .command("parity")
@@ -17,6 +20,11 @@ export function registerParity(program: Command): void {
       new Option("--engine <kind>", "engine build (default: RETRO_ENGINE or portable)").choices(["blas", "portable"]),
     )
     .option("--all", "print every gradient's error")
+    .option(
+      "--tol <x>",
+      "largest relative error accepted (loss, logits, every gradient; a gradient under 1e-4 of the largest is measured against 1e-4 of it): beyond it, exit 1",
+      "1e-4",
+    )
     .action((dump: string, o) => {
       const report = runParity(dump, {
         config: o.config ? parseConfigArg(o.config as string) : undefined,
@@ -32,16 +40,27 @@ export function registerParity(program: Command): void {
           `${report.loss.rel.toExponential(2)}`,
       );
       console.log(`logits    max rel error ${report.logitsRel.toExponential(2)}`);
-      const within = report.grads.filter((g) => g.rel <= 1e-4).length;
+      const tol = Number(o.tol);
+      if (!(tol > 0)) throw new RetroError("usage", `--tol must be a positive number, got "${o.tol}"`);
+      const within = report.grads.filter((g) => g.rel <= tol).length;
       console.log(
-        `gradients ${within}/${report.grads.length} within 1e-4; worst gradient ${report.gradWorst} rel error ` +
+        `gradients ${within}/${report.grads.length} within ${tol}; worst gradient ${report.gradWorst} rel error ` +
           `${report.gradRel.toExponential(2)}`,
       );
       for (const g of report.grads)
-        if (o.all || g.rel > 1e-4)
+        if (o.all || g.rel > tol)
           console.log(
             `  ${g.name.padEnd(32)} rel ${g.rel.toExponential(2)}  (max |grad| ${g.maxAbs.toExponential(2)})`,
           );
+      // a gradient's error is judged against max(its own largest magnitude, GRAD_FLOOR × the model's largest
+      // gradient): a tensor whose gradients are 1e-10 of the rest (a bias under a gate) sits at float32's floor
+      const top = Math.max(...report.grads.map((g) => g.maxAbs));
+      const judged = report.grads.map((g) => (g.rel * g.maxAbs) / Math.max(g.maxAbs, GRAD_FLOOR * top));
+      const worst = Math.max(report.loss.rel, report.logitsRel, ...judged);
+      if (!(worst <= tol)) {
+        console.error(`parity failed: largest relative error ${worst.toExponential(2)} > --tol ${tol}`);
+        process.exitCode = 1;
+      }
     });
 }
 

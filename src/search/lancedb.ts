@@ -147,7 +147,7 @@ class LanceIndex implements SearchIndex {
       const conn = await db.connect(this.uri);
       // a build that was killed may have left a table: the build starts its index again from nothing. The
       // schema's metadata records whose vectors these are (checked by open)
-      const arrow = await import("apache-arrow");
+      const arrow = await import("apache-arrow"); // LanceDB's own peer dependency: installed with it
       const identity: StoreIdentity = { dim: this.dim, embedderId: this.embedderId };
       const schema = new arrow.Schema(
         [

@@ -293,11 +293,15 @@ for (const precision of ["fp32", "bf16"] as const)
     assert.ok(end < unigram - 0.4, `held-out loss ${end.toFixed(3)} vs unigram entropy ${unigram.toFixed(3)} nats`);
   });
 
-test("retro parity CLI prints the errors of a dump", () => {
+test("retro parity CLI prints the errors of a dump and exits 1 beyond --tol", () => {
   const r = cli(["parity", path.join(FIX, "retro-gate1.safetensors")]);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /loss .* rel error [0-9.e+-]+/);
   assert.match(r.stdout, /worst gradient/);
+  // a comparison that fails exits 1 (a tolerance below the measured errors)
+  const strict = cli(["parity", path.join(FIX, "retro-gate1.safetensors"), "--tol", "1e-12"]);
+  assert.equal(strict.code, 1, strict.stderr);
+  assert.match(strict.stderr, /parity failed: largest relative error [0-9.e+-]+ > --tol 1e-12/);
   const bad = cli(["parity", path.join(FIX, "nope.safetensors")]);
   assert.equal(bad.code, 3);
 });
