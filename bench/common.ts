@@ -26,8 +26,12 @@ export function peerAvailable(module: string, script: string): boolean {
  */
 export const BLAS_ENV = ["OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"] as const;
 
-export function runPeer<T>(script: string, args: string[], opts: { unsetBlasEnv?: boolean } = {}): T {
-  const env = { ...process.env };
+export function runPeer<T>(
+  script: string,
+  args: string[],
+  opts: { unsetBlasEnv?: boolean; env?: Record<string, string> } = {},
+): T {
+  const env = { ...process.env, ...opts.env };
   if (opts.unsetBlasEnv) for (const k of BLAS_ENV) delete env[k];
   const r = spawnSync(PY, [path.join(PEERS, script), ...args], { encoding: "utf8", maxBuffer: 1 << 26, env });
   if (r.status !== 0) throw new Error(`peer ${script} failed: ${r.stderr}`);
