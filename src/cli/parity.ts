@@ -22,7 +22,8 @@ export function registerParity(program: Command): void {
     .option("--all", "print every gradient's error")
     .option(
       "--tol <x>",
-      "largest relative error accepted (loss, logits, every gradient; a gradient under 1e-4 of the largest is measured against 1e-4 of it): beyond it, exit 1",
+      "largest relative error accepted (loss, logits, every gradient; a gradient under 1e-4 of the largest is " +
+        "measured against 1e-4 of it): beyond it, exit 1",
       "1e-4",
     )
     .action((dump: string, o) => {
