@@ -5,6 +5,7 @@
  * backend's database is built from the same corpus with the same embedder, and must:
  *   - find the exact nearest chunks (recall@10 against brute force), a batch of queries answered as one at a time;
  *   - keep `db add`'s promise: an add that crashed before its manifest commit is never read, the next appends;
+ *   - finish a build killed at several moments when it is run again;
  *   - refuse a store that is not this database's (another embedder's vectors, another dimension), clearly;
  *   - give `eval qa` the same passages, hence the same exact match, as every other backend.
  */
@@ -24,7 +25,8 @@ import { loadModel } from "../../src/model/checkpoint.ts";
 import { evalQa } from "../../src/qa/evaluate.ts";
 import { RetroError } from "../../src/util/errors.ts";
 import { blockName, blockRanges, readBlock } from "../../src/util/blockfile.ts";
-import { retrieverRecallAt10, smallConfig, tmpDir, writeTextCorpus } from "../helpers.ts";
+import { spawn } from "node:child_process";
+import { ROOT, retrieverRecallAt10, smallConfig, tmpDir, writeTextCorpus } from "../helpers.ts";
 
 interface Backend {
   name: string;
@@ -200,6 +202,33 @@ for (const b of BACKENDS) {
     } finally {
       db1.close();
     }
+  });
+}
+
+/** `retro db build` in another process, killed with SIGKILL after `ms` (asynchronous: PGlite answers from here) */
+function buildKilledAfter(args: string[], ms: number): Promise<number | null> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [path.join(ROOT, "bin", "retro.js"), "db", "build", ...args], {
+      env: { ...process.env, RETRO_QUIET: "1" },
+      stdio: "ignore",
+    });
+    const t = setTimeout(() => p.kill("SIGKILL"), ms);
+    p.on("exit", (code) => (clearTimeout(t), resolve(code)));
+  });
+}
+
+for (const b of BACKENDS) {
+  test(`${b.name}: a build killed at several moments and run again ends complete: every chunk indexed, recall as before`, async () => {
+    const cfg = path.join(root, b.name, "killed.json");
+    fs.writeFileSync(cfg, JSON.stringify({ ...config(b), embedBlockSize: 60 }));
+    const dir = dbOf(b, "killed");
+    for (const ms of [700, 1300, 1900, 2600]) await buildKilledAfter(["--out", dir, "--config", cfg], ms);
+    assert.equal(await buildKilledAfter(["--out", dir, "--config", cfg], 600_000), 0);
+    const m = readManifest(dir);
+    assert.equal(m.index.size, m.chunks.count, "every chunk in the index");
+    assert.ok(m.neighbours.train.samples > 0 && m.neighbours.valid);
+    const recall = await retrieverRecallAt10(dir, [0, 97, 400, 811, 1203]);
+    assert.ok(recall >= 0.9, `recall@10 ${recall}`);
   });
 }
 
