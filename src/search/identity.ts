@@ -13,6 +13,16 @@ export interface StoreIdentity {
   embedderId?: string;
 }
 
+/** The embedder id in a store's recorded identity (JSON text); undefined when absent or written by someone else. */
+export function recordedEmbedder(text: string | null | undefined): string | undefined {
+  try {
+    const id = JSON.parse(text ?? "{}") as Partial<StoreIdentity>;
+    return typeof id.embedderId === "string" ? id.embedderId : undefined;
+  } catch {
+    return undefined; // not ours: only the dimension is checked
+  }
+}
+
 /** Refuse a store whose vectors are not those the manifest's index record describes. */
 export function checkStoreIdentity(where: string, stored: StoreIdentity, rec: IndexRecord): void {
   const dimOff = stored.dim !== rec.dim,

@@ -19,7 +19,7 @@ import * as path from "node:path";
 import { RetroError } from "../util/errors.ts";
 import { readJson, writeJsonAtomic } from "../util/fsx.ts";
 import { log } from "../util/progress.ts";
-import { checkStoreIdentity, type StoreIdentity } from "./identity.ts";
+import { checkStoreIdentity, recordedEmbedder, type StoreIdentity } from "./identity.ts";
 import type {
   IndexBackend,
   IndexBatch,
@@ -288,12 +288,8 @@ export const lancedbBackend: IndexBackend = {
     const schema = await table.schema();
     const vector = schema.fields.find((f) => f.name === "vector");
     const listSize = (vector?.type as { listSize?: number } | undefined)?.listSize ?? -1;
-    const meta = schema.metadata.get(IDENTITY_KEY);
-    checkStoreIdentity(
-      `LanceDB table ${saved.store}/${saved.table}`,
-      { dim: listSize, embedderId: meta ? (JSON.parse(meta) as StoreIdentity).embedderId : undefined },
-      rec,
-    );
+    const embedderId = recordedEmbedder(schema.metadata.get(IDENTITY_KEY));
+    checkStoreIdentity(`LanceDB table ${saved.store}/${saved.table}`, { dim: listSize, embedderId }, rec);
     const rows = await table.countRows();
     if (rows !== rec.size)
       throw new RetroError(

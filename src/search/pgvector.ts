@@ -18,7 +18,7 @@ import * as path from "node:path";
 import { createHash } from "node:crypto";
 import { RetroError } from "../util/errors.ts";
 import { readJson, writeJsonAtomic } from "../util/fsx.ts";
-import { checkStoreIdentity, type StoreIdentity } from "./identity.ts";
+import { checkStoreIdentity, recordedEmbedder, type StoreIdentity } from "./identity.ts";
 import type {
   IndexBackend,
   IndexBatch,
@@ -257,12 +257,7 @@ export const pgvectorBackend: IndexBackend = {
           "corrupt",
           `Postgres ${rec.store}: table ${rec.table} (or its embedding column) is missing`,
         );
-      let embedderId: string | undefined;
-      try {
-        embedderId = t.rows[0].note ? (JSON.parse(t.rows[0].note) as StoreIdentity).embedderId : undefined;
-      } catch {
-        embedderId = undefined; // a comment someone else wrote: only the dimension is checked
-      }
+      const embedderId = recordedEmbedder(t.rows[0].note);
       checkStoreIdentity(`Postgres table ${rec.table} at ${rec.store}`, { dim: t.rows[0].dim, embedderId }, rec);
       const r = await db.query<{ n: string }>(`SELECT count(*) AS n FROM ${rec.table} WHERE id < $1`, [rec.size]);
       if (Number(r.rows[0].n) !== rec.size)
