@@ -3,6 +3,7 @@ import { Option, type Command } from "commander";
 import { runParity } from "../model/parity.ts";
 import { RetroError } from "../util/errors.ts";
 import { loadEngine, type EngineKind } from "../engine/native.ts";
+import { numFlag } from "./args.ts";
 
 /** gradients smaller than this share of the model's largest are judged against it (see the action) */
 const GRAD_FLOOR = 1e-4;
@@ -24,7 +25,8 @@ export function registerParity(program: Command): void {
       "--tol <x>",
       "largest relative error accepted (loss, logits, every gradient; a gradient under 1e-4 of the largest is " +
         "measured against 1e-4 of it): beyond it, exit 1",
-      "1e-4",
+      numFlag("--tol", { above: 0 }),
+      1e-4,
     )
     .action((dump: string, o) => {
       const report = runParity(dump, {
@@ -41,8 +43,7 @@ export function registerParity(program: Command): void {
           `${report.loss.rel.toExponential(2)}`,
       );
       console.log(`logits    max rel error ${report.logitsRel.toExponential(2)}`);
-      const tol = Number(o.tol);
-      if (!(tol > 0)) throw new RetroError("usage", `--tol must be a positive number, got "${o.tol}"`);
+      const tol = o.tol as number;
       const within = report.grads.filter((g) => g.rel <= tol).length;
       console.log(
         `gradients ${within}/${report.grads.length} within ${tol}; worst gradient ${report.gradWorst} rel error ` +
