@@ -75,6 +75,12 @@ export function registerCorpus(program: Command): void {
     .option("--a <n>", "people in group A (pretraining text)", intFlag("--a", { min: 1 }), DEFAULT_PEOPLE.a)
     .option("--b <n>", "people in group B (retrieval-only)", intFlag("--b", { min: 1 }), DEFAULT_PEOPLE.b)
     .option("--c <n>", "people in group C (the update)", intFlag("--c", { min: 1 }), DEFAULT_PEOPLE.c)
+    .option(
+      "--d <n>",
+      "people in group D (fitting text a Retro-fit trains on, with another biography each retrieval-only)",
+      intFlag("--d", { min: 0 }),
+      DEFAULT_PEOPLE.d ?? 0,
+    )
     .action((o) => {
       const { files, corpus: c } = writePeopleCorpus(o.out, {
         ...DEFAULT_PEOPLE,
@@ -82,6 +88,7 @@ export function registerCorpus(program: Command): void {
         a: o.a,
         b: o.b,
         c: o.c,
+        d: o.d,
       });
       process.stdout.write(
         `${c.people.length} people, ${c.pretraining.length} pretraining documents → ${files.dir} (README.md says ` +

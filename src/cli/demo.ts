@@ -38,6 +38,12 @@ export function registerDemo(program: Command): void {
       DEMO_PEOPLE.a,
     )
     .option(
+      "--people-d <n>",
+      "people in group D (the fitting text: biographies the GPT never saw, whose other biography is in the database)",
+      intFlag("--people-d", { min: 0 }),
+      DEMO_PEOPLE.d,
+    )
+    .option(
       "--qa-questions <n>",
       "questions per QA set at most",
       intFlag("--qa-questions", { min: 1 }),
@@ -54,7 +60,7 @@ export function registerDemo(program: Command): void {
         sftSteps: o.sftSteps,
         qaQuestions: o.qaQuestions,
         model: { ...(o.d ? { d: o.d } : {}), ...(o.layers ? { layers: o.layers } : {}) },
-        people: { a: o.peopleA },
+        people: { a: o.peopleA, d: o.peopleD },
       });
       console.log("\nheld-out perplexity on B's biographies (loss on fact tokens)");
       for (const [k, v] of Object.entries(s.ppl))

@@ -13,6 +13,7 @@
  * Question forms: at least 10 per asked attribute are for tuning; a further set per attribute is held out of
  * tuning and used only for evaluation (`questionForms(attr, "eval")`).
  */
+import * as fs from "node:fs";
 import * as path from "node:path";
 import { Rng, hash32, DEFAULT_SEED } from "../util/rng.ts";
 import { claimOutputFolder, writeFileAtomic, writeJsonAtomic } from "../util/fsx.ts";
@@ -39,7 +40,7 @@ export const ASKED: readonly Attribute[] = [
 
 export interface Person {
   id: string;
-  group: "A" | "B" | "C";
+  group: "A" | "B" | "C" | "D";
   first: string;
   last: string;
   name: string;
@@ -940,6 +941,13 @@ export interface PeopleOptions {
   card: boolean;
   /** share of single-rendering pretraining documents that describe two people (name matching) */
   twoPeople?: number;
+  /**
+   * People of the fitting text (D, default 0): one biography each in a dataset that pretraining does not draw
+   * (weight 0 in the database; a Retro-fit's `blend` gives it one) and another in the database, retrieval-only —
+   * facts a fit can lower its loss on only by reading its neighbours, as B's held-out text is. Generated after
+   * everything else with their own seed, so A, B and C do not depend on it.
+   */
+  d?: number;
 }
 
 export const DEFAULT_PEOPLE: PeopleOptions = {
@@ -958,7 +966,7 @@ export interface PeopleCorpus {
   options: PeopleOptions;
   people: Person[];
   /** A's pretraining documents (renderings shuffled apart), B's database and held-out documents, C's documents */
-  docs: { a: Biography[]; b: Biography[]; bHeldOut: Biography[]; c: Biography[] };
+  docs: { a: Biography[]; b: Biography[]; bHeldOut: Biography[]; c: Biography[]; d: Biography[]; dDb: Biography[] };
   /** A's pretraining documents: one or two biographies and, with `quiz`, questions about them answered */
   pretraining: string[];
 }
@@ -1043,7 +1051,33 @@ export function makePeopleCorpus(o: PeopleOptions): PeopleCorpus {
     pretraining.push(bios.map((x) => x.text).join(" ") + card(who) + quiz(who));
   }
   shuffle(rng, pretraining);
-  return { options: o, people, docs: { a, b, bHeldOut, c }, pretraining };
+  // D last, from a seed of its own: a corpus with D holds the same A, B and C as one without
+  const rd = new Rng(o.seed + 4);
+  const dPeople: Person[] = [];
+  for (let i = 0; i < (o.d ?? 0); i++) {
+    let first: string, last: string;
+    do {
+      first = pseudoName(rd, 2);
+      last = pseudoName(rd, 2 + rd.int(2));
+    } while (taken.has(last.toLowerCase()) || taken.has(first.toLowerCase()) || first === last);
+    taken.add(last.toLowerCase());
+    const attrs = {} as Record<Attribute, string>;
+    for (const attr of ATTRIBUTES) attrs[attr] = pick(rd, pools[attr]);
+    const id = `D${String(n + i).padStart(5, "0")}`;
+    dPeople.push({
+      id,
+      group: "D",
+      first,
+      last,
+      name: `${first} ${last}`,
+      pronoun: rd.next() < 0.5 ? "he" : "she",
+      attrs,
+    });
+  }
+  people.push(...dPeople);
+  const dDb = dPeople.map((p) => renderBiography(p, rd, 0, o.paraphrase ?? 1));
+  const d = dPeople.map((p) => renderBiography(p, rd, 1, o.paraphrase ?? 1));
+  return { options: o, people, docs: { a, b, bHeldOut, c, d, dDb }, pretraining };
 }
 
 /** Training questions about A: every asked attribute of every A person, in tuning forms drawn by the seed. */
@@ -1079,6 +1113,9 @@ export interface PeopleFiles {
   b: string;
   bHeldOut: string;
   c: string;
+  /** D's fitting text and D's database text (absent without D) */
+  d?: string;
+  dDb?: string;
   /** every person and attribute (the ground truth), and each rendering's fact spans */
   people: string;
   facts: string;
@@ -1093,7 +1130,15 @@ export function writePeopleCorpus(
   claimOutputFolder(dir, {
     marker: ".retro-corpus",
     command: "retro corpus people",
-    writes: ["README.md", "people-a.jsonl", "people-b.jsonl", "people-b-heldout.jsonl", "people-c.jsonl"],
+    writes: [
+      "README.md",
+      "people-a.jsonl",
+      "people-b.jsonl",
+      "people-b-heldout.jsonl",
+      "people-c.jsonl",
+      "people-d.jsonl",
+      "people-d-db.jsonl",
+    ],
     legacy: ["people.json", "facts.json"],
   });
   const files: PeopleFiles = {
@@ -1105,6 +1150,10 @@ export function writePeopleCorpus(
     people: path.join(dir, "people.json"),
     facts: path.join(dir, "facts.json"),
   };
+  if (o.d) {
+    files.d = path.join(dir, "people-d.jsonl");
+    files.dDb = path.join(dir, "people-d-db.jsonl");
+  }
   const jsonl = (docs: Biography[]) =>
     docs.map((d) => JSON.stringify({ id: `${d.person}.${d.rendering}`, text: d.text })).join("\n") + "\n";
   writeFileAtomic(
@@ -1114,6 +1163,10 @@ export function writePeopleCorpus(
   writeFileAtomic(files.b, jsonl(corpus.docs.b));
   writeFileAtomic(files.bHeldOut, jsonl(corpus.docs.bHeldOut));
   writeFileAtomic(files.c, jsonl(corpus.docs.c));
+  if (files.d && files.dDb) {
+    writeFileAtomic(files.d, jsonl(corpus.docs.d));
+    writeFileAtomic(files.dDb, jsonl(corpus.docs.dDb));
+  } else for (const f of ["people-d.jsonl", "people-d-db.jsonl"]) fs.rmSync(path.join(dir, f), { force: true });
   writeJsonAtomic(files.people, { options: o, people: corpus.people });
   writeJsonAtomic(
     files.facts,
@@ -1137,6 +1190,12 @@ export function writePeopleCorpus(
         `never trained on)`,
       `- people-b-heldout.jsonl: one more biography of each B person (the held-out split: perplexity)`,
       `- people-c.jsonl: group C, ${o.c} people (in neither: added with \`retro db add\` as a knowledge update)`,
+      ...(o.d
+        ? [
+            `- people-d.jsonl: group D, ${o.d} people × 1 biography (fitting text: not drawn by pretraining, ` +
+              `a Retro-fit trains on it), people-d-db.jsonl: another biography of each (retrieval-only)`,
+          ]
+        : []),
       "- people.json: every person and attribute; facts.json: where each fact sits in each held-out biography",
       "",
       `Attributes: ${ATTRIBUTES.join(", ")}; questions ask about ${ASKED.join(", ")}, in ${TUNING_FORMS} tuning ` +

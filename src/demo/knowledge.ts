@@ -6,6 +6,9 @@
  *   people-b-heldout  weight 1, validFraction 1: B's other biography, the held-out split (perplexity); it never
  *                     enters the database
  *   wordnet           weight 0 (optional): the bundled WordNet, the evidence of the harder WordNet QA sets
+ *   people-d          weight 0, nothing held out: D's biographies, the fitting text — pretraining does not draw it,
+ *                     GPT-fitting and Retro-fitting do (their `blend`); facts the GPT never saw
+ *   people-d-db       weight 0: D's other biography, retrieval-only: what a Retro-fit can read D's facts from
  * C is in none of them: the demo adds it with `retro db add` at the end.
  */
 import type { DatasetSpec } from "../data/sources.ts";
@@ -13,7 +16,14 @@ import type { PeopleFiles } from "../data/people.ts";
 import { defaultConfig, type DbConfig } from "../db/config.ts";
 
 /** dataset names of the knowledge database */
-export const KNOWLEDGE = { a: "people-a", b: "people-b", bHeldOut: "people-b-heldout", c: "people-c" } as const;
+export const KNOWLEDGE = {
+  a: "people-a",
+  b: "people-b",
+  bHeldOut: "people-b-heldout",
+  c: "people-c",
+  d: "people-d",
+  dDb: "people-d-db",
+} as const;
 
 export function knowledgeDbConfig(
   files: PeopleFiles,
@@ -25,6 +35,11 @@ export function knowledgeDbConfig(
     { name: KNOWLEDGE.b, source: "jsonl", path: files.b, weight: 0 },
     { name: KNOWLEDGE.bHeldOut, source: "jsonl", path: files.bHeldOut, weight: 1, validFraction: 1 },
   ];
+  if (files.d && files.dDb)
+    datasets.push(
+      { name: KNOWLEDGE.d, source: "jsonl", path: files.d, weight: 0, validFraction: 0 },
+      { name: KNOWLEDGE.dDb, source: "jsonl", path: files.dDb, weight: 0 },
+    );
   const wn =
     o.wordnet === undefined
       ? ({ name: "wordnet", source: "bundled", path: "wordnet", weight: 0 } as DatasetSpec)

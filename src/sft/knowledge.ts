@@ -80,7 +80,15 @@ export async function buildKnowledgeSets(
   retriever: Retriever,
   corpus: PeopleCorpus,
   out: string,
-  o: { seq: number; maxTokens: number; topK?: number; maxTrain?: number; system: string | null },
+  o: {
+    seq: number;
+    maxTokens: number;
+    topK?: number;
+    maxTrain?: number;
+    system: string | null;
+    /** datasets whose documents never enter the tuning passages (the people evaluated, and any others kept apart) */
+    exclude?: readonly string[];
+  },
 ): Promise<KnowledgeCounts> {
   const topK = o.topK ?? 2,
     seed = corpus.options.seed;
@@ -90,13 +98,16 @@ export async function buildKnowledgeSets(
   // the person's best passage and the best one about someone else, from 6 candidates, each the size it has in a
   // prompt of `topK` passages (what evaluation shows: sized for 6, they were fragments that held the answer for
   // 42 % of the questions, and the tuned model learned to answer from memory)
-  const wide = await passagesFor(retriever, train, {
-    topK,
-    candidates: topK + 4,
-    seq: o.seq,
-    maxTokens: o.maxTokens,
-    system: o.system,
-  });
+  const apart = new Set(o.exclude ?? []);
+  const wide = (
+    await passagesFor(retriever, train, {
+      topK,
+      candidates: topK + 4,
+      seq: o.seq,
+      maxTokens: o.maxTokens,
+      system: o.system,
+    })
+  ).map((ps) => ps.filter((p) => !apart.has(p.dataset)));
   const rng = new Rng(seed + 11);
   let holds = 0;
   const chosen = train.map((q, i) => {

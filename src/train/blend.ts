@@ -4,6 +4,7 @@
  * (seed, dataset, epoch), reshuffled every epoch. The state is one integer (`pos`): `seek` replays to it.
  * Used by the pretraining Loader (database samples) and the instruction-tuning SftLoader (conversations).
  */
+import { RetroError } from "../util/errors.ts";
 import { Rng, hash32 } from "../util/rng.ts";
 
 export class BlendOrder {
@@ -75,4 +76,39 @@ export class BlendOrder {
     this.pos++;
     return p.perm[j % n];
   }
+}
+
+/** A run's `blend` setting ("name=weight,name=weight") as weights by dataset name; "" is none. */
+export function parseBlend(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const part of text.split(",").map((x) => x.trim())) {
+    if (!part) continue;
+    const m = /^(.+?)=([^=]+)$/.exec(part);
+    const w = m ? Number(m[2]) : Number.NaN;
+    if (!m || !Number.isFinite(w) || w < 0)
+      throw new RetroError("usage", `blend: "${part}" is not name=weight (a weight ≥ 0), e.g. people-d=1,people-a=0`);
+    const name = m[1].trim();
+    if (out.has(name)) throw new RetroError("usage", `blend: dataset "${name}" named twice`);
+    out.set(name, w);
+  }
+  return out;
+}
+
+/**
+ * The blend weights of a database's datasets for a run: the database's own, with the run's `blend` over them.
+ * A name the database does not hold is refused, naming those it does.
+ */
+export function blendWeights(
+  datasets: readonly { name: string; weight: number }[] | undefined,
+  blend: string,
+): number[] {
+  const given = parseBlend(blend);
+  const list = datasets ?? [{ name: "default", weight: 1 }];
+  for (const name of given.keys())
+    if (!list.some((d) => d.name === name))
+      throw new RetroError(
+        "usage",
+        `blend: the database has no dataset "${name}" (it has ${list.map((d) => d.name).join(", ")})`,
+      );
+  return list.map((d) => given.get(d.name) ?? d.weight);
 }

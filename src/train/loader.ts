@@ -16,7 +16,7 @@
  */
 import { RetroError } from "../util/errors.ts";
 import { hash32 } from "../util/rng.ts";
-import { BlendOrder } from "./blend.ts";
+import { BlendOrder, blendWeights } from "./blend.ts";
 import { blockRanges } from "../util/blockfile.ts";
 import type { Database } from "../db/database.ts";
 import type { Batch } from "../model/model.ts";
@@ -27,6 +27,8 @@ export interface LoaderOptions {
   seq: number;
   batch: number;
   seed: number;
+  /** train: the run's dataset weights over the database's ("name=weight,…", TRAIN_SETTINGS.blend) */
+  blend?: string;
   /** Retro: neighbours per chunk and tokens per neighbour; omit for GPT */
   retrieval?: { k: number; r: number };
   /**
@@ -105,11 +107,16 @@ export class Loader {
     const fill = counts.map(() => 0);
     const byDataset = counts.map((c) => new Uint32Array(c));
     for (let it = 0; it < this.items; it++) byDataset[itemDataset[it]][fill[itemDataset[it]]++] = it;
-    this.blend = new BlendOrder(
-      byDataset,
-      (db.manifest.datasets ?? [{ weight: 1 }]).map((d) => d.weight),
-      o.seed,
-    );
+    const weights = blendWeights(db.manifest.datasets, o.blend ?? "");
+    if (o.split === "train" && !byDataset.some((l, d) => l.length > 0 && (weights[d] ?? 1) > 0)) {
+      const names = db.manifest.datasets?.map((d, i) => `${d.name} ${weights[i]} (${byDataset[i]?.length ?? 0})`);
+      throw new RetroError(
+        "badInput",
+        `${db.dir}: nothing to train on — no dataset with training samples has a weight above 0 (weight and ` +
+          `samples: ${names?.join(", ")})`,
+      );
+    }
+    this.blend = new BlendOrder(byDataset, weights, o.seed);
   }
 
   /** first token of item `it` */

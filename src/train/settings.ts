@@ -36,6 +36,14 @@ export const TRAIN_SETTINGS = defineSettings({
     negatable: true,
     help: "Retro, fresh retrieval weights: CCA output projections start at 0 (a Retro-fit starts at its GPT)",
   },
+  blend: {
+    kind: "text",
+    default: "",
+    legacy: "",
+    help:
+      "this run's dataset weights over the database's, name=weight[,name=weight…]; datasets not named keep " +
+      "theirs (e.g. Retro-fitting on text the GPT never saw: a retrieval-only dataset given a weight)",
+  },
   batch: { kind: "int", min: 1, default: 8, help: "sequences per micro-batch" },
   accum: {
     kind: "int",

@@ -37,6 +37,7 @@ import {
 } from "../model/checkpoint.ts";
 import { Loader, checkModelAgainstDb } from "./loader.ts";
 import { evaluate, validLoaderOptions } from "./evaluate.ts";
+import { blendWeights } from "./blend.ts";
 import { DEFAULT_TRAIN, TRAIN_SETTINGS, type TrainSettings } from "./settings.ts";
 import { defaultsOf, legacyOf, unknownKeys, validateSettings } from "../util/settings.ts";
 import type { Batch } from "../model/model.ts";
@@ -94,6 +95,7 @@ export function resolveTrainConfig(
   }
   validateSettings(c, TRAIN_SETTINGS, (k) => `train config: ${k}`);
   if ((c.minLr as number) > (c.lr as number)) throw new RetroError("usage", "train config: need minLr <= lr");
+  blendWeights(db.manifest.datasets, c.blend as string); // a name the database lacks: refused before any work
   const init = (input.init as string | null | undefined) ?? null;
   if (init) checkCheckpointTokenizer(init, db.manifest.tokenizer!.id, `database ${db.dir}`);
   const base: Record<string, unknown> = init ? { ...readCheckpointConfig(resolveCheckpointDir(init)) } : {};
@@ -226,6 +228,7 @@ const pretrain: RunTask = {
       seq: cfg.model.seq,
       batch: cfg.batch,
       seed: cfg.seed,
+      blend: cfg.blend,
       retrieval: cfg.model.model === "retro" ? { k: cfg.model.k, r: cfg.model.r } : undefined,
     });
   },

@@ -29,6 +29,9 @@ import { buildKnowledgeSets, passagesFor } from "../../src/sft/knowledge.ts";
 import { retrievePassages } from "../../src/prompt/passages.ts";
 import { formatPassages } from "../../src/prompt/format.ts";
 import { tmpDir } from "../helpers.ts";
+import { Loader } from "../../src/train/loader.ts";
+import { resolveTrainConfig } from "../../src/train/trainer.ts";
+import { RetroError } from "../../src/util/errors.ts";
 
 const SMALL: PeopleOptions = {
   seed: 5,
@@ -40,6 +43,7 @@ const SMALL: PeopleOptions = {
   quiz: 3,
   paraphrase: 1,
   card: true,
+  d: 30,
 };
 
 /** the corpus written to a temp folder and its knowledge database (tiny BPE, chunks of 16) */
@@ -96,6 +100,28 @@ test(
     const b0 = x.docs.b[0],
       h0 = x.docs.bHeldOut.find((h) => h.person === b0.person)!;
     assert.notEqual(b0.text, h0.text);
+    // D (the fitting text): two renderings of each D person, one per file; A, B and C do not depend on it
+    const noD = makePeopleCorpus({ ...SMALL, d: 0 });
+    assert.deepEqual(
+      x.people.filter((p) => p.group !== "D"),
+      noD.people,
+    );
+    assert.deepEqual(x.pretraining, noD.pretraining);
+    assert.deepEqual({ ...x.docs, d: [], dDb: [] }, noD.docs);
+    const ds = x.people.filter((p) => p.group === "D");
+    assert.equal(ds.length, SMALL.d);
+    assert.deepEqual(
+      x.docs.d.map((b) => b.person),
+      ds.map((p) => p.id),
+    );
+    for (const [i, bio] of x.docs.d.entries()) {
+      const p = ds[i];
+      for (const b of [bio, x.docs.dDb[i]]) {
+        assert.equal(b.facts.length, ATTRIBUTES.length);
+        for (const f of b.facts) assert.equal(b.text.slice(f.start, f.end), p.attrs[f.attr]);
+      }
+      assert.notEqual(bio.text, x.docs.dDb[i].text);
+    }
   },
 );
 
@@ -106,13 +132,18 @@ test(
     const { root, files, corpus, db } = await smallKnowledgeDb("retro-people-");
     const retriever = await Retriever.open(db);
     const out = path.join(root, "sets");
-    const counts = await buildKnowledgeSets(db, retriever, corpus, out, { seq: 1024, maxTokens: 16, system: null }); // passages whole: this tiny vocabulary makes long token runs
+    const counts = await buildKnowledgeSets(db, retriever, corpus, out, {
+      seq: 1024,
+      maxTokens: 16,
+      system: null,
+      exclude: [KNOWLEDGE.b, KNOWLEDGE.c, KNOWLEDGE.d, KNOWLEDGE.dDb],
+    }); // passages whole: this tiny vocabulary makes long token runs
     const tuning =
       fs.readFileSync(path.join(out, "train-qa.json"), "utf8") +
       fs.readFileSync(path.join(out, "train-chat.jsonl"), "utf8");
     const pretraining = fs.readFileSync(files.a, "utf8");
     const unseen = corpus.people.filter((p) => p.group !== "A");
-    assert.ok(unseen.length === SMALL.b + SMALL.c);
+    assert.ok(unseen.length === SMALL.b + SMALL.c + SMALL.d!);
     for (const p of unseen) {
       for (const [what, text] of [
         ["pretraining text", pretraining],
@@ -225,3 +256,42 @@ test(
     db.close();
   },
 );
+
+test("a run's blend: a retrieval-only dataset trained on, names checked against the database, nothing to train on refused", async () => {
+  const { db } = await smallKnowledgeDb("retro-blend-");
+  const names = db.manifest.datasets!.map((d) => d.name);
+  const drawn = (blend: string) => {
+    const l = new Loader(db, { split: "train", seq: 32, batch: 4, seed: 3, blend });
+    for (let i = 0; i < 50; i++) l.next();
+    return Object.fromEntries(names.map((n, i) => [n, l.drawnPerDataset[i]]));
+  };
+  // the database's weights: A only (D is retrieval-only there)
+  const base = drawn("");
+  assert.equal(base[KNOWLEDGE.d], 0);
+  assert.equal(base[KNOWLEDGE.a], 200);
+  // D given a weight: half the draws each; D alone: all of them
+  const half = drawn(`${KNOWLEDGE.d}=1`);
+  assert.ok(
+    Math.abs(half[KNOWLEDGE.d] - 100) <= 1 && half[KNOWLEDGE.d] + half[KNOWLEDGE.a] === 200,
+    JSON.stringify(half),
+  );
+  const only = drawn(`${KNOWLEDGE.d}=2, ${KNOWLEDGE.a}=0`);
+  assert.equal(only[KNOWLEDGE.d], 200);
+  assert.throws(
+    () => drawn("people-x=1"),
+    (e: unknown) => e instanceof RetroError && /no dataset "people-x" \(it has people-a,/.test(e.message),
+  );
+  assert.throws(() => drawn("people-d"), /not name=weight/);
+  assert.throws(() => drawn("people-d=-1"), /not name=weight/);
+  assert.throws(() => drawn("people-d=1,people-d=2"), /named twice/);
+  // the held-out dataset has no training samples: weight on it alone leaves nothing
+  assert.throws(() => drawn(`${KNOWLEDGE.a}=0,${KNOWLEDGE.bHeldOut}=1`), /nothing to train on/);
+  // a run's config: refused before any work, and written as given
+  assert.throws(
+    () => resolveTrainConfig({ blend: "nope=1", model: { d: 16, heads: 2, seq: 32 } }, db),
+    /no dataset "nope"/,
+  );
+  const cfg = resolveTrainConfig({ blend: `${KNOWLEDGE.d}=1`, model: { d: 16, heads: 2, seq: 32 } }, db);
+  assert.equal(cfg.blend, `${KNOWLEDGE.d}=1`);
+  db.close();
+});
