@@ -2,8 +2,9 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { createRequire } from "node:module";
+import type { PGlite } from "@electric-sql/pglite";
 
 const require = createRequire(import.meta.url);
 export const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
@@ -66,6 +67,42 @@ export function cli(args: string[]): CliResult {
     env: { ...process.env, RETRO_QUIET: "1" },
   });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** The CLI in a child process without blocking this one (a server of this process must go on answering). */
+export function cliAsync(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((res) => {
+    const p = spawn(process.execPath, [path.join(ROOT, "bin", "retro.js"), ...args], {
+      env: { ...process.env, RETRO_QUIET: "1" },
+    });
+    let out = "",
+      err = "";
+    p.stdout.on("data", (d) => (out += d));
+    p.stderr.on("data", (d) => (err += d));
+    p.on("exit", (code) => res({ code, stdout: out, stderr: err }));
+  });
+}
+
+/**
+ * A Postgres engine with pgvector for a test: PGlite and its vector extension behind pglite-socket (the wire
+ * protocol on a loopback port), so the `pg` client reaches it as any server. Imported on demand (most tests need
+ * none).
+ */
+export async function startPgvector(): Promise<{ url: string; pg: PGlite; stop: () => Promise<void> }> {
+  const { PGlite } = await import("@electric-sql/pglite");
+  const { vector } = await import("@electric-sql/pglite-pgvector");
+  const { PGLiteSocketServer } = await import("@electric-sql/pglite-socket");
+  const pg = await PGlite.create({ extensions: { vector } });
+  const server = new PGLiteSocketServer({ db: pg, port: 0, host: "127.0.0.1", maxConnections: 8 });
+  await server.start();
+  return {
+    url: `postgres://postgres@${server.getServerConn()}/postgres`,
+    pg,
+    stop: async () => {
+      await server.stop();
+      await pg.close();
+    },
+  };
 }
 
 /** sha256 of every file under dir (relative path → hash), temp files excluded. */

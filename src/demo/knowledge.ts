@@ -6,8 +6,9 @@
  *   people-b-heldout  weight 1, validFraction 1: B's other biography, the held-out split (perplexity); it never
  *                     enters the database
  *   wordnet           weight 0 (optional): the bundled WordNet, the evidence of the harder WordNet QA sets
- *   people-d          weight 0, nothing held out: D's biographies, the fitting text — pretraining does not draw it,
- *                     GPT-fitting and Retro-fitting do (their `blend`); facts the GPT never saw
+ *   people-d          weight 1, nothing held out: D's biographies, the fitting text — the GPT's pretraining gives it
+ *                     weight 0 (its `blend`), GPT-fitting and Retro-fitting draw it: facts the GPT never saw. A
+ *                     training dataset in the database, so that its samples' neighbours are searched
  *   people-d-db       weight 0: D's other biography, retrieval-only: what a Retro-fit can read D's facts from
  * C is in none of them: the demo adds it with `retro db add` at the end.
  */
@@ -37,7 +38,7 @@ export function knowledgeDbConfig(
   ];
   if (files.d && files.dDb)
     datasets.push(
-      { name: KNOWLEDGE.d, source: "jsonl", path: files.d, weight: 0, validFraction: 0 },
+      { name: KNOWLEDGE.d, source: "jsonl", path: files.d, weight: 1, validFraction: 0 },
       { name: KNOWLEDGE.dDb, source: "jsonl", path: files.dDb, weight: 0 },
     );
   const wn =

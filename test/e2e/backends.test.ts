@@ -13,9 +13,6 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { PGlite } from "@electric-sql/pglite";
-import { vector } from "@electric-sql/pglite-pgvector";
-import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
 import { buildDatabase } from "../../src/db/build.ts";
 import { Database } from "../../src/db/database.ts";
 import { Retriever } from "../../src/db/retriever.ts";
@@ -26,7 +23,7 @@ import { evalQa } from "../../src/qa/evaluate.ts";
 import { RetroError } from "../../src/util/errors.ts";
 import { blockName, blockRanges, readBlock } from "../../src/util/blockfile.ts";
 import { spawn } from "node:child_process";
-import { ROOT, retrieverRecallAt10, smallConfig, tmpDir, writeTextCorpus } from "../helpers.ts";
+import { ROOT, retrieverRecallAt10, smallConfig, startPgvector, tmpDir, writeTextCorpus } from "../helpers.ts";
 
 interface Backend {
   name: string;
@@ -35,7 +32,7 @@ interface Backend {
   swapStore: (dir: string, other: string) => void;
 }
 
-let pg: PGlite, server: PGLiteSocketServer;
+let stopPg: () => Promise<void>;
 let url = "",
   root = "",
   corpus = "",
@@ -78,10 +75,7 @@ const config = (b: Backend, over: Record<string, unknown> = {}, from = corpus) =
   smallConfig(from, { index: b.index(), query: { seq: 64, candidates: 20, keep: 4, blockSize: 8 }, ...over });
 
 before(async () => {
-  pg = await PGlite.create({ extensions: { vector } });
-  server = new PGLiteSocketServer({ db: pg, port: 0, host: "127.0.0.1", maxConnections: 8 });
-  await server.start();
-  url = `postgres://postgres@${server.getServerConn()}/postgres`;
+  ({ url, stop: stopPg } = await startPgvector());
   root = tmpDir("retro-backends-");
   process.env.RETRO_QUIET = "1";
   corpus = writeTextCorpus(path.join(root, "corpus"), 24, 1500);
@@ -89,10 +83,7 @@ before(async () => {
   for (const b of BACKENDS) await buildDatabase(dbOf(b), config(b));
 });
 
-after(async () => {
-  await server.stop();
-  await pg.close();
-});
+after(() => stopPg());
 
 for (const b of BACKENDS) {
   test(`${b.name}: recall@10 ≥ 0.9 against exact search; 70 queries in one call = each alone, best first`, async () => {

@@ -25,7 +25,7 @@ test(
       sftSteps: 2,
       qaQuestions: 6,
       wordnet: null,
-      people: { a: 40, b: 12, c: 6 },
+      people: { a: 40, b: 12, c: 6, d: 20 },
       model: { d: 32, heads: 4, layers: 2, seq: 64, chunk: 16, r: 32 },
       threads: 1,
     };
@@ -50,6 +50,10 @@ test(
       5,
       "people B: InstructGPT × (passages, closed book), InstructRetro × (passages, encoder, closed book)",
     );
+    // the GPT trains on A alone; both fits on A and D (the text the GPT never saw), the database's weights
+    const blendOf = (run: string) =>
+      (JSON.parse(fs.readFileSync(path.join(o.out, run, "config.json"), "utf8")) as { blend: string }).blend;
+    assert.deepEqual(["gpt", "gpt-fit", "retro-fit"].map(blendOf), ["people-d=0", "", ""]);
     // the update put C into the database, and the served answer cites it
     const db = new Database(path.join(o.out, "db"));
     assert.ok(db.manifest.datasets!.some((d) => d.name === "people-c"));

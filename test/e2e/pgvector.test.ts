@@ -9,39 +9,20 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { PGlite } from "@electric-sql/pglite";
-import { vector } from "@electric-sql/pglite-pgvector";
-import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
 import { buildDatabase } from "../../src/db/build.ts";
 import { Database } from "../../src/db/database.ts";
 import { Retriever } from "../../src/db/retriever.ts";
 import { addDocuments } from "../../src/db/add.ts";
-import { spawn } from "node:child_process";
-import { ROOT, retrieverRecallAt10, smallConfig, tmpDir, writeTextCorpus } from "../helpers.ts";
+import type { PGlite } from "@electric-sql/pglite";
+import { cliAsync, retrieverRecallAt10, smallConfig, startPgvector, tmpDir, writeTextCorpus } from "../helpers.ts";
 
-function cliAsync(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((res) => {
-    const p = spawn(process.execPath, [path.join(ROOT, "bin", "retro.js"), ...args], {
-      env: { ...process.env, RETRO_QUIET: "1" },
-    });
-    let out = "",
-      err = "";
-    p.stdout.on("data", (d) => (out += d));
-    p.stderr.on("data", (d) => (err += d));
-    p.on("exit", (code) => res({ code, stdout: out, stderr: err }));
-  });
-}
-
-let pg: PGlite, server: PGLiteSocketServer;
+let stopPg: () => Promise<void>, pg: PGlite;
 let url = "",
   root = "",
   dir = "";
 
 before(async () => {
-  pg = await PGlite.create({ extensions: { vector } });
-  server = new PGLiteSocketServer({ db: pg, port: 0, host: "127.0.0.1", maxConnections: 8 });
-  await server.start();
-  url = `postgres://postgres@${server.getServerConn()}/postgres`;
+  ({ url, pg, stop: stopPg } = await startPgvector());
   root = tmpDir("retro-pg-");
   dir = path.join(root, "db");
   process.env.RETRO_QUIET = "1";
@@ -54,10 +35,7 @@ before(async () => {
   );
 });
 
-after(async () => {
-  await server.stop();
-  await pg.close();
-});
+after(() => stopPg());
 
 test("HNSW16 in Postgres: the manifest names the store (no password), recall@10 ≥ 0.9, CLI search", async () => {
   const man = JSON.parse(fs.readFileSync(path.join(dir, "manifest.json"), "utf8"));

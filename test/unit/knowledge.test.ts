@@ -265,18 +265,29 @@ test("a run's blend: a retrieval-only dataset trained on, names checked against 
     for (let i = 0; i < 50; i++) l.next();
     return Object.fromEntries(names.map((n, i) => [n, l.drawnPerDataset[i]]));
   };
-  // the database's weights: A only (D is retrieval-only there)
+  // the database's weights: A and D half and half (D is a training dataset there)
   const base = drawn("");
-  assert.equal(base[KNOWLEDGE.d], 0);
-  assert.equal(base[KNOWLEDGE.a], 200);
-  // D given a weight: half the draws each; D alone: all of them
-  const half = drawn(`${KNOWLEDGE.d}=1`);
   assert.ok(
-    Math.abs(half[KNOWLEDGE.d] - 100) <= 1 && half[KNOWLEDGE.d] + half[KNOWLEDGE.a] === 200,
-    JSON.stringify(half),
+    Math.abs(base[KNOWLEDGE.d] - 100) <= 1 && base[KNOWLEDGE.d] + base[KNOWLEDGE.a] === 200,
+    JSON.stringify(base),
   );
-  const only = drawn(`${KNOWLEDGE.d}=2, ${KNOWLEDGE.a}=0`);
-  assert.equal(only[KNOWLEDGE.d], 200);
+  // D given weight 0 (the GPT's pretraining): A alone; A given 0: D alone
+  assert.equal(drawn(`${KNOWLEDGE.d}=0`)[KNOWLEDGE.a], 200);
+  assert.equal(drawn(` ${KNOWLEDGE.a}=0 `)[KNOWLEDGE.d], 200);
+  // a retrieval-only dataset: a GPT may train on it, a Retro may not (its samples were never searched)
+  assert.equal(drawn(`${KNOWLEDGE.b}=1,${KNOWLEDGE.a}=0,${KNOWLEDGE.d}=0`)[KNOWLEDGE.b], 200);
+  assert.throws(
+    () =>
+      new Loader(db, {
+        split: "train",
+        seq: 32,
+        batch: 4,
+        seed: 3,
+        blend: `${KNOWLEDGE.b}=1`,
+        retrieval: { k: 2, r: 32 },
+      }),
+    /people-b is retrieval-only .*no neighbours/,
+  );
   assert.throws(
     () => drawn("people-x=1"),
     (e: unknown) => e instanceof RetroError && /no dataset "people-x" \(it has people-a,/.test(e.message),
@@ -285,13 +296,13 @@ test("a run's blend: a retrieval-only dataset trained on, names checked against 
   assert.throws(() => drawn("people-d=-1"), /not name=weight/);
   assert.throws(() => drawn("people-d=1,people-d=2"), /named twice/);
   // the held-out dataset has no training samples: weight on it alone leaves nothing
-  assert.throws(() => drawn(`${KNOWLEDGE.a}=0,${KNOWLEDGE.bHeldOut}=1`), /nothing to train on/);
+  assert.throws(() => drawn(`${KNOWLEDGE.a}=0,${KNOWLEDGE.d}=0,${KNOWLEDGE.bHeldOut}=1`), /nothing to train on/);
   // a run's config: refused before any work, and written as given
   assert.throws(
     () => resolveTrainConfig({ blend: "nope=1", model: { d: 16, heads: 2, seq: 32 } }, db),
     /no dataset "nope"/,
   );
-  const cfg = resolveTrainConfig({ blend: `${KNOWLEDGE.d}=1`, model: { d: 16, heads: 2, seq: 32 } }, db);
-  assert.equal(cfg.blend, `${KNOWLEDGE.d}=1`);
+  const cfg = resolveTrainConfig({ blend: `${KNOWLEDGE.d}=0`, model: { d: 16, heads: 2, seq: 32 } }, db);
+  assert.equal(cfg.blend, `${KNOWLEDGE.d}=0`);
   db.close();
 });
