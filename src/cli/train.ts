@@ -85,7 +85,7 @@ export function registerTrain(program: Command): void {
   addSettingFlags(s, pickSettings(MODEL_SETTINGS, ["gate"]));
   addSettingFlags(
     s,
-    omitSettings(TRAIN_SETTINGS, ["freezeDecoder", "freezeDecoderSteps", "zeroCcaOut", "blend"]),
+    omitSettings(TRAIN_SETTINGS, ["freezeDecoder", "freezeDecoderSteps", "zeroCcaOut", "blend", "retrievalInit"]),
     DEFAULT_SFT_TRAIN,
   );
   s.action(async (o) => {

@@ -2,7 +2,8 @@
  * Instruction-tuning batches: conversations from several files blended by weight (BlendOrder, Megatron's rule,
  * replayable from one position), each as prompt + answer + end-of-document tokens; the loss mask keeps the
  * positions whose target is an answer token or the end token (the last assistant turn only). A batch is as long
- * as its longest conversation, rounded up to the chunk length (Retro) and padded with the end token (mask 0).
+ * as its longest conversation, rounded up to the chunk length (Retro; 32 tokens for a GPT: see sft.ts) and padded
+ * with the end token (mask 0).
  * Retro with the gate on retrieves, through the Retriever, the neighbours of every chunk of every sequence.
  */
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";

@@ -44,6 +44,16 @@ export const TRAIN_SETTINGS = defineSettings({
       "this run's dataset weights over the database's, name=weight[,name=weight…]; datasets not named keep " +
       "theirs (e.g. Retro-fitting on text the GPT never saw: a retrieval-only dataset given a weight)",
   },
+  retrievalInit: {
+    kind: "choice",
+    choices: ["random", "decoder"],
+    default: "random",
+    legacy: "random",
+    help:
+      "Retro-fitting: the fresh encoder and CCA drawn at random (the paper), or copied from the decoder (encoder " +
+      "layer j = decoder layer j, each CCA = its layer's self-attention): CCA starts reading its neighbours as the " +
+      "GPT reads its context",
+  },
   batch: { kind: "int", min: 1, default: 8, help: "sequences per micro-batch" },
   accum: {
     kind: "int",

@@ -399,6 +399,7 @@ export async function openRun(
     const fromCfg = readCheckpointConfig(from);
     const retrofit = cfg.model.model === "retro" && fromCfg.model === "gpt";
     load = loadWeights(model, readCheckpointWeights(from), { allowMissing: retrofit ? ["retrieval"] : [] });
+    if (retrofit && cfg.retrievalInit === "decoder") retrievalFromDecoder(model);
     if (retrofit && cfg.zeroCcaOut) zeroCcaOut(model);
     log(
       `${retrofit ? "retro-fitting" : "continuing"} from ${from}: ${load.loaded.length} tensors ` +
@@ -550,6 +551,41 @@ export function countTokens(b: Batch): number {
   let s = 0;
   for (let i = 0; i < b.mask.length; i++) s += b.mask[i];
   return s;
+}
+
+/**
+ * A Retro-fit's retrieval weights copied from its decoder: encoder layer j takes decoder layer j's norms, attention
+ * and MLP (the encoder embeds neighbours as the decoder embeds its input, wte + wpe, and attends both ways), its
+ * conditioning on the chunk starts as nothing (output projection 0), and the CCA of layer l takes layer l's
+ * self-attention and first norm. So CCA starts as the GPT's own way of reading its context, applied to the
+ * neighbours, instead of at random.
+ */
+export function retrievalFromDecoder(model: Model): void {
+  const c = model.config;
+  const copy = (to: string, from: string) => model.store.get(to).data.set(model.store.get(from).data);
+  const attn = (to: string, from: string) => {
+    for (const w of ["q", "kv", "o"]) for (const t of ["weight", "bias"]) copy(`${to}.${w}.${t}`, `${from}.${w}.${t}`);
+  };
+  const norm = (to: string, from: string) => {
+    for (const t of ["weight", "bias"]) copy(`${to}.${t}`, `${from}.${t}`);
+  };
+  for (let j = 0; j < c.enc_layers; j++) {
+    const from = `blocks.${Math.min(j, c.layers - 1)}`,
+      to = `encoder.${j}`;
+    norm(`${to}.ln1`, `${from}.ln1`);
+    attn(`${to}.attn`, `${from}.attn`);
+    norm(`${to}.ln2`, `${from}.ln2`);
+    for (const w of ["fc", "proj"])
+      for (const t of ["weight", "bias"]) copy(`${to}.mlp.${w}.${t}`, `${from}.mlp.${w}.${t}`);
+    if (j === 0) {
+      model.store.get(`${to}.xattn.o.weight`).data.fill(0);
+      model.store.get(`${to}.xattn.o.bias`).data.fill(0);
+    }
+  }
+  for (const l of c.cca_layers) {
+    norm(`blocks.${l - 1}.lnc`, `blocks.${l - 1}.ln1`);
+    attn(`blocks.${l - 1}.xattn`, `blocks.${l - 1}.attn`);
+  }
 }
 
 /** the decoder's CCA output projections (weights and biases) set to 0: CCA adds nothing until they learn */

@@ -351,6 +351,53 @@ test("Retro-fitting with a frozen decoder trains only the encoder and CCA; GPT-f
   );
 });
 
+test("Retro-fitting with --retrieval-init decoder: encoder layers and each CCA start as copies of the decoder's", async () => {
+  const base = tmpDir("fit-dec-");
+  const common = { db: DB, batch: 4, evalEvery: 2, evalBatches: 1, saveEvery: 2, warmup: 0 };
+  await train(path.join(base, "gpt"), { ...common, steps: 2, lr: 3e-3, model: { model: "gpt", ...MODEL } });
+  // one step at a learning rate of 1e-9: what is saved is the initialisation (Adam moves a weight by ≤ lr)
+  const run = path.join(base, "rfit");
+  await train(run, {
+    ...common,
+    steps: 1,
+    lr: 1e-9,
+    minLr: 1e-9,
+    init: path.join(base, "gpt"),
+    retrievalInit: "decoder",
+    model: { model: "retro", cca_layers: [1, 2], enc_layers: 2 },
+  });
+  const w = readSafetensors(path.join(resolveCheckpointDir(run), WEIGHTS_FILE));
+  const near = (a: string, b: string) => {
+    const x = tensorF32(w, a),
+      y = tensorF32(w, b);
+    assert.equal(x.length, y.length, `${a} vs ${b}`);
+    for (let i = 0; i < x.length; i++) assert.ok(Math.abs(x[i] - y[i]) < 1e-6, `${a}[${i}] ${x[i]} vs ${b} ${y[i]}`);
+  };
+  for (const j of [0, 1]) {
+    for (const t of ["attn.q", "attn.kv", "attn.o", "mlp.fc", "mlp.proj", "ln1", "ln2"])
+      near(`encoder.${j}.${t}.weight`, `blocks.${j}.${t}.weight`);
+    for (const t of ["q", "kv", "o"]) near(`blocks.${j}.xattn.${t}.weight`, `blocks.${j}.attn.${t}.weight`);
+    near(`blocks.${j}.lnc.bias`, `blocks.${j}.ln1.bias`);
+  }
+  assert.ok(
+    tensorF32(w, "encoder.0.xattn.o.weight").every((v) => Math.abs(v) < 1e-6),
+    "chunk conditioning starts at 0",
+  );
+  assert.equal(JSON.parse(fs.readFileSync(path.join(run, "config.json"), "utf8")).retrievalInit, "decoder");
+  // the default draws them at random
+  const rnd = path.join(base, "rnd");
+  await train(rnd, {
+    ...common,
+    steps: 1,
+    lr: 1e-9,
+    minLr: 1e-9,
+    init: path.join(base, "gpt"),
+    model: { model: "retro" },
+  });
+  const r = readSafetensors(path.join(resolveCheckpointDir(rnd), WEIGHTS_FILE));
+  assert.notDeepEqual(tensorF32(r, "encoder.0.attn.q.weight"), tensorF32(r, "blocks.0.attn.q.weight"));
+});
+
 test("eval ppl equals exp(mean token loss) computed independently from the logits", () => {
   const db = new Database(DB);
   const cfg = resolveTrainConfig({ db: DB, model: { model: "retro", ...MODEL } }, db).model;
