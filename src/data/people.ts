@@ -943,7 +943,7 @@ export interface PeopleOptions {
   twoPeople?: number;
   /**
    * People of the fitting text (D, default 0): one biography each in a dataset that pretraining does not draw
-   * (weight 0 in the database; a Retro-fit's `blend` gives it one) and another in the database, retrieval-only —
+   * (the demo's GPT gives it weight 0 with its `blend`; the fits draw it) and another, retrieval-only —
    * facts a fit can lower its loss on only by reading its neighbours, as B's held-out text is. Generated after
    * everything else with their own seed, so A, B and C do not depend on it.
    */

@@ -113,7 +113,10 @@ async function cached<T>(file: string, fresh: boolean, make: () => Promise<T> | 
 export const DEMO = {
   pretrainSteps: 3000,
   fitSteps: 400,
-  /** 200: 150–600 steps gave B 51.7–47.7 in docs/knowledge.md (300: 49.0); fewer steps keep the demo in 15 min */
+  /**
+   * 200 (was 300), for time: the demo of 2026-12-06 answered B at 70.7 with it; experiments/knowledge-tuning.ts
+   * gave 51.7 / 56.3 / 47.7 at 150 / 300 / 600 steps on the corpus before D (docs/knowledge.md)
+   */
   sftSteps: 200,
   qaQuestions: 300,
   /** a 4-layer d-128 model: 2.4× the steps of d 256 in the same time (reading is what the steps are for) */
@@ -198,7 +201,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
   let db = new Database(dbDir);
   const run = (n: string) => path.join(out, n);
   const quiet = { evalEvery: 100, saveEvery: 100, seed, ...threads };
-  // pretraining evaluates and saves every 500 steps: 20 validation batches every 100 steps were ~5 % of its time
+  // pretraining evaluates and saves every 500 steps (its curve needs no more points)
   const sparse = { ...quiet, evalEvery: 500, saveEvery: 500 };
   try {
     stage(

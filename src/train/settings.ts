@@ -42,7 +42,7 @@ export const TRAIN_SETTINGS = defineSettings({
     legacy: "",
     help:
       "this run's dataset weights over the database's, name=weight[,name=weight…]; datasets not named keep " +
-      "theirs (e.g. Retro-fitting on text the GPT never saw: a retrieval-only dataset given a weight)",
+      "theirs (e.g. fit=0: a GPT pretrained without the text its Retro-fit will then draw)",
   },
   retrievalInit: {
     kind: "choice",
