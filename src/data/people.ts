@@ -971,6 +971,19 @@ export interface PeopleCorpus {
   pretraining: string[];
 }
 
+/** A person: a first name and a surname no one else has, and a value of each attribute drawn from the pools. */
+function drawPerson(rng: Rng, taken: Set<string>, pools: Pools, id: string, group: Person["group"]): Person {
+  let first: string, last: string;
+  do {
+    first = pseudoName(rng, 2);
+    last = pseudoName(rng, 2 + rng.int(2));
+  } while (taken.has(last.toLowerCase()) || taken.has(first.toLowerCase()) || first === last);
+  taken.add(last.toLowerCase());
+  const attrs = {} as Record<Attribute, string>;
+  for (const attr of ATTRIBUTES) attrs[attr] = pick(rng, pools[attr]);
+  return { id, group, first, last, name: `${first} ${last}`, pronoun: rng.next() < 0.5 ? "he" : "she", attrs };
+}
+
 /** The whole corpus as a pure function of the options. */
 export function makePeopleCorpus(o: PeopleOptions): PeopleCorpus {
   const rng = new Rng(o.seed);
@@ -979,24 +992,8 @@ export function makePeopleCorpus(o: PeopleOptions): PeopleCorpus {
   const people: Person[] = [];
   const n = o.a + o.b + o.c;
   for (let i = 0; i < n; i++) {
-    let first: string, last: string;
-    do {
-      first = pseudoName(rng, 2);
-      last = pseudoName(rng, 2 + rng.int(2));
-    } while (taken.has(last.toLowerCase()) || taken.has(first.toLowerCase()) || first === last);
-    taken.add(last.toLowerCase());
     const group = i < o.a ? "A" : i < o.a + o.b ? "B" : "C";
-    const attrs = {} as Record<Attribute, string>;
-    for (const attr of ATTRIBUTES) attrs[attr] = pick(rng, pools[attr]);
-    people.push({
-      id: `${group}${String(i).padStart(5, "0")}`,
-      group,
-      first,
-      last,
-      name: `${first} ${last}`,
-      pronoun: rng.next() < 0.5 ? "he" : "she",
-      attrs,
-    });
+    people.push(drawPerson(rng, taken, pools, `${group}${String(i).padStart(5, "0")}`, group));
   }
   const render = (g: "A" | "B" | "C", times: number, from = 0) =>
     people
@@ -1054,26 +1051,8 @@ export function makePeopleCorpus(o: PeopleOptions): PeopleCorpus {
   // D last, from a seed of its own: a corpus with D holds the same A, B and C as one without
   const rd = new Rng(o.seed + 4);
   const dPeople: Person[] = [];
-  for (let i = 0; i < (o.d ?? 0); i++) {
-    let first: string, last: string;
-    do {
-      first = pseudoName(rd, 2);
-      last = pseudoName(rd, 2 + rd.int(2));
-    } while (taken.has(last.toLowerCase()) || taken.has(first.toLowerCase()) || first === last);
-    taken.add(last.toLowerCase());
-    const attrs = {} as Record<Attribute, string>;
-    for (const attr of ATTRIBUTES) attrs[attr] = pick(rd, pools[attr]);
-    const id = `D${String(n + i).padStart(5, "0")}`;
-    dPeople.push({
-      id,
-      group: "D",
-      first,
-      last,
-      name: `${first} ${last}`,
-      pronoun: rd.next() < 0.5 ? "he" : "she",
-      attrs,
-    });
-  }
+  for (let i = 0; i < (o.d ?? 0); i++)
+    dPeople.push(drawPerson(rd, taken, pools, `D${String(n + i).padStart(5, "0")}`, "D"));
   people.push(...dPeople);
   const dDb = dPeople.map((p) => renderBiography(p, rd, 0, o.paraphrase ?? 1));
   const d = dPeople.map((p) => renderBiography(p, rd, 1, o.paraphrase ?? 1));

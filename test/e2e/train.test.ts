@@ -356,13 +356,12 @@ test("Retro-fitting with --retrieval-init decoder: encoder layers and each CCA s
   const common = { db: DB, batch: 4, evalEvery: 2, evalBatches: 1, saveEvery: 2, warmup: 0 };
   await train(path.join(base, "gpt"), { ...common, steps: 2, lr: 3e-3, model: { model: "gpt", ...MODEL } });
   // one step at a learning rate of 1e-9: what is saved is the initialisation (Adam moves a weight by ≤ lr)
-  const run = path.join(base, "rfit");
-  await train(run, {
-    ...common,
-    steps: 1,
-    lr: 1e-9,
-    minLr: 1e-9,
-    init: path.join(base, "gpt"),
+  const fitOnce = async (name: string, over: Record<string, unknown>) => {
+    const out = path.join(base, name);
+    await train(out, { ...common, steps: 1, lr: 1e-9, minLr: 1e-9, init: path.join(base, "gpt"), ...over });
+    return out;
+  };
+  const run = await fitOnce("rfit", {
     retrievalInit: "decoder",
     model: { model: "retro", cca_layers: [1, 2], enc_layers: 2 },
   });
@@ -385,15 +384,7 @@ test("Retro-fitting with --retrieval-init decoder: encoder layers and each CCA s
   );
   assert.equal(JSON.parse(fs.readFileSync(path.join(run, "config.json"), "utf8")).retrievalInit, "decoder");
   // the default draws them at random
-  const rnd = path.join(base, "rnd");
-  await train(rnd, {
-    ...common,
-    steps: 1,
-    lr: 1e-9,
-    minLr: 1e-9,
-    init: path.join(base, "gpt"),
-    model: { model: "retro" },
-  });
+  const rnd = await fitOnce("rnd", { model: { model: "retro" } });
   const r = readSafetensors(path.join(resolveCheckpointDir(rnd), WEIGHTS_FILE));
   assert.notDeepEqual(tensorF32(r, "encoder.0.attn.q.weight"), tensorF32(r, "blocks.0.attn.q.weight"));
 });
