@@ -5,6 +5,7 @@
  * Used by the pretraining Loader (database samples) and the instruction-tuning SftLoader (conversations).
  */
 import { RetroError } from "../util/errors.ts";
+import { isRetrievalOnly } from "../db/config.ts";
 import { Rng, hash32 } from "../util/rng.ts";
 
 export class BlendOrder {
@@ -96,11 +97,14 @@ export function parseBlend(text: string): Map<string, number> {
 
 /**
  * The blend weights of a database's datasets for a run: the database's own, with the run's `blend` over them.
- * A name the database does not hold is refused, naming those it does.
+ * A name the database does not hold is refused, naming those it does. `retro`: the run reads neighbours, so a
+ * retrieval-only dataset given a weight is refused too — the query stage searches no sample made only of
+ * retrieval-only documents, so its samples have none.
  */
 export function blendWeights(
   datasets: readonly { name: string; weight: number }[] | undefined,
   blend: string,
+  retro?: { dbDir: string },
 ): number[] {
   const given = parseBlend(blend);
   const list = datasets ?? [{ name: "default", weight: 1 }];
@@ -110,5 +114,14 @@ export function blendWeights(
         "usage",
         `blend: the database has no dataset "${name}" (it has ${list.map((d) => d.name).join(", ")})`,
       );
-  return list.map((d) => given.get(d.name) ?? d.weight);
+  const weights = list.map((d) => given.get(d.name) ?? d.weight);
+  const unsearched = list.filter((d, i) => isRetrievalOnly(d) && weights[i] > 0);
+  if (retro && unsearched.length)
+    throw new RetroError(
+      "badInput",
+      `blend: ${unsearched.map((d) => d.name).join(", ")} is retrieval-only in ${retro.dbDir} (weight 0 there): its ` +
+        `samples have no neighbours, so a Retro cannot train on it (a GPT can). Build the database with a ` +
+        `weight above 0 for it, and give it 0 in the runs that must not see it (--blend name=0)`,
+    );
+  return weights;
 }

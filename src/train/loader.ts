@@ -18,7 +18,6 @@ import { RetroError } from "../util/errors.ts";
 import { hash32 } from "../util/rng.ts";
 import { BlendOrder, blendWeights } from "./blend.ts";
 import { blockRanges } from "../util/blockfile.ts";
-import { isRetrievalOnly } from "../db/config.ts";
 import type { Database } from "../db/database.ts";
 import type { Batch } from "../model/model.ts";
 import type { ModelConfig } from "../model/config.ts";
@@ -108,16 +107,8 @@ export class Loader {
     const fill = counts.map(() => 0);
     const byDataset = counts.map((c) => new Uint32Array(c));
     for (let it = 0; it < this.items; it++) byDataset[itemDataset[it]][fill[itemDataset[it]]++] = it;
-    const weights = blendWeights(db.manifest.datasets, o.blend ?? "");
-    // the query stage searches no sample made only of retrieval-only documents: a Retro cannot train on them
-    const unsearched = (db.manifest.datasets ?? []).filter((d, i) => isRetrievalOnly(d) && weights[i] > 0);
-    if (o.split === "train" && o.retrieval && unsearched.length)
-      throw new RetroError(
-        "badInput",
-        `blend: ${unsearched.map((d) => d.name).join(", ")} is retrieval-only in ${db.dir} (weight 0 there): its ` +
-          `samples have no neighbours, so a Retro cannot train on it (a GPT can). Build the database with a ` +
-          `weight above 0 for it, and give it 0 in the runs that must not see it (--blend name=0)`,
-      );
+    const retro = o.split === "train" && o.retrieval ? { dbDir: db.dir } : undefined;
+    const weights = blendWeights(db.manifest.datasets, o.blend ?? "", retro);
     if (o.split === "train" && !byDataset.some((l, d) => l.length > 0 && (weights[d] ?? 1) > 0)) {
       const names = db.manifest.datasets?.map((d, i) => `${d.name} ${weights[i]} (${byDataset[i]?.length ?? 0})`);
       throw new RetroError(

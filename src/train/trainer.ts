@@ -95,7 +95,6 @@ export function resolveTrainConfig(
   }
   validateSettings(c, TRAIN_SETTINGS, (k) => `train config: ${k}`);
   if ((c.minLr as number) > (c.lr as number)) throw new RetroError("usage", "train config: need minLr <= lr");
-  blendWeights(db.manifest.datasets, c.blend as string); // a name the database lacks: refused before any work
   const init = (input.init as string | null | undefined) ?? null;
   if (init) checkCheckpointTokenizer(init, db.manifest.tokenizer!.id, `database ${db.dir}`);
   const base: Record<string, unknown> = init ? { ...readCheckpointConfig(resolveCheckpointDir(init)) } : {};
@@ -111,6 +110,8 @@ export function resolveTrainConfig(
   const t = db.manifest.tokenizer!;
   const model = resolveModelConfig({ vocab: t.vocabSize, chunk: db.m, ...recipe, ...base, ...over });
   checkModelAgainstDb(model, db);
+  // a name the database lacks, or a retrieval-only dataset for a Retro: refused before any work
+  blendWeights(db.manifest.datasets, c.blend as string, model.model === "retro" ? { dbDir: db.dir } : undefined);
   const out = {
     ...(c as TrainSettings),
     db: path.resolve(db.dir),

@@ -302,6 +302,10 @@ test("a run's blend: a retrieval-only dataset trained on, names checked against 
     () => resolveTrainConfig({ blend: "nope=1", model: { d: 16, heads: 2, seq: 32 } }, db),
     /no dataset "nope"/,
   );
+  assert.throws(
+    () => resolveTrainConfig({ blend: `${KNOWLEDGE.b}=1`, model: { model: "retro", d: 16, heads: 2, seq: 32 } }, db),
+    /people-b is retrieval-only .*no neighbours/,
+  );
   const cfg = resolveTrainConfig({ blend: `${KNOWLEDGE.d}=0`, model: { d: 16, heads: 2, seq: 32 } }, db);
   assert.equal(cfg.blend, `${KNOWLEDGE.d}=0`);
   db.close();
