@@ -83,9 +83,9 @@ export function registerDemo(program: Command): void {
               `${r.f1.toFixed(1)}`,
           );
       }
-      console.log(
-        `\nserved: ${s.update.served.question} → ${s.update.served.answer} (expected ${s.update.served.expected})`,
-      );
+      const served = s.update.served;
+      console.log(`\nserved by retro serve: ${served.filter((x) => x.right).length} of ${served.length} right`);
+      for (const x of served) console.log(`  ${x.right ? "✓" : "✗"} ${x.question} → ${x.answer} (${x.expected})`);
       console.log(`\nreport: ${s.report} (figures beside it; runs, data and results in ${o.out})`);
     });
 }

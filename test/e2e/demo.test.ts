@@ -11,6 +11,8 @@ import { runDemo } from "../../src/demo/pipeline.ts";
 import { Database } from "../../src/db/database.ts";
 import { systemPromptFor } from "../../src/model/checkpoint.ts";
 import { SYSTEM_PROMPT } from "../../src/prompt/format.ts";
+import { ASKED } from "../../src/data/people.ts";
+import { exactMatch } from "../../src/qa/metrics.ts";
 import { tmpDir } from "../helpers.ts";
 
 test(
@@ -58,10 +60,12 @@ test(
     const db = new Database(path.join(o.out, "db"));
     assert.ok(db.manifest.datasets!.some((d) => d.name === "people-c"));
     db.close();
-    assert.ok(
-      s.update.served.citations.length > 0 && s.update.served.citations[0].dataset === "people-c",
-      JSON.stringify(s.update.served.citations[0]),
-    );
+    // one served question per asked attribute, each citing the added biography first
+    assert.equal(s.update.served.length, ASKED.length);
+    for (const x of s.update.served) {
+      assert.equal(x.citations[0]?.dataset, "people-c", `${x.question}: ${JSON.stringify(x.citations[0])}`);
+      assert.equal(x.right, exactMatch(x.answer, x.expected) === 1);
+    }
     // a tuned checkpoint is asked in the prompt it was tuned with (none here); an untuned one in the paper's
     assert.equal(systemPromptFor(path.join(o.out, "sft-retro"), undefined, SYSTEM_PROMPT), null);
     assert.equal(systemPromptFor(path.join(o.out, "gpt"), undefined, SYSTEM_PROMPT), SYSTEM_PROMPT);
