@@ -419,15 +419,19 @@ out.push(
     const gptRag = em("InstructGPT", "rag"),
       retroRag = em("InstructRetro", "rag"),
       retroEnc = em("InstructRetro", "encoder");
-    const sign = (x: number[], y: number[]) =>
-      !x.length || !y.length
-        ? "–"
-        : stats(x).mean > stats(y).mean
-          ? "higher"
-          : stats(x).mean < stats(y).mean
-            ? "lower"
-            : "level";
+    // the sign of the paired difference (same seed), "level" when its mean is within its sd or 1 EM point
+    const sign = (x: number[], y: number[]) => {
+      if (!x.length || x.length !== y.length) return "–";
+      const d = stats(x.map((v, i) => v - y[i]));
+      const word = Math.abs(d.mean) <= Math.max(1, d.sd) ? "level" : d.mean > 0 ? "higher" : "lower";
+      return `${word} (${d.mean >= 0 ? "+" : ""}${d.mean.toFixed(1)} ± ${d.sd.toFixed(1)})`;
+    };
     out.push(
+      `Per seed (${seeds}): InstructRetro with passages ${retroRag.map((x) => x.toFixed(1)).join(" / ")}, ` +
+        `InstructGPT ${gptRag.map((x) => x.toFixed(1)).join(" / ")}; Retro-fitting vs GPT-fitting ` +
+        `${gain.map((x) => `${x.toFixed(1)} %`).join(" / ")}. "Ours" is the sign of the paired difference (same ` +
+        "seed), mean ± sd, level when it is within its sd or 1 EM point.",
+      "",
       "| QA on B (EM) | value | vs | paper's sign | ours |",
       "|---|---|---|---|---|",
       `| Table 1: InstructRetro, passages in the prompt | ${fmt(retroRag, 1)} | InstructGPT ${fmt(gptRag, 1)} | ` +

@@ -10,7 +10,7 @@ export function registerDemo(program: Command): void {
     .description(
       "the main job end to end on a synthetic knowledge corpus: database → GPT → GPT-fitting vs Retro-fitting → " +
         "perplexity on facts only in the database → instruction tuning → QA with retrieved passages → knowledge " +
-        "update with db add → report.md (~15 min on 2 cores; re-runs reuse finished stages)",
+        "update with db add → report.md (~14 min on 2 cores; re-runs reuse finished stages)",
     )
     .option("--out <dir>", "folder for everything (data, database, runs, results, figures, report.md)", "runs/demo")
     .option("--db <dir>", "use this database (one the demo built, same seed) instead of building DIR/db")

@@ -8,7 +8,8 @@
  *   3. held-out perplexity on B's other biographies, the loss on fact tokens apart, with the controls
  *   4. instruction data about A (questions with retrieved passages) + WordNet; tuning of both fits (Retro at gate 0)
  *   5. QA on B in question forms held out of tuning: passages in the prompt vs closed book; C before and after
- *      `retro db add` (no training in between), and one answer served by `retro serve` citing the added text
+ *      `retro db add` (no training in between), and questions served by `retro serve` (each scored, citing the
+ *      added text)
  * Every stage is resumable and a re-run reuses what is finished (results cached under DIR/results) unless
  * `fresh`. Sizes fit ~15 minutes on 2 cores from a fresh clone; the report states them.
  */
@@ -412,7 +413,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
 
     stage(
       6,
-      "knowledge update: C's questions before and after `retro db add` (no training in between), and one served answer",
+      "knowledge update: C's questions before and after `retro db add` (no training in between), and questions " +
+        "served by retro serve",
     );
     const hasC = () => db.manifest.datasets?.some((d) => d.name === KNOWLEDGE.c) ?? false;
     const before = await cached(res("update-before.json"), fresh, async () => {
