@@ -107,8 +107,16 @@ export interface ServedAnswer {
 }
 
 /** a stage's result cached as JSON: computed once, reused by a re-run */
-async function cached<T>(file: string, fresh: boolean, make: () => Promise<T> | T): Promise<T> {
-  if (!fresh && fs.existsSync(file)) return readJson<T>(file, "demo result");
+async function cached<T>(
+  file: string,
+  fresh: boolean,
+  make: () => Promise<T> | T,
+  valid: (x: unknown) => boolean = () => true,
+): Promise<T> {
+  if (!fresh && fs.existsSync(file)) {
+    const v = readJson<T>(file, "demo result");
+    if (valid(v)) return v; // else: written by an older version in another shape, computed again
+  }
   const v = await make();
   writeJsonAtomic(file, v);
   return JSON.parse(JSON.stringify(v)) as T; // what a re-run reads back
@@ -209,9 +217,13 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
   if (!built) await timed("database", () => buildDatabase(dbDir, dbConfig));
   let db = new Database(dbDir);
   const run = (n: string) => path.join(out, n);
-  // bf16 products where the CPU has AVX512-BF16 (fp32 accumulation and master weights; ~12 % faster steps here)
-  const precision: Precision = loadEngine().bf16 ? "bf16" : "fp32";
-  const quiet = { evalEvery: 100, saveEvery: 100, seed, precision, ...threads };
+  // bf16 products where the CPU has AVX512-BF16 (fp32 accumulation and master weights; ~12 % faster steps here);
+  // a run that exists keeps the precision it was started with (a demo folder made in fp32 resumes in fp32)
+  const bf16 = loadEngine().bf16;
+  const precision = (dir: string): { precision: Precision } => ({
+    precision: fs.existsSync(path.join(dir, "config.json")) ? runPrecision(dir) : bf16 ? "bf16" : "fp32",
+  });
+  const quiet = { evalEvery: 100, saveEvery: 100, seed, ...threads };
   // pretraining evaluates and saves every 500 steps (its curve needs no more points)
   const sparse = { ...quiet, evalEvery: 500, saveEvery: 500 };
   try {
@@ -231,6 +243,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
           // D is the fitting text: pretraining never draws it
           blend: want.d ? `${KNOWLEDGE.d}=0` : "",
           ...sparse,
+          ...precision(run("gpt")),
         },
         { resume: true },
       ),
@@ -238,7 +251,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
     // with a group D, both fits train on A and D half and half (the database's weights): D's facts are new to the
     // GPT, so the fit's loss on them falls only by reading the neighbours (A's are memorised in pretraining)
     const fit = { db: dbDir, init: run("gpt"), steps: F, lr: 3e-4, minLr: 3e-5, warmup: 20, ...quiet };
-    await timed("GPT-fitting", () => train(run("gpt-fit"), fit, { resume: true }));
+    await timed("GPT-fitting", () => train(run("gpt-fit"), { ...fit, ...precision(run("gpt-fit")) }, { resume: true }));
     // the retrieval part at 3× the fit's learning rate (it brought the twin corpus's fall forward), started from
     // the decoder's own layers: drawn at random, it read nothing of D's or B's paraphrases in 400 steps (nor in
     // 750 at lr 1e-3); copied from the decoder, perplexity on B fell 13 % in the same 400 (docs/knowledge.md)
@@ -246,7 +259,13 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
       train(
         run("retro-fit"),
         // CCA where the model room puts it: [2, 4] of 4 layers
-        { ...fit, retrievalLr: 3, retrievalInit: "decoder", model: { model: "retro" } },
+        {
+          ...fit,
+          ...precision(run("retro-fit")),
+          retrievalLr: 3,
+          retrievalInit: "decoder",
+          model: { model: "retro" },
+        },
         { resume: true },
       ),
     );
@@ -441,8 +460,11 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
       ...(await ask("InstructRetro", "people C", cItems, ["rag", "none"], updated)),
       ...(await ask("InstructGPT", "people C", cItems, ["rag"], updated)),
     ]);
-    const served = await cached(res("served.json"), fresh, () =>
-      serveC(run("sft-retro"), db, updated, corpus, o.threads),
+    const served = await cached(
+      res("served.json"),
+      fresh,
+      () => serveC(run("sft-retro"), db, updated, corpus, o.threads),
+      Array.isArray, // one answer (an object) before 2026-12-06
     );
 
     stage(7, "report");
@@ -562,7 +584,12 @@ async function serveC(
       const r = await fetch(`http://127.0.0.1:${addr.port}/v1/chat/completions`, {
         method: "POST",
         headers: { "content-type": "application/json" },
-        body: JSON.stringify({ messages: [{ role: "user", content: question }], max_tokens: DEMO.maxTokens }),
+        // a short answer ends at the line's end, as `eval qa` asks
+        body: JSON.stringify({
+          messages: [{ role: "user", content: question }],
+          max_tokens: DEMO.maxTokens,
+          stop: ["\n"],
+        }),
       });
       const body = (await r.json()) as {
         choices: { message: { content: string } }[];
@@ -701,7 +728,7 @@ function reportText(a: {
     "|---|---|---|---|",
     ...a.served.map(
       (x) =>
-        `| ${x.question} | ${x.answer.replace(/\|/g, "\\|")} | ${x.expected} | ` +
+        `| ${x.question} | ${x.answer.replace(/\|/g, "\\|").replace(/\s+/g, " ")} | ${x.expected} | ` +
         `${x.citations[0] ? `${x.citations[0].dataset} document ${x.citations[0].document}` : "–"} |`,
     ),
     "",

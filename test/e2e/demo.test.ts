@@ -13,6 +13,7 @@ import { systemPromptFor } from "../../src/model/checkpoint.ts";
 import { SYSTEM_PROMPT } from "../../src/prompt/format.ts";
 import { ASKED } from "../../src/data/people.ts";
 import { exactMatch } from "../../src/qa/metrics.ts";
+import { loadEngine } from "../../src/engine/native.ts";
 import { tmpDir } from "../helpers.ts";
 
 test(
@@ -72,6 +73,14 @@ test(
     assert.equal(systemPromptFor(path.join(o.out, "sft-retro"), "Be brief.", SYSTEM_PROMPT), "Be brief.");
     assert.equal(systemPromptFor(path.join(o.out, "gpt"), false, SYSTEM_PROMPT), null);
     const mtime = fs.statSync(path.join(o.out, "sft-retro", "latest.json")).mtimeMs;
+    // the runs multiply in bf16 where the engine can; a run made in fp32 (a demo folder from before) resumes in fp32
+    const cfgFile = path.join(o.out, "gpt", "config.json");
+    const cfg = JSON.parse(fs.readFileSync(cfgFile, "utf8")) as { precision: string };
+    assert.equal(cfg.precision, loadEngine().bf16 ? "bf16" : "fp32");
+    if (cfg.precision === "bf16") fs.writeFileSync(cfgFile, JSON.stringify({ ...cfg, precision: "fp32" }));
+    // served answers from an older version (one object, not a list) are asked again
+    const servedFile = path.join(o.out, "results", "served.json");
+    fs.writeFileSync(servedFile, JSON.stringify(s.update.served[0]));
     const again = await runDemo(o);
     assert.deepEqual(again.ppl, s.ppl);
     assert.deepEqual(again.qa, s.qa);
