@@ -591,6 +591,8 @@ async function serveC(
           stop: ["\n"],
         }),
       });
+      if (!r.ok)
+        throw new RetroError("internal", `retro serve answered ${r.status} to "${question}": ${await r.text()}`);
       const body = (await r.json()) as {
         choices: { message: { content: string } }[];
         retrieval: { neighbours: { dataset: string; document: number; text: string }[] }[];
@@ -636,7 +638,10 @@ function reportText(a: {
   const pct = (x: number, y: number) => `${x < y ? "−" : "+"}${Math.abs(100 * (x / y - 1)).toFixed(1)} %`;
   const gc = readCheckpointConfig(resolveCheckpointDir(path.join(a.out, "gpt"))),
     rc = readCheckpointConfig(resolveCheckpointDir(path.join(a.out, "retro-fit")));
-  const batch = readJson<{ batch: number }>(path.join(a.out, "gpt", "config.json"), "run config").batch;
+  const gptRun = readJson<{ batch: number; precision?: Precision }>(
+    path.join(a.out, "gpt", "config.json"),
+    "run config",
+  );
   const o = a.corpus.options;
   const row = (x: QaRow) =>
     `| ${x.model} | ${variantName(x.variant)} | ${f1(x.exact_match)} | ${f1(x.f1)} | ${x.truncated} / ` +
@@ -765,8 +770,8 @@ function reportText(a: {
       `GPT d ${gc.d}, ${gc.layers} layers, ${gc.heads} heads, seq ${gc.seq} (${(paramCount(gc) / 1e6).toFixed(2)}M ` +
       `parameters); Retro adds a ${rc.enc_layers}-layer encoder and CCA in layers ${rc.cca_layers.join(" and ")} ` +
       `(${(paramCount(rc) / 1e6).toFixed(2)}M), k ${rc.k} neighbours of ${rc.r} tokens.`,
-    `- GPT pretrained ${a.P} steps (batch ${batch} × ${gc.seq} tokens, lr 3e-3, linear layers in ` +
-      `${runPrecision(path.join(a.out, "gpt"))}); GPT-fitting and Retro-fitting ` +
+    `- GPT pretrained ${a.P} steps (batch ${gptRun.batch} × ${gc.seq} tokens, lr 3e-3, linear layers in ` +
+      `${gptRun.precision ?? "fp32"}); GPT-fitting and Retro-fitting ` +
       `continue it ${a.F} steps each on the same tokens (lr 3e-4 → 3e-5; Retro's encoder and CCA at 3×, started ` +
       `as copies of the decoder's layers: \`--retrieval-init decoder\`).`,
     `- Instruction tuning: ${a.S} steps of 8 conversations (lr 3e-4), loss on the answer; ${a.kcounts.train.qa} QA ` +

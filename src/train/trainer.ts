@@ -563,28 +563,25 @@ export function countTokens(b: Batch): number {
  */
 export function retrievalFromDecoder(model: Model): void {
   const c = model.config;
-  const copy = (to: string, from: string) => model.store.get(to).data.set(model.store.get(from).data);
-  const attn = (to: string, from: string) => {
-    for (const w of ["q", "kv", "o"]) for (const t of ["weight", "bias"]) copy(`${to}.${w}.${t}`, `${from}.${w}.${t}`);
+  // a layer's weight and bias, from one prefix to another
+  const copy = (to: string, from: string) => {
+    for (const t of ["weight", "bias"]) model.store.get(`${to}.${t}`).data.set(model.store.get(`${from}.${t}`).data);
   };
-  const norm = (to: string, from: string) => {
-    for (const t of ["weight", "bias"]) copy(`${to}.${t}`, `${from}.${t}`);
+  const attn = (to: string, from: string) => {
+    for (const w of ["q", "kv", "o"]) copy(`${to}.${w}`, `${from}.${w}`);
   };
   for (let j = 0; j < c.enc_layers; j++) {
     const from = `blocks.${Math.min(j, c.layers - 1)}`,
       to = `encoder.${j}`;
-    norm(`${to}.ln1`, `${from}.ln1`);
+    for (const w of ["ln1", "ln2", "mlp.fc", "mlp.proj"]) copy(`${to}.${w}`, `${from}.${w}`);
     attn(`${to}.attn`, `${from}.attn`);
-    norm(`${to}.ln2`, `${from}.ln2`);
-    for (const w of ["fc", "proj"])
-      for (const t of ["weight", "bias"]) copy(`${to}.mlp.${w}.${t}`, `${from}.mlp.${w}.${t}`);
     if (j === 0) {
       model.store.get(`${to}.xattn.o.weight`).data.fill(0);
       model.store.get(`${to}.xattn.o.bias`).data.fill(0);
     }
   }
   for (const l of c.cca_layers) {
-    norm(`blocks.${l - 1}.lnc`, `blocks.${l - 1}.ln1`);
+    copy(`blocks.${l - 1}.lnc`, `blocks.${l - 1}.ln1`);
     attn(`blocks.${l - 1}.xattn`, `blocks.${l - 1}.attn`);
   }
 }
