@@ -7,7 +7,7 @@ import * as path from "node:path";
 import * as vega from "vega";
 import { compile, type TopLevelSpec } from "vega-lite";
 import { RetroError } from "../util/errors.ts";
-import { writeFileAtomic } from "../util/fsx.ts";
+import { resolveStored, writeFileAtomic } from "../util/fsx.ts";
 
 export interface MetricLine {
   kind: "train" | "eval";
@@ -46,13 +46,15 @@ export function startStep(runDir: string, seen = new Set<string>()): number {
   const cfgFile = path.join(runDir, "config.json");
   if (!fs.existsSync(cfgFile) || seen.has(path.resolve(runDir))) return 0;
   seen.add(path.resolve(runDir));
-  let init: unknown;
+  let recorded: unknown;
   try {
-    init = (JSON.parse(fs.readFileSync(cfgFile, "utf8")) as { init?: unknown }).init;
+    recorded = (JSON.parse(fs.readFileSync(cfgFile, "utf8")) as { init?: unknown }).init;
   } catch {
     return 0;
   }
-  if (typeof init !== "string" || !fs.existsSync(init)) return 0;
+  if (typeof recorded !== "string") return 0;
+  const init = resolveStored(runDir, recorded); // recorded relative to the run (absolute before 2026-12-06)
+  if (!fs.existsSync(init)) return 0;
   // init: a run folder (its latest checkpoint) or a checkpoint folder runs/X/checkpoints/step-N
   let ckpt = init,
     parent = init;

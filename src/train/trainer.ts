@@ -283,16 +283,24 @@ export async function runTask(
   }
 }
 
-/** A run folder's config.json, its database path resolved against the folder (runs record it relative). */
+/**
+ * A run folder's config.json, its database and its `init` checkpoint resolved against the folder (runs record
+ * them relative; an `hf:` reference as it is).
+ */
 export function readRunConfig(out: string): TrainConfig {
   const cfg = readJson<TrainConfig>(path.join(out, "config.json"), "run config");
   if (typeof cfg.db === "string") cfg.db = resolveStored(out, cfg.db);
+  if (typeof cfg.init === "string" && !isHfRef(cfg.init)) cfg.init = resolveStored(out, cfg.init);
   return cfg;
 }
 
-/** Write a run's config.json, its database recorded relative to the run when they share a tree (movable). */
+/**
+ * Write a run's config.json, its database and `init` checkpoint recorded relative to the run when they share a
+ * tree: a folder of runs (a demo's gpt, gpt-fit, …) moves as one.
+ */
 function writeRunConfig(out: string, cfg: TrainConfig): void {
-  writeJsonAtomic(path.join(out, "config.json"), { ...cfg, db: storedPath(out, cfg.db) });
+  const init = typeof cfg.init === "string" && !isHfRef(cfg.init) ? storedPath(out, cfg.init) : cfg.init;
+  writeJsonAtomic(path.join(out, "config.json"), { ...cfg, db: storedPath(out, cfg.db), init });
 }
 
 export async function openRun(

@@ -289,12 +289,33 @@ test("a run moved together with its database keeps working; moved alone, it says
   assert.equal(r.code, 0, r.stderr);
   // recorded relative to the run: the two share the project folder
   assert.equal(JSON.parse(fs.readFileSync(path.join(run, "config.json"), "utf8")).db, path.join("..", "..", "db"));
+  // a run started from another (GPT-fitting) records its init relative too: a folder of runs moves as one
+  const fit = ["--model", "gpt", "--steps", "4", ...common];
+  r = cli([
+    "train",
+    "--db",
+    path.join(home, "db"),
+    "--out",
+    path.join(home, "runs", "fit"),
+    "--init",
+    run,
+    ...fit,
+    "--stop-after",
+    "2",
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(JSON.parse(fs.readFileSync(path.join(home, "runs", "fit", "config.json"), "utf8")).init, "../gpt");
   const moved = path.join(root, "elsewhere", "project");
   fs.mkdirSync(path.dirname(moved));
   fs.renameSync(home, moved);
   const movedRun = path.join(moved, "runs", "gpt");
   r = cli(["eval", "ppl", "--ckpt", movedRun, "--batches", "1"]);
   assert.equal(r.code, 0, r.stderr);
+  // resumed where it is now, given its init where that is now (as `retro demo` resumes its runs), to its end
+  r = cli(["train", "--out", path.join(moved, "runs", "fit"), "--resume", "--init", movedRun, "--steps", "4"]);
+  assert.equal(r.code, 0, r.stderr);
+  const fitLatest = path.join(moved, "runs", "fit", "latest.json");
+  assert.equal((JSON.parse(fs.readFileSync(fitLatest, "utf8")) as { step: number }).step, 4);
   const alone = path.join(root, "alone", "x", "gpt");
   fs.cpSync(movedRun, alone, { recursive: true });
   r = cli(["train", "--out", movedRun, "--resume", "--model", "gpt", "--steps", "6", ...common]);
