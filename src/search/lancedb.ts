@@ -9,6 +9,16 @@
  * are refused with the form to use instead. Query options: `nprobes` (lists searched) and `refineFactor` (re-rank
  * refineFactor·k candidates by their full vectors; 0: PQ distances only).
  *
+ * Two choices that make a query ~8× faster than the obvious ones (measured at 200k chunks, docs/measurements.md):
+ *  - the index is trained with the L2 distance, not the dot product: LanceDB quantizes the residual from the list's
+ *    centroid under L2 (as Faiss's IVF-PQ does) and the raw vector under dot, and on unit vectors the two rank
+ *    alike (|a−b|² = 2 − 2a·b), so scores are 1 − d/2. PQ64 on dim 64: recall 0.95 without re-ranking, 0.76 under
+ *    dot, where re-ranking from disk cost 3× the query;
+ *  - the table is created with stable row ids, which LanceDB assigns 0, 1, 2, … in the order rows are added — the
+ *    chunk ids —, so a query returns `_rowid` from the index instead of reading each hit's `id` from the dataset
+ *    (2× the queries/s). `save` checks that they agree before recording it; a table where they do not (or one
+ *    written before, recorded without `rowIds`) is queried for `id`.
+ *
  * Atomic updates without copying the table: Lance commits every write as a new table version. The manifest
  * records the version the database was built or updated to; readers open the table at that version (a snapshot),
  * and `db add` first restores it — so the rows of an add that crashed before its manifest commit are never seen.
@@ -55,6 +65,9 @@ const TABLE = "chunks";
 const IDENTITY_KEY = "retro";
 /** query vectors per LanceDB plan (see `search`) */
 const QUERY_GROUP = 32;
+/** the distance new indexes are trained with (see the top of this file); tables recorded without one used "dot" */
+const METRIC = "l2";
+type Metric = "l2" | "dot";
 
 /** Sort row [o, o + k) of a hit list by score, best first (−1 ids, at −∞, stay last). */
 function sortRow(ids: Int32Array, scores: Float32Array, o: number, k: number): void {
@@ -111,10 +124,18 @@ function storeOf(s: IndexSettings, ctx: IndexContext): string {
   return path.resolve(ctx.dir, s.store || "lance");
 }
 
+/** How a table is read: the distance its index was trained with, and whether its row ids are the chunk ids. */
+interface TableForm {
+  metric: Metric;
+  rowIds: boolean;
+}
+
 class LanceIndex implements SearchIndex {
   private table: Table | null = null;
   /** the version rows are added on top of (an add restores it first: a crashed add's rows are dropped) */
   private base: number | null;
+  /** the id of the first row added by this instance (save checks the row ids of what it added) */
+  private firstAdded = -1;
 
   constructor(
     readonly description: string,
@@ -125,6 +146,7 @@ class LanceIndex implements SearchIndex {
     private count: number,
     version: number | null,
     opened: Table | null,
+    private form: TableForm,
     private readonly embedderId?: string,
   ) {
     this.table = opened;
@@ -160,7 +182,11 @@ class LanceIndex implements SearchIndex {
         ],
         new Map([[IDENTITY_KEY, JSON.stringify(identity)]]),
       );
-      this.table = await conn.createTable(TABLE, rows, { mode: "overwrite", schema });
+      this.table = await conn.createTable(TABLE, rows, {
+        mode: "overwrite",
+        schema,
+        storageOptions: { new_table_enable_stable_row_ids: "true" },
+      });
     } else {
       if (this.base !== null) {
         await this.table.checkout(this.base);
@@ -169,6 +195,7 @@ class LanceIndex implements SearchIndex {
       }
       await this.table.add(rows);
     }
+    if (this.firstAdded < 0) this.firstAdded = b.first;
     this.count += b.count;
   }
 
@@ -184,21 +211,23 @@ class LanceIndex implements SearchIndex {
     const scores = new Float32Array(nq * k).fill(-Infinity);
     const table = this.table;
     if (!table || this.count === 0) return { ids, scores };
+    const { metric, rowIds } = this.form;
     const group = async (g0: number): Promise<void> => {
       const g1 = Math.min(nq, g0 + QUERY_GROUP);
       let query = table
         .vectorSearch(q.vectors!.subarray(g0 * this.dim, (g0 + 1) * this.dim))
-        .distanceType("dot")
+        .distanceType(metric)
         .limit(k)
         .nprobes(this.settings.nprobes)
-        .select(["id", "_distance"]);
+        .select(rowIds ? ["_distance"] : ["id", "_distance"]);
+      if (rowIds) query = query.withRowId();
       for (let i = g0 + 1; i < g1; i++)
         query = query.addQueryVector(q.vectors!.subarray(i * this.dim, (i + 1) * this.dim));
       if (this.settings.refineFactor > 0) query = query.refineFactor(this.settings.refineFactor);
       const t = await query.toArrow();
       // one query vector: no query_index column
       const qi = t.getChild("query_index"),
-        id = t.getChild("id")!,
+        id = t.getChild(rowIds ? "_rowid" : "id")!,
         dist = t.getChild("_distance")!;
       const filled = new Int32Array(g1 - g0);
       for (let r = 0; r < t.numRows; r++) {
@@ -206,7 +235,9 @@ class LanceIndex implements SearchIndex {
         const j = filled[i - g0]++;
         if (j >= k) continue;
         ids[i * k + j] = Number(id.get(r));
-        scores[i * k + j] = 1 - Number(dist.get(r)); // LanceDB's dot distance is 1 − a·b
+        // LanceDB's dot distance is 1 − a·b; its L2 distance is |a−b|² = 2 − 2a·b on unit vectors
+        const d = Number(dist.get(r));
+        scores[i * k + j] = metric === "l2" ? 1 - d / 2 : 1 - d;
       }
     };
     const starts = Array.from({ length: Math.ceil(nq / QUERY_GROUP) }, (_, i) => i * QUERY_GROUP);
@@ -243,17 +274,46 @@ class LanceIndex implements SearchIndex {
           numPartitions: this.spec.lists,
           numSubVectors: this.spec.subVectors,
           numBits: this.spec.bits,
-          distanceType: "dot",
+          distanceType: this.form.metric,
         }),
       });
     } else if (indices.length) await this.table.optimize({ cleanupOlderThan: new Date(0), deleteUnverified: false });
     else log(`LanceDB: ${this.count} vectors are too few to train IVF-PQ; queries scan them all`);
+    if (this.form.rowIds && !(await this.rowIdsAreIds())) {
+      log("LanceDB: the table's row ids are not the chunk ids; queries will read the id column");
+      this.form = { ...this.form, rowIds: false };
+    }
     const version = await this.table.version();
     fs.mkdirSync(dir, { recursive: true });
-    writeJsonAtomic(path.join(dir, LANCE_FILE), { store: this.uri, table: TABLE, version });
+    const saved: SavedTable = { store: this.uri, table: TABLE, version, ...this.form };
+    writeJsonAtomic(path.join(dir, LANCE_FILE), saved);
     return { version, store: this.uri };
   }
+
+  /** Do the rows at the ends of the table and of this instance's adds have row id = chunk id? */
+  private async rowIdsAreIds(): Promise<boolean> {
+    const probe = [...new Set([0, this.firstAdded, this.count - 1].filter((i) => i >= 0 && i < this.count))];
+    try {
+      const t = await this.table!.takeRowIds(probe).select(["id"]).withRowId().toArrow();
+      const id = t.getChild("id"),
+        rid = t.getChild("_rowid");
+      if (!id || !rid || t.numRows !== probe.length) return false;
+      for (let r = 0; r < t.numRows; r++) if (Number(id.get(r)) !== Number(rid.get(r))) return false;
+      return true;
+    } catch {
+      return false; // a row id that is not there
+    }
+  }
 }
+
+/** `index/lancedb.json`: the table and version the database is at, and how to read it (metric, rowIds: see top) */
+interface SavedTable extends Partial<TableForm> {
+  store: string;
+  table: string;
+  version: number;
+}
+
+const NEW_TABLE: TableForm = { metric: METRIC, rowIds: true };
 
 /** LanceDB IVF-PQ: vectors and codes on disk, queried without loading the table. */
 export const lancedbBackend: IndexBackend = {
@@ -266,11 +326,22 @@ export const lancedbBackend: IndexBackend = {
   },
   isSaved: (dir) => fs.existsSync(path.join(dir, LANCE_FILE)),
   create: (s, dim, ctx) =>
-    new LanceIndex(s.description, parseIvfPq(s.description), s, dim, storeOf(s, ctx), 0, null, null, ctx.embedderId),
+    new LanceIndex(
+      s.description,
+      parseIvfPq(s.description),
+      s,
+      dim,
+      storeOf(s, ctx),
+      0,
+      null,
+      null,
+      NEW_TABLE,
+      ctx.embedderId,
+    ),
   async open(dir: string, rec: IndexRecord, s: IndexSettings): Promise<SearchIndex> {
     const file = path.join(dir, LANCE_FILE);
     if (!fs.existsSync(file)) throw new RetroError("notFound", `index file not found: ${file}`);
-    const saved = readJson<{ store: string; table: string; version: number }>(file, "LanceDB index record");
+    const saved = readJson<SavedTable>(file, "LanceDB index record");
     if (saved.version !== rec.version || saved.store !== rec.store)
       throw new RetroError(
         "corrupt",
@@ -305,6 +376,8 @@ export const lancedbBackend: IndexBackend = {
       rows,
       saved.version,
       table,
+      // a table recorded before these fields: trained under dot, read by its id column
+      { metric: saved.metric === "l2" ? "l2" : "dot", rowIds: saved.rowIds === true },
       rec.embedderId,
     );
   },

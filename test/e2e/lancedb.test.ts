@@ -40,3 +40,50 @@ test("IVF8,PQ8 on LanceDB: the dataset on disk in lance/, recall@10 ≥ 0.9 agai
   assert.equal(s.code, 0, s.stderr);
   assert.equal(s.stdout.trim().split("\n").length, 2);
 });
+
+test("LanceDB: L2-trained on unit vectors, scores are the exact dot products; row ids are the chunk ids", async () => {
+  const { Database } = await import("../../src/db/database.ts");
+  const { blockName, blockRanges, readBlock } = await import("../../src/util/blockfile.ts");
+  const file = path.join(dir, "index", "lancedb.json");
+  const saved = JSON.parse(fs.readFileSync(file, "utf8"));
+  assert.equal(saved.metric, "l2");
+  assert.equal(saved.rowIds, true, "save found row id = chunk id");
+  const search = async () => {
+    const db = new Database(dir);
+    try {
+      const dim = db.manifest.embeddings!.dim;
+      const all = new Float32Array(db.nChunks * dim);
+      for (const [s, e] of blockRanges(db.nChunks, db.config.embedBlockSize))
+        all.set(readBlock(blockName(path.join(dir, "embed"), s, e), Float32Array).data, s * dim);
+      const at = [3, 250, 777];
+      const qs = new Float32Array(at.length * dim);
+      at.forEach((c, q) => qs.set(all.subarray(c * dim, (c + 1) * dim), q * dim));
+      const hits = await (await db.openIndex()).search({ texts: [], vectors: qs }, 5);
+      at.forEach((c, q) => {
+        // a chunk is its own nearest neighbour (a repeated chunk may tie with it)
+        assert.ok(Math.abs(hits.scores[q * 5] - 1) < 1e-3, `chunk ${c}: top score ${hits.scores[q * 5]}`);
+        for (let t = 0; t < 5; t++) {
+          const id = hits.ids[q * 5 + t];
+          let dot = 0;
+          for (let j = 0; j < dim; j++) dot += qs[q * dim + j] * all[id * dim + j];
+          // re-ranked by full vectors (refineFactor 20): the score is the dot product itself
+          assert.ok(
+            Math.abs(hits.scores[q * 5 + t] - dot) < 1e-3,
+            `chunk ${c}, hit ${id}: ${hits.scores[q * 5 + t]} vs ${dot}`,
+          );
+        }
+      });
+      return Array.from(hits.ids);
+    } finally {
+      db.close();
+    }
+  };
+  const byRowId = await search();
+  // the same table read through its id column (how a table whose row ids are not the chunk ids is read)
+  fs.writeFileSync(file, JSON.stringify({ ...saved, rowIds: false }));
+  try {
+    assert.deepEqual(await search(), byRowId);
+  } finally {
+    fs.writeFileSync(file, JSON.stringify(saved));
+  }
+});
