@@ -167,8 +167,21 @@ class LanceIndex implements SearchIndex {
     const db = await lancedb();
     if (!this.table) {
       const conn = await db.connect(this.uri);
-      // a build that was killed may have left a table: the build starts its index again from nothing. The
-      // schema's metadata records whose vectors these are (checked by open)
+      // a build starts its index from nothing: a table left by an earlier build of a database (killed, or whose
+      // index was deleted) is dropped with all its versions — overwriting it kept them all on disk. A table that
+      // retro-ts did not write is refused, not dropped. The schema's metadata records whose vectors these are
+      // (checked by open)
+      if ((await conn.tableNames()).includes(TABLE)) {
+        const old = await conn.openTable(TABLE);
+        if (!(await old.schema()).metadata.has(IDENTITY_KEY))
+          throw new RetroError(
+            "usage",
+            `${this.uri} holds a LanceDB table "${TABLE}" that retro-ts did not write: set the index store ` +
+              "(--store) to another place, or remove it",
+          );
+        old.close();
+        await conn.dropTable(TABLE);
+      }
       const arrow = await import("apache-arrow"); // LanceDB's own peer dependency: installed with it
       const identity: StoreIdentity = { dim: this.dim, embedderId: this.embedderId };
       const schema = new arrow.Schema(
@@ -183,7 +196,7 @@ class LanceIndex implements SearchIndex {
         new Map([[IDENTITY_KEY, JSON.stringify(identity)]]),
       );
       this.table = await conn.createTable(TABLE, rows, {
-        mode: "overwrite",
+        mode: "create",
         schema,
         storageOptions: { new_table_enable_stable_row_ids: "true" },
       });

@@ -87,3 +87,32 @@ test("LanceDB: L2-trained on unit vectors, scores are the exact dot products; ro
     fs.writeFileSync(file, JSON.stringify(saved));
   }
 });
+
+test("LanceDB: an index built again replaces the table whole (no old versions kept); a table it did not write is refused", async () => {
+  const lancedb = await import("@lancedb/lancedb");
+  const store = path.join(dir, "lance");
+  const versions = async () => {
+    const t = await (await lancedb.connect(store)).openTable("chunks");
+    try {
+      return (await t.listVersions()).length;
+    } finally {
+      t.close();
+    }
+  };
+  const before = await versions();
+  const cfg = JSON.parse(fs.readFileSync(path.join(dir, "config.json"), "utf8"));
+  fs.rmSync(path.join(dir, "index"), { recursive: true });
+  await buildDatabase(dir, cfg); // the index from the saved embeddings, into the same store
+  assert.equal(await versions(), before, "the earlier build's versions are gone");
+  assert.ok((await retrieverRecallAt10(dir, [0, 400])) >= 0.9);
+
+  // a store that holds someone else's "chunks" table: refused, the table kept
+  const foreign = path.join(root, "foreign");
+  const conn = await lancedb.connect(foreign);
+  (await conn.createTable("chunks", [{ id: 1, note: "not retro-ts's" }])).close();
+  const other = path.join(root, "db-foreign");
+  await assert.rejects(buildDatabase(other, { ...cfg, index: { ...cfg.index, store: foreign } }), (e: Error) =>
+    /did not write/.test(e.message),
+  );
+  assert.equal(await (await conn.openTable("chunks")).countRows(), 1);
+});
