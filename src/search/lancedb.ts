@@ -361,6 +361,12 @@ export const lancedbBackend: IndexBackend = {
         `${file}: LanceDB table version ${saved.version} at ${saved.store}, the manifest says ${rec.version} at ` +
           `${rec.store}`,
       );
+    if (![undefined, "dot", "l2"].includes(saved.metric) || ![undefined, true, false].includes(saved.rowIds))
+      throw new RetroError(
+        "corrupt",
+        `${file}: metric ${JSON.stringify(saved.metric)} / rowIds ${JSON.stringify(saved.rowIds)} ` +
+          '(expected "dot" or "l2" / true or false)',
+      );
     const db = await lancedb();
     let table: Table;
     try {
@@ -390,7 +396,7 @@ export const lancedbBackend: IndexBackend = {
       saved.version,
       table,
       // a table recorded before these fields: trained under dot, read by its id column
-      { metric: saved.metric === "l2" ? "l2" : "dot", rowIds: saved.rowIds === true },
+      { metric: saved.metric ?? "dot", rowIds: saved.rowIds ?? false },
       rec.embedderId,
     );
   },

@@ -83,6 +83,9 @@ test("LanceDB: L2-trained on unit vectors, scores are the exact dot products; ro
   fs.writeFileSync(file, JSON.stringify({ ...saved, rowIds: false }));
   try {
     assert.deepEqual(await search(), byRowId);
+    // a record with a metric it cannot have: a clear error, not a search under the wrong distance
+    fs.writeFileSync(file, JSON.stringify({ ...saved, metric: "cosine" }));
+    await assert.rejects(search(), (e: Error) => e.name === "RetroError" && /metric "cosine"/.test(e.message));
   } finally {
     fs.writeFileSync(file, JSON.stringify(saved));
   }
