@@ -114,8 +114,9 @@ test("LanceDB: an index built again replaces the table whole (no old versions ke
   const conn = await lancedb.connect(foreign);
   (await conn.createTable("chunks", [{ id: 1, note: "not retro-ts's" }])).close();
   const other = path.join(root, "db-foreign");
-  await assert.rejects(buildDatabase(other, { ...cfg, index: { ...cfg.index, store: foreign } }), (e: Error) =>
-    /did not write/.test(e.message),
+  await assert.rejects(
+    buildDatabase(other, { ...cfg, index: { ...cfg.index, store: foreign } }),
+    (e: Error & { kind?: string }) => e.kind === "mismatch" && /did not write/.test(e.message),
   );
   assert.equal(await (await conn.openTable("chunks")).countRows(), 1);
 });
