@@ -58,7 +58,11 @@ test("LanceDB: L2-trained on unit vectors, scores are the exact dot products; ro
       const at = [3, 250, 777];
       const qs = new Float32Array(at.length * dim);
       at.forEach((c, q) => qs.set(all.subarray(c * dim, (c + 1) * dim), q * dim));
-      const hits = await (await db.openIndex()).search({ texts: [], vectors: qs }, 5);
+      const index = await db.openIndex();
+      const hits = await index.search({ texts: [], vectors: qs }, 5);
+      // a query that embeds to 0 (no known word) scores 0 against every chunk, as its dot product does
+      const zero = await index.search({ texts: [], vectors: new Float32Array(dim) }, 3);
+      for (let t = 0; t < 3; t++) assert.ok(Math.abs(zero.scores[t]) < 1e-3, `a zero query scores ${zero.scores[t]}`);
       at.forEach((c, q) => {
         // a chunk is its own nearest neighbour (a repeated chunk may tie with it)
         assert.ok(Math.abs(hits.scores[q * 5] - 1) < 1e-3, `chunk ${c}: top score ${hits.scores[q * 5]}`);
