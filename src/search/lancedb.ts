@@ -117,11 +117,20 @@ export function parseIvfPq(desc: string): IvfPq {
   return r.ivfpq!;
 }
 
+const isUrl = (store: string) => /^[a-z][a-z0-9+.-]*:\/\//i.test(store); // s3://, gs://, az://, …
+
 /** where the Lance dataset lives: config.index.store (relative to the database), else `lance/` inside it */
 function storeOf(s: IndexSettings, ctx: IndexContext): string {
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(s.store)) return s.store; // s3://, gs://, az://, …
+  if (isUrl(s.store)) return s.store;
   if (!ctx.dir) throw new RetroError("usage", "the LanceDB backend needs the database folder");
   return path.resolve(ctx.dir, s.store || "lance");
+}
+
+/** The store as recorded: relative to the database when inside it (the folder moves as one), else as it is. */
+function recordedStore(uri: string, dbDir: string | undefined): string {
+  if (isUrl(uri) || !dbDir) return uri;
+  const rel = path.relative(dbDir, uri);
+  return rel && !rel.startsWith("..") && !path.isAbsolute(rel) ? rel : uri;
 }
 
 /** How a table is read: the distance its index was trained with, and whether its row ids are the chunk ids. */
@@ -143,6 +152,8 @@ class LanceIndex implements SearchIndex {
     private readonly settings: IndexSettings,
     private readonly dim: number,
     private readonly uri: string,
+    /** the store as the records name it (recordedStore) */
+    private readonly store: string,
     private count: number,
     version: number | null,
     opened: Table | null,
@@ -301,9 +312,9 @@ class LanceIndex implements SearchIndex {
     }
     const version = await this.table.version();
     fs.mkdirSync(dir, { recursive: true });
-    const saved: SavedTable = { store: this.uri, table: TABLE, version, ...this.form };
+    const saved: SavedTable = { store: this.store, table: TABLE, version, ...this.form };
     writeJsonAtomic(path.join(dir, LANCE_FILE), saved);
-    return { version, store: this.uri };
+    return { version, store: this.store };
   }
 
   /** Do the rows at the ends of the table and of this instance's adds have row id = chunk id? */
@@ -348,13 +359,14 @@ export const lancedbBackend: IndexBackend = {
       s,
       dim,
       storeOf(s, ctx),
+      recordedStore(storeOf(s, ctx), ctx.dir),
       0,
       null,
       null,
       NEW_TABLE,
       ctx.embedderId,
     ),
-  async open(dir: string, rec: IndexRecord, s: IndexSettings): Promise<SearchIndex> {
+  async open(dir: string, rec: IndexRecord, s: IndexSettings, ctx: IndexContext): Promise<SearchIndex> {
     const file = path.join(dir, LANCE_FILE);
     if (!fs.existsSync(file)) throw new RetroError("notFound", `index file not found: ${file}`);
     const saved = readJson<SavedTable>(file, "LanceDB index record");
@@ -371,29 +383,33 @@ export const lancedbBackend: IndexBackend = {
           '(expected "dot" or "l2" / true or false)',
       );
     const db = await lancedb();
+    // a store recorded relative to the database (its own lance/) is found wherever the database now is
+    const uri = isUrl(saved.store) ? saved.store : path.resolve(ctx.dir ?? path.dirname(dir), saved.store);
     let table: Table;
     try {
-      table = await (await db.connect(saved.store)).openTable(saved.table);
+      table = await (await db.connect(uri)).openTable(saved.table);
       await table.checkout(saved.version); // the snapshot the manifest describes
     } catch (e) {
-      throw new RetroError("corrupt", `LanceDB table ${saved.store}/${saved.table}: ${(e as Error).message}`);
+      const why = (e as Error).message.split(/\s+Caused by:|\n/)[0]; // LanceDB's first line, not its chain
+      throw new RetroError("corrupt", `LanceDB table ${uri}/${saved.table}: ${why}`);
     }
     const schema = await table.schema();
     const vector = schema.fields.find((f) => f.name === "vector");
     const listSize = (vector?.type as { listSize?: number } | undefined)?.listSize ?? -1;
     const embedderId = recordedEmbedder(schema.metadata.get(IDENTITY_KEY));
-    checkStoreIdentity(`LanceDB table ${saved.store}/${saved.table}`, { dim: listSize, embedderId }, rec);
+    checkStoreIdentity(`LanceDB table ${uri}/${saved.table}`, { dim: listSize, embedderId }, rec);
     const rows = await table.countRows();
     if (rows !== rec.size)
       throw new RetroError(
         "corrupt",
-        `LanceDB table ${saved.store}: ${rows} rows at version ${saved.version}, expected ${rec.size}`,
+        `LanceDB table ${uri}: ${rows} rows at version ${saved.version}, expected ${rec.size}`,
       );
     return new LanceIndex(
       rec.description,
       parseIvfPq(rec.description),
       s,
       rec.dim,
+      uri,
       saved.store,
       rows,
       saved.version,

@@ -61,7 +61,16 @@ const BACKENDS: Backend[] = [
   {
     name: "lancedb",
     index: () => ({ description: "IVF8,PQ8", nprobes: 8, refineFactor: 20, threads: 2 }),
-    swapStore: (dir, other) => takeStoreRecord(dir, other, ["store", "version"]),
+    swapStore: (dir, other) => {
+      takeStoreRecord(dir, other, ["store", "version"]);
+      // the other database's own lance/ is recorded relative to it: name it as a --store pointed there would
+      const store = path.resolve(other, readManifest(other).index.store);
+      const m = readManifest(dir);
+      m.index.store = store;
+      writeManifest(dir, m);
+      const file = path.join(dir, "index", "lancedb.json");
+      fs.writeFileSync(file, JSON.stringify({ ...JSON.parse(fs.readFileSync(file, "utf8")), store }));
+    },
   },
   {
     name: "pgvector",

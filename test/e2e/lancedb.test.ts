@@ -29,7 +29,7 @@ before(async () => {
 test("IVF8,PQ8 on LanceDB: the dataset on disk in lance/, recall@10 ≥ 0.9 against exact search", async () => {
   const man = JSON.parse(fs.readFileSync(path.join(dir, "manifest.json"), "utf8"));
   assert.equal(man.index.description, "IVF8,PQ8");
-  assert.equal(man.index.store, path.join(dir, "lance"));
+  assert.equal(man.index.store, "lance", "recorded relative to the database: the folder moves as one");
   assert.ok(Number.isInteger(man.index.version));
   assert.ok(fs.existsSync(path.join(dir, "lance", "chunks.lance")));
   const recall = await retrieverRecallAt10(dir, [0, 97, 400, 811, 1203]);
@@ -123,4 +123,20 @@ test("LanceDB: an index built again replaces the table whole (no old versions ke
     (e: Error & { kind?: string }) => e.kind === "mismatch" && /did not write/.test(e.message),
   );
   assert.equal(await (await conn.openTable("chunks")).countRows(), 1);
+});
+
+test("LanceDB: a database moved elsewhere with its lance/ opens and answers as before", async () => {
+  const moved = path.join(root, "moved", "db");
+  fs.mkdirSync(path.dirname(moved), { recursive: true });
+  const before = await retrieverRecallAt10(dir, [0, 97, 400]);
+  fs.cpSync(dir, moved, { recursive: true });
+  const aside = `${dir}-aside`;
+  fs.renameSync(dir, aside); // the old place is gone: nothing may be read from it
+  try {
+    assert.equal(await retrieverRecallAt10(moved, [0, 97, 400]), before);
+    const s = cli(["db", "search", "--db", moved, "--k", "1", "--json", "the whale"]);
+    assert.equal(s.code, 0, s.stderr);
+  } finally {
+    fs.renameSync(aside, dir);
+  }
 });
