@@ -352,20 +352,23 @@ export const lancedbBackend: IndexBackend = {
     parseIvfPq(s.description);
   },
   isSaved: (dir) => fs.existsSync(path.join(dir, LANCE_FILE)),
-  create: (s, dim, ctx) =>
-    new LanceIndex(
+  create(s, dim, ctx) {
+    const uri = storeOf(s, ctx);
+    const spec = parseIvfPq(s.description);
+    return new LanceIndex(
       s.description,
-      parseIvfPq(s.description),
+      spec,
       s,
       dim,
-      storeOf(s, ctx),
-      recordedStore(storeOf(s, ctx), ctx.dir),
+      uri,
+      recordedStore(uri, ctx.dir),
       0,
       null,
       null,
       NEW_TABLE,
       ctx.embedderId,
-    ),
+    );
+  },
   async open(dir: string, rec: IndexRecord, s: IndexSettings, ctx: IndexContext): Promise<SearchIndex> {
     const file = path.join(dir, LANCE_FILE);
     if (!fs.existsSync(file)) throw new RetroError("notFound", `index file not found: ${file}`);
