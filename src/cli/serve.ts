@@ -141,14 +141,10 @@ export function registerServe(program: Command): void {
         },
       });
       const addr = await server.listen();
-      log(
-        `serving ${dir} as "${server.o.name}" on http://${addr.address}:${addr.port}/v1` +
-          `${apiKey === undefined ? "" : " (API key required)"} (Ctrl-C to stop)`,
-      );
-      console.log(JSON.stringify({ url: `http://${addr.address}:${addr.port}/v1`, model: server.o.name }));
       // SIGTERM (a service manager) or Ctrl-C: a graceful stop within the shutdown bound, exit 0; a second one
-      // quits at once
-      await new Promise<void>((resolve) => {
+      // quits at once. Installed before the address is announced: a client that reads it and signals at once
+      // (a test, a supervisor) must find the handler there, not Node's default (killed by the signal).
+      const stopped = new Promise<void>((resolve) => {
         const stop = () => {
           process.once("SIGINT", () => process.exit(130));
           process.once("SIGTERM", () => process.exit(143));
@@ -157,6 +153,12 @@ export function registerServe(program: Command): void {
         process.once("SIGINT", stop);
         process.once("SIGTERM", stop);
       });
+      log(
+        `serving ${dir} as "${server.o.name}" on http://${addr.address}:${addr.port}/v1` +
+          `${apiKey === undefined ? "" : " (API key required)"} (Ctrl-C to stop)`,
+      );
+      console.log(JSON.stringify({ url: `http://${addr.address}:${addr.port}/v1`, model: server.o.name }));
+      await stopped;
       log("stopping: finishing or ending the requests in flight");
       await server.shutdown();
       db.close();
