@@ -63,6 +63,10 @@ async function lancedb(): Promise<LanceModule> {
 const TABLE = "chunks";
 /** the schema metadata key of the table's identity (identity.ts) */
 const IDENTITY_KEY = "retro";
+/** the tag that guards the committed version while an add prunes the versions before it (see `prune`) */
+const KEEP_TAG = "retro-committed";
+/** the time between a save's recorded version and its other versions (see `prune`) */
+const SETTLE_MS = 500;
 /** query vectors per LanceDB plan (see `search`) */
 const QUERY_GROUP = 32;
 /** the distance new indexes are trained with (see the top of this file); tables recorded without one used "dot" */
@@ -143,6 +147,8 @@ class LanceIndex implements SearchIndex {
   private table: Table | null = null;
   /** the version rows are added on top of (an add restores it first: a crashed add's rows are dropped) */
   private base: number | null;
+  /** the committed version an add restored: kept by its save (readers may hold it), the versions before it removed */
+  private kept: number | null = null;
   /** the id of the first row added by this instance (save checks the row ids of what it added) */
   private firstAdded = -1;
 
@@ -215,6 +221,7 @@ class LanceIndex implements SearchIndex {
       if (this.base !== null) {
         await this.table.checkout(this.base);
         await this.table.restore(); // the committed version, whatever a crashed add wrote after it
+        this.kept = this.base;
         this.base = null;
       }
       await this.table.add(rows);
@@ -306,15 +313,58 @@ class LanceIndex implements SearchIndex {
       });
     } else if (indices.length) await this.table.optimize({ cleanupOlderThan: new Date(0), deleteUnverified: false });
     else log(`LanceDB: ${this.count} vectors are too few to train IVF-PQ; queries scan them all`);
+    await this.prune();
     if (this.form.rowIds && !(await this.rowIdsAreIds())) {
       log("LanceDB: the table's row ids are not the chunk ids; queries will read the id column");
       this.form = { ...this.form, rowIds: false };
     }
+    // the version readers will open is committed SETTLE_MS after this save's others (a restore of the latest: the
+    // same rows and index), so that the next add's prune tells them apart by their time (see prune)
+    await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+    await this.table.checkout(await this.table.version());
+    await this.table.restore();
     const version = await this.table.version();
     fs.mkdirSync(dir, { recursive: true });
     const saved: SavedTable = { store: this.store, table: TABLE, version, ...this.form };
     writeJsonAtomic(path.join(dir, LANCE_FILE), saved);
     return { version, store: this.store };
+  }
+
+  /**
+   * Remove the versions before the committed one this add started from. `optimize` compacts the table and folds
+   * the new rows into the index, rewriting both, so every add kept a copy (5 adds of ~3 % each to a 35 MB table:
+   * 225 MB). Nobody reads those versions: a reader that has seen the manifest since is at the committed version or
+   * later (a server opens the database again on its next request after an update), and that version is kept, for
+   * readers still at it and for this add until its manifest commits (a crash before leaves the database at it).
+   * Lance removes the versions timed before a date, taken when its prune runs (tens of ms after the call), not
+   * when it is called: the date is set a margin before the kept version — which was committed SETTLE_MS after its
+   * add's other versions (save), so a margin under SETTLE_MS removes them all —, and the kept version is tagged
+   * meanwhile, so that Lance refuses rather than remove it if its prune ran later than the margin (then a larger
+   * margin is tried, and at the last the versions wait for the next add).
+   */
+  private async prune(): Promise<void> {
+    if (this.kept === null || !this.table) return;
+    const kept = (await this.table.listVersions()).find((v) => v.version === this.kept);
+    if (!kept) return;
+    const tags = await this.table.tags();
+    if (KEEP_TAG in (await tags.list())) await tags.update(KEEP_TAG, kept.version);
+    else await tags.create(KEEP_TAG, kept.version);
+    try {
+      for (const marginMs of [150, 400]) {
+        try {
+          await this.table.optimize({
+            cleanupOlderThan: new Date(kept.timestamp.getTime() - marginMs),
+            deleteUnverified: false,
+          });
+          return;
+        } catch (e) {
+          if (!/tagged version/i.test(String(e))) throw e;
+        }
+      }
+      log(`LanceDB: the versions before ${kept.version} are kept until the next add (Lance ran late)`);
+    } finally {
+      await tags.delete(KEEP_TAG);
+    }
   }
 
   /** Do the rows at the ends of the table and of this instance's adds have row id = chunk id? */

@@ -140,3 +140,48 @@ test("LanceDB: a database moved elsewhere with its lance/ opens and answers as b
     fs.renameSync(aside, dir);
   }
 });
+
+test("LanceDB: db add keeps the version it started from and removes those before it (the store stays two copies)", async () => {
+  const lancedb = await import("@lancedb/lancedb");
+  const { addDocuments } = await import("../../src/db/add.ts");
+  const store = path.join(dir, "lance");
+  const recorded = () =>
+    (JSON.parse(fs.readFileSync(path.join(dir, "index", "lancedb.json"), "utf8")) as { version: number }).version;
+  const bytes = (p: string): number =>
+    fs.statSync(p).isDirectory()
+      ? fs.readdirSync(p).reduce((s, f) => s + bytes(path.join(p, f)), 0)
+      : fs.statSync(p).size;
+  const seen = [recorded()];
+  const rows: number[] = [];
+  for (let i = 0; i < 4; i++) {
+    const notes = writeTextCorpus(path.join(root, `notes${i}`), 40 + 3 * (i + 1), 1500);
+    for (const f of fs.readdirSync(notes).slice(0, 40 + 3 * i)) fs.rmSync(path.join(notes, f)); // 3 new chapters
+    rows.push(
+      (JSON.parse(fs.readFileSync(path.join(dir, "manifest.json"), "utf8")) as { index: { size: number } }).index.size,
+    );
+    await addDocuments(dir, { name: `notes${i}`, source: "text", path: notes, weight: 0 });
+    seen.push(recorded());
+  }
+  const t = await (await lancedb.connect(store)).openTable("chunks");
+  try {
+    const versions = (await t.listVersions()).map((v) => v.version);
+    // the version the last add started from stays (readers still at it, or the add had it crashed): nothing before
+    assert.equal(Math.min(...versions), seen[3], `versions ${versions} after recorded ${seen}`);
+    assert.ok(versions.includes(seen[4]));
+    assert.deepEqual(Object.keys(await (await t.tags()).list()), [], "the guard tag is gone");
+    await t.checkout(seen[3]);
+    assert.equal(await t.countRows(), rows[3], "the version before the last add reads as it was");
+    await t.checkoutLatest();
+    const live = (await t.stats()).totalBytes;
+    const ratio = bytes(store) / live;
+    assert.ok(ratio < 2.5, `the store is ${ratio.toFixed(2)}× its live table (each add used to keep a copy)`);
+  } finally {
+    t.close();
+  }
+  // the latest version answers: a passage of the last add's text finds its own chunk
+  const last = path.join(root, "notes3");
+  const text = fs.readFileSync(path.join(last, fs.readdirSync(last)[0]), "utf8").slice(0, 240);
+  const s = cli(["db", "search", "--db", dir, "--k", "1", "--json", text]);
+  assert.equal(s.code, 0, s.stderr);
+  assert.equal((JSON.parse(s.stdout.trim().split("\n")[0]) as { dataset: string }).dataset, "notes3");
+});
