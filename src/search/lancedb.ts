@@ -137,10 +137,14 @@ function recordedStore(uri: string, dbDir: string | undefined): string {
   return rel && !rel.startsWith("..") && !path.isAbsolute(rel) ? rel : uri;
 }
 
-/** How a table is read: the distance its index was trained with, and whether its row ids are the chunk ids. */
+/**
+ * How a table is read: the distance its index was trained with, whether its row ids are the chunk ids, and how many
+ * chunks have no row (their vector is 0: see `dropZeros`).
+ */
 interface TableForm {
   metric: Metric;
   rowIds: boolean;
+  zeroRows: number;
 }
 
 class LanceIndex implements SearchIndex {
@@ -151,6 +155,10 @@ class LanceIndex implements SearchIndex {
   private kept: number | null = null;
   /** the id of the first row added by this instance (save checks the row ids of what it added) */
   private firstAdded = -1;
+  /** the chunks this instance added whose vector is 0 (deleted by save under L2: see `dropZeros`) */
+  private zeros: number[] = [];
+  /** how many of `zeros` are deleted */
+  private dropped = 0;
 
   constructor(
     readonly description: string,
@@ -227,6 +235,8 @@ class LanceIndex implements SearchIndex {
       await this.table.add(rows);
     }
     if (this.firstAdded < 0) this.firstAdded = b.first;
+    for (let i = 0; i < b.count; i++)
+      if (b.vectors.subarray(i * this.dim, (i + 1) * this.dim).every((x) => x === 0)) this.zeros.push(b.first + i);
     this.count += b.count;
   }
 
@@ -269,7 +279,7 @@ class LanceIndex implements SearchIndex {
         if (j >= k) continue;
         ids[i * k + j] = Number(id.get(r));
         // LanceDB's dot distance is 1 − q·x; its L2 distance is |q−x|² = |q|² + 1 − 2q·x for a unit x
-        // (a query with no known word embeds to 0: its score is 0, not 1/2)
+        // (a query with no known word embeds to 0: its score is 0, not 1/2; a chunk whose vector is 0 has no row)
         const d = Number(dist.get(r));
         scores[i * k + j] = metric === "l2" ? (norm2[i] + 1 - d) / 2 : 1 - d;
       }
@@ -294,15 +304,18 @@ class LanceIndex implements SearchIndex {
   async save(dir: string): Promise<IndexFiles> {
     if (!this.table) throw new RetroError("badInput", "LanceDB index: nothing was added");
     const db = await lancedb();
+    await this.dropZeros();
     const indices = await this.table.listIndices();
-    const trainable = this.count >= Math.max(256, this.spec.lists);
+    const trainable = this.count - this.form.zeroRows >= Math.max(256, this.spec.lists);
     if (!indices.length && trainable) {
       if (this.dim % this.spec.subVectors)
         throw new RetroError(
           "usage",
           `index description "${this.description}": PQ${this.spec.subVectors} must divide the dimension ${this.dim}`,
         );
-      log(`training LanceDB IVF${this.spec.lists},PQ${this.spec.subVectors} on ${this.count} vectors...`);
+      log(
+        `training LanceDB IVF${this.spec.lists},PQ${this.spec.subVectors} on ${this.count - this.form.zeroRows} vectors...`,
+      );
       await this.table.createIndex("vector", {
         config: db.Index.ivfPq({
           numPartitions: this.spec.lists,
@@ -312,7 +325,7 @@ class LanceIndex implements SearchIndex {
         }),
       });
     } else if (indices.length) await this.table.optimize({ cleanupOlderThan: new Date(0), deleteUnverified: false });
-    else log(`LanceDB: ${this.count} vectors are too few to train IVF-PQ; queries scan them all`);
+    else log(`LanceDB: ${this.count - this.form.zeroRows} vectors are too few to train IVF-PQ; queries scan them all`);
     await this.prune();
     if (this.form.rowIds && !(await this.rowIdsAreIds())) {
       log("LanceDB: the table's row ids are not the chunk ids; queries will read the id column");
@@ -367,9 +380,31 @@ class LanceIndex implements SearchIndex {
     }
   }
 
-  /** Do the rows at the ends of the table and of this instance's adds have row id = chunk id? */
+  /**
+   * A chunk whose vector is 0 (the LSA embedder knows none of its words: a chunk of punctuation or a few unknown
+   * tokens at a document's end) has the dot product 0 with every query; under L2 it is at distance |q| from each,
+   * and scored (|q|² + 1 − d)/2 = 1/2 it came first for queries whose best match was under 1/2 (found by a search
+   * in a small database: a chunk reading `"` first for every query). Its row is deleted before the index is
+   * trained or updated (the other rows keep their ids: stable row ids), and the record counts such rows.
+   */
+  private async dropZeros(): Promise<void> {
+    if (this.form.metric !== "l2" || this.dropped === this.zeros.length || !this.table) return;
+    for (let i = this.dropped; i < this.zeros.length; i += 1000)
+      await this.table.delete(`id IN (${this.zeros.slice(i, Math.min(i + 1000, this.zeros.length)).join(",")})`);
+    this.form = { ...this.form, zeroRows: this.form.zeroRows + this.zeros.length - this.dropped };
+    this.dropped = this.zeros.length;
+  }
+
+  /** Do the first and last rows this instance added (those with a vector) have row id = chunk id? */
   private async rowIdsAreIds(): Promise<boolean> {
-    const probe = [...new Set([0, this.firstAdded, this.count - 1].filter((i) => i >= 0 && i < this.count))];
+    const deleted = new Set(this.zeros);
+    const kept = (i: number) => i >= 0 && i < this.count && !deleted.has(i);
+    let first = Math.max(this.firstAdded, 0);
+    while (first < this.count && !kept(first)) first++;
+    let last = this.count - 1;
+    while (last > first && !kept(last)) last--;
+    if (!kept(first)) return true; // nothing added with a vector: nothing to check
+    const probe = [...new Set([first, last])];
     try {
       const t = await this.table!.takeRowIds(probe).select(["id"]).withRowId().toArrow();
       const id = t.getChild("id"),
@@ -390,7 +425,7 @@ interface SavedTable extends Partial<TableForm> {
   version: number;
 }
 
-const NEW_TABLE: TableForm = { metric: METRIC, rowIds: true };
+const NEW_TABLE: TableForm = { metric: METRIC, rowIds: true, zeroRows: 0 };
 
 /** LanceDB IVF-PQ: vectors and codes on disk, queried without loading the table. */
 export const lancedbBackend: IndexBackend = {
@@ -429,11 +464,17 @@ export const lancedbBackend: IndexBackend = {
         `${file}: LanceDB table version ${saved.version} at ${saved.store}, the manifest says ${rec.version} at ` +
           `${rec.store}`,
       );
-    if (![undefined, "dot", "l2"].includes(saved.metric) || ![undefined, true, false].includes(saved.rowIds))
+    const zeroRows = saved.zeroRows ?? 0;
+    if (
+      ![undefined, "dot", "l2"].includes(saved.metric) ||
+      ![undefined, true, false].includes(saved.rowIds) ||
+      !Number.isInteger(zeroRows) ||
+      zeroRows < 0
+    )
       throw new RetroError(
         "corrupt",
-        `${file}: metric ${JSON.stringify(saved.metric)} / rowIds ${JSON.stringify(saved.rowIds)} ` +
-          '(expected "dot" or "l2" / true or false)',
+        `${file}: metric ${JSON.stringify(saved.metric)} / rowIds ${JSON.stringify(saved.rowIds)} / zeroRows ` +
+          `${JSON.stringify(saved.zeroRows)} (expected "dot" or "l2" / true or false / a count)`,
       );
     const db = await lancedb();
     // a store recorded relative to the database (its own lance/) is found wherever the database now is
@@ -452,10 +493,11 @@ export const lancedbBackend: IndexBackend = {
     const embedderId = recordedEmbedder(schema.metadata.get(IDENTITY_KEY));
     checkStoreIdentity(`LanceDB table ${uri}/${saved.table}`, { dim: listSize, embedderId }, rec);
     const rows = await table.countRows();
-    if (rows !== rec.size)
+    if (rows + zeroRows !== rec.size)
       throw new RetroError(
         "corrupt",
-        `LanceDB table ${uri}: ${rows} rows at version ${saved.version}, expected ${rec.size}`,
+        `LanceDB table ${uri}: ${rows} rows at version ${saved.version}, expected ${rec.size - zeroRows}` +
+          (zeroRows ? ` (${rec.size} chunks, ${zeroRows} of them without a vector)` : ""),
       );
     return new LanceIndex(
       rec.description,
@@ -464,11 +506,11 @@ export const lancedbBackend: IndexBackend = {
       rec.dim,
       uri,
       saved.store,
-      rows,
+      rec.size,
       saved.version,
       table,
       // a table recorded before these fields: trained under dot, read by its id column
-      { metric: saved.metric ?? "dot", rowIds: saved.rowIds ?? false },
+      { metric: saved.metric ?? "dot", rowIds: saved.rowIds ?? false, zeroRows },
       rec.embedderId,
     );
   },

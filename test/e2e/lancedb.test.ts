@@ -145,8 +145,12 @@ test("LanceDB: db add keeps the version it started from and removes those before
   const lancedb = await import("@lancedb/lancedb");
   const { addDocuments } = await import("../../src/db/add.ts");
   const store = path.join(dir, "lance");
-  const recorded = () =>
-    (JSON.parse(fs.readFileSync(path.join(dir, "index", "lancedb.json"), "utf8")) as { version: number }).version;
+  const record = () =>
+    JSON.parse(fs.readFileSync(path.join(dir, "index", "lancedb.json"), "utf8")) as {
+      version: number;
+      zeroRows: number;
+    };
+  const recorded = () => record().version;
   const bytes = (p: string): number =>
     fs.statSync(p).isDirectory()
       ? fs.readdirSync(p).reduce((s, f) => s + bytes(path.join(p, f)), 0)
@@ -156,9 +160,10 @@ test("LanceDB: db add keeps the version it started from and removes those before
   for (let i = 0; i < 4; i++) {
     const notes = writeTextCorpus(path.join(root, `notes${i}`), 40 + 3 * (i + 1), 1500);
     for (const f of fs.readdirSync(notes).slice(0, 40 + 3 * i)) fs.rmSync(path.join(notes, f)); // 3 new chapters
-    rows.push(
-      (JSON.parse(fs.readFileSync(path.join(dir, "manifest.json"), "utf8")) as { index: { size: number } }).index.size,
-    );
+    const size = (JSON.parse(fs.readFileSync(path.join(dir, "manifest.json"), "utf8")) as { index: { size: number } })
+      .index.size;
+    rows.push(size - record().zeroRows); // a chunk whose vector is 0 has no row
+
     await addDocuments(dir, { name: `notes${i}`, source: "text", path: notes, weight: 0 });
     seen.push(recorded());
   }
@@ -178,10 +183,76 @@ test("LanceDB: db add keeps the version it started from and removes those before
   } finally {
     t.close();
   }
-  // the latest version answers: a passage of the last add's text finds its own chunk
+  // the latest version answers: a passage of the last add's text finds its chunks
   const last = path.join(root, "notes3");
   const text = fs.readFileSync(path.join(last, fs.readdirSync(last)[0]), "utf8").slice(0, 240);
-  const s = cli(["db", "search", "--db", dir, "--k", "1", "--json", text]);
+  const s = cli(["db", "search", "--db", dir, "--k", "5", "--json", text]);
   assert.equal(s.code, 0, s.stderr);
-  assert.equal((JSON.parse(s.stdout.trim().split("\n")[0]) as { dataset: string }).dataset, "notes3");
+  const found = s.stdout
+    .trim()
+    .split("\n")
+    .map((l) => (JSON.parse(l) as { dataset: string }).dataset);
+  assert.ok(found.includes("notes3"), found.join(", "));
+});
+
+test("LanceDB: a chunk whose vector is 0 has no row (under L2 it scored 1/2 against every query); counted in the record", async () => {
+  const { lancedbBackend } = await import("../../src/search/lancedb.ts");
+  const { INDEX_SETTINGS } = await import("../../src/search/settings.ts");
+  const { defaultsOf } = await import("../../src/util/settings.ts");
+  const out = path.join(root, "zeros");
+  const s = { ...defaultsOf(INDEX_SETTINGS), description: "IVF4,PQ4", nprobes: 4, refineFactor: 0, threads: 1 };
+  const dim = 8,
+    n = 600,
+    zeros = [0, 17, 300, n - 1]; // the table's ends too (save checks row ids there)
+  let seed = 7;
+  const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32) * 2 - 1;
+  const unit = (v: Float32Array) => {
+    const l = Math.hypot(...v);
+    return v.map((x) => x / l);
+  };
+  // the chunks in the first half of the dimensions; the queries mostly in the other half (dot products ≤ 0.4)
+  const half = (first: boolean) =>
+    unit(Float32Array.from({ length: dim }, (_, j) => (j < dim / 2 === first ? rand() : 0)));
+  const vectors = new Float32Array(n * dim);
+  for (let i = 0; i < n; i++) if (!zeros.includes(i)) vectors.set(half(true), i * dim);
+  const ctx = { chunkText: () => "", dir: out, embedderId: "test" };
+  const index = lancedbBackend.create(s, dim, ctx);
+  await index.add({ first: 0, count: 400, vectors: vectors.subarray(0, 400 * dim) });
+  await index.add({ first: 400, count: n - 400, vectors: vectors.subarray(400 * dim) });
+  const files = await index.save(path.join(out, "index"));
+  const saved = JSON.parse(fs.readFileSync(path.join(out, "index", "lancedb.json"), "utf8"));
+  assert.equal(saved.zeroRows, zeros.length);
+  assert.equal(saved.rowIds, true, "row ids checked at rows that have one");
+  const rec = { description: s.description, dim, size: n, embedderId: "test", buildSeconds: 0, ...files };
+  const opened = await lancedbBackend.open(path.join(out, "index"), rec, s, ctx);
+  assert.equal(opened.size, n);
+  // queries far from every chunk (dot products under 1/2): the zero chunks used to come first, at 1/2
+  const nq = 20,
+    k = 10;
+  const qs = new Float32Array(nq * dim);
+  for (let q = 0; q < nq; q++) {
+    const a = half(true),
+      b = half(false);
+    qs.set(
+      a.map((x, j) => 0.4 * x + Math.sqrt(1 - 0.16) * b[j]),
+      q * dim,
+    );
+  }
+  const hits = await opened.search({ texts: [], vectors: qs }, k);
+  for (let h = 0; h < nq * k; h++) assert.ok(!zeros.includes(hits.ids[h]), `a zero chunk (${hits.ids[h]}) was found`);
+  for (let q = 0; q < nq; q++) {
+    let best = -1;
+    for (let i = 0; i < n; i++) {
+      let dot = 0;
+      for (let j = 0; j < dim; j++) dot += qs[q * dim + j] * vectors[i * dim + j];
+      best = Math.max(best, dot);
+    }
+    assert.ok(hits.scores[q * k] > best - 0.1, `query ${q}: top score ${hits.scores[q * k]}, best dot ${best}`);
+  }
+  // a record whose count of rows without a vector is not a count: corrupt, not a silent mis-count
+  fs.writeFileSync(path.join(out, "index", "lancedb.json"), JSON.stringify({ ...saved, zeroRows: -1 }));
+  await assert.rejects(
+    lancedbBackend.open(path.join(out, "index"), rec, s, ctx),
+    (e: Error & { kind?: string }) => e.kind === "corrupt" && /zeroRows -1/.test(e.message),
+  );
 });
