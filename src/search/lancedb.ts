@@ -313,9 +313,8 @@ class LanceIndex implements SearchIndex {
           "usage",
           `index description "${this.description}": PQ${this.spec.subVectors} must divide the dimension ${this.dim}`,
         );
-      log(
-        `training LanceDB IVF${this.spec.lists},PQ${this.spec.subVectors} on ${this.count - this.form.zeroRows} vectors...`,
-      );
+      const rows = this.count - this.form.zeroRows;
+      log(`training LanceDB IVF${this.spec.lists},PQ${this.spec.subVectors} on ${rows} vectors...`);
       await this.table.createIndex("vector", {
         config: db.Index.ivfPq({
           numPartitions: this.spec.lists,
