@@ -778,8 +778,8 @@ function reportText(a: {
       `parameters); Retro adds a ${rc.enc_layers}-layer encoder and CCA in layers ${rc.cca_layers.join(" and ")} ` +
       `(${(paramCount(rc) / 1e6).toFixed(2)}M), k ${rc.k} neighbours of ${rc.r} tokens.`,
     `- GPT pretrained ${a.P} steps (batch ${gptRun.batch} × ${gc.seq} tokens, lr 3e-3, linear layers in ` +
-      `${gptRun.precision ?? "fp32"}); GPT-fitting and Retro-fitting ` +
-      `continue it ${a.F} steps each on the same tokens (lr 3e-4 → 3e-5; Retro's encoder and CCA at ${RETRIEVAL_LR}×, started ` +
+      `${gptRun.precision ?? "fp32"}); GPT-fitting and Retro-fitting continue it ${a.F} steps each on the same ` +
+      `tokens (lr 3e-4 → 3e-5; Retro's encoder and CCA at ${RETRIEVAL_LR}×, started ` +
       `as copies of the decoder's layers: \`--retrieval-init decoder\`).`,
     `- Instruction tuning: ${a.S} steps of 8 conversations (lr 3e-4), loss on the answer; ${a.kcounts.train.qa} QA ` +
       `and ${a.kcounts.train.chat} chats about A${a.wcounts ? `, WordNet at weight 0.1` : ""} (${TUNING_FORMS} ` +
