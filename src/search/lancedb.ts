@@ -306,14 +306,14 @@ class LanceIndex implements SearchIndex {
     const db = await lancedb();
     await this.dropZeros();
     const indices = await this.table.listIndices();
-    const trainable = this.count - this.form.zeroRows >= Math.max(256, this.spec.lists);
+    const rows = this.count - this.form.zeroRows; // the chunks with a vector
+    const trainable = rows >= Math.max(256, this.spec.lists);
     if (!indices.length && trainable) {
       if (this.dim % this.spec.subVectors)
         throw new RetroError(
           "usage",
           `index description "${this.description}": PQ${this.spec.subVectors} must divide the dimension ${this.dim}`,
         );
-      const rows = this.count - this.form.zeroRows;
       log(`training LanceDB IVF${this.spec.lists},PQ${this.spec.subVectors} on ${rows} vectors...`);
       await this.table.createIndex("vector", {
         config: db.Index.ivfPq({
@@ -324,7 +324,7 @@ class LanceIndex implements SearchIndex {
         }),
       });
     } else if (indices.length) await this.table.optimize({ cleanupOlderThan: new Date(0), deleteUnverified: false });
-    else log(`LanceDB: ${this.count - this.form.zeroRows} vectors are too few to train IVF-PQ; queries scan them all`);
+    else log(`LanceDB: ${rows} vectors are too few to train IVF-PQ; queries scan them all`);
     await this.prune();
     if (this.form.rowIds && !(await this.rowIdsAreIds())) {
       log("LanceDB: the table's row ids are not the chunk ids; queries will read the id column");
