@@ -28,6 +28,7 @@ import * as path from "node:path";
 import { spawnSync } from "node:child_process";
 import { parseArgs } from "node:util";
 import { PEERS, peerAvailable, runPeer, table } from "./common.ts";
+import { diskBytes } from "../src/util/fsx.ts";
 
 const { values: a } = parseArgs({
   options: {
@@ -102,12 +103,6 @@ function readRows(file: string, s: number, e: number): Float32Array {
 }
 
 const peakRss = () => process.resourceUsage().maxRSS / 1024;
-const du = (p: string): number => {
-  if (!fs.existsSync(p)) return 0;
-  const st = fs.statSync(p);
-  if (!st.isDirectory()) return st.size;
-  return fs.readdirSync(p).reduce((s, f) => s + du(path.join(p, f)), 0);
-};
 
 if (a.worker) {
   // one backend, in this process: build, then sweep its search parameter until recall@10 ≥ 0.9
@@ -233,7 +228,7 @@ if (a.worker) {
       add_s: b.add_s,
       index_s: b.index_s,
       peak_rss_mib: Math.max(b.rss, peakRss()),
-      disk_mib: a.worker === "pgvector" ? undefined : du(work) / 2 ** 20, // PGlite keeps its tables in memory
+      disk_mib: a.worker === "pgvector" ? undefined : diskBytes(work) / 2 ** 20, // PGlite keeps its tables in memory
       ...found,
     }),
   );

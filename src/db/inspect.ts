@@ -1,15 +1,9 @@
 /** Human-readable views of a database: stats and sample chunks with their neighbours. */
-import * as fs from "node:fs";
 import * as path from "node:path";
 import { indexBackend } from "../search/registry.ts";
+import { diskBytes } from "../util/fsx.ts";
 import type { Database, Manifest } from "./database.ts";
 
-function du(p: string): number {
-  if (!fs.existsSync(p)) return 0;
-  const st = fs.statSync(p);
-  if (!st.isDirectory()) return st.size;
-  return fs.readdirSync(p).reduce((a, f) => a + du(path.join(p, f)), 0);
-}
 const mb = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
 
 export function formatStats(man: Manifest, dir?: string): string {
@@ -45,7 +39,7 @@ export function formatStats(man: Manifest, dir?: string): string {
     );
   if (dir)
     for (const p of ["tokens", "embed", "index", "neighbours"])
-      lines.push(`disk ${p.padEnd(10)} ${mb(du(path.join(dir, p)))}`);
+      lines.push(`disk ${p.padEnd(10)} ${mb(diskBytes(path.join(dir, p)))}`);
   return lines.join("\n");
 }
 

@@ -389,7 +389,7 @@ class LanceIndex implements SearchIndex {
   private async dropZeros(): Promise<void> {
     if (this.form.metric !== "l2" || this.dropped === this.zeros.length || !this.table) return;
     for (let i = this.dropped; i < this.zeros.length; i += 1000)
-      await this.table.delete(`id IN (${this.zeros.slice(i, Math.min(i + 1000, this.zeros.length)).join(",")})`);
+      await this.table.delete(`id IN (${this.zeros.slice(i, i + 1000).join(",")})`);
     this.form = { ...this.form, zeroRows: this.form.zeroRows + this.zeros.length - this.dropped };
     this.dropped = this.zeros.length;
   }
@@ -397,12 +397,12 @@ class LanceIndex implements SearchIndex {
   /** Do the first and last rows this instance added (those with a vector) have row id = chunk id? */
   private async rowIdsAreIds(): Promise<boolean> {
     const deleted = new Set(this.zeros);
-    const kept = (i: number) => i >= 0 && i < this.count && !deleted.has(i);
+    const hasRow = (i: number) => i >= 0 && i < this.count && !deleted.has(i);
     let first = Math.max(this.firstAdded, 0);
-    while (first < this.count && !kept(first)) first++;
+    while (first < this.count && !hasRow(first)) first++;
     let last = this.count - 1;
-    while (last > first && !kept(last)) last--;
-    if (!kept(first)) return true; // nothing added with a vector: nothing to check
+    while (last > first && !hasRow(last)) last--;
+    if (!hasRow(first)) return true; // nothing added with a vector: nothing to check
     const probe = [...new Set([first, last])];
     try {
       const t = await this.table!.takeRowIds(probe).select(["id"]).withRowId().toArrow();

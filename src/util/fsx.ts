@@ -124,6 +124,14 @@ export function storedPath(fromDir: string, target: string): string {
   return path.relative(path.resolve(fromDir), path.resolve(target)) || ".";
 }
 
+/** Bytes on disk under a path (a file's size, a folder's files summed; 0 where nothing is). */
+export function diskBytes(p: string): number {
+  if (!fs.existsSync(p)) return 0;
+  const st = fs.statSync(p);
+  if (!st.isDirectory()) return st.size;
+  return fs.readdirSync(p).reduce((a, f) => a + diskBytes(path.join(p, f)), 0);
+}
+
 /** The path a run recorded with storedPath, resolved against the run folder (absolute paths unchanged). */
 export function resolveStored(fromDir: string, stored: string): string {
   return path.resolve(fromDir, stored);

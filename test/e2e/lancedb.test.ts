@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { buildDatabase } from "../../src/db/build.ts";
+import { diskBytes } from "../../src/util/fsx.ts";
 import { cli, retrieverRecallAt10, smallConfig, tmpDir, writeTextCorpus } from "../helpers.ts";
 
 let root = "",
@@ -151,10 +152,6 @@ test("LanceDB: db add keeps the version it started from and removes those before
       zeroRows: number;
     };
   const recorded = () => record().version;
-  const bytes = (p: string): number =>
-    fs.statSync(p).isDirectory()
-      ? fs.readdirSync(p).reduce((s, f) => s + bytes(path.join(p, f)), 0)
-      : fs.statSync(p).size;
   const seen = [recorded()];
   const rows: number[] = [];
   for (let i = 0; i < 4; i++) {
@@ -178,7 +175,7 @@ test("LanceDB: db add keeps the version it started from and removes those before
     assert.equal(await t.countRows(), rows[3], "the version before the last add reads as it was");
     await t.checkoutLatest();
     const live = (await t.stats()).totalBytes;
-    const ratio = bytes(store) / live;
+    const ratio = diskBytes(store) / live;
     assert.ok(ratio < 2.5, `the store is ${ratio.toFixed(2)}× its live table (each add used to keep a copy)`);
   } finally {
     t.close();
